@@ -1,0 +1,61 @@
+namespace Pare.Models;
+
+/// <summary>How RoPE pairs the dimensions of a head.</summary>
+public enum RopeLayout
+{
+    /// <summary>Adjacent pairs (x[2i], x[2i+1]): llama.cpp's "normal" mode, used by GGUF llama models.</summary>
+    Interleaved,
+    /// <summary>Half-split pairs (x[i], x[i + d/2]): Hugging Face checkpoints and Qwen2 ("neox" mode).</summary>
+    HalfSplit,
+}
+
+/// <summary>Shape and hyper-parameters of a Llama-family decoder (Llama, Mistral, Qwen2).</summary>
+public sealed record LlamaConfig
+{
+    /// <summary>"llama" or "qwen2" (GGUF general.architecture).</summary>
+    public string Architecture { get; init; } = "llama";
+    /// <summary>Model width (embedding length).</summary>
+    public int Dim { get; init; }
+    public int Layers { get; init; }
+    /// <summary>Query heads.</summary>
+    public int Heads { get; init; }
+    /// <summary>Key/value heads (grouped-query attention when fewer than <see cref="Heads"/>).</summary>
+    public int KvHeads { get; init; }
+    /// <summary>Width of one head; usually Dim / Heads.</summary>
+    public int HeadDim { get; init; }
+    /// <summary>Hidden width of the SwiGLU feed-forward block.</summary>
+    public int FfnDim { get; init; }
+    public int VocabSize { get; init; }
+    /// <summary>Training context length (the KV cache defaults to it).</summary>
+    public int ContextLength { get; init; } = 2048;
+    /// <summary>RoPE base (theta), 10000 in Llama-2.</summary>
+    public float RopeBase { get; init; } = 10000f;
+    /// <summary>Dimensions of each head that RoPE rotates (usually all of HeadDim).</summary>
+    public int RopeDim { get; init; }
+    public RopeLayout RopeLayout { get; init; } = RopeLayout.Interleaved;
+    public float RmsEps { get; init; } = 1e-5f;
+    /// <summary>Whether q/k/v projections carry biases (Qwen2).</summary>
+    public bool QkvBias { get; init; }
+    /// <summary>Whether the output head reuses the token embedding matrix.</summary>
+    public bool TiedEmbeddings { get; init; }
+
+    public int QDim => Heads * HeadDim;
+    public int KvDim => KvHeads * HeadDim;
+
+    /// <summary>Checks that the shape is self-consistent and not absurd; throws <see cref="InvalidModelException"/>.</summary>
+    public void Validate(string source)
+    {
+        void Check(bool ok, string what) { if (!ok) throw new InvalidModelException($"{source}: {what}"); }
+        Check(Dim is > 0 and <= 1 << 16, $"embedding length {Dim} is out of range");
+        Check(Layers is > 0 and <= 1024, $"block count {Layers} is out of range");
+        Check(Heads is > 0 and <= 1024, $"head count {Heads} is out of range");
+        Check(KvHeads > 0 && KvHeads <= Heads && Heads % KvHeads == 0, $"KV head count {KvHeads} must divide head count {Heads}");
+        Check(HeadDim is > 0 and <= 1024 && HeadDim % 2 == 0, $"head dimension {HeadDim} is out of range or odd");
+        Check(RopeDim > 0 && RopeDim <= HeadDim && RopeDim % 2 == 0, $"rope dimension {RopeDim} must be even and at most the head dimension {HeadDim}");
+        Check(FfnDim is > 0 and <= 1 << 20, $"feed-forward length {FfnDim} is out of range");
+        Check(VocabSize is > 0 and <= 1 << 22, $"vocabulary size {VocabSize} is out of range");
+        Check(ContextLength is > 0 and <= 1 << 24, $"context length {ContextLength} is out of range");
+        Check(RopeBase > 0 && float.IsFinite(RopeBase), $"rope base {RopeBase} is invalid");
+        Check(RmsEps > 0 && RmsEps < 1, $"RMS norm epsilon {RmsEps} is invalid");
+    }
+}

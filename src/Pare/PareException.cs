@@ -1,0 +1,20 @@
+namespace Pare;
+
+/// <summary>
+/// An error caused by the user's input (a model file, an option, a token id) rather than by a bug.
+/// The message is one line and says what is wrong and where; the CLI prints it and exits non-zero.
+/// </summary>
+public class PareException : Exception
+{
+    public PareException(string message) : base(message) { }
+    public PareException(string message, Exception inner) : base(message, inner) { }
+    public PareException() { }
+}
+
+/// <summary>A model file that is malformed, truncated, hostile or unsupported.</summary>
+public sealed class InvalidModelException : PareException
+{
+    public InvalidModelException(string message) : base(message) { }
+    public InvalidModelException(string message, Exception inner) : base(message, inner) { }
+    public InvalidModelException() { }
+}

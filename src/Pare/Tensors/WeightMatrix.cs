@@ -1,0 +1,33 @@
+namespace Pare.Tensors;
+
+/// <summary>
+/// A 2-D weight in its stored type: <see cref="Rows"/> rows of <see cref="Cols"/> values, row-major, each row
+/// <see cref="RowBytes"/> bytes (ggml's ne0 = Cols is the contiguous dimension; y = W x reads one row per output).
+/// The bytes usually live in a memory-mapped file owned by the model; this type does not own them.
+/// </summary>
+public sealed class WeightMatrix
+{
+    public WeightMatrix(string name, GgmlType type, int rows, int cols, nint data, long byteLength)
+    {
+        if (!GgmlTypeInfo.IsSupportedWeight(type))
+            throw new InvalidModelException($"tensor '{name}' has type {type}, which Pare cannot compute with yet");
+        long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
+        if (rows <= 0 || cols <= 0 || rowBytes * rows != byteLength)
+            throw new InvalidModelException($"tensor '{name}' has {byteLength} bytes, expected {rowBytes * rows} for [{rows} x {cols}] {type}");
+        Name = name; Type = type; Rows = rows; Cols = cols; Data = data; RowBytes = (int)rowBytes; ByteLength = byteLength;
+    }
+
+    public string Name { get; }
+    public GgmlType Type { get; }
+    /// <summary>Output features (ggml ne1).</summary>
+    public int Rows { get; }
+    /// <summary>Input features (ggml ne0), the contiguous dimension.</summary>
+    public int Cols { get; }
+    /// <summary>Address of the first byte of row 0.</summary>
+    public nint Data { get; }
+    public int RowBytes { get; }
+    public long ByteLength { get; }
+
+    /// <summary>The stored bytes of one row.</summary>
+    public unsafe ReadOnlySpan<byte> Row(int r) => new((byte*)Data + (long)r * RowBytes, RowBytes);
+}

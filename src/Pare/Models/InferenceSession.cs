@@ -1,0 +1,175 @@
+using Pare.Kernels;
+
+namespace Pare.Models;
+
+/// <summary>
+/// Runs a <see cref="LlamaModel"/>: holds the KV cache and scratch buffers, evaluates a batch of tokens
+/// (prefill) or one token (decode) and returns logits. Not thread-safe; one session per conversation.
+/// </summary>
+/// <remarks>
+/// Forward pass per block, as in Llama: x += Wo · attn(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x));
+/// x += Down · (silu(Gate·norm(x)) ⊙ Up·norm(x)). Then logits = Output · norm(x).
+/// </remarks>
+public sealed class InferenceSession
+{
+    readonly LlamaModel _model;
+    readonly LlamaConfig _c;
+    readonly int _threads;
+    // KV cache per layer: (context, kv_heads * head_dim), position-major.
+    readonly float[][] _kCache, _vCache;
+    // Scratch, grown to the largest batch seen.
+    int _cap;
+    float[] _x = [], _xb = [], _q = [], _k = [], _v = [], _att = [], _gate = [], _up = [], _o = [];
+
+    internal InferenceSession(LlamaModel model, SessionOptions options)
+    {
+        _model = model;
+        _c = model.Config;
+        if (options.Threads < 1) throw new PareException($"threads must be at least 1 (got {options.Threads})");
+        _threads = options.Threads;
+        int ctx = options.ContextLength ?? Math.Min(_c.ContextLength, 4096);
+        if (ctx < 1) throw new PareException($"context length must be at least 1 (got {ctx})");
+        ContextLength = ctx;
+        _kCache = new float[_c.Layers][];
+        _vCache = new float[_c.Layers][];
+        for (int l = 0; l < _c.Layers; l++)
+        {
+            _kCache[l] = new float[(long)ctx * _c.KvDim];
+            _vCache[l] = new float[(long)ctx * _c.KvDim];
+        }
+    }
+
+    public LlamaModel Model => _model;
+    public int ContextLength { get; }
+    /// <summary>Tokens already in the KV cache; the next token goes at this position.</summary>
+    public int Position { get; private set; }
+
+    /// <summary>Forgets everything after the first <paramref name="position"/> tokens.</summary>
+    public void Rewind(int position)
+    {
+        if (position < 0 || position > Position) throw new ArgumentOutOfRangeException(nameof(position));
+        Position = position;
+    }
+
+    public void Reset() => Position = 0;
+
+    /// <summary>Evaluates <paramref name="tokens"/> at the next positions and returns the logits of the last one (vocab).</summary>
+    public float[] Forward(ReadOnlySpan<int> tokens)
+    {
+        var logits = new float[_c.VocabSize];
+        Forward(tokens, logits, allPositions: false);
+        return logits;
+    }
+
+    /// <summary>Evaluates <paramref name="tokens"/> and returns the logits of every position, (n, vocab) row-major.</summary>
+    public float[] ForwardAll(ReadOnlySpan<int> tokens)
+    {
+        var logits = new float[(long)tokens.Length * _c.VocabSize];
+        Forward(tokens, logits, allPositions: true);
+        return logits;
+    }
+
+    /// <summary>Evaluates tokens; writes the last position's logits (or all positions' when <paramref name="allPositions"/>).</summary>
+    public void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions)
+    {
+        int n = tokens.Length;
+        if (n == 0) throw new PareException("no tokens to evaluate");
+        if (Position + n > ContextLength)
+            throw new PareException($"context is full: {Position} + {n} tokens exceed the context length {ContextLength}");
+        foreach (int t in tokens)
+            if ((uint)t >= (uint)_c.VocabSize) throw new PareException($"token id {t} is out of range (vocabulary size {_c.VocabSize})");
+        Ensure(n);
+        var w = _model.Weights;
+        int dim = _c.Dim, qd = _c.QDim, kvd = _c.KvDim, ffn = _c.FfnDim;
+        var x = _x.AsSpan(0, n * dim);
+
+        for (int t = 0; t < n; t++) Dequant.Row(w.TokenEmbedding.Type, w.TokenEmbedding.Row(tokens[t]), x.Slice(t * dim, dim));
+
+        for (int l = 0; l < _c.Layers; l++)
+        {
+            var lw = w.Layers[l];
+            // Attention.
+            var xb = _xb.AsSpan(0, n * dim);
+            for (int t = 0; t < n; t++) Ops.RmsNorm(x.Slice(t * dim, dim), lw.AttnNorm, _c.RmsEps, xb.Slice(t * dim, dim));
+            var q = _q.AsSpan(0, n * qd);
+            var k = _k.AsSpan(0, n * kvd);
+            var v = _v.AsSpan(0, n * kvd);
+            MatMul.MatMulRows(lw.Wq, xb, n, q, _threads);
+            MatMul.MatMulRows(lw.Wk, xb, n, k, _threads);
+            MatMul.MatMulRows(lw.Wv, xb, n, v, _threads);
+            for (int t = 0; t < n; t++)
+            {
+                if (lw.Bq != null) AddInPlace(q.Slice(t * qd, qd), lw.Bq);
+                if (lw.Bk != null) AddInPlace(k.Slice(t * kvd, kvd), lw.Bk);
+                if (lw.Bv != null) AddInPlace(v.Slice(t * kvd, kvd), lw.Bv);
+                Ops.Rope(q.Slice(t * qd, qd), _c.Heads, _c.HeadDim, _c.RopeDim, Position + t, _c.RopeBase, _c.RopeLayout);
+                Ops.Rope(k.Slice(t * kvd, kvd), _c.KvHeads, _c.HeadDim, _c.RopeDim, Position + t, _c.RopeBase, _c.RopeLayout);
+            }
+            k.CopyTo(_kCache[l].AsSpan(Position * kvd, n * kvd));
+            v.CopyTo(_vCache[l].AsSpan(Position * kvd, n * kvd));
+            Attention(l, n);
+            var o = _o.AsSpan(0, n * dim);
+            MatMul.MatMulRows(lw.Wo, _att.AsSpan(0, n * qd), n, o, _threads);
+            AddInPlace(x, o);
+
+            // Feed-forward (SwiGLU).
+            for (int t = 0; t < n; t++) Ops.RmsNorm(x.Slice(t * dim, dim), lw.FfnNorm, _c.RmsEps, xb.Slice(t * dim, dim));
+            var gate = _gate.AsSpan(0, n * ffn);
+            var up = _up.AsSpan(0, n * ffn);
+            MatMul.MatMulRows(lw.Gate, xb, n, gate, _threads);
+            MatMul.MatMulRows(lw.Up, xb, n, up, _threads);
+            Ops.SwiGlu(gate, up);
+            MatMul.MatMulRows(lw.Down, gate, n, o, _threads);
+            AddInPlace(x, o);
+        }
+
+        // Output head: only the positions asked for.
+        int first = allPositions ? 0 : n - 1, m = n - first;
+        var xo = _xb.AsSpan(0, m * dim);
+        for (int t = 0; t < m; t++) Ops.RmsNorm(x.Slice((first + t) * dim, dim), w.OutputNorm, _c.RmsEps, xo.Slice(t * dim, dim));
+        MatMul.MatMulRows(w.Output, xo, m, logits[..(m * _c.VocabSize)], _threads);
+        Position += n;
+    }
+
+    /// <summary>Causal grouped-query attention of the n new tokens over the cache: _att (n, heads * head_dim).</summary>
+    void Attention(int layer, int n)
+    {
+        int hd = _c.HeadDim, qd = _c.QDim, kvd = _c.KvDim, group = _c.Heads / _c.KvHeads;
+        float scale = 1f / MathF.Sqrt(hd);
+        var kc = _kCache[layer];
+        var vc = _vCache[layer];
+        int pos0 = Position;
+        int total = n * _c.Heads;
+        int ctx = ContextLength;
+        Parallel.For(0, total, new ParallelOptions { MaxDegreeOfParallelism = _threads }, () => new float[ctx], (job, _, scores) =>
+        {
+            int t = job / _c.Heads, h = job % _c.Heads;
+            int kvh = h / group;
+            int len = pos0 + t + 1; // causal: positions 0..pos0+t
+            var qv = _q.AsSpan(t * qd + h * hd, hd);
+            var s = scores.AsSpan(0, len);
+            for (int p = 0; p < len; p++) s[p] = Ops.Dot(qv, kc.AsSpan(p * kvd + kvh * hd, hd)) * scale;
+            Ops.Softmax(s);
+            var outv = _att.AsSpan(t * qd + h * hd, hd);
+            outv.Clear();
+            for (int p = 0; p < len; p++) Ops.Axpy(s[p], vc.AsSpan(p * kvd + kvh * hd, hd), outv);
+            return scores;
+        }, _ => { });
+    }
+
+    static void AddInPlace(Span<float> x, ReadOnlySpan<float> y)
+    {
+        for (int i = 0; i < x.Length; i++) x[i] += y[i];
+    }
+
+    void Ensure(int n)
+    {
+        if (n <= _cap) return;
+        _cap = Math.Max(n, Math.Min(2 * _cap, 512));
+        int dim = _c.Dim, qd = _c.QDim, kvd = _c.KvDim, ffn = _c.FfnDim;
+        _x = new float[_cap * dim]; _xb = new float[_cap * dim]; _o = new float[_cap * dim];
+        _q = new float[_cap * qd]; _att = new float[_cap * qd];
+        _k = new float[_cap * kvd]; _v = new float[_cap * kvd];
+        _gate = new float[_cap * ffn]; _up = new float[_cap * ffn];
+    }
+}

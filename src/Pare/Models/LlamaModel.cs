@@ -1,0 +1,85 @@
+using Pare.Formats.Gguf;
+using Pare.Tokenizers;
+
+namespace Pare.Models;
+
+/// <summary>
+/// A loaded Llama-family decoder: its config, its weights (memory-mapped, not copied) and its tokenizer.
+/// Create an <see cref="InferenceSession"/> to run it. Dispose to unmap the file.
+/// </summary>
+public sealed class LlamaModel : IDisposable
+{
+    readonly IDisposable? _owner;
+
+    public LlamaModel(LlamaConfig config, LlamaWeights weights, ITokenizer? tokenizer, string source, IDisposable? owner = null)
+    {
+        Config = config; Weights = weights; Tokenizer = tokenizer; Source = source; _owner = owner;
+    }
+
+    public LlamaConfig Config { get; }
+    public LlamaWeights Weights { get; }
+    /// <summary>The model's own tokenizer, or null when the file carries none.</summary>
+    public ITokenizer? Tokenizer { get; }
+    /// <summary>Path the model came from.</summary>
+    public string Source { get; }
+    /// <summary>The GGUF file when loaded from one (metadata, tensor infos).</summary>
+    public GgufFile? Gguf => _owner as GgufFile;
+
+    /// <summary>Loads a GGUF file. (Hugging Face safetensors directories load through the HF loader.)</summary>
+    public static LlamaModel Load(string path)
+    {
+        if (Directory.Exists(path) || path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) || path.EndsWith("config.json", StringComparison.OrdinalIgnoreCase))
+            return ModelLoaders.LoadHuggingFace(path);
+        var f = GgufFile.Open(path);
+        try
+        {
+            var (cfg, w) = GgufLoader.Load(f);
+            ITokenizer? tok = f.Has("tokenizer.ggml.model") ? ModelLoaders.TokenizerFromGguf(f) : null;
+            if (tok != null && tok.VocabSize != cfg.VocabSize)
+                throw new InvalidModelException($"{path}: tokenizer has {tok.VocabSize} tokens but the model's vocabulary is {cfg.VocabSize}");
+            return new LlamaModel(cfg, w, tok, path, f);
+        }
+        catch
+        {
+            f.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Total weights (token embedding counted once when tied).</summary>
+    public long ParameterCount
+    {
+        get
+        {
+            var c = Config;
+            long perLayer = 2L * c.Dim + (long)c.Dim * c.QDim * 2 + (long)c.Dim * c.KvDim * 2 + 3L * c.Dim * c.FfnDim
+                + (c.QkvBias ? c.QDim + 2L * c.KvDim : 0);
+            return (long)c.VocabSize * c.Dim * (c.TiedEmbeddings ? 1 : 2) + c.Dim + perLayer * c.Layers;
+        }
+    }
+
+    /// <summary>Bytes of matrix weights read per decoded token (what bounds decode speed).</summary>
+    public long WeightBytesPerToken
+    {
+        get
+        {
+            long b = Weights.Output.ByteLength;
+            foreach (var l in Weights.Layers)
+                b += l.Wq.ByteLength + l.Wk.ByteLength + l.Wv.ByteLength + l.Wo.ByteLength + l.Gate.ByteLength + l.Up.ByteLength + l.Down.ByteLength;
+            return b;
+        }
+    }
+
+    public InferenceSession CreateSession(SessionOptions? options = null) => new(this, options ?? new SessionOptions());
+
+    public void Dispose() => _owner?.Dispose();
+}
+
+/// <summary>Options of an inference session.</summary>
+public sealed record SessionOptions
+{
+    /// <summary>KV cache length in tokens; null = the model's context length, capped at 4096 to bound memory.</summary>
+    public int? ContextLength { get; init; }
+    /// <summary>Worker threads for the kernels; default = all cores.</summary>
+    public int Threads { get; init; } = Environment.ProcessorCount;
+}

@@ -1,1 +1,15 @@
-return 0;
+using System.CommandLine;
+using Pare.Cli.Commands;
+
+var root = new RootCommand("""
+    pare: make transformer language models smaller and faster, in pure C#.
+    Loads GGUF files (and Hugging Face safetensors directories), runs them on Pare's own engine, and measures them.
+    Every verb takes --json for machine-readable output.
+    """);
+root.Subcommands.Add(InfoCommand.Create());
+root.Subcommands.Add(RunCommand.Create());
+root.Subcommands.Add(LogitsCommand.Create());
+root.Subcommands.Add(TokenizeCommand.Create());
+root.Subcommands.Add(BenchCommand.Create());
+root.Subcommands.Add(DemoCommand.Create());
+return await root.Parse(args).InvokeAsync();

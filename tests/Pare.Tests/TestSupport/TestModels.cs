@@ -1,6 +1,5 @@
 using Pare.Models;
 using Pare.Tensors;
-using Pare.Tokenizers;
 
 namespace Pare.Tests.TestSupport;
 
@@ -35,50 +34,10 @@ public static class TestModels
         {
             if (Written.TryGetValue(key, out var p)) return p;
             p = Path.Combine(Dir, key + ".gguf");
-            SyntheticModel.Write(p, cfg, type, ByteLevelVocab(cfg.VocabSize), seed);
+            SyntheticModel.Write(p, cfg, type, SyntheticModel.ByteLevelVocab(cfg.VocabSize), seed);
             Written[key] = p;
             return p;
         }
     }
 
-    /// <summary>
-    /// A valid gpt2-kind vocabulary of any size >= 258 that needs no training: the 256 byte tokens,
-    /// BOS/EOS, then merges of lowercase letter pairs ("a b" -> "ab", ...).
-    /// </summary>
-    public static TokenizerSpec ByteLevelVocab(int size)
-    {
-        var byteChar = ByteChars();
-        var tokens = new List<string>(size);
-        var types = new List<int>(size);
-        for (int b = 0; b < 256; b++) { tokens.Add(byteChar[b].ToString()); types.Add((int)TokenType.Normal); }
-        tokens.Add("<s>"); types.Add((int)TokenType.Control);
-        tokens.Add("</s>"); types.Add((int)TokenType.Control);
-        var merges = new List<string>();
-        for (char a = 'a'; a <= 'z' && tokens.Count < size; a++)
-            for (char b = 'a'; b <= 'z' && tokens.Count < size; b++)
-            {
-                merges.Add($"{a} {b}");
-                tokens.Add($"{a}{b}");
-                types.Add((int)TokenType.Normal);
-            }
-        if (tokens.Count != size) throw new ArgumentOutOfRangeException(nameof(size));
-        return new TokenizerSpec
-        {
-            Model = "gpt2", Pre = "default", Tokens = [.. tokens], TokenTypes = [.. types], Merges = [.. merges],
-            BosId = 256, EosId = 257, AddBos = false,
-        };
-    }
-
-    /// <summary>GPT-2's byte-to-printable-character map.</summary>
-    static char[] ByteChars()
-    {
-        var map = new char[256];
-        int extra = 0;
-        for (int b = 0; b < 256; b++)
-        {
-            bool printable = b is >= '!' and <= '~' or >= 0xA1 and <= 0xAC or >= 0xAE and <= 0xFF;
-            map[b] = printable ? (char)b : (char)(256 + extra++);
-        }
-        return map;
-    }
 }

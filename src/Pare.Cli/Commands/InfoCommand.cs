@@ -1,0 +1,78 @@
+using System.CommandLine;
+using Pare.Tensors;
+using Spectre.Console;
+
+namespace Pare.Cli.Commands;
+
+/// <summary><c>pare info MODEL</c>: architecture, shapes, tensor types and parameter count.</summary>
+internal static class InfoCommand
+{
+    public static Command Create()
+    {
+        var model = Cli.ModelArgument();
+        var json = Cli.Json();
+        var tensors = new Option<bool>("--tensors") { Description = "List every tensor with its shape and type." };
+        var cmd = new Command("info", "Show a model's architecture, shapes, tensor types and parameter count.") { model, json, tensors };
+        cmd.SetAction(r => Cli.Guard(() =>
+        {
+            using var m = Cli.Load(r.GetValue(model)!);
+            var c = m.Config;
+            var types = new SortedDictionary<string, long>();
+            var tensorList = new List<object>();
+            if (m.Gguf is { } g)
+                foreach (var t in g.Tensors)
+                {
+                    types[t.Type.ToString()] = types.GetValueOrDefault(t.Type.ToString()) + t.ElementCount;
+                    tensorList.Add(new { name = t.Name, shape = t.Dims, type = t.Type.ToString(), bytes = t.ByteSize });
+                }
+            var fileBytes = File.Exists(m.Source) ? new FileInfo(m.Source).Length : 0;
+            var info = new
+            {
+                path = m.Source,
+                architecture = c.Architecture,
+                parameters = m.ParameterCount,
+                file_bytes = fileBytes,
+                dim = c.Dim,
+                layers = c.Layers,
+                heads = c.Heads,
+                kv_heads = c.KvHeads,
+                head_dim = c.HeadDim,
+                ffn_dim = c.FfnDim,
+                vocab_size = c.VocabSize,
+                context_length = c.ContextLength,
+                rope_base = c.RopeBase,
+                rope_layout = c.RopeLayout.ToString(),
+                rms_eps = c.RmsEps,
+                qkv_bias = c.QkvBias,
+                tied_embeddings = c.TiedEmbeddings,
+                tokenizer = m.Gguf?.GetString("tokenizer.ggml.model"),
+                weight_types = types,
+                tensors = r.GetValue(tensors) ? tensorList : null,
+            };
+            if (r.GetValue(json)) { Cli.PrintJson(info); return 0; }
+            var table = new Table().AddColumns("property", "value").HideHeaders().Border(TableBorder.Rounded);
+            table.AddRow("file", Markup.Escape(m.Source));
+            table.AddRow("architecture", c.Architecture);
+            table.AddRow("parameters", $"{m.ParameterCount:N0} ({m.ParameterCount / 1e6:F1}M)");
+            table.AddRow("file size", $"{fileBytes / 1048576.0:F1} MiB");
+            table.AddRow("dim / layers", $"{c.Dim} / {c.Layers}");
+            table.AddRow("heads / kv heads / head dim", $"{c.Heads} / {c.KvHeads} / {c.HeadDim}");
+            table.AddRow("ffn", c.FfnDim.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            table.AddRow("vocab / context", $"{c.VocabSize} / {c.ContextLength}");
+            table.AddRow("rope", $"base {c.RopeBase}, {c.RopeDim} dims, {c.RopeLayout}");
+            table.AddRow("output head", c.TiedEmbeddings ? "tied to token embedding" : "separate");
+            table.AddRow("q/k/v bias", c.QkvBias ? "yes" : "no");
+            table.AddRow("tokenizer", info.tokenizer ?? "none");
+            table.AddRow("weight types", string.Join(", ", types.Select(kv => $"{kv.Key}: {kv.Value / 1e6:F2}M")));
+            AnsiConsole.Write(table);
+            if (r.GetValue(tensors) && m.Gguf is { } gg)
+            {
+                var tt = new Table().AddColumns("tensor", "shape", "type", "bytes");
+                foreach (var t in gg.Tensors) tt.AddRow(t.Name, t.Shape, t.Type.ToString(), t.ByteSize.ToString("N0", System.Globalization.CultureInfo.InvariantCulture));
+                AnsiConsole.Write(tt);
+            }
+            return 0;
+        }));
+        return cmd;
+    }
+}

@@ -1,0 +1,67 @@
+using System.CommandLine;
+using System.Diagnostics;
+using Pare.Generation;
+using Pare.Models;
+
+namespace Pare.Cli.Commands;
+
+/// <summary><c>pare run MODEL -p PROMPT</c>: generate text, streamed to the terminal.</summary>
+internal static class RunCommand
+{
+    public static Command Create()
+    {
+        var model = Cli.ModelArgument();
+        var prompt = new Option<string>("--prompt", "-p") { Description = "Text to continue.", Required = true };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Tokens to generate at most.", DefaultValueFactory = _ => 128 };
+        var temp = new Option<float>("--temp") { Description = "Sampling temperature; 0 = greedy.", DefaultValueFactory = _ => 0.8f };
+        var topK = new Option<int>("--top-k") { Description = "Keep the k most likely tokens (0 = off).", DefaultValueFactory = _ => 40 };
+        var topP = new Option<float>("--top-p") { Description = "Nucleus sampling threshold (1 = off).", DefaultValueFactory = _ => 0.95f };
+        var minP = new Option<float>("--min-p") { Description = "Drop tokens below min-p x the top probability (0 = off).", DefaultValueFactory = _ => 0.05f };
+        var repeat = new Option<float>("--repeat-penalty") { Description = "Penalty for tokens seen in the last 64 (1 = off).", DefaultValueFactory = _ => 1.0f };
+        var seed = new Option<ulong>("--seed", "-s") { Description = "Random seed (same seed, same text).", DefaultValueFactory = _ => 0UL };
+        var stop = new Option<string[]>("--stop") { Description = "Stop when this text appears (repeatable).", AllowMultipleArgumentsPerToken = false };
+        var ctx = new Option<int?>("--ctx") { Description = "KV cache length (default: the model's, at most 4096)." };
+        var threads = Cli.Threads();
+        var json = Cli.Json();
+        var cmd = new Command("run", "Generate a continuation of a prompt, streaming tokens as they come.")
+            { model, prompt, maxTokens, temp, topK, topP, minP, repeat, seed, stop, ctx, threads, json };
+        cmd.SetAction((r, ct) => Cli.Guard(async () =>
+        {
+            bool asJson = r.GetValue(json);
+            using var m = Cli.Load(r.GetValue(model)!);
+            var tok = m.Tokenizer ?? throw new PareException($"{m.Source}: the model has no tokenizer, so a text prompt cannot be encoded (use 'pare logits --tokens')");
+            var ids = tok.Encode(r.GetValue(prompt)!, addSpecial: true);
+            var options = new GenerationOptions
+            {
+                MaxTokens = r.GetValue(maxTokens),
+                StopSequences = r.GetValue(stop) ?? [],
+                Sampling = new SamplingOptions
+                {
+                    Temperature = r.GetValue(temp), TopK = r.GetValue(topK), TopP = r.GetValue(topP), MinP = r.GetValue(minP),
+                    RepetitionPenalty = r.GetValue(repeat), Seed = r.GetValue(seed),
+                },
+            };
+            var session = m.CreateSession(new SessionOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx) });
+            var text = new System.Text.StringBuilder();
+            var tokens = new List<int>();
+            var sw = Stopwatch.StartNew();
+            double firstTokenS = 0;
+            await foreach (var t in Generator.GenerateAsync(session, ids, options, ct))
+            {
+                if (tokens.Count == 0) firstTokenS = sw.Elapsed.TotalSeconds;
+                if (t.Id >= 0) tokens.Add(t.Id);
+                text.Append(t.Text);
+                if (!asJson) { Console.Out.Write(t.Text); Console.Out.Flush(); }
+            }
+            double total = sw.Elapsed.TotalSeconds;
+            // The first token's time includes the prompt; decode speed counts the tokens after it.
+            double decodeTokS = tokens.Count > 1 ? (tokens.Count - 1) / Math.Max(1e-9, total - firstTokenS) : 0;
+            if (asJson)
+                Cli.PrintJson(new { text = text.ToString(), tokens, prompt_tokens = ids.Length, decode_tok_s = decodeTokS, prompt_s = firstTokenS });
+            else
+                Console.Error.WriteLine($"\n[{ids.Length} prompt tokens in {firstTokenS:F2} s, {tokens.Count} generated, {decodeTokS:F1} tok/s decode]");
+            return 0;
+        }));
+        return cmd;
+    }
+}

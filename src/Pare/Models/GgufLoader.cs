@@ -44,6 +44,8 @@ public static class GgufLoader
         WeightMatrix M(string name, int rows, int cols)
         {
             var t = f.GetTensor(name);
+            if (!GgmlTypeInfo.IsSupportedWeight(t.Type))
+                throw new InvalidModelException($"{f.Path}: tensor '{name}' has type {t.Type}, which Pare cannot compute with yet (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)");
             if (t.Dims.Length != 2 || t.Dims[0] != cols || t.Dims[1] != rows)
                 throw new InvalidModelException($"{f.Path}: tensor '{name}' has shape {t.Shape}, expected [{cols}, {rows}]");
             return f.Matrix(t);

@@ -94,7 +94,7 @@ public static class SyntheticModel
 
     /// <summary>
     /// A valid gpt2-kind vocabulary of any size >= 258 that needs no training: the 256 byte tokens,
-    /// BOS/EOS, then merges of lowercase letter pairs ("a b" -> "ab", ...).
+    /// BOS/EOS, then merges of lowercase letter strings ("a b" -> "ab", "ab c" -> "abc", ...).
     /// </summary>
     public static TokenizerSpec ByteLevelVocab(int size)
     {
@@ -104,14 +104,23 @@ public static class SyntheticModel
         for (int b = 0; b < 256; b++) { tokens.Add(byteChar[b].ToString()); types.Add((int)TokenType.Normal); }
         tokens.Add("<s>"); types.Add((int)TokenType.Control);
         tokens.Add("</s>"); types.Add((int)TokenType.Control);
+        // Merge lowercase strings level by level: "a b" -> "ab", then "ab c" -> "abc", ... (enough for any vocabulary size).
         var merges = new List<string>();
-        for (char a = 'a'; a <= 'z' && tokens.Count < size; a++)
-            for (char b = 'a'; b <= 'z' && tokens.Count < size; b++)
-            {
-                merges.Add($"{a} {b}");
-                tokens.Add($"{a}{b}");
-                types.Add((int)TokenType.Normal);
-            }
+        var level = new List<string>();
+        for (char c = 'a'; c <= 'z'; c++) level.Add(c.ToString());
+        while (tokens.Count < size)
+        {
+            var next = new List<string>();
+            foreach (var left in level)
+                for (char c = 'a'; c <= 'z' && tokens.Count < size; c++)
+                {
+                    merges.Add($"{left} {c}");
+                    tokens.Add(left + c);
+                    types.Add((int)TokenType.Normal);
+                    next.Add(left + c);
+                }
+            level = next;
+        }
         if (tokens.Count != size) throw new ArgumentOutOfRangeException(nameof(size));
         return new TokenizerSpec
         {

@@ -1,0 +1,103 @@
+using Pare.Models;
+using Pare.Tensors;
+using Pare.Tests.TestSupport;
+
+namespace Pare.Tests.Cli;
+
+/// <summary>The `pare` verbs as external automation uses them: exit codes, --json shapes, one-line errors.</summary>
+public class CliTests
+{
+    static string Model() => TestModels.Get("cli", TestModels.OracleShapes[1].Config, GgmlType.F32);
+
+    [Fact]
+    public void Info_json_reports_shapes()
+    {
+        var r = PareCli.Run("info", Model(), "--json");
+        Assert.Equal(0, r.ExitCode);
+        var j = r.Json;
+        Assert.Equal("llama", j.GetProperty("architecture").GetString());
+        Assert.Equal(8, j.GetProperty("heads").GetInt32());
+        Assert.Equal(2, j.GetProperty("kv_heads").GetInt32());
+        using var m = LlamaModel.Load(Model());
+        Assert.Equal(m.ParameterCount, j.GetProperty("parameters").GetInt64());
+    }
+
+    [Fact]
+    public void Logits_json_equals_library()
+    {
+        var r = PareCli.Run("logits", Model(), "--tokens", "1,2,3,300", "--json", "--threads", "1");
+        Assert.Equal(0, r.ExitCode);
+        var logits = r.Json.GetProperty("logits").EnumerateArray().Select(e => e.GetSingle()).ToArray();
+        using var m = LlamaModel.Load(Model());
+        var expected = m.CreateSession(new SessionOptions { Threads = 1 }).Forward([1, 2, 3, 300]);
+        Assert.Equal(expected, logits);
+    }
+
+    [Fact]
+    public void Run_json_greedy_is_deterministic_and_matches_library()
+    {
+        var a = PareCli.Run("run", Model(), "-p", "hello world", "--max-tokens", "12", "--temp", "0", "--json");
+        var b = PareCli.Run("run", Model(), "-p", "hello world", "--max-tokens", "12", "--temp", "0", "--json");
+        Assert.Equal(0, a.ExitCode);
+        var ta = a.Json.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        Assert.Equal(ta, b.Json.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray());
+        Assert.True(a.Json.GetProperty("decode_tok_s").GetDouble() > 0);
+        Assert.InRange(ta.Length, 1, 12);
+
+        // Greedy: every generated token is the argmax after the prompt and the tokens before it.
+        using var m = LlamaModel.Load(Model());
+        var ids = m.Tokenizer!.Encode("hello world").ToList();
+        var s = m.CreateSession();
+        var logits = s.Forward([.. ids]);
+        foreach (var t in ta)
+        {
+            Assert.Equal(Pare.Generation.Sampler.ArgMax(logits), t);
+            logits = s.Forward([t]);
+        }
+    }
+
+    [Fact]
+    public void Tokenize_json()
+    {
+        string f = Path.Combine(TestModels.Dir, "cli-text.txt");
+        File.WriteAllText(f, "abc def");
+        var r = PareCli.Run("tokenize", Model(), "--text-file", f, "--json");
+        Assert.Equal(0, r.ExitCode);
+        using var m = LlamaModel.Load(Model());
+        Assert.Equal(m.Tokenizer!.Encode("abc def"), r.Json.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray());
+    }
+
+    [Fact]
+    public void Bench_json_has_speeds_and_memory()
+    {
+        var r = PareCli.Run("bench", Model(), "--prefill", "16", "--decode", "4", "--runs", "1", "--json");
+        Assert.Equal(0, r.ExitCode);
+        var j = r.Json;
+        Assert.True(j.GetProperty("prefill_tok_s").GetDouble() > 0);
+        Assert.True(j.GetProperty("decode_tok_s").GetDouble() > 0);
+        Assert.True(j.GetProperty("peak_rss_mb").GetDouble() > 0);
+    }
+
+    [Theory]
+    [InlineData("info", "/nonexistent/model.gguf")]
+    [InlineData("logits", "MODEL", "--tokens", "1,x")]
+    [InlineData("logits", "MODEL", "--tokens", "999999")]
+    [InlineData("run", "MODEL", "-p", "hi", "--top-p", "0")]
+    [InlineData("bench", "MODEL", "--prefill", "0")]
+    [InlineData("tokenize", "MODEL", "--text-file", "/nonexistent.txt")]
+    public void Bad_input_gives_one_line_error_and_nonzero_exit(params string[] args)
+    {
+        var r = PareCli.Run([.. args.Select(a => a == "MODEL" ? Model() : a)]);
+        Assert.NotEqual(0, r.ExitCode);
+        var lines = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.StartsWith("pare: error:", lines[0]);
+    }
+
+    [Fact]
+    public void Unknown_option_is_rejected()
+    {
+        var r = PareCli.Run("info", Model(), "--frobnicate");
+        Assert.NotEqual(0, r.ExitCode);
+    }
+}

@@ -1,0 +1,25 @@
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace Pare.Tests.TestSupport;
+
+/// <summary>Runs the built `pare` command (Pare.Cli.dll beside the tests) as a separate process.</summary>
+public static class PareCli
+{
+    public sealed record Result(int ExitCode, string Stdout, string Stderr)
+    {
+        public JsonElement Json => JsonDocument.Parse(Stdout).RootElement;
+    }
+
+    public static Result Run(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Pare.Cli.dll"));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(120_000)) { p.Kill(true); throw new TimeoutException($"pare {string.Join(' ', args)} did not finish in 120 s"); }
+        return new Result(p.ExitCode, stdout.Result, stderr.Result);
+    }
+}

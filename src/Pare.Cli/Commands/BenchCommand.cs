@@ -15,10 +15,11 @@ internal static class BenchCommand
         var decode = new Option<int>("--decode") { Description = "Tokens to decode one at a time after the prompt.", DefaultValueFactory = _ => 32 };
         var runs = new Option<int>("--runs") { Description = "Repetitions; the median is reported.", DefaultValueFactory = _ => 3 };
         var seed = new Option<int>("--seed") { Description = "Seed of the random prompt tokens.", DefaultValueFactory = _ => 1 };
+        var roofline = new Option<bool>("--roofline") { Description = "Also measure memory read bandwidth (multi-stream) and report decode against the memory roofline." };
         var threads = Cli.Threads();
         var json = Cli.Json();
         var cmd = new Command("bench", "Measure prefill and decode speed on random tokens (settings printed with the figures).")
-            { model, prefill, decode, runs, seed, threads, json };
+            { model, prefill, decode, runs, seed, roofline, threads, json };
         cmd.SetAction(r => Cli.Guard(() =>
         {
             int np = r.GetValue(prefill), nd = r.GetValue(decode), nr = r.GetValue(runs), nt = r.GetValue(threads);
@@ -57,6 +58,8 @@ internal static class BenchCommand
             });
             double pre = Median(prefillRates), dec = decodeRates.Count > 0 ? Median(decodeRates) : 0;
             double gbs = dec * m.WeightBytesPerToken / 1e9;
+            double? bandwidth = r.GetValue(roofline) ? Kernels.MemoryBandwidth.Measure(nt) : null;
+            double? rooflineTokS = bandwidth * 1e9 / m.WeightBytesPerToken;
             var result = new
             {
                 model = m.Source,
@@ -69,6 +72,9 @@ internal static class BenchCommand
                 decode_gb_s = gbs,
                 weight_bytes_per_token = m.WeightBytesPerToken,
                 peak_rss_mb = Cli.PeakRssMb(),
+                memory_gb_s = bandwidth,
+                roofline_tok_s = rooflineTokS,
+                roofline_fraction = rooflineTokS is double rt ? dec / rt : (double?)null,
                 file_mb = File.Exists(m.Source) ? new FileInfo(m.Source).Length / 1048576.0 : 0,
             };
             if (asJson) { Cli.PrintJson(result); return 0; }
@@ -77,6 +83,8 @@ internal static class BenchCommand
             t.AddRow("prefill", $"{pre:F1} tok/s");
             t.AddRow("decode", $"{dec:F1} tok/s");
             t.AddRow("decode weight traffic", $"{gbs:F1} GB/s ({m.WeightBytesPerToken / 1e6:F1} MB of weights per token)");
+            if (bandwidth is double bw)
+                t.AddRow("memory roofline", $"{bw:F1} GB/s measured ({nt} threads x 4 streams) -> {rooflineTokS:F1} tok/s; decode reaches {dec / rooflineTokS:P0}");
             t.AddRow("peak RSS", $"{result.peak_rss_mb:F0} MiB (file {result.file_mb:F0} MiB)");
             AnsiConsole.Write(t);
             return 0;

@@ -1,22 +1,214 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using Pare.Models;
 
 namespace Pare.Kernels;
 
-/// <summary>Element-wise and normalization kernels of the transformer.</summary>
+/// <summary>Element-wise and normalization kernels of the transformer (AVX-512 with scalar tails and fallbacks).</summary>
 public static class Ops
 {
     /// <summary>y = x / sqrt(mean(x^2) + eps) * weight.</summary>
-    public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps, Span<float> y) => OpsReference.RmsNorm(x, weight, eps, y);
-    /// <summary>In-place softmax, subtracting the maximum first.</summary>
-    public static void Softmax(Span<float> x) => OpsReference.Softmax(x);
-    /// <summary>gate = silu(gate) * up.</summary>
-    public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up) => OpsReference.SwiGlu(gate, up);
-    /// <summary>Rotates each of <paramref name="heads"/> heads of width headDim (first ropeDim dims) at position pos.</summary>
-    public static void Rope(Span<float> v, int heads, int headDim, int ropeDim, int pos, float theta, RopeLayout layout) =>
-        OpsReference.Rope(v, heads, headDim, ropeDim, pos, theta, layout);
-    public static float Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b) => OpsReference.Dot(a, b);
+    public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps, Span<float> y)
+    {
+        if (weight.Length < x.Length || y.Length < x.Length) throw new ArgumentException("weight and y must be as long as x");
+        float scale = (float)(1.0 / Math.Sqrt(SumOfSquares(x) / x.Length + eps));
+        ref float px = ref MemoryMarshal.GetReference(x), pw = ref MemoryMarshal.GetReference(weight), py = ref MemoryMarshal.GetReference(y);
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var s = Vector512.Create(scale);
+            for (; i + 16 <= x.Length; i += 16)
+                (Vector512.LoadUnsafe(ref px, (nuint)i) * s * Vector512.LoadUnsafe(ref pw, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
+        }
+        for (; i < x.Length; i++) y[i] = x[i] * scale * weight[i];
+    }
+
+    /// <summary>In-place softmax, subtracting the maximum first; -inf entries (masked) become 0.</summary>
+    public static void Softmax(Span<float> x)
+    {
+        if (x.Length == 0) return;
+        ref float p = ref MemoryMarshal.GetReference(x);
+        int n = x.Length, i = 0;
+        float max = float.NegativeInfinity;
+        if (Vector512.IsHardwareAccelerated && n >= 16)
+        {
+            var m = Vector512.Create(float.NegativeInfinity);
+            for (; i + 16 <= n; i += 16) m = Vector512.Max(m, Vector512.LoadUnsafe(ref p, (nuint)i));
+            for (int k = 0; k < 16; k++) max = MathF.Max(max, m[k]);
+        }
+        for (; i < n; i++) max = MathF.Max(max, x[i]);
+
+        double sum = 0;
+        i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vmax = Vector512.Create(max);
+            var acc = Vector512<float>.Zero;
+            for (; i + 16 <= n; i += 16)
+            {
+                var e = Vector512.Exp(Vector512.LoadUnsafe(ref p, (nuint)i) - vmax);
+                e.StoreUnsafe(ref p, (nuint)i);
+                acc += e;
+            }
+            sum = Vector512.Sum(acc);
+        }
+        for (; i < n; i++) { x[i] = MathF.Exp(x[i] - max); sum += x[i]; }
+
+        float inv = (float)(1.0 / sum);
+        Scale(x, inv);
+    }
+
+    /// <summary>gate = silu(gate) * up = gate / (1 + exp(-gate)) * up.</summary>
+    public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
+    {
+        if (up.Length < gate.Length) throw new ArgumentException("up must be as long as gate", nameof(up));
+        ref float pg = ref MemoryMarshal.GetReference(gate);
+        ref float pu = ref MemoryMarshal.GetReference(up);
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var one = Vector512<float>.One;
+            for (; i + 16 <= gate.Length; i += 16)
+            {
+                var g = Vector512.LoadUnsafe(ref pg, (nuint)i);
+                (g / (one + Vector512.Exp(-g)) * Vector512.LoadUnsafe(ref pu, (nuint)i)).StoreUnsafe(ref pg, (nuint)i);
+            }
+        }
+        for (; i < gate.Length; i++)
+        {
+            float g = gate[i];
+            gate[i] = g / (1f + MathF.Exp(-g)) * up[i];
+        }
+    }
+
+    /// <summary>
+    /// Rotates each of <paramref name="heads"/> heads of width headDim (first ropeDim dims) at position pos.
+    /// The angles are computed once per call (in double, as the reference does) and shared by all heads.
+    /// </summary>
+    public static void Rope(Span<float> v, int heads, int headDim, int ropeDim, int pos, float theta, RopeLayout layout)
+    {
+        int half = ropeDim / 2;
+        Span<float> cos = half <= 256 ? stackalloc float[half] : new float[half];
+        Span<float> sin = half <= 256 ? stackalloc float[half] : new float[half];
+        for (int i = 0; i < half; i++)
+        {
+            double angle = pos * Math.Pow(theta, -2.0 * i / ropeDim);
+            cos[i] = (float)Math.Cos(angle);
+            sin[i] = (float)Math.Sin(angle);
+        }
+        for (int h = 0; h < heads; h++)
+        {
+            var head = v.Slice(h * headDim, headDim);
+            if (layout == RopeLayout.Interleaved)
+            {
+                for (int i = 0; i < half; i++)
+                {
+                    float x0 = head[2 * i], x1 = head[2 * i + 1];
+                    head[2 * i] = x0 * cos[i] - x1 * sin[i];
+                    head[2 * i + 1] = x0 * sin[i] + x1 * cos[i];
+                }
+            }
+            else
+            {
+                var a = head[..half];
+                var b = head.Slice(half, half);
+                int i = 0;
+                if (Vector512.IsHardwareAccelerated)
+                {
+                    for (; i + 16 <= half; i += 16)
+                    {
+                        var x0 = Vector512.Create((ReadOnlySpan<float>)a.Slice(i, 16));
+                        var x1 = Vector512.Create((ReadOnlySpan<float>)b.Slice(i, 16));
+                        var c = Vector512.Create((ReadOnlySpan<float>)cos.Slice(i, 16));
+                        var s = Vector512.Create((ReadOnlySpan<float>)sin.Slice(i, 16));
+                        (x0 * c - x1 * s).CopyTo(a.Slice(i, 16));
+                        (x0 * s + x1 * c).CopyTo(b.Slice(i, 16));
+                    }
+                }
+                for (; i < half; i++)
+                {
+                    float x0 = a[i], x1 = b[i];
+                    a[i] = x0 * cos[i] - x1 * sin[i];
+                    b[i] = x0 * sin[i] + x1 * cos[i];
+                }
+            }
+        }
+    }
+
+    /// <summary>sum a[i] * b[i] with four independent vector accumulators.</summary>
+    public static float Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        if (b.Length < a.Length) throw new ArgumentException("b must be as long as a", nameof(b));
+        ref float pa = ref MemoryMarshal.GetReference(a), pb = ref MemoryMarshal.GetReference(b);
+        int n = a.Length, i = 0;
+        float s = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
+            for (; i + 64 <= n; i += 64)
+            {
+                s0 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref pa, (nuint)i), Vector512.LoadUnsafe(ref pb, (nuint)i), s0);
+                s1 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref pa, (nuint)i + 16), Vector512.LoadUnsafe(ref pb, (nuint)i + 16), s1);
+                s2 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref pa, (nuint)i + 32), Vector512.LoadUnsafe(ref pb, (nuint)i + 32), s2);
+                s3 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref pa, (nuint)i + 48), Vector512.LoadUnsafe(ref pb, (nuint)i + 48), s3);
+            }
+            for (; i + 16 <= n; i += 16)
+                s0 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref pa, (nuint)i), Vector512.LoadUnsafe(ref pb, (nuint)i), s0);
+            s = Vector512.Sum((s0 + s1) + (s2 + s3));
+        }
+        for (; i < n; i++) s += a[i] * b[i];
+        return s;
+    }
+
     /// <summary>y += a * x.</summary>
-    public static void Axpy(float a, ReadOnlySpan<float> x, Span<float> y) => OpsReference.Axpy(a, x, y);
+    public static void Axpy(float a, ReadOnlySpan<float> x, Span<float> y)
+    {
+        if (y.Length < x.Length) throw new ArgumentException("y must be as long as x", nameof(y));
+        ref float px = ref MemoryMarshal.GetReference(x), py = ref MemoryMarshal.GetReference(y);
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var va = Vector512.Create(a);
+            for (; i + 16 <= x.Length; i += 16)
+                Vector512.FusedMultiplyAdd(va, Vector512.LoadUnsafe(ref px, (nuint)i), Vector512.LoadUnsafe(ref py, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
+        }
+        for (; i < x.Length; i++) y[i] += a * x[i];
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static double SumOfSquares(ReadOnlySpan<float> x)
+    {
+        ref float p = ref MemoryMarshal.GetReference(x);
+        int i = 0;
+        double ss = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            Vector512<float> s0 = default, s1 = default;
+            for (; i + 32 <= x.Length; i += 32)
+            {
+                var a = Vector512.LoadUnsafe(ref p, (nuint)i);
+                var b = Vector512.LoadUnsafe(ref p, (nuint)i + 16);
+                s0 = Vector512.FusedMultiplyAdd(a, a, s0);
+                s1 = Vector512.FusedMultiplyAdd(b, b, s1);
+            }
+            ss = Vector512.Sum(s0 + s1);
+        }
+        for (; i < x.Length; i++) ss += (double)x[i] * x[i];
+        return ss;
+    }
+
+    static void Scale(Span<float> x, float s)
+    {
+        ref float p = ref MemoryMarshal.GetReference(x);
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vs = Vector512.Create(s);
+            for (; i + 16 <= x.Length; i += 16) (Vector512.LoadUnsafe(ref p, (nuint)i) * vs).StoreUnsafe(ref p, (nuint)i);
+        }
+        for (; i < x.Length; i++) x[i] *= s;
+    }
 }
 
 /// <summary>Scalar references, written for clarity (double accumulation).</summary>

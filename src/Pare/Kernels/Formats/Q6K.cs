@@ -1,0 +1,175 @@
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Pare.Kernels.Formats;
+
+/// <summary>
+/// Q6_K super-blocks of 256 values (210 bytes): ql[128] low 4 bits, qh[64] high 2 bits, int8 scales[16] (one per 16
+/// values), f16 d; value i = d * scales[i / 16] * (q - 32), q in 0..63.
+/// Each half h (128 values) uses ql[64h..], qh[32h..]; for l in 0..31 the byte ql[l] holds values l (low nibble) and
+/// l + 64 (high), ql[l + 32] holds l + 32 and l + 96, and qh[l] holds the high bits of l, l + 32, l + 64, l + 96 in
+/// bit pairs 0-1, 2-3, 4-5, 6-7.
+/// </summary>
+internal static class Q6KFormat
+{
+    public const int BlockSize = 256, BlockBytes = 210;
+
+    public static void DequantRow(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        for (int b = 0; b < dst.Length / BlockSize; b++)
+        {
+            var block = src.Slice(b * BlockBytes, BlockBytes);
+            float d = Fp16.ToFloat(BinaryPrimitives.ReadUInt16LittleEndian(block[208..]));
+            for (int h = 0; h < 2; h++)
+            {
+                var ql = block.Slice(64 * h, 64);
+                var qh = block.Slice(128 + 32 * h, 32);
+                var y = dst.Slice(b * BlockSize + 128 * h, 128);
+                for (int l = 0; l < 32; l++)
+                {
+                    int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                    int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                    int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                    int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                    y[l] = d * Scale(block, h, l) * q1;
+                    y[l + 32] = d * Scale(block, h, l + 32) * q2;
+                    y[l + 64] = d * Scale(block, h, l + 64) * q3;
+                    y[l + 96] = d * Scale(block, h, l + 96) * q4;
+                }
+            }
+        }
+
+        static sbyte Scale(ReadOnlySpan<byte> block, int h, int i) => (sbyte)block[192 + 8 * h + i / 16];
+    }
+
+    /// <summary>
+    /// A simple quantizer (ggml's make_qx_quants without its refinement): per 16 values the largest-magnitude value
+    /// m maps to -32, scale = m / -32; the 16 scales are then quantized to int8 against the largest.
+    /// </summary>
+    public static byte[] Quantize(ReadOnlySpan<float> src)
+    {
+        var dst = new byte[src.Length / BlockSize * BlockBytes];
+        Span<float> scale = stackalloc float[16];
+        Span<byte> q = stackalloc byte[BlockSize];
+        for (int b = 0; b < src.Length / BlockSize; b++)
+        {
+            var x = src.Slice(b * BlockSize, BlockSize);
+            var block = dst.AsSpan(b * BlockBytes, BlockBytes);
+            float maxScale = 0, amaxScale = 0;
+            for (int j = 0; j < 16; j++)
+            {
+                float amax = 0, max = 0;
+                foreach (float v in x.Slice(16 * j, 16))
+                    if (MathF.Abs(v) > amax) { amax = MathF.Abs(v); max = v; }
+                scale[j] = max / -32;
+                if (MathF.Abs(scale[j]) > amaxScale) { amaxScale = MathF.Abs(scale[j]); maxScale = scale[j]; }
+            }
+            // The largest scale maps to -128 as in ggml, so the int8 range is used fully.
+            ushort dh = Fp16.FromFloat(maxScale / -128);
+            float d = Fp16.ToFloat(dh);
+            for (int j = 0; j < 16; j++)
+            {
+                int sc = d == 0 ? 0 : Math.Clamp((int)MathF.Round(scale[j] / d), -128, 127);
+                block[192 + j] = (byte)(sbyte)sc;
+                float s = d * sc;
+                for (int l = 0; l < 16; l++)
+                    q[16 * j + l] = s == 0 ? (byte)32 : (byte)(Math.Clamp((int)MathF.Round(x[16 * j + l] / s), -32, 31) + 32);
+            }
+            BinaryPrimitives.WriteUInt16LittleEndian(block[208..], dh);
+            for (int h = 0; h < 2; h++)
+            {
+                for (int l = 0; l < 32; l++)
+                {
+                    int q1 = q[128 * h + l], q2 = q[128 * h + l + 32], q3 = q[128 * h + l + 64], q4 = q[128 * h + l + 96];
+                    block[64 * h + l] = (byte)((q1 & 0xF) | ((q3 & 0xF) << 4));
+                    block[64 * h + l + 32] = (byte)((q2 & 0xF) | ((q4 & 0xF) << 4));
+                    block[128 + 32 * h + l] = (byte)((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+                }
+            }
+        }
+        return dst;
+    }
+}
+
+/// <summary>Q6_K rows: each 16-byte load of ql, ql+32 and qh yields four 16-value sub-blocks, each with one scale.</summary>
+internal readonly unsafe struct Q6KKernel : IRowKernel
+{
+    public static int PrepFloats(int cols) => 0;
+    public static void Prepare(float* x, int cols, float* prep) { }
+
+    /// <summary>The four groups of 16 signed values (q - 32) at offsets l, l + 32, l + 64, l + 96 of half-block (ql, qh).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static (Vector512<float>, Vector512<float>, Vector512<float>, Vector512<float>) Q64(byte* ql, byte* qh)
+    {
+        var a = Avx512F.ConvertToVector512Int32(Vector128.Load(ql));
+        var b = Avx512F.ConvertToVector512Int32(Vector128.Load(ql + 32));
+        var h = Avx512F.ConvertToVector512Int32(Vector128.Load(qh));
+        Vector512<int> low = Vector512.Create(0xF), high = Vector512.Create(0x30), bias = Vector512.Create(32);
+        var q1 = ((a & low) | ((h << 4) & high)) - bias;
+        var q2 = ((b & low) | ((h << 2) & high)) - bias;
+        var q3 = (Vector512.ShiftRightLogical(a, 4) | (h & high)) - bias;
+        var q4 = (Vector512.ShiftRightLogical(b, 4) | (Vector512.ShiftRightLogical(h, 2) & high)) - bias;
+        return (Vector512.ConvertToSingle(q1), Vector512.ConvertToSingle(q2), Vector512.ConvertToSingle(q3), Vector512.ConvertToSingle(q4));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Block(byte* p, float* x, Vector512<float> acc)
+    {
+        float d = Fp16.ToFloatFast(*(ushort*)(p + 208));
+        sbyte* sc = (sbyte*)(p + 192);
+        for (int h = 0; h < 2; h++)
+        {
+            for (int g = 0; g < 32; g += 16)
+            {
+                var (q1, q2, q3, q4) = Q64(p + 64 * h + g, p + 128 + 32 * h + g);
+                float* xg = x + 128 * h + g;
+                sbyte* s = sc + 8 * h + g / 16;
+                acc = Vector512.FusedMultiplyAdd(q1 * Vector512.Load(xg), Vector512.Create(d * s[0]), acc);
+                acc = Vector512.FusedMultiplyAdd(q2 * Vector512.Load(xg + 32), Vector512.Create(d * s[2]), acc);
+                acc = Vector512.FusedMultiplyAdd(q3 * Vector512.Load(xg + 64), Vector512.Create(d * s[4]), acc);
+                acc = Vector512.FusedMultiplyAdd(q4 * Vector512.Load(xg + 96), Vector512.Create(d * s[6]), acc);
+            }
+        }
+        return acc;
+    }
+
+    public static void Dot4(byte* r0, byte* r1, byte* r2, byte* r3, float* x, float* prep, int cols, float* y)
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        int nb = cols / Q6KFormat.BlockSize;
+        for (int b = 0; b < nb; b++)
+        {
+            nint o = b * Q6KFormat.BlockBytes;
+            float* xb = x + b * 256;
+            a0 = Block(r0 + o, xb, a0);
+            a1 = Block(r1 + o, xb, a1);
+            a2 = Block(r2 + o, xb, a2);
+            a3 = Block(r3 + o, xb, a3);
+        }
+        y[0] = Vector512.Sum(a0); y[1] = Vector512.Sum(a1); y[2] = Vector512.Sum(a2); y[3] = Vector512.Sum(a3);
+    }
+
+    public static void DequantRow(byte* src, float* dst, int cols)
+    {
+        for (int b = 0; b < cols / 256; b++, src += Q6KFormat.BlockBytes, dst += 256)
+        {
+            float d = Fp16.ToFloatFast(*(ushort*)(src + 208));
+            sbyte* sc = (sbyte*)(src + 192);
+            for (int h = 0; h < 2; h++)
+            {
+                for (int g = 0; g < 32; g += 16)
+                {
+                    var (q1, q2, q3, q4) = Q64(src + 64 * h + g, src + 128 + 32 * h + g);
+                    float* y = dst + 128 * h + g;
+                    sbyte* s = sc + 8 * h + g / 16;
+                    (q1 * Vector512.Create(d * s[0])).Store(y);
+                    (q2 * Vector512.Create(d * s[2])).Store(y + 32);
+                    (q3 * Vector512.Create(d * s[4])).Store(y + 64);
+                    (q4 * Vector512.Create(d * s[6])).Store(y + 96);
+                }
+            }
+        }
+    }
+}

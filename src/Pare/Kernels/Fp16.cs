@@ -1,0 +1,48 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Pare.Kernels;
+
+/// <summary>IEEE half and bfloat16 conversions: exact references and the bit tricks the fast kernels use.</summary>
+internal static class Fp16
+{
+    /// <summary>2^112: rebiases a half exponent (bias 15) that was moved into a float exponent field (bias 127).</summary>
+    public const float Pow2_112 = 5.192296858534828E+33f;
+
+    /// <summary>Reference conversion, exact for every half including Inf and NaN.</summary>
+    public static float ToFloat(ushort h) => (float)BitConverter.UInt16BitsToHalf(h);
+
+    /// <summary>Round-to-nearest-even conversion, as ggml's FP32_TO_FP16.</summary>
+    public static ushort FromFloat(float f) => BitConverter.HalfToUInt16Bits((Half)f);
+
+    /// <summary>
+    /// Branch-free conversion for weights and scales: sign-extend, shift the exponent and mantissa into place, drop the
+    /// sign copies, rebias by multiplying with 2^112. Exact for normals, subnormals and zeros; not for Inf/NaN.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float ToFloatFast(ushort h) =>
+        BitConverter.Int32BitsToSingle(((short)h << 13) & unchecked((int)0x8FFFFFFF)) * Pow2_112;
+
+    /// <summary>
+    /// 16 halves to 16 floats that are 2^-112 times their values (the rebias multiply is left to the caller, who can
+    /// often fold it into something it multiplies anyway).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector512<float> ToFloatUnscaled16(ushort* p)
+    {
+        var v = Avx512F.ConvertToVector512Int32(Vector256.Load((short*)p));
+        return ((v << 13) & Vector512.Create(unchecked((int)0x8FFFFFFF))).AsSingle();
+    }
+
+    /// <summary>bfloat16 is the upper half of a float.</summary>
+    public static float BF16ToFloat(ushort b) => BitConverter.Int32BitsToSingle(b << 16);
+
+    /// <summary>Round-to-nearest-even, NaN kept quiet, as ggml's GGML_FP32_TO_BF16.</summary>
+    public static ushort FloatToBF16(float f)
+    {
+        uint u = BitConverter.SingleToUInt32Bits(f);
+        if ((u & 0x7fffffff) > 0x7f800000) return (ushort)((u >> 16) | 64);
+        return (ushort)((u + (0x7fff + ((u >> 16) & 1))) >> 16);
+    }
+}

@@ -1,0 +1,118 @@
+using Pare.Kernels;
+using Pare.Tensors;
+using static Pare.Tests.Kernels.KernelTestUtil;
+
+namespace Pare.Tests.Kernels;
+
+public class MatMulTests
+{
+    // All fast paths keep F32 weights-times-activations exact up to float rounding (no activation quantization).
+    const double Tolerance = 1e-10;
+
+    public static TheoryData<GgmlType, int, int> Shapes()
+    {
+        var data = new TheoryData<GgmlType, int, int>();
+        foreach (var t in new[] { GgmlType.F32, GgmlType.F16, GgmlType.BF16 })
+            foreach (var (r, c) in new[] { (1, 7), (5, 33), (37, 256), (6, 100) })
+                data.Add(t, r, c);
+        foreach (var t in new[] { GgmlType.Q8_0, GgmlType.Q4_0 })
+            foreach (var (r, c) in new[] { (1, 32), (5, 96), (37, 256), (19, 544) })
+                data.Add(t, r, c);
+        foreach (var t in new[] { GgmlType.Q4_K, GgmlType.Q6_K })
+            foreach (var (r, c) in new[] { (1, 256), (5, 512), (37, 768), (18, 256) })
+                data.Add(t, r, c);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void MatVec_matches_reference(GgmlType type, int rows, int cols)
+    {
+        var w = RandomMatrix(type, rows, cols, seed: rows * 1000 + cols, out var pin);
+        var x = Random(cols, seed: 7);
+        var expected = new float[rows];
+        MatMulReference.MatVec(w, x, expected);
+        foreach (bool portable in new[] { false, true })
+            foreach (int threads in new[] { 1, 2 })
+            {
+                var y = new float[rows];
+                MatMul.MatVec(w, x, y, threads, portable);
+                double e = Nmse(y, expected);
+                Assert.True(e < Tolerance, $"{type} {rows}x{cols} threads={threads} portable={portable}: nmse {e}");
+            }
+        GC.KeepAlive(pin);
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void MatMulRows_matches_reference(GgmlType type, int rows, int cols)
+    {
+        var w = RandomMatrix(type, rows, cols, seed: rows * 1000 + cols + 1, out var pin);
+        foreach (int n in new[] { 1, 3, 8, 17 })
+        {
+            var x = Random(n * cols, seed: n);
+            var expected = new float[n * rows];
+            MatMulReference.MatMulRows(w, x, n, expected);
+            foreach (int threads in new[] { 1, 2 })
+            {
+                var y = new float[n * rows];
+                MatMul.MatMulRows(w, x, n, y, threads);
+                double e = Nmse(y, expected);
+                Assert.True(e < Tolerance, $"{type} {rows}x{cols} n={n} threads={threads}: nmse {e}");
+            }
+            if (n == 3)
+            {
+                var y = new float[n * rows];
+                MatMul.MatMulRows(w, x, n, y, 2, portable: true);
+                Assert.True(Nmse(y, expected) < Tolerance, "portable path");
+            }
+        }
+        GC.KeepAlive(pin);
+    }
+
+    [Fact]
+    public void MatVec_handles_large_and_tiny_activations_for_F16()
+    {
+        // F16 prescales x by a power of two chosen from max|x|: check both ends of the range.
+        var w = RandomMatrix(GgmlType.F16, 9, 64, seed: 3, out var pin);
+        foreach (float scale in new[] { 1e-30f, 1e-3f, 1e6f, 1e20f })
+        {
+            var x = Random(64, seed: 11, scale);
+            var expected = new float[9];
+            var y = new float[9];
+            MatMulReference.MatVec(w, x, expected);
+            MatMul.MatVec(w, x, y, 1);
+            Assert.True(Nmse(y, expected) < Tolerance, $"scale {scale}");
+        }
+        GC.KeepAlive(pin);
+    }
+
+    [Fact]
+    public void Calls_from_several_threads_at_once_are_correct()
+    {
+        // The pool runs one job at a time; concurrent callers fall back to running on their own thread.
+        var w = RandomMatrix(GgmlType.Q8_0, 64, 256, seed: 5, out var pin);
+        var x = Random(256, seed: 6);
+        var expected = new float[64];
+        MatMulReference.MatVec(w, x, expected);
+        Parallel.For(0, 4, _ =>
+        {
+            var y = new float[64];
+            for (int i = 0; i < 200; i++)
+            {
+                MatMul.MatVec(w, x, y, 2);
+                Assert.True(Nmse(y, expected) < Tolerance);
+            }
+        });
+        GC.KeepAlive(pin);
+    }
+
+    [Fact]
+    public void Wrong_lengths_throw()
+    {
+        var w = RandomMatrix(GgmlType.F32, 4, 8, seed: 1, out var pin);
+        Assert.Throws<ArgumentException>(() => MatMul.MatVec(w, new float[7], new float[4], 1));
+        Assert.Throws<ArgumentException>(() => MatMul.MatMulRows(w, new float[16], 2, new float[7], 1));
+        GC.KeepAlive(pin);
+    }
+}

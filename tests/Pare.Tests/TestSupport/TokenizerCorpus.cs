@@ -22,9 +22,11 @@ public static class TokenizerCorpus
     {
         var rng = new Random(seed);
         var sb = new StringBuilder(bytes + 100);
-        int sentence = 0;
-        while (Encoding.UTF8.GetByteCount(sb.ToString()) < bytes)
+        int sentence = 0, counted = 0, size = 0;
+        while (size < bytes)
         {
+            size += Encoding.UTF8.GetByteCount(sb.ToString(counted, sb.Length - counted));
+            counted = sb.Length;
             int n = rng.Next(4, 16);
             for (int i = 0; i < n; i++)
             {

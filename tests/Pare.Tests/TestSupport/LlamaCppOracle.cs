@@ -21,12 +21,15 @@ public sealed class LlamaCppOracle : IDisposable
         _context = _weights.CreateContext(p);
     }
 
+    /// <summary>Silences llama.cpp's logging; must run before anything loads the native library, hence a module initializer.</summary>
+    [System.Runtime.CompilerServices.ModuleInitializer]
+    internal static void ConfigureNative() => NativeLibraryConfig.All.WithLogCallback((level, msg) => { });
+
     public static void EnsureNative()
     {
         lock (InitGate)
         {
             if (_initialized) return;
-            NativeLibraryConfig.All.WithLogCallback((level, msg) => { });
             NativeApi.llama_empty_call();
             _initialized = true;
         }

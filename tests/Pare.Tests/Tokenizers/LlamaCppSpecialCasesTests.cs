@@ -80,6 +80,16 @@ public class LlamaCppSpecialCasesTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void MissingFlags_UseLlamaCppDefaults()
+    {
+        string[] texts = ["hello world", "", " x"];
+        foreach (var pre in new[] { "gpt-2", "default", "llama3", "qwen2" })
+            AssertParity(TrainedVocabs.Gpt2 with { Pre = pre, AddBos = null, AddEos = null }, texts);
+        AssertParity(TrainedVocabs.Spm with { AddBos = null, AddEos = null, AddSpacePrefix = null }, texts);
+        AssertParity(TrainedVocabs.Spm with { AddEos = true }, texts);
+    }
+
+    [Fact]
     public void PreTokenizers_DifferInLlamaCppToo()
     {
         // The parity tests would notice a wrong regex choice: llama.cpp itself splits these differently per pre.

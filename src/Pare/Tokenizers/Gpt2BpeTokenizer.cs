@@ -21,7 +21,6 @@ public sealed class Gpt2BpeTokenizer : ITokenizer
     readonly PreTokenizer _pre;
     /// <summary>Symbol strings: ids below the vocabulary size are tokens; above are merge results missing from the vocabulary.</summary>
     readonly List<string> _symbols;
-    readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _symbolIds;
     /// <summary>(left, right) symbol pair to (rank, merged symbol).</summary>
     readonly Dictionary<long, (int Rank, int Result)> _merges;
     readonly int[] _charSymbol = new int[256];
@@ -71,7 +70,6 @@ public sealed class Gpt2BpeTokenizer : ITokenizer
             _merges.TryAdd(Key(ia, ib), (r, Intern(a + b))); // first rank wins, as in llama.cpp's bpe_ranks.emplace
         }
         for (int c = 0; c < 256; c++) _charSymbol[c] = Intern(ByteUnicode.ToChar((byte)c).ToString());
-        _symbolIds = symbolIds.GetAlternateLookup<ReadOnlySpan<char>>();
     }
 
     static long Key(int a, int b) => ((long)a << 32) | (uint)b;
@@ -124,8 +122,8 @@ public sealed class Gpt2BpeTokenizer : ITokenizer
         var next = new int[n];
         for (int i = 0; i < n; i++)
         {
-            char c = word[i];
-            sym[i] = ByteUnicode.TryToByte(c, out byte b) ? _charSymbol[b] : _symbolIds[c.ToString()];
+            ByteUnicode.TryToByte(word[i], out byte b); // words are built from mapped bytes only
+            sym[i] = _charSymbol[b];
             prev[i] = i - 1;
             next[i] = i + 1 < n ? i + 1 : -1;
         }

@@ -15,6 +15,9 @@ public static class TokenizerFactory
         }
     }
 
+    /// <summary>A Hugging Face tokenizer.json (see <see cref="HfTokenizerJson"/>).</summary>
+    public static ITokenizer FromHfJson(string path, int? bosId = null, int? eosId = null) => FromSpec(HfTokenizerJson.Load(path, bosId, eosId));
+
     public static ITokenizer FromSpec(TokenizerSpec spec)
     {
         ArgumentNullException.ThrowIfNull(spec);

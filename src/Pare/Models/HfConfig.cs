@@ -59,6 +59,7 @@ public sealed record HfConfig
     /// <summary>Parses config.json text; <paramref name="source"/> names it in errors.</summary>
     public static HfConfig Parse(ReadOnlySpan<byte> json, string source)
     {
+        if (!System.Text.Unicode.Utf8.IsValid(json)) throw new InvalidModelException($"{source}: not valid UTF-8");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(json.ToArray(), new JsonDocumentOptions { MaxDepth = 32, AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip }); }
         catch (JsonException e) { throw new InvalidModelException($"{source}: not valid JSON: {e.Message.ReplaceLineEndings(" ")}", e); }

@@ -58,9 +58,11 @@ public sealed class SafetensorsCheckpoint : IDisposable
         long size = new FileInfo(indexPath).Length;
         if (size > MaxIndexBytes) throw new InvalidModelException($"{indexPath}: {size} bytes is too large for a safetensors index");
         var map = new Dictionary<string, List<string>>(StringComparer.Ordinal); // shard file -> tensors it must hold
+        var bytes = File.ReadAllBytes(indexPath);
+        if (!System.Text.Unicode.Utf8.IsValid(bytes)) throw new InvalidModelException($"{indexPath}: not valid UTF-8");
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(indexPath), new JsonDocumentOptions { MaxDepth = 16 });
+            using var doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 16 });
             if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("weight_map", out var wm) || wm.ValueKind != JsonValueKind.Object)
                 throw new InvalidModelException($"{indexPath}: no 'weight_map' object");
             var seen = new HashSet<string>(StringComparer.Ordinal);

@@ -81,6 +81,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
 
     (List<SafetensorsTensorInfo>, Dictionary<string, string>) ParseHeader(ReadOnlySpan<byte> json, long dataSize)
     {
+        // JsonDocument only validates UTF-8 lazily (when a string is read); check it up front.
+        if (!System.Text.Unicode.Utf8.IsValid(json)) throw new InvalidModelException($"{Path}: header is not valid UTF-8");
         JsonDocument doc;
         // The header is bounded by the file size and MaxHeaderBytes, so the copy JsonDocument makes is bounded too.
         try { doc = JsonDocument.Parse(json.ToArray(), new JsonDocumentOptions { MaxDepth = 16 }); }
@@ -131,9 +133,9 @@ public sealed unsafe class SafetensorsFile : IDisposable
         for (int d = 0; d < nd; d++)
         {
             var v = sh[d];
-            // Each dimension is bounded by the data section, so the product check below cannot be fooled by overflow.
-            if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt64(out long dim) || dim < 0 || dim > dataSize) throw Bad($"has an invalid dimension {v.GetRawText()}");
+            if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt64(out long dim) || dim < 0) throw Bad($"has an invalid dimension {v.GetRawText()}");
             shape[d] = dim;
+            // Keeping the running product within the data section means it can never overflow.
             if (dim != 0 && count > dataSize / dim) { count = -1; break; }
             count *= dim;
         }

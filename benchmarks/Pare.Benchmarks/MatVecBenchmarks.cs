@@ -14,11 +14,11 @@ public sealed unsafe class BenchMatrix : IDisposable
 {
     public const int Rows = 2048, Cols = 5632;
 
-    public BenchMatrix(GgmlType type, int seed = 1)
+    public BenchMatrix(GgmlType type, int seed = 1, double scale = 0.1)
     {
         var rng = new Random(seed);
         var values = new float[(long)Rows * Cols];
-        for (int i = 0; i < values.Length; i++) values[i] = (float)((rng.NextDouble() - 0.5) * 0.1);
+        for (int i = 0; i < values.Length; i++) values[i] = (float)((rng.NextDouble() - 0.5) * scale);
         // Quantize row by row (K-quant reference quantizers are slow on 11M values at once only in memory).
         long rowBytes = GgmlTypeInfo.RowBytes(type, Cols);
         Bytes = rowBytes * Rows;

@@ -49,7 +49,13 @@ public class MatVecBenchmarks
         public Config() => AddColumn(new GBPerSecondColumn());
     }
 
-    [Params(GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K)]
+    /// <summary>All formats, or those listed in PARE_BENCH_TYPES (e.g. "Q8_0,Q4_K") for a quick run.</summary>
+    public static IEnumerable<GgmlType> Types() =>
+        Environment.GetEnvironmentVariable("PARE_BENCH_TYPES") is { Length: > 0 } list
+            ? list.Split(',').Select(Enum.Parse<GgmlType>)
+            : [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K];
+
+    [ParamsSource(nameof(Types))]
     public GgmlType Type { get; set; }
 
     [Params(1, 2)]

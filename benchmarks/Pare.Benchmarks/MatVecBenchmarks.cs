@@ -14,11 +14,11 @@ public sealed unsafe class BenchMatrix : IDisposable
 {
     public const int Rows = 2048, Cols = 5632;
 
-    public BenchMatrix(GgmlType type, int seed = 1)
+    public BenchMatrix(GgmlType type, int seed = 1, double scale = 0.1)
     {
         var rng = new Random(seed);
         var values = new float[(long)Rows * Cols];
-        for (int i = 0; i < values.Length; i++) values[i] = (float)((rng.NextDouble() - 0.5) * 0.1);
+        for (int i = 0; i < values.Length; i++) values[i] = (float)((rng.NextDouble() - 0.5) * scale);
         // Quantize row by row (K-quant reference quantizers are slow on 11M values at once only in memory).
         long rowBytes = GgmlTypeInfo.RowBytes(type, Cols);
         Bytes = rowBytes * Rows;
@@ -49,7 +49,13 @@ public class MatVecBenchmarks
         public Config() => AddColumn(new GBPerSecondColumn());
     }
 
-    [Params(GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K)]
+    /// <summary>All formats, or those listed in PARE_BENCH_TYPES (e.g. "Q8_0,Q4_K") for a quick run.</summary>
+    public static IEnumerable<GgmlType> Types() =>
+        Environment.GetEnvironmentVariable("PARE_BENCH_TYPES") is { Length: > 0 } list
+            ? list.Split(',').Select(Enum.Parse<GgmlType>)
+            : [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K];
+
+    [ParamsSource(nameof(Types))]
     public GgmlType Type { get; set; }
 
     [Params(1, 2)]

@@ -88,6 +88,36 @@ public class MatMulTests
     }
 
     [Fact]
+    public void F16_with_subnormal_and_zero_weights_is_exact()
+    {
+        // Tiny weights are half subnormals (and some zeros): the kernels route them through the exact conversion.
+        var values = Random(13 * 96, seed: 21, scale: 1e-4f);
+        for (int i = 0; i < values.Length; i += 7) values[i] = 0;
+        var w = Matrix(GgmlType.F16, 13, 96, Quantizer.Quantize(GgmlType.F16, values), out var pin);
+        var x = Random(5 * 96, seed: 22);
+        var expected = new float[5 * 13];
+        var y = new float[5 * 13];
+        MatMulReference.MatMulRows(w, x, 5, expected);
+        MatMul.MatMulRows(w, x, 5, y, 2);
+        Assert.True(Nmse(y, expected) < Tolerance, "MatMulRows");
+        MatMulReference.MatVec(w, x, expected);
+        MatMul.MatVec(w, x, y, 2);
+        Assert.True(Nmse(y.AsSpan(0, 13), expected.AsSpan(0, 13)) < Tolerance, "MatVec");
+        GC.KeepAlive(pin);
+    }
+
+    [Fact]
+    public void Fast_half_conversion_is_exact_for_every_finite_half()
+    {
+        for (int h = 0; h < 65536; h++)
+        {
+            var half = BitConverter.UInt16BitsToHalf((ushort)h);
+            if (!System.Half.IsFinite(half)) continue;
+            Assert.Equal((float)half, Fp16.ToFloatFast((ushort)h));
+        }
+    }
+
+    [Fact]
     public void Calls_from_several_threads_at_once_are_correct()
     {
         // The pool runs one job at a time; concurrent callers fall back to running on their own thread.

@@ -130,7 +130,8 @@ internal readonly unsafe struct Q4KKernel : IRowKernel
     {
         float d = Fp16.ToFloatFast(*(ushort*)p), dmin = Fp16.ToFloatFast(*(ushort*)(p + 2));
         byte* s = p + 4, qs = p + 16;
-        var mask = Vector512.Create(0xF);
+        // vpermps on a table of 0..15 converts a nibble to float and ignores the bits above it (no mask needed).
+        var nib = Vector512.Create(0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f, 8f, 9f, 10f, 11f, 12f, 13f, 14f, 15f);
         float mins = 0;
         for (int k = 0; k < 4; k++)
         {
@@ -139,10 +140,10 @@ internal readonly unsafe struct Q4KKernel : IRowKernel
             var v0 = Avx512F.ConvertToVector512Int32(Vector128.Load(qs + 32 * k));
             var v1 = Avx512F.ConvertToVector512Int32(Vector128.Load(qs + 32 * k + 16));
             float* xk = x + 64 * k;
-            var lo = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(v1 & mask), Vector512.Load(xk + 16),
-                Vector512.ConvertToSingle(v0 & mask) * Vector512.Load(xk));
-            var hi = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Vector512.ShiftRightLogical(v1, 4)), Vector512.Load(xk + 48),
-                Vector512.ConvertToSingle(Vector512.ShiftRightLogical(v0, 4)) * Vector512.Load(xk + 32));
+            var lo = Vector512.FusedMultiplyAdd(Avx512F.PermuteVar16x32(nib, v1), Vector512.Load(xk + 16),
+                Avx512F.PermuteVar16x32(nib, v0) * Vector512.Load(xk));
+            var hi = Vector512.FusedMultiplyAdd(Avx512F.PermuteVar16x32(nib, Vector512.ShiftRightLogical(v1, 4)), Vector512.Load(xk + 48),
+                Avx512F.PermuteVar16x32(nib, Vector512.ShiftRightLogical(v0, 4)) * Vector512.Load(xk + 32));
             acc = Vector512.FusedMultiplyAdd(lo, Vector512.Create(d * sc0), acc);
             acc = Vector512.FusedMultiplyAdd(hi, Vector512.Create(d * sc1), acc);
             mins += m0 * xsum[2 * k] + m1 * xsum[2 * k + 1];

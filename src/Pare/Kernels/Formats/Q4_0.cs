@@ -60,14 +60,16 @@ internal readonly unsafe struct Q4_0Kernel : IRowKernel
     public static int PrepFloats(int cols) => 0;
     public static void Prepare(float* x, int cols, float* prep) { }
 
-    /// <summary>The block's 32 values without the scale: (lo, hi) = (q - 8) of elements 0..15 and 16..31.</summary>
+    /// <summary>
+    /// The block's 32 values without the scale: (lo, hi) = (q - 8) of elements 0..15 and 16..31. A 16-entry float
+    /// table lookup (vpermps reads only the low 4 bits of each index) replaces mask, subtract and convert.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static (Vector512<float> Lo, Vector512<float> Hi) Q32(byte* p)
     {
         var v = Avx512F.ConvertToVector512Int32(Vector128.Load(p + 2));
-        var eight = Vector512.Create(8);
-        return (Vector512.ConvertToSingle((v & Vector512.Create(0xF)) - eight),
-                Vector512.ConvertToSingle(Vector512.ShiftRightLogical(v, 4) - eight));
+        var table = Vector512.Create(-8f, -7f, -6f, -5f, -4f, -3f, -2f, -1f, 0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f);
+        return (Avx512F.PermuteVar16x32(table, v), Avx512F.PermuteVar16x32(table, Vector512.ShiftRightLogical(v, 4)));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

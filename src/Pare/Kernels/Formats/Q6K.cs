@@ -93,81 +93,103 @@ internal static class Q6KFormat
     }
 }
 
-/// <summary>Q6_K rows: each 16-byte load of ql, ql+32 and qh yields four 16-value sub-blocks, each with one scale.</summary>
+/// <summary>
+/// Q6_K rows: each 16-byte load of ql, ql+32 and qh yields four 16-value sub-blocks, each with one scale.
+/// Decoding trick: flipping the upper bit of every qh pair (one XOR per 64 values) flips bit 5 of each q; one
+/// vpternlogd then merges the low nibble with the two high bits (the bits above them are garbage); shifting left by
+/// 26 drops the garbage and makes bit 5 the sign, so the int32 is exactly (q ^ 32 as signed 6 bits) * 2^26 =
+/// (q - 32) * 2^26. The 2^-26 is folded into the 16 sub-block scales, computed once per super-block into a scratch
+/// array (memory broadcasts are cheaper than scalar converts in the inner loop).
+/// </summary>
 internal readonly unsafe struct Q6KKernel : IRowKernel
 {
+    const float TwoPowMinus26 = 1.4901161193847656E-08f;
+
     public static int PrepFloats(int cols) => 0;
     public static void Prepare(float* x, int cols, float* prep) { }
 
-    /// <summary>The four groups of 16 signed values (q - 32) at offsets l, l + 32, l + 64, l + 96 of half-block (ql, qh).</summary>
+    /// <summary>(lo4 &amp; 0xF) | (high &amp; ~0xF), moved to the top 6 bits and converted.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Merge(Vector512<int> lo4, Vector512<int> high) =>
+        Vector512.ConvertToSingle(Avx512F.TernaryLogic(lo4, high, Vector512.Create(0xF), 0xE4) << 26);
+
+    /// <summary>The four groups of 16 values (q - 32) * 2^26 at offsets l, l + 32, l + 64, l + 96 of half-block (ql, qh).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static (Vector512<float>, Vector512<float>, Vector512<float>, Vector512<float>) Q64(byte* ql, byte* qh)
     {
         var a = Avx512F.ConvertToVector512Int32(Vector128.Load(ql));
         var b = Avx512F.ConvertToVector512Int32(Vector128.Load(ql + 32));
-        var h = Avx512F.ConvertToVector512Int32(Vector128.Load(qh));
-        Vector512<int> low = Vector512.Create(0xF), high = Vector512.Create(0x30), bias = Vector512.Create(32);
-        var q1 = ((a & low) | ((h << 4) & high)) - bias;
-        var q2 = ((b & low) | ((h << 2) & high)) - bias;
-        var q3 = (Vector512.ShiftRightLogical(a, 4) | (h & high)) - bias;
-        var q4 = (Vector512.ShiftRightLogical(b, 4) | (Vector512.ShiftRightLogical(h, 2) & high)) - bias;
-        return (Vector512.ConvertToSingle(q1), Vector512.ConvertToSingle(q2), Vector512.ConvertToSingle(q3), Vector512.ConvertToSingle(q4));
+        var h = Avx512F.ConvertToVector512Int32(Vector128.Load(qh)) ^ Vector512.Create(0xAA);
+        return (Merge(a, h << 4), Merge(b, h << 2),
+                Merge(Vector512.ShiftRightLogical(a, 4), h), Merge(Vector512.ShiftRightLogical(b, 4), Vector512.ShiftRightLogical(h, 2)));
+    }
+
+    /// <summary>sf[j] = d * scales[j] * 2^-26 for the 16 sub-blocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Scales(byte* p, float* sf)
+    {
+        float d = Fp16.ToFloatFast(*(ushort*)(p + 208));
+        var sc = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)(p + 192))));
+        (sc * Vector512.Create(d * TwoPowMinus26)).Store(sf);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Block(byte* p, float* x, Vector512<float> acc)
+    static Vector512<float> Block(byte* p, float* x, float* sf, Vector512<float> acc)
     {
         float d = Fp16.ToFloatFast(*(ushort*)(p + 208));
-        sbyte* sc = (sbyte*)(p + 192);
+        var sc = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)(p + 192)))) * Vector512.Create(d * TwoPowMinus26);
+        // Two partial sums per row shorten the FMA dependency chain.
+        Vector512<float> acc2 = default;
         for (int h = 0; h < 2; h++)
         {
             for (int g = 0; g < 32; g += 16)
             {
                 var (q1, q2, q3, q4) = Q64(p + 64 * h + g, p + 128 + 32 * h + g);
                 float* xg = x + 128 * h + g;
-                sbyte* s = sc + 8 * h + g / 16;
-                acc = Vector512.FusedMultiplyAdd(q1 * Vector512.Load(xg), Vector512.Create(d * s[0]), acc);
-                acc = Vector512.FusedMultiplyAdd(q2 * Vector512.Load(xg + 32), Vector512.Create(d * s[2]), acc);
-                acc = Vector512.FusedMultiplyAdd(q3 * Vector512.Load(xg + 64), Vector512.Create(d * s[4]), acc);
-                acc = Vector512.FusedMultiplyAdd(q4 * Vector512.Load(xg + 96), Vector512.Create(d * s[6]), acc);
+                int j = 8 * h + g / 16;
+                acc = Vector512.FusedMultiplyAdd(q1 * Vector512.Load(xg), Avx512F.PermuteVar16x32(sc, Vector512.Create(j)), acc);
+                acc2 = Vector512.FusedMultiplyAdd(q2 * Vector512.Load(xg + 32), Avx512F.PermuteVar16x32(sc, Vector512.Create(j + 2)), acc2);
+                acc = Vector512.FusedMultiplyAdd(q3 * Vector512.Load(xg + 64), Avx512F.PermuteVar16x32(sc, Vector512.Create(j + 4)), acc);
+                acc2 = Vector512.FusedMultiplyAdd(q4 * Vector512.Load(xg + 96), Avx512F.PermuteVar16x32(sc, Vector512.Create(j + 6)), acc2);
             }
         }
-        return acc;
+        return acc + acc2;
     }
 
     public static void Dot4(byte* r0, byte* r1, byte* r2, byte* r3, float* x, float* prep, int cols, float* y)
     {
+        float* sf = stackalloc float[16];
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
         int nb = cols / Q6KFormat.BlockSize;
         for (int b = 0; b < nb; b++)
         {
             nint o = b * Q6KFormat.BlockBytes;
             float* xb = x + b * 256;
-            a0 = Block(r0 + o, xb, a0);
-            a1 = Block(r1 + o, xb, a1);
-            a2 = Block(r2 + o, xb, a2);
-            a3 = Block(r3 + o, xb, a3);
+            a0 = Block(r0 + o, xb, sf, a0);
+            a1 = Block(r1 + o, xb, sf, a1);
+            a2 = Block(r2 + o, xb, sf, a2);
+            a3 = Block(r3 + o, xb, sf, a3);
         }
         y[0] = Vector512.Sum(a0); y[1] = Vector512.Sum(a1); y[2] = Vector512.Sum(a2); y[3] = Vector512.Sum(a3);
     }
 
     public static void DequantRow(byte* src, float* dst, int cols)
     {
+        float* sf = stackalloc float[16];
         for (int b = 0; b < cols / 256; b++, src += Q6KFormat.BlockBytes, dst += 256)
         {
-            float d = Fp16.ToFloatFast(*(ushort*)(src + 208));
-            sbyte* sc = (sbyte*)(src + 192);
+            Scales(src, sf);
             for (int h = 0; h < 2; h++)
             {
                 for (int g = 0; g < 32; g += 16)
                 {
                     var (q1, q2, q3, q4) = Q64(src + 64 * h + g, src + 128 + 32 * h + g);
                     float* y = dst + 128 * h + g;
-                    sbyte* s = sc + 8 * h + g / 16;
-                    (q1 * Vector512.Create(d * s[0])).Store(y);
-                    (q2 * Vector512.Create(d * s[2])).Store(y + 32);
-                    (q3 * Vector512.Create(d * s[4])).Store(y + 64);
-                    (q4 * Vector512.Create(d * s[6])).Store(y + 96);
+                    float* s = sf + 8 * h + g / 16;
+                    (q1 * Vector512.Create(s[0])).Store(y);
+                    (q2 * Vector512.Create(s[2])).Store(y + 32);
+                    (q3 * Vector512.Create(s[4])).Store(y + 64);
+                    (q4 * Vector512.Create(s[6])).Store(y + 96);
                 }
             }
         }

@@ -31,6 +31,16 @@ public class OracleLogitsTests(ITestOutputHelper output)
     [MemberData(nameof(Shapes))]
     public void F16_matches_llama_cpp(string shape) => Compare(TestModels.Get(shape, ConfigOf(shape), GgmlType.F16), 5e-3);
 
+    /// <summary>Qwen2: q/k/v biases and half-split ("neox") RoPE.</summary>
+    [Theory]
+    [InlineData(GgmlType.F32, 1e-3)]
+    [InlineData(GgmlType.F16, 5e-3)]
+    public void Qwen2_matches_llama_cpp(GgmlType type, double tol)
+    {
+        var cfg = ConfigOf("gqa-untied") with { Architecture = "qwen2", QkvBias = true, RopeLayout = RopeLayout.HalfSplit, RopeBase = 1000000f };
+        Compare(TestModels.Get("qwen2", cfg, type), tol);
+    }
+
     [Theory]
     [InlineData("gqa-untied", "Q8_0", 3e-2)]
     [InlineData("gqa-untied", "Q4_0", 6e-2)]

@@ -1,0 +1,120 @@
+using Pare.Generation;
+using Pare.Models;
+using Pare.Tensors;
+using Pare.Tests.TestSupport;
+
+namespace Pare.Tests.Generation;
+
+public class SamplerTests
+{
+    static float[] Logits() => [2f, 1f, 0.5f, 0f, -1f, -3f, 4f, 3.5f];
+
+    [Fact]
+    public void Greedy_picks_argmax_and_penalty_changes_it()
+    {
+        Assert.Equal(6, new Sampler(SamplingOptions.Greedy).Sample(Logits(), []));
+        // Token 6 seen recently: 4 / 2 = 2 < 3.5, so 7 wins.
+        var s = new Sampler(new SamplingOptions { Temperature = 0, RepetitionPenalty = 2f });
+        Assert.Equal(7, s.Sample(Logits(), [6]));
+    }
+
+    [Fact]
+    public void Top_k_keeps_only_k_tokens()
+    {
+        var s = new Sampler(new SamplingOptions { Temperature = 1, TopK = 2, TopP = 1, MinP = 0, Seed = 3 });
+        var seen = Enumerable.Range(0, 2000).Select(_ => s.Sample(Logits(), [])).ToHashSet();
+        Assert.Equal(new HashSet<int> { 6, 7 }, seen);
+    }
+
+    [Fact]
+    public void Top_p_and_min_p_cut_the_tail()
+    {
+        var (tokens, probs, count) = new Sampler(new SamplingOptions { Temperature = 1, TopK = 0, TopP = 0.5f, MinP = 0 }).Probabilities(Logits());
+        Assert.Equal(1, count); // p(6) = 0.51 alone reaches 0.5
+        Assert.Equal(6, tokens[0]);
+        Assert.Equal(1f, probs[0], 5);
+        var (t2, _, c2) = new Sampler(new SamplingOptions { Temperature = 1, TopK = 0, TopP = 1, MinP = 0.3f }).Probabilities(Logits());
+        // min-p 0.3 of p(6): keeps logits >= 4 + ln 0.3 = 2.80 -> tokens 6 and 7.
+        Assert.Equal(2, c2);
+        Assert.Equal(new[] { 6, 7 }, t2[..2]);
+    }
+
+    [Fact]
+    public void Sampling_follows_the_softmax_and_the_seed()
+    {
+        var o = new SamplingOptions { Temperature = 1, TopK = 0, TopP = 1, MinP = 0, Seed = 42 };
+        var logits = Logits();
+        var counts = new int[logits.Length];
+        var s = new Sampler(o);
+        const int n = 40000;
+        for (int i = 0; i < n; i++) counts[s.Sample((float[])logits.Clone(), [])]++;
+        double z = logits.Sum(l => Math.Exp(l));
+        for (int i = 0; i < logits.Length; i++)
+        {
+            double p = Math.Exp(logits[i]) / z;
+            Assert.True(Math.Abs(counts[i] / (double)n - p) < 4 * Math.Sqrt(p * (1 - p) / n) + 1e-3, $"token {i}: {counts[i] / (double)n:F4} vs {p:F4}");
+        }
+        var a = new Sampler(o); var b = new Sampler(o);
+        Assert.Equal(Enumerable.Range(0, 50).Select(_ => a.Sample(Logits(), [])), Enumerable.Range(0, 50).Select(_ => b.Sample(Logits(), [])));
+    }
+
+    [Theory]
+    [InlineData(0f, 40, 1.5f, 0f, 1f)]
+    [InlineData(1f, -1, 0.9f, 0f, 1f)]
+    [InlineData(1f, 40, 0.9f, 1f, 1f)]
+    [InlineData(1f, 40, 0.9f, 0f, 0f)]
+    public void Bad_options_are_rejected(float temp, int topK, float topP, float minP, float penalty) =>
+        Assert.Throws<PareException>(() => new Sampler(new SamplingOptions { Temperature = temp, TopK = topK, TopP = topP, MinP = minP, RepetitionPenalty = penalty }));
+}
+
+public class GeneratorTests
+{
+    static string Model() => TestModels.Get("gen", TestModels.OracleShapes[0].Config, GgmlType.F32);
+
+    static async Task<List<GeneratedToken>> Generate(LlamaModel m, string prompt, GenerationOptions o, CancellationToken ct = default)
+    {
+        var list = new List<GeneratedToken>();
+        await foreach (var t in Generator.GenerateAsync(m.CreateSession(), m.Tokenizer!.Encode(prompt), o, ct)) list.Add(t);
+        return list;
+    }
+
+    [Fact]
+    public async Task Same_seed_same_text_and_max_tokens_holds()
+    {
+        using var m = LlamaModel.Load(Model());
+        var o = new GenerationOptions { MaxTokens = 20, StopAtEos = false, Sampling = new SamplingOptions { Seed = 9 } };
+        var a = await Generate(m, "abc", o);
+        var b = await Generate(m, "abc", o);
+        Assert.Equal(a.Select(t => t.Id), b.Select(t => t.Id));
+        Assert.Equal(20, a.Count(t => t.Id >= 0));
+        var c = await Generate(m, "abc", o with { Sampling = new SamplingOptions { Seed = 10 } });
+        Assert.NotEqual(a.Select(t => t.Id), c.Select(t => t.Id));
+    }
+
+    [Fact]
+    public async Task Stop_sequence_ends_output_before_it()
+    {
+        using var m = LlamaModel.Load(Model());
+        var o = new GenerationOptions { MaxTokens = 40, StopAtEos = false, Sampling = SamplingOptions.Greedy };
+        string full = string.Concat((await Generate(m, "abc", o)).Select(t => t.Text));
+        Assert.True(full.Length >= 6, full);
+        string stop = full.Substring(3, 2);
+        int at = full.IndexOf(stop, StringComparison.Ordinal);
+        string cut = string.Concat((await Generate(m, "abc", o with { StopSequences = [stop] })).Select(t => t.Text));
+        Assert.Equal(full[..at], cut);
+    }
+
+    [Fact]
+    public async Task Cancellation_stops_the_stream()
+    {
+        using var m = LlamaModel.Load(Model());
+        using var cts = new CancellationTokenSource();
+        int n = 0;
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
+        {
+            await foreach (var t in Generator.GenerateAsync(m.CreateSession(), m.Tokenizer!.Encode("abc"), new GenerationOptions { MaxTokens = 100, StopAtEos = false }, cts.Token))
+                if (++n == 3) cts.Cancel();
+        });
+        Assert.Equal(3, n);
+    }
+}

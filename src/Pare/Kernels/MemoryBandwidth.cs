@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -43,6 +44,8 @@ public static unsafe class MemoryBandwidth
         }
     }
 
+    // Fully optimized from the first call: tiered JIT would time its own warm-up.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float ReadStreams(byte* start, long chunk, int streams)
     {
         var acc0 = Vector512<float>.Zero;

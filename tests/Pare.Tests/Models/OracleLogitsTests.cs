@@ -31,6 +31,12 @@ public class OracleLogitsTests(ITestOutputHelper output)
     [MemberData(nameof(Shapes))]
     public void F16_matches_llama_cpp(string shape) => Compare(TestModels.Get(shape, ConfigOf(shape), GgmlType.F16), 5e-3);
 
+    /// <summary>A Q8_0 file written by Pare's own writer and quantizer loads in llama.cpp and gives the same logits.</summary>
+    [Theory]
+    [InlineData("gqa-untied")]
+    [InlineData("mha-tied")]
+    public void Pare_written_Q8_0_matches_llama_cpp(string shape) => Compare(TestModels.Get(shape, ConfigOf(shape), GgmlType.Q8_0), 3e-2);
+
     /// <summary>Qwen2: q/k/v biases and half-split ("neox") RoPE.</summary>
     [Theory]
     [InlineData(GgmlType.F32, 1e-3)]

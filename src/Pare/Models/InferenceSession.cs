@@ -1,4 +1,5 @@
 using Pare.Kernels;
+using Pare.Speculative;
 
 namespace Pare.Models;
 
@@ -69,8 +70,42 @@ public sealed class InferenceSession
         return logits;
     }
 
+    /// <summary>
+    /// Evaluates a draft tree in one pass: node i sits at position <see cref="Position"/> + depth(i) and attends to the
+    /// committed prefix and its own ancestors only. Returns the logits of every node, (tree.Count, vocab). The nodes'
+    /// KV entries are scratch until <see cref="CommitTree"/> keeps the accepted path; <see cref="Position"/> does not move.
+    /// </summary>
+    public float[] ForwardTree(DraftTree tree)
+    {
+        var logits = new float[(long)tree.Count * _c.VocabSize];
+        var tokens = tree.Tokens.ToArray();
+        Forward(tokens, logits, allPositions: true, tree);
+        return logits;
+    }
+
+    /// <summary>Keeps the KV entries of the accepted path of the last <see cref="ForwardTree"/> (node indices in root-to-leaf order)
+    /// at consecutive positions, and advances <see cref="Position"/> past them.</summary>
+    public void CommitTree(IReadOnlyList<int> path)
+    {
+        int kvd = _c.KvDim;
+        for (int k = 0; k < path.Count; k++)
+        {
+            int node = path[k];
+            if (node < k || Position + node >= ContextLength) throw new ArgumentException("path nodes must be increasing tree indices", nameof(path));
+            if (node == k) continue;
+            for (int l = 0; l < _c.Layers; l++)
+            {
+                Array.Copy(_kCache[l], (Position + node) * kvd, _kCache[l], (Position + k) * kvd, kvd);
+                Array.Copy(_vCache[l], (Position + node) * kvd, _vCache[l], (Position + k) * kvd, kvd);
+            }
+        }
+        Position += path.Count;
+    }
+
     /// <summary>Evaluates tokens; writes the last position's logits (or all positions' when <paramref name="allPositions"/>).</summary>
-    public void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions)
+    public void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions) => Forward(tokens, logits, allPositions, tree: null);
+
+    void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions, DraftTree? tree)
     {
         int n = tokens.Length;
         if (n == 0) throw new PareException("no tokens to evaluate");
@@ -102,12 +137,13 @@ public sealed class InferenceSession
                 if (lw.Bq != null) AddInPlace(q.Slice(t * qd, qd), lw.Bq);
                 if (lw.Bk != null) AddInPlace(k.Slice(t * kvd, kvd), lw.Bk);
                 if (lw.Bv != null) AddInPlace(v.Slice(t * kvd, kvd), lw.Bv);
-                Ops.Rope(q.Slice(t * qd, qd), _c.Heads, _c.HeadDim, _c.RopeDim, Position + t, _c.RopeBase, _c.RopeLayout);
-                Ops.Rope(k.Slice(t * kvd, kvd), _c.KvHeads, _c.HeadDim, _c.RopeDim, Position + t, _c.RopeBase, _c.RopeLayout);
+                int pos = Position + (tree == null ? t : tree.Depths[t]);
+                Ops.Rope(q.Slice(t * qd, qd), _c.Heads, _c.HeadDim, _c.RopeDim, pos, _c.RopeBase, _c.RopeLayout);
+                Ops.Rope(k.Slice(t * kvd, kvd), _c.KvHeads, _c.HeadDim, _c.RopeDim, pos, _c.RopeBase, _c.RopeLayout);
             }
             k.CopyTo(_kCache[l].AsSpan(Position * kvd, n * kvd));
             v.CopyTo(_vCache[l].AsSpan(Position * kvd, n * kvd));
-            Attention(l, n);
+            Attention(l, n, tree);
             var o = _o.AsSpan(0, n * dim);
             MatMul.MatMulRows(lw.Wo, _att.AsSpan(0, n * qd), n, o, _threads);
             AddInPlace(x, o);
@@ -128,11 +164,12 @@ public sealed class InferenceSession
         var xo = _xb.AsSpan(0, m * dim);
         for (int t = 0; t < m; t++) Ops.RmsNorm(x.Slice((first + t) * dim, dim), w.OutputNorm, _c.RmsEps, xo.Slice(t * dim, dim));
         MatMul.MatMulRows(w.Output, xo, m, logits[..(m * _c.VocabSize)], _threads);
-        Position += n;
+        if (tree == null) Position += n;
     }
 
-    /// <summary>Causal grouped-query attention of the n new tokens over the cache: _att (n, heads * head_dim).</summary>
-    void Attention(int layer, int n)
+    /// <summary>Causal grouped-query attention of the n new tokens over the cache: _att (n, heads * head_dim).
+    /// With a tree, new token t sees the prefix and its ancestors only.</summary>
+    void Attention(int layer, int n, DraftTree? tree)
     {
         int hd = _c.HeadDim, qd = _c.QDim, kvd = _c.KvDim, group = _c.Heads / _c.KvHeads;
         float scale = 1f / MathF.Sqrt(hd);
@@ -148,11 +185,15 @@ public sealed class InferenceSession
             int len = pos0 + t + 1; // causal: positions 0..pos0+t
             var qv = _q.AsSpan(t * qd + h * hd, hd);
             var s = scores.AsSpan(0, len);
-            for (int p = 0; p < len; p++) s[p] = Ops.Dot(qv, kc.AsSpan(p * kvd + kvh * hd, hd)) * scale;
+            for (int p = 0; p < len; p++)
+                s[p] = tree == null || p < pos0 || tree.IsAncestorOrSelf(p - pos0, t)
+                    ? Ops.Dot(qv, kc.AsSpan(p * kvd + kvh * hd, hd)) * scale
+                    : float.NegativeInfinity;
             Ops.Softmax(s);
             var outv = _att.AsSpan(t * qd + h * hd, hd);
             outv.Clear();
-            for (int p = 0; p < len; p++) Ops.Axpy(s[p], vc.AsSpan(p * kvd + kvh * hd, hd), outv);
+            for (int p = 0; p < len; p++)
+                if (s[p] != 0) Ops.Axpy(s[p], vc.AsSpan(p * kvd + kvh * hd, hd), outv);
             return scores;
         }, _ => { });
     }

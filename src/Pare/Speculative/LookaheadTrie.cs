@@ -1,0 +1,117 @@
+namespace Pare.Speculative;
+
+/// <summary>
+/// Trie-based Lookahead (Zhao et al., 2024, "Lookahead: An Inference Acceleration Framework ... with Lossless
+/// Generation Accuracy"): every n-gram (up to <see cref="BranchLength"/> tokens) of the prompt and the output is
+/// inserted into a frequency trie; a draft retrieves the subtree under the last one or two tokens and keeps its
+/// most frequent nodes up to the budget, giving a multi-branch tree. The trie stays under <see cref="NodeBudget"/>
+/// nodes: when it outgrows it, all counts are halved and nodes that reach zero are removed.
+/// </summary>
+public sealed class LookaheadTrie(int branchLength = 12, int nodeBudget = 200_000) : IDrafter
+{
+    sealed class Node
+    {
+        public int Count;
+        public Dictionary<int, Node>? Children;
+    }
+
+    readonly Node _root = new();
+    int _inserted; // history length already inserted
+
+    public string Name => "lookahead";
+    public int BranchLength { get; } = branchLength;
+    public int NodeBudget { get; } = nodeBudget;
+    /// <summary>Nodes currently in the trie.</summary>
+    public int NodeCount { get; private set; }
+
+    public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab)
+    {
+        _inserted = 0;
+        InsertNew(prompt);
+    }
+
+    public DraftTree Draft(IReadOnlyList<int> history, int budget)
+    {
+        var tree = new DraftTree(history[^1]);
+        // Prefer the longer key (two tokens); fall back to one.
+        Node? start = null;
+        if (history.Count >= 2) start = Walk(history[^2], history[^1]);
+        start ??= Walk(history[^1]);
+        if (start?.Children == null) return tree;
+        // Best-first by frequency: a node is drafted only after its parent.
+        var frontier = new PriorityQueue<(Node Node, int Token, int Parent), int>();
+        foreach (var (t, c) in start.Children) frontier.Enqueue((c, t, 0), -c.Count);
+        while (frontier.Count > 0 && tree.Count < budget)
+        {
+            var (node, token, parent) = frontier.Dequeue();
+            int id = tree.Add(token, parent);
+            if (node.Children != null)
+                foreach (var (t, c) in node.Children) frontier.Enqueue((c, t, id), -c.Count);
+        }
+        return tree;
+    }
+
+    public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab) => InsertNew(history);
+
+    /// <summary>Inserts the n-grams that end in tokens not inserted yet.</summary>
+    void InsertNew(IReadOnlyList<int> history)
+    {
+        if (history.Count < _inserted) _inserted = 0; // a new sequence
+        for (int end = _inserted + 1; end <= history.Count; end++)
+        {
+            // Every n-gram ending at end-1 (n = 1..BranchLength) extends the path from its first token by one node.
+            int first = Math.Max(0, end - BranchLength);
+            for (int s = first; s < end; s++)
+            {
+                var n = _root;
+                for (int i = s; i < end; i++)
+                {
+                    n.Children ??= [];
+                    if (!n.Children.TryGetValue(history[i], out var c))
+                    {
+                        c = new Node();
+                        n.Children[history[i]] = c;
+                        NodeCount++;
+                    }
+                    if (i == end - 1) c.Count++;
+                    n = c;
+                }
+            }
+        }
+        _inserted = history.Count;
+        if (NodeCount > NodeBudget) Decay();
+    }
+
+    Node? Walk(params int[] key)
+    {
+        var n = _root;
+        foreach (int t in key)
+            if (n.Children == null || !n.Children.TryGetValue(t, out n!)) return null;
+        return n;
+    }
+
+    /// <summary>Halves every count and removes nodes that fall to zero, until the trie fits its budget.</summary>
+    void Decay()
+    {
+        while (NodeCount > NodeBudget)
+        {
+            NodeCount = 0;
+            Prune(_root);
+        }
+
+        void Prune(Node n)
+        {
+            if (n.Children == null) return;
+            List<int>? dead = null;
+            foreach (var (t, c) in n.Children)
+            {
+                c.Count /= 2;
+                Prune(c);
+                if (c.Count == 0 && c.Children == null) (dead ??= []).Add(t);
+                else NodeCount++;
+            }
+            if (dead != null) foreach (var t in dead) n.Children.Remove(t);
+            if (n.Children.Count == 0) n.Children = null;
+        }
+    }
+}

@@ -1,0 +1,158 @@
+using System.Runtime.CompilerServices;
+using Pare.Generation;
+using Pare.Models;
+using Pare.Tokenizers;
+
+namespace Pare.Speculative;
+
+/// <summary>Counters of a speculative run.</summary>
+public sealed class SpeculationStats
+{
+    /// <summary>Verification steps (forward passes after the prompt).</summary>
+    public int Steps { get; internal set; }
+    /// <summary>Tokens emitted by those steps, bonus tokens included.</summary>
+    public int Tokens { get; internal set; }
+    /// <summary>Tree nodes evaluated in all steps.</summary>
+    public long NodesEvaluated { get; internal set; }
+    /// <summary>Mean accepted tokens per verification step, bonus included (plain decoding = 1).</summary>
+    public double MeanAccepted => Steps == 0 ? 0 : (double)Tokens / Steps;
+}
+
+/// <summary>Options of speculative generation.</summary>
+public sealed record SpeculativeOptions
+{
+    /// <summary>Largest tree to verify in one pass (nodes, root included). Default 64.</summary>
+    public int MaxTreeSize { get; init; } = 64;
+    /// <summary>Choose the tree size each step from measured T(n) and observed acceptance (else always MaxTreeSize). Default true.</summary>
+    public bool Adaptive { get; init; } = true;
+    /// <summary>Speculate only when the expected speed gain exceeds this factor; otherwise decode plainly. Default 1.03.</summary>
+    public double MinGain { get; init; } = 1.03;
+    /// <summary>Measured forward-pass costs; null = measure on the session at the start.</summary>
+    public CostModel? Costs { get; init; }
+}
+
+/// <summary>
+/// Lossless speculative generation on a token tree: a drafter proposes a tree under the pending token, one forward
+/// pass verifies every node, and the walk from the root accepts a child only when it carries the token the target
+/// itself chooses at that node (argmax, or a sample from the same processed distribution with the same random
+/// stream as plain sampling). The output is therefore the plain decoder's output, produced in fewer passes.
+/// </summary>
+public static class SpeculativeGenerator
+{
+    public static async IAsyncEnumerable<GeneratedToken> GenerateAsync(InferenceSession session, IReadOnlyList<int> prompt,
+        GenerationOptions options, IDrafter drafter, SpeculativeOptions spec, SpeculationStats stats,
+        [EnumeratorCancellation] CancellationToken ct = default)
+    {
+        if (prompt.Count == 0) throw new PareException("the prompt is empty: give at least one token");
+        if (spec.MaxTreeSize < 1) throw new PareException($"max tree size must be at least 1 (got {spec.MaxTreeSize})");
+        var tok = session.Model.Tokenizer;
+        int vocab = session.Model.Config.VocabSize;
+        var sampler = new Sampler(options.Sampling);
+        var decoder = tok != null ? new StreamingDecoder(tok) : null;
+        var history = new List<int>(prompt);
+        await Task.Yield();
+
+        // Prefill: all positions' logits seed the drafters; the last one gives the first token.
+        var all = session.ForwardAll([.. prompt]);
+        var costs = spec.Costs ?? (spec.Adaptive ? CostModel.Measure(session, CostModel.DefaultSizes.Where(n => n <= spec.MaxTreeSize)) : null);
+        drafter.Start(prompt, all, vocab);
+        var sizer = new TreeSizer(costs, spec);
+        int next = sampler.Sample(all.AsSpan(all.Length - vocab), history);
+        int emitted = 0;
+        var stopper = new StopMatcher(options.StopSequences);
+        while (true)
+        {
+            ct.ThrowIfCancellationRequested();
+            if (options.StopAtEos && tok?.EosId == next) yield break;
+            history.Add(next);
+            emitted++;
+            var (text, stop) = stopper.Push(decoder?.Push(next) ?? "");
+            yield return new GeneratedToken(next, text);
+            if (stop || emitted >= options.MaxTokens || session.Position + 1 >= session.ContextLength) yield break;
+
+            // Draft under the pending token, within the remaining context and token budget.
+            int budget = Math.Min(sizer.Choose(), Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));
+            var tree = budget > 1 ? drafter.Draft(history, budget) : new DraftTree(next);
+            var logits = session.ForwardTree(tree);
+            stats.Steps++;
+            stats.NodesEvaluated += tree.Count;
+
+            // Walk: at each node choose as plain decoding would; descend while a child carries that choice.
+            var path = new List<int> { 0 };
+            var chosen = new List<int>();
+            int node = 0;
+            var walkHistory = new List<int>(history);
+            while (true)
+            {
+                var row = logits.AsSpan(node * vocab, vocab);
+                int x = sampler.Sample(row, walkHistory);
+                chosen.Add(x);
+                int child = tree.Child(node, x);
+                bool last = child < 0 || (options.StopAtEos && tok?.EosId == x) || emitted + chosen.Count >= options.MaxTokens;
+                if (last) break;
+                path.Add(child);
+                walkHistory.Add(x);
+                node = child;
+            }
+            session.CommitTree(path);
+            stats.Tokens += chosen.Count;
+            sizer.Observe(tree.Count, chosen.Count);
+
+            // Emit all but the last choice now; the last becomes the next pending token (its KV is not in the cache yet).
+            for (int i = 0; i < chosen.Count - 1; i++)
+            {
+                int t = chosen[i];
+                history.Add(t);
+                emitted++;
+                var (tx, st) = stopper.Push(decoder?.Push(t) ?? "");
+                yield return new GeneratedToken(t, tx);
+                if (st) yield break;
+            }
+            drafter.Update(history, tree, logits, vocab);
+            next = chosen[^1];
+        }
+    }
+
+    /// <summary>Picks the tree size that maximises expected tokens per second from T(n) and the acceptance seen so far.</summary>
+    sealed class TreeSizer(CostModel? costs, SpeculativeOptions spec)
+    {
+        // Running mean of tokens per step for each candidate size (optimistic start so every size gets tried).
+        readonly Dictionary<int, (double Mean, int N)> _seen = [];
+        int _step;
+
+        int[] Candidates => costs == null ? [spec.MaxTreeSize] : [.. costs.Sizes.Where(n => n <= spec.MaxTreeSize)];
+
+        public int Choose()
+        {
+            if (costs == null || !spec.Adaptive) return spec.MaxTreeSize;
+            _step++;
+            double best = 1.0 / costs.Time(1);
+            int bestN = 1;
+            foreach (int n in Candidates)
+            {
+                if (n == 1) continue;
+                var (mean, count) = _seen.GetValueOrDefault(n, (Math.Min(1 + Math.Log2(n), 4.0), 0));
+                double rate = mean / costs.Time(n);
+                if (rate > best * spec.MinGain) { best = rate; bestN = n; }
+            }
+            // Now and then re-try a neighbour so estimates do not go stale.
+            if (_step % 16 == 0)
+            {
+                var c = Candidates;
+                int i = Array.IndexOf(c, bestN);
+                bestN = c[Math.Clamp(i + (_step / 16 % 2 == 0 ? 1 : -1), 0, c.Length - 1)];
+            }
+            return bestN;
+        }
+
+        public void Observe(int treeSize, int tokens)
+        {
+            if (costs == null) return;
+            // Attribute to the smallest candidate size that holds the tree.
+            int n = Candidates.FirstOrDefault(c => c >= treeSize, spec.MaxTreeSize);
+            var (mean, count) = _seen.GetValueOrDefault(n, (0.0, 0));
+            const double decay = 0.9;
+            _seen[n] = count == 0 ? (tokens, 1) : (decay * mean + (1 - decay) * tokens, count + 1);
+        }
+    }
+}

@@ -1,0 +1,83 @@
+using Pare.Speculative;
+
+namespace Pare.Tests.Speculative;
+
+public class DrafterTests
+{
+    [Fact]
+    public void Prompt_lookup_proposes_what_followed_the_last_ngram()
+    {
+        var d = new PromptLookup();
+        int[] h = [5, 6, 7, 8, 9, 1, 2, 5, 6, 7];
+        var t = d.Draft(h, 4);
+        Assert.Equal(new[] { 7, 8, 9, 1 }, t.Tokens);
+        Assert.Equal(1, new PromptLookup().Draft([1, 2, 3], 8).Count); // no earlier occurrence: root only
+    }
+
+    [Fact]
+    public void Token_recycling_fills_the_template_from_the_adjacency_matrix()
+    {
+        var d = new TokenRecycling();
+        const int v = 50;
+        var logits = new float[2 * v];
+        for (int i = 0; i < v; i++) { logits[i] = -i; logits[v + i] = i; } // after token 3: 0,1,2..; after 4: 49,48,...
+        d.Start([3, 4], logits, v);
+        Assert.Equal((long)v * TokenRecycling.K * sizeof(int), d.MatrixBytes);
+        var t = d.Draft([9, 3], 200);
+        Assert.Equal(3, t.Tokens[0]);
+        var rootChildren = Enumerable.Range(1, t.Count - 1).Where(i => t.Parents[i] == 0).Select(i => t.Tokens[i]).Order();
+        Assert.Equal(new[] { 0, 1, 2, 3, 4, 5, 6, 7 }, rootChildren);
+        Assert.Equal(80, TokenRecycling.Template.Length);
+        Assert.True(t.Depths.Max() >= 2); // the template reaches below the first level (token 3's row lists 3 again)
+        // Parents always come before children.
+        for (int i = 0; i < TokenRecycling.Template.Length; i++) Assert.True(TokenRecycling.Template[i].Parent <= i);
+    }
+
+    [Fact]
+    public void Lookahead_trie_retrieves_frequent_branches_and_stays_bounded()
+    {
+        var d = new LookaheadTrie(branchLength: 12, nodeBudget: 5000);
+        int[] prompt = [1, 2, 3, 4, 1, 2, 3, 5, 1, 2, 3, 4];
+        d.Start(prompt, [], 10);
+        var t = d.Draft([7, 1, 2], 6);
+        Assert.Equal(3, t.Tokens[1]); // after "1 2" always came 3
+        Assert.Contains(4, t.Tokens); // then 4 (twice) or 5 (once)
+        // 20k generated tokens of varied text: the node count never exceeds the budget.
+        var rng = new Random(1);
+        var h = new List<int>(prompt);
+        for (int i = 0; i < 20000; i++)
+        {
+            h.Add(rng.Next(200));
+            if (i % 4 == 0) d.Update(h, new DraftTree(h[^1]), [], 200);
+            Assert.True(d.NodeCount <= 5000, $"{d.NodeCount} nodes after {i} tokens");
+        }
+        Assert.True(d.Draft(h, 16).Count >= 1);
+    }
+
+    [Fact]
+    public void Aded_learns_trigrams_from_verified_output()
+    {
+        var d = new Aded();
+        d.Start([1, 2, 3, 1, 2, 3, 1, 2], [], 10);
+        var t = d.Draft([1, 2], 4);
+        Assert.Equal(3, t.Tokens[1]);
+        Assert.Equal(1, t.Tokens[2]);
+    }
+
+    [Fact]
+    public void Composite_merges_shared_prefixes()
+    {
+        var d = new CompositeDrafter("t", new PromptLookup(), new PromptLookup());
+        var t = d.Draft([5, 6, 7, 8, 5, 6], 10);
+        Assert.Equal(new[] { 6, 7, 8, 5, 6 }, t.Tokens);
+    }
+
+    [Fact]
+    public void Cost_model_interpolates()
+    {
+        var c = new CostModel([1, 2, 4], [1.0, 1.5, 3.5]);
+        Assert.Equal(1.0, c.Time(1));
+        Assert.Equal(2.5, c.Time(3), 9);
+        Assert.Equal(4.5, c.Time(5), 9);
+    }
+}

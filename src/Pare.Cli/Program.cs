@@ -11,5 +11,6 @@ root.Subcommands.Add(RunCommand.Create());
 root.Subcommands.Add(LogitsCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
+root.Subcommands.Add(BenchSpecCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 return await root.Parse(args).InvokeAsync();

@@ -74,6 +74,19 @@ internal static class Cli
         return -1;
     }
 
+    /// <summary>Async <see cref="WithProgress{T}"/>.</summary>
+    public static async Task WithProgressAsync(bool json, string title, Func<IProgress<double>?, Task> work)
+    {
+        if (!Interactive(json)) { await work(null); return; }
+        await AnsiConsole.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+            .StartAsync(async ctx =>
+            {
+                var task = ctx.AddTask(title, maxValue: 1.0);
+                await work(new Progress<double>(p => task.Value = p));
+                task.Value = 1.0;
+            });
+    }
+
     /// <summary>Runs <paramref name="work"/> under a progress bar on a terminal, or plainly otherwise.</summary>
     public static T WithProgress<T>(bool json, string title, Func<IProgress<double>?, T> work)
     {

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using Pare.Generation;
 using Pare.Models;
+using Pare.Speculative;
 
 namespace Pare.Cli.Commands;
 
@@ -21,10 +22,13 @@ internal static class RunCommand
         var seed = new Option<ulong>("--seed", "-s") { Description = "Random seed (same seed, same text).", DefaultValueFactory = _ => 0UL };
         var stop = new Option<string[]>("--stop") { Description = "Stop when this text appears (repeatable).", AllowMultipleArgumentsPerToken = false };
         var ctx = new Option<int?>("--ctx") { Description = "KV cache length (default: the model's, at most 4096)." };
+        var draft = new Option<string>("--draft") { Description = "Speculative drafter: none, pld (prompt lookup), recycle (Token Recycling), lookahead (trie), aded, or auto (chooses from measured costs; falls back to plain decoding when speculation does not pay). Output is identical to plain decoding.", DefaultValueFactory = _ => "auto" };
+        draft.AcceptOnlyFromAmong(Drafters.Names);
+        var maxTree = new Option<int>("--max-tree") { Description = "Largest draft tree verified in one pass (nodes).", DefaultValueFactory = _ => 32 };
         var threads = Cli.Threads();
         var json = Cli.Json();
         var cmd = new Command("run", "Generate a continuation of a prompt, streaming tokens as they come.")
-            { model, prompt, maxTokens, temp, topK, topP, minP, repeat, seed, stop, ctx, threads, json };
+            { model, prompt, maxTokens, temp, topK, topP, minP, repeat, seed, stop, ctx, draft, maxTree, threads, json };
         cmd.SetAction((r, ct) => Cli.Guard(async () =>
         {
             bool asJson = r.GetValue(json);
@@ -46,7 +50,13 @@ internal static class RunCommand
             var tokens = new List<int>();
             var sw = Stopwatch.StartNew();
             double firstTokenS = 0;
-            await foreach (var t in Generator.GenerateAsync(session, ids, options, ct))
+            var drafter = Drafters.Create(r.GetValue(draft)!);
+            var stats = new SpeculationStats();
+            var stream = drafter == null
+                ? Generator.GenerateAsync(session, ids, options, ct)
+                : SpeculativeGenerator.GenerateAsync(session, ids, options, drafter,
+                    new SpeculativeOptions { MaxTreeSize = r.GetValue(maxTree), Costs = CostCache.Get(m, session) }, stats, ct);
+            await foreach (var t in stream)
             {
                 if (tokens.Count == 0) firstTokenS = sw.Elapsed.TotalSeconds;
                 if (t.Id >= 0) tokens.Add(t.Id);
@@ -56,10 +66,12 @@ internal static class RunCommand
             double total = sw.Elapsed.TotalSeconds;
             // The first token's time includes the prompt; decode speed counts the tokens after it.
             double decodeTokS = tokens.Count > 1 ? (tokens.Count - 1) / Math.Max(1e-9, total - firstTokenS) : 0;
+            int steps = drafter == null ? Math.Max(0, tokens.Count - 1) : stats.Steps;
+            double mat = drafter == null ? 1.0 : stats.MeanAccepted;
             if (asJson)
-                Cli.PrintJson(new { text = text.ToString(), tokens, prompt_tokens = ids.Length, decode_tok_s = decodeTokS, prompt_s = firstTokenS });
+                Cli.PrintJson(new { text = text.ToString(), tokens, prompt_tokens = ids.Length, decode_tok_s = decodeTokS, prompt_s = firstTokenS, draft = r.GetValue(draft), mean_accepted = mat, steps });
             else
-                Console.Error.WriteLine($"\n[{ids.Length} prompt tokens in {firstTokenS:F2} s, {tokens.Count} generated, {decodeTokS:F1} tok/s decode]");
+                Console.Error.WriteLine($"\n[{ids.Length} prompt tokens in {firstTokenS:F2} s, {tokens.Count} generated, {decodeTokS:F1} tok/s decode; drafter {r.GetValue(draft)}: {steps} steps, {mat:F2} tokens/step]");
             return 0;
         }));
         return cmd;

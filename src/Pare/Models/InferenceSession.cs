@@ -41,6 +41,8 @@ public sealed class InferenceSession
     }
 
     public LlamaModel Model => _model;
+    /// <summary>Worker threads the kernels use.</summary>
+    public int Threads => _threads;
     public int ContextLength { get; }
     /// <summary>Tokens already in the KV cache; the next token goes at this position.</summary>
     public int Position { get; private set; }

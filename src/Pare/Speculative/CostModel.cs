@@ -34,11 +34,12 @@ public sealed class CostModel
         var secs = new double[ns.Length];
         var rng = new Random(17);
         var times = new double[repeats];
-        session.ForwardTree(DraftTree.Chain([0])); // warm-up
+        var trees = ns.Select(n => DraftTree.Chain([.. Enumerable.Range(0, n).Select(_ => rng.Next(session.Model.Config.VocabSize))])).ToArray();
+        // Warm-up over every size: the JIT's first tiers and cold caches would otherwise inflate the small sizes.
+        foreach (var t in trees) session.ForwardTree(t);
         for (int i = 0; i < ns.Length; i++)
         {
-            var tokens = Enumerable.Range(0, ns[i]).Select(_ => rng.Next(session.Model.Config.VocabSize)).ToArray();
-            var tree = DraftTree.Chain(tokens);
+            var tree = trees[i];
             for (int r = 0; r < repeats; r++)
             {
                 var sw = Stopwatch.StartNew();

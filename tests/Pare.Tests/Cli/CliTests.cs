@@ -57,6 +57,42 @@ public class CliTests
     }
 
     [Fact]
+    public void Run_with_each_drafter_gives_plain_output_and_reports_acceptance()
+    {
+        var plain = PareCli.Run("run", Model(), "-p", "abc abc abc abc", "--max-tokens", "16", "--temp", "0", "--draft", "none", "--json");
+        Assert.Equal(0, plain.ExitCode);
+        var expected = plain.Json.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        foreach (var d in new[] { "pld", "recycle", "lookahead", "aded", "auto" })
+        {
+            var r = PareCli.Run("run", Model(), "-p", "abc abc abc abc", "--max-tokens", "16", "--temp", "0", "--draft", d, "--json");
+            Assert.Equal(0, r.ExitCode);
+            Assert.Equal(expected, r.Json.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray());
+            Assert.True(r.Json.GetProperty("mean_accepted").GetDouble() >= 1.0);
+            Assert.True(r.Json.GetProperty("steps").GetInt32() >= 1);
+        }
+        Assert.NotEqual(0, PareCli.Run("run", Model(), "-p", "abc", "--draft", "magic").ExitCode);
+    }
+
+    [Fact]
+    public void Bench_spec_compares_every_drafter_with_plain_decoding()
+    {
+        string f = Path.Combine(TestModels.Dir, "cli-prompts.jsonl");
+        File.WriteAllLines(f, ["{\"category\":\"repeat\",\"prompt\":\"ab ab ab ab ab\"}", "{\"category\":\"prose\",\"prompt\":\"call me ishmael\"}"]);
+        var r = PareCli.Run("bench-spec", Model(), "--prompts", f, "-n", "12", "--max-tree", "8", "--json");
+        Assert.Equal(0, r.ExitCode);
+        var results = r.Json.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal(2 * 6, results.Count);
+        Assert.All(results, x => Assert.True(x.GetProperty("identical").GetBoolean()));
+        Assert.Contains(results, x => x.GetProperty("drafter").GetString() == "none" && x.GetProperty("mat").GetDouble() == 1.0);
+        Assert.True(r.Json.GetProperty("t_n").GetArrayLength() >= 4);
+
+        File.WriteAllText(f, "not json");
+        var bad = PareCli.Run("bench-spec", Model(), "--prompts", f);
+        Assert.Equal(1, bad.ExitCode);
+        Assert.StartsWith("pare: error:", bad.Stderr.Trim());
+    }
+
+    [Fact]
     public void Tokenize_json()
     {
         string f = Path.Combine(TestModels.Dir, "cli-text.txt");

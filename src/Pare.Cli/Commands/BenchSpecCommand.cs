@@ -1,0 +1,141 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using Pare.Generation;
+using Pare.Models;
+using Pare.Speculative;
+using Spectre.Console;
+
+namespace Pare.Cli.Commands;
+
+/// <summary>
+/// <c>pare bench-spec MODEL --prompts FILE</c>: every drafter and plain greedy decoding on the same prompts in the same
+/// run; per category the mean accepted tokens per step (MAT), tokens/s and wall-time speedup over plain decoding.
+/// Every drafter's output is checked token for token against plain decoding.
+/// </summary>
+internal static class BenchSpecCommand
+{
+    public static Command Create()
+    {
+        var model = Cli.ModelArgument();
+        var prompts = new Option<FileInfo>("--prompts") { Description = "JSON lines, each {\"category\": ..., \"prompt\": ...}.", Required = true };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Tokens generated per prompt.", DefaultValueFactory = _ => 64 };
+        var drafters = new Option<string>("--drafters") { Description = "Comma-separated drafters to compare with plain decoding.", DefaultValueFactory = _ => "pld,recycle,lookahead,aded,auto" };
+        var maxTree = new Option<int>("--max-tree") { Description = "Largest draft tree per step (adaptive sizing chooses at most this).", DefaultValueFactory = _ => 32 };
+        var limit = new Option<int>("--limit") { Description = "Use at most this many prompts per category (0 = all).", DefaultValueFactory = _ => 0 };
+        var threads = Cli.Threads();
+        var json = Cli.Json();
+        var cmd = new Command("bench-spec", "Compare speculative drafters with plain greedy decoding on a prompt set (MAT, tok/s, speedup).")
+            { model, prompts, maxTokens, drafters, maxTree, limit, threads, json };
+        cmd.SetAction((r, ct) => Cli.Guard(async () =>
+        {
+            bool asJson = r.GetValue(json);
+            var file = r.GetValue(prompts)!;
+            if (!file.Exists) throw new PareException($"prompt file not found: {file.FullName}");
+            var set = ReadPrompts(file.FullName, r.GetValue(limit));
+            var names = r.GetValue(drafters)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            foreach (var n in names) if (n == "none" || Drafters.Create(n) == null) throw new PareException($"--drafters: '{n}' is not a drafter");
+            using var m = Cli.Load(r.GetValue(model)!);
+            var tok = m.Tokenizer ?? throw new PareException($"{m.Source}: the model has no tokenizer");
+            var opt = new GenerationOptions { MaxTokens = r.GetValue(maxTokens), Sampling = SamplingOptions.Greedy, StopAtEos = false };
+            var session = m.CreateSession(new SessionOptions { Threads = r.GetValue(threads) });
+            var costs = CostModel.Measure(session, CostModel.DefaultSizes.Where(n => n <= Math.Max(1, r.GetValue(maxTree))));
+            // Drafters persist across prompts (Token Recycling warms up over a session, as in the paper).
+            var live = names.ToDictionary(n => n, n => Drafters.Create(n)!);
+            var rows = new List<(string Category, string Drafter, double Seconds, int Tokens, int Steps, bool Identical)>();
+            int total = set.Count * (names.Length + 1), done = 0;
+            // Untimed warm-up of every code path on the first prompt, with throw-away drafters.
+            {
+                var warm = tok.Encode(set[0].Prompt);
+                warm = warm[^Math.Min(warm.Length, 64)..];
+                var wopt = opt with { MaxTokens = 8 };
+                session.Reset();
+                await foreach (var _ in Generator.GenerateAsync(session, warm, wopt, ct)) { }
+                foreach (var n in names)
+                {
+                    session.Reset();
+                    await foreach (var _ in SpeculativeGenerator.GenerateAsync(session, warm, wopt, Drafters.Create(n)!, new SpeculativeOptions { MaxTreeSize = r.GetValue(maxTree), Costs = costs }, new SpeculationStats(), ct)) { }
+                }
+            }
+            await Cli.WithProgressAsync(asJson, "prompts", async progress =>
+            {
+                foreach (var (category, text) in set)
+                {
+                    var ids = tok.Encode(text);
+                    if (ids.Length + opt.MaxTokens + r.GetValue(maxTree) > session.ContextLength) ids = ids[^Math.Max(1, session.ContextLength - opt.MaxTokens - r.GetValue(maxTree))..];
+                    session.Reset();
+                    var sw = Stopwatch.StartNew();
+                    var plain = new List<int>();
+                    await foreach (var t in Generator.GenerateAsync(session, ids, opt, ct)) if (t.Id >= 0) plain.Add(t.Id);
+                    rows.Add((category, "none", sw.Elapsed.TotalSeconds, plain.Count, plain.Count, true));
+                    progress?.Report(++done / (double)total);
+                    foreach (var n in names)
+                    {
+                        session.Reset();
+                        var stats = new SpeculationStats();
+                        var outp = new List<int>();
+                        sw.Restart();
+                        await foreach (var t in SpeculativeGenerator.GenerateAsync(session, ids, opt, live[n], new SpeculativeOptions { MaxTreeSize = r.GetValue(maxTree), Costs = costs }, stats, ct))
+                            if (t.Id >= 0) outp.Add(t.Id);
+                        // Steps counts verification passes after the first token; the prompt pass is counted as one step like plain decoding's.
+                        rows.Add((category, n, sw.Elapsed.TotalSeconds, outp.Count, stats.Steps + 1, outp.SequenceEqual(plain)));
+                        progress?.Report(++done / (double)total);
+                    }
+                }
+            });
+            var summary = rows.GroupBy(x => (x.Category, x.Drafter)).Select(g =>
+            {
+                var plainSecs = rows.Where(x => x.Category == g.Key.Category && x.Drafter == "none").Sum(x => x.Seconds);
+                double secs = g.Sum(x => x.Seconds);
+                return new
+                {
+                    category = g.Key.Category,
+                    drafter = g.Key.Drafter,
+                    prompts = g.Count(),
+                    mat = g.Average(x => (double)x.Tokens / x.Steps),
+                    tok_s = g.Sum(x => x.Tokens) / secs,
+                    speedup = plainSecs / secs,
+                    identical = g.All(x => x.Identical),
+                };
+            }).ToList();
+            var tn = costs.Sizes.Select((n, i) => new { n, seconds = costs.Seconds[i], ratio = costs.Seconds[i] / costs.Seconds[0] }).ToList();
+            if (asJson)
+            {
+                Cli.PrintJson(new { model = m.Source, threads = r.GetValue(threads), max_tokens = opt.MaxTokens, max_tree = r.GetValue(maxTree), t_n = tn, results = summary });
+                return summary.All(s => s.identical) ? 0 : 2;
+            }
+            var table = new Table().AddColumns("category", "drafter", "prompts", "MAT", "tok/s", "speedup", "identical to plain");
+            foreach (var s in summary) table.AddRow(s.category, s.drafter, s.prompts.ToString(System.Globalization.CultureInfo.InvariantCulture), $"{s.mat:F2}", $"{s.tok_s:F1}", $"{s.speedup:F2}x", s.identical ? "yes" : "[red]NO[/]");
+            AnsiConsole.Write(table);
+            AnsiConsole.MarkupLine($"T(n)/T(1): {string.Join(", ", tn.Select(x => $"{x.n}: {x.ratio:F2}"))}");
+            AnsiConsole.MarkupLine($"settings: greedy, {opt.MaxTokens} tokens per prompt, max tree {r.GetValue(maxTree)}, {r.GetValue(threads)} threads, drafters warm across prompts");
+            return summary.All(s => s.identical) ? 0 : 2;
+        }));
+        return cmd;
+    }
+
+    static List<(string Category, string Prompt)> ReadPrompts(string path, int limit)
+    {
+        var list = new List<(string, string)>();
+        int line = 0;
+        foreach (var l in File.ReadLines(path))
+        {
+            line++;
+            if (string.IsNullOrWhiteSpace(l)) continue;
+            try
+            {
+                using var d = JsonDocument.Parse(l);
+                string cat = d.RootElement.GetProperty("category").GetString() ?? throw new PareException($"{path}:{line}: category is null");
+                string p = d.RootElement.GetProperty("prompt").GetString() ?? throw new PareException($"{path}:{line}: prompt is null");
+                if (p.Length == 0) throw new PareException($"{path}:{line}: empty prompt");
+                list.Add((cat, p));
+            }
+            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+            {
+                throw new PareException($"{path}:{line}: not a JSON object with string fields \"category\" and \"prompt\" ({e.Message})");
+            }
+        }
+        if (list.Count == 0) throw new PareException($"{path}: no prompts");
+        return limit > 0 ? [.. list.GroupBy(x => x.Item1).SelectMany(g => g.Take(limit))] : list;
+    }
+}

@@ -1,4 +1,3 @@
-using System.IO.MemoryMappedFiles;
 using System.Text;
 using Pare.Tensors;
 
@@ -18,11 +17,9 @@ public sealed unsafe class GgufFile : IDisposable
     const int MaxDims = 4;
     const long MaxStringBytes = 1 << 26; // 64 MiB: no real key or token is near this
 
-    readonly MemoryMappedFile? _map;
-    readonly MemoryMappedViewAccessor? _view;
+    readonly MappedFile _file;
     readonly byte* _base;
     readonly Dictionary<string, GgufTensorInfo> _byName = new(StringComparer.Ordinal);
-    bool _disposed;
 
     public string Path { get; }
     public long FileSize { get; }
@@ -38,14 +35,9 @@ public sealed unsafe class GgufFile : IDisposable
     GgufFile(string path)
     {
         Path = path;
-        if (!File.Exists(path)) throw new PareException($"model file not found: {path}");
-        FileSize = new FileInfo(path).Length;
-        if (FileSize < 24) throw new InvalidModelException($"{path}: file is {FileSize} bytes, too short to be GGUF");
-        _map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        _view = _map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-        byte* p = null;
-        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-        _base = p + _view.PointerOffset;
+        _file = MappedFile.Open(path, 24, "GGUF");
+        FileSize = _file.Length;
+        _base = _file.Base;
         try
         {
             var r = new Reader(_base, FileSize, path);
@@ -122,12 +114,7 @@ public sealed unsafe class GgufFile : IDisposable
     }
 
     /// <summary>Maps and parses a GGUF file.</summary>
-    public static GgufFile Open(string path)
-    {
-        try { return new GgufFile(path); }
-        catch (IOException e) { throw new PareException($"{path}: cannot read: {e.Message}", e); }
-        catch (UnauthorizedAccessException e) { throw new PareException($"{path}: cannot read: {e.Message}", e); }
-    }
+    public static GgufFile Open(string path) => new(path);
 
     public bool TryGetTensor(string name, out GgufTensorInfo info) => _byName.TryGetValue(name, out info!);
 
@@ -137,7 +124,7 @@ public sealed unsafe class GgufFile : IDisposable
     /// <summary>Address of a tensor's first byte inside the map (valid until Dispose).</summary>
     public nint TensorAddress(GgufTensorInfo t)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        _file.ThrowIfDisposed();
         return (nint)(_base + DataOffset + t.Offset);
     }
 
@@ -155,21 +142,10 @@ public sealed unsafe class GgufFile : IDisposable
     public float[] Vector(GgufTensorInfo t)
     {
         if (t.ElementCount > 1 << 28) throw new InvalidModelException($"{Path}: tensor '{t.Name}' is too large for a vector");
+        if (t.Type is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16))
+            throw new InvalidModelException($"{Path}: vector tensor '{t.Name}' has type {t.Type}; expected F32, F16 or BF16");
         var dst = new float[t.ElementCount];
-        var bytes = TensorBytes(t);
-        switch (t.Type)
-        {
-            case GgmlType.F32: System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).CopyTo(dst); break;
-            case GgmlType.F16:
-                var h = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(bytes);
-                for (int i = 0; i < dst.Length; i++) dst[i] = (float)h[i];
-                break;
-            case GgmlType.BF16:
-                var b = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bytes);
-                for (int i = 0; i < dst.Length; i++) dst[i] = BitConverter.Int32BitsToSingle(b[i] << 16);
-                break;
-            default: throw new InvalidModelException($"{Path}: vector tensor '{t.Name}' has type {t.Type}; expected F32, F16 or BF16");
-        }
+        Kernels.Dequant.Row(t.Type, TensorBytes(t), dst);
         return dst;
     }
 
@@ -184,17 +160,7 @@ public sealed unsafe class GgufFile : IDisposable
 
     InvalidModelException Wrong(string key, string what) => new($"{Path}: metadata '{key}' is not {what}");
 
-    public void Dispose()
-    {
-        if (_disposed) return;
-        _disposed = true;
-        if (_view != null)
-        {
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
-            _view.Dispose();
-        }
-        _map?.Dispose();
-    }
+    public void Dispose() => _file.Dispose();
 
     /// <summary>Bounds-checked little-endian cursor over the mapped header.</summary>
     struct Reader(byte* p, long size, string path)

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using Pare.Tensors;
@@ -28,11 +27,9 @@ public sealed unsafe class SafetensorsFile : IDisposable
     public const long MaxHeaderBytes = 100L << 20;
     const int MaxDims = 8;
 
-    readonly MemoryMappedFile? _map;
-    readonly MemoryMappedViewAccessor? _view;
+    readonly MappedFile _file;
     readonly byte* _base;
     readonly Dictionary<string, SafetensorsTensorInfo> _byName = new(StringComparer.Ordinal);
-    bool _disposed;
 
     public string Path { get; }
     public long FileSize { get; }
@@ -45,14 +42,9 @@ public sealed unsafe class SafetensorsFile : IDisposable
     SafetensorsFile(string path)
     {
         Path = path;
-        if (!File.Exists(path)) throw new PareException($"model file not found: {path}");
-        FileSize = new FileInfo(path).Length;
-        if (FileSize < 8 + 2) throw new InvalidModelException($"{path}: file is {FileSize} bytes, too short to be safetensors");
-        _map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        _view = _map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-        byte* p = null;
-        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-        _base = p + _view.PointerOffset;
+        _file = MappedFile.Open(path, 8 + 2, "safetensors");
+        FileSize = _file.Length;
+        _base = _file.Base;
         try
         {
             ulong n = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(_base, 8));
@@ -72,12 +64,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
     }
 
     /// <summary>Maps and parses one safetensors file.</summary>
-    public static SafetensorsFile Open(string path)
-    {
-        try { return new SafetensorsFile(path); }
-        catch (IOException e) { throw new PareException($"{path}: cannot read: {e.Message}", e); }
-        catch (UnauthorizedAccessException e) { throw new PareException($"{path}: cannot read: {e.Message}", e); }
-    }
+    public static SafetensorsFile Open(string path) => new(path);
 
     (List<SafetensorsTensorInfo>, Dictionary<string, string>) ParseHeader(ReadOnlySpan<byte> json, long dataSize)
     {
@@ -167,7 +154,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <summary>Address of a tensor's first byte inside the map (valid until Dispose; not necessarily aligned).</summary>
     public nint TensorAddress(SafetensorsTensorInfo t)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        _file.ThrowIfDisposed();
         return (nint)(_base + DataOffset + t.Begin);
     }
 
@@ -189,36 +176,14 @@ public sealed unsafe class SafetensorsFile : IDisposable
         if (t.ElementCount > 1 << 28) throw new InvalidModelException($"{Path}: tensor '{t.Name}' is too large for a vector");
         var type = SafetensorsDType.ToGgml(t.DType) ?? throw UnsupportedType(t);
         var dst = new float[t.ElementCount];
-        var bytes = TensorBytes(t);
-        switch (type)
-        {
-            case GgmlType.F32:
-                bytes.CopyTo(MemoryMarshal.AsBytes(dst.AsSpan()));
-                break;
-            case GgmlType.F16:
-                for (int i = 0; i < dst.Length; i++) dst[i] = (float)BinaryPrimitives.ReadHalfLittleEndian(bytes.Slice(2 * i, 2));
-                break;
-            case GgmlType.BF16:
-                for (int i = 0; i < dst.Length; i++) dst[i] = BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(bytes.Slice(2 * i, 2)) << 16);
-                break;
-        }
+        Kernels.Dequant.Row(type, TensorBytes(t), dst);
         return dst;
     }
 
     InvalidModelException UnsupportedType(SafetensorsTensorInfo t) =>
         new($"{Path}: tensor '{t.Name}' has dtype {t.DType}; Pare computes with F32, F16 and BF16 safetensors weights");
 
-    public void Dispose()
-    {
-        if (_disposed) return;
-        _disposed = true;
-        if (_view != null)
-        {
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
-            _view.Dispose();
-        }
-        _map?.Dispose();
-    }
+    public void Dispose() => _file.Dispose();
 }
 
 /// <summary>The dtype names of the safetensors format and how they map to Pare's element types.</summary>

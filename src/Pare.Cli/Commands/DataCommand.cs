@@ -39,6 +39,29 @@ internal static class DataCommand
             }
             return Task.FromResult(0);
         }));
-        return new Command("data", "Reference corpus for training and perplexity.") { fetch };
+        return new Command("data", "Reference corpus for training and perplexity.") { fetch, TokenizerCommand() };
+    }
+
+    /// <summary><c>pare data tokenizer --vocab 8192 --out F</c>: trains the byte-level BPE tokenizer on the train split.</summary>
+    static Command TokenizerCommand()
+    {
+        var cache = new Option<string>("--cache") { Description = "Cache folder of 'pare data fetch'.", DefaultValueFactory = _ => Path.Combine(".cache", "data") };
+        var vocab = new Option<int>("--vocab") { Description = "Vocabulary size including the 256 byte tokens and <|endoftext|>.", DefaultValueFactory = _ => 8192 };
+        var output = new Option<string?>("--out", "-o") { Description = "Output GGUF (tokenizer only). Default: CACHE/tokenizer-VOCAB.gguf." };
+        var json = Cli.Json();
+        var cmd = new Command("tokenizer", "Train the byte-level BPE tokenizer (GPT-2 pre-tokenizer) on the train split.") { cache, vocab, output, json };
+        cmd.SetAction(r => Cli.Guard(() =>
+        {
+            string dir = r.GetValue(cache)!;
+            int v = r.GetValue(vocab);
+            string path = r.GetValue(output) ?? Path.Combine(dir, $"tokenizer-{v}.gguf");
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var spec = TokenizerFiles.Train(Path.Combine(dir, "corpus", "train.txt"), v);
+            TokenizerFiles.Save(spec, path);
+            if (r.GetValue(json)) Cli.PrintJson(new { path, vocab = spec.Tokens.Length, merges = spec.Merges!.Length, seconds = sw.Elapsed.TotalSeconds });
+            else Console.Out.WriteLine($"{path}: {spec.Tokens.Length} tokens, {spec.Merges!.Length} merges, trained in {sw.Elapsed.TotalSeconds:F0} s");
+            return 0;
+        }));
+        return cmd;
     }
 }

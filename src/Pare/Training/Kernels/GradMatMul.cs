@@ -17,7 +17,7 @@ namespace Pare.Training.Kernels;
 /// </summary>
 public static unsafe class GradMatMul
 {
-    const int TileRows = 4, TileCols = 64;
+    const int TileRows = Gemm.TileRows;
 
     /// <summary>dX = dY · W (or dX += with <paramref name="accumulate"/>). dY: (n, outDim), W: (outDim, inDim), dX: (n, inDim).</summary>
     public static void InputGrad(ReadOnlySpan<float> dy, ReadOnlySpan<float> w, Span<float> dx, int n, int outDim, int inDim, bool accumulate, int threads)
@@ -67,97 +67,29 @@ public static unsafe class GradMatMul
         });
     }
 
-    /// <summary>C[m, :] (=|+=) Σ_k A[m, k] · B[k, :] for the rows of blocks [b0, b1): A = dY, B = W.</summary>
+    /// <summary>
+    /// The shared dimension is walked in chunks of this many: the chunk of B (KChunk × up to a few hundred columns) stays
+    /// in L2 while every row block of the thread's range passes over it. Chunk boundaries are fixed, so the summation
+    /// order (chunk partial sums added in chunk order) does not depend on threads.
+    /// </summary>
+    const int KChunk = 256;
+
+    /// <summary>dX rows of blocks [b0, b1): dX[m, :] (=|+=) Σ_k dY[m, k] · W[k, :].</summary>
     static void InputGradBlock(Job* job, int b0, int b1)
     {
         ref readonly Job j = ref *job;
-        int lda = j.K, ldb = j.N, ldc = j.N;
-        for (int blk = b0; blk < b1; blk++)
-        {
-            int m0 = blk * TileRows, mr = Math.Min(TileRows, j.M - m0);
-            // Rows beyond the matrix reuse the last row (computed, never stored) so the tile code has no branches.
-            float* a0 = j.A + (long)m0 * lda, a1 = j.A + (long)(m0 + Math.Min(1, mr - 1)) * lda;
-            float* a2 = j.A + (long)(m0 + Math.Min(2, mr - 1)) * lda, a3 = j.A + (long)(m0 + Math.Min(3, mr - 1)) * lda;
-            int c = 0;
-            for (; c + TileCols <= j.N; c += TileCols)
-                Tile4x64(a0, a1, a2, a3, 1, j.B + c, ldb, j.K, j.C + (long)m0 * ldc + c, ldc, mr, j.Accumulate);
-            for (; c < j.N; c++)
-                for (int r = 0; r < mr; r++)
-                {
-                    float* ar = j.A + (long)(m0 + r) * lda;
-                    float s = 0;
-                    for (int k = 0; k < j.K; k++) s += ar[k] * j.B[(long)k * ldb + c];
-                    float* dst = j.C + (long)(m0 + r) * ldc + c;
-                    *dst = j.Accumulate ? *dst + s : s;
-                }
-        }
+        int m0 = b0 * TileRows, m1 = Math.Min(j.M, b1 * TileRows);
+        for (int k0 = 0; k0 < j.K; k0 += KChunk)
+            Gemm.Rows(m0, m1, j.N, Math.Min(KChunk, j.K - k0), j.A + k0, j.K, 1, j.B + (long)k0 * j.N, j.N, j.C, j.N, j.Accumulate || k0 > 0);
     }
 
-    /// <summary>C[m, :] += Σ_k A[k, m] · B[k, :] for the rows of blocks [b0, b1): A = dY (read transposed), B = X.</summary>
+    /// <summary>dW rows of blocks [b0, b1): dW[m, :] += Σ_k dY[k, m] · X[k, :] (dY read transposed).</summary>
     static void WeightGradBlock(Job* job, int b0, int b1)
     {
         ref readonly Job j = ref *job;
-        int lda = j.M, ldb = j.N, ldc = j.N;
-        for (int blk = b0; blk < b1; blk++)
-        {
-            int m0 = blk * TileRows, mr = Math.Min(TileRows, j.M - m0);
-            // A is read down its columns: element (k, m) sits at A + k * lda + m.
-            float* a0 = j.A + m0, a1 = j.A + m0 + Math.Min(1, mr - 1), a2 = j.A + m0 + Math.Min(2, mr - 1), a3 = j.A + m0 + Math.Min(3, mr - 1);
-            int c = 0;
-            for (; c + TileCols <= j.N; c += TileCols)
-                Tile4x64(a0, a1, a2, a3, lda, j.B + c, ldb, j.K, j.C + (long)m0 * ldc + c, ldc, mr, accumulate: true);
-            for (; c < j.N; c++)
-                for (int r = 0; r < mr; r++)
-                {
-                    float s = 0;
-                    for (int k = 0; k < j.K; k++) s += j.A[(long)k * lda + m0 + r] * j.B[(long)k * ldb + c];
-                    j.C[(long)(m0 + r) * ldc + c] += s;
-                }
-        }
-    }
-
-    /// <summary>
-    /// C[r, 0..64) (=|+=) Σ_k a_r[k * strideA] · B[k, 0..64) for r &lt; 4 (rows ≥ <paramref name="rows"/> are not stored).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Tile4x64(float* a0, float* a1, float* a2, float* a3, int strideA, float* b, int ldb, int k, float* c, int ldc, int rows, bool accumulate)
-    {
-        Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
-        Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
-        Vector512<float> c20 = default, c21 = default, c22 = default, c23 = default;
-        Vector512<float> c30 = default, c31 = default, c32 = default, c33 = default;
-        for (int i = 0; i < k; i++)
-        {
-            float* bi = b + (long)i * ldb;
-            var b0 = Vector512.Load(bi); var b1 = Vector512.Load(bi + 16); var b2 = Vector512.Load(bi + 32); var b3 = Vector512.Load(bi + 48);
-            long ai = (long)i * strideA;
-            var a = Vector512.Create(a0[ai]);
-            c00 = Vector512.FusedMultiplyAdd(a, b0, c00); c01 = Vector512.FusedMultiplyAdd(a, b1, c01);
-            c02 = Vector512.FusedMultiplyAdd(a, b2, c02); c03 = Vector512.FusedMultiplyAdd(a, b3, c03);
-            a = Vector512.Create(a1[ai]);
-            c10 = Vector512.FusedMultiplyAdd(a, b0, c10); c11 = Vector512.FusedMultiplyAdd(a, b1, c11);
-            c12 = Vector512.FusedMultiplyAdd(a, b2, c12); c13 = Vector512.FusedMultiplyAdd(a, b3, c13);
-            a = Vector512.Create(a2[ai]);
-            c20 = Vector512.FusedMultiplyAdd(a, b0, c20); c21 = Vector512.FusedMultiplyAdd(a, b1, c21);
-            c22 = Vector512.FusedMultiplyAdd(a, b2, c22); c23 = Vector512.FusedMultiplyAdd(a, b3, c23);
-            a = Vector512.Create(a3[ai]);
-            c30 = Vector512.FusedMultiplyAdd(a, b0, c30); c31 = Vector512.FusedMultiplyAdd(a, b1, c31);
-            c32 = Vector512.FusedMultiplyAdd(a, b2, c32); c33 = Vector512.FusedMultiplyAdd(a, b3, c33);
-        }
-        Store(c, c00, c01, c02, c03, accumulate);
-        if (rows > 1) Store(c + ldc, c10, c11, c12, c13, accumulate);
-        if (rows > 2) Store(c + 2L * ldc, c20, c21, c22, c23, accumulate);
-        if (rows > 3) Store(c + 3L * ldc, c30, c31, c32, c33, accumulate);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void Store(float* c, Vector512<float> v0, Vector512<float> v1, Vector512<float> v2, Vector512<float> v3, bool accumulate)
-    {
-        if (accumulate)
-        {
-            v0 += Vector512.Load(c); v1 += Vector512.Load(c + 16); v2 += Vector512.Load(c + 32); v3 += Vector512.Load(c + 48);
-        }
-        v0.Store(c); v1.Store(c + 16); v2.Store(c + 32); v3.Store(c + 48);
+        int m0 = b0 * TileRows, m1 = Math.Min(j.M, b1 * TileRows);
+        for (int k0 = 0; k0 < j.K; k0 += KChunk)
+            Gemm.Rows(m0, m1, j.N, Math.Min(KChunk, j.K - k0), j.A + (long)k0 * j.M, 1, j.M, j.B + (long)k0 * j.N, j.N, j.C, j.N, accumulate: true);
     }
 
     static void Check(ReadOnlySpan<float> a, long na, ReadOnlySpan<float> b, long nb, Span<float> c, long nc)
@@ -181,6 +113,37 @@ public static unsafe class GradMatMul
         }
         for (; i < n; i++) s += a[i] * b[i];
         return s;
+    }
+
+    /// <summary>In-place softmax, subtracting the maximum first (fixed order, reproducible).</summary>
+    public static void SoftmaxInPlace(Span<float> x)
+    {
+        ref float p = ref MemoryMarshal.GetReference(x);
+        int n = x.Length, i = 0;
+        float max = float.NegativeInfinity;
+        for (int k = 0; k < n; k++) max = MathF.Max(max, x[k]);
+        float sum = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vmax = Vector512.Create(max);
+            var acc = Vector512<float>.Zero;
+            for (; i + 16 <= n; i += 16)
+            {
+                var e = Vector512.Exp(Vector512.LoadUnsafe(ref p, (nuint)i) - vmax);
+                e.StoreUnsafe(ref p, (nuint)i);
+                acc += e;
+            }
+            sum = Vector512.Sum(acc);
+        }
+        for (; i < n; i++) { x[i] = MathF.Exp(x[i] - max); sum += x[i]; }
+        float inv = 1f / sum;
+        i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vi = Vector512.Create(inv);
+            for (; i + 16 <= n; i += 16) (Vector512.LoadUnsafe(ref p, (nuint)i) * vi).StoreUnsafe(ref p, (nuint)i);
+        }
+        for (; i < n; i++) x[i] *= inv;
     }
 
     /// <summary>y += alpha · x.</summary>

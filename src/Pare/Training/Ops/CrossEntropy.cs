@@ -1,3 +1,6 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
 namespace Pare.Training.Ops;
 
 /// <summary>
@@ -37,13 +40,31 @@ public static class CrossEntropy
     {
         float max = float.NegativeInfinity;
         foreach (float v in z) max = MathF.Max(max, v);
+        // Σ exp(z − max) in float lanes (each term ≤ 1), the lanes summed in double: log-sum-exp to ~1e-7 relative.
+        ref float p = ref MemoryMarshal.GetReference(z);
+        int n = z.Length, i = 0;
         double s = 0;
-        for (int i = 0; i < z.Length; i++) s += Math.Exp(z[i] - max);
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vmax = Vector512.Create(max);
+            var acc = Vector512<float>.Zero;
+            for (; i + 16 <= n; i += 16) acc += Vector512.Exp(Vector512.LoadUnsafe(ref p, (nuint)i) - vmax);
+            for (int l = 0; l < 16; l++) s += acc[l];
+        }
+        for (; i < n; i++) s += Math.Exp(z[i] - max);
         double lse = max + Math.Log(s);
         double loss = lse - z[target];
         if (gradScale != 0)
         {
-            for (int i = 0; i < z.Length; i++) z[i] = (float)(Math.Exp(z[i] - lse) * gradScale);
+            float flse = (float)lse;
+            i = 0;
+            if (Vector512.IsHardwareAccelerated)
+            {
+                var vl = Vector512.Create(flse);
+                var vs = Vector512.Create(gradScale);
+                for (; i + 16 <= n; i += 16) (Vector512.Exp(Vector512.LoadUnsafe(ref p, (nuint)i) - vl) * vs).StoreUnsafe(ref p, (nuint)i);
+            }
+            for (; i < n; i++) z[i] = MathF.Exp(z[i] - flse) * gradScale;
             z[target] -= gradScale;
         }
         return loss;

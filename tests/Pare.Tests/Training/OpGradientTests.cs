@@ -138,6 +138,51 @@ public class OpGradientTests
         GradCheck.Check("dv", v, dv, Loss, maxChecks: 80);
     }
 
+    /// <summary>Real head widths (32, 64) and lengths that use every tile of the vector kernels, against plain loops in double.</summary>
+    [Theory]
+    [InlineData(100, 32, 4, 2)]
+    [InlineData(37, 64, 2, 1)]
+    public void Attention_vector_kernels_match_a_plain_reference(int seqLen, int hd, int heads, int kvHeads)
+    {
+        var s = new AttentionShape(2, seqLen, heads, kvHeads, hd);
+        int rows = 2 * seqLen;
+        var q = GradCheck.Random(rows * s.QDim, 1);
+        var k = GradCheck.Random(rows * s.KvDim, 2);
+        var v = GradCheck.Random(rows * s.KvDim, 3);
+        var dO = GradCheck.Random(rows * s.QDim, 4);
+        var o = new float[q.Length];
+        var (dq, dk, dv) = (new float[q.Length], new float[k.Length], new float[v.Length]);
+        Attention.Forward(q, k, v, o, s, 2);
+        Attention.Backward(q, k, v, dO, dq, dk, dv, s, 2);
+        var (eo, edq, edk, edv) = (new double[o.Length], new double[q.Length], new double[k.Length], new double[v.Length]);
+        int group = heads / kvHeads;
+        for (int b = 0; b < 2; b++)
+            for (int h = 0; h < heads; h++)
+                for (int t = 0; t < seqLen; t++)
+                {
+                    int kvh = h / group, qo = (b * seqLen + t) * s.QDim + h * hd;
+                    int Ko(int j) => (b * seqLen + j) * s.KvDim + kvh * hd;
+                    var p = new double[t + 1];
+                    for (int j = 0; j <= t; j++) { for (int d = 0; d < hd; d++) p[j] += (double)q[qo + d] * k[Ko(j) + d]; p[j] /= Math.Sqrt(hd); }
+                    double max = p.Max(), sum = p.Sum(x => Math.Exp(x - max));
+                    for (int j = 0; j <= t; j++) p[j] = Math.Exp(p[j] - max) / sum;
+                    var dp = new double[t + 1];
+                    for (int j = 0; j <= t; j++)
+                        for (int d = 0; d < hd; d++) { eo[qo + d] += p[j] * v[Ko(j) + d]; dp[j] += (double)dO[qo + d] * v[Ko(j) + d]; edv[Ko(j) + d] += p[j] * dO[qo + d]; }
+                    double pd = Enumerable.Range(0, t + 1).Sum(j => p[j] * dp[j]);
+                    for (int j = 0; j <= t; j++)
+                    {
+                        double ds = p[j] * (dp[j] - pd) / Math.Sqrt(hd);
+                        for (int d = 0; d < hd; d++) { edq[qo + d] += ds * k[Ko(j) + d]; edk[Ko(j) + d] += ds * q[qo + d]; }
+                    }
+                }
+        static void Near(string what, float[] got, double[] want)
+        {
+            for (int i = 0; i < got.Length; i++) Assert.True(Math.Abs(got[i] - want[i]) <= 1e-4 * (1 + Math.Abs(want[i])), $"{what}[{i}]: {got[i]} vs {want[i]}");
+        }
+        Near("o", o, eo); Near("dq", dq, edq); Near("dk", dk, edk); Near("dv", dv, edv);
+    }
+
     [Fact]
     public void Attention_is_causal_and_matches_a_direct_softmax()
     {
@@ -154,6 +199,7 @@ public class OpGradientTests
     [InlineData(7, 70, 130)]
     [InlineData(64, 128, 256)]
     [InlineData(1, 3, 64)]
+    [InlineData(300, 270, 112)] // shared dimensions past one 256 chunk; 64 + 32 + 16 column tiles
     public void GradMatMul_matches_reference(int n, int outDim, int inDim)
     {
         var dy = GradCheck.Random(n * outDim, 1);

@@ -19,7 +19,7 @@ public enum Causal
 /// <summary>
 /// A general single-threaded F32 product with register tiling, for the products inside one attention job and for the
 /// linear layers' gradients: C[m, n] (=|+=) Σ_k A(m, k) · B[k, n], where A(m, k) = A[m · aRow + k · aCol] (so A can be read
-/// as stored or transposed) and B, C are row-major with leading dimensions ldb, ldc. Tiles of 4 rows × 64 (or 16) columns
+/// as stored or transposed) and B, C are row-major with leading dimensions ldb, ldc. Tiles of 4 rows × 64 (or 32, 16) columns
 /// live in registers while k streams through; columns left over (&lt; 16) are done in scalar code. Each element is summed in
 /// k order by one thread: reproducible.
 /// </summary>
@@ -44,6 +44,8 @@ public static unsafe class Gemm
             {
                 for (; col + 64 <= nEnd; col += 64)
                     Tile4x64(a0, a1, a2, a3, aCol, kBegin, kEnd, b + col, ldb, c + m * ldc + col, ldc, mr, accumulate);
+                for (; col + 32 <= nEnd; col += 32)
+                    Tile4x32(a0, a1, a2, a3, aCol, kBegin, kEnd, b + col, ldb, c + m * ldc + col, ldc, mr, accumulate);
                 for (; col + 16 <= nEnd; col += 16)
                     Tile4x16(a0, a1, a2, a3, aCol, kBegin, kEnd, b + col, ldb, c + m * ldc + col, ldc, mr, accumulate);
             }
@@ -88,6 +90,32 @@ public static unsafe class Gemm
         if (rows > 1) Store4(c + ldc, c10, c11, c12, c13, accumulate);
         if (rows > 2) Store4(c + 2 * ldc, c20, c21, c22, c23, accumulate);
         if (rows > 3) Store4(c + 3 * ldc, c30, c31, c32, c33, accumulate);
+    }
+
+    /// <summary>4 × 32: the head-width products of attention (P·V, dS·K, ...): each broadcast feeds two FMAs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Tile4x32(float* a0, float* a1, float* a2, float* a3, long aCol, int k0, int k1, float* b, long ldb, float* c, long ldc, int rows, bool accumulate)
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
+        for (int i = k0; i < k1; i++)
+        {
+            float* bi = b + i * ldb;
+            var b0 = Vector512.Load(bi); var b1 = Vector512.Load(bi + 16);
+            long ai = i * aCol;
+            var a = Vector512.Create(a0[ai]);
+            c00 = Vector512.FusedMultiplyAdd(a, b0, c00); c01 = Vector512.FusedMultiplyAdd(a, b1, c01);
+            a = Vector512.Create(a1[ai]);
+            c10 = Vector512.FusedMultiplyAdd(a, b0, c10); c11 = Vector512.FusedMultiplyAdd(a, b1, c11);
+            a = Vector512.Create(a2[ai]);
+            c20 = Vector512.FusedMultiplyAdd(a, b0, c20); c21 = Vector512.FusedMultiplyAdd(a, b1, c21);
+            a = Vector512.Create(a3[ai]);
+            c30 = Vector512.FusedMultiplyAdd(a, b0, c30); c31 = Vector512.FusedMultiplyAdd(a, b1, c31);
+        }
+        Store1(c, c00, accumulate); Store1(c + 16, c01, accumulate);
+        if (rows > 1) { Store1(c + ldc, c10, accumulate); Store1(c + ldc + 16, c11, accumulate); }
+        if (rows > 2) { Store1(c + 2 * ldc, c20, accumulate); Store1(c + 2 * ldc + 16, c21, accumulate); }
+        if (rows > 3) { Store1(c + 3 * ldc, c30, accumulate); Store1(c + 3 * ldc + 16, c31, accumulate); }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

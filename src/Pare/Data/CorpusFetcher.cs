@@ -44,6 +44,8 @@ public static class CorpusFetcher
         string cache = Path.GetFullPath(options.CacheDir);
         string pkgDir = Path.Combine(cache, "packages");
         Directory.CreateDirectory(pkgDir);
+        // One fetch per cache at a time, across threads and processes (FileShare.None is an exclusive flock on Unix).
+        using var gate = Lock(Path.Combine(cache, ".fetch.lock"), ct);
 
         var docs = new List<Document>();
         bool downloaded = false;
@@ -151,6 +153,20 @@ public static class CorpusFetcher
         finally
         {
             if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+        }
+    }
+
+    static FileStream Lock(string path, CancellationToken ct)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(10);
+        while (true)
+        {
+            try { return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None); }
+            catch (IOException) when (DateTime.UtcNow < deadline)
+            {
+                ct.WaitHandle.WaitOne(200);
+                ct.ThrowIfCancellationRequested();
+            }
         }
     }
 

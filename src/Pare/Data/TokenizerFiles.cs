@@ -51,7 +51,7 @@ public static class TokenizerFiles
         string cache = textPath + $".tok-{key}.bin";
         if (File.Exists(cache)) return MemoryMarshal.Cast<byte, int>(File.ReadAllBytes(cache)).ToArray();
         var ids = EncodeParagraphs(tokenizer, text);
-        string tmp = cache + $".tmp-{Environment.ProcessId}";
+        string tmp = cache + $".tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
         File.WriteAllBytes(tmp, MemoryMarshal.AsBytes(ids.AsSpan()).ToArray());
         File.Move(tmp, cache, overwrite: true);
         return ids;

@@ -66,7 +66,8 @@ public static class Checkpoint
         {
             if (r.ReadInt32() != arr.Length) throw new PareException($"{path}: tensor size mismatch");
             var bytes = MemoryMarshal.AsBytes(arr.AsSpan());
-            if (fs.Read(bytes) != bytes.Length) throw new PareException($"{path}: checkpoint is truncated");
+            try { fs.ReadExactly(bytes); }
+            catch (EndOfStreamException) { throw new PareException($"{path}: checkpoint is truncated"); }
         }
         return (step, rng, history, evals);
     }

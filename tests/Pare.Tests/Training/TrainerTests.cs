@@ -76,6 +76,21 @@ public class TrainerTests
     }
 
     [Fact]
+    public void Bad_checkpoints_are_clear_errors()
+    {
+        string dir = TempDir();
+        var t = new Trainer(Tiny(dir), Vocab, Tokens(4000, 1), Tokens(400, 2));
+        t.Run(1);
+        var bytes = File.ReadAllBytes(t.CheckpointPath);
+        File.WriteAllBytes(t.CheckpointPath, bytes[..(bytes.Length / 2)]);
+        Assert.Contains("truncated", Assert.Throws<PareException>(() => new Trainer(Tiny(dir), Vocab, Tokens(4000, 1), Tokens(400, 2)).Resume()).Message, StringComparison.Ordinal);
+        File.WriteAllBytes(t.CheckpointPath, bytes);
+        var wider = Tiny(dir) with { Model = Tiny(dir).Model with { Dim = 64 } };
+        Assert.Contains("another model shape", Assert.Throws<PareException>(() => new Trainer(wider, Vocab, Tokens(4000, 1), Tokens(400, 2)).Resume()).Message, StringComparison.Ordinal);
+        Assert.Throws<PareException>(() => new Trainer(Tiny(TempDir()), Vocab, Tokens(4000, 1), Tokens(400, 2)).Resume());
+    }
+
+    [Fact]
     public void Loss_goes_down()
     {
         var cfg = Tiny(TempDir(), steps: 40) with { EvalEvery = 0 };

@@ -88,13 +88,14 @@ public sealed class Trainer
 
     /// <summary>
     /// Trains until <paramref name="untilStep"/> (at most the configured steps), validating and checkpointing on schedule.
-    /// On cancellation it finishes the current step, writes a checkpoint and returns.
+    /// On cancellation it finishes the current step, writes a checkpoint and returns. Runs that take no step write nothing.
     /// </summary>
     public void Run(int untilStep, IProgress<TrainProgress>? progress = null, CancellationToken ct = default)
     {
         untilStep = Math.Min(untilStep, _cfg.Steps);
         long tokensPerStep = (long)_cfg.BatchSize * _cfg.SeqLen;
         var sw = new Stopwatch();
+        int startStep = Step;
         while (Step < untilStep && !ct.IsCancellationRequested)
         {
             sw.Restart();
@@ -109,7 +110,8 @@ public sealed class Trainer
             if (_cfg.CheckpointEvery > 0 && Step % _cfg.CheckpointEvery == 0) SaveCheckpoint();
             progress?.Report(new TrainProgress(Step, _cfg.Steps, rec.Loss, rec.LearningRate, rec.GradNorm, tps, valid));
         }
-        SaveCheckpoint();
+        // Nothing new to save when no step ran (e.g. --steps 0 to export): never overwrite a newer checkpoint with an old one.
+        if (Step != startStep) SaveCheckpoint();
     }
 
     public void SaveCheckpoint(string? path = null)

@@ -33,7 +33,7 @@ public static class Attention
             nint aq = (nint)pq, ak = (nint)pk, av = (nint)pv, ao = (nint)po;
             FixedParallel.For(s.Batch * s.KvHeads, threads, (j0, j1) =>
             {
-                var w = new Workspace(s);
+                var w = Workspace.For(s);
                 for (int job = j0; job < j1; job++) ForwardJob((float*)aq, (float*)ak, (float*)av, (float*)ao, s, job / s.KvHeads, job % s.KvHeads, w);
             });
         }
@@ -53,7 +53,7 @@ public static class Attention
             nint aq = (nint)pq, ak = (nint)pk, av = (nint)pv, ado = (nint)pdo, adq = (nint)pdq, adk = (nint)pdk, adv = (nint)pdv;
             FixedParallel.For(s.Batch * s.KvHeads, threads, (j0, j1) =>
             {
-                var w = new Workspace(s);
+                var w = Workspace.For(s);
                 for (int job = j0; job < j1; job++)
                     BackwardJob((float*)aq, (float*)ak, (float*)av, (float*)ado, (float*)adq, (float*)adk, (float*)adv, s, job / s.KvHeads, job % s.KvHeads, w);
             });
@@ -63,6 +63,18 @@ public static class Attention
     /// <summary>Per-thread scratch: one KV head's keys/values transposed (head_dim, seqLen) and two (seqLen, seqLen) score matrices.</summary>
     sealed class Workspace(AttentionShape s)
     {
+        [ThreadStatic] static Workspace? t_cached;
+
+        /// <summary>This thread's workspace, reused while the shape stays the same (every cell is written before it is read).</summary>
+        public static Workspace For(AttentionShape s)
+        {
+            var w = t_cached;
+            if (w == null || w.SeqLen != s.SeqLen || w.HeadDim != s.HeadDim) t_cached = w = new Workspace(s);
+            return w;
+        }
+
+        public int SeqLen { get; } = s.SeqLen;
+        public int HeadDim { get; } = s.HeadDim;
         public readonly float[] Kt = GC.AllocateArray<float>(s.HeadDim * s.SeqLen, pinned: true);  // (head_dim, seqLen)
         public readonly float[] Vt = GC.AllocateArray<float>(s.HeadDim * s.SeqLen, pinned: true);  // (head_dim, seqLen)
         public readonly float[] P = GC.AllocateArray<float>(s.SeqLen * s.SeqLen, pinned: true);    // (seqLen, seqLen) scores, then probabilities

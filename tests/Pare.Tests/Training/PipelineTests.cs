@@ -10,7 +10,11 @@ public class PipelineTests
     public void Fetch_tokenizer_train_ppl_and_ngram_run_through_the_cli()
     {
         string cache = Path.Combine(Path.GetTempPath(), "pare-test-corpus");
+        var fetch = PareCli.Run("data", "fetch", "--cache", cache, "--json");
+        Assert.True(fetch.ExitCode == 0, fetch.Stderr);
+        Assert.Equal(44, fetch.Json.GetProperty("documents").GetProperty("test").GetInt32());
         var info = CorpusFetcher.Fetch(new FetchOptions { CacheDir = cache });
+        Assert.Equal(info.TestPath, fetch.Json.GetProperty("test").GetString());
         // A small slice of the real splits keeps the run short.
         string dir = Directory.CreateTempSubdirectory("pare-pipeline-").FullName;
         string small = Path.Combine(dir, "data");

@@ -13,4 +13,8 @@ root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(BenchSpecCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
+root.Subcommands.Add(DataCommand.Create());
+root.Subcommands.Add(TrainCommand.Create());
+root.Subcommands.Add(PplCommand.Create());
+root.Subcommands.Add(PplCommand.CreateNgram());
 return await root.Parse(args).InvokeAsync();

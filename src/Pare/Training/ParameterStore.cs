@@ -1,0 +1,117 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Pare.Models;
+using Pare.Tensors;
+
+namespace Pare.Training;
+
+/// <summary>One named parameter tensor inside the flat buffer: (Rows, Cols) row-major at Offset; Cols = 1 row for vectors.</summary>
+public sealed record ParamInfo(string Name, long Offset, int Rows, int Cols, bool Decay)
+{
+    public long Length => (long)Rows * Cols;
+}
+
+/// <summary>The views of one block's parameters (offsets into the flat buffers).</summary>
+public sealed record LayerParams(ParamInfo AttnNorm, ParamInfo Wq, ParamInfo Wk, ParamInfo Wv, ParamInfo Wo,
+    ParamInfo FfnNorm, ParamInfo Gate, ParamInfo Up, ParamInfo Down);
+
+/// <summary>
+/// All F32 master weights of a Llama model in one pinned array (so the engine's kernels can read them by address),
+/// with a gradient array of the same layout. Names follow GGUF (token_embd, blk.N.attn_q, ...); shapes are (out, in).
+/// </summary>
+public sealed class ParameterStore
+{
+    public LlamaConfig Config { get; }
+    public IReadOnlyList<ParamInfo> All { get; }
+    public ParamInfo TokenEmbedding { get; }   // (vocab, dim)
+    public IReadOnlyList<LayerParams> Layers { get; }
+    public ParamInfo OutputNorm { get; }        // (dim)
+    public ParamInfo? Output { get; }           // (vocab, dim); null when tied to the embedding
+    /// <summary>The weights, pinned.</summary>
+    public float[] Values { get; }
+    /// <summary>Gradients, same layout as <see cref="Values"/>.</summary>
+    public float[] Grads { get; }
+    readonly Dictionary<ParamInfo, WeightMatrix> _matrices = [];
+
+    public ParameterStore(LlamaConfig c)
+    {
+        Config = c;
+        var all = new List<ParamInfo>();
+        long offset = 0;
+        ParamInfo Add(string name, int rows, int cols, bool decay)
+        {
+            var p = new ParamInfo(name, offset, rows, cols, decay);
+            // Keep every tensor 64-byte aligned: the vector kernels load whole cache lines.
+            offset += (p.Length + 15) / 16 * 16;
+            all.Add(p);
+            return p;
+        }
+        TokenEmbedding = Add("token_embd.weight", c.VocabSize, c.Dim, true);
+        var layers = new List<LayerParams>();
+        for (int l = 0; l < c.Layers; l++)
+        {
+            string p = $"blk.{l}.";
+            layers.Add(new LayerParams(
+                Add(p + "attn_norm.weight", 1, c.Dim, false),
+                Add(p + "attn_q.weight", c.QDim, c.Dim, true),
+                Add(p + "attn_k.weight", c.KvDim, c.Dim, true),
+                Add(p + "attn_v.weight", c.KvDim, c.Dim, true),
+                Add(p + "attn_output.weight", c.Dim, c.QDim, true),
+                Add(p + "ffn_norm.weight", 1, c.Dim, false),
+                Add(p + "ffn_gate.weight", c.FfnDim, c.Dim, true),
+                Add(p + "ffn_up.weight", c.FfnDim, c.Dim, true),
+                Add(p + "ffn_down.weight", c.Dim, c.FfnDim, true)));
+        }
+        Layers = layers;
+        OutputNorm = Add("output_norm.weight", 1, c.Dim, false);
+        Output = c.TiedEmbeddings ? null : Add("output.weight", c.VocabSize, c.Dim, true);
+        All = all;
+        Values = GC.AllocateArray<float>(checked((int)offset), pinned: true);
+        Grads = new float[offset];
+    }
+
+    /// <summary>Number of trainable weights (the embedding counted once when tied).</summary>
+    public long Count => All.Sum(p => p.Length);
+
+    /// <summary>The output head: the untied output matrix or the embedding.</summary>
+    public ParamInfo Head => Output ?? TokenEmbedding;
+
+    public Span<float> Value(ParamInfo p) => Values.AsSpan((int)p.Offset, (int)p.Length);
+    public Span<float> Grad(ParamInfo p) => Grads.AsSpan((int)p.Offset, (int)p.Length);
+
+    /// <summary>The parameter as an engine <see cref="WeightMatrix"/> over the pinned values (for the forward kernels).</summary>
+    public unsafe WeightMatrix Matrix(ParamInfo p)
+    {
+        if (_matrices.TryGetValue(p, out var m)) return m;
+        nint addr = (nint)Unsafe.AsPointer(ref Values[p.Offset]);
+        m = new WeightMatrix(p.Name, GgmlType.F32, p.Rows, p.Cols, addr, p.Length * sizeof(float));
+        _matrices[p] = m;
+        return m;
+    }
+
+    /// <summary>
+    /// GPT-2 style initialization: N(0, std) for matrices and the embedding, std / sqrt(2·layers) for the projections that
+    /// write into the residual stream (attn_output, ffn_down), ones for norm weights. Each tensor draws from its own stream.
+    /// </summary>
+    public void Initialize(ulong seed, float std)
+    {
+        float residualStd = std / MathF.Sqrt(2f * Config.Layers);
+        foreach (var p in All)
+        {
+            var v = Value(p);
+            if (!p.Decay) { v.Fill(1f); continue; }
+            float s = p.Name.EndsWith("attn_output.weight", StringComparison.Ordinal) || p.Name.EndsWith("ffn_down.weight", StringComparison.Ordinal) ? residualStd : std;
+            var rng = new SplitMix64(seed ^ Fnv(p.Name));
+            for (int i = 0; i < v.Length; i++) v[i] = (float)(rng.NextGaussian() * s);
+        }
+    }
+
+    public void ZeroGrads() => Array.Clear(Grads);
+
+    static ulong Fnv(string s)
+    {
+        ulong h = 14695981039346656037UL;
+        foreach (char ch in s) { h ^= ch; h *= 1099511628211UL; }
+        return h;
+    }
+}

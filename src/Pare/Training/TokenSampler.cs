@@ -1,0 +1,40 @@
+namespace Pare.Training;
+
+/// <summary>
+/// The training data order: each sequence is a window of seqLen + 1 consecutive tokens of the tokenized train split at an
+/// offset drawn uniformly by a <see cref="SplitMix64"/>; inputs are its first seqLen tokens and targets the last seqLen.
+/// The generator's state is all there is to save for an exact resume.
+/// </summary>
+public sealed class TokenSampler(int[] tokens, int seqLen, ulong seed)
+{
+    public SplitMix64 Rng { get; } = new(seed);
+
+    /// <summary>Fills (sequences · seqLen) inputs and targets.</summary>
+    public void Next(Span<int> inputs, Span<int> targets, int sequences)
+    {
+        if (tokens.Length < seqLen + 1) throw new PareException($"the training text has {tokens.Length} tokens, fewer than one window of {seqLen + 1}");
+        for (int b = 0; b < sequences; b++)
+        {
+            int start = Rng.NextInt(tokens.Length - seqLen);
+            tokens.AsSpan(start, seqLen).CopyTo(inputs.Slice(b * seqLen, seqLen));
+            tokens.AsSpan(start + 1, seqLen).CopyTo(targets.Slice(b * seqLen, seqLen));
+        }
+    }
+
+    /// <summary>Fixed validation windows: <paramref name="count"/> windows spread evenly over the tokens (no randomness).</summary>
+    public static (int[] Inputs, int[] Targets) Fixed(int[] tokens, int seqLen, int count)
+    {
+        int windows = Math.Min(count, Math.Max(0, (tokens.Length - 1) / seqLen));
+        if (windows == 0) throw new PareException($"the validation text has {tokens.Length} tokens, fewer than one window of {seqLen + 1}");
+        var inputs = new int[windows * seqLen];
+        var targets = new int[windows * seqLen];
+        long stride = (tokens.Length - 1 - seqLen) / Math.Max(1, windows - 1);
+        for (int b = 0; b < windows; b++)
+        {
+            int start = (int)Math.Min(b * stride, tokens.Length - 1 - seqLen);
+            tokens.AsSpan(start, seqLen).CopyTo(inputs.AsSpan(b * seqLen, seqLen));
+            tokens.AsSpan(start + 1, seqLen).CopyTo(targets.AsSpan(b * seqLen, seqLen));
+        }
+        return (inputs, targets);
+    }
+}

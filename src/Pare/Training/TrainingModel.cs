@@ -1,0 +1,172 @@
+using Pare.Models;
+using Pare.Training.Ops;
+
+namespace Pare.Training;
+
+/// <summary>
+/// The Llama decoder written as explicit forward and backward passes over a batch of sequences, reading F32 weights from a
+/// <see cref="ParameterStore"/> and adding gradients into it. The forward pass keeps the activations the backward pass needs.
+/// </summary>
+/// <remarks>
+/// Per block (pre-norm, as in Llama): x2 = x + Wo · attn(rope(Wq·n1), rope(Wk·n1), Wv·n1) with n1 = rmsnorm(x);
+/// x' = x2 + Down · (silu(Gate·n2) ⊙ Up·n2) with n2 = rmsnorm(x2). Logits = Head · rmsnorm(x_L); loss = mean cross-entropy.
+/// </remarks>
+public sealed class TrainingModel
+{
+    readonly ParameterStore _p;
+    readonly LlamaConfig _c;
+    readonly Rope _rope;
+    readonly int _threads;
+    readonly int _maxRows;
+
+    // Saved activations, per layer, for up to _maxRows rows (= sequences · seqLen).
+    sealed class LayerActs(int rows, LlamaConfig c)
+    {
+        public readonly float[] XIn = new float[rows * c.Dim];     // (rows, dim) residual stream entering the block
+        public readonly float[] RstdA = new float[rows];            // (rows)
+        public readonly float[] Xa = new float[rows * c.Dim];      // (rows, dim) attn_norm output
+        public readonly float[] Q = new float[rows * c.QDim];      // (rows, heads · head_dim) after RoPE
+        public readonly float[] K = new float[rows * c.KvDim];     // (rows, kv_heads · head_dim) after RoPE
+        public readonly float[] V = new float[rows * c.KvDim];     // (rows, kv_heads · head_dim)
+        public readonly float[] Att = new float[rows * c.QDim];    // (rows, heads · head_dim) attention output
+        public readonly float[] X2 = new float[rows * c.Dim];      // (rows, dim) residual after attention
+        public readonly float[] RstdF = new float[rows];            // (rows)
+        public readonly float[] Xf = new float[rows * c.Dim];      // (rows, dim) ffn_norm output
+        public readonly float[] G = new float[rows * c.FfnDim];    // (rows, ffn) gate pre-activation
+        public readonly float[] U = new float[rows * c.FfnDim];    // (rows, ffn) up projection
+        public readonly float[] H = new float[rows * c.FfnDim];    // (rows, ffn) silu(G) ⊙ U
+    }
+
+    readonly LayerActs[] _acts;
+    readonly float[] _x, _xFinal, _rstdO, _xo, _logits;        // (rows, dim) ×3, (rows), (rows, vocab)
+    // Gradient scratch.
+    readonly float[] _dx, _dn, _dq, _dk, _dv, _datt, _dh, _dg, _du; // (rows, dim|dim|qd|kvd|kvd|qd|ffn|ffn|ffn)
+
+    public TrainingModel(ParameterStore p, int maxSequences, int seqLen, int threads)
+    {
+        _p = p;
+        _c = p.Config;
+        _threads = Math.Max(1, threads);
+        SeqLen = seqLen;
+        _maxRows = maxSequences * seqLen;
+        _rope = new Rope(seqLen, _c.RopeDim, _c.RopeBase);
+        int r = _maxRows;
+        _acts = [.. Enumerable.Range(0, _c.Layers).Select(_ => new LayerActs(r, _c))];
+        _x = new float[r * _c.Dim]; _xFinal = new float[r * _c.Dim]; _rstdO = new float[r]; _xo = new float[r * _c.Dim];
+        _logits = new float[(long)r * _c.VocabSize];
+        _dx = new float[r * _c.Dim]; _dn = new float[r * _c.Dim];
+        _dq = new float[r * _c.QDim]; _datt = new float[r * _c.QDim];
+        _dk = new float[r * _c.KvDim]; _dv = new float[r * _c.KvDim];
+        _dh = new float[r * _c.FfnDim]; _dg = new float[r * _c.FfnDim]; _du = new float[r * _c.FfnDim];
+    }
+
+    public int SeqLen { get; }
+
+    /// <summary>The logits of the last <see cref="Forward"/>, (rows, vocab); overwritten by the loss gradient in <see cref="Step"/>.</summary>
+    public ReadOnlySpan<float> Logits(int rows) => _logits.AsSpan(0, rows * _c.VocabSize);
+
+    /// <summary>
+    /// Forward pass over <paramref name="inputs"/> (sequences · seqLen tokens) and, when <paramref name="gradScale"/> ≠ 0,
+    /// the backward pass of gradScale · Σ loss, adding into the parameter gradients. Returns Σ_t loss_t (nats).
+    /// </summary>
+    public double Step(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, float gradScale)
+    {
+        int rows = inputs.Length;
+        Forward(inputs);
+        double loss = CrossEntropy.ForwardBackward(_logits.AsSpan(0, rows * _c.VocabSize), targets, _c.VocabSize, gradScale, _threads);
+        if (gradScale != 0) Backward(inputs);
+        return loss;
+    }
+
+    /// <summary>Computes the logits of every position (rows = inputs.Length, a multiple of <see cref="SeqLen"/>).</summary>
+    public void Forward(ReadOnlySpan<int> inputs)
+    {
+        int n = inputs.Length;
+        if (n % SeqLen != 0 || n > _maxRows) throw new ArgumentException($"{n} tokens is not a whole number of sequences of {SeqLen} up to {_maxRows}");
+        int dim = _c.Dim, qd = _c.QDim, kvd = _c.KvDim, ffn = _c.FfnDim;
+        var shape = Shape(n);
+        var x = _x.AsSpan(0, n * dim);
+        Embedding.Forward(inputs, _p.Value(_p.TokenEmbedding), dim, x);
+        for (int l = 0; l < _c.Layers; l++)
+        {
+            var a = _acts[l];
+            var w = _p.Layers[l];
+            x.CopyTo(a.XIn);
+            RmsNorm.Forward(x, _p.Value(w.AttnNorm), _c.RmsEps, n, dim, a.Xa, a.RstdA);
+            Linear.Forward(a.Xa, _p.Matrix(w.Wq), n, a.Q, _threads);
+            Linear.Forward(a.Xa, _p.Matrix(w.Wk), n, a.K, _threads);
+            Linear.Forward(a.Xa, _p.Matrix(w.Wv), n, a.V, _threads);
+            _rope.Forward(a.Q, n, SeqLen, _c.Heads, _c.HeadDim);
+            _rope.Forward(a.K, n, SeqLen, _c.KvHeads, _c.HeadDim);
+            Attention.Forward(a.Q.AsSpan(0, n * qd), a.K.AsSpan(0, n * kvd), a.V.AsSpan(0, n * kvd), a.Att, shape, _threads);
+            var o = _dn.AsSpan(0, n * dim); // scratch: nothing needs it during the forward pass
+            Linear.Forward(a.Att, _p.Matrix(w.Wo), n, o, _threads);
+            for (int i = 0; i < x.Length; i++) x[i] += o[i];
+            x.CopyTo(a.X2);
+            RmsNorm.Forward(x, _p.Value(w.FfnNorm), _c.RmsEps, n, dim, a.Xf, a.RstdF);
+            Linear.Forward(a.Xf, _p.Matrix(w.Gate), n, a.G, _threads);
+            Linear.Forward(a.Xf, _p.Matrix(w.Up), n, a.U, _threads);
+            SwiGlu.Forward(a.G.AsSpan(0, n * ffn), a.U.AsSpan(0, n * ffn), a.H.AsSpan(0, n * ffn));
+            Linear.Forward(a.H, _p.Matrix(w.Down), n, o, _threads);
+            for (int i = 0; i < x.Length; i++) x[i] += o[i];
+        }
+        x.CopyTo(_xFinal);
+        RmsNorm.Forward(x, _p.Value(_p.OutputNorm), _c.RmsEps, n, dim, _xo, _rstdO);
+        Linear.Forward(_xo, _p.Matrix(_p.Head), n, _logits, _threads);
+    }
+
+    /// <summary>Backward pass from the logit gradients left in the logits buffer by the loss.</summary>
+    void Backward(ReadOnlySpan<int> inputs)
+    {
+        int n = inputs.Length;
+        int dim = _c.Dim, qd = _c.QDim, kvd = _c.KvDim, ffn = _c.FfnDim;
+        var shape = Shape(n);
+        var dx = _dx.AsSpan(0, n * dim);   // gradient of the loss with respect to the residual stream
+        var dn = _dn.AsSpan(0, n * dim);   // gradient with respect to a norm's output
+
+        // Head and final norm.
+        Linear.Backward(_logits.AsSpan(0, n * _c.VocabSize), _xo, _p.Value(_p.Head), n, _c.VocabSize, dim, _p.Grad(_p.Head), dn, false, _threads);
+        dx.Clear();
+        RmsNorm.Backward(dn, _xFinal, _p.Value(_p.OutputNorm), _rstdO, n, dim, dx, _p.Grad(_p.OutputNorm));
+
+        for (int l = _c.Layers - 1; l >= 0; l--)
+        {
+            var a = _acts[l];
+            var w = _p.Layers[l];
+            // Feed-forward: x' = x2 + Down · h.
+            var dh = _dh.AsSpan(0, n * ffn);
+            Linear.Backward(dx, a.H, _p.Value(w.Down), n, dim, ffn, _p.Grad(w.Down), dh, false, _threads);
+            SwiGlu.Backward(a.G.AsSpan(0, n * ffn), a.U.AsSpan(0, n * ffn), dh, _dg.AsSpan(0, n * ffn), _du.AsSpan(0, n * ffn));
+            Linear.Backward(_dg, a.Xf, _p.Value(w.Gate), n, ffn, dim, _p.Grad(w.Gate), dn, false, _threads);
+            Linear.Backward(_du, a.Xf, _p.Value(w.Up), n, ffn, dim, _p.Grad(w.Up), dn, true, _threads);
+            RmsNorm.Backward(dn, a.X2, _p.Value(w.FfnNorm), a.RstdF, n, dim, dx, _p.Grad(w.FfnNorm));
+
+            // Attention: x2 = x + Wo · att.
+            var datt = _datt.AsSpan(0, n * qd);
+            Linear.Backward(dx, a.Att, _p.Value(w.Wo), n, dim, qd, _p.Grad(w.Wo), datt, false, _threads);
+            var dq = _dq.AsSpan(0, n * qd);
+            var dk = _dk.AsSpan(0, n * kvd);
+            var dv = _dv.AsSpan(0, n * kvd);
+            Attention.Backward(a.Q.AsSpan(0, n * qd), a.K.AsSpan(0, n * kvd), a.V.AsSpan(0, n * kvd), datt, dq, dk, dv, shape, _threads);
+            _rope.Backward(dq, n, SeqLen, _c.Heads, _c.HeadDim);
+            _rope.Backward(dk, n, SeqLen, _c.KvHeads, _c.HeadDim);
+            Linear.Backward(dq, a.Xa, _p.Value(w.Wq), n, qd, dim, _p.Grad(w.Wq), dn, false, _threads);
+            Linear.Backward(dk, a.Xa, _p.Value(w.Wk), n, kvd, dim, _p.Grad(w.Wk), dn, true, _threads);
+            Linear.Backward(dv, a.Xa, _p.Value(w.Wv), n, kvd, dim, _p.Grad(w.Wv), dn, true, _threads);
+            RmsNorm.Backward(dn, a.XIn, _p.Value(w.AttnNorm), a.RstdA, n, dim, dx, _p.Grad(w.AttnNorm));
+        }
+        Embedding.Backward(inputs, dx, dim, _p.Grad(_p.TokenEmbedding));
+    }
+
+    AttentionShape Shape(int rows) => new(rows / SeqLen, SeqLen, _c.Heads, _c.KvHeads, _c.HeadDim);
+
+    /// <summary>Matrix-product FLOPs of one training step over <paramref name="tokens"/> tokens (forward + backward ≈ 3 × forward),
+    /// counting attention's QK and PV products with their causal half.</summary>
+    public static double TrainFlops(LlamaConfig c, int seqLen, long tokens)
+    {
+        double perToken = 2.0 * (c.Dim * (double)c.QDim * 2 + 2.0 * c.Dim * c.KvDim + 3.0 * c.Dim * c.FfnDim) * c.Layers
+            + 2.0 * c.Dim * c.VocabSize
+            + 2.0 * 2 * c.QDim * (seqLen + 1) / 2.0 * c.Layers;
+        return 3 * perToken * tokens;
+    }
+}

@@ -21,6 +21,12 @@ public static unsafe class MatMul
     /// <summary>Whether the AVX-512 kernels run on this machine.</summary>
     internal static bool Avx512 => Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Avx512BW.IsSupported;
 
+    /// <summary>
+    /// Whether the fast matrix-vector product of this weight type rounds x to 8-bit integers first (as llama.cpp does)
+    /// and runs integer dot products: K-quants (Q8_K activations). Matrix-matrix products keep F32 activations.
+    /// </summary>
+    public static bool QuantizesActivations(GgmlType type) => Avx512 && type is GgmlType.Q4_K or GgmlType.Q6_K;
+
     const int MatVecRowsPerChunk = 16;
     const int MatMulRowsPerChunk = 8;
 
@@ -261,6 +267,25 @@ internal static unsafe class ThreadBuffers
 public static class MatMulReference
 {
     public static void MatVec(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y) => MatMulRows(w, x, 1, y);
+
+    /// <summary>
+    /// What the fast matrix-vector kernel computes: x rounded as the kernel rounds it for this weight type
+    /// (<see cref="MatMul.QuantizesActivations"/>: Q8_K per 256 values for K-quants, as llama.cpp), then
+    /// <see cref="MatVec"/>. Equal to the fast kernel up to float rounding of the sums.
+    /// </summary>
+    public static void MatVecAsKernel(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y)
+    {
+        ArgumentNullException.ThrowIfNull(w);
+        if (!MatMul.QuantizesActivations(w.Type)) { MatVec(w, x, y); return; }
+        var xr = new float[w.Cols];
+        var q = new sbyte[Q8K.BlockSize];
+        for (int b = 0; b < w.Cols / Q8K.BlockSize; b++)
+        {
+            float d = Q8K.QuantizeBlockReference(x.Slice(b * Q8K.BlockSize, Q8K.BlockSize), q);
+            for (int i = 0; i < Q8K.BlockSize; i++) xr[b * Q8K.BlockSize + i] = q[i] * d;
+        }
+        MatVec(w, xr, y);
+    }
 
     public static void MatMulRows(WeightMatrix w, ReadOnlySpan<float> x, int n, Span<float> y)
     {

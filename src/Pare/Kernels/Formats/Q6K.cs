@@ -105,8 +105,9 @@ internal readonly unsafe struct Q6KKernel : IRowKernel
 {
     const float TwoPowMinus26 = 1.4901161193847656E-08f;
 
-    public static int PrepFloats(int cols) => 0;
-    public static void Prepare(float* x, int cols, float* prep) { }
+    public static int PrepFloats(int cols) => Q8K.PrepFloats(cols);
+
+    public static void Prepare(float* x, int cols, float* prep) => Q8K.Quantize(x, cols, (byte*)prep, q4kOrder: false);
 
     /// <summary>(lo4 &amp; 0xF) | (high &amp; ~0xF), moved to the top 6 bits and converted.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -134,41 +135,60 @@ internal readonly unsafe struct Q6KKernel : IRowKernel
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Block(byte* p, float* x, float* sf, Vector512<float> acc)
+    static Vector512<short> Index(int first) =>
+        Vector512.Create(Vector256.Create(Vector128.Create((short)first), Vector128.Create((short)(first + 1))),
+                         Vector256.Create(Vector128.Create((short)(first + 2)), Vector128.Create((short)(first + 3))));
+
+    /// <summary>
+    /// One super-block against Q8_K activations: q (0..63) is rebuilt as bytes (low nibble from ql, two bits from qh
+    /// moved to bits 4-5 by per-half variable shifts), vpmaddubsw pairs it with x, vpmaddwd applies the 16 int8
+    /// scales; the -32 offset is subtracted once as 32 * sum(scale * sum(x)) from the per-16 sums of x.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Block(byte* p, byte* xq, Vector256<short> xsums, float dx, Vector512<float> acc)
     {
-        float d = Fp16.ToFloatFast(*(ushort*)(p + 208));
-        var sc = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)(p + 192)))) * Vector512.Create(d * TwoPowMinus26);
-        // Two partial sums per row shorten the FMA dependency chain.
-        Vector512<float> acc2 = default;
+        var sc16 = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(p + 192)));
+        var sc = sc16.ToVector512Unsafe();
+        var corr = Avx2.MultiplyAddAdjacent(sc16, xsums);
+        var nibble = Vector512.Create((byte)0x0F);
+        var two = Vector512.Create((byte)0x30);
+        var shiftLo = Vector512.Create(Vector256.Create((ushort)4), Vector256.Create((ushort)2));
+        var shiftHi = Vector512.Create(Vector256.Create((ushort)0), Vector256.Create((ushort)2));
+        Vector512<int> s = default;
         for (int h = 0; h < 2; h++)
         {
-            for (int g = 0; g < 32; g += 16)
-            {
-                var (q1, q2, q3, q4) = Q64(p + 64 * h + g, p + 128 + 32 * h + g);
-                float* xg = x + 128 * h + g;
-                int j = 8 * h + g / 16;
-                acc = Vector512.FusedMultiplyAdd(q1 * Vector512.Load(xg), Avx512F.PermuteVar16x32(sc, Vector512.Create(j)), acc);
-                acc2 = Vector512.FusedMultiplyAdd(q2 * Vector512.Load(xg + 32), Avx512F.PermuteVar16x32(sc, Vector512.Create(j + 2)), acc2);
-                acc = Vector512.FusedMultiplyAdd(q3 * Vector512.Load(xg + 64), Avx512F.PermuteVar16x32(sc, Vector512.Create(j + 4)), acc);
-                acc2 = Vector512.FusedMultiplyAdd(q4 * Vector512.Load(xg + 96), Avx512F.PermuteVar16x32(sc, Vector512.Create(j + 6)), acc2);
-            }
+            var ql = Vector512.Load(p + 64 * h);
+            // (Avx512F.BroadcastVector256ToVector512(ulong*) broadcasts the pointer itself in .NET 10.0.12: avoid it.)
+            var qh256 = Vector256.Load((ushort*)(p + 128 + 32 * h));
+            var qh = Vector512.Create(qh256, qh256);
+            var tlo = Avx512BW.ShiftLeftLogicalVariable(qh, shiftLo).AsByte() & two;
+            var thi = Avx512BW.ShiftRightLogicalVariable(qh, shiftHi).AsByte() & two;
+            var qlo = Avx512F.TernaryLogic(ql, tlo, nibble, 0xE4);
+            var qhi = Avx512F.TernaryLogic(Avx512BW.ShiftRightLogical(ql.AsUInt16(), 4).AsByte(), thi, nibble, 0xE4);
+            var plo = Avx512BW.MultiplyAddAdjacent(qlo, Vector512.Load((sbyte*)xq + 128 * h));
+            var phi = Avx512BW.MultiplyAddAdjacent(qhi, Vector512.Load((sbyte*)xq + 128 * h + 64));
+            s += Avx512BW.MultiplyAddAdjacent(plo, Avx512BW.PermuteVar32x16(sc, Index(8 * h)))
+               + Avx512BW.MultiplyAddAdjacent(phi, Avx512BW.PermuteVar32x16(sc, Index(8 * h + 4)));
         }
-        return acc + acc2;
+        s -= (corr << 5).ToVector512();
+        float d = Fp16.ToFloatFast(*(ushort*)(p + 208)) * dx;
+        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(s), Vector512.Create(d), acc);
     }
 
     public static void Dot4(byte* r0, byte* r1, byte* r2, byte* r3, float* x, float* prep, int cols, float* y)
     {
-        float* sf = stackalloc float[16];
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
         int nb = cols / Q6KFormat.BlockSize;
-        for (int b = 0; b < nb; b++)
+        byte* xq = (byte*)prep;
+        for (int b = 0; b < nb; b++, xq += Q8K.BlockBytes)
         {
             nint o = b * Q6KFormat.BlockBytes;
-            float* xb = x + b * 256;
-            a0 = Block(r0 + o, xb, sf, a0);
-            a1 = Block(r1 + o, xb, sf, a1);
-            a2 = Block(r2 + o, xb, sf, a2);
-            a3 = Block(r3 + o, xb, sf, a3);
+            var xsums = Vector256.Load((short*)(xq + Q8K.SumsOffset));
+            float dx = *(float*)(xq + Q8K.ScaleOffset);
+            a0 = Block(r0 + o, xq, xsums, dx, a0);
+            a1 = Block(r1 + o, xq, xsums, dx, a1);
+            a2 = Block(r2 + o, xq, xsums, dx, a2);
+            a3 = Block(r3 + o, xq, xsums, dx, a3);
         }
         y[0] = Vector512.Sum(a0); y[1] = Vector512.Sum(a1); y[2] = Vector512.Sum(a2); y[3] = Vector512.Sum(a3);
     }

@@ -38,10 +38,13 @@ public static unsafe class MatMul
     public static void MatMulRows(WeightMatrix w, ReadOnlySpan<float> x, int n, Span<float> y, int threads) =>
         MatMulRows(w, x, n, y, threads, portable: false);
 
+    /// <summary>Products smaller than this many multiply-adds run on the calling thread: waking a worker costs more.</summary>
+    const long MinParallelWork = 1 << 17;
+
     internal static void MatVec(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int threads, bool portable)
     {
         Check(w, x, 1, y);
-        threads = Math.Max(1, threads);
+        threads = (long)w.Rows * w.Cols < MinParallelWork ? 1 : Math.Max(1, threads);
         if (portable || !Avx512) { Portable(w, x, 1, y, threads); return; }
         switch (w.Type)
         {
@@ -60,7 +63,7 @@ public static unsafe class MatMul
     {
         Check(w, x, n, y);
         if (n == 0) return;
-        threads = Math.Max(1, threads);
+        threads = (long)w.Rows * w.Cols * n < MinParallelWork ? 1 : Math.Max(1, threads);
         if (portable || !Avx512) { Portable(w, x, n, y, threads); return; }
         // One token is decode: the streaming kernel reads each weight once either way and needs no buffer.
         if (n == 1) { MatVec(w, x, y, threads, portable: false); return; }
@@ -248,12 +251,16 @@ internal static unsafe class ThreadBuffers
 {
     [ThreadStatic] static float[]? t_prep;
     [ThreadStatic] static float[]? t_rows;
+    [ThreadStatic] static float[]? t_scores;
 
     /// <summary>Activation data prepared by the calling thread for one product.</summary>
     public static float* Prep(int floats) => Get(ref t_prep, floats);
 
     /// <summary>Dequantized rows of the current thread's chunk.</summary>
     public static float* Rows(int floats) => Get(ref t_rows, floats);
+
+    /// <summary>One row of attention scores.</summary>
+    public static float* Scores(int floats) => Get(ref t_scores, floats);
 
     static float* Get(ref float[]? buf, int floats)
     {

@@ -1,0 +1,54 @@
+namespace Pare.Kernels;
+
+/// <summary>Causal grouped-query attention over a position-major KV cache, split over (token, head) on the kernel pool.</summary>
+public static unsafe class Attention
+{
+    struct Job
+    {
+        public float* Q, K, V, Out;
+        public int Heads, Group, HeadDim, QDim, KvDim, Pos0;
+        public float Scale;
+    }
+
+    /// <summary>
+    /// For each of the n new tokens t (at position pos0 + t) and head h: out[t, h] = softmax(q[t, h] · K[0..pos0+t] * scale) · V,
+    /// with K/V head h / (heads / kvHeads). q and out: (n, heads * headDim); kCache and vCache: (positions, kvHeads * headDim).
+    /// Only one row of scores per (token, head) is materialized, in a per-thread buffer.
+    /// </summary>
+    public static void CausalGqa(ReadOnlySpan<float> q, int n, int heads, int kvHeads, int headDim,
+        ReadOnlySpan<float> kCache, ReadOnlySpan<float> vCache, int pos0, Span<float> output, int threads)
+    {
+        if (heads % kvHeads != 0) throw new ArgumentException("heads must be a multiple of kvHeads", nameof(kvHeads));
+        int qd = heads * headDim, kvd = kvHeads * headDim;
+        if (q.Length < n * qd || output.Length < n * qd) throw new ArgumentException("q and output need n * heads * headDim values");
+        if (kCache.Length < (long)(pos0 + n) * kvd || vCache.Length < (long)(pos0 + n) * kvd) throw new ArgumentException("the caches must hold pos0 + n positions");
+        fixed (float* pq = q, pk = kCache, pv = vCache, po = output)
+        {
+            var job = new Job
+            {
+                Q = pq, K = pk, V = pv, Out = po, Heads = heads, Group = heads / kvHeads, HeadDim = headDim,
+                QDim = qd, KvDim = kvd, Pos0 = pos0, Scale = 1f / MathF.Sqrt(headDim),
+            };
+            // Decode with a short cache is a few microseconds of work: not worth waking a second thread.
+            long work = (long)n * heads * (pos0 + n) * headDim;
+            KernelThreadPool.Shared.Run(&Chunk, &job, n * heads, work < 1 << 16 ? 1 : threads);
+        }
+    }
+
+    static void Chunk(void* ctx, int index)
+    {
+        ref readonly Job j = ref *(Job*)ctx;
+        int t = index / j.Heads, h = index % j.Heads;
+        int hd = j.HeadDim, kvh = h / j.Group;
+        int len = j.Pos0 + t + 1; // causal: positions 0..pos0+t
+        var qv = new ReadOnlySpan<float>(j.Q + (long)t * j.QDim + h * hd, hd);
+        var s = new Span<float>(ThreadBuffers.Scores(len), len);
+        float* k = j.K + kvh * hd;
+        for (int p = 0; p < len; p++) s[p] = Ops.Dot(qv, new ReadOnlySpan<float>(k + (long)p * j.KvDim, hd)) * j.Scale;
+        Ops.Softmax(s);
+        var outv = new Span<float>(j.Out + (long)t * j.QDim + h * hd, hd);
+        outv.Clear();
+        float* v = j.V + kvh * hd;
+        for (int p = 0; p < len; p++) Ops.Axpy(s[p], new ReadOnlySpan<float>(v + (long)p * j.KvDim, hd), outv);
+    }
+}

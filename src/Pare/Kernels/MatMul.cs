@@ -24,9 +24,11 @@ public static unsafe class MatMul
 
     /// <summary>
     /// Whether the fast matrix-vector product of this weight type rounds x to 8-bit integers first (as llama.cpp does)
-    /// and runs integer dot products: K-quants (Q8_K activations). Matrix-matrix products keep F32 activations.
+    /// and runs integer dot products: K-quants (Q8_K activations), Q8_0 and Q4_0 (Q8_0 activations, with AVX-VNNI).
+    /// Matrix-matrix products keep F32 activations.
     /// </summary>
-    public static bool QuantizesActivations(GgmlType type) => Avx512 && type is GgmlType.Q4_K or GgmlType.Q6_K;
+    public static bool QuantizesActivations(GgmlType type) =>
+        Avx512 && (type is GgmlType.Q4_K or GgmlType.Q6_K || (Q8Act.Supported && type is GgmlType.Q8_0 or GgmlType.Q4_0));
 
     const int MatVecRowsPerChunk = 16;
 
@@ -312,7 +314,8 @@ public static class MatMulReference
 
     /// <summary>
     /// What the fast matrix-vector kernel computes: x rounded as the kernel rounds it for this weight type
-    /// (<see cref="MatMul.QuantizesActivations"/>: Q8_K per 256 values for K-quants, as llama.cpp), then
+    /// (<see cref="MatMul.QuantizesActivations"/>: Q8_K per 256 values for K-quants, Q8_0 per 32 for Q8_0 and Q4_0,
+    /// as llama.cpp), then
     /// <see cref="MatVec"/>. Equal to the fast kernel up to float rounding of the sums.
     /// </summary>
     public static void MatVecAsKernel(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y)
@@ -320,11 +323,14 @@ public static class MatMulReference
         ArgumentNullException.ThrowIfNull(w);
         if (!MatMul.QuantizesActivations(w.Type)) { MatVec(w, x, y); return; }
         var xr = new float[w.Cols];
-        var q = new sbyte[Q8K.BlockSize];
-        for (int b = 0; b < w.Cols / Q8K.BlockSize; b++)
+        bool kQuant = w.Type is GgmlType.Q4_K or GgmlType.Q6_K;
+        int size = kQuant ? Q8K.BlockSize : Q8Act.BlockSize;
+        var q = new sbyte[size];
+        for (int b = 0; b < w.Cols / size; b++)
         {
-            float d = Q8K.QuantizeBlockReference(x.Slice(b * Q8K.BlockSize, Q8K.BlockSize), q);
-            for (int i = 0; i < Q8K.BlockSize; i++) xr[b * Q8K.BlockSize + i] = q[i] * d;
+            var xb = x.Slice(b * size, size);
+            float d = kQuant ? Q8K.QuantizeBlockReference(xb, q) : Q8Act.QuantizeBlockReference(xb, q);
+            for (int i = 0; i < size; i++) xr[b * size + i] = q[i] * d;
         }
         MatVec(w, xr, y);
     }

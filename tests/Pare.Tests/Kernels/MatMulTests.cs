@@ -137,7 +137,7 @@ public class MatMulTests
         var w = RandomMatrix(GgmlType.Q8_0, 64, 256, seed: 5, out var pin);
         var x = Random(256, seed: 6);
         var expected = new float[64];
-        MatMulReference.MatVec(w, x, expected);
+        MatMulReference.MatVecAsKernel(w, x, expected);
         Parallel.For(0, 4, _ =>
         {
             var y = new float[64];

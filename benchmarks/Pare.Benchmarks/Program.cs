@@ -7,7 +7,7 @@ using Pare.Tensors;
 
 // `quick [type...]`: a Stopwatch loop per format and thread count, for iterating on kernels in seconds.
 // `quick F16:1e-4` scales the weights (here: mostly F16 subnormals, to see denormal penalties).
-// Anything else goes to BenchmarkDotNet, e.g. `--filter *MatVec* --job short`.
+// Anything else goes to BenchmarkDotNet, e.g. `--filter *MatVec* --job short` or `--filter *MatMul* --job short`.
 if (args.Length > 0 && args[0] == "quick")
 {
     var types = args.Length > 1
@@ -39,6 +39,36 @@ if (args.Length > 0 && args[0] == "quick")
             // CPU time per call is robust to other processes taking turns on the cores (this machine is shared).
             line += string.Create(CultureInfo.InvariantCulture,
                 $"   t={threads}: {best * 1e3,6:F3} ms {m.Bytes / best / 1e9,5:F1} GB/s (cpu {bestCpu * 1e3,6:F3} ms)");
+        }
+        Console.WriteLine(line);
+    }
+    return;
+}
+// `quick-mm [type...]`: the same for prefill-sized products (128 tokens), in GFLOP/s.
+if (args.Length > 0 && args[0] == "quick-mm")
+{
+    var types = args.Length > 1 ? args.Skip(1).ToArray() : ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q6_K"];
+    const int n = MatMulBenchmarks.Tokens;
+    var rng = new Random(2);
+    var x = new float[n * BenchMatrix.Cols];
+    for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() - 0.5);
+    var y = new float[n * BenchMatrix.Rows];
+    double flops = 2.0 * BenchMatrix.Rows * BenchMatrix.Cols * n;
+    foreach (var spec in types)
+    {
+        using var m = new BenchMatrix(Enum.Parse<GgmlType>(spec));
+        var line = $"{spec,-9}";
+        foreach (int threads in new[] { 1, 2 })
+        {
+            MatMul.MatMulRows(m.Matrix, x, n, y, threads);
+            double best = double.MaxValue;
+            for (int rep = 0; rep < 3; rep++)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                MatMul.MatMulRows(m.Matrix, x, n, y, threads);
+                best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalSeconds);
+            }
+            line += string.Create(CultureInfo.InvariantCulture, $"   t={threads}: {best * 1e3,7:F1} ms {flops / best / 1e9,6:F1} GFLOP/s");
         }
         Console.WriteLine(line);
     }

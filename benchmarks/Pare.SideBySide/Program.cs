@@ -39,9 +39,11 @@ Console.WriteLine();
 Console.WriteLine($"Machine: {Environment.ProcessorCount} logical CPUs, {opt.Threads} threads used; measured multi-stream read bandwidth {bandwidth:F1} GB/s.");
 Console.WriteLine($"Model: random llama, dim {cfg.Dim}, {cfg.Layers} layers, {cfg.Heads} heads / {cfg.KvHeads} KV heads, FFN {cfg.FfnDim}, vocab {cfg.VocabSize}.");
 Console.WriteLine($"Settings: prompt {opt.Prefill} random tokens, then {opt.Decode} greedy decode steps; {opt.Rounds} alternating rounds per format, medians reported.");
+Console.WriteLine($"Load average at start (1, 5, 15 min): {LoadAverage()}.");
+Console.WriteLine("Prefill GFLOP/s = 2 x parameters x prompt tokens / prefill time.");
 Console.WriteLine();
-Console.WriteLine("| format | file GB | Pare prefill tok/s | llama.cpp prefill tok/s | ratio | Pare decode tok/s | llama.cpp decode tok/s | ratio | Pare decode GB/s | roofline tok/s | Pare % of roofline |");
-Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
+Console.WriteLine("| format | file GB | Pare prefill tok/s | llama.cpp prefill tok/s | ratio | Pare prefill GFLOP/s | llama.cpp prefill GFLOP/s | Pare decode tok/s | llama.cpp decode tok/s | ratio | Pare decode GB/s | roofline tok/s | Pare % of roofline |");
+Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 
 var rng = new Random(128);
 int[] prompt = [.. Enumerable.Range(0, opt.Prefill).Select(_ => rng.Next(cfg.VocabSize))];
@@ -74,8 +76,9 @@ foreach (var format in opt.Formats)
     }
     double mpp = Median(pp), mpd = Median(pd), mlp = Median(lpf), mld = Median(ld);
     double gbs = mpd * pare.WeightBytesPerToken / 1e9, roof = bandwidth * 1e9 / pare.WeightBytesPerToken;
+    double flopsPerToken = 2.0 * pare.ParameterCount;
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"| {format} | {new FileInfo(path).Length / 1e9:F2} | {mpp:F1} | {mlp:F1} | {mpp / mlp:F2}x | {mpd:F1} | {mld:F1} | {mpd / mld:F2}x | {gbs:F1} | {roof:F1} | {mpd / roof:P0} |"));
+        $"| {format} | {new FileInfo(path).Length / 1e9:F2} | {mpp:F1} | {mlp:F1} | {mpp / mlp:F2}x | {mpp * flopsPerToken / 1e9:F0} | {mlp * flopsPerToken / 1e9:F0} | {mpd:F1} | {mld:F1} | {mpd / mld:F2}x | {gbs:F1} | {roof:F1} | {mpd / roof:P0} |"));
 
     void RunPare()
     {
@@ -110,6 +113,12 @@ foreach (var format in opt.Formats)
         ld.Add(opt.Decode / sw.Elapsed.TotalSeconds);
     }
 }
+
+Console.WriteLine();
+Console.WriteLine($"Load average at end (1, 5, 15 min): {LoadAverage()}.");
+
+static string LoadAverage() =>
+    File.Exists("/proc/loadavg") ? string.Join(", ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "unknown";
 
 static void Check(DecodeResult r)
 {

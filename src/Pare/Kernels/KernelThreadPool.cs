@@ -8,6 +8,11 @@ namespace Pare.Kernels;
 /// call allocates nothing. Workers spin briefly after a job (decode issues one matrix product after another), then
 /// sleep on a semaphore. If another thread is already using the pool, the call runs single-threaded instead of waiting.
 /// </summary>
+/// <remarks>
+/// The caller never waits for a worker that has not started: a worker joins a job by incrementing <c>_busy</c> and
+/// then checking that the job is still open; the caller, once every chunk is claimed, closes the job and waits only
+/// for workers inside it. On a loaded machine a descheduled worker therefore costs nothing but its own chunk.
+/// </remarks>
 internal sealed unsafe class KernelThreadPool
 {
     public static KernelThreadPool Shared { get; } = new();
@@ -18,12 +23,14 @@ internal sealed unsafe class KernelThreadPool
     readonly Lock _gate = new();
     Worker[] _workers = [];
 
-    // The current job; written by the caller before workers are released.
+    // The current job; written by the caller before the job is opened.
     delegate*<void*, int, void> _fn;
     void* _ctx;
     int _chunks;
     int _next;
-    int _pending;
+    int _open;       // 1 while workers may join the current job
+    int _busy;       // workers inside the current job
+    long _generation; // bumped for every job, so an idle worker sees that a new one started
     Exception? _error;
 
     /// <summary>Runs <c>fn(ctx, i)</c> for every i in [0, chunks) on up to <paramref name="threads"/> threads, and returns when all are done.</summary>
@@ -39,11 +46,14 @@ internal sealed unsafe class KernelThreadPool
         {
             EnsureWorkers(helpers);
             _fn = fn; _ctx = ctx; _chunks = chunks; _next = 0; _error = null;
-            Volatile.Write(ref _pending, helpers);
+            Volatile.Write(ref _open, 1);
+            Interlocked.Increment(ref _generation);
             for (int i = 0; i < helpers; i++) _workers[i].Wake();
             Execute();
+            // Every chunk is claimed: close the job, then wait for the workers that joined it.
+            Interlocked.Exchange(ref _open, 0);
             var spin = new SpinWait();
-            while (Volatile.Read(ref _pending) != 0) spin.SpinOnce(sleep1Threshold: -1);
+            while (Volatile.Read(ref _busy) != 0) spin.SpinOnce(sleep1Threshold: -1);
             if (_error is { } e) throw new InvalidOperationException("a kernel worker failed", e);
         }
         finally
@@ -63,6 +73,14 @@ internal sealed unsafe class KernelThreadPool
         }
     }
 
+    /// <summary>A worker's part of the current job, if it is still open.</summary>
+    void Join()
+    {
+        Interlocked.Increment(ref _busy);
+        if (Volatile.Read(ref _open) == 1) Execute();
+        Interlocked.Decrement(ref _busy);
+    }
+
     void EnsureWorkers(int n)
     {
         if (_workers.Length >= n) return;
@@ -76,43 +94,44 @@ internal sealed unsafe class KernelThreadPool
     {
         readonly KernelThreadPool _pool;
         readonly SemaphoreSlim _wake = new(0);
-        int _go;       // 1 when a job is waiting for this worker
+        long _seen;    // the last generation this worker joined
         int _sleeping; // 1 while the worker is (about to be) blocked on _wake
 
         public Worker(KernelThreadPool pool, int index)
         {
             _pool = pool;
+            _seen = Volatile.Read(ref pool._generation);
             var t = new Thread(Loop) { IsBackground = true, Name = $"Pare kernel worker {index}" };
             t.Start();
         }
 
         public void Wake()
         {
-            Volatile.Write(ref _go, 1);
             if (Interlocked.Exchange(ref _sleeping, 0) == 1) _wake.Release();
         }
+
+        bool NewJob() => Volatile.Read(ref _pool._generation) != _seen;
 
         void Loop()
         {
             while (true)
             {
                 WaitForJob();
-                Volatile.Write(ref _go, 0);
-                _pool.Execute();
-                Interlocked.Decrement(ref _pool._pending);
+                _seen = Volatile.Read(ref _pool._generation);
+                _pool.Join();
             }
         }
 
         void WaitForJob()
         {
             long until = Stopwatch.GetTimestamp() + SpinTicks;
-            while (Volatile.Read(ref _go) == 0)
+            while (!NewJob())
             {
-                if (Stopwatch.GetTimestamp() < until) { Thread.SpinWait(30); continue; }
+                if (Stopwatch.GetTimestamp() < until) { Thread.SpinWait(20); continue; }
                 // Sleep protocol: announce, re-check, block. Wake() clears _sleeping before releasing, so if the
                 // exchange below finds it already cleared, a release is on its way and must be consumed.
                 Interlocked.Exchange(ref _sleeping, 1);
-                if (Volatile.Read(ref _go) == 1 && Interlocked.Exchange(ref _sleeping, 0) == 1) return;
+                if (NewJob() && Interlocked.Exchange(ref _sleeping, 0) == 1) return;
                 _wake.Wait();
                 until = Stopwatch.GetTimestamp() + SpinTicks;
             }

@@ -11,8 +11,9 @@ namespace Pare.Kernels;
 /// <summary>Fast products of a stored-type weight matrix with F32 activations (F32 accumulation).</summary>
 /// <remarks>
 /// Decode (<see cref="MatVec"/>) is memory-bound: each thread streams four rows at once and dequantizes inside the
-/// dot product. Prefill (<see cref="MatMulRows"/>) is compute-bound: each group of four rows is dequantized once
-/// into a small per-thread buffer and then multiplied with every token, four tokens at a time (a 4x4 register tile).
+/// dot product (K-quants first round x to int8 as llama.cpp does, see <see cref="QuantizesActivations"/>). Prefill
+/// (<see cref="MatMulRows"/>) is compute-bound: blocks of rows x 512 columns are dequantized once into a per-thread
+/// buffer and multiplied with every token in 4-row x 6-token register tiles (see <see cref="MatMulChunk"/>).
 /// Rows are split across threads in chunks handed out by <see cref="KernelThreadPool"/>. Without AVX-512 a portable
 /// path (reference dequantization + <see cref="Vector{T}"/> dots) is used.
 /// </remarks>
@@ -21,8 +22,15 @@ public static unsafe class MatMul
     /// <summary>Whether the AVX-512 kernels run on this machine.</summary>
     internal static bool Avx512 => Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Avx512BW.IsSupported;
 
+    /// <summary>
+    /// Whether the fast matrix-vector product of this weight type rounds x to 8-bit integers first (as llama.cpp does)
+    /// and runs integer dot products: K-quants (Q8_K activations), Q8_0 and Q4_0 (Q8_0 activations, with AVX-VNNI).
+    /// Matrix-matrix products keep F32 activations.
+    /// </summary>
+    public static bool QuantizesActivations(GgmlType type) =>
+        Avx512 && (type is GgmlType.Q4_K or GgmlType.Q6_K || (Q8Act.Supported && type is GgmlType.Q8_0 or GgmlType.Q4_0));
+
     const int MatVecRowsPerChunk = 16;
-    const int MatMulRowsPerChunk = 8;
 
     /// <summary>y[r] = sum_c W[r, c] * x[c]. x: (Cols), y: (Rows). Rows are split across <paramref name="threads"/>.</summary>
     public static void MatVec(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int threads) =>
@@ -32,10 +40,13 @@ public static unsafe class MatMul
     public static void MatMulRows(WeightMatrix w, ReadOnlySpan<float> x, int n, Span<float> y, int threads) =>
         MatMulRows(w, x, n, y, threads, portable: false);
 
+    /// <summary>Products smaller than this many multiply-adds run on the calling thread: waking a worker costs more.</summary>
+    const long MinParallelWork = 1 << 17;
+
     internal static void MatVec(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int threads, bool portable)
     {
         Check(w, x, 1, y);
-        threads = Math.Max(1, threads);
+        threads = (long)w.Rows * w.Cols < MinParallelWork ? 1 : Math.Max(1, threads);
         if (portable || !Avx512) { Portable(w, x, 1, y, threads); return; }
         switch (w.Type)
         {
@@ -54,7 +65,7 @@ public static unsafe class MatMul
     {
         Check(w, x, n, y);
         if (n == 0) return;
-        threads = Math.Max(1, threads);
+        threads = (long)w.Rows * w.Cols * n < MinParallelWork ? 1 : Math.Max(1, threads);
         if (portable || !Avx512) { Portable(w, x, n, y, threads); return; }
         // One token is decode: the streaming kernel reads each weight once either way and needs no buffer.
         if (n == 1) { MatVec(w, x, y, threads, portable: false); return; }
@@ -122,12 +133,18 @@ public static unsafe class MatMul
         }
     }
 
+    // Prefill: per chunk of GemmRows rows, the columns are taken KC at a time. The chunk's rows are dequantized
+    // once per column block into a per-thread buffer (GemmRows x KC floats, L2-resident) and multiplied with every
+    // token's slice of x (n x KC floats, shared by all rows of the chunk) in 4-row x 6-token register tiles. The
+    // tiles keep 16-lane partial sums per (row, token) in a per-thread buffer; one horizontal sum per output at the end.
+    const int GemmRows = 24, KC = 512, TileRows = 4, TileTokens = 6;
+
     static void MatMulRows<TK>(WeightMatrix w, ReadOnlySpan<float> x, int n, Span<float> y, int threads) where TK : IRowKernel
     {
         fixed (float* px = x, py = y)
         {
-            var job = new Job { W = (byte*)w.Data, RowBytes = w.RowBytes, X = px, Y = py, Rows = w.Rows, Cols = w.Cols, N = n };
-            int chunks = (w.Rows + MatMulRowsPerChunk - 1) / MatMulRowsPerChunk;
+            var job = new Job { W = (byte*)w.Data, RowBytes = w.RowBytes, X = px, Y = py, Rows = w.Rows, Cols = w.Cols, N = n, Type = w.Type };
+            int chunks = (w.Rows + GemmRows - 1) / GemmRows;
             KernelThreadPool.Shared.Run(&MatMulChunk<TK>, &job, chunks, threads);
         }
     }
@@ -135,69 +152,94 @@ public static unsafe class MatMul
     static void MatMulChunk<TK>(void* ctx, int chunk) where TK : IRowKernel
     {
         ref readonly Job j = ref *(Job*)ctx;
-        int r0 = chunk * MatMulRowsPerChunk, r1 = Math.Min(r0 + MatMulRowsPerChunk, j.Rows);
-        int cols = j.Cols;
-        float* buf = typeof(TK) == typeof(F32Kernel) ? null : ThreadBuffers.Rows(4 * cols);
-        float** wr = stackalloc float*[4];
-        float** xr = stackalloc float*[4];
-        float* res = stackalloc float[16];
-        for (int r = r0; r < r1; r += 4)
+        int r0 = chunk * GemmRows, nr = Math.Min(GemmRows, j.Rows - r0);
+        int cols = j.Cols, n = j.N;
+        bool f32 = typeof(TK) == typeof(F32Kernel);
+        float* buf = f32 ? null : ThreadBuffers.Rows(GemmRows * KC);
+        float* part = ThreadBuffers.Partial(nr * n * 16);
+        new Span<float>(part, nr * n * 16).Clear();
+        float** wr = stackalloc float*[TileRows];
+        float** xr = stackalloc float*[TileTokens];
+        float** pr = stackalloc float*[TileRows * TileTokens];
+        for (int k0 = 0; k0 < cols; k0 += KC)
         {
-            int nr = Math.Min(4, r1 - r);
-            for (int k = 0; k < 4; k++)
+            int kc = Math.Min(KC, cols - k0);
+            long offset = f32 ? (long)k0 * 4 : GgmlTypeInfo.RowBytes(j.Type, k0);
+            if (!f32)
+                for (int a = 0; a < nr; a++) TK.DequantRow(j.W + (r0 + a) * j.RowBytes + offset, buf + a * KC, kc);
+            for (int t = 0; t < n; t += TileTokens)
             {
-                if (k >= nr) { wr[k] = wr[0]; continue; }
-                byte* src = j.W + (r + k) * j.RowBytes;
-                if (typeof(TK) == typeof(F32Kernel)) wr[k] = (float*)src;
-                else { TK.DequantRow(src, buf + k * cols, cols); wr[k] = buf + k * cols; }
-            }
-            for (int t = 0; t < j.N; t += 4)
-            {
-                int nt = Math.Min(4, j.N - t);
-                for (int b = 0; b < 4; b++) xr[b] = j.X + (long)(t + Math.Min(b, nt - 1)) * cols;
-                Tile4x4(wr, xr, cols, res);
-                for (int b = 0; b < nt; b++)
-                    for (int a = 0; a < nr; a++)
-                        j.Y[(long)(t + b) * j.Rows + r + a] = res[4 * b + a];
+                int nt = Math.Min(TileTokens, n - t);
+                for (int b = 0; b < TileTokens; b++) xr[b] = j.X + (long)(t + Math.Min(b, nt - 1)) * cols + k0;
+                for (int r = 0; r < nr; r += TileRows)
+                {
+                    int na = Math.Min(TileRows, nr - r);
+                    for (int a = 0; a < TileRows; a++)
+                    {
+                        int ra = r + Math.Min(a, na - 1);
+                        wr[a] = f32 ? (float*)(j.W + (r0 + ra) * j.RowBytes + offset) : buf + ra * KC;
+                    }
+                    // Padding rows and tokens compute into a scratch slot (the buffer's spare tail) and are dropped.
+                    float* spare = part + nr * n * 16;
+                    for (int a = 0; a < TileRows; a++)
+                        for (int b = 0; b < TileTokens; b++)
+                            pr[a * TileTokens + b] = a < na && b < nt ? part + ((long)(r + a) * n + t + b) * 16 : spare;
+                    Tile4x6(wr, xr, kc, pr);
+                }
             }
         }
+        for (int a = 0; a < nr; a++)
+            for (int t = 0; t < n; t++)
+                j.Y[(long)t * j.Rows + r0 + a] = Vector512.Sum(Vector512.Load(part + ((long)a * n + t) * 16));
     }
 
-    /// <summary>res[4 * b + a] = dot(w[a], x[b]) for a 4x4 tile: 8 loads feed 16 FMAs per 16 columns.</summary>
-    static void Tile4x4(float** w, float** x, int cols, float* res)
+    /// <summary>
+    /// p[6a + b] += 16-lane partial sums of dot(w[a], x[b]) over kc columns, for a 4-row x 6-token tile: 10 loads
+    /// feed 24 FMAs per 16 columns. A tail of fewer than 16 columns is added to lane 0.
+    /// </summary>
+    static void Tile4x6(float** w, float** x, int kc, float** p)
     {
         float* w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
-        float* x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
-        Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
-        Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
-        Vector512<float> c20 = default, c21 = default, c22 = default, c23 = default;
-        Vector512<float> c30 = default, c31 = default, c32 = default, c33 = default;
+        float* x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3], x4 = x[4], x5 = x[5];
+        Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default, c04 = default, c05 = default;
+        Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default, c14 = default, c15 = default;
+        Vector512<float> c20 = default, c21 = default, c22 = default, c23 = default, c24 = default, c25 = default;
+        Vector512<float> c30 = default, c31 = default, c32 = default, c33 = default, c34 = default, c35 = default;
         int i = 0;
-        for (; i + 16 <= cols; i += 16)
+        for (; i + 16 <= kc; i += 16)
         {
             var a0 = Vector512.Load(w0 + i); var a1 = Vector512.Load(w1 + i);
             var a2 = Vector512.Load(w2 + i); var a3 = Vector512.Load(w3 + i);
             var b = Vector512.Load(x0 + i);
-            c00 = Vector512.FusedMultiplyAdd(a0, b, c00); c01 = Vector512.FusedMultiplyAdd(a1, b, c01);
-            c02 = Vector512.FusedMultiplyAdd(a2, b, c02); c03 = Vector512.FusedMultiplyAdd(a3, b, c03);
+            c00 = Vector512.FusedMultiplyAdd(a0, b, c00); c10 = Vector512.FusedMultiplyAdd(a1, b, c10);
+            c20 = Vector512.FusedMultiplyAdd(a2, b, c20); c30 = Vector512.FusedMultiplyAdd(a3, b, c30);
             b = Vector512.Load(x1 + i);
-            c10 = Vector512.FusedMultiplyAdd(a0, b, c10); c11 = Vector512.FusedMultiplyAdd(a1, b, c11);
-            c12 = Vector512.FusedMultiplyAdd(a2, b, c12); c13 = Vector512.FusedMultiplyAdd(a3, b, c13);
+            c01 = Vector512.FusedMultiplyAdd(a0, b, c01); c11 = Vector512.FusedMultiplyAdd(a1, b, c11);
+            c21 = Vector512.FusedMultiplyAdd(a2, b, c21); c31 = Vector512.FusedMultiplyAdd(a3, b, c31);
             b = Vector512.Load(x2 + i);
-            c20 = Vector512.FusedMultiplyAdd(a0, b, c20); c21 = Vector512.FusedMultiplyAdd(a1, b, c21);
-            c22 = Vector512.FusedMultiplyAdd(a2, b, c22); c23 = Vector512.FusedMultiplyAdd(a3, b, c23);
+            c02 = Vector512.FusedMultiplyAdd(a0, b, c02); c12 = Vector512.FusedMultiplyAdd(a1, b, c12);
+            c22 = Vector512.FusedMultiplyAdd(a2, b, c22); c32 = Vector512.FusedMultiplyAdd(a3, b, c32);
             b = Vector512.Load(x3 + i);
-            c30 = Vector512.FusedMultiplyAdd(a0, b, c30); c31 = Vector512.FusedMultiplyAdd(a1, b, c31);
-            c32 = Vector512.FusedMultiplyAdd(a2, b, c32); c33 = Vector512.FusedMultiplyAdd(a3, b, c33);
+            c03 = Vector512.FusedMultiplyAdd(a0, b, c03); c13 = Vector512.FusedMultiplyAdd(a1, b, c13);
+            c23 = Vector512.FusedMultiplyAdd(a2, b, c23); c33 = Vector512.FusedMultiplyAdd(a3, b, c33);
+            b = Vector512.Load(x4 + i);
+            c04 = Vector512.FusedMultiplyAdd(a0, b, c04); c14 = Vector512.FusedMultiplyAdd(a1, b, c14);
+            c24 = Vector512.FusedMultiplyAdd(a2, b, c24); c34 = Vector512.FusedMultiplyAdd(a3, b, c34);
+            b = Vector512.Load(x5 + i);
+            c05 = Vector512.FusedMultiplyAdd(a0, b, c05); c15 = Vector512.FusedMultiplyAdd(a1, b, c15);
+            c25 = Vector512.FusedMultiplyAdd(a2, b, c25); c35 = Vector512.FusedMultiplyAdd(a3, b, c35);
         }
-        res[0] = Vector512.Sum(c00); res[1] = Vector512.Sum(c01); res[2] = Vector512.Sum(c02); res[3] = Vector512.Sum(c03);
-        res[4] = Vector512.Sum(c10); res[5] = Vector512.Sum(c11); res[6] = Vector512.Sum(c12); res[7] = Vector512.Sum(c13);
-        res[8] = Vector512.Sum(c20); res[9] = Vector512.Sum(c21); res[10] = Vector512.Sum(c22); res[11] = Vector512.Sum(c23);
-        res[12] = Vector512.Sum(c30); res[13] = Vector512.Sum(c31); res[14] = Vector512.Sum(c32); res[15] = Vector512.Sum(c33);
-        for (; i < cols; i++)
-            for (int b = 0; b < 4; b++)
-                for (int a = 0; a < 4; a++)
-                    res[4 * b + a] += w[a][i] * x[b][i];
+        Add(p[0], c00); Add(p[1], c01); Add(p[2], c02); Add(p[3], c03); Add(p[4], c04); Add(p[5], c05);
+        Add(p[6], c10); Add(p[7], c11); Add(p[8], c12); Add(p[9], c13); Add(p[10], c14); Add(p[11], c15);
+        Add(p[12], c20); Add(p[13], c21); Add(p[14], c22); Add(p[15], c23); Add(p[16], c24); Add(p[17], c25);
+        Add(p[18], c30); Add(p[19], c31); Add(p[20], c32); Add(p[21], c33); Add(p[22], c34); Add(p[23], c35);
+        for (; i < kc; i++)
+            for (int a = 0; a < TileRows; a++)
+                for (int b = 0; b < TileTokens; b++)
+                    p[a * TileTokens + b][0] += w[a][i] * x[b][i];
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static void Add(float* q, Vector512<float> v) => (Vector512.Load(q) + v).Store(q);
     }
 
     // ---- Portable path: reference dequantization of each row, then Vector<float> dots with every token. ----
@@ -242,12 +284,20 @@ internal static unsafe class ThreadBuffers
 {
     [ThreadStatic] static float[]? t_prep;
     [ThreadStatic] static float[]? t_rows;
+    [ThreadStatic] static float[]? t_scores;
+    [ThreadStatic] static float[]? t_partial;
 
     /// <summary>Activation data prepared by the calling thread for one product.</summary>
     public static float* Prep(int floats) => Get(ref t_prep, floats);
 
     /// <summary>Dequantized rows of the current thread's chunk.</summary>
     public static float* Rows(int floats) => Get(ref t_rows, floats);
+
+    /// <summary>Partial sums of a matrix-matrix chunk.</summary>
+    public static float* Partial(int floats) => Get(ref t_partial, floats + 16);
+
+    /// <summary>One row of attention scores.</summary>
+    public static float* Scores(int floats) => Get(ref t_scores, floats);
 
     static float* Get(ref float[]? buf, int floats)
     {
@@ -261,6 +311,29 @@ internal static unsafe class ThreadBuffers
 public static class MatMulReference
 {
     public static void MatVec(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y) => MatMulRows(w, x, 1, y);
+
+    /// <summary>
+    /// What the fast matrix-vector kernel computes: x rounded as the kernel rounds it for this weight type
+    /// (<see cref="MatMul.QuantizesActivations"/>: Q8_K per 256 values for K-quants, Q8_0 per 32 for Q8_0 and Q4_0,
+    /// as llama.cpp), then
+    /// <see cref="MatVec"/>. Equal to the fast kernel up to float rounding of the sums.
+    /// </summary>
+    public static void MatVecAsKernel(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y)
+    {
+        ArgumentNullException.ThrowIfNull(w);
+        if (!MatMul.QuantizesActivations(w.Type)) { MatVec(w, x, y); return; }
+        var xr = new float[w.Cols];
+        bool kQuant = w.Type is GgmlType.Q4_K or GgmlType.Q6_K;
+        int size = kQuant ? Q8K.BlockSize : Q8Act.BlockSize;
+        var q = new sbyte[size];
+        for (int b = 0; b < w.Cols / size; b++)
+        {
+            var xb = x.Slice(b * size, size);
+            float d = kQuant ? Q8K.QuantizeBlockReference(xb, q) : Q8Act.QuantizeBlockReference(xb, q);
+            for (int i = 0; i < size; i++) xr[b * size + i] = q[i] * d;
+        }
+        MatVec(w, xr, y);
+    }
 
     public static void MatMulRows(WeightMatrix w, ReadOnlySpan<float> x, int n, Span<float> y)
     {

@@ -173,31 +173,9 @@ public sealed class InferenceSession
     /// With a tree, new token t sees the prefix and its ancestors only.</summary>
     void Attention(int layer, int n, DraftTree? tree)
     {
-        int hd = _c.HeadDim, qd = _c.QDim, kvd = _c.KvDim, group = _c.Heads / _c.KvHeads;
-        float scale = 1f / MathF.Sqrt(hd);
-        var kc = _kCache[layer];
-        var vc = _vCache[layer];
-        int pos0 = Position;
-        int total = n * _c.Heads;
-        int ctx = ContextLength;
-        Parallel.For(0, total, new ParallelOptions { MaxDegreeOfParallelism = _threads }, () => new float[ctx], (job, _, scores) =>
-        {
-            int t = job / _c.Heads, h = job % _c.Heads;
-            int kvh = h / group;
-            int len = pos0 + t + 1; // causal: positions 0..pos0+t
-            var qv = _q.AsSpan(t * qd + h * hd, hd);
-            var s = scores.AsSpan(0, len);
-            for (int p = 0; p < len; p++)
-                s[p] = tree == null || p < pos0 || tree.IsAncestorOrSelf(p - pos0, t)
-                    ? Ops.Dot(qv, kc.AsSpan(p * kvd + kvh * hd, hd)) * scale
-                    : float.NegativeInfinity;
-            Ops.Softmax(s);
-            var outv = _att.AsSpan(t * qd + h * hd, hd);
-            outv.Clear();
-            for (int p = 0; p < len; p++)
-                if (s[p] != 0) Ops.Axpy(s[p], vc.AsSpan(p * kvd + kvh * hd, hd), outv);
-            return scores;
-        }, _ => { });
+        int[]? parents = tree == null ? null : [.. tree.Parents];
+        Kernels.Attention.CausalGqa(_q.AsSpan(0, n * _c.QDim), n, _c.Heads, _c.KvHeads, _c.HeadDim,
+            _kCache[layer], _vCache[layer], Position, _att.AsSpan(0, n * _c.QDim), _threads, parents);
     }
 
     static void AddInPlace(Span<float> x, ReadOnlySpan<float> y)

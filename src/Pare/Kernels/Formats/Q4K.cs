@@ -104,17 +104,84 @@ internal static class Q4KFormat
 }
 
 /// <summary>
-/// Q4_K rows. Per sub-block the dot is d*sc*dot(q, x) - dmin*m*sum(x); the sums of x per 32 values are shared by
-/// all rows, so <see cref="Prepare"/> computes them once per call. Prep layout: [cols / 32] sub-block sums.
+/// Q4_K rows against Q8_K activations (<see cref="Q8K"/>, as llama.cpp): per sub-block j the dot is
+/// d * dx * sc[j] * dot(q, xq) - dmin * dx * m[j] * sum(xq), all integer inside a super-block. One 64-byte load of qs
+/// holds four sub-blocks (low nibbles: 2k, 2k + 2; high: 2k + 1, 2k + 3); Prepare stores x in that order, so
+/// vpmaddubsw (unsigned nibble times signed x) pairs them directly, and vpmaddwd applies the scales, which are
+/// unpacked once per super-block with a few SIMD ops.
 /// </summary>
 internal readonly unsafe struct Q4KKernel : IRowKernel
 {
-    public static int PrepFloats(int cols) => cols / 32;
+    public static int PrepFloats(int cols) => Q8K.PrepFloats(cols);
 
-    public static void Prepare(float* x, int cols, float* prep)
+    public static void Prepare(float* x, int cols, float* prep) => Q8K.Quantize(x, cols, (byte*)prep, q4kOrder: true);
+
+    /// <summary>vpermw indices: words 0-15 pick scale a, words 16-31 scale b.</summary>
+    static Vector512<short> Index(int a, int b) =>
+        Vector512.Create(Vector256.Create((short)a), Vector256.Create((short)b));
+
+    /// <summary>The 16 bytes after d and dmin as 16 int16: eight 6-bit scales, then eight 6-bit mins (ggml's utmp trick, in SIMD).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<short> ScalesAndMins(Vector128<uint> head)
     {
-        for (int j = 0; j < cols / 32; j++)
-            prep[j] = Vector512.Sum(Vector512.Load(x + 32 * j) + Vector512.Load(x + 32 * j + 16));
+        var a = Sse2.Shuffle(head, 0b11_10_11_01); // u0, u2, u1, u2
+        var b = Sse2.Shuffle(head, 0b10_10_01_01); // u0, u0, u1, u1
+        var sm = (Avx2.ShiftRightLogicalVariable(a, Vector128.Create(0u, 0, 0, 4)) & Vector128.Create(0x3f3f3f3fu, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f))
+               | (Vector128.ShiftRightLogical(b, 2) & Vector128.Create(0u, 0x30303030, 0, 0x30303030));
+        return Avx2.ConvertToVector256Int16(sm.AsByte());
+    }
+
+    /// <summary>Index vectors of one call, built once (the JIT does not fold them into constants).</summary>
+    struct Indices
+    {
+        public Vector512<short> I0, I1, I2, I3;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Block(byte* p, Vector512<sbyte> x0, Vector512<sbyte> x1, Vector512<sbyte> x2, Vector512<sbyte> x3,
+        Vector128<short> xsums, Vector128<float> dx, in Indices ix, Vector512<float> acc)
+    {
+        var head = Vector128.Load((uint*)p);
+        var sm = ScalesAndMins(head);
+        var sc = sm.ToVector512Unsafe();
+        var mask = Vector512.Create((byte)0xF);
+        var qa = Vector512.Load(p + 16);
+        var qb = Vector512.Load(p + 80);
+        var p0 = Avx512BW.MultiplyAddAdjacent(qa & mask, x0);
+        var p1 = Avx512BW.MultiplyAddAdjacent(Avx512BW.ShiftRightLogical(qa.AsUInt16(), 4).AsByte() & mask, x1);
+        var p2 = Avx512BW.MultiplyAddAdjacent(qb & mask, x2);
+        var p3 = Avx512BW.MultiplyAddAdjacent(Avx512BW.ShiftRightLogical(qb.AsUInt16(), 4).AsByte() & mask, x3);
+        var s = (Avx512BW.MultiplyAddAdjacent(p0, Avx512BW.PermuteVar32x16(sc, ix.I0))
+              + Avx512BW.MultiplyAddAdjacent(p1, Avx512BW.PermuteVar32x16(sc, ix.I1)))
+              + (Avx512BW.MultiplyAddAdjacent(p2, Avx512BW.PermuteVar32x16(sc, ix.I2))
+              + Avx512BW.MultiplyAddAdjacent(p3, Avx512BW.PermuteVar32x16(sc, ix.I3)));
+        var mins = Sse2.MultiplyAddAdjacent(sm.GetUpper(), xsums);
+        var d = Fp16.ToFloatFast4(Sse41.ConvertToVector128Int32(head.AsUInt16())) * dx; // d * dx, dmin * dx, ...
+        var minPart = Vector128.ConvertToSingle(mins) * Vector128.Shuffle(d, Vector128.Create(1, 1, 1, 1));
+        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(s), Avx512F.BroadcastScalarToVector512(d), acc - minPart.ToVector256().ToVector512());
+    }
+
+    public static void Dot4(byte* r0, byte* r1, byte* r2, byte* r3, float* x, float* prep, int cols, float* y)
+    {
+        var ix = new Indices { I0 = Index(0, 2), I1 = Index(1, 3), I2 = Index(4, 6), I3 = Index(5, 7) };
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        int nb = cols / Q4KFormat.BlockSize;
+        byte* xq = (byte*)prep;
+        for (int b = 0; b < nb; b++, xq += Q8K.BlockBytes)
+        {
+            nint o = b * Q4KFormat.BlockBytes;
+            var x0 = Vector512.Load((sbyte*)xq);
+            var x1 = Vector512.Load((sbyte*)xq + 64);
+            var x2 = Vector512.Load((sbyte*)xq + 128);
+            var x3 = Vector512.Load((sbyte*)xq + 192);
+            var xsums = Vector128.Load((short*)(xq + Q8K.SumsOffset));
+            var dx = Vector128.Create(*(float*)(xq + Q8K.ScaleOffset));
+            a0 = Block(r0 + o, x0, x1, x2, x3, xsums, dx, ix, a0);
+            a1 = Block(r1 + o, x0, x1, x2, x3, xsums, dx, ix, a1);
+            a2 = Block(r2 + o, x0, x1, x2, x3, xsums, dx, ix, a2);
+            a3 = Block(r3 + o, x0, x1, x2, x3, xsums, dx, ix, a3);
+        }
+        y[0] = Vector512.Sum(a0); y[1] = Vector512.Sum(a1); y[2] = Vector512.Sum(a2); y[3] = Vector512.Sum(a3);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -122,51 +189,6 @@ internal readonly unsafe struct Q4KKernel : IRowKernel
     {
         if (j < 4) { sc = s[j] & 63; m = s[j + 4] & 63; }
         else { sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4); m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4); }
-    }
-
-    /// <summary>One super-block of one row: returns the scaled q.x part as a vector, the min part as a scalar.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Block(byte* p, float* x, float* xsum, Vector512<float> acc, ref float minSum)
-    {
-        float d = Fp16.ToFloatFast(*(ushort*)p), dmin = Fp16.ToFloatFast(*(ushort*)(p + 2));
-        byte* s = p + 4, qs = p + 16;
-        // vpermps on a table of 0..15 converts a nibble to float and ignores the bits above it (no mask needed).
-        var nib = Vector512.Create(0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f, 8f, 9f, 10f, 11f, 12f, 13f, 14f, 15f);
-        float mins = 0;
-        for (int k = 0; k < 4; k++)
-        {
-            ScaleMin(s, 2 * k, out int sc0, out int m0);
-            ScaleMin(s, 2 * k + 1, out int sc1, out int m1);
-            var v0 = Avx512F.ConvertToVector512Int32(Vector128.Load(qs + 32 * k));
-            var v1 = Avx512F.ConvertToVector512Int32(Vector128.Load(qs + 32 * k + 16));
-            float* xk = x + 64 * k;
-            var lo = Vector512.FusedMultiplyAdd(Avx512F.PermuteVar16x32(nib, v1), Vector512.Load(xk + 16),
-                Avx512F.PermuteVar16x32(nib, v0) * Vector512.Load(xk));
-            var hi = Vector512.FusedMultiplyAdd(Avx512F.PermuteVar16x32(nib, Vector512.ShiftRightLogical(v1, 4)), Vector512.Load(xk + 48),
-                Avx512F.PermuteVar16x32(nib, Vector512.ShiftRightLogical(v0, 4)) * Vector512.Load(xk + 32));
-            acc = Vector512.FusedMultiplyAdd(lo, Vector512.Create(d * sc0), acc);
-            acc = Vector512.FusedMultiplyAdd(hi, Vector512.Create(d * sc1), acc);
-            mins += m0 * xsum[2 * k] + m1 * xsum[2 * k + 1];
-        }
-        minSum += dmin * mins;
-        return acc;
-    }
-
-    public static void Dot4(byte* r0, byte* r1, byte* r2, byte* r3, float* x, float* prep, int cols, float* y)
-    {
-        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
-        int nb = cols / Q4KFormat.BlockSize;
-        for (int b = 0; b < nb; b++)
-        {
-            nint o = b * Q4KFormat.BlockBytes;
-            float* xb = x + b * 256, sb = prep + b * 8;
-            a0 = Block(r0 + o, xb, sb, a0, ref m0);
-            a1 = Block(r1 + o, xb, sb, a1, ref m1);
-            a2 = Block(r2 + o, xb, sb, a2, ref m2);
-            a3 = Block(r3 + o, xb, sb, a3, ref m3);
-        }
-        y[0] = Vector512.Sum(a0) - m0; y[1] = Vector512.Sum(a1) - m1; y[2] = Vector512.Sum(a2) - m2; y[3] = Vector512.Sum(a3) - m3;
     }
 
     public static void DequantRow(byte* src, float* dst, int cols)

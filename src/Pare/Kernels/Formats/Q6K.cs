@@ -105,8 +105,9 @@ internal readonly unsafe struct Q6KKernel : IRowKernel
 {
     const float TwoPowMinus26 = 1.4901161193847656E-08f;
 
-    public static int PrepFloats(int cols) => 0;
-    public static void Prepare(float* x, int cols, float* prep) { }
+    public static int PrepFloats(int cols) => Q8K.PrepFloats(cols);
+
+    public static void Prepare(float* x, int cols, float* prep) => Q8K.Quantize(x, cols, (byte*)prep, q4kOrder: false);
 
     /// <summary>(lo4 &amp; 0xF) | (high &amp; ~0xF), moved to the top 6 bits and converted.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -133,42 +134,76 @@ internal readonly unsafe struct Q6KKernel : IRowKernel
         (sc * Vector512.Create(d * TwoPowMinus26)).Store(sf);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Block(byte* p, float* x, float* sf, Vector512<float> acc)
+    static Vector512<short> Index(int first) =>
+        Vector512.Create(Vector256.Create(Vector128.Create((short)first), Vector128.Create((short)(first + 1))),
+                         Vector256.Create(Vector128.Create((short)(first + 2)), Vector128.Create((short)(first + 3))));
+
+    /// <summary>Vectors of one call, built once (the JIT does not fold these into constants).</summary>
+    struct Consts
     {
-        float d = Fp16.ToFloatFast(*(ushort*)(p + 208));
-        var sc = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)(p + 192)))) * Vector512.Create(d * TwoPowMinus26);
-        // Two partial sums per row shorten the FMA dependency chain.
-        Vector512<float> acc2 = default;
-        for (int h = 0; h < 2; h++)
+        public Vector512<ushort> ShiftLo, ShiftHi;
+        public Vector512<short> I0, I1, I2, I3;
+
+        public static Consts Create() => new()
         {
-            for (int g = 0; g < 32; g += 16)
-            {
-                var (q1, q2, q3, q4) = Q64(p + 64 * h + g, p + 128 + 32 * h + g);
-                float* xg = x + 128 * h + g;
-                int j = 8 * h + g / 16;
-                acc = Vector512.FusedMultiplyAdd(q1 * Vector512.Load(xg), Avx512F.PermuteVar16x32(sc, Vector512.Create(j)), acc);
-                acc2 = Vector512.FusedMultiplyAdd(q2 * Vector512.Load(xg + 32), Avx512F.PermuteVar16x32(sc, Vector512.Create(j + 2)), acc2);
-                acc = Vector512.FusedMultiplyAdd(q3 * Vector512.Load(xg + 64), Avx512F.PermuteVar16x32(sc, Vector512.Create(j + 4)), acc);
-                acc2 = Vector512.FusedMultiplyAdd(q4 * Vector512.Load(xg + 96), Avx512F.PermuteVar16x32(sc, Vector512.Create(j + 6)), acc2);
-            }
-        }
-        return acc + acc2;
+            // Values l (bits 0-1 of qh) and l + 32 (bits 2-3) go to bits 4-5; then l + 64 (4-5) and l + 96 (6-7).
+            ShiftLo = Vector512.Create(Vector256.Create((ushort)4), Vector256.Create((ushort)2)),
+            ShiftHi = Vector512.Create(Vector256.Create((ushort)0), Vector256.Create((ushort)2)),
+            I0 = Index(0), I1 = Index(4), I2 = Index(8), I3 = Index(12),
+        };
+    }
+
+    /// <summary>sum over 64 values of q * x times the scales of their four 16-value groups, as 16 int32 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<int> Half(byte* p, byte* xq, Vector512<short> sc, Vector512<ushort> shift, bool high, Vector512<short> index, Vector512<byte> ql, Vector512<ushort> qh)
+    {
+        var nibble = Vector512.Create((byte)0x0F);
+        var t = (high ? Avx512BW.ShiftRightLogicalVariable(qh, shift) : Avx512BW.ShiftLeftLogicalVariable(qh, shift)).AsByte() & Vector512.Create((byte)0x30);
+        var q = Avx512F.TernaryLogic(high ? Avx512BW.ShiftRightLogical(ql.AsUInt16(), 4).AsByte() : ql, t, nibble, 0xE4);
+        var prod = Avx512BW.MultiplyAddAdjacent(q, Vector512.Load((sbyte*)xq));
+        return Avx512BW.MultiplyAddAdjacent(prod, Avx512BW.PermuteVar32x16(sc, index));
+    }
+
+    /// <summary>
+    /// One super-block against Q8_K activations: q (0..63) is rebuilt as bytes (low nibble from ql, two bits from qh
+    /// moved to bits 4-5 by per-half variable shifts), vpmaddubsw pairs it with x, vpmaddwd applies the 16 int8
+    /// scales; the -32 offset is subtracted once as 32 * sum(scale * sum(x)) from the per-16 sums of x.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Block(byte* p, byte* xq, Vector256<short> xsums, float dx, in Consts c, Vector512<float> acc)
+    {
+        var sc16 = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(p + 192)));
+        var sc = sc16.ToVector512Unsafe();
+        var corr = Avx2.MultiplyAddAdjacent(sc16, xsums);
+        // (Avx512F.BroadcastVector256ToVector512(ulong*) broadcasts the pointer itself in .NET 10.0.12: avoid it.)
+        var h0 = Vector256.Load((ushort*)(p + 128));
+        var h1 = Vector256.Load((ushort*)(p + 160));
+        var qh0 = Vector512.Create(h0, h0);
+        var qh1 = Vector512.Create(h1, h1);
+        var ql0 = Vector512.Load(p);
+        var ql1 = Vector512.Load(p + 64);
+        var s = (Half(p, xq, sc, c.ShiftLo, false, c.I0, ql0, qh0) + Half(p, xq + 64, sc, c.ShiftHi, true, c.I1, ql0, qh0))
+              + (Half(p, xq + 128, sc, c.ShiftLo, false, c.I2, ql1, qh1) + Half(p, xq + 192, sc, c.ShiftHi, true, c.I3, ql1, qh1));
+        s -= (corr << 5).ToVector512();
+        float d = Fp16.ToFloatFast(*(ushort*)(p + 208)) * dx;
+        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(s), Vector512.Create(d), acc);
     }
 
     public static void Dot4(byte* r0, byte* r1, byte* r2, byte* r3, float* x, float* prep, int cols, float* y)
     {
-        float* sf = stackalloc float[16];
+        var c = Consts.Create();
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
         int nb = cols / Q6KFormat.BlockSize;
-        for (int b = 0; b < nb; b++)
+        byte* xq = (byte*)prep;
+        for (int b = 0; b < nb; b++, xq += Q8K.BlockBytes)
         {
             nint o = b * Q6KFormat.BlockBytes;
-            float* xb = x + b * 256;
-            a0 = Block(r0 + o, xb, sf, a0);
-            a1 = Block(r1 + o, xb, sf, a1);
-            a2 = Block(r2 + o, xb, sf, a2);
-            a3 = Block(r3 + o, xb, sf, a3);
+            var xsums = Vector256.Load((short*)(xq + Q8K.SumsOffset));
+            float dx = *(float*)(xq + Q8K.ScaleOffset);
+            a0 = Block(r0 + o, xq, xsums, dx, c, a0);
+            a1 = Block(r1 + o, xq, xsums, dx, c, a1);
+            a2 = Block(r2 + o, xq, xsums, dx, c, a2);
+            a3 = Block(r3 + o, xq, xsums, dx, c, a3);
         }
         y[0] = Vector512.Sum(a0); y[1] = Vector512.Sum(a1); y[2] = Vector512.Sum(a2); y[3] = Vector512.Sum(a3);
     }

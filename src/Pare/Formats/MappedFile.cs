@@ -42,7 +42,10 @@ public sealed unsafe class MappedFile : IDisposable
         if (!File.Exists(path)) throw new PareException($"model file not found: {path}");
         try
         {
-            long length = new FileInfo(path).Length;
+            // A symbolic link's own FileInfo reports the link's size: measure the file it points to.
+            var info = new FileInfo(path);
+            if (info.LinkTarget != null) info = info.ResolveLinkTarget(returnFinalTarget: true) as FileInfo ?? info;
+            long length = info.Length;
             if (length < minBytes) throw new InvalidModelException($"{path}: file is {length} bytes, too short to be {format}");
             return new MappedFile(path, length);
         }

@@ -43,6 +43,15 @@ public class BadModelFileTests
     }
 
     [Fact]
+    public void Symlinked_model_loads()
+    {
+        string link = Path.Combine(TestModels.Dir, "link-to-tiny.gguf");
+        if (!File.Exists(link)) File.CreateSymbolicLink(link, Valid());
+        using var m = LlamaModel.Load(link);
+        Assert.Equal(300, m.CreateSession().Forward([1]).Length);
+    }
+
+    [Fact]
     public void Missing_file() => Assert.Contains("not found", Fails(Path.Combine(TestModels.Dir, "nope.gguf")).Message);
 
     /// <summary>Rewrites the valid model with one tensor changed.</summary>

@@ -16,10 +16,11 @@ internal static class BenchCommand
         var runs = new Option<int>("--runs") { Description = "Repetitions; the median is reported.", DefaultValueFactory = _ => 3 };
         var seed = new Option<int>("--seed") { Description = "Seed of the random prompt tokens.", DefaultValueFactory = _ => 1 };
         var roofline = new Option<bool>("--roofline") { Description = "Also measure memory read bandwidth (multi-stream) and report decode against the memory roofline." };
+        var treeCosts = new Option<bool>("--tree-costs") { Description = "Also measure T(n)/T(1), the cost of one forward pass over n = 1..64 tokens (what speculative decoding must beat)." };
         var threads = Cli.Threads();
         var json = Cli.Json();
         var cmd = new Command("bench", "Measure prefill and decode speed on random tokens (settings printed with the figures).")
-            { model, prefill, decode, runs, seed, roofline, threads, json };
+            { model, prefill, decode, runs, seed, roofline, treeCosts, threads, json };
         cmd.SetAction(r => Cli.Guard(() =>
         {
             int np = r.GetValue(prefill), nd = r.GetValue(decode), nr = r.GetValue(runs), nt = r.GetValue(threads);
@@ -59,6 +60,12 @@ internal static class BenchCommand
             double pre = Median(prefillRates), dec = decodeRates.Count > 0 ? Median(decodeRates) : 0;
             double gbs = dec * m.WeightBytesPerToken / 1e9;
             double? bandwidth = r.GetValue(roofline) ? Kernels.MemoryBandwidth.Measure(nt) : null;
+            Speculative.CostModel? tn = null;
+            if (r.GetValue(treeCosts))
+            {
+                var tnSession = m.CreateSession(new SessionOptions { Threads = nt, ContextLength = 64 });
+                tn = Speculative.CostModel.Measure(tnSession, [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64], repeats: nr);
+            }
             double? rooflineTokS = bandwidth * 1e9 / m.WeightBytesPerToken;
             var result = new
             {
@@ -75,6 +82,7 @@ internal static class BenchCommand
                 memory_gb_s = bandwidth,
                 roofline_tok_s = rooflineTokS,
                 roofline_fraction = rooflineTokS is double rt ? dec / rt : (double?)null,
+                t_n = tn?.Sizes.Select((n, i) => new { n, seconds = tn.Seconds[i], ratio = tn.Seconds[i] / tn.Seconds[0] }).ToArray(),
                 file_mb = File.Exists(m.Source) ? new FileInfo(m.Source).Length / 1048576.0 : 0,
             };
             if (asJson) { Cli.PrintJson(result); return 0; }
@@ -85,6 +93,8 @@ internal static class BenchCommand
             t.AddRow("decode weight traffic", $"{gbs:F1} GB/s ({m.WeightBytesPerToken / 1e6:F1} MB of weights per token)");
             if (bandwidth is double bw)
                 t.AddRow("memory roofline", $"{bw:F1} GB/s measured ({nt} threads x 4 streams) -> {rooflineTokS:F1} tok/s; decode reaches {dec / rooflineTokS:P0}");
+            if (tn != null)
+                t.AddRow("T(n)/T(1)", string.Join(", ", tn.Sizes.Select((n, i) => $"{n}: {tn.Seconds[i] / tn.Seconds[0]:F2}")));
             t.AddRow("peak RSS", $"{result.peak_rss_mb:F0} MiB (file {result.file_mb:F0} MiB)");
             AnsiConsole.Write(t);
             return 0;

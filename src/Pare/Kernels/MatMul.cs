@@ -36,6 +36,7 @@ public static unsafe class MatMul
     {
         Check(w, x, 1, y);
         threads = Math.Max(1, threads);
+        if (w.Sparse is { } sparse) { Sparse.SparseMatMul.MatMulRows(sparse, x, 1, y, threads, portable); return; }
         if (portable || !Avx512) { Portable(w, x, 1, y, threads); return; }
         switch (w.Type)
         {
@@ -55,6 +56,7 @@ public static unsafe class MatMul
         Check(w, x, n, y);
         if (n == 0) return;
         threads = Math.Max(1, threads);
+        if (w.Sparse is { } sparse) { Sparse.SparseMatMul.MatMulRows(sparse, x, n, y, threads, portable); return; }
         if (portable || !Avx512) { Portable(w, x, n, y, threads); return; }
         // One token is decode: the streaming kernel reads each weight once either way and needs no buffer.
         if (n == 1) { MatVec(w, x, y, threads, portable: false); return; }

@@ -12,4 +12,5 @@ root.Subcommands.Add(LogitsCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
+root.Subcommands.Add(PruneCommand.Create());
 return await root.Parse(args).InvokeAsync();

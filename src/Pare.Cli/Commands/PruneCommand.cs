@@ -25,11 +25,12 @@ internal static class PruneCommand
         var overrides = new Option<string[]>("--override") { Description = "Per-tensor setting by glob over tensor names: GLOB=0.3, GLOB=2:4 or GLOB=skip (repeatable; first match wins).", AllowMultipleArgumentsPerToken = false };
         var pruneEmb = new Option<bool>("--prune-embeddings") { Description = "Also prune the token embedding and output head (magnitude scores)." };
         var format = new Option<string>("--sparse-format") { Description = "dense: zeros stored, a normal GGUF llama.cpp loads (default). bitmask: Pare's compact format (bitmask + packed values), smaller and faster, Pare only.", DefaultValueFactory = _ => "dense" };
+        var repack = new Option<bool>("--repack") { Description = "MODEL is already pruned: only rewrite its block matrices in the compact bitmask format (no pruning)." };
         var output = new Option<string>("--output", "-o") { Description = "Output GGUF path.", Required = true };
         var threads = Cli.Threads();
         var json = Cli.Json();
         var cmd = new Command("prune", "Prune a model's linear layers (magnitude, Wanda or SparseGPT) with sequential calibration; write a GGUF.")
-            { model, method, sparsity, pattern, calibFile, calibRandom, samples, seqlen, seed, overrides, pruneEmb, format, output, threads, json };
+            { model, method, sparsity, pattern, calibFile, calibRandom, samples, seqlen, seed, overrides, pruneEmb, format, repack, output, threads, json };
         cmd.SetAction((r, ct) => Task.FromResult(Cli.Guard(() =>
         {
             var m = (r.GetValue(method) ?? "").ToLowerInvariant() switch
@@ -58,6 +59,17 @@ internal static class PruneCommand
                 : r.GetValue(calibRandom) ? new CalibrationSource.RandomTokens() : null;
             string modelPath = r.GetValue(model)!, outPath = r.GetValue(output)!;
             bool asJson = r.GetValue(json);
+            if (r.GetValue(repack))
+            {
+                if (Path.GetFullPath(outPath) == Path.GetFullPath(modelPath)) throw new PareException("the output path is the input model; choose another");
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                int n = Kernels.Sparse.SparseGguf.Repack(modelPath, outPath);
+                var res = new { input = modelPath, output = outPath, converted = n, seconds = sw.Elapsed.TotalSeconds,
+                    input_bytes = new FileInfo(modelPath).Length, output_bytes = new FileInfo(outPath).Length };
+                if (asJson) Cli.PrintJson(res);
+                else AnsiConsole.MarkupLine($"repacked {n} matrices: {res.input_bytes / 1048576.0:F1} MiB -> {res.output_bytes / 1048576.0:F1} MiB in {res.seconds:F1} s");
+                return 0;
+            }
 
             PruneResult result;
             if (Cli.Interactive(asJson))

@@ -8,9 +8,7 @@ public static class Masks
     {
         if (k <= 0) return;
         if (k >= scores.Length) { pruned.Fill(true); return; }
-        var sorted = scores.ToArray();
-        Array.Sort(sorted);
-        float thr = sorted[k - 1];
+        float thr = KthSmallest(scores.ToArray(), k - 1);
         int below = 0;
         foreach (var s in scores) if (s < thr) below++;
         int ties = k - below;
@@ -19,6 +17,28 @@ public static class Masks
             if (scores[i] < thr) pruned[i] = true;
             else if (scores[i] == thr && ties > 0) { pruned[i] = true; ties--; }
         }
+    }
+
+    /// <summary>The value that would sit at index <paramref name="k"/> if <paramref name="a"/> were sorted (quickselect, O(n); reorders a).</summary>
+    public static float KthSmallest(float[] a, int k)
+    {
+        int lo = 0, hi = a.Length - 1;
+        var rng = new Random(12345);
+        while (lo < hi)
+        {
+            float pivot = a[rng.Next(lo, hi + 1)];
+            int i = lo, j = hi;
+            while (i <= j)
+            {
+                while (a[i] < pivot) i++;
+                while (a[j] > pivot) j--;
+                if (i <= j) { (a[i], a[j]) = (a[j], a[i]); i++; j--; }
+            }
+            if (k <= j) hi = j;
+            else if (k >= i) lo = i;
+            else return a[k];
+        }
+        return a[k];
     }
 
     /// <summary>In every group of M consecutive entries, prunes the M - N with the smallest scores (keeps the N largest).</summary>

@@ -153,3 +153,27 @@ internal static class SparsityAssert
             }
     }
 }
+
+public class MaskTests
+{
+    [Fact]
+    public void Kth_smallest_matches_sorting()
+    {
+        var rng = new Random(9);
+        foreach (int n in new[] { 1, 2, 10, 1000 })
+        {
+            var a = Enumerable.Range(0, n).Select(_ => (float)rng.Next(50)).ToArray();
+            var sorted = a.Order().ToArray();
+            for (int k = 0; k < n; k += Math.Max(1, n / 17)) Assert.Equal(sorted[k], Masks.KthSmallest((float[])a.Clone(), k));
+        }
+    }
+
+    [Fact]
+    public void Prune_smallest_is_exact_with_ties()
+    {
+        float[] s = [1, 1, 1, 1, 0, 2];
+        var p = new bool[6];
+        Masks.PruneSmallest(s, 3, p);
+        Assert.Equal(new[] { true, true, false, false, true, false }, p);
+    }
+}

@@ -13,4 +13,34 @@ public static class SparseGguf
         var m = SparseMatrix.Open(name, f.TensorAddress(t), t.ByteSize, rows, cols);
         return new WeightMatrix(name, rows, cols, m);
     }
+
+    /// <summary>
+    /// Rewrites an already-pruned GGUF with its block matrices (blk.*.weight, 2-D, F32/F16/Q8_0) in the compact format
+    /// wherever that is smaller than the dense bytes; everything else is copied. Returns the matrices converted.
+    /// </summary>
+    public static int Repack(string src, string dst)
+    {
+        using var f = GgufFile.Open(src);
+        var w = new GgufWriter { Alignment = f.Alignment };
+        foreach (var (k, v) in f.MetadataList) w.Set(k, v);
+        w.Set(SparseMatrix.FormatKey, "bitmask");
+        int converted = 0;
+        foreach (var t in f.Tensors)
+        {
+            var info = t;
+            if (t.Name.StartsWith("blk.", StringComparison.Ordinal) && t.Dims.Length == 2 && SparseMatrix.CanEncode(t.Type, (int)t.Dims[0]))
+            {
+                var blob = SparseMatrix.Encode(t.Type, (int)t.Dims[1], (int)t.Dims[0], f.TensorBytes(t));
+                if (blob.Length < t.ByteSize)
+                {
+                    w.AddTensor(t.Name, SparseMatrix.StorageType, [blob.Length], blob);
+                    converted++;
+                    continue;
+                }
+            }
+            w.AddTensor(t.Name, t.Type, t.Dims, s => s.Write(f.TensorBytes(info)));
+        }
+        w.Write(dst);
+        return converted;
+    }
 }

@@ -64,52 +64,74 @@ public sealed unsafe class SparseMatrix
         long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
         if (dense.Length < rowBytes * rows) throw new ArgumentException("dense data is shorter than the matrix", nameof(dense));
         int nb = cols / 32, vb = ValueBytes(type);
-        using var ms = new MemoryStream();
+        long fixedBytes = nb * 4L + (type == GgmlType.Q8_0 ? nb * 2L : 0);
+        // Pass 1: masks and sizes.
+        var masks = new uint[(long)rows * nb];
         var offsets = new long[rows + 1];
         long pos = HeaderBytes + 8L * (rows + 1);
-        var rowBuf = new List<byte>();
-        var data = new MemoryStream();
         for (int r = 0; r < rows; r++)
         {
             var src = dense.Slice((int)(r * rowBytes), (int)rowBytes);
-            offsets[r] = pos + data.Length;
-            var masks = new uint[nb];
-            var packed = new MemoryStream();
+            long nnz = 0;
             for (int b = 0; b < nb; b++)
+            {
+                uint m = 0;
                 for (int i = 0; i < 32; i++)
                 {
                     int c = b * 32 + i;
-                    ReadOnlySpan<byte> v = type switch
+                    bool nz = type switch
+                    {
+                        GgmlType.F32 => (BinaryPrimitives.ReadUInt32LittleEndian(src[(c * 4)..]) & 0x7FFFFFFF) != 0,
+                        GgmlType.F16 => (BinaryPrimitives.ReadUInt16LittleEndian(src[(c * 2)..]) & 0x7FFF) != 0,
+                        _ => src[b * 34 + 2 + i] != 0,
+                    };
+                    if (nz) m |= 1u << i;
+                }
+                masks[(long)r * nb + b] = m;
+                nnz += BitOperations.PopCount(m);
+            }
+            offsets[r] = pos;
+            pos += fixedBytes + nnz * vb;
+        }
+        offsets[rows] = pos;
+        // Pass 2: write.
+        var blob = new byte[pos];
+        var h = blob.AsSpan();
+        BinaryPrimitives.WriteUInt32LittleEndian(h, Magic);
+        BinaryPrimitives.WriteUInt32LittleEndian(h[4..], Version);
+        BinaryPrimitives.WriteUInt32LittleEndian(h[8..], (uint)type);
+        BinaryPrimitives.WriteUInt32LittleEndian(h[12..], (uint)rows);
+        BinaryPrimitives.WriteUInt32LittleEndian(h[16..], (uint)cols);
+        MemoryMarshal.AsBytes(offsets.AsSpan()).CopyTo(h[HeaderBytes..]);
+        for (int r = 0; r < rows; r++)
+        {
+            var src = dense.Slice((int)(r * rowBytes), (int)rowBytes);
+            var dst = h[(int)offsets[r]..(int)offsets[r + 1]];
+            var rowMasks = masks.AsSpan(r * nb, nb);
+            MemoryMarshal.AsBytes(rowMasks).CopyTo(dst);
+            int at = nb * 4;
+            if (type == GgmlType.Q8_0)
+                for (int b = 0; b < nb; b++) { src.Slice(b * 34, 2).CopyTo(dst[at..]); at += 2; }
+            for (int b = 0; b < nb; b++)
+            {
+                uint m = rowMasks[b];
+                while (m != 0)
+                {
+                    int i = BitOperations.TrailingZeroCount(m);
+                    m &= m - 1;
+                    int c = b * 32 + i;
+                    var v = type switch
                     {
                         GgmlType.F32 => src.Slice(c * 4, 4),
                         GgmlType.F16 => src.Slice(c * 2, 2),
                         _ => src.Slice(b * 34 + 2 + i, 1),
                     };
-                    bool nz = type switch
-                    {
-                        GgmlType.F32 => (BinaryPrimitives.ReadUInt32LittleEndian(v) & 0x7FFFFFFF) != 0,
-                        GgmlType.F16 => (BinaryPrimitives.ReadUInt16LittleEndian(v) & 0x7FFF) != 0,
-                        _ => v[0] != 0,
-                    };
-                    if (!nz) continue;
-                    masks[b] |= 1u << i;
-                    packed.Write(v);
+                    v.CopyTo(dst[at..]);
+                    at += vb;
                 }
-            data.Write(MemoryMarshal.AsBytes(masks.AsSpan()));
-            if (type == GgmlType.Q8_0)
-                for (int b = 0; b < nb; b++) data.Write(src.Slice(b * 34, 2));
-            packed.Position = 0;
-            packed.CopyTo(data);
+            }
         }
-        offsets[rows] = pos + data.Length;
-        var w = new BinaryWriter(ms);
-        w.Write(Magic); w.Write(Version); w.Write((uint)type); w.Write((uint)rows); w.Write((uint)cols); w.Write(0u);
-        foreach (var o in offsets) w.Write(o);
-        data.Position = 0;
-        w.Flush();
-        data.CopyTo(ms);
-        _ = vb;
-        return ms.ToArray();
+        return blob;
     }
 
     /// <summary>

@@ -17,7 +17,7 @@ public sealed class LayerStats
     {
         Cols = cols;
         SqSum = new double[cols];
-        XtX = hessian ? new double[(long)cols * cols] : null;
+        _xtx = hessian ? new double[(long)cols * cols] : null;
         _errorTokens = errorTokens;
     }
 
@@ -29,7 +29,7 @@ public sealed class LayerStats
     /// <summary>sum over tokens of x_j^2.</summary>
     public double[] SqSum { get; }
     /// <summary>sum over tokens of x x^T (cols x cols, full), or null when not collected.</summary>
-    public double[]? XtX { get; }
+    public double[]? XtX => _xtx;
     /// <summary>Up to ErrorTokens raw inputs (tokens x cols), the first seen.</summary>
     public float[] Sample => [.. _sample];
     public int SampleTokens => _sample.Count / Cols;
@@ -49,10 +49,17 @@ public sealed class LayerStats
         Sequences++;
     }
 
-    /// <summary>SparseGPT's H = (2 / sequences) sum x x^T, a fresh copy.</summary>
-    public double[] Hessian()
+    double[]? _xtx;
+
+    /// <summary>
+    /// SparseGPT's H = (2 / sequences) sum x x^T. With <paramref name="last"/> the statistics' own array is scaled and
+    /// handed over (no copy: the down projection's Hessian alone is ffn^2 doubles); otherwise a fresh copy.
+    /// </summary>
+    public double[] Hessian(bool last = false)
     {
-        var h = (double[])(XtX ?? throw new InvalidOperationException("Hessian was not collected")).Clone();
+        var src = _xtx ?? throw new InvalidOperationException("Hessian was not collected (or already handed over)");
+        var h = last ? src : (double[])src.Clone();
+        if (last) _xtx = null;
         double s = 2.0 / Math.Max(1, Sequences);
         for (long i = 0; i < h.LongLength; i++) h[i] *= s;
         return h;

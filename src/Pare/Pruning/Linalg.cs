@@ -117,19 +117,19 @@ public static class Linalg
     /// <summary>
     /// The upper-triangular U with U^T U = H^-1 (what SparseGPT calls Hinv: torch's cholesky(cholesky_inverse(cholesky(H)), upper)).
     /// Computed with one factorization and one triangular inverse: if J reverses the indices and J H J = L L^T, then
-    /// H = U' U'^T with U' = J L J upper, and U = U'^-1 = J L^-1 J (Cholesky factors are unique).
+    /// H = U' U'^T with U' = J L J upper, and U = U'^-1 = J L^-1 J (Cholesky factors are unique). Reversing both indices
+    /// of a row-major n x n array is reversing the array. With <paramref name="overwrite"/>, H's storage is reused.
     /// </summary>
-    public static double[] UpperCholeskyOfInverse(double[] h, int n, int threads = 0)
+    public static double[] UpperCholeskyOfInverse(double[] h, int n, int threads = 0, bool overwrite = false)
     {
-        var a = new double[(long)n * n];
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < n; j++) a[(long)i * n + j] = h[(long)(n - 1 - i) * n + (n - 1 - j)];
+        // J H J, in place when allowed: swapping (i, j) with (n-1-i, n-1-j) is an involution.
+        var a = overwrite ? h : (double[])h.Clone();
+        long nn = (long)n * n;
+        for (long p = 0; p < nn / 2; p++) (a[p], a[nn - 1 - p]) = (a[nn - 1 - p], a[p]);
         CholeskyInPlace(a, n, threads);
         var x = InvertLower(a, n, threads);
-        var u = a; // reuse the buffer
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < n; j++) u[(long)i * n + j] = x[(long)(n - 1 - i) * n + (n - 1 - j)];
-        return u;
+        for (long p = 0; p < nn / 2; p++) (x[p], x[nn - 1 - p]) = (x[nn - 1 - p], x[p]);
+        return x;
     }
 
     /// <summary>Slow reference: Gauss-Jordan inverse with partial pivoting (tests only).</summary>

@@ -68,6 +68,9 @@ public sealed record PruneResult
 /// </summary>
 public static class Pruner
 {
+    /// <summary>The training split written by <c>pare data fetch</c>: the default calibration text.</summary>
+    public const string DefaultTrainSplit = ".cache/data/corpus/train.txt";
+
     static readonly GgmlType[] Reencodable = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0];
 
     public static PruneResult Run(string modelPath, string outputPath, PruneOptions options, CalibrationSource? calibration,
@@ -108,8 +111,13 @@ public static class Pruner
                     calibDesc = "given windows";
                     break;
                 default:
-                    if (options.Method != PruneMethod.Magnitude)
-                        throw new PareException($"{options.Method} needs calibration text: pass --calib-file (a training-split text file)");
+                    if (File.Exists(DefaultTrainSplit))
+                    {
+                        windows = Calibration.FromText(model.Tokenizer, File.ReadAllText(DefaultTrainSplit), options.Samples, seqLen, options.Seed, DefaultTrainSplit);
+                        calibDesc = DefaultTrainSplit;
+                    }
+                    else if (options.Method != PruneMethod.Magnitude)
+                        throw new PareException($"{options.Method} needs calibration text: pass --calib-file (a training-split text file) or run `pare data fetch` (training split at {DefaultTrainSplit})");
                     break;
             }
             foreach (var win in windows)
@@ -163,12 +171,13 @@ public static class Pruner
                     foreach (var d in linears)
                     {
                         cancel.ThrowIfCancellationRequested();
+                        bool lastReader = linears.Last(x => x.Input == d.Input) == d;
                         var t0 = Stopwatch.GetTimestamp();
                         var pattern = plan[d.Name];
                         var st = stats?.GetValueOrDefault(d.Input);
                         var before = st != null ? (float[])d.Data.Clone() : null;
                         var pruned = new bool[d.Data.Length];
-                        PruneMatrix(d, pattern, st, options, pruned);
+                        PruneMatrix(d, pattern, st, options, pruned, lastReader);
                         double? err = st != null && before != null ? LayerStats.RelativeError(before, d.Data, d.Rows, d.Cols, st.Sample) : null;
                         var bytes = Encode(d.StoredType, d.Data, pruned, d.Cols);
                         // What is written is what counts: decode the stored bytes, count zeros, and give the block's
@@ -273,7 +282,7 @@ public static class Pruner
         return plan;
     }
 
-    static void PruneMatrix(DenseLinear d, SparsityPattern p, LayerStats? st, PruneOptions o, bool[] pruned)
+    static void PruneMatrix(DenseLinear d, SparsityPattern p, LayerStats? st, PruneOptions o, bool[] pruned, bool lastReader)
     {
         switch (o.Method)
         {
@@ -282,7 +291,7 @@ public static class Pruner
                 Wanda.Prune(d.Data, d.Rows, d.Cols, (st ?? throw new PareException("Wanda needs calibration statistics")).MeanSq(), p, pruned);
                 break;
             case PruneMethod.SparseGpt:
-                SparseGpt.Prune(d.Data, d.Rows, d.Cols, (st ?? throw new PareException("SparseGPT needs calibration statistics")).Hessian(), p, pruned,
+                SparseGpt.Prune(d.Data, d.Rows, d.Cols, (st ?? throw new PareException("SparseGPT needs calibration statistics")).Hessian(lastReader), p, pruned,
                     o.BlockSize, o.Damp, o.Threads);
                 break;
             default: throw new PareException($"unknown pruning method {o.Method}");

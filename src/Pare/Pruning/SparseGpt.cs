@@ -44,15 +44,15 @@ public static class SparseGpt
         }
         meanDiag /= n;
         for (int j = 0; j < n; j++) hessian[(long)j * n + j] += damp * meanDiag;
-        var ud = Linalg.UpperCholeskyOfInverse(hessian, n, threads);
+        var ud = Linalg.UpperCholeskyOfInverse(hessian, n, threads, overwrite: true);
         var u = new float[(long)n * n];
         for (long i = 0; i < u.LongLength; i++) u[i] = (float)ud[i];
         ud = null;
+        GC.Collect(); // the F64 factors of a wide layer are hundreds of MB: give them back before the next layer
 
         var po = new ParallelOptions { MaxDegreeOfParallelism = threads > 0 ? threads : Environment.ProcessorCount };
         var wArr = w.ToArray(); // rows run on the thread pool: work on an array, copy back at the end
         var mask = pruned.ToArray();
-        long total = (long)rows * cols;
         for (int i1 = 0; i1 < n; i1 += blockSize)
         {
             int i2 = Math.Min(i1 + blockSize, n), count = i2 - i1;
@@ -79,7 +79,6 @@ public static class SparseGpt
                 return err;
             }, _ => { });
         }
-        _ = total;
         wArr.CopyTo(w);
         mask.CopyTo(pruned);
     }

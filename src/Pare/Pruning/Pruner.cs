@@ -208,6 +208,10 @@ public static class Pruner
                         foreach (var x in hidden) { cancel.ThrowIfCancellationRequested(); runner.Forward(block, x, seqLen); }
                     }
                     progress?.Report(new(l + 1, c.Layers, "done", (l + 1.0) / c.Layers));
+                    // A block's F32 matrices, masks and scores are large, short-lived and partly pinned: return them now,
+                    // so peak memory stays at about one block instead of growing with the GC's budget.
+                    System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
+                    GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
                 }
                 // Embeddings / head when asked (no calibration statistics: magnitude-style scores).
                 foreach (var name in plan.Keys.Where(n => !n.StartsWith("blk.", StringComparison.Ordinal)))

@@ -18,7 +18,8 @@ namespace Pare.Tests.Pruning;
 /// </summary>
 public class SparseSpeedBenchmark(ITestOutputHelper output)
 {
-    const int Prompt = 64, Decode = 32;
+    static readonly int Prompt = int.TryParse(Environment.GetEnvironmentVariable("PARE_SPARSE_BENCH_PROMPT"), out var p) ? p : 64;
+    static readonly int Decode = int.TryParse(Environment.GetEnvironmentVariable("PARE_SPARSE_BENCH_DECODE"), out var d) ? d : 32;
 
     [Fact]
     public void Decode_speed_compact_vs_dense_side_by_side()
@@ -36,8 +37,9 @@ public class SparseSpeedBenchmark(ITestOutputHelper output)
         };
         var rng = new Random(1);
         int[] prompt = [.. Enumerable.Range(0, Prompt).Select(_ => rng.Next(32000))];
+        string sparsities = Environment.GetEnvironmentVariable("PARE_SPARSE_BENCH_SPARSITIES") ?? "0.5,0.7";
         foreach (var type in types.Split(','))
-            foreach (var s in new[] { "0.5", "0.7" })
+            foreach (var s in sparsities.Split(','))
             {
                 string dense = Path.Combine(dir, $"mag-{type}-{s}.gguf"), compact = Path.Combine(dir, $"mag-{type}-{s}-bitmask.gguf");
                 if (!File.Exists(dense) || !File.Exists(compact)) { output.WriteLine($"missing {dense} or {compact}"); continue; }
@@ -59,6 +61,7 @@ public class SparseSpeedBenchmark(ITestOutputHelper output)
                 lines.Add($"| {type} | {s} | {new FileInfo(dense).Length / 1048576.0:F0} / {new FileInfo(compact).Length / 1048576.0:F0} | {F(M("dd"))} | {F(M("ds"))} | " +
                     $"{(M("ds") / M("dd")).ToString("0.00", CultureInfo.InvariantCulture)}x | {F(M("dl"))} | {F(M("pd"))} | {F(M("ps"))} | {F(M("pl"))} |");
                 output.WriteLine(lines[^1]);
+                if (Environment.GetEnvironmentVariable("PARE_SPARSE_BENCH_OUT") is { } partial) File.WriteAllLines(partial, lines);
             }
         foreach (var l in lines) output.WriteLine(l);
         if (Environment.GetEnvironmentVariable("PARE_SPARSE_BENCH_OUT") is { } outFile) File.WriteAllLines(outFile, lines);

@@ -85,11 +85,11 @@ public static class Linalg
         var po = new ParallelOptions { MaxDegreeOfParallelism = threads > 0 ? threads : Environment.ProcessorCount };
         const int W = 16;
         int panels = (n + W - 1) / W;
-        Parallel.For(0, panels, po, pi =>
+        Parallel.For(0, panels, po, () => new double[(long)n * W], (pi, _, xp) =>
         {
             int j0 = pi * W, w = Math.Min(W, n - j0);
-            // Forward substitution L x = e_j for the panel's columns at once; xp[i * W + c] = X[i, j0 + c].
-            var xp = new double[(long)n * W];
+            // Forward substitution L x = e_j for the panel's columns at once; xp[i * W + c] = X[i, j0 + c] (one buffer per worker).
+            Array.Clear(xp, j0 * W, (n - j0) * W);
             for (int i = j0; i < n; i++)
             {
                 var dst = xp.AsSpan(i * W, W);
@@ -110,7 +110,8 @@ public static class Linalg
             }
             for (int i = j0; i < n; i++)
                 for (int c = 0; c < w; c++) x[(long)i * n + j0 + c] = xp[(long)i * W + c];
-        });
+            return xp;
+        }, _ => { });
         return x;
     }
 

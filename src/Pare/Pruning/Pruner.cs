@@ -201,6 +201,7 @@ public static class Pruner
                         scratch.Write(bytes);
                         double secs = Stopwatch.GetElapsedTime(t0).TotalSeconds;
                         reports.Add(new LayerReport(d.Name, l, pattern.ToString(), d.Data.Length, zeros, err, secs));
+                        if (options.Method == PruneMethod.SparseGpt) GC.Collect(); // factors of a wide layer: hundreds of MB each
                     }
                     if (hidden.Length > 0)
                     {

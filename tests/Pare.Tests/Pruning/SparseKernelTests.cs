@@ -81,7 +81,7 @@ public unsafe class SparseKernelTests
             for (int r = 0; r < rows; r++)
                 for (int c = 0; c < cols; c++) v[r * cols + c] = (c * 7919 % 1000) < s * 1000 ? 0 : 1 + c % 5;
             var blob = SparseMatrix.Encode(type, rows, cols, Quantizer.Quantize(type, v));
-            double perWeight = (double)(blob.Length - SparseMatrix.HeaderBytes - 8 * (rows + 1)) / (rows * cols);
+            double perWeight = (double)(blob.Length - SparseMatrix.HeaderBytes - 8 * (rows + 1) - SparseMatrix.TailPadding) / (rows * cols);
             Assert.Equal(expected, perWeight, 2);
         }
     }

@@ -67,6 +67,47 @@ public class SparseSpeedBenchmark(ITestOutputHelper output)
         if (Environment.GetEnvironmentVariable("PARE_SPARSE_BENCH_OUT") is { } outFile) File.WriteAllLines(outFile, lines);
     }
 
+    /// <summary>
+    /// One ffn-sized matrix (5632 x 2048), decode products only: dense kernel vs the compact kernel with either expansion
+    /// strategy, interleaved, medians. Opt-in with PARE_SPARSE_MICRO=1.
+    /// </summary>
+    [Fact]
+    public unsafe void Kernel_micro_benchmark()
+    {
+        if (Environment.GetEnvironmentVariable("PARE_SPARSE_MICRO") == null) { output.WriteLine("not run: set PARE_SPARSE_MICRO=1"); return; }
+        const int rows = 5632, cols = 2048, calls = 40, rounds = 7;
+        var rng = new Random(1);
+        var x = Enumerable.Range(0, cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var y = new float[rows];
+        foreach (var type in new[] { Pare.Tensors.GgmlType.F16, Pare.Tensors.GgmlType.Q8_0 })
+            foreach (var s in new[] { 0.5, 0.7 })
+            {
+                var v = new float[rows * cols];
+                for (int i = 0; i < v.Length; i++) v[i] = rng.NextDouble() < s ? 0 : (float)(rng.NextDouble() * 2 - 1) * 0.05f;
+                var dense = Pare.Kernels.Quantizer.Quantize(type, v);
+                var dm = Kernels.KernelTestUtil.Matrix(type, rows, cols, dense, out var keep1);
+                var blob = Pare.Kernels.Sparse.SparseMatrix.Encode(type, rows, cols, dense);
+                var pinned = GC.AllocateArray<byte>(blob.Length, pinned: true);
+                blob.CopyTo(pinned, 0);
+                var sm = Pare.Kernels.Sparse.SparseMatrix.Open("m", (nint)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(pinned)), blob.Length, rows, cols);
+                var wm = new Pare.Tensors.WeightMatrix("m", rows, cols, sm);
+                var t = new Dictionary<string, List<double>> { ["dense"] = [], ["expandload"] = [], ["load+expand"] = [] };
+                double Time(Action a) { a(); var sw = Stopwatch.StartNew(); for (int i = 0; i < calls; i++) a(); return sw.Elapsed.TotalMilliseconds / calls; }
+                for (int r = 0; r < rounds; r++)
+                {
+                    t["dense"].Add(Time(() => Pare.Kernels.MatMul.MatVec(dm, x, y, 2)));
+                    Pare.Kernels.Sparse.SparseMatMul.ExpandFromMemory = true;
+                    t["expandload"].Add(Time(() => Pare.Kernels.MatMul.MatVec(wm, x, y, 2)));
+                    Pare.Kernels.Sparse.SparseMatMul.ExpandFromMemory = false;
+                    t["load+expand"].Add(Time(() => Pare.Kernels.MatMul.MatVec(wm, x, y, 2)));
+                }
+                double d = Median(t["dense"]), e = Median(t["expandload"]), mk = Median(t["load+expand"]);
+                output.WriteLine($"{type} {s:P0}: dense {d:F3} ms ({dense.Length / d / 1e6:F1} GB/s), compact expandload {e:F3} ms ({d / e:F2}x), " +
+                    $"compact load+expand {mk:F3} ms ({d / mk:F2}x); bytes {dense.Length} -> {blob.Length} ({(double)dense.Length / blob.Length:F2}x)");
+                GC.KeepAlive(keep1); GC.KeepAlive(pinned);
+            }
+    }
+
     static (double Prefill, double Decode) PareRun(LlamaModel m, int[] prompt, int decode)
     {
         var session = m.CreateSession(new SessionOptions { Threads = 2, ContextLength = 256 });

@@ -19,6 +19,24 @@ public static unsafe class SparseMatMul
 {
     const int RowsPerChunk = 16;
 
+    /// <summary>
+    /// Expansion strategy: false (default) = a plain load of the next 64 bytes of packed values (the blob's 64-byte tail
+    /// padding keeps it inside the blob) and the register form of the expansion; true = expand-load from memory
+    /// (<c>vpexpandw zmm{k}, m512</c>, microcoded on some cores). Compared by the micro-benchmark in
+    /// tests/Pare.Tests/Pruning/SparseSpeedBenchmark.cs.
+    /// </summary>
+    internal static bool ExpandFromMemory { get; set; }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<ushort> ExpandHalves(byte* v, uint mask) => ExpandFromMemory
+        ? Avx512Vbmi2.ExpandLoad((ushort*)v, MaskW(mask), Vector512<ushort>.Zero)
+        : Avx512Vbmi2.Expand(merge: Vector512<ushort>.Zero, mask: MaskW(mask), value: Vector512.Load((ushort*)v));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<sbyte> ExpandQuants(byte* v, uint mask) => ExpandFromMemory
+        ? Avx512Vbmi2.VL.ExpandLoad((sbyte*)v, MaskB(mask), Vector256<sbyte>.Zero)
+        : Avx512Vbmi2.VL.Expand(merge: Vector256<sbyte>.Zero, mask: MaskB(mask), value: Vector256.Load((sbyte*)v));
+
     internal static bool Fast => Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Avx512BW.IsSupported && Avx512Vbmi2.IsSupported && Avx512Vbmi2.VL.IsSupported;
 
     /// <summary>Y[t, r] = sum_c W[r, c] X[t, c] for t &lt; n.</summary>
@@ -102,7 +120,7 @@ public static unsafe class SparseMatMul
         /// <summary>Bytes before the packed values: masks (and Q8_0 scales).</summary>
         static abstract int Header(int nb);
         /// <summary>acc += expand(block b) . x[32 b ..]; advances v past the block's values.</summary>
-        static abstract Vector512<float> Block(uint mask, ref byte* v, byte* rowStart, int b, int nb, float* x, Vector512<float> acc);
+        static abstract Vector512<float> Block(uint mask, ref byte* v, byte* rowStart, int b, int nb, Vector512<float> x0, Vector512<float> x1, Vector512<float> acc);
         /// <summary>Writes the 32 expanded values of block b (exact floats).</summary>
         static abstract void Expand(uint mask, ref byte* v, byte* rowStart, int b, int nb, float* dst);
         /// <summary>Factor applied to each finished dot product (F16's prescale).</summary>
@@ -142,19 +160,19 @@ public static unsafe class SparseMatMul
         public static int Header(int nb) => nb * 4;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Block(uint mask, ref byte* v, byte* rowStart, int b, int nb, float* x, Vector512<float> acc)
+        public static Vector512<float> Block(uint mask, ref byte* v, byte* rowStart, int b, int nb, Vector512<float> x0, Vector512<float> x1, Vector512<float> acc)
         {
-            var h = Avx512Vbmi2.ExpandLoad((ushort*)v, MaskW(mask), Vector512<ushort>.Zero);
+            var h = ExpandHalves(v, mask);
             v += BitOperations.PopCount(mask) * 2;
             var lo = ((Avx512F.ConvertToVector512Int32(h.GetLower().AsInt16()) << 13) & Vector512.Create(unchecked((int)0x8FFFFFFF))).AsSingle();
             var hi = ((Avx512F.ConvertToVector512Int32(h.GetUpper().AsInt16()) << 13) & Vector512.Create(unchecked((int)0x8FFFFFFF))).AsSingle();
-            acc = Vector512.FusedMultiplyAdd(lo, Vector512.Load(x + b * 32), acc);
-            return Vector512.FusedMultiplyAdd(hi, Vector512.Load(x + b * 32 + 16), acc);
+            acc = Vector512.FusedMultiplyAdd(lo, x0, acc);
+            return Vector512.FusedMultiplyAdd(hi, x1, acc);
         }
 
         public static void Expand(uint mask, ref byte* v, byte* rowStart, int b, int nb, float* dst)
         {
-            var h = Avx512Vbmi2.ExpandLoad((ushort*)v, MaskW(mask), Vector512<ushort>.Zero);
+            var h = ExpandHalves(v, mask);
             v += BitOperations.PopCount(mask) * 2;
             var scale = Vector512.Create(Fp16.Pow2_112);
             (((Avx512F.ConvertToVector512Int32(h.GetLower().AsInt16()) << 13) & Vector512.Create(unchecked((int)0x8FFFFFFF))).AsSingle() * scale).Store(dst);
@@ -169,20 +187,20 @@ public static unsafe class SparseMatMul
         public static int Header(int nb) => nb * 6;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Block(uint mask, ref byte* v, byte* rowStart, int b, int nb, float* x, Vector512<float> acc)
+        public static Vector512<float> Block(uint mask, ref byte* v, byte* rowStart, int b, int nb, Vector512<float> x0, Vector512<float> x1, Vector512<float> acc)
         {
-            var q = Avx512Vbmi2.VL.ExpandLoad((sbyte*)v, MaskB(mask), Vector256<sbyte>.Zero);
+            var q = ExpandQuants(v, mask);
             v += BitOperations.PopCount(mask);
             var lo = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(q.GetLower()));
             var hi = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(q.GetUpper()));
-            var t = Vector512.FusedMultiplyAdd(hi, Vector512.Load(x + b * 32 + 16), lo * Vector512.Load(x + b * 32));
+            var t = Vector512.FusedMultiplyAdd(hi, x1, lo * x0);
             float d = Fp16.ToFloatFast(((ushort*)(rowStart + nb * 4))[b]);
             return Vector512.FusedMultiplyAdd(t, Vector512.Create(d), acc);
         }
 
         public static void Expand(uint mask, ref byte* v, byte* rowStart, int b, int nb, float* dst)
         {
-            var q = Avx512Vbmi2.VL.ExpandLoad((sbyte*)v, MaskB(mask), Vector256<sbyte>.Zero);
+            var q = ExpandQuants(v, mask);
             v += BitOperations.PopCount(mask);
             var d = Vector512.Create(Fp16.ToFloatFast(((ushort*)(rowStart + nb * 4))[b]));
             (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(q.GetLower())) * d).Store(dst);
@@ -197,15 +215,15 @@ public static unsafe class SparseMatMul
         public static int Header(int nb) => nb * 4;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Block(uint mask, ref byte* v, byte* rowStart, int b, int nb, float* x, Vector512<float> acc)
+        public static Vector512<float> Block(uint mask, ref byte* v, byte* rowStart, int b, int nb, Vector512<float> x0, Vector512<float> x1, Vector512<float> acc)
         {
             uint lo = mask & 0xFFFF, hi = mask >> 16;
-            var a = Avx512F.ExpandLoad((float*)v, MaskF(lo), Vector512<float>.Zero);
+            var a = Avx512F.Expand(merge: Vector512<float>.Zero, mask: MaskF(lo), value: Vector512.Load((float*)v));
             v += BitOperations.PopCount(lo) * 4;
-            var c = Avx512F.ExpandLoad((float*)v, MaskF(hi), Vector512<float>.Zero);
+            var c = Avx512F.Expand(merge: Vector512<float>.Zero, mask: MaskF(hi), value: Vector512.Load((float*)v));
             v += BitOperations.PopCount(hi) * 4;
-            acc = Vector512.FusedMultiplyAdd(a, Vector512.Load(x + b * 32), acc);
-            return Vector512.FusedMultiplyAdd(c, Vector512.Load(x + b * 32 + 16), acc);
+            acc = Vector512.FusedMultiplyAdd(a, x0, acc);
+            return Vector512.FusedMultiplyAdd(c, x1, acc);
         }
 
         public static void Expand(uint mask, ref byte* v, byte* rowStart, int b, int nb, float* dst)
@@ -238,10 +256,11 @@ public static unsafe class SparseMatMul
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (int b = 0; b < nb; b++)
             {
-                a0 = TV.Block(k0[b], ref v0, s0, b, nb, x, a0);
-                a1 = TV.Block(k1[b], ref v1, s1, b, nb, x, a1);
-                a2 = TV.Block(k2[b], ref v2, s2, b, nb, x, a2);
-                a3 = TV.Block(k3[b], ref v3, s3, b, nb, x, a3);
+                var x0 = Vector512.Load(x + b * 32); var x1 = Vector512.Load(x + b * 32 + 16);
+                a0 = TV.Block(k0[b], ref v0, s0, b, nb, x0, x1, a0);
+                a1 = TV.Block(k1[b], ref v1, s1, b, nb, x0, x1, a1);
+                a2 = TV.Block(k2[b], ref v2, s2, b, nb, x0, x1, a2);
+                a3 = TV.Block(k3[b], ref v3, s3, b, nb, x0, x1, a3);
             }
             j.Y[r] = Vector512.Sum(a0) * fin; j.Y[r + 1] = Vector512.Sum(a1) * fin;
             j.Y[r + 2] = Vector512.Sum(a2) * fin; j.Y[r + 3] = Vector512.Sum(a3) * fin;
@@ -252,7 +271,7 @@ public static unsafe class SparseMatMul
             uint* k = (uint*)s;
             byte* v = s + TV.Header(nb);
             Vector512<float> a = default;
-            for (int b = 0; b < nb; b++) a = TV.Block(k[b], ref v, s, b, nb, x, a);
+            for (int b = 0; b < nb; b++) a = TV.Block(k[b], ref v, s, b, nb, Vector512.Load(x + b * 32), Vector512.Load(x + b * 32 + 16), a);
             j.Y[r] = Vector512.Sum(a) * fin;
         }
     }
@@ -265,6 +284,7 @@ public static unsafe class SparseMatMul
         int r0 = chunk * RowsPerChunk, r1 = Math.Min(r0 + RowsPerChunk, m.Rows);
         int cols = m.Cols, nb = m.Blocks;
         float* buf = ThreadBuffers.Rows(4 * cols);
+        float* res = stackalloc float[16];
         for (int r = r0; r < r1; r += 4)
         {
             int nr = Math.Min(4, r1 - r);
@@ -280,31 +300,42 @@ public static unsafe class SparseMatMul
                     default: { byte* v = s + F32Values.Header(nb); for (int b = 0; b < nb; b++) F32Values.Expand(k[b], ref v, s, b, nb, dst + b * 32); break; }
                 }
             }
+            float* w0 = buf, w1 = buf + Math.Min(1, nr - 1) * cols, w2 = buf + Math.Min(2, nr - 1) * cols, w3 = buf + Math.Min(3, nr - 1) * cols;
             for (int t = 0; t < j.N; t += 4)
             {
                 int nt = Math.Min(4, j.N - t);
-                for (int a = 0; a < nr; a++)
-                {
-                    float* w = buf + a * cols;
-                    Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
-                    float* x0 = j.X + (long)t * cols;
-                    float* x1 = j.X + (long)(t + Math.Min(1, nt - 1)) * cols;
-                    float* x2 = j.X + (long)(t + Math.Min(2, nt - 1)) * cols;
-                    float* x3 = j.X + (long)(t + Math.Min(3, nt - 1)) * cols;
-                    for (int i = 0; i < cols; i += 16)
-                    {
-                        var wv = Vector512.Load(w + i);
-                        c0 = Vector512.FusedMultiplyAdd(wv, Vector512.Load(x0 + i), c0);
-                        c1 = Vector512.FusedMultiplyAdd(wv, Vector512.Load(x1 + i), c1);
-                        c2 = Vector512.FusedMultiplyAdd(wv, Vector512.Load(x2 + i), c2);
-                        c3 = Vector512.FusedMultiplyAdd(wv, Vector512.Load(x3 + i), c3);
-                    }
-                    j.Y[(long)t * m.Rows + r + a] = Vector512.Sum(c0);
-                    if (nt > 1) j.Y[(long)(t + 1) * m.Rows + r + a] = Vector512.Sum(c1);
-                    if (nt > 2) j.Y[(long)(t + 2) * m.Rows + r + a] = Vector512.Sum(c2);
-                    if (nt > 3) j.Y[(long)(t + 3) * m.Rows + r + a] = Vector512.Sum(c3);
-                }
+                float* x0 = j.X + (long)t * cols;
+                float* x1 = j.X + (long)(t + Math.Min(1, nt - 1)) * cols;
+                float* x2 = j.X + (long)(t + Math.Min(2, nt - 1)) * cols;
+                float* x3 = j.X + (long)(t + Math.Min(3, nt - 1)) * cols;
+                Tile4x4(w0, w1, w2, w3, x0, x1, x2, x3, cols, res);
+                for (int b = 0; b < nt; b++)
+                    for (int a = 0; a < nr; a++)
+                        j.Y[(long)(t + b) * m.Rows + r + a] = res[4 * b + a];
             }
         }
+    }
+
+    /// <summary>res[4 b + a] = dot(w_a, x_b): 8 loads feed 16 FMAs per 16 columns (cols is a multiple of 32).</summary>
+    static void Tile4x4(float* w0, float* w1, float* w2, float* w3, float* x0, float* x1, float* x2, float* x3, int cols, float* res)
+    {
+        Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default, c10 = default, c11 = default, c12 = default, c13 = default;
+        Vector512<float> c20 = default, c21 = default, c22 = default, c23 = default, c30 = default, c31 = default, c32 = default, c33 = default;
+        for (int i = 0; i < cols; i += 16)
+        {
+            var a0 = Vector512.Load(w0 + i); var a1 = Vector512.Load(w1 + i); var a2 = Vector512.Load(w2 + i); var a3 = Vector512.Load(w3 + i);
+            var b = Vector512.Load(x0 + i);
+            c00 = Vector512.FusedMultiplyAdd(a0, b, c00); c01 = Vector512.FusedMultiplyAdd(a1, b, c01); c02 = Vector512.FusedMultiplyAdd(a2, b, c02); c03 = Vector512.FusedMultiplyAdd(a3, b, c03);
+            b = Vector512.Load(x1 + i);
+            c10 = Vector512.FusedMultiplyAdd(a0, b, c10); c11 = Vector512.FusedMultiplyAdd(a1, b, c11); c12 = Vector512.FusedMultiplyAdd(a2, b, c12); c13 = Vector512.FusedMultiplyAdd(a3, b, c13);
+            b = Vector512.Load(x2 + i);
+            c20 = Vector512.FusedMultiplyAdd(a0, b, c20); c21 = Vector512.FusedMultiplyAdd(a1, b, c21); c22 = Vector512.FusedMultiplyAdd(a2, b, c22); c23 = Vector512.FusedMultiplyAdd(a3, b, c23);
+            b = Vector512.Load(x3 + i);
+            c30 = Vector512.FusedMultiplyAdd(a0, b, c30); c31 = Vector512.FusedMultiplyAdd(a1, b, c31); c32 = Vector512.FusedMultiplyAdd(a2, b, c32); c33 = Vector512.FusedMultiplyAdd(a3, b, c33);
+        }
+        res[0] = Vector512.Sum(c00); res[1] = Vector512.Sum(c01); res[2] = Vector512.Sum(c02); res[3] = Vector512.Sum(c03);
+        res[4] = Vector512.Sum(c10); res[5] = Vector512.Sum(c11); res[6] = Vector512.Sum(c12); res[7] = Vector512.Sum(c13);
+        res[8] = Vector512.Sum(c20); res[9] = Vector512.Sum(c21); res[10] = Vector512.Sum(c22); res[11] = Vector512.Sum(c23);
+        res[12] = Vector512.Sum(c30); res[13] = Vector512.Sum(c31); res[14] = Vector512.Sum(c32); res[15] = Vector512.Sum(c33);
     }
 }

@@ -24,6 +24,7 @@ namespace Pare.Kernels.Sparse;
 ///     rows: u32 masks [cols / 32] (bit i of mask b: column 32 b + i is non-zero),
 ///           Q8_0 only: f16 block scales [cols / 32],
 ///           the non-zero values in column order (F32 4 bytes, F16 2 bytes, Q8_0 one int8 quant)
+///     64 zero bytes of padding after the last row (kernels load whole vectors past a row's last value)
 /// </code>
 /// </summary>
 public sealed unsafe class SparseMatrix
@@ -31,6 +32,8 @@ public sealed unsafe class SparseMatrix
     public const uint Magic = 0x42505350;
     public const uint Version = 1;
     public const int HeaderBytes = 24;
+    /// <summary>Zero bytes after the last row, so kernels may load a whole vector past any row's values.</summary>
+    public const int TailPadding = 64;
     /// <summary>GGUF metadata key marking a file with compact sparse tensors.</summary>
     public const string FormatKey = "pare.sparse.format";
     /// <summary>The GGUF tensor type the blob is stored as.</summary>
@@ -95,7 +98,7 @@ public sealed unsafe class SparseMatrix
         }
         offsets[rows] = pos;
         // Pass 2: write.
-        var blob = new byte[pos];
+        var blob = new byte[pos + TailPadding];
         var h = blob.AsSpan();
         BinaryPrimitives.WriteUInt32LittleEndian(h, Magic);
         BinaryPrimitives.WriteUInt32LittleEndian(h[4..], Version);
@@ -166,7 +169,7 @@ public sealed unsafe class SparseMatrix
             for (int k = 0; k < nb; k++) nnz += BitOperations.PopCount(masks[k]);
             if (b - a != fixedBytes + nnz * vb) throw Bad($"row {i} length {b - a} does not match its mask ({nnz} values)");
         }
-        if (off[rows] != byteLength) throw Bad("blob has trailing bytes");
+        if (off[rows] + TailPadding != byteLength) throw Bad($"blob does not end with exactly {TailPadding} bytes of padding");
         return m;
     }
 

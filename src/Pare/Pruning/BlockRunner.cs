@@ -96,7 +96,7 @@ public sealed class BlockRunner(LlamaConfig config, int threads)
 {
     readonly LlamaConfig _c = config;
     int _cap;
-    float[] _xb = [], _q = [], _k = [], _v = [], _att = [], _gate = [], _up = [], _o = [], _scores = [];
+    float[] _xb = [], _q = [], _k = [], _v = [], _att = [], _gate = [], _up = [], _o = [];
 
     /// <summary>Delegate receiving (input kind, n x cols activations, n).</summary>
     public delegate void Capture(LinearInput input, ReadOnlySpan<float> x, int n);
@@ -142,23 +142,24 @@ public sealed class BlockRunner(LlamaConfig config, int threads)
         Add(x[..(n * dim)], o);
     }
 
-    /// <summary>Causal grouped-query attention of the window over itself, written to _att (n x heads * head_dim).</summary>
+    /// <summary>Causal grouped-query attention of the window over itself, written to _att (n x heads * head_dim); (token, head) pairs in parallel.</summary>
     void Attention(int n)
     {
-        int hd = _c.HeadDim, qd = _c.QDim, kvd = _c.KvDim, group = _c.Heads / _c.KvHeads;
+        int hd = _c.HeadDim, qd = _c.QDim, kvd = _c.KvDim, heads = _c.Heads, group = _c.Heads / _c.KvHeads;
         float scale = 1f / MathF.Sqrt(hd);
-        for (int t = 0; t < n; t++)
-            for (int h = 0; h < _c.Heads; h++)
-            {
-                int kvh = h / group, len = t + 1;
-                var qv = _q.AsSpan(t * qd + h * hd, hd);
-                var s = _scores.AsSpan(0, len);
-                for (int p = 0; p < len; p++) s[p] = Ops.Dot(qv, _k.AsSpan(p * kvd + kvh * hd, hd)) * scale;
-                Ops.Softmax(s);
-                var outv = _att.AsSpan(t * qd + h * hd, hd);
-                outv.Clear();
-                for (int p = 0; p < len; p++) Ops.Axpy(s[p], _v.AsSpan(p * kvd + kvh * hd, hd), outv);
-            }
+        float[] q = _q, k = _k, v = _v, att = _att;
+        Parallel.For(0, n * heads, new ParallelOptions { MaxDegreeOfParallelism = threads }, () => new float[n], (job, _, scores) =>
+        {
+            int t = job / heads, h = job % heads, kvh = h / group, len = t + 1;
+            var qv = q.AsSpan(t * qd + h * hd, hd);
+            var s = scores.AsSpan(0, len);
+            for (int p = 0; p < len; p++) s[p] = Ops.Dot(qv, k.AsSpan(p * kvd + kvh * hd, hd)) * scale;
+            Ops.Softmax(s);
+            var outv = att.AsSpan(t * qd + h * hd, hd);
+            outv.Clear();
+            for (int p = 0; p < len; p++) Ops.Axpy(s[p], v.AsSpan(p * kvd + kvh * hd, hd), outv);
+            return scores;
+        }, _ => { });
     }
 
     static void Add(Span<float> x, ReadOnlySpan<float> y)
@@ -175,7 +176,6 @@ public sealed class BlockRunner(LlamaConfig config, int threads)
         _q = new float[n * qd]; _att = new float[n * qd];
         _k = new float[n * kvd]; _v = new float[n * kvd];
         _gate = new float[n * ffn]; _up = new float[n * ffn];
-        _scores = new float[n];
     }
 
     /// <summary>Token embeddings of a window: (n x dim).</summary>

@@ -17,4 +17,5 @@ root.Subcommands.Add(DataCommand.Create());
 root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(PplCommand.Create());
 root.Subcommands.Add(PplCommand.CreateNgram());
+root.Subcommands.Add(PruneCommand.Create());
 return await root.Parse(args).InvokeAsync();

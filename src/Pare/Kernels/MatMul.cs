@@ -47,6 +47,7 @@ public static unsafe class MatMul
     {
         Check(w, x, 1, y);
         threads = (long)w.Rows * w.Cols < MinParallelWork ? 1 : Math.Max(1, threads);
+        if (w.Sparse is { } sparse) { Sparse.SparseMatMul.MatMulRows(sparse, x, 1, y, threads, portable); return; }
         if (portable || !Avx512) { Portable(w, x, 1, y, threads); return; }
         switch (w.Type)
         {
@@ -66,6 +67,7 @@ public static unsafe class MatMul
         Check(w, x, n, y);
         if (n == 0) return;
         threads = (long)w.Rows * w.Cols * n < MinParallelWork ? 1 : Math.Max(1, threads);
+        if (w.Sparse is { } sparse) { Sparse.SparseMatMul.MatMulRows(sparse, x, n, y, threads, portable); return; }
         if (portable || !Avx512) { Portable(w, x, n, y, threads); return; }
         // One token is decode: the streaming kernel reads each weight once either way and needs no buffer.
         if (n == 1) { MatVec(w, x, y, threads, portable: false); return; }

@@ -17,6 +17,15 @@ public sealed class WeightMatrix
         Name = name; Type = type; Rows = rows; Cols = cols; Data = data; RowBytes = (int)rowBytes; ByteLength = byteLength;
     }
 
+    /// <summary>A matrix stored in Pare's compact sparse format: products dispatch to its own kernels.</summary>
+    public WeightMatrix(string name, int rows, int cols, Kernels.Sparse.SparseMatrix sparse)
+    {
+        Name = name; Type = sparse.ValueType; Rows = rows; Cols = cols; Data = sparse.Data; ByteLength = sparse.ByteLength; Sparse = sparse;
+    }
+
+    /// <summary>The compact sparse storage when the matrix has one (then <see cref="Row"/> is not available).</summary>
+    public Kernels.Sparse.SparseMatrix? Sparse { get; }
+
     public string Name { get; }
     public GgmlType Type { get; }
     /// <summary>Output features (ggml ne1).</summary>

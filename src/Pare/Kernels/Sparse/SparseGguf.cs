@@ -1,0 +1,46 @@
+using Pare.Formats.Gguf;
+using Pare.Tensors;
+
+namespace Pare.Kernels.Sparse;
+
+/// <summary>The loader hook: a GGUF tensor holding a <see cref="SparseMatrix"/> blob becomes a sparse <see cref="WeightMatrix"/>.</summary>
+public static class SparseGguf
+{
+    /// <summary>The matrix <paramref name="name"/> when the file stores it compactly; null when it is a normal tensor.</summary>
+    public static WeightMatrix? TryMatrix(GgufFile f, string name, int rows, int cols)
+    {
+        if (!f.Has(SparseMatrix.FormatKey) || !f.TryGetTensor(name, out var t) || t.Type != SparseMatrix.StorageType || t.Dims.Length != 1) return null;
+        var m = SparseMatrix.Open(name, f.TensorAddress(t), t.ByteSize, rows, cols);
+        return new WeightMatrix(name, rows, cols, m);
+    }
+
+    /// <summary>
+    /// Rewrites an already-pruned GGUF with its block matrices (blk.*.weight, 2-D, F32/F16/Q8_0) in the compact format
+    /// wherever that is smaller than the dense bytes; everything else is copied. Returns the matrices converted.
+    /// </summary>
+    public static int Repack(string src, string dst)
+    {
+        using var f = GgufFile.Open(src);
+        var w = new GgufWriter { Alignment = f.Alignment };
+        foreach (var (k, v) in f.MetadataList) w.Set(k, v);
+        w.Set(SparseMatrix.FormatKey, "bitmask");
+        int converted = 0;
+        foreach (var t in f.Tensors)
+        {
+            var info = t;
+            if (t.Name.StartsWith("blk.", StringComparison.Ordinal) && t.Dims.Length == 2 && SparseMatrix.CanEncode(t.Type, (int)t.Dims[0]))
+            {
+                var blob = SparseMatrix.Encode(t.Type, (int)t.Dims[1], (int)t.Dims[0], f.TensorBytes(t));
+                if (blob.Length < t.ByteSize)
+                {
+                    w.AddTensor(t.Name, SparseMatrix.StorageType, [blob.Length], blob);
+                    converted++;
+                    continue;
+                }
+            }
+            w.AddTensor(t.Name, t.Type, t.Dims, s => s.Write(f.TensorBytes(info)));
+        }
+        w.Write(dst);
+        return converted;
+    }
+}

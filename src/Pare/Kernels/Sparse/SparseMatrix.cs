@@ -1,0 +1,220 @@
+using System.Buffers.Binary;
+using System.Numerics;
+using System.Runtime.InteropServices;
+using Pare.Tensors;
+
+namespace Pare.Kernels.Sparse;
+
+/// <summary>
+/// Pare's compact storage of a pruned weight matrix: per row, a bitmask of the non-zero positions plus the non-zero
+/// values packed in column order, in F32, F16 or Q8_0 (int8 quants with the original per-32 block scales), so the
+/// values are bit-identical to the dense matrix's. Decode reads every stored byte once per token, so bytes are speed:
+/// a 50% sparse F16 matrix takes 1.125 bytes per weight instead of 2 (2:4 needs exactly as much as a 2:4 packing with
+/// 2-bit indices, 0.5 x 2 + 4 bits / 4 weights; 4:8 less than 3-bit indices), Q8_0 (2 + 4 + 32(1-s)) / 32.
+/// <para>Stored in a GGUF file as a 1-D tensor of type I8 under the matrix's own name (the file carries
+/// <c>pare.sparse.format = "bitmask"</c>); only Pare reads it. Blob layout, little-endian:</para>
+/// <code>
+///  0  u32  magic "PSPB" (0x42505350)
+///  4  u32  version = 1
+///  8  u32  value type (ggml number: F32 = 0, F16 = 1, Q8_0 = 8)
+/// 12  u32  rows
+/// 16  u32  cols (a multiple of 32)
+/// 20  u32  reserved = 0
+/// 24  u64  row offsets [rows + 1], from the start of the blob; row r is [off[r], off[r + 1])
+///     rows: u32 masks [cols / 32] (bit i of mask b: column 32 b + i is non-zero),
+///           Q8_0 only: f16 block scales [cols / 32],
+///           the non-zero values in column order (F32 4 bytes, F16 2 bytes, Q8_0 one int8 quant)
+///     64 zero bytes of padding after the last row (kernels load whole vectors past a row's last value)
+/// </code>
+/// </summary>
+public sealed unsafe class SparseMatrix
+{
+    public const uint Magic = 0x42505350;
+    public const uint Version = 1;
+    public const int HeaderBytes = 24;
+    /// <summary>Zero bytes after the last row, so kernels may load a whole vector past any row's values.</summary>
+    public const int TailPadding = 64;
+    /// <summary>GGUF metadata key marking a file with compact sparse tensors.</summary>
+    public const string FormatKey = "pare.sparse.format";
+    /// <summary>The GGUF tensor type the blob is stored as.</summary>
+    public const GgmlType StorageType = GgmlType.I8;
+
+    SparseMatrix(GgmlType valueType, int rows, int cols, nint data, long byteLength)
+    {
+        ValueType = valueType; Rows = rows; Cols = cols; Data = data; ByteLength = byteLength;
+    }
+
+    public GgmlType ValueType { get; }
+    public int Rows { get; }
+    public int Cols { get; }
+    /// <summary>Address of the blob (inside the model's memory map).</summary>
+    public nint Data { get; }
+    public long ByteLength { get; }
+    public int Blocks => Cols / 32;
+
+    internal long* Offsets => (long*)((byte*)Data + HeaderBytes);
+    internal byte* RowPtr(int r) => (byte*)Data + Offsets[r];
+
+    /// <summary>Whether a dense matrix of this type and width can be stored compactly.</summary>
+    public static bool CanEncode(GgmlType type, int cols) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.Q8_0 && cols % 32 == 0 && cols > 0;
+
+    static int ValueBytes(GgmlType t) => t switch { GgmlType.F32 => 4, GgmlType.F16 => 2, GgmlType.Q8_0 => 1, _ => 0 };
+
+    /// <summary>Encodes a dense matrix given as its stored bytes (F32, F16 or Q8_0 rows); zeros are dropped.</summary>
+    public static byte[] Encode(GgmlType type, int rows, int cols, ReadOnlySpan<byte> dense)
+    {
+        if (!CanEncode(type, cols)) throw new ArgumentException($"cannot store {type} rows of {cols} compactly");
+        long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
+        if (dense.Length < rowBytes * rows) throw new ArgumentException("dense data is shorter than the matrix", nameof(dense));
+        int nb = cols / 32, vb = ValueBytes(type);
+        long fixedBytes = nb * 4L + (type == GgmlType.Q8_0 ? nb * 2L : 0);
+        // Pass 1: masks and sizes.
+        var masks = new uint[(long)rows * nb];
+        var offsets = new long[rows + 1];
+        long pos = HeaderBytes + 8L * (rows + 1);
+        for (int r = 0; r < rows; r++)
+        {
+            var src = dense.Slice((int)(r * rowBytes), (int)rowBytes);
+            long nnz = 0;
+            for (int b = 0; b < nb; b++)
+            {
+                uint m = 0;
+                for (int i = 0; i < 32; i++)
+                {
+                    int c = b * 32 + i;
+                    bool nz = type switch
+                    {
+                        GgmlType.F32 => (BinaryPrimitives.ReadUInt32LittleEndian(src[(c * 4)..]) & 0x7FFFFFFF) != 0,
+                        GgmlType.F16 => (BinaryPrimitives.ReadUInt16LittleEndian(src[(c * 2)..]) & 0x7FFF) != 0,
+                        _ => src[b * 34 + 2 + i] != 0,
+                    };
+                    if (nz) m |= 1u << i;
+                }
+                masks[(long)r * nb + b] = m;
+                nnz += BitOperations.PopCount(m);
+            }
+            offsets[r] = pos;
+            pos += fixedBytes + nnz * vb;
+        }
+        offsets[rows] = pos;
+        // Pass 2: write.
+        var blob = new byte[pos + TailPadding];
+        var h = blob.AsSpan();
+        BinaryPrimitives.WriteUInt32LittleEndian(h, Magic);
+        BinaryPrimitives.WriteUInt32LittleEndian(h[4..], Version);
+        BinaryPrimitives.WriteUInt32LittleEndian(h[8..], (uint)type);
+        BinaryPrimitives.WriteUInt32LittleEndian(h[12..], (uint)rows);
+        BinaryPrimitives.WriteUInt32LittleEndian(h[16..], (uint)cols);
+        MemoryMarshal.AsBytes(offsets.AsSpan()).CopyTo(h[HeaderBytes..]);
+        for (int r = 0; r < rows; r++)
+        {
+            var src = dense.Slice((int)(r * rowBytes), (int)rowBytes);
+            var dst = h[(int)offsets[r]..(int)offsets[r + 1]];
+            var rowMasks = masks.AsSpan(r * nb, nb);
+            MemoryMarshal.AsBytes(rowMasks).CopyTo(dst);
+            int at = nb * 4;
+            if (type == GgmlType.Q8_0)
+                for (int b = 0; b < nb; b++) { src.Slice(b * 34, 2).CopyTo(dst[at..]); at += 2; }
+            for (int b = 0; b < nb; b++)
+            {
+                uint m = rowMasks[b];
+                while (m != 0)
+                {
+                    int i = BitOperations.TrailingZeroCount(m);
+                    m &= m - 1;
+                    int c = b * 32 + i;
+                    var v = type switch
+                    {
+                        GgmlType.F32 => src.Slice(c * 4, 4),
+                        GgmlType.F16 => src.Slice(c * 2, 2),
+                        _ => src.Slice(b * 34 + 2 + i, 1),
+                    };
+                    v.CopyTo(dst[at..]);
+                    at += vb;
+                }
+            }
+        }
+        return blob;
+    }
+
+    /// <summary>
+    /// Reads and fully validates a blob (header, offsets, and every row's length against its masks), so a corrupt or
+    /// hostile file cannot make a kernel read outside it.
+    /// </summary>
+    public static SparseMatrix Open(string name, nint data, long byteLength, int rows, int cols)
+    {
+        byte* p = (byte*)data;
+        InvalidModelException Bad(string what) => new($"sparse tensor '{name}': {what}");
+        if (byteLength < HeaderBytes) throw Bad("too short");
+        uint magic = *(uint*)p, version = *(uint*)(p + 4), type = *(uint*)(p + 8), r = *(uint*)(p + 12), c = *(uint*)(p + 16);
+        if (magic != Magic) throw Bad("bad magic");
+        if (version != Version) throw Bad($"version {version} is not supported");
+        var vt = (GgmlType)type;
+        int vb = ValueBytes(vt);
+        if (vb == 0) throw Bad($"value type {type} is not supported");
+        if (r != rows || c != cols) throw Bad($"shape {c} x {r} does not match the expected {cols} x {rows}");
+        if (cols % 32 != 0) throw Bad("cols is not a multiple of 32");
+        if (byteLength < HeaderBytes + 8L * (rows + 1)) throw Bad("offset table is truncated");
+        var m = new SparseMatrix(vt, rows, cols, data, byteLength);
+        long* off = m.Offsets;
+        int nb = cols / 32;
+        long fixedBytes = nb * 4L + (vt == GgmlType.Q8_0 ? nb * 2L : 0);
+        if (off[0] != HeaderBytes + 8L * (rows + 1)) throw Bad("first row does not follow the offset table");
+        for (int i = 0; i < rows; i++)
+        {
+            long a = off[i], b = off[i + 1];
+            if (a < 0 || b > byteLength || b - a < fixedBytes) throw Bad($"row {i} is outside the blob or too short");
+            uint* masks = (uint*)(p + a);
+            long nnz = 0;
+            for (int k = 0; k < nb; k++) nnz += BitOperations.PopCount(masks[k]);
+            if (b - a != fixedBytes + nnz * vb) throw Bad($"row {i} length {b - a} does not match its mask ({nnz} values)");
+        }
+        if (off[rows] + TailPadding != byteLength) throw Bad($"blob does not end with exactly {TailPadding} bytes of padding");
+        return m;
+    }
+
+    /// <summary>Non-zero values stored (all rows).</summary>
+    public long NonZeros
+    {
+        get
+        {
+            long n = 0;
+            for (int r = 0; r < Rows; r++)
+            {
+                uint* masks = (uint*)RowPtr(r);
+                for (int b = 0; b < Blocks; b++) n += BitOperations.PopCount(masks[b]);
+            }
+            return n;
+        }
+    }
+
+    /// <summary>Scalar reference: decodes row <paramref name="r"/> to F32 (zeros included).</summary>
+    public void DecodeRow(int r, Span<float> dst)
+    {
+        if (dst.Length < Cols) throw new ArgumentException("destination is shorter than a row", nameof(dst));
+        DecodeRow(RowPtr(r), ValueType, Cols, dst);
+    }
+
+    internal static void DecodeRow(byte* p, GgmlType valueType, int cols, Span<float> dst)
+    {
+        uint* masks = (uint*)p;
+        int nb = cols / 32;
+        ushort* scales = (ushort*)(p + nb * 4);
+        byte* v = p + nb * 4 + (valueType == GgmlType.Q8_0 ? nb * 2 : 0);
+        for (int b = 0; b < nb; b++)
+        {
+            float d = valueType == GgmlType.Q8_0 ? Fp16.ToFloat(scales[b]) : 0;
+            for (int i = 0; i < 32; i++)
+            {
+                int c = b * 32 + i;
+                if ((masks[b] >> i & 1) == 0) { dst[c] = 0; continue; }
+                switch (valueType)
+                {
+                    case GgmlType.F32: dst[c] = *(float*)v; v += 4; break;
+                    case GgmlType.F16: dst[c] = Fp16.ToFloat(*(ushort*)v); v += 2; break;
+                    default: dst[c] = (sbyte)*v * d; v += 1; break;
+                }
+            }
+        }
+    }
+}

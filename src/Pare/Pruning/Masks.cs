@@ -1,0 +1,74 @@
+namespace Pare.Pruning;
+
+/// <summary>Mask selection shared by the methods: exact counts, ties broken by position.</summary>
+public static class Masks
+{
+    /// <summary>Marks exactly <paramref name="k"/> entries with the smallest scores as pruned (ties: lowest index first).</summary>
+    public static void PruneSmallest(ReadOnlySpan<float> scores, int k, Span<bool> pruned)
+    {
+        if (k <= 0) return;
+        if (k >= scores.Length) { pruned.Fill(true); return; }
+        float thr = KthSmallest(scores.ToArray(), k - 1);
+        int below = 0;
+        foreach (var s in scores) if (s < thr) below++;
+        int ties = k - below;
+        for (int i = 0; i < scores.Length; i++)
+        {
+            if (scores[i] < thr) pruned[i] = true;
+            else if (scores[i] == thr && ties > 0) { pruned[i] = true; ties--; }
+        }
+    }
+
+    /// <summary>The value that would sit at index <paramref name="k"/> if <paramref name="a"/> were sorted (quickselect, O(n); reorders a).</summary>
+    public static float KthSmallest(float[] a, int k)
+    {
+        int lo = 0, hi = a.Length - 1;
+        var rng = new Random(12345);
+        while (lo < hi)
+        {
+            float pivot = a[rng.Next(lo, hi + 1)];
+            int i = lo, j = hi;
+            while (i <= j)
+            {
+                while (a[i] < pivot) i++;
+                while (a[j] > pivot) j--;
+                if (i <= j) { (a[i], a[j]) = (a[j], a[i]); i++; j--; }
+            }
+            if (k <= j) hi = j;
+            else if (k >= i) lo = i;
+            else return a[k];
+        }
+        return a[k];
+    }
+
+    /// <summary>In every group of M consecutive entries, prunes the M - N with the smallest scores (keeps the N largest).</summary>
+    public static void PruneNM(ReadOnlySpan<float> scores, int n, int m, Span<bool> pruned)
+    {
+        Span<int> idx = stackalloc int[m];
+        for (int g = 0; g + m <= scores.Length; g += m) PruneGroup(scores.Slice(g, m), n, pruned.Slice(g, m), idx);
+    }
+
+    /// <summary>Prunes the M - N smallest of one group of M scores.</summary>
+    public static void PruneGroup(ReadOnlySpan<float> group, int n, Span<bool> pruned, Span<int> scratch)
+    {
+        int m = group.Length;
+        for (int i = 0; i < m; i++) scratch[i] = i;
+        // Insertion sort by score, stable: m is small (4 or 8).
+        for (int i = 1; i < m; i++)
+        {
+            int v = scratch[i], j = i - 1;
+            while (j >= 0 && group[scratch[j]] > group[v]) { scratch[j + 1] = scratch[j]; j--; }
+            scratch[j + 1] = v;
+        }
+        for (int i = 0; i < m - n; i++) pruned[scratch[i]] = true;
+    }
+
+    /// <summary>Count of pruned weights for a fraction of <paramref name="total"/>: round to nearest.</summary>
+    public static int Count(double ratio, long total) => (int)Math.Round(ratio * total, MidpointRounding.AwayFromZero);
+
+    /// <summary>Zeroes the pruned weights.</summary>
+    public static void Apply(Span<float> w, ReadOnlySpan<bool> pruned)
+    {
+        for (int i = 0; i < w.Length; i++) if (pruned[i]) w[i] = 0;
+    }
+}

@@ -1,0 +1,147 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Pare.Pruning;
+using Xunit.Abstractions;
+
+namespace Pare.Tests.Pruning;
+
+/// <summary>
+/// Regenerates docs/pruning-results.md and docs/pruning-ppl.png: test perplexity of every method at 10-90% unstructured
+/// and 2:4 / 4:8 as a ratio to dense, beside the published ratios, with pruning times and all settings; and the per-layer
+/// reconstruction-error ordering on the same model. Opt-in (it prunes 33 models and scores each on the whole test split):
+/// <code>PARE_PPL_SWEEP=path/to/pare-ref.gguf dotnet test tests/Pare.Tests -c Release --filter FullyQualifiedName~PplSweep</code>
+/// Uses `pare prune` and `pare ppl` (the evaluation protocol: windows of the context length over the test split),
+/// the training split for calibration (.cache/data/corpus/train.txt from `pare data fetch`).
+/// </summary>
+public class PplSweep(ITestOutputHelper output)
+{
+    static readonly string[] Methods = ["magnitude", "wanda", "sparsegpt"];
+    static readonly string[] Settings = ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "2:4", "4:8"];
+
+    // Published ratios to dense (docs: /work/shared/reference/anchors.md): (OPT-125M, Llama-2-7B).
+    static readonly Dictionary<(string, string), (string Opt, string Llama)> Published = new()
+    {
+        [("magnitude", "0.5")] = ("6.99", "2.91"), [("sparsegpt", "0.5")] = ("1.33", "1.27"), [("wanda", "0.5")] = ("1.42", "1.25"),
+        [("magnitude", "2:4")] = ("12.3", "10.7"), [("sparsegpt", "2:4")] = ("2.19", "1.99"), [("wanda", "2:4")] = ("2.95", "2.15"),
+    };
+
+    static string Root()
+    {
+        var d = new DirectoryInfo(AppContext.BaseDirectory);
+        while (d != null && !File.Exists(Path.Combine(d.FullName, "Pare.slnx"))) d = d.Parent;
+        return d?.FullName ?? throw new InvalidOperationException("repository root not found");
+    }
+
+    static JsonElement Pare(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Pare.Cli.dll"));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        p.WaitForExit();
+        if (p.ExitCode != 0) throw new InvalidOperationException($"pare {string.Join(' ', args)} failed: {stderr.Result}");
+        return JsonDocument.Parse(stdout.Result).RootElement.Clone();
+    }
+
+    [Fact]
+    public void Perplexity_sweep_and_docs()
+    {
+        string? model = Environment.GetEnvironmentVariable("PARE_PPL_SWEEP");
+        if (model == null) { output.WriteLine("not run: set PARE_PPL_SWEEP=path/to/pare-ref.gguf"); return; }
+        string root = Root();
+        string test = Environment.GetEnvironmentVariable("PARE_PPL_SWEEP_TEST") ?? Path.Combine(root, ".cache/data/corpus/test.txt");
+        string train = Environment.GetEnvironmentVariable("PARE_PPL_SWEEP_TRAIN") ?? Path.Combine(root, ".cache/data/corpus/train.txt");
+        string docs = Environment.GetEnvironmentVariable("PARE_PPL_SWEEP_DOCS") ?? Path.Combine(root, "docs");
+        int samples = int.TryParse(Environment.GetEnvironmentVariable("PARE_PPL_SWEEP_SAMPLES"), out var sm) ? sm : 128;
+        const int seed = 0;
+        string tmp = Directory.CreateTempSubdirectory("pare-sweep-").FullName;
+
+        double dense = Pare("ppl", model, "--text-file", test, "--json").GetProperty("ppl").GetDouble();
+        var ppl = new Dictionary<(string, string), double>();
+        var secs = new Dictionary<(string, string), double>();
+        int seqlen = 0;
+        foreach (var m in Methods)
+            foreach (var s in Settings)
+            {
+                string outPath = Path.Combine(tmp, "p.gguf");
+                var args = new List<string> { "prune", model, "--method", m, "--calib-file", train, "--samples", samples.ToString(CultureInfo.InvariantCulture),
+                    "--seed", seed.ToString(CultureInfo.InvariantCulture), "-o", outPath, "--json" };
+                if (s.Contains(':')) args.AddRange(["--pattern", s]); else args.AddRange(["--sparsity", s]);
+                var pr = Pare([.. args]);
+                seqlen = pr.GetProperty("seqlen").GetInt32();
+                secs[(m, s)] = pr.GetProperty("seconds").GetDouble();
+                ppl[(m, s)] = Pare("ppl", outPath, "--text-file", test, "--json").GetProperty("ppl").GetDouble();
+                output.WriteLine($"{m} {s}: ppl {ppl[(m, s)]:F3} (x{ppl[(m, s)] / dense:F3}), pruned in {secs[(m, s)]:F1} s");
+            }
+
+        // Per-layer reconstruction error at 50% on the same calibration windows.
+        var errors = new Dictionary<string, IReadOnlyList<LayerReport>>();
+        foreach (var m in Methods)
+        {
+            var o = new PruneOptions { Method = Enum.Parse<PruneMethod>(m, ignoreCase: true), Pattern = SparsityPattern.Unstructured(0.5), Samples = samples, Seed = seed };
+            errors[m] = Pruner.Run(model, Path.Combine(tmp, "e.gguf"), o, new CalibrationSource.TextFile(train)).Layers;
+        }
+        var orderOk = errors["magnitude"].Select(l => (l.Tensor,
+            Mag: l.RelativeError!.Value,
+            Wanda: errors["wanda"].Single(x => x.Tensor == l.Tensor).RelativeError!.Value,
+            Gpt: errors["sparsegpt"].Single(x => x.Tensor == l.Tensor).RelativeError!.Value)).ToList();
+
+        string F(double v) => v.ToString("0.000", CultureInfo.InvariantCulture);
+        var md = new StringBuilder();
+        md.AppendLine("# Pruning results on pare-ref (generated by tests/Pare.Tests/Pruning/PplSweep.cs)");
+        md.AppendLine();
+        md.AppendLine($"Model `{Path.GetFileName(model)}`; test perplexity with `pare ppl` over the whole test split (`{Path.GetFileName(test)}`), windows of the context length; " +
+            $"dense ppl **{F(dense)}**. Calibration: {samples} windows of {seqlen} tokens drawn with seed {seed} from the training split (`{Path.GetFileName(train)}`, tokenized once); " +
+            "sequential block-by-block; SparseGPT blocks of 128 columns, 1% damping. Embeddings and head not pruned.");
+        md.AppendLine();
+        md.AppendLine("| method | setting | ppl | ratio to dense | published OPT-125M | published Llama-2-7B | pruning time (s) |");
+        md.AppendLine("|---|---|---|---|---|---|---|");
+        foreach (var m in Methods)
+            foreach (var s in Settings)
+            {
+                var pub = Published.GetValueOrDefault((m, s), (Opt: "-", Llama: "-"));
+                md.AppendLine($"| {m} | {(s.Contains(':') ? s : $"{double.Parse(s, CultureInfo.InvariantCulture):P0}")} | {F(ppl[(m, s)])} | {F(ppl[(m, s)] / dense)} | {pub.Opt} | {pub.Llama} | {secs[(m, s)]:F1} |");
+            }
+        md.AppendLine();
+        md.AppendLine("Mean pruning time per method: " + string.Join(", ", Methods.Select(m => $"{m} {Settings.Average(s => secs[(m, s)]):F1} s")) + ".");
+        md.AppendLine();
+        md.AppendLine("Per-layer reconstruction error ||WX - W'X||² / ||WX||² at 50% (calibration inputs):");
+        md.AppendLine();
+        md.AppendLine("| tensor | magnitude | Wanda | SparseGPT |");
+        md.AppendLine("|---|---|---|---|");
+        foreach (var e in orderOk) md.AppendLine($"| {e.Tensor} | {e.Mag:F4} | {e.Wanda:F4} | {e.Gpt:F4} |");
+        Directory.CreateDirectory(docs);
+        File.WriteAllText(Path.Combine(docs, "pruning-results.md"), md.ToString());
+
+        var colors = new Dictionary<string, (byte, byte, byte)> { ["magnitude"] = (200, 60, 40), ["wanda"] = (40, 110, 200), ["sparsegpt"] = (30, 150, 70) };
+        var series = new List<PngPlot.Series>();
+        foreach (var m in Methods)
+            series.Add(new(m, colors[m], [.. Settings.Where(s => !s.Contains(':')).Select(s => (double.Parse(s, CultureInfo.InvariantCulture), ppl[(m, s)] / dense))]));
+        foreach (var m in Methods)
+            series.Add(new($"{m} 2:4", colors[m], [(0.5, ppl[(m, "2:4")] / dense)], Line: false));
+        double yMax = Math.Min(1000, Math.Max(2, ppl.Values.Max() / dense * 1.2));
+        var plot = new PngPlot(900, 520);
+        plot.Draw(series, 0.1, 0.9, 1, yMax, "SPARSITY (%)", "PPL / DENSE (LOG)");
+        plot.Save(Path.Combine(docs, "pruning-ppl.png"));
+        Directory.Delete(tmp, true);
+
+        Assert.True(ppl[("sparsegpt", "0.5")] < ppl[("magnitude", "0.5")] && ppl[("wanda", "0.5")] < ppl[("magnitude", "0.5")], "at 50% SparseGPT and Wanda should beat magnitude");
+        Assert.All(orderOk, e => Assert.True(e.Gpt < e.Wanda && e.Wanda < e.Mag, $"{e.Tensor}: SparseGPT {e.Gpt}, Wanda {e.Wanda}, magnitude {e.Mag}"));
+    }
+
+    [Fact]
+    public void Png_writer_produces_a_valid_file()
+    {
+        string path = Path.Combine(Directory.CreateTempSubdirectory("pare-png-").FullName, "t.png");
+        var plot = new PngPlot(300, 200);
+        plot.Draw([new("wanda", (40, 110, 200), [(0.1, 1.1), (0.5, 1.5), (0.9, 20)])], 0.1, 0.9, 1, 50, "SPARSITY", "PPL");
+        plot.Save(path);
+        var b = File.ReadAllBytes(path);
+        Assert.Equal(new byte[] { 137, 80, 78, 71 }, b[..4]);
+        Assert.True(b.Length > 200);
+    }
+}

@@ -20,23 +20,8 @@ public static class SyntheticModel
         config.Validate("synthetic model");
         if (tokenizer.Tokens.Length != config.VocabSize)
             throw new PareException($"tokenizer has {tokenizer.Tokens.Length} tokens but the config's vocabulary is {config.VocabSize}");
-        string a = config.Architecture;
         var w = new GgufWriter();
-        w.Set("general.architecture", a);
-        w.Set("general.name", "pare-synthetic");
-        w.Set("general.file_type", weightType switch { GgmlType.F32 => 0u, GgmlType.F16 => 1u, GgmlType.Q8_0 => 7u, GgmlType.Q4_0 => 2u, GgmlType.BF16 => 32u, _ => 0u });
-        w.Set($"{a}.vocab_size", (uint)config.VocabSize);
-        w.Set($"{a}.context_length", (uint)config.ContextLength);
-        w.Set($"{a}.embedding_length", (uint)config.Dim);
-        w.Set($"{a}.block_count", (uint)config.Layers);
-        w.Set($"{a}.feed_forward_length", (uint)config.FfnDim);
-        w.Set($"{a}.attention.head_count", (uint)config.Heads);
-        w.Set($"{a}.attention.head_count_kv", (uint)config.KvHeads);
-        w.Set($"{a}.attention.key_length", (uint)config.HeadDim);
-        w.Set($"{a}.attention.value_length", (uint)config.HeadDim);
-        w.Set($"{a}.rope.dimension_count", (uint)config.RopeDim);
-        w.Set($"{a}.rope.freq_base", config.RopeBase);
-        w.Set($"{a}.attention.layer_norm_rms_epsilon", config.RmsEps);
+        LlamaGguf.WriteConfig(w, config, "pare-synthetic", weightType);
         tokenizer.WriteTo(w);
 
         long total = 0, done = 0;

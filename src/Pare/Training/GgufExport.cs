@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Pare.Formats.Gguf;
 using Pare.Kernels;
+using Pare.Models;
 using Pare.Tensors;
 using Pare.Tokenizers;
 
@@ -17,24 +18,9 @@ public static class GgufExport
         if (type is not (GgmlType.F32 or GgmlType.F16)) throw new PareException($"export type {type} is not F32 or F16");
         var c = p.Config;
         if (tokenizer.Tokens.Length != c.VocabSize) throw new PareException($"tokenizer has {tokenizer.Tokens.Length} tokens, the model {c.VocabSize}");
-        const string a = "llama";
         var w = new GgufWriter();
-        w.Set("general.architecture", a);
-        w.Set("general.name", name);
-        w.Set("general.file_type", type == GgmlType.F16 ? 1u : 0u);
+        LlamaGguf.WriteConfig(w, c, name, type);
         if (trainingConfigJson != null) w.Set("pare.training_config", trainingConfigJson);
-        w.Set($"{a}.vocab_size", (uint)c.VocabSize);
-        w.Set($"{a}.context_length", (uint)c.ContextLength);
-        w.Set($"{a}.embedding_length", (uint)c.Dim);
-        w.Set($"{a}.block_count", (uint)c.Layers);
-        w.Set($"{a}.feed_forward_length", (uint)c.FfnDim);
-        w.Set($"{a}.attention.head_count", (uint)c.Heads);
-        w.Set($"{a}.attention.head_count_kv", (uint)c.KvHeads);
-        w.Set($"{a}.attention.key_length", (uint)c.HeadDim);
-        w.Set($"{a}.attention.value_length", (uint)c.HeadDim);
-        w.Set($"{a}.rope.dimension_count", (uint)c.RopeDim);
-        w.Set($"{a}.rope.freq_base", c.RopeBase);
-        w.Set($"{a}.attention.layer_norm_rms_epsilon", c.RmsEps);
         tokenizer.WriteTo(w);
         foreach (var info in p.All)
         {

@@ -55,7 +55,7 @@ internal static class Q4_0Format
 }
 
 /// <summary>Q4_0 rows: one 16-byte load gives both halves of a block (low nibbles, high nibbles).</summary>
-internal readonly unsafe struct Q4_0Kernel : IRowKernel
+internal readonly unsafe struct Q4_0Kernel : IRowKernel, IQ8Block
 {
     public static int PrepFloats(int cols) => Q8Act.Supported ? Q8Act.PrepFloats(cols) : 0;
 
@@ -86,7 +86,7 @@ internal readonly unsafe struct Q4_0Kernel : IRowKernel
 
     /// <summary>One block against Q8_0 activations: offset weights (unsigned) times x (signed) with vpdpbusd, times dw * dx.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<float> IntBlock(byte* p, Vector256<sbyte> xv, float scale, Vector256<float> acc)
+    public static Vector256<float> IntBlock(byte* p, Vector256<sbyte> xv, float scale, Vector256<float> acc)
     {
         var v = Vector128.Load(p);
         var u = Vector256.Create(v, Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte()) & Vector256.Create((byte)0x0F); // q = w + 8
@@ -94,41 +94,13 @@ internal readonly unsafe struct Q4_0Kernel : IRowKernel
         return Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(dot), Vector256.Create(scale), acc);
     }
 
+    public static int BlockBytes => 18;
+    public static float Offset => 8;
+
     public static void Dot4(byte* r0, byte* r1, byte* r2, byte* r3, float* x, float* prep, int cols, float* y)
     {
-        if (!Q8Act.Supported) { Dot4Float(r0, r1, r2, r3, x, cols, y); return; }
-        const int bb = 18;
-        int nb = cols / 32, ng = Q8Act.Groups(cols);
-        sbyte* xq = (sbyte*)prep;
-        float* dx = prep + ng * 128, dxSum = dx + ng * 16;
-        float* s = stackalloc float[64];
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
-        for (int g = 0; g < ng; g++)
-        {
-            int b0 = 16 * g, nk = Math.Min(16, nb - b0);
-            nint o = b0 * bb;
-            var vdx = Vector512.Load(dx + b0);
-            var vds = Vector512.Load(dxSum + b0);
-            var d0 = Q8Act.Scales(r0 + o, bb, nk - 1);
-            var d1 = Q8Act.Scales(r1 + o, bb, nk - 1);
-            var d2 = Q8Act.Scales(r2 + o, bb, nk - 1);
-            var d3 = Q8Act.Scales(r3 + o, bb, nk - 1);
-            (d0 * vdx).Store(s); (d1 * vdx).Store(s + 16); (d2 * vdx).Store(s + 32); (d3 * vdx).Store(s + 48);
-            c0 = Vector512.FusedMultiplyAdd(d0, vds, c0); c1 = Vector512.FusedMultiplyAdd(d1, vds, c1);
-            c2 = Vector512.FusedMultiplyAdd(d2, vds, c2); c3 = Vector512.FusedMultiplyAdd(d3, vds, c3);
-            for (int k = 0; k < nk; k++)
-            {
-                var xv = Vector256.Load(xq + (b0 + k) * 32);
-                nint ok = o + k * bb + 2;
-                a0 = IntBlock(r0 + ok, xv, s[k], a0);
-                a1 = IntBlock(r1 + ok, xv, s[16 + k], a1);
-                a2 = IntBlock(r2 + ok, xv, s[32 + k], a2);
-                a3 = IntBlock(r3 + ok, xv, s[48 + k], a3);
-            }
-        }
-        y[0] = Vector256.Sum(a0) - 8 * Vector512.Sum(c0); y[1] = Vector256.Sum(a1) - 8 * Vector512.Sum(c1);
-        y[2] = Vector256.Sum(a2) - 8 * Vector512.Sum(c2); y[3] = Vector256.Sum(a3) - 8 * Vector512.Sum(c3);
+        if (Q8Act.Supported) Q8Act.Dot4<Q4_0Kernel>(r0, r1, r2, r3, prep, cols, y);
+        else Dot4Float(r0, r1, r2, r3, x, cols, y);
     }
 
     static void Dot4Float(byte* r0, byte* r1, byte* r2, byte* r3, float* x, int cols, float* y)

@@ -91,4 +91,57 @@ internal static unsafe class Q8Act
         n = Vector128.Max(n, Vector128.Shuffle(n, Vector128.Create(1, 0, 3, 2)));
         return n.ToScalar();
     }
+
+    /// <summary>
+    /// Dot products of four rows of a 32-weight block format (f16 scale, then quants) with Q8_0-quantized activations
+    /// (see <see cref="Quantize"/>): integer block dots with vpdpbusd, scales applied 16 blocks at a time, and the
+    /// unsigned offset of the stored quants removed through the activations' block sums.
+    /// </summary>
+    public static void Dot4<TB>(byte* r0, byte* r1, byte* r2, byte* r3, float* prep, int cols, float* y) where TB : IQ8Block
+    {
+        int bb = TB.BlockBytes;
+        int nb = cols / 32, ng = Q8Act.Groups(cols);
+        sbyte* xq = (sbyte*)prep;
+        float* dx = prep + ng * 128, dxSum = dx + ng * 16;
+        float* s = stackalloc float[64];
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        for (int g = 0; g < ng; g++)
+        {
+            int b0 = 16 * g, nk = Math.Min(16, nb - b0);
+            nint o = b0 * bb;
+            var vdx = Vector512.Load(dx + b0);
+            var vds = Vector512.Load(dxSum + b0);
+            var d0 = Q8Act.Scales(r0 + o, bb, nk - 1);
+            var d1 = Q8Act.Scales(r1 + o, bb, nk - 1);
+            var d2 = Q8Act.Scales(r2 + o, bb, nk - 1);
+            var d3 = Q8Act.Scales(r3 + o, bb, nk - 1);
+            (d0 * vdx).Store(s); (d1 * vdx).Store(s + 16); (d2 * vdx).Store(s + 32); (d3 * vdx).Store(s + 48);
+            c0 = Vector512.FusedMultiplyAdd(d0, vds, c0); c1 = Vector512.FusedMultiplyAdd(d1, vds, c1);
+            c2 = Vector512.FusedMultiplyAdd(d2, vds, c2); c3 = Vector512.FusedMultiplyAdd(d3, vds, c3);
+            for (int k = 0; k < nk; k++)
+            {
+                var xv = Vector256.Load(xq + (b0 + k) * 32);
+                nint ok = o + k * bb + 2;
+                a0 = TB.IntBlock(r0 + ok, xv, s[k], a0);
+                a1 = TB.IntBlock(r1 + ok, xv, s[16 + k], a1);
+                a2 = TB.IntBlock(r2 + ok, xv, s[32 + k], a2);
+                a3 = TB.IntBlock(r3 + ok, xv, s[48 + k], a3);
+            }
+        }
+        float off = TB.Offset;
+        y[0] = Vector256.Sum(a0) - off * Vector512.Sum(c0); y[1] = Vector256.Sum(a1) - off * Vector512.Sum(c1);
+        y[2] = Vector256.Sum(a2) - off * Vector512.Sum(c2); y[3] = Vector256.Sum(a3) - off * Vector512.Sum(c3);
+    }
+}
+
+/// <summary>A 32-weight block format whose quants can be dotted with int8 activations by <see cref="Q8Act.Dot4"/>.</summary>
+internal unsafe interface IQ8Block
+{
+    /// <summary>Bytes per block: a 2-byte f16 scale, then the quants.</summary>
+    static abstract int BlockBytes { get; }
+    /// <summary>What the stored quants carry on top of the signed weight (vpdpbusd multiplies unsigned by signed bytes).</summary>
+    static abstract float Offset { get; }
+    /// <summary>acc += (unsigned quants of the block at <paramref name="quants"/> · xv) * scale.</summary>
+    static abstract Vector256<float> IntBlock(byte* quants, Vector256<sbyte> xv, float scale, Vector256<float> acc);
 }

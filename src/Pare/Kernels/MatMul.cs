@@ -186,7 +186,8 @@ public static unsafe class MatMul
                     for (int a = 0; a < TileRows; a++)
                         for (int b = 0; b < TileTokens; b++)
                             pr[a * TileTokens + b] = a < na && b < nt ? part + ((long)(r + a) * n + t + b) * 16 : spare;
-                    Tile4x6(wr, xr, kc, pr);
+                    // Two tokens or fewer (small speculative trees): a narrow tile, so padding does not triple the work.
+                    if (nt <= 2) Tile4x2(wr, xr, kc, pr); else Tile4x6(wr, xr, kc, pr);
                 }
             }
         }
@@ -238,6 +239,36 @@ public static unsafe class MatMul
         for (; i < kc; i++)
             for (int a = 0; a < TileRows; a++)
                 for (int b = 0; b < TileTokens; b++)
+                    p[a * TileTokens + b][0] += w[a][i] * x[b][i];
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static void Add(float* q, Vector512<float> v) => (Vector512.Load(q) + v).Store(q);
+    }
+
+    /// <summary>The first two tokens of <see cref="Tile4x6"/>'s tile: p[6a + b] for b &lt; 2.</summary>
+    static void Tile4x2(float** w, float** x, int kc, float** p)
+    {
+        float* w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+        float* x0 = x[0], x1 = x[1];
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
+        int i = 0;
+        for (; i + 16 <= kc; i += 16)
+        {
+            var a0 = Vector512.Load(w0 + i); var a1 = Vector512.Load(w1 + i);
+            var a2 = Vector512.Load(w2 + i); var a3 = Vector512.Load(w3 + i);
+            var b = Vector512.Load(x0 + i);
+            c00 = Vector512.FusedMultiplyAdd(a0, b, c00); c10 = Vector512.FusedMultiplyAdd(a1, b, c10);
+            c20 = Vector512.FusedMultiplyAdd(a2, b, c20); c30 = Vector512.FusedMultiplyAdd(a3, b, c30);
+            b = Vector512.Load(x1 + i);
+            c01 = Vector512.FusedMultiplyAdd(a0, b, c01); c11 = Vector512.FusedMultiplyAdd(a1, b, c11);
+            c21 = Vector512.FusedMultiplyAdd(a2, b, c21); c31 = Vector512.FusedMultiplyAdd(a3, b, c31);
+        }
+        Add(p[0], c00); Add(p[1], c01); Add(p[6], c10); Add(p[7], c11);
+        Add(p[12], c20); Add(p[13], c21); Add(p[18], c30); Add(p[19], c31);
+        for (; i < kc; i++)
+            for (int a = 0; a < TileRows; a++)
+                for (int b = 0; b < 2; b++)
                     p[a * TileTokens + b][0] += w[a][i] * x[b][i];
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -46,7 +46,9 @@ internal static class DemoCommand
             const string prompt = "Call me Ishmael. Some years ago";
             var ids = tok.Encode(prompt);
             var session = m.CreateSession(new SessionOptions { Threads = r.GetValue(threads) });
-            var options = new GenerationOptions { MaxTokens = r.GetValue(maxTokens), Sampling = new SamplingOptions { Temperature = 0.8f, Seed = 1 } };
+            // Random weights would pick stray bytes that do not form UTF-8: let the synthetic model write printable ASCII only.
+            var unprintable = Enumerable.Range(0, tok.VocabSize).Where(id => tok.TokenBytes(id) is var b && (b.Length == 0 || b.Any(c => c is < 0x20 or > 0x7E))).ToArray();
+            var options = new GenerationOptions { MaxTokens = r.GetValue(maxTokens), Sampling = new SamplingOptions { Temperature = 0.8f, Seed = 1, BannedTokens = unprintable } };
             var text = new System.Text.StringBuilder();
             int n = 0;
             sw.Restart();

@@ -21,6 +21,8 @@ public sealed class Sampler
     /// <summary>Picks a token from <paramref name="logits"/> (modified in place by the penalty) given the tokens so far.</summary>
     public int Sample(Span<float> logits, IReadOnlyList<int> history)
     {
+        foreach (int t in _o.BannedTokens)
+            if ((uint)t < (uint)logits.Length) logits[t] = float.NegativeInfinity;
         ApplyRepetitionPenalty(logits, history);
         if (_o.Temperature <= 0) return ArgMax(logits);
         return Draw(Probabilities(logits));

@@ -17,6 +17,8 @@ public sealed record SamplingOptions
     public int RepetitionWindow { get; init; } = 64;
     /// <summary>Random seed; the same seed, model and options give the same text. Default 0.</summary>
     public ulong Seed { get; init; }
+    /// <summary>Tokens never to produce (their logits are set to -infinity before anything else). Default none.</summary>
+    public IReadOnlyCollection<int> BannedTokens { get; init; } = [];
 
     public static SamplingOptions Greedy { get; } = new() { Temperature = 0 };
 

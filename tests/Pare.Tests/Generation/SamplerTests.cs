@@ -19,6 +19,15 @@ public class SamplerTests
     }
 
     [Fact]
+    public void Banned_tokens_are_never_chosen()
+    {
+        var s = new Sampler(new SamplingOptions { Temperature = 0, BannedTokens = [6, 7] });
+        Assert.Equal(0, s.Sample(Logits(), []));
+        var r = new Sampler(new SamplingOptions { Temperature = 2, TopK = 0, TopP = 1, MinP = 0, Seed = 5, BannedTokens = [6] });
+        Assert.DoesNotContain(6, Enumerable.Range(0, 3000).Select(_ => r.Sample(Logits(), [])));
+    }
+
+    [Fact]
     public void Top_k_keeps_only_k_tokens()
     {
         var s = new Sampler(new SamplingOptions { Temperature = 1, TopK = 2, TopP = 1, MinP = 0, Seed = 3 });

@@ -114,6 +114,20 @@ public class CliTests
         Assert.True(j.GetProperty("peak_rss_mb").GetDouble() > 0);
     }
 
+    [Fact]
+    public void Resident_memory_stays_near_the_file_size()
+    {
+        // A 25 MB model: weights are used from the memory map, so the process holds the file's pages, a small KV cache
+        // and the runtime, never a second copy of the weights.
+        var cfg = TestModels.Cfg(dim: 256, layers: 4, heads: 8, kvHeads: 4, ffn: 1024, tied: false, vocab: 4096, ctx: 256);
+        string path = TestModels.Get("rss", cfg, GgmlType.F32);
+        var r = PareCli.Run("bench", path, "--prefill", "32", "--decode", "8", "--runs", "1", "--json");
+        Assert.Equal(0, r.ExitCode);
+        double rss = r.Json.GetProperty("peak_rss_mb").GetDouble(), file = r.Json.GetProperty("file_mb").GetDouble();
+        Assert.True(file > 20, $"file {file} MiB");
+        Assert.True(rss < file + 150, $"peak RSS {rss:F0} MiB for a {file:F0} MiB file");
+    }
+
     [Theory]
     [InlineData("info", "/nonexistent/model.gguf")]
     [InlineData("logits", "MODEL", "--tokens", "1,x")]

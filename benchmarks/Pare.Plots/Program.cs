@@ -1,26 +1,91 @@
-// Figures for docs/, drawn from the JSON the pare commands print:
+// Figures for docs/, drawn from what the pare commands write:
 //   dotnet run -c Release --project benchmarks/Pare.Plots -- tn BENCH.json OUT.png [TITLE]
 //     BENCH.json = the output of `pare bench MODEL --tree-costs --json` (or `pare bench-spec --json`): plots T(n)/T(1).
+//   dotnet run -c Release --project benchmarks/Pare.Plots -- loss LOSS.tsv OUT.png [TITLE] [--baseline PPL]
+//     LOSS.tsv = the loss log of `pare train` (OUT_DIR/loss.tsv): training loss (raw and smoothed) and validation loss
+//     per step; --baseline draws the 3-gram baseline's perplexity as a loss line (ln PPL).
+using System.Globalization;
 using System.Text.Json;
 
-if (args.Length < 3 || args[0] != "tn")
+return args switch
 {
-    Console.Error.WriteLine("usage: Pare.Plots tn BENCH.json OUT.png [TITLE]");
+    ["tn", var json, var png, .. var rest] => TnPlot(json, png, rest.Length > 0 ? rest[0] : null),
+    ["loss", var tsv, var png, .. var rest] => LossPlot(tsv, png, rest),
+    _ => Usage(),
+};
+
+static int Usage()
+{
+    Console.Error.WriteLine("usage: Pare.Plots tn BENCH.json OUT.png [TITLE]\n       Pare.Plots loss LOSS.tsv OUT.png [TITLE] [--baseline PPL]");
     return 2;
 }
-using var doc = JsonDocument.Parse(File.ReadAllText(args[1]));
-var points = doc.RootElement.GetProperty("t_n").EnumerateArray()
-    .Select(e => (N: e.GetProperty("n").GetDouble(), Ratio: e.GetProperty("ratio").GetDouble())).ToArray();
-var plt = new ScottPlot.Plot();
-var measured = plt.Add.Scatter(points.Select(p => p.N).ToArray(), points.Select(p => p.Ratio).ToArray());
-measured.LegendText = "measured T(n) / T(1)";
-var ideal = plt.Add.Scatter(new double[] { 1, points[^1].N }, new double[] { 1, 1 });
-ideal.LegendText = "flat (weights-bound, as on a GPU)";
-ideal.LinePattern = ScottPlot.LinePattern.Dashed;
-plt.Title(args.Length > 3 ? args[3] : "Cost of one forward pass over n tokens");
-plt.XLabel("tokens per forward pass (n)");
-plt.YLabel("T(n) / T(1)");
-plt.ShowLegend(ScottPlot.Alignment.UpperLeft);
-plt.SavePng(args[2], 800, 500);
-Console.WriteLine($"wrote {args[2]}");
-return 0;
+
+static int TnPlot(string jsonPath, string png, string? title)
+{
+    using var doc = JsonDocument.Parse(File.ReadAllText(jsonPath));
+    var points = doc.RootElement.GetProperty("t_n").EnumerateArray()
+        .Select(e => (N: e.GetProperty("n").GetDouble(), Ratio: e.GetProperty("ratio").GetDouble())).ToArray();
+    var plt = new ScottPlot.Plot();
+    var measured = plt.Add.Scatter(points.Select(p => p.N).ToArray(), points.Select(p => p.Ratio).ToArray());
+    measured.LegendText = "measured T(n) / T(1)";
+    var ideal = plt.Add.Scatter(new double[] { 1, points[^1].N }, new double[] { 1, 1 });
+    ideal.LegendText = "flat (weights-bound, as on a GPU)";
+    ideal.LinePattern = ScottPlot.LinePattern.Dashed;
+    plt.Title(title ?? "Cost of one forward pass over n tokens");
+    plt.XLabel("tokens per forward pass (n)");
+    plt.YLabel("T(n) / T(1)");
+    plt.ShowLegend(ScottPlot.Alignment.UpperLeft);
+    plt.SavePng(png, 800, 500);
+    Console.WriteLine($"wrote {png}");
+    return 0;
+}
+
+static int LossPlot(string tsv, string png, string[] rest)
+{
+    string? title = rest.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal) && !double.TryParse(a, CultureInfo.InvariantCulture, out _));
+    int b = Array.IndexOf(rest, "--baseline");
+    double? baseline = b >= 0 && b + 1 < rest.Length ? double.Parse(rest[b + 1], CultureInfo.InvariantCulture) : null;
+    // Columns: kind, step, loss, lr, grad_norm (kind = train | valid).
+    var rows = File.ReadLines(tsv).Skip(1).Select(l => l.Split('\t')).Where(c => c.Length >= 3)
+        .Select(c => (Kind: c[0], Step: double.Parse(c[1], CultureInfo.InvariantCulture), Loss: double.Parse(c[2], CultureInfo.InvariantCulture))).ToArray();
+    var train = rows.Where(r => r.Kind == "train").ToArray();
+    var valid = rows.Where(r => r.Kind == "valid").ToArray();
+    var plt = new ScottPlot.Plot();
+    var raw = plt.Add.ScatterLine(train.Select(r => r.Step).ToArray(), train.Select(r => r.Loss).ToArray());
+    raw.LegendText = "training loss (per step)";
+    raw.Color = ScottPlot.Colors.LightSteelBlue;
+    // Mean of the last 25 steps (fewer at the start): no lag from a starting value, unlike an exponential average.
+    var smooth = train.Select((r, i) => train[Math.Max(0, i - 24)..(i + 1)].Average(x => x.Loss)).ToArray();
+    var sm = plt.Add.ScatterLine(train.Select(r => r.Step).ToArray(), smooth);
+    sm.LegendText = "training loss (mean of 25 steps)";
+    sm.Color = ScottPlot.Colors.SteelBlue;
+    sm.LineWidth = 2;
+    if (valid.Length > 0)
+    {
+        var v = plt.Add.Scatter(valid.Select(r => r.Step).ToArray(), valid.Select(r => r.Loss).ToArray());
+        v.LegendText = "validation loss";
+        v.Color = ScottPlot.Colors.OrangeRed;
+        v.LineWidth = 2;
+        v.MarkerSize = 6;
+    }
+    if (baseline is double ppl)
+    {
+        var line = plt.Add.HorizontalLine(Math.Log(ppl));
+        line.LegendText = $"3-gram Kneser-Ney baseline, test (ln {ppl:F1})";
+        line.LinePattern = ScottPlot.LinePattern.Dashed;
+        line.Color = ScottPlot.Colors.Gray;
+        var target = plt.Add.HorizontalLine(Math.Log(0.75 * ppl));
+        target.LegendText = $"25% below the baseline (ln {0.75 * ppl:F1})";
+        target.LinePattern = ScottPlot.LinePattern.Dotted;
+        target.Color = ScottPlot.Colors.Black;
+    }
+    plt.Axes.SetLimitsY(Math.Min(train.Min(r => r.Loss), valid.Length > 0 ? valid.Min(r => r.Loss) : double.MaxValue) - 0.2,
+        Math.Min(train.Max(r => r.Loss), (baseline is double p2 ? Math.Log(p2) : 0) + 3.5) + 0.2);
+    plt.Title(title ?? "Training and validation loss");
+    plt.XLabel("step");
+    plt.YLabel("cross-entropy (nats per token)");
+    plt.ShowLegend(ScottPlot.Alignment.UpperRight);
+    plt.SavePng(png, 800, 500);
+    Console.WriteLine($"wrote {png}");
+    return 0;
+}

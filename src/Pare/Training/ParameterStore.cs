@@ -1,7 +1,4 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using Pare.Models;
-using Pare.Tensors;
 
 namespace Pare.Training;
 
@@ -16,8 +13,7 @@ public sealed record LayerParams(ParamInfo AttnNorm, ParamInfo Wq, ParamInfo Wk,
     ParamInfo FfnNorm, ParamInfo Gate, ParamInfo Up, ParamInfo Down);
 
 /// <summary>
-/// All F32 master weights of a Llama model in one pinned array (so the engine's kernels can read them by address),
-/// with a gradient array of the same layout. Names follow GGUF (token_embd, blk.N.attn_q, ...); shapes are (out, in).
+/// All F32 master weights of a Llama model in one array, with a gradient array of the same layout. Names follow GGUF (token_embd, blk.N.attn_q, ...); shapes are (out, in).
 /// </summary>
 public sealed class ParameterStore
 {
@@ -27,11 +23,10 @@ public sealed class ParameterStore
     public IReadOnlyList<LayerParams> Layers { get; }
     public ParamInfo OutputNorm { get; }        // (dim)
     public ParamInfo? Output { get; }           // (vocab, dim); null when tied to the embedding
-    /// <summary>The weights, pinned.</summary>
+    /// <summary>The weights.</summary>
     public float[] Values { get; }
     /// <summary>Gradients, same layout as <see cref="Values"/>.</summary>
     public float[] Grads { get; }
-    readonly Dictionary<ParamInfo, WeightMatrix> _matrices = [];
 
     public ParameterStore(LlamaConfig c)
     {
@@ -66,7 +61,7 @@ public sealed class ParameterStore
         OutputNorm = Add("output_norm.weight", 1, c.Dim, false);
         Output = c.TiedEmbeddings ? null : Add("output.weight", c.VocabSize, c.Dim, true);
         All = all;
-        Values = GC.AllocateArray<float>(checked((int)offset), pinned: true);
+        Values = new float[checked((int)offset)];
         Grads = new float[offset];
     }
 
@@ -78,16 +73,6 @@ public sealed class ParameterStore
 
     public Span<float> Value(ParamInfo p) => Values.AsSpan((int)p.Offset, (int)p.Length);
     public Span<float> Grad(ParamInfo p) => Grads.AsSpan((int)p.Offset, (int)p.Length);
-
-    /// <summary>The parameter as an engine <see cref="WeightMatrix"/> over the pinned values (for the forward kernels).</summary>
-    public unsafe WeightMatrix Matrix(ParamInfo p)
-    {
-        if (_matrices.TryGetValue(p, out var m)) return m;
-        nint addr = (nint)Unsafe.AsPointer(ref Values[p.Offset]);
-        m = new WeightMatrix(p.Name, GgmlType.F32, p.Rows, p.Cols, addr, p.Length * sizeof(float));
-        _matrices[p] = m;
-        return m;
-    }
 
     /// <summary>
     /// GPT-2 style initialization: N(0, std) for matrices and the embedding, std / sqrt(2·layers) for the projections that

@@ -38,6 +38,8 @@ public sealed class TrainingModel
     }
 
     readonly LayerActs[] _acts;
+    // Every matrix transposed, (in, out), same offsets as the parameter store: refreshed at the start of each forward pass.
+    readonly float[] _wT;
     readonly float[] _x, _xFinal, _rstdO, _xo, _logits;        // (rows, dim) ×3, (rows), (rows, vocab)
     // Gradient scratch.
     readonly float[] _dx, _dn, _dq, _dk, _dv, _datt, _dh, _dg, _du; // (rows, dim|dim|qd|kvd|kvd|qd|ffn|ffn|ffn)
@@ -52,6 +54,7 @@ public sealed class TrainingModel
         _rope = new Rope(seqLen, _c.RopeDim, _c.RopeBase);
         int r = _maxRows;
         _acts = [.. Enumerable.Range(0, _c.Layers).Select(_ => new LayerActs(r, _c))];
+        _wT = new float[p.Values.Length];
         _x = new float[r * _c.Dim]; _xFinal = new float[r * _c.Dim]; _rstdO = new float[r]; _xo = new float[r * _c.Dim];
         _logits = new float[(long)r * _c.VocabSize];
         _dx = new float[r * _c.Dim]; _dn = new float[r * _c.Dim];
@@ -86,6 +89,11 @@ public sealed class TrainingModel
         int dim = _c.Dim, qd = _c.QDim, kvd = _c.KvDim, ffn = _c.FfnDim;
         var shape = Shape(n);
         var x = _x.AsSpan(0, n * dim);
+        var matrices = _p.All.Where(q => q.Rows > 1).ToArray();
+        FixedParallel.For(matrices.Length, _threads, (i0, i1) =>
+        {
+            for (int i = i0; i < i1; i++) Linear.Transpose(_p.Value(matrices[i]), matrices[i].Rows, matrices[i].Cols, WT(matrices[i]));
+        });
         Embedding.Forward(inputs, _p.Value(_p.TokenEmbedding), dim, x);
         for (int l = 0; l < _c.Layers; l++)
         {
@@ -93,26 +101,26 @@ public sealed class TrainingModel
             var w = _p.Layers[l];
             x.CopyTo(a.XIn);
             RmsNorm.Forward(x, _p.Value(w.AttnNorm), _c.RmsEps, n, dim, a.Xa, a.RstdA);
-            Linear.Forward(a.Xa, _p.Matrix(w.Wq), n, a.Q, _threads);
-            Linear.Forward(a.Xa, _p.Matrix(w.Wk), n, a.K, _threads);
-            Linear.Forward(a.Xa, _p.Matrix(w.Wv), n, a.V, _threads);
+            Forward(a.Xa, w.Wq, n, a.Q);
+            Forward(a.Xa, w.Wk, n, a.K);
+            Forward(a.Xa, w.Wv, n, a.V);
             _rope.Forward(a.Q, n, SeqLen, _c.Heads, _c.HeadDim);
             _rope.Forward(a.K, n, SeqLen, _c.KvHeads, _c.HeadDim);
             Attention.Forward(a.Q.AsSpan(0, n * qd), a.K.AsSpan(0, n * kvd), a.V.AsSpan(0, n * kvd), a.Att, shape, _threads);
             var o = _dn.AsSpan(0, n * dim); // scratch: nothing needs it during the forward pass
-            Linear.Forward(a.Att, _p.Matrix(w.Wo), n, o, _threads);
+            Forward(a.Att, w.Wo, n, o);
             for (int i = 0; i < x.Length; i++) x[i] += o[i];
             x.CopyTo(a.X2);
             RmsNorm.Forward(x, _p.Value(w.FfnNorm), _c.RmsEps, n, dim, a.Xf, a.RstdF);
-            Linear.Forward(a.Xf, _p.Matrix(w.Gate), n, a.G, _threads);
-            Linear.Forward(a.Xf, _p.Matrix(w.Up), n, a.U, _threads);
+            Forward(a.Xf, w.Gate, n, a.G);
+            Forward(a.Xf, w.Up, n, a.U);
             SwiGlu.Forward(a.G.AsSpan(0, n * ffn), a.U.AsSpan(0, n * ffn), a.H.AsSpan(0, n * ffn));
-            Linear.Forward(a.H, _p.Matrix(w.Down), n, o, _threads);
+            Forward(a.H, w.Down, n, o);
             for (int i = 0; i < x.Length; i++) x[i] += o[i];
         }
         x.CopyTo(_xFinal);
         RmsNorm.Forward(x, _p.Value(_p.OutputNorm), _c.RmsEps, n, dim, _xo, _rstdO);
-        Linear.Forward(_xo, _p.Matrix(_p.Head), n, _logits, _threads);
+        Forward(_xo, _p.Head, n, _logits);
     }
 
     /// <summary>Backward pass from the logit gradients left in the logits buffer by the loss.</summary>
@@ -157,6 +165,12 @@ public sealed class TrainingModel
         }
         Embedding.Backward(inputs, dx, dim, _p.Grad(_p.TokenEmbedding));
     }
+
+    Span<float> WT(ParamInfo p) => _wT.AsSpan((int)p.Offset, (int)p.Length);
+
+    /// <summary>y (n, p.Rows) = x (n, p.Cols) · pᵀ.</summary>
+    void Forward(ReadOnlySpan<float> x, ParamInfo p, int n, Span<float> y) =>
+        Linear.Forward(x[..(n * p.Cols)], WT(p), n, p.Cols, p.Rows, y[..(n * p.Rows)], _threads);
 
     AttentionShape Shape(int rows) => new(rows / SeqLen, SeqLen, _c.Heads, _c.KvHeads, _c.HeadDim);
 

@@ -1,5 +1,3 @@
-using System.Runtime.CompilerServices;
-using Pare.Tensors;
 using Pare.Training.Kernels;
 using Pare.Training.Ops;
 
@@ -83,16 +81,24 @@ public class OpGradientTests
     }
 
     [Fact]
-    public unsafe void Linear_gradients()
+    public void Linear_gradients()
     {
         int n = 5, inDim = 20, outDim = 7;
         var x = GradCheck.Random(n * inDim, 1);
-        var w = GC.AllocateArray<float>(outDim * inDim, pinned: true);
-        GradCheck.Random(outDim * inDim, 2).CopyTo(w, 0);
-        var wm = new WeightMatrix("w", GgmlType.F32, outDim, inDim, (nint)Unsafe.AsPointer(ref w[0]), w.Length * 4L);
+        var w = GradCheck.Random(outDim * inDim, 2);
+        var wT = new float[w.Length];
         var r = GradCheck.Random(n * outDim, 3);
         var y = new float[n * outDim];
-        double Loss() { Linear.Forward(x, wm, n, y, 1); return GradCheck.Dot(r, y); }
+        double Loss() { Linear.Transpose(w, outDim, inDim, wT); Linear.Forward(x, wT, n, inDim, outDim, y, 1); return GradCheck.Dot(r, y); }
+        // The forward pass is y = x · Wᵀ, summed by hand.
+        Loss();
+        for (int t = 0; t < n; t++)
+            for (int o = 0; o < outDim; o++)
+            {
+                double s = 0;
+                for (int i = 0; i < inDim; i++) s += x[t * inDim + i] * w[o * inDim + i];
+                Assert.Equal(s, y[t * outDim + o], 4);
+            }
         var dw = new float[outDim * inDim];
         var dx = new float[n * inDim];
         Linear.Backward(r, x, w, n, outDim, inDim, dw, dx, false, 2);

@@ -33,12 +33,17 @@ public unsafe class SparseKernelTests
     [InlineData(GgmlType.F16, 0.0, 5)]
     [InlineData(GgmlType.F16, 1.0, 1)]
     [InlineData(GgmlType.Q8_0, 0.5, 1)]
+    [InlineData(GgmlType.Q8_0, 0.7, 1)]
+    [InlineData(GgmlType.Q8_0, 0.0, 1)]
     [InlineData(GgmlType.Q8_0, 0.9, 6)]
     [InlineData(GgmlType.F32, 0.5, 1)]
     [InlineData(GgmlType.F32, 0.3, 7)]
-    public void Fast_kernels_match_reference_and_dense(GgmlType type, double sparsity, int n)
+    [InlineData(GgmlType.Q8_0, 0.5, 1, 544)] // an odd number of blocks (the Q8_0 masks cover two), two groups of 16
+    [InlineData(GgmlType.Q8_0, 0.7, 3, 544)]
+    [InlineData(GgmlType.F16, 0.6, 1, 544)]
+    public void Fast_kernels_match_reference_and_dense(GgmlType type, double sparsity, int n, int cols = 320)
     {
-        const int rows = 37, cols = 320;
+        const int rows = 37;
         var (dense, values) = RandomSparse(type, rows, cols, sparsity, 42);
         var blob = SparseMatrix.Encode(type, rows, cols, dense);
         var m = Open(blob, rows, cols, out var keep);
@@ -66,7 +71,20 @@ public unsafe class SparseKernelTests
         var dm = Kernels.KernelTestUtil.Matrix(type, rows, cols, dense, out var keepDense);
         var yDense = new float[n * rows];
         MatMulReference.MatMulRows(dm, x, n, yDense);
-        foreach (var y in new[] { yFast, yPortable, yDispatch, yDense })
+        // Q8_0 decode rounds x to int8 blocks, as the dense Q8_0 kernel does: the compact kernel must give exactly the
+        // dense kernel's numbers on the dense matrix, and the dense reference that rounds x the same way.
+        bool quantized = type == GgmlType.Q8_0 && n == 1 && MatMul.QuantizesActivations(type);
+        if (quantized)
+        {
+            var yDenseFast = new float[rows];
+            MatMul.MatVec(dm, x, yDenseFast, 2);
+            var yAsKernel = new float[rows];
+            MatMulReference.MatVecAsKernel(dm, x, yAsKernel);
+            Assert.Equal(yDenseFast, yFast);
+            Assert.Equal(yDenseFast, yDispatch);
+            for (int i = 0; i < rows; i++) Assert.True(Math.Abs(yFast[i] - yAsKernel[i]) <= 1e-5 * (1 + Math.Abs(yAsKernel[i])), $"{i}: {yFast[i]} vs {yAsKernel[i]}");
+        }
+        foreach (var y in quantized ? new[] { yPortable, yDense } : new[] { yFast, yPortable, yDispatch, yDense })
             for (int i = 0; i < y.Length; i++) Assert.True(Math.Abs(y[i] - yRef[i]) <= 1e-5 * (1 + Math.Abs(yRef[i])), $"{i}: {y[i]} vs {yRef[i]}");
         GC.KeepAlive(keep); GC.KeepAlive(keepDense);
     }

@@ -27,16 +27,6 @@ public static unsafe class SparseMatMul
     /// </summary>
     internal static bool ExpandFromMemory { get; set; }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<ushort> ExpandHalves(byte* v, uint mask) => ExpandFromMemory
-        ? Avx512Vbmi2.ExpandLoad((ushort*)v, MaskW(mask), Vector512<ushort>.Zero)
-        : Avx512Vbmi2.Expand(merge: Vector512<ushort>.Zero, mask: MaskW(mask), value: Vector512.Load((ushort*)v));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<sbyte> ExpandQuants(byte* v, uint mask) => ExpandFromMemory
-        ? Avx512Vbmi2.VL.ExpandLoad((sbyte*)v, MaskB(mask), Vector256<sbyte>.Zero)
-        : Avx512Vbmi2.VL.Expand(merge: Vector256<sbyte>.Zero, mask: MaskB(mask), value: Vector256.Load((sbyte*)v));
-
     internal static bool Fast => Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Avx512BW.IsSupported && Avx512Vbmi2.IsSupported && Avx512Vbmi2.VL.IsSupported;
 
     /// <summary>Y[t, r] = sum_c W[r, c] X[t, c] for t &lt; n.</summary>
@@ -51,20 +41,21 @@ public static unsafe class SparseMatMul
             var job = new Job { Blob = (byte*)w.Data, ValueType = w.ValueType, Rows = w.Rows, Cols = w.Cols, X = px, Y = py, N = n };
             int chunks = (w.Rows + RowsPerChunk - 1) / RowsPerChunk;
             if (portable || !Fast) { KernelThreadPool.Shared.Run(&ReferenceChunk, &job, chunks, threads); return; }
-            if (n == 1)
+            if (n == 1 && (w.ValueType != GgmlType.Q8_0 || Q8Act.Supported))
             {
-                float* prep = null;
-                if (w.ValueType == GgmlType.F16)
-                {
-                    prep = ThreadBuffers.Prep(F16Kernel.PrepFloats(w.Cols));
-                    F16Kernel.Prepare(px, w.Cols, prep);
-                }
-                job.Prep = prep;
                 switch (w.ValueType)
                 {
-                    case GgmlType.F16: KernelThreadPool.Shared.Run(&VecChunk<F16Values>, &job, chunks, threads); break;
-                    case GgmlType.Q8_0: KernelThreadPool.Shared.Run(&VecChunk<Q8Values>, &job, chunks, threads); break;
-                    default: KernelThreadPool.Shared.Run(&VecChunk<F32Values>, &job, chunks, threads); break;
+                    case GgmlType.F16:
+                        job.Prep = ThreadBuffers.Prep(F16Kernel.PrepFloats(w.Cols));
+                        PrepareF16(px, w.Cols, job.Prep);
+                        KernelThreadPool.Shared.Run(&VecChunkF16, &job, chunks, threads);
+                        break;
+                    case GgmlType.Q8_0:
+                        job.Prep = ThreadBuffers.Prep(Q8Act.PrepFloats(w.Cols));
+                        Q8Act.Quantize(px, w.Cols, job.Prep);
+                        KernelThreadPool.Shared.Run(&VecChunkQ8, &job, chunks, threads);
+                        break;
+                    default: KernelThreadPool.Shared.Run(&VecChunkF32, &job, chunks, threads); break;
                 }
                 return;
             }
@@ -114,165 +105,249 @@ public static unsafe class SparseMatMul
         }
     }
 
-    /// <summary>Per value type: the expansion of one 32-column block and where a row's values start.</summary>
-    interface IValues
-    {
-        /// <summary>Bytes before the packed values: masks (and Q8_0 scales).</summary>
-        static abstract int Header(int nb);
-        /// <summary>acc += expand(block b) . x[32 b ..]; advances v past the block's values.</summary>
-        static abstract Vector512<float> Block(uint mask, ref byte* v, byte* rowStart, int b, int nb, Vector512<float> x0, Vector512<float> x1, Vector512<float> acc);
-        /// <summary>Writes the 32 expanded values of block b (exact floats).</summary>
-        static abstract void Expand(uint mask, ref byte* v, byte* rowStart, int b, int nb, float* dst);
-        /// <summary>Factor applied to each finished dot product (F16's prescale).</summary>
-        static abstract float Finish(float* prep, int cols);
-    }
-
-    static readonly Vector512<ushort> Bits16x2 = Vector512.Create(
-        (ushort)1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768,
-        1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768);
-    static readonly Vector256<byte> ByteBits = Vector256.Create(
-        (byte)1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
-    static readonly Vector256<byte> ByteSel = Vector256.Create(
-        (byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    static readonly Vector512<uint> Bits32 = Vector512.Create(1u, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768);
+    // Mask words become expansion predicates with one broadcast load and one vector test: lane i tests bit c_i of the
+    // lane's copy of the word (see SparseMatrix.MaskBit for the stored bit order that makes c_i a lane constant).
+    static readonly Vector512<uint> TestF32Lo = Vector512.Create(1u, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768);
+    static readonly Vector512<uint> TestF32Hi = TestF32Lo << 16;
+    static readonly Vector512<ushort> TestF16 = Vector512.Create(
+        (ushort)1, 1, 2, 2, 4, 4, 8, 8, 16, 16, 32, 32, 64, 64, 128, 128, 256, 256, 512, 512, 1024, 1024, 2048, 2048,
+        4096, 4096, 8192, 8192, 16384, 16384, 32768, 32768);
+    static readonly Vector512<byte> TestQ8 = Vector512.Create(
+        Vector256.Create(Vector128.Create((byte)1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2), Vector128.Create((byte)4, 4, 4, 4, 4, 4, 4, 4, 8, 8, 8, 8, 8, 8, 8, 8)),
+        Vector256.Create(Vector128.Create((byte)16, 16, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32, 32, 32, 32), Vector128.Create((byte)64, 64, 64, 64, 64, 64, 64, 64, 128, 128, 128, 128, 128, 128, 128, 128)));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<ushort> MaskW(uint m)
-    {
-        var v = Vector512.Create(Vector256.Create((ushort)m), Vector256.Create((ushort)(m >> 16)));
-        return Vector512.Equals(v & Bits16x2, Bits16x2);
-    }
+    static Vector512<uint> Test(Vector512<uint> word, Vector512<uint> bits) => Vector512.Equals(word & bits, bits);
 
+    /// <summary>The 32 halves of one F16 block, expanded into place (zeros where the mask is clear).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<sbyte> MaskB(uint m)
+    static Vector512<ushort> ExpandHalves(byte* v, uint* mask)
     {
-        // Byte i of the result tests bit i of m: spread byte i/8 of m to lane i (vpshufb works within 128-bit halves,
-        // and the broadcast puts all four bytes of m in both halves), then test bit i%8.
-        var spread = Avx2.Shuffle(Vector256.Create(m).AsByte(), ByteSel);
-        return Vector256.Equals(spread & ByteBits, ByteBits).AsSByte();
+        var k = Vector512.Equals(Vector512.Create(*mask).AsUInt16() & TestF16, TestF16);
+        return ExpandFromMemory
+            ? Avx512Vbmi2.ExpandLoad((ushort*)v, k, Vector512<ushort>.Zero)
+            : Avx512Vbmi2.Expand(merge: Vector512<ushort>.Zero, mask: k, value: Vector512.Load((ushort*)v));
     }
 
+    /// <summary>The 64 int8 quants of two Q8_0 blocks, expanded into place.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> MaskF(uint m16) => Vector512.Equals(Vector512.Create(m16) & Bits32, Bits32).AsSingle();
-
-    readonly struct F16Values : IValues
+    static Vector512<byte> ExpandQuants(byte* v, ulong* mask)
     {
-        public static int Header(int nb) => nb * 4;
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Block(uint mask, ref byte* v, byte* rowStart, int b, int nb, Vector512<float> x0, Vector512<float> x1, Vector512<float> acc)
-        {
-            var h = ExpandHalves(v, mask);
-            v += BitOperations.PopCount(mask) * 2;
-            var lo = ((Avx512F.ConvertToVector512Int32(h.GetLower().AsInt16()) << 13) & Vector512.Create(unchecked((int)0x8FFFFFFF))).AsSingle();
-            var hi = ((Avx512F.ConvertToVector512Int32(h.GetUpper().AsInt16()) << 13) & Vector512.Create(unchecked((int)0x8FFFFFFF))).AsSingle();
-            acc = Vector512.FusedMultiplyAdd(lo, x0, acc);
-            return Vector512.FusedMultiplyAdd(hi, x1, acc);
-        }
-
-        public static void Expand(uint mask, ref byte* v, byte* rowStart, int b, int nb, float* dst)
-        {
-            var h = ExpandHalves(v, mask);
-            v += BitOperations.PopCount(mask) * 2;
-            var scale = Vector512.Create(Fp16.Pow2_112);
-            (((Avx512F.ConvertToVector512Int32(h.GetLower().AsInt16()) << 13) & Vector512.Create(unchecked((int)0x8FFFFFFF))).AsSingle() * scale).Store(dst);
-            (((Avx512F.ConvertToVector512Int32(h.GetUpper().AsInt16()) << 13) & Vector512.Create(unchecked((int)0x8FFFFFFF))).AsSingle() * scale).Store(dst + 16);
-        }
-
-        public static float Finish(float* prep, int cols) => prep[cols];
+        var k = Vector512.Equals(Vector512.Create(*mask).AsByte() & TestQ8, TestQ8);
+        return ExpandFromMemory
+            ? Avx512Vbmi2.ExpandLoad(v, k, Vector512<byte>.Zero)
+            : Avx512Vbmi2.Expand(merge: Vector512<byte>.Zero, mask: k, value: Vector512.Load(v));
     }
 
-    readonly struct Q8Values : IValues
+    /// <summary>
+    /// F16 halves to floats 2^-112 times their value, two per 32-bit lane and no cross-lane work: the even halves
+    /// (low) and the odd halves (high) of each lane, so the activations are split into even and odd columns per block.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static (Vector512<float> Even, Vector512<float> Odd) PairsUnscaled(Vector512<ushort> h)
     {
-        public static int Header(int nb) => nb * 6;
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Block(uint mask, ref byte* v, byte* rowStart, int b, int nb, Vector512<float> x0, Vector512<float> x1, Vector512<float> acc)
-        {
-            var q = ExpandQuants(v, mask);
-            v += BitOperations.PopCount(mask);
-            var lo = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(q.GetLower()));
-            var hi = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(q.GetUpper()));
-            var t = Vector512.FusedMultiplyAdd(hi, x1, lo * x0);
-            float d = Fp16.ToFloatFast(((ushort*)(rowStart + nb * 4))[b]);
-            return Vector512.FusedMultiplyAdd(t, Vector512.Create(d), acc);
-        }
-
-        public static void Expand(uint mask, ref byte* v, byte* rowStart, int b, int nb, float* dst)
-        {
-            var q = ExpandQuants(v, mask);
-            v += BitOperations.PopCount(mask);
-            var d = Vector512.Create(Fp16.ToFloatFast(((ushort*)(rowStart + nb * 4))[b]));
-            (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(q.GetLower())) * d).Store(dst);
-            (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(q.GetUpper())) * d).Store(dst + 16);
-        }
-
-        public static float Finish(float* prep, int cols) => 1f;
+        var d = h.AsInt32();
+        var even = (Vector512.ShiftRightArithmetic(d << 16, 3) & Vector512.Create(unchecked((int)0x8FFFFFFF))).AsSingle();
+        var odd = (Vector512.ShiftRightArithmetic(d, 3) & Vector512.Create(unchecked((int)0x8FFFE000))).AsSingle();
+        return (even, odd);
     }
 
-    readonly struct F32Values : IValues
+    /// <summary>
+    /// F16 decode activations: per block, the 16 even columns then the 16 odd columns of x * 2^s; [cols] = 2^(112-s)
+    /// (the dense F16 kernel's exact power-of-two prescale, see <see cref="F16Kernel"/>).
+    /// </summary>
+    static void PrepareF16(float* x, int cols, float* prep)
     {
-        public static int Header(int nb) => nb * 4;
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Block(uint mask, ref byte* v, byte* rowStart, int b, int nb, Vector512<float> x0, Vector512<float> x1, Vector512<float> acc)
+        F16Kernel.Prepare(x, cols, prep);
+        float* t = stackalloc float[32];
+        for (int b = 0; b < cols; b += 32)
         {
-            uint lo = mask & 0xFFFF, hi = mask >> 16;
-            var a = Avx512F.Expand(merge: Vector512<float>.Zero, mask: MaskF(lo), value: Vector512.Load((float*)v));
-            v += BitOperations.PopCount(lo) * 4;
-            var c = Avx512F.Expand(merge: Vector512<float>.Zero, mask: MaskF(hi), value: Vector512.Load((float*)v));
-            v += BitOperations.PopCount(hi) * 4;
-            acc = Vector512.FusedMultiplyAdd(a, x0, acc);
-            return Vector512.FusedMultiplyAdd(c, x1, acc);
+            new Span<float>(prep + b, 32).CopyTo(new Span<float>(t, 32));
+            for (int i = 0; i < 16; i++) { prep[b + i] = t[2 * i]; prep[b + 16 + i] = t[2 * i + 1]; }
         }
-
-        public static void Expand(uint mask, ref byte* v, byte* rowStart, int b, int nb, float* dst)
-        {
-            uint lo = mask & 0xFFFF, hi = mask >> 16;
-            Avx512F.ExpandLoad((float*)v, MaskF(lo), Vector512<float>.Zero).Store(dst);
-            v += BitOperations.PopCount(lo) * 4;
-            Avx512F.ExpandLoad((float*)v, MaskF(hi), Vector512<float>.Zero).Store(dst + 16);
-            v += BitOperations.PopCount(hi) * 4;
-        }
-
-        public static float Finish(float* prep, int cols) => 1f;
     }
 
-    /// <summary>Decode: four rows in flight per step, each with its own mask and value cursors.</summary>
-    static void VecChunk<TV>(void* ctx, int chunk) where TV : IValues
+    /// <summary>Writes row <paramref name="s"/> expanded to F32 (exact values), for the prefill tiles.</summary>
+    static void ExpandRow(byte* s, GgmlType type, int cols, float* dst)
+    {
+        int nb = cols / 32;
+        byte* v = s + SparseMatrix.RowHeaderBytes(type, nb);
+        switch (type)
+        {
+            case GgmlType.F16:
+                for (int b = 0; b < nb; b++, dst += 32)
+                {
+                    var h = ExpandHalves(v, (uint*)s + b);
+                    v += BitOperations.PopCount(((uint*)s)[b]) * 2;
+                    var scale = Vector512.Create(Fp16.Pow2_112);
+                    (((Avx512F.ConvertToVector512Int32(h.GetLower().AsInt16()) << 13) & Vector512.Create(unchecked((int)0x8FFFFFFF))).AsSingle() * scale).Store(dst);
+                    (((Avx512F.ConvertToVector512Int32(h.GetUpper().AsInt16()) << 13) & Vector512.Create(unchecked((int)0x8FFFFFFF))).AsSingle() * scale).Store(dst + 16);
+                }
+                break;
+            case GgmlType.Q8_0:
+                ushort* scales = (ushort*)(s + SparseMatrix.MaskBytes(type, nb));
+                for (int b = 0; b < nb; b += 2)
+                {
+                    var q = ExpandQuants(v, (ulong*)s + b / 2).AsSByte();
+                    v += BitOperations.PopCount(((ulong*)s)[b / 2]);
+                    for (int h = 0; h < 2 && b + h < nb; h++, dst += 32)
+                    {
+                        var qh = h == 0 ? q.GetLower() : q.GetUpper();
+                        var d = Vector512.Create(Fp16.ToFloatFast(scales[b + h]));
+                        (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(qh.GetLower())) * d).Store(dst);
+                        (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(qh.GetUpper())) * d).Store(dst + 16);
+                    }
+                }
+                break;
+            default:
+                for (int b = 0; b < nb; b++, dst += 32)
+                {
+                    var w = Vector512.Create(((uint*)s)[b]);
+                    Avx512F.Expand(merge: Vector512<float>.Zero, mask: Test(w, TestF32Lo).AsSingle(), value: Vector512.Load((float*)v)).Store(dst);
+                    v += BitOperations.PopCount(((uint*)s)[b] & 0xFFFF) * 4;
+                    Avx512F.Expand(merge: Vector512<float>.Zero, mask: Test(w, TestF32Hi).AsSingle(), value: Vector512.Load((float*)v)).Store(dst + 16);
+                    v += BitOperations.PopCount(((uint*)s)[b] >> 16) * 4;
+                }
+                break;
+        }
+    }
+
+    /// <summary>
+    /// F16 decode: four rows in flight; per block and row one broadcast-and-test predicate, one vpexpandw, the
+    /// pairwise conversion (<see cref="PairsUnscaled"/>) and two FMAs with the even/odd-split prescaled x.
+    /// </summary>
+    static void VecChunkF16(void* ctx, int chunk)
     {
         ref readonly Job j = ref *(Job*)ctx;
-        ref readonly Job m = ref j;
-        int r0 = chunk * RowsPerChunk, r1 = Math.Min(r0 + RowsPerChunk, m.Rows);
-        int nb = m.Blocks, cols = m.Cols;
-        float* x = typeof(TV) == typeof(F16Values) ? j.Prep : j.X;
-        float fin = TV.Finish(j.Prep, cols);
-        int r = r0;
-        for (; r + 4 <= r1; r += 4)
+        int r0 = chunk * RowsPerChunk, r1 = Math.Min(r0 + RowsPerChunk, j.Rows);
+        int nb = j.Blocks, hb = SparseMatrix.RowHeaderBytes(GgmlType.F16, nb);
+        float* x = j.Prep;
+        float fin = x[j.Cols];
+        for (int r = r0; r < r1; r += 4)
         {
-            byte* s0 = m.RowPtr(r), s1 = m.RowPtr(r + 1), s2 = m.RowPtr(r + 2), s3 = m.RowPtr(r + 3);
-            uint* k0 = (uint*)s0, k1 = (uint*)s1, k2 = (uint*)s2, k3 = (uint*)s3;
-            byte* v0 = s0 + TV.Header(nb), v1 = s1 + TV.Header(nb), v2 = s2 + TV.Header(nb), v3 = s3 + TV.Header(nb);
+            int last = r1 - 1;
+            uint* k0 = (uint*)j.RowPtr(r), k1 = (uint*)j.RowPtr(Math.Min(r + 1, last));
+            uint* k2 = (uint*)j.RowPtr(Math.Min(r + 2, last)), k3 = (uint*)j.RowPtr(Math.Min(r + 3, last));
+            byte* v0 = (byte*)k0 + hb, v1 = (byte*)k1 + hb, v2 = (byte*)k2 + hb, v3 = (byte*)k3 + hb;
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (int b = 0; b < nb; b++)
             {
-                var x0 = Vector512.Load(x + b * 32); var x1 = Vector512.Load(x + b * 32 + 16);
-                a0 = TV.Block(k0[b], ref v0, s0, b, nb, x0, x1, a0);
-                a1 = TV.Block(k1[b], ref v1, s1, b, nb, x0, x1, a1);
-                a2 = TV.Block(k2[b], ref v2, s2, b, nb, x0, x1, a2);
-                a3 = TV.Block(k3[b], ref v3, s3, b, nb, x0, x1, a3);
+                var xe = Vector512.Load(x + b * 32); var xo = Vector512.Load(x + b * 32 + 16);
+                var (e0, o0) = PairsUnscaled(ExpandHalves(v0, k0 + b)); v0 += BitOperations.PopCount(k0[b]) * 2;
+                var (e1, o1) = PairsUnscaled(ExpandHalves(v1, k1 + b)); v1 += BitOperations.PopCount(k1[b]) * 2;
+                var (e2, o2) = PairsUnscaled(ExpandHalves(v2, k2 + b)); v2 += BitOperations.PopCount(k2[b]) * 2;
+                var (e3, o3) = PairsUnscaled(ExpandHalves(v3, k3 + b)); v3 += BitOperations.PopCount(k3[b]) * 2;
+                a0 = Vector512.FusedMultiplyAdd(o0, xo, Vector512.FusedMultiplyAdd(e0, xe, a0));
+                a1 = Vector512.FusedMultiplyAdd(o1, xo, Vector512.FusedMultiplyAdd(e1, xe, a1));
+                a2 = Vector512.FusedMultiplyAdd(o2, xo, Vector512.FusedMultiplyAdd(e2, xe, a2));
+                a3 = Vector512.FusedMultiplyAdd(o3, xo, Vector512.FusedMultiplyAdd(e3, xe, a3));
             }
-            j.Y[r] = Vector512.Sum(a0) * fin; j.Y[r + 1] = Vector512.Sum(a1) * fin;
-            j.Y[r + 2] = Vector512.Sum(a2) * fin; j.Y[r + 3] = Vector512.Sum(a3) * fin;
+            float* y = j.Y + r;
+            y[0] = Vector512.Sum(a0) * fin;
+            if (r + 1 <= last) y[1] = Vector512.Sum(a1) * fin;
+            if (r + 2 <= last) y[2] = Vector512.Sum(a2) * fin;
+            if (r + 3 <= last) y[3] = Vector512.Sum(a3) * fin;
         }
-        for (; r < r1; r++)
+    }
+
+    /// <summary>
+    /// Q8_0 decode with int8 activations (<see cref="Q8Act"/>, as the dense Q8_0 kernel): per pair of blocks and row
+    /// one predicate and one 64-byte vpexpandb, then per block the dense kernel's own integer block dot
+    /// (<see cref="Q8_0Kernel.IntBlock"/>) with the same scales in the same order, so the results equal the dense
+    /// kernel's on the dense matrix.
+    /// </summary>
+    static void VecChunkQ8(void* ctx, int chunk)
+    {
+        ref readonly Job j = ref *(Job*)ctx;
+        int r0 = chunk * RowsPerChunk, r1 = Math.Min(r0 + RowsPerChunk, j.Rows);
+        int nb = j.Blocks, ng = Q8Act.Groups(j.Cols), mb = SparseMatrix.MaskBytes(GgmlType.Q8_0, nb), hb = SparseMatrix.RowHeaderBytes(GgmlType.Q8_0, nb);
+        sbyte* xq = (sbyte*)j.Prep;
+        float* dx = j.Prep + ng * 128, dxSum = dx + ng * 16;
+        float* s = stackalloc float[64];
+        byte** row = stackalloc byte*[4];
+        byte** v = stackalloc byte*[4];
+        for (int r = r0; r < r1; r += 4)
         {
-            byte* s = m.RowPtr(r);
-            uint* k = (uint*)s;
-            byte* v = s + TV.Header(nb);
+            int last = r1 - 1;
+            for (int a = 0; a < 4; a++) { row[a] = j.RowPtr(Math.Min(r + a, last)); v[a] = row[a] + hb; }
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
+            for (int g = 0; g < ng; g++)
+            {
+                int b0 = 16 * g, nk = Math.Min(16, nb - b0);
+                var vdx = Vector512.Load(dx + b0);
+                var vds = Vector512.Load(dxSum + b0);
+                var live = Vector512.LessThan(Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), Vector512.Create(nk)).AsSingle();
+                var d0 = Vector512.ConditionalSelect(live, Fp16.ToFloatExact16((ushort*)(row[0] + mb) + b0), default);
+                var d1 = Vector512.ConditionalSelect(live, Fp16.ToFloatExact16((ushort*)(row[1] + mb) + b0), default);
+                var d2 = Vector512.ConditionalSelect(live, Fp16.ToFloatExact16((ushort*)(row[2] + mb) + b0), default);
+                var d3 = Vector512.ConditionalSelect(live, Fp16.ToFloatExact16((ushort*)(row[3] + mb) + b0), default);
+                (d0 * vdx).Store(s); (d1 * vdx).Store(s + 16); (d2 * vdx).Store(s + 32); (d3 * vdx).Store(s + 48);
+                c0 = Vector512.FusedMultiplyAdd(d0, vds, c0); c1 = Vector512.FusedMultiplyAdd(d1, vds, c1);
+                c2 = Vector512.FusedMultiplyAdd(d2, vds, c2); c3 = Vector512.FusedMultiplyAdd(d3, vds, c3);
+                for (int k = 0; k < nk; k += 2)
+                {
+                    int b = b0 + k;
+                    var u0 = Offset(ref v[0], row[0], b); var u1 = Offset(ref v[1], row[1], b);
+                    var u2 = Offset(ref v[2], row[2], b); var u3 = Offset(ref v[3], row[3], b);
+                    var xv = Vector256.Load(xq + b * 32);
+                    a0 = IntBlock(u0.GetLower(), xv, s[k], a0);
+                    a1 = IntBlock(u1.GetLower(), xv, s[16 + k], a1);
+                    a2 = IntBlock(u2.GetLower(), xv, s[32 + k], a2);
+                    a3 = IntBlock(u3.GetLower(), xv, s[48 + k], a3);
+                    if (k + 1 == nk) break;
+                    xv = Vector256.Load(xq + b * 32 + 32);
+                    a0 = IntBlock(u0.GetUpper(), xv, s[k + 1], a0);
+                    a1 = IntBlock(u1.GetUpper(), xv, s[17 + k], a1);
+                    a2 = IntBlock(u2.GetUpper(), xv, s[33 + k], a2);
+                    a3 = IntBlock(u3.GetUpper(), xv, s[49 + k], a3);
+                }
+            }
+            float off = Q8_0Kernel.Offset;
+            float* y = j.Y + r;
+            y[0] = Vector256.Sum(a0) - off * Vector512.Sum(c0);
+            if (r + 1 <= last) y[1] = Vector256.Sum(a1) - off * Vector512.Sum(c1);
+            if (r + 2 <= last) y[2] = Vector256.Sum(a2) - off * Vector512.Sum(c2);
+            if (r + 3 <= last) y[3] = Vector256.Sum(a3) - off * Vector512.Sum(c3);
+        }
+    }
+
+    /// <summary>Blocks b, b + 1 of a row, expanded and offset to unsigned (w + 128) as the dense kernel stores them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<byte> Offset(ref byte* v, byte* row, int b)
+    {
+        ulong* mw = (ulong*)row + b / 2;
+        var u = ExpandQuants(v, mw) ^ Vector512.Create((byte)0x80);
+        v += BitOperations.PopCount(*mw);
+        return u;
+    }
+
+    /// <summary>The dense kernel's block step (<see cref="Q8_0Kernel.IntBlock"/>) on an expanded block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> IntBlock(Vector256<byte> u, Vector256<sbyte> xv, float scale, Vector256<float> acc) =>
+        Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u, xv)), Vector256.Create(scale), acc);
+
+    /// <summary>F32 decode: four rows in flight, two vexpandps per block and row.</summary>
+    static void VecChunkF32(void* ctx, int chunk)
+    {
+        ref readonly Job j = ref *(Job*)ctx;
+        int r0 = chunk * RowsPerChunk, r1 = Math.Min(r0 + RowsPerChunk, j.Rows);
+        int nb = j.Blocks;
+        float* x = j.X;
+        for (int r = r0; r < r1; r++)
+        {
+            uint* k = (uint*)j.RowPtr(r);
+            float* v = (float*)(k + nb);
             Vector512<float> a = default;
-            for (int b = 0; b < nb; b++) a = TV.Block(k[b], ref v, s, b, nb, Vector512.Load(x + b * 32), Vector512.Load(x + b * 32 + 16), a);
-            j.Y[r] = Vector512.Sum(a) * fin;
+            for (int b = 0; b < nb; b++)
+            {
+                var w = Vector512.Create(k[b]);
+                a = Vector512.FusedMultiplyAdd(Avx512F.Expand(merge: Vector512<float>.Zero, mask: Test(w, TestF32Lo).AsSingle(), value: Vector512.Load(v)), Vector512.Load(x + b * 32), a);
+                v += BitOperations.PopCount(k[b] & 0xFFFF);
+                a = Vector512.FusedMultiplyAdd(Avx512F.Expand(merge: Vector512<float>.Zero, mask: Test(w, TestF32Hi).AsSingle(), value: Vector512.Load(v)), Vector512.Load(x + b * 32 + 16), a);
+                v += BitOperations.PopCount(k[b] >> 16);
+            }
+            j.Y[r] = Vector512.Sum(a);
         }
     }
 
@@ -290,15 +365,7 @@ public static unsafe class SparseMatMul
             int nr = Math.Min(4, r1 - r);
             for (int a = 0; a < nr; a++)
             {
-                byte* s = m.RowPtr(r + a);
-                uint* k = (uint*)s;
-                float* dst = buf + a * cols;
-                switch (m.ValueType)
-                {
-                    case GgmlType.F16: { byte* v = s + F16Values.Header(nb); for (int b = 0; b < nb; b++) F16Values.Expand(k[b], ref v, s, b, nb, dst + b * 32); break; }
-                    case GgmlType.Q8_0: { byte* v = s + Q8Values.Header(nb); for (int b = 0; b < nb; b++) Q8Values.Expand(k[b], ref v, s, b, nb, dst + b * 32); break; }
-                    default: { byte* v = s + F32Values.Header(nb); for (int b = 0; b < nb; b++) F32Values.Expand(k[b], ref v, s, b, nb, dst + b * 32); break; }
-                }
+                ExpandRow(m.RowPtr(r + a), m.ValueType, cols, buf + a * cols);
             }
             float* w0 = buf, w1 = buf + Math.Min(1, nr - 1) * cols, w2 = buf + Math.Min(2, nr - 1) * cols, w3 = buf + Math.Min(3, nr - 1) * cols;
             for (int t = 0; t < j.N; t += 4)

@@ -21,7 +21,11 @@ namespace Pare.Kernels.Sparse;
 /// 16  u32  cols (a multiple of 32)
 /// 20  u32  reserved = 0
 /// 24  u64  row offsets [rows + 1], from the start of the blob; row r is [off[r], off[r + 1])
-///     rows: u32 masks [cols / 32] (bit i of mask b: column 32 b + i is non-zero),
+///     rows: masks, one bit per column (set: non-zero), in an order chosen so that one broadcast load and one
+///           vector test give the kernel its expansion predicate (<see cref="MaskBit"/>):
+///             F32: u32 per 32 columns, bit i = column i;
+///             F16: u32 per 32 columns, bit (i / 2) + 16 (i % 2) = column i (even columns low, odd columns high);
+///             Q8_0: u64 per 64 columns (two blocks; ceil(cols / 64) of them), bit 8 (i % 8) + i / 8 = column i,
 ///           Q8_0 only: f16 block scales [cols / 32],
 ///           the non-zero values in column order (F32 4 bytes, F16 2 bytes, Q8_0 one int8 quant)
 ///     64 zero bytes of padding after the last row (kernels load whole vectors past a row's last value)
@@ -30,7 +34,7 @@ namespace Pare.Kernels.Sparse;
 public sealed unsafe class SparseMatrix
 {
     public const uint Magic = 0x42505350;
-    public const uint Version = 1;
+    public const uint Version = 2;
     public const int HeaderBytes = 24;
     /// <summary>Zero bytes after the last row, so kernels may load a whole vector past any row's values.</summary>
     public const int TailPadding = 64;
@@ -60,39 +64,59 @@ public sealed unsafe class SparseMatrix
 
     static int ValueBytes(GgmlType t) => t switch { GgmlType.F32 => 4, GgmlType.F16 => 2, GgmlType.Q8_0 => 1, _ => 0 };
 
+    /// <summary>Bytes of a row's masks: 4 per 32 columns (Q8_0: 8 per 64 columns).</summary>
+    internal static int MaskBytes(GgmlType t, int nb) => t == GgmlType.Q8_0 ? (nb + 1) / 2 * 8 : nb * 4;
+
+    /// <summary>Bytes before a row's packed values: masks, and for Q8_0 the f16 block scales.</summary>
+    internal static int RowHeaderBytes(GgmlType t, int nb) => MaskBytes(t, nb) + (t == GgmlType.Q8_0 ? nb * 2 : 0);
+
+    /// <summary>Where column c's bit is: (byte offset of its mask word in the row, bit within that word).</summary>
+    internal static (int Word, int Bit) MaskBit(GgmlType t, int c)
+    {
+        int i = c % 32;
+        return t switch
+        {
+            GgmlType.F16 => (c / 32 * 4, (i >> 1) + 16 * (i & 1)),
+            GgmlType.Q8_0 => (c / 64 * 8, 8 * (c % 64 % 8) + c % 64 / 8),
+            _ => (c / 32 * 4, i),
+        };
+    }
+
+    static bool IsSet(byte* row, GgmlType t, int c)
+    {
+        var (w, bit) = MaskBit(t, c);
+        return (*(ulong*)(row + w) >> bit & 1) != 0;
+    }
+
+    static long CountBits(byte* p, int bytes)
+    {
+        long n = 0;
+        for (int i = 0; i < bytes; i += 4) n += BitOperations.PopCount(*(uint*)(p + i));
+        return n;
+    }
+
     /// <summary>Encodes a dense matrix given as its stored bytes (F32, F16 or Q8_0 rows); zeros are dropped.</summary>
     public static byte[] Encode(GgmlType type, int rows, int cols, ReadOnlySpan<byte> dense)
     {
         if (!CanEncode(type, cols)) throw new ArgumentException($"cannot store {type} rows of {cols} compactly");
         long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
         if (dense.Length < rowBytes * rows) throw new ArgumentException("dense data is shorter than the matrix", nameof(dense));
-        int nb = cols / 32, vb = ValueBytes(type);
-        long fixedBytes = nb * 4L + (type == GgmlType.Q8_0 ? nb * 2L : 0);
-        // Pass 1: masks and sizes.
-        var masks = new uint[(long)rows * nb];
+        int nb = cols / 32, vb = ValueBytes(type), maskBytes = MaskBytes(type, nb);
+        long fixedBytes = RowHeaderBytes(type, nb);
+        bool NonZero(ReadOnlySpan<byte> src, int c) => type switch
+        {
+            GgmlType.F32 => (BinaryPrimitives.ReadUInt32LittleEndian(src[(c * 4)..]) & 0x7FFFFFFF) != 0,
+            GgmlType.F16 => (BinaryPrimitives.ReadUInt16LittleEndian(src[(c * 2)..]) & 0x7FFF) != 0,
+            _ => src[c / 32 * 34 + 2 + c % 32] != 0,
+        };
+        // Pass 1: sizes.
         var offsets = new long[rows + 1];
         long pos = HeaderBytes + 8L * (rows + 1);
         for (int r = 0; r < rows; r++)
         {
             var src = dense.Slice((int)(r * rowBytes), (int)rowBytes);
             long nnz = 0;
-            for (int b = 0; b < nb; b++)
-            {
-                uint m = 0;
-                for (int i = 0; i < 32; i++)
-                {
-                    int c = b * 32 + i;
-                    bool nz = type switch
-                    {
-                        GgmlType.F32 => (BinaryPrimitives.ReadUInt32LittleEndian(src[(c * 4)..]) & 0x7FFFFFFF) != 0,
-                        GgmlType.F16 => (BinaryPrimitives.ReadUInt16LittleEndian(src[(c * 2)..]) & 0x7FFF) != 0,
-                        _ => src[b * 34 + 2 + i] != 0,
-                    };
-                    if (nz) m |= 1u << i;
-                }
-                masks[(long)r * nb + b] = m;
-                nnz += BitOperations.PopCount(m);
-            }
+            for (int c = 0; c < cols; c++) if (NonZero(src, c)) nnz++;
             offsets[r] = pos;
             pos += fixedBytes + nnz * vb;
         }
@@ -110,28 +134,22 @@ public sealed unsafe class SparseMatrix
         {
             var src = dense.Slice((int)(r * rowBytes), (int)rowBytes);
             var dst = h[(int)offsets[r]..(int)offsets[r + 1]];
-            var rowMasks = masks.AsSpan(r * nb, nb);
-            MemoryMarshal.AsBytes(rowMasks).CopyTo(dst);
-            int at = nb * 4;
+            int at = maskBytes;
             if (type == GgmlType.Q8_0)
                 for (int b = 0; b < nb; b++) { src.Slice(b * 34, 2).CopyTo(dst[at..]); at += 2; }
-            for (int b = 0; b < nb; b++)
+            for (int c = 0; c < cols; c++)
             {
-                uint m = rowMasks[b];
-                while (m != 0)
+                if (!NonZero(src, c)) continue;
+                var (word, bit) = MaskBit(type, c);
+                dst[word + bit / 8] |= (byte)(1 << (bit % 8));
+                var v = type switch
                 {
-                    int i = BitOperations.TrailingZeroCount(m);
-                    m &= m - 1;
-                    int c = b * 32 + i;
-                    var v = type switch
-                    {
-                        GgmlType.F32 => src.Slice(c * 4, 4),
-                        GgmlType.F16 => src.Slice(c * 2, 2),
-                        _ => src.Slice(b * 34 + 2 + i, 1),
-                    };
-                    v.CopyTo(dst[at..]);
-                    at += vb;
-                }
+                    GgmlType.F32 => src.Slice(c * 4, 4),
+                    GgmlType.F16 => src.Slice(c * 2, 2),
+                    _ => src.Slice(c / 32 * 34 + 2 + c % 32, 1),
+                };
+                v.CopyTo(dst[at..]);
+                at += vb;
             }
         }
         return blob;
@@ -157,16 +175,14 @@ public sealed unsafe class SparseMatrix
         if (byteLength < HeaderBytes + 8L * (rows + 1)) throw Bad("offset table is truncated");
         var m = new SparseMatrix(vt, rows, cols, data, byteLength);
         long* off = m.Offsets;
-        int nb = cols / 32;
-        long fixedBytes = nb * 4L + (vt == GgmlType.Q8_0 ? nb * 2L : 0);
+        int nb = cols / 32, maskBytes = MaskBytes(vt, nb);
+        long fixedBytes = RowHeaderBytes(vt, nb);
         if (off[0] != HeaderBytes + 8L * (rows + 1)) throw Bad("first row does not follow the offset table");
         for (int i = 0; i < rows; i++)
         {
             long a = off[i], b = off[i + 1];
             if (a < 0 || b > byteLength || b - a < fixedBytes) throw Bad($"row {i} is outside the blob or too short");
-            uint* masks = (uint*)(p + a);
-            long nnz = 0;
-            for (int k = 0; k < nb; k++) nnz += BitOperations.PopCount(masks[k]);
+            long nnz = CountBits(p + a, maskBytes);
             if (b - a != fixedBytes + nnz * vb) throw Bad($"row {i} length {b - a} does not match its mask ({nnz} values)");
         }
         if (off[rows] + TailPadding != byteLength) throw Bad($"blob does not end with exactly {TailPadding} bytes of padding");
@@ -179,11 +195,7 @@ public sealed unsafe class SparseMatrix
         get
         {
             long n = 0;
-            for (int r = 0; r < Rows; r++)
-            {
-                uint* masks = (uint*)RowPtr(r);
-                for (int b = 0; b < Blocks; b++) n += BitOperations.PopCount(masks[b]);
-            }
+            for (int r = 0; r < Rows; r++) n += CountBits(RowPtr(r), MaskBytes(ValueType, Blocks));
             return n;
         }
     }
@@ -197,23 +209,17 @@ public sealed unsafe class SparseMatrix
 
     internal static void DecodeRow(byte* p, GgmlType valueType, int cols, Span<float> dst)
     {
-        uint* masks = (uint*)p;
         int nb = cols / 32;
-        ushort* scales = (ushort*)(p + nb * 4);
-        byte* v = p + nb * 4 + (valueType == GgmlType.Q8_0 ? nb * 2 : 0);
-        for (int b = 0; b < nb; b++)
+        ushort* scales = (ushort*)(p + MaskBytes(valueType, nb));
+        byte* v = p + RowHeaderBytes(valueType, nb);
+        for (int c = 0; c < cols; c++)
         {
-            float d = valueType == GgmlType.Q8_0 ? Fp16.ToFloat(scales[b]) : 0;
-            for (int i = 0; i < 32; i++)
+            if (!IsSet(p, valueType, c)) { dst[c] = 0; continue; }
+            switch (valueType)
             {
-                int c = b * 32 + i;
-                if ((masks[b] >> i & 1) == 0) { dst[c] = 0; continue; }
-                switch (valueType)
-                {
-                    case GgmlType.F32: dst[c] = *(float*)v; v += 4; break;
-                    case GgmlType.F16: dst[c] = Fp16.ToFloat(*(ushort*)v); v += 2; break;
-                    default: dst[c] = (sbyte)*v * d; v += 1; break;
-                }
+                case GgmlType.F32: dst[c] = *(float*)v; v += 4; break;
+                case GgmlType.F16: dst[c] = Fp16.ToFloat(*(ushort*)v); v += 2; break;
+                default: dst[c] = (sbyte)*v * Fp16.ToFloat(scales[c / 32]); v += 1; break;
             }
         }
     }

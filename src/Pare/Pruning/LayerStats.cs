@@ -17,7 +17,7 @@ public sealed class LayerStats
     {
         Cols = cols;
         SqSum = new double[cols];
-        _xtx = hessian ? new double[(long)cols * cols] : null;
+        _xtx = hessian ? new double[Linalg.PackedLength(cols)] : null;
         _errorTokens = errorTokens;
     }
 
@@ -28,7 +28,7 @@ public sealed class LayerStats
     public int Sequences { get; private set; }
     /// <summary>sum over tokens of x_j^2.</summary>
     public double[] SqSum { get; }
-    /// <summary>sum over tokens of x x^T (cols x cols, full), or null when not collected.</summary>
+    /// <summary>sum over tokens of x x^T (cols x cols, symmetric: its upper triangle packed, <see cref="Linalg.UpperIndex"/>), or null when not collected.</summary>
     public double[]? XtX => _xtx;
     /// <summary>Up to ErrorTokens raw inputs (tokens x cols), the first seen.</summary>
     public float[] Sample => [.. _sample];
@@ -52,8 +52,9 @@ public sealed class LayerStats
     double[]? _xtx;
 
     /// <summary>
-    /// SparseGPT's H = (2 / sequences) sum x x^T. With <paramref name="last"/> the statistics' own array is scaled and
-    /// handed over (no copy: the down projection's Hessian alone is ffn^2 doubles); otherwise a fresh copy.
+    /// SparseGPT's H = (2 / sequences) sum x x^T, packed upper (<see cref="Linalg.UpperIndex"/>). With <paramref name="last"/>
+    /// the statistics' own array is scaled and handed over (no copy: the down projection's Hessian alone is ffn^2 / 2
+    /// doubles); otherwise a fresh copy.
     /// </summary>
     public double[] Hessian(bool last = false)
     {
@@ -75,7 +76,8 @@ public sealed class LayerStats
 
     /// <summary>
     /// h += X^T X for X (n x cols): X is transposed once so each entry is a dot product of two contiguous columns,
-    /// computed in F32 over the window (4 x 4 tiles), then added to the F64 sum. Only the lower triangle is computed.
+    /// computed in F32 over the window (4 x 4 tiles), then added to the F64 sum. <paramref name="h"/> is packed upper
+    /// (<see cref="Linalg.UpperIndex"/>): entry (i, j), i &gt;= j, goes to (j, i).
     /// </summary>
     internal static void AddOuter(double[] h, ReadOnlySpan<float> x, int n, int cols, int threads)
     {
@@ -96,13 +98,11 @@ public sealed class LayerStats
                 for (int a = 0; a < 4 && i0 + a < cols; a++)
                     for (int b = 0; b < 4 && j0 + b <= i0 + a; b++)
                     {
-                        long idx = (long)(i0 + a) * cols + j0 + b;
+                        long idx = Linalg.UpperIndex(cols, j0 + b, i0 + a);
                         h[idx] += res[a * 4 + b];
                     }
             }
         });
-        for (int i = 0; i < cols; i++)
-            for (int j = 0; j < i; j++) h[(long)j * cols + i] = h[(long)i * cols + j];
     }
 
     static void Tile(float[] xt, int np, int cols, int i0, int j0, Span<float> res)

@@ -132,16 +132,27 @@ public sealed class LayerStats
         res[12] = Vector512.Sum(c30); res[13] = Vector512.Sum(c31); res[14] = Vector512.Sum(c32); res[15] = Vector512.Sum(c33);
     }
 
+    /// <summary>Writes row <c>r</c> of a matrix into <c>dst</c>.</summary>
+    public delegate void RowSource(int r, Span<float> dst);
+
     /// <summary>||W X - W' X||^2 / ||W X||^2 over the sample (X: tokens x cols; W, W': rows x cols).</summary>
-    public static double RelativeError(ReadOnlySpan<float> before, ReadOnlySpan<float> after, int rows, int cols, ReadOnlySpan<float> sample)
+    public static double RelativeError(float[] before, ReadOnlySpan<float> after, int rows, int cols, ReadOnlySpan<float> sample) =>
+        RelativeError((r, dst) => before.AsSpan(r * cols, cols).CopyTo(dst), after, rows, cols, sample);
+
+    /// <summary>
+    /// <see cref="RelativeError(float[], ReadOnlySpan{float}, int, int, ReadOnlySpan{float})"/> with W given row by row, so
+    /// that W need not be held next to W' (the pruner decodes it again from the file).
+    /// </summary>
+    public static double RelativeError(RowSource before, ReadOnlySpan<float> after, int rows, int cols, ReadOnlySpan<float> sample)
     {
         int tokens = sample.Length / cols;
         if (tokens == 0) return double.NaN;
+        var wb = new float[cols];
         var diff = new float[cols];
         double num = 0, den = 0;
         for (int r = 0; r < rows; r++)
         {
-            var wb = before.Slice(r * cols, cols);
+            before(r, wb);
             var wa = after.Slice(r * cols, cols);
             for (int j = 0; j < cols; j++) diff[j] = wb[j] - wa[j];
             for (int t = 0; t < tokens; t++)

@@ -128,13 +128,14 @@ public static class Pruner
         }
 
         using var src = File.OpenHandle(modelPath, FileMode.Open, FileAccess.Read, FileShare.Read);
-        byte[] ReadRow(WeightMatrix m, int r)
+        byte[] ReadBytes(GgufTensorInfo info, int r, int cols)
         {
-            var info = f.GetTensor(m.Name);
-            var buf = new byte[m.RowBytes];
-            RandomAccess.Read(src, buf, f.DataOffset + info.Offset + (long)r * m.RowBytes);
+            long rowBytes = GgmlTypeInfo.RowBytes(info.Type, cols);
+            var buf = new byte[rowBytes];
+            RandomAccess.Read(src, buf, f.DataOffset + info.Offset + r * rowBytes);
             return buf;
         }
+        byte[] ReadRow(WeightMatrix m, int r) => ReadBytes(f.GetTensor(m.Name), r, m.Cols);
 
         string scratchPath = outputPath + ".scratch-" + Environment.ProcessId;
         var stored = new Dictionary<string, (long Offset, long Bytes, GgmlType Type, long[] Dims)>();
@@ -175,10 +176,13 @@ public static class Pruner
                         var t0 = Stopwatch.GetTimestamp();
                         var pattern = plan[d.Name];
                         var st = stats?.GetValueOrDefault(d.Input);
-                        var before = st != null ? (float[])d.Data.Clone() : null;
                         var pruned = new bool[d.Data.Length];
                         PruneMatrix(d, pattern, st, options, pruned, lastReader);
-                        double? err = st != null && before != null ? LayerStats.RelativeError(before, d.Data, d.Rows, d.Cols, st.Sample) : null;
+                        // The unpruned rows are decoded again from the file rather than kept as a copy.
+                        var source = f.GetTensor(d.Name);
+                        double? err = st != null
+                            ? LayerStats.RelativeError((r, dst) => Dequant.Row(d.StoredType, ReadBytes(source, r, d.Cols), dst), d.Data, d.Rows, d.Cols, st.Sample)
+                            : null;
                         var bytes = Encode(d.StoredType, d.Data, pruned, d.Cols);
                         // What is written is what counts: decode the stored bytes, count zeros, and give the block's
                         // forward pass exactly the stored values.

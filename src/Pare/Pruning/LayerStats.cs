@@ -29,7 +29,7 @@ public sealed class LayerStats
     /// <summary>sum over tokens of x_j^2.</summary>
     public double[] SqSum { get; }
     /// <summary>sum over tokens of x x^T (cols x cols, symmetric: its upper triangle packed, <see cref="Linalg.UpperIndex"/>), or null when not collected.</summary>
-    public double[]? XtX => _xtx;
+    public double[]? XtX => _handedOver ? null : _xtx;
     /// <summary>Up to ErrorTokens raw inputs (tokens x cols), the first seen.</summary>
     public float[] Sample => [.. _sample];
     public int SampleTokens => _sample.Count / Cols;
@@ -37,6 +37,7 @@ public sealed class LayerStats
     /// <summary>Adds one sequence's inputs (n x cols, row-major).</summary>
     public void Add(ReadOnlySpan<float> x, int n, int threads)
     {
+        if (_handedOver) throw new InvalidOperationException("the Hessian was handed over: Reset before adding inputs");
         for (int t = 0; t < n; t++)
         {
             var row = x.Slice(t * Cols, Cols);
@@ -49,21 +50,36 @@ public sealed class LayerStats
         Sequences++;
     }
 
-    double[]? _xtx;
+    readonly double[]? _xtx;
+    bool _handedOver;
 
     /// <summary>
     /// SparseGPT's H = (2 / sequences) sum x x^T, packed upper (<see cref="Linalg.UpperIndex"/>). With <paramref name="last"/>
     /// the statistics' own array is scaled and handed over (no copy: the down projection's Hessian alone is ffn^2 / 2
-    /// doubles); otherwise a fresh copy.
+    /// doubles) for the caller to overwrite, until <see cref="Reset"/> takes it back; otherwise a fresh copy.
     /// </summary>
     public double[] Hessian(bool last = false)
     {
-        var src = _xtx ?? throw new InvalidOperationException("Hessian was not collected (or already handed over)");
-        var h = last ? src : (double[])src.Clone();
-        if (last) _xtx = null;
+        if (_xtx == null || _handedOver) throw new InvalidOperationException("Hessian was not collected (or already handed over)");
+        var h = last ? _xtx : (double[])_xtx.Clone();
+        _handedOver = last;
         double s = 2.0 / Math.Max(1, Sequences);
         for (long i = 0; i < h.LongLength; i++) h[i] *= s;
         return h;
+    }
+
+    /// <summary>
+    /// Empties the statistics for the next block, keeping their arrays (a handed-over Hessian array is taken back and
+    /// cleared): the pruner reuses them block after block instead of allocating ffn^2 / 2 doubles each time.
+    /// </summary>
+    public void Reset()
+    {
+        Array.Clear(SqSum);
+        if (_xtx != null) Array.Clear(_xtx);
+        _handedOver = false;
+        _sample.Clear();
+        Tokens = 0;
+        Sequences = 0;
     }
 
     /// <summary>Wanda's mean x_j^2 over tokens.</summary>

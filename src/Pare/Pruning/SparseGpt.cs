@@ -56,6 +56,8 @@ public static class SparseGpt
         for (int k = 0; k < packed; k++) narrow[k] = (float)hessian[k];
 
         var po = new ParallelOptions { MaxDegreeOfParallelism = threads > 0 ? threads : Environment.ProcessorCount };
+        float[] scores = pattern.IsNM ? [] : new float[rows * Math.Min(blockSize, n)];
+        bool[] blockMasks = pattern.IsNM ? [] : new bool[scores.Length];
         for (int i1 = 0; i1 < n; i1 += blockSize)
         {
             int i2 = Math.Min(i1 + blockSize, n), count = i2 - i1;
@@ -64,14 +66,15 @@ public static class SparseGpt
                 var u = U(hessian);
                 // Exact count overall: this block prunes round(s * end) - round(s * start) weights.
                 int k = Masks.Count(pattern.Ratio, (long)rows * i2) - Masks.Count(pattern.Ratio, (long)rows * i1);
-                var score = new float[rows * count];
+                var score = scores.AsSpan(0, rows * count);
                 for (int r = 0; r < rows; r++)
                     for (int c = 0; c < count; c++)
                     {
                         float d = u[(int)Linalg.UpperIndex(n, i1 + c, i1 + c)], x = w[(long)r * cols + i1 + c];
                         score[r * count + c] = x * x / (d * d);
                     }
-                var blockMask = new bool[rows * count];
+                var blockMask = blockMasks.AsSpan(0, rows * count);
+                blockMask.Clear();
                 Masks.PruneSmallest(score, k, blockMask);
                 for (int r = 0; r < rows; r++)
                     for (int c = 0; c < count; c++)

@@ -58,6 +58,7 @@ public static class SparseGpt
         var po = new ParallelOptions { MaxDegreeOfParallelism = threads > 0 ? threads : Environment.ProcessorCount };
         float[] scores = pattern.IsNM ? [] : new float[rows * Math.Min(blockSize, n)];
         bool[] blockMasks = pattern.IsNM ? [] : new bool[scores.Length];
+        float[] selection = pattern.IsNM ? [] : new float[scores.Length];
         for (int i1 = 0; i1 < n; i1 += blockSize)
         {
             int i2 = Math.Min(i1 + blockSize, n), count = i2 - i1;
@@ -75,7 +76,7 @@ public static class SparseGpt
                     }
                 var blockMask = blockMasks.AsSpan(0, rows * count);
                 blockMask.Clear();
-                Masks.PruneSmallest(score, k, blockMask);
+                Masks.PruneSmallest(score, k, blockMask, selection);
                 for (int r = 0; r < rows; r++)
                     for (int c = 0; c < count; c++)
                         if (blockMask[r * count + c]) pruned[(long)r * cols + i1 + c] = true;

@@ -215,5 +215,10 @@ public class MaskTests
         var p = new bool[6];
         Masks.PruneSmallest(s, 3, p);
         Assert.Equal(new[] { true, true, false, false, true, false }, p);
+        var scratch = new float[10]; // a longer scratch buffer instead of a copy: same mask, scores untouched
+        var q = new bool[6];
+        Masks.PruneSmallest(s, 3, q, scratch);
+        Assert.Equal(p, q);
+        Assert.Equal(new float[] { 1, 1, 1, 1, 0, 2 }, s);
     }
 }

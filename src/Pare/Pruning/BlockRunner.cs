@@ -23,10 +23,22 @@ public enum LinearInput
 public sealed class DenseLinear
 {
     public DenseLinear(string name, GgmlType storedType, int rows, int cols, LinearInput input)
+        : this(name, storedType, rows, cols, input, GC.AllocateArray<float>(rows * cols, pinned: true)) { }
+
+    DenseLinear(string name, GgmlType storedType, int rows, int cols, LinearInput input, float[] pinnedData)
     {
         Name = name; StoredType = storedType; Rows = rows; Cols = cols; Input = input;
-        Data = GC.AllocateArray<float>(rows * cols, pinned: true);
+        Data = pinnedData;
     }
+
+    /// <summary>
+    /// A matrix of the same shape that takes over <paramref name="previous"/>'s (pinned) storage, contents undefined: a
+    /// block's matrices are hundreds of MB, so the next block reuses them instead of allocating anew.
+    /// </summary>
+    internal static DenseLinear Reusing(DenseLinear? previous, string name, GgmlType storedType, int rows, int cols, LinearInput input) =>
+        previous != null && previous.Rows == rows && previous.Cols == cols
+            ? new DenseLinear(name, storedType, rows, cols, input, previous.Data)
+            : new DenseLinear(name, storedType, rows, cols, input);
 
     /// <summary>GGUF tensor name (blk.N.attn_q.weight, ...).</summary>
     public string Name { get; }
@@ -62,12 +74,16 @@ public sealed class DenseBlock
 
     public IEnumerable<DenseLinear> Linears => [Wq, Wk, Wv, Wo, Gate, Up, Down];
 
-    /// <summary>Dequantizes block <paramref name="index"/>'s matrices; <paramref name="readRow"/> gives the stored bytes of a row.</summary>
-    public static DenseBlock Load(LlamaConfig c, LlamaLayerWeights lw, int index, Func<WeightMatrix, int, byte[]>? readRow = null)
+    /// <summary>
+    /// Dequantizes block <paramref name="index"/>'s matrices; <paramref name="readRow"/> gives the stored bytes of a row.
+    /// With <paramref name="reuse"/> (a block done with, of the same shapes) its storage is overwritten instead of
+    /// allocating a second block: <paramref name="reuse"/> must not be used afterwards.
+    /// </summary>
+    public static DenseBlock Load(LlamaConfig c, LlamaLayerWeights lw, int index, Func<WeightMatrix, int, byte[]>? readRow = null, DenseBlock? reuse = null)
     {
-        DenseLinear L(WeightMatrix m, string suffix, LinearInput input)
+        DenseLinear L(WeightMatrix m, string suffix, LinearInput input, DenseLinear? previous)
         {
-            var d = new DenseLinear($"blk.{index}.{suffix}.weight", m.Type, m.Rows, m.Cols, input);
+            var d = DenseLinear.Reusing(previous, $"blk.{index}.{suffix}.weight", m.Type, m.Rows, m.Cols, input);
             for (int r = 0; r < m.Rows; r++)
                 Dequant.Row(m.Type, readRow != null ? readRow(m, r) : m.Row(r), d.Data.AsSpan(r * m.Cols, m.Cols));
             return d;
@@ -76,13 +92,13 @@ public sealed class DenseBlock
         {
             Index = index,
             AttnNorm = lw.AttnNorm, FfnNorm = lw.FfnNorm, Bq = lw.Bq, Bk = lw.Bk, Bv = lw.Bv,
-            Wq = L(lw.Wq, "attn_q", LinearInput.Attention),
-            Wk = L(lw.Wk, "attn_k", LinearInput.Attention),
-            Wv = L(lw.Wv, "attn_v", LinearInput.Attention),
-            Wo = L(lw.Wo, "attn_output", LinearInput.AttentionOutput),
-            Gate = L(lw.Gate, "ffn_gate", LinearInput.Ffn),
-            Up = L(lw.Up, "ffn_up", LinearInput.Ffn),
-            Down = L(lw.Down, "ffn_down", LinearInput.Down),
+            Wq = L(lw.Wq, "attn_q", LinearInput.Attention, reuse?.Wq),
+            Wk = L(lw.Wk, "attn_k", LinearInput.Attention, reuse?.Wk),
+            Wv = L(lw.Wv, "attn_v", LinearInput.Attention, reuse?.Wv),
+            Wo = L(lw.Wo, "attn_output", LinearInput.AttentionOutput, reuse?.Wo),
+            Gate = L(lw.Gate, "ffn_gate", LinearInput.Ffn, reuse?.Gate),
+            Up = L(lw.Up, "ffn_up", LinearInput.Ffn, reuse?.Up),
+            Down = L(lw.Down, "ffn_down", LinearInput.Down, reuse?.Down),
         };
     }
 }

@@ -17,7 +17,7 @@ public sealed class LayerStats
     {
         Cols = cols;
         SqSum = new double[cols];
-        _xtx = hessian ? new double[(long)cols * cols] : null;
+        _xtx = hessian ? new double[Linalg.PackedLength(cols)] : null;
         _errorTokens = errorTokens;
     }
 
@@ -28,8 +28,8 @@ public sealed class LayerStats
     public int Sequences { get; private set; }
     /// <summary>sum over tokens of x_j^2.</summary>
     public double[] SqSum { get; }
-    /// <summary>sum over tokens of x x^T (cols x cols, full), or null when not collected.</summary>
-    public double[]? XtX => _xtx;
+    /// <summary>sum over tokens of x x^T (cols x cols, symmetric: its upper triangle packed, <see cref="Linalg.UpperIndex"/>), or null when not collected.</summary>
+    public double[]? XtX => _handedOver ? null : _xtx;
     /// <summary>Up to ErrorTokens raw inputs (tokens x cols), the first seen.</summary>
     public float[] Sample => [.. _sample];
     public int SampleTokens => _sample.Count / Cols;
@@ -37,6 +37,7 @@ public sealed class LayerStats
     /// <summary>Adds one sequence's inputs (n x cols, row-major).</summary>
     public void Add(ReadOnlySpan<float> x, int n, int threads)
     {
+        if (_handedOver) throw new InvalidOperationException("the Hessian was handed over: Reset before adding inputs");
         for (int t = 0; t < n; t++)
         {
             var row = x.Slice(t * Cols, Cols);
@@ -49,20 +50,36 @@ public sealed class LayerStats
         Sequences++;
     }
 
-    double[]? _xtx;
+    readonly double[]? _xtx;
+    bool _handedOver;
 
     /// <summary>
-    /// SparseGPT's H = (2 / sequences) sum x x^T. With <paramref name="last"/> the statistics' own array is scaled and
-    /// handed over (no copy: the down projection's Hessian alone is ffn^2 doubles); otherwise a fresh copy.
+    /// SparseGPT's H = (2 / sequences) sum x x^T, packed upper (<see cref="Linalg.UpperIndex"/>). With <paramref name="last"/>
+    /// the statistics' own array is scaled and handed over (no copy: the down projection's Hessian alone is ffn^2 / 2
+    /// doubles) for the caller to overwrite, until <see cref="Reset"/> takes it back; otherwise a fresh copy.
     /// </summary>
     public double[] Hessian(bool last = false)
     {
-        var src = _xtx ?? throw new InvalidOperationException("Hessian was not collected (or already handed over)");
-        var h = last ? src : (double[])src.Clone();
-        if (last) _xtx = null;
+        if (_xtx == null || _handedOver) throw new InvalidOperationException("Hessian was not collected (or already handed over)");
+        var h = last ? _xtx : (double[])_xtx.Clone();
+        _handedOver = last;
         double s = 2.0 / Math.Max(1, Sequences);
         for (long i = 0; i < h.LongLength; i++) h[i] *= s;
         return h;
+    }
+
+    /// <summary>
+    /// Empties the statistics for the next block, keeping their arrays (a handed-over Hessian array is taken back and
+    /// cleared): the pruner reuses them block after block instead of allocating ffn^2 / 2 doubles each time.
+    /// </summary>
+    public void Reset()
+    {
+        Array.Clear(SqSum);
+        if (_xtx != null) Array.Clear(_xtx);
+        _handedOver = false;
+        _sample.Clear();
+        Tokens = 0;
+        Sequences = 0;
     }
 
     /// <summary>Wanda's mean x_j^2 over tokens.</summary>
@@ -75,7 +92,8 @@ public sealed class LayerStats
 
     /// <summary>
     /// h += X^T X for X (n x cols): X is transposed once so each entry is a dot product of two contiguous columns,
-    /// computed in F32 over the window (4 x 4 tiles), then added to the F64 sum. Only the lower triangle is computed.
+    /// computed in F32 over the window (4 x 4 tiles), then added to the F64 sum. <paramref name="h"/> is packed upper
+    /// (<see cref="Linalg.UpperIndex"/>): entry (i, j), i &gt;= j, goes to (j, i).
     /// </summary>
     internal static void AddOuter(double[] h, ReadOnlySpan<float> x, int n, int cols, int threads)
     {
@@ -96,13 +114,11 @@ public sealed class LayerStats
                 for (int a = 0; a < 4 && i0 + a < cols; a++)
                     for (int b = 0; b < 4 && j0 + b <= i0 + a; b++)
                     {
-                        long idx = (long)(i0 + a) * cols + j0 + b;
+                        long idx = Linalg.UpperIndex(cols, j0 + b, i0 + a);
                         h[idx] += res[a * 4 + b];
                     }
             }
         });
-        for (int i = 0; i < cols; i++)
-            for (int j = 0; j < i; j++) h[(long)j * cols + i] = h[(long)i * cols + j];
     }
 
     static void Tile(float[] xt, int np, int cols, int i0, int j0, Span<float> res)
@@ -132,16 +148,27 @@ public sealed class LayerStats
         res[12] = Vector512.Sum(c30); res[13] = Vector512.Sum(c31); res[14] = Vector512.Sum(c32); res[15] = Vector512.Sum(c33);
     }
 
+    /// <summary>Writes row <c>r</c> of a matrix into <c>dst</c>.</summary>
+    public delegate void RowSource(int r, Span<float> dst);
+
     /// <summary>||W X - W' X||^2 / ||W X||^2 over the sample (X: tokens x cols; W, W': rows x cols).</summary>
-    public static double RelativeError(ReadOnlySpan<float> before, ReadOnlySpan<float> after, int rows, int cols, ReadOnlySpan<float> sample)
+    public static double RelativeError(float[] before, ReadOnlySpan<float> after, int rows, int cols, ReadOnlySpan<float> sample) =>
+        RelativeError((r, dst) => before.AsSpan(r * cols, cols).CopyTo(dst), after, rows, cols, sample);
+
+    /// <summary>
+    /// <see cref="RelativeError(float[], ReadOnlySpan{float}, int, int, ReadOnlySpan{float})"/> with W given row by row, so
+    /// that W need not be held next to W' (the pruner decodes it again from the file).
+    /// </summary>
+    public static double RelativeError(RowSource before, ReadOnlySpan<float> after, int rows, int cols, ReadOnlySpan<float> sample)
     {
         int tokens = sample.Length / cols;
         if (tokens == 0) return double.NaN;
+        var wb = new float[cols];
         var diff = new float[cols];
         double num = 0, den = 0;
         for (int r = 0; r < rows; r++)
         {
-            var wb = before.Slice(r * cols, cols);
+            before(r, wb);
             var wa = after.Slice(r * cols, cols);
             for (int j = 0; j < cols; j++) diff[j] = wb[j] - wa[j];
             for (int t = 0; t < tokens; t++)

@@ -3,12 +3,17 @@ namespace Pare.Pruning;
 /// <summary>Mask selection shared by the methods: exact counts, ties broken by position.</summary>
 public static class Masks
 {
-    /// <summary>Marks exactly <paramref name="k"/> entries with the smallest scores as pruned (ties: lowest index first).</summary>
-    public static void PruneSmallest(ReadOnlySpan<float> scores, int k, Span<bool> pruned)
+    /// <summary>
+    /// Marks exactly <paramref name="k"/> entries with the smallest scores as pruned (ties: lowest index first).
+    /// <paramref name="scratch"/>, when at least as long as the scores, is used for the selection instead of a fresh copy.
+    /// </summary>
+    public static void PruneSmallest(ReadOnlySpan<float> scores, int k, Span<bool> pruned, Span<float> scratch = default)
     {
         if (k <= 0) return;
         if (k >= scores.Length) { pruned.Fill(true); return; }
-        float thr = KthSmallest(scores.ToArray(), k - 1);
+        var copy = scratch.Length >= scores.Length ? scratch[..scores.Length] : new float[scores.Length];
+        scores.CopyTo(copy);
+        float thr = KthSmallest(copy, k - 1);
         int below = 0;
         foreach (var s in scores) if (s < thr) below++;
         int ties = k - below;
@@ -20,7 +25,7 @@ public static class Masks
     }
 
     /// <summary>The value that would sit at index <paramref name="k"/> if <paramref name="a"/> were sorted (quickselect, O(n); reorders a).</summary>
-    public static float KthSmallest(float[] a, int k)
+    public static float KthSmallest(Span<float> a, int k)
     {
         int lo = 0, hi = a.Length - 1;
         var rng = new Random(12345);

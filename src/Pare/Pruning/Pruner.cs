@@ -63,8 +63,9 @@ public sealed record PruneResult
 /// model one block at a time; in one pass each block's linear-layer inputs are collected with the block's unpruned
 /// weights; every linear layer of the block is pruned; the block is re-run with the pruned weights and its outputs feed
 /// the next block. Weights are read from the file with positional reads (not through the memory map), one block at a
-/// time, and the pruned matrices go to a scratch file, so memory stays at about one F32 block plus the calibration
-/// activations whatever the model size. The output is written to a temporary name and renamed: no partial output on failure.
+/// time into the same F32 arrays, and the pruned matrices go to a scratch file, so memory stays at about one F32 block,
+/// the block's calibration statistics (SparseGPT: packed Hessians, reused block after block) and the calibration
+/// activations, whatever the model size. The output is written to a temporary name and renamed: no partial output on failure.
 /// </summary>
 public static class Pruner
 {
@@ -128,13 +129,14 @@ public static class Pruner
         }
 
         using var src = File.OpenHandle(modelPath, FileMode.Open, FileAccess.Read, FileShare.Read);
-        byte[] ReadRow(WeightMatrix m, int r)
+        byte[] ReadBytes(GgufTensorInfo info, int r, int cols)
         {
-            var info = f.GetTensor(m.Name);
-            var buf = new byte[m.RowBytes];
-            RandomAccess.Read(src, buf, f.DataOffset + info.Offset + (long)r * m.RowBytes);
+            long rowBytes = GgmlTypeInfo.RowBytes(info.Type, cols);
+            var buf = new byte[rowBytes];
+            RandomAccess.Read(src, buf, f.DataOffset + info.Offset + r * rowBytes);
             return buf;
         }
+        byte[] ReadRow(WeightMatrix m, int r) => ReadBytes(f.GetTensor(m.Name), r, m.Cols);
 
         string scratchPath = outputPath + ".scratch-" + Environment.ProcessId;
         var stored = new Dictionary<string, (long Offset, long Bytes, GgmlType Type, long[] Dims)>();
@@ -146,11 +148,14 @@ public static class Pruner
                 // Hidden states of every window: (seqLen x dim) each.
                 var hidden = windows.Select(win => { var x = new float[(long)seqLen * c.Dim]; BlockRunner.Embed(w, c.Dim, win, x, ReadRow); return x; }).ToArray();
                 var runner = new BlockRunner(c, options.Threads);
+                // Every block has the same shapes: its matrices and statistics reuse the previous block's arrays.
+                DenseBlock? block = null;
+                var statsPool = new Dictionary<LinearInput, LayerStats>();
                 for (int l = 0; l < c.Layers; l++)
                 {
                     cancel.ThrowIfCancellationRequested();
                     progress?.Report(new(l, c.Layers, "loading", (double)l / c.Layers));
-                    var block = DenseBlock.Load(c, w.Layers[l], l, ReadRow);
+                    block = DenseBlock.Load(c, w.Layers[l], l, ReadRow, reuse: block);
                     var linears = block.Linears.Where(d => plan.ContainsKey(d.Name)).ToList();
                     Dictionary<LinearInput, LayerStats>? stats = null;
                     if (hidden.Length > 0 && linears.Count > 0)
@@ -158,7 +163,12 @@ public static class Pruner
                         stats = [];
                         bool hess = options.Method == PruneMethod.SparseGpt;
                         foreach (var d in linears)
-                            if (!stats.ContainsKey(d.Input)) stats[d.Input] = new LayerStats(d.Cols, hess, options.ErrorTokens);
+                        {
+                            if (stats.ContainsKey(d.Input)) continue;
+                            if (statsPool.TryGetValue(d.Input, out var old) && old.Cols == d.Cols) old.Reset();
+                            else statsPool[d.Input] = old = new LayerStats(d.Cols, hess, options.ErrorTokens);
+                            stats[d.Input] = old;
+                        }
                         var tmp = new float[(long)seqLen * c.Dim];
                         for (int s = 0; s < hidden.Length; s++)
                         {
@@ -175,10 +185,13 @@ public static class Pruner
                         var t0 = Stopwatch.GetTimestamp();
                         var pattern = plan[d.Name];
                         var st = stats?.GetValueOrDefault(d.Input);
-                        var before = st != null ? (float[])d.Data.Clone() : null;
                         var pruned = new bool[d.Data.Length];
                         PruneMatrix(d, pattern, st, options, pruned, lastReader);
-                        double? err = st != null && before != null ? LayerStats.RelativeError(before, d.Data, d.Rows, d.Cols, st.Sample) : null;
+                        // The unpruned rows are decoded again from the file rather than kept as a copy.
+                        var source = f.GetTensor(d.Name);
+                        double? err = st != null
+                            ? LayerStats.RelativeError((r, dst) => Dequant.Row(d.StoredType, ReadBytes(source, r, d.Cols), dst), d.Data, d.Rows, d.Cols, st.Sample)
+                            : null;
                         var bytes = Encode(d.StoredType, d.Data, pruned, d.Cols);
                         // What is written is what counts: decode the stored bytes, count zeros, and give the block's
                         // forward pass exactly the stored values.
@@ -201,7 +214,7 @@ public static class Pruner
                         scratch.Write(bytes);
                         double secs = Stopwatch.GetElapsedTime(t0).TotalSeconds;
                         reports.Add(new LayerReport(d.Name, l, pattern.ToString(), d.Data.Length, zeros, err, secs));
-                        if (options.Method == PruneMethod.SparseGpt) GC.Collect(); // factors of a wide layer: hundreds of MB each
+                        GC.Collect(); // the layer's mask, scores and encoded bytes (tens of MB) are garbage now: return them before the next layer
                     }
                     if (hidden.Length > 0)
                     {
@@ -209,8 +222,8 @@ public static class Pruner
                         foreach (var x in hidden) { cancel.ThrowIfCancellationRequested(); runner.Forward(block, x, seqLen); }
                     }
                     progress?.Report(new(l + 1, c.Layers, "done", (l + 1.0) / c.Layers));
-                    // A block's F32 matrices, masks and scores are large, short-lived and partly pinned: return them now,
-                    // so peak memory stays at about one block instead of growing with the GC's budget.
+                    // The block's matrices and statistics are reused by the next block; what else it allocated is garbage:
+                    // return it now, so peak memory stays at about one block instead of growing with the GC's budget.
                     System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
                     GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
                 }

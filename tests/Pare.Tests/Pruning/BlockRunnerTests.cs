@@ -34,4 +34,22 @@ public class BlockRunnerTests
         double diff = PruneTestSupport.MaxRelDiff(expected, logits, c.VocabSize);
         Assert.True(diff < 1e-4, $"max |diff| / max |logit| = {diff:G4}");
     }
+
+    [Fact]
+    public void A_block_loaded_over_the_previous_one_equals_a_fresh_load()
+    {
+        var cfg = TestModels.OracleShapes.Single(s => s.Name == "gqa-untied").Config;
+        using var model = LlamaModel.Load(TestModels.Get("gqa-untied", cfg, GgmlType.F16));
+        var (c, w) = (model.Config, model.Weights);
+        var b0 = DenseBlock.Load(c, w.Layers[0], 0);
+        var storage = b0.Linears.Select(d => d.Data).ToArray();
+        var b1 = DenseBlock.Load(c, w.Layers[1], 1, reuse: b0);
+        var fresh = DenseBlock.Load(c, w.Layers[1], 1);
+        foreach (var (kept, (reused, expected)) in storage.Zip(b1.Linears.Zip(fresh.Linears)))
+        {
+            Assert.Same(kept, reused.Data);
+            Assert.Equal(expected.Name, reused.Name);
+            Assert.Equal(expected.Data, reused.Data);
+        }
+    }
 }

@@ -99,6 +99,46 @@ public class MethodTests
     }
 
     [Fact]
+    public void Hessian_is_the_packed_upper_triangle_of_2_XtX_over_sequences()
+    {
+        const int cols = 13, n = 20; // not a multiple of the 4 x 4 tiles
+        var rng = new Random(2);
+        var st = new LayerStats(cols, hessian: true, errorTokens: 0);
+        var seqs = Enumerable.Range(0, 2).Select(_ => Enumerable.Range(0, n * cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray()).ToArray();
+        foreach (var x in seqs) st.Add(x, n, 2);
+        var h = st.Hessian();
+        Assert.Equal(Linalg.PackedLength(cols), h.Length);
+        for (int i = 0; i < cols; i++)
+            for (int j = i; j < cols; j++)
+            {
+                double s = seqs.Sum(x => Enumerable.Range(0, n).Sum(t => (double)x[t * cols + i] * x[t * cols + j])) * 2 / seqs.Length;
+                Assert.True(Math.Abs(h[Linalg.UpperIndex(cols, i, j)] - s) < 1e-5 * (1 + Math.Abs(s)), $"({i},{j})");
+            }
+    }
+
+    [Fact]
+    public void Statistics_reset_for_the_next_block_equal_fresh_ones_in_the_same_storage()
+    {
+        float[] x0 = CorrelatedInputs(3), x1 = CorrelatedInputs(4);
+        var reused = new LayerStats(Cols, hessian: true, errorTokens: 16);
+        reused.Add(x0, Tokens, 2);
+        var h0 = reused.Hessian(last: true);
+        Array.Fill(h0, double.NaN); // a handed-over Hessian is the caller's to overwrite (SparseGPT factorizes it in place)
+        Assert.Throws<InvalidOperationException>(() => reused.Add(x1, Tokens, 2));
+        Assert.Throws<InvalidOperationException>(() => reused.Hessian());
+        reused.Reset();
+        reused.Add(x1, Tokens, 2);
+        var fresh = new LayerStats(Cols, hessian: true, errorTokens: 16);
+        fresh.Add(x1, Tokens, 2);
+        Assert.Equal((fresh.Tokens, fresh.Sequences), (reused.Tokens, reused.Sequences));
+        Assert.Equal(fresh.SqSum, reused.SqSum);
+        Assert.Equal(fresh.Sample, reused.Sample);
+        var h1 = reused.Hessian(last: true);
+        Assert.Same(h0, h1);
+        Assert.Equal(fresh.Hessian(), h1);
+    }
+
+    [Fact]
     public void Magnitude_prunes_the_smallest_weights_of_the_whole_matrix()
     {
         float[] w = [0.1f, -5f, 3f, -0.2f, 0.05f, 4f, -1f, 2f];
@@ -175,5 +215,10 @@ public class MaskTests
         var p = new bool[6];
         Masks.PruneSmallest(s, 3, p);
         Assert.Equal(new[] { true, true, false, false, true, false }, p);
+        var scratch = new float[10]; // a longer scratch buffer instead of a copy: same mask, scores untouched
+        var q = new bool[6];
+        Masks.PruneSmallest(s, 3, q, scratch);
+        Assert.Equal(p, q);
+        Assert.Equal(new float[] { 1, 1, 1, 1, 0, 2 }, s);
     }
 }

@@ -30,6 +30,14 @@ public static unsafe class MatMul
     public static bool QuantizesActivations(GgmlType type) =>
         Avx512 && (type is GgmlType.Q4_K or GgmlType.Q6_K || (Q8Act.Supported && type is GgmlType.Q8_0 or GgmlType.Q4_0));
 
+    /// <summary>
+    /// Whether the fast product of this weight type with <paramref name="n"/> tokens (<see cref="MatMulRows"/>) rounds x
+    /// to 8-bit integers first: decode (n = 1) as <see cref="QuantizesActivations(GgmlType)"/>; prefill for K-quants
+    /// from <see cref="Int8Gemm.MinTokens"/> tokens on (Q8_K per token, integer GEMM).
+    /// </summary>
+    public static bool QuantizesActivations(GgmlType type, int n) =>
+        n == 1 ? QuantizesActivations(type) : n >= Int8Gemm.MinTokens && Int8Gemm.Supports(type);
+
     const int MatVecRowsPerChunk = 16;
 
     /// <summary>y[r] = sum_c W[r, c] * x[c]. x: (Cols), y: (Rows). Rows are split across <paramref name="threads"/>.</summary>
@@ -71,6 +79,11 @@ public static unsafe class MatMul
         if (portable || !Avx512) { Portable(w, x, n, y, threads); return; }
         // One token is decode: the streaming kernel reads each weight once either way and needs no buffer.
         if (n == 1) { MatVec(w, x, y, threads, portable: false); return; }
+        if (QuantizesActivations(w.Type, n))
+        {
+            fixed (float* px = x, py = y) Int8Gemm.MatMulRows(w, px, n, py, threads);
+            return;
+        }
         switch (w.Type)
         {
             case GgmlType.F32: MatMulRows<F32Kernel>(w, x, n, y, threads); break;
@@ -366,6 +379,23 @@ public static class MatMulReference
             for (int i = 0; i < size; i++) xr[b * size + i] = q[i] * d;
         }
         MatVec(w, xr, y);
+    }
+
+    /// <summary>
+    /// What the fast <see cref="MatMul.MatMulRows(WeightMatrix, ReadOnlySpan{float}, int, Span{float}, int)"/> computes:
+    /// each token rounded as the kernel rounds it (<see cref="MatMul.QuantizesActivations(GgmlType, int)"/>), then
+    /// <see cref="MatMulRows"/>.
+    /// </summary>
+    public static void MatMulRowsAsKernel(WeightMatrix w, ReadOnlySpan<float> x, int n, Span<float> y)
+    {
+        ArgumentNullException.ThrowIfNull(w);
+        if (!MatMul.QuantizesActivations(w.Type, n)) { MatMulRows(w, x, n, y); return; }
+        var yt = new float[w.Rows];
+        for (int t = 0; t < n; t++)
+        {
+            MatVecAsKernel(w, x.Slice(t * w.Cols, w.Cols), yt);
+            yt.CopyTo(y.Slice(t * w.Rows, w.Rows));
+        }
     }
 
     public static void MatMulRows(WeightMatrix w, ReadOnlySpan<float> x, int n, Span<float> y)

@@ -110,7 +110,7 @@ internal static class Q4KFormat
 /// vpmaddubsw (unsigned nibble times signed x) pairs them directly, and vpmaddwd applies the scales, which are
 /// unpacked once per super-block with a few SIMD ops.
 /// </summary>
-internal readonly unsafe struct Q4KKernel : IRowKernel
+internal readonly unsafe struct Q4KKernel : IRowKernel, IInt8Weights
 {
     public static int PrepFloats(int cols) => Q8K.PrepFloats(cols);
 
@@ -122,7 +122,7 @@ internal readonly unsafe struct Q4KKernel : IRowKernel
 
     /// <summary>The 16 bytes after d and dmin as 16 int16: eight 6-bit scales, then eight 6-bit mins (ggml's utmp trick, in SIMD).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<short> ScalesAndMins(Vector128<uint> head)
+    internal static Vector256<short> ScalesAndMins(Vector128<uint> head)
     {
         var a = Sse2.Shuffle(head, 0b11_10_11_01); // u0, u2, u1, u2
         var b = Sse2.Shuffle(head, 0b10_10_01_01); // u0, u0, u1, u1
@@ -182,6 +182,29 @@ internal readonly unsafe struct Q4KKernel : IRowKernel
             a3 = Block(r3 + o, x0, x1, x2, x3, xsums, dx, ix, a3);
         }
         y[0] = Vector512.Sum(a0); y[1] = Vector512.Sum(a1); y[2] = Vector512.Sum(a2); y[3] = Vector512.Sum(a3);
+    }
+
+    public static int BlockBytes => Q4KFormat.BlockBytes;
+    public static int ScaleCount => 8;
+    public static bool SignedWeights => false;
+    public static bool Mins => true;
+
+    /// <summary>Integer prefill (<see cref="Int8Gemm"/>): nibbles to bytes (natural order), the 6-bit scales and mins.</summary>
+    public static void Unpack(byte* block, sbyte* q, short* scales, short* mins, out float d, out float dmin, out int bias)
+    {
+        var mask = Vector256.Create((byte)0xF);
+        for (int k = 0; k < 4; k++)
+        {
+            var v = Vector256.Load(block + 16 + 32 * k);
+            (v & mask).Store((byte*)q + 64 * k);
+            (Vector256.ShiftRightLogical(v, 4) & mask).Store((byte*)q + 64 * k + 32);
+        }
+        var sm = ScalesAndMins(Vector128.Load((uint*)block));
+        sm.GetLower().Store(scales);
+        sm.GetUpper().Store(mins);
+        d = Fp16.ToFloatFast(*(ushort*)block);
+        dmin = Fp16.ToFloatFast(*(ushort*)(block + 2));
+        bias = 0;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -91,35 +91,45 @@ internal static unsafe class Int8Gemm
         int cols = w.Cols, nb = cols / Q8K.BlockSize, nPad = (n + Tokens - 1) / Tokens * Tokens;
         long bytes = (long)nb * nPad * Q8K.BlockBytes;
         byte* xq = (byte*)ThreadBuffers.Prep(checked((int)(bytes / 4)));
-        Quantize<TF>(x, n, cols, nPad, xq);
+        Quantize<TF>(x, n, cols, nPad, xq, threads);
         var job = new Job { W = (byte*)w.Data, RowBytes = w.RowBytes, X = xq, Y = y, Rows = w.Rows, Blocks = nb, N = n, NPad = nPad };
         int chunks = (w.Rows + GroupRows - 1) / GroupRows;
         KernelThreadPool.Shared.Run(&Chunk<TF>, &job, chunks, threads);
     }
 
-    /// <summary>Rounds every token to Q8_K in the tile layout; padding tokens are zero.</summary>
-    static void Quantize<TF>(float* x, int n, int cols, int nPad, byte* xq) where TF : IInt8Weights
+    struct QuantizeJob
     {
-        int nb = cols / Q8K.BlockSize, stride = nPad * Q8K.BlockBytes;
-        for (int t = 0; t < n; t++)
-            Q8K.Quantize(x + (long)t * cols, cols, xq + t * Q8K.BlockBytes, q4kOrder: false, stride);
+        public float* X;
+        public byte* Xq;
+        public int N, Cols, NPad;
+    }
+
+    /// <summary>Rounds every token to Q8_K in the tile layout (padding tokens are zero), one token per chunk.</summary>
+    static void Quantize<TF>(float* x, int n, int cols, int nPad, byte* xq, int threads) where TF : IInt8Weights
+    {
+        var job = new QuantizeJob { X = x, Xq = xq, N = n, Cols = cols, NPad = nPad };
+        KernelThreadPool.Shared.Run(&QuantizeToken<TF>, &job, nPad, threads);
+    }
+
+    static void QuantizeToken<TF>(void* ctx, int t) where TF : IInt8Weights
+    {
+        ref readonly QuantizeJob j = ref *(QuantizeJob*)ctx;
+        int nb = j.Cols / Q8K.BlockSize, stride = j.NPad * Q8K.BlockBytes;
+        byte* dst = j.Xq + t * Q8K.BlockBytes;
+        if (t < j.N) Q8K.Quantize(j.X + (long)t * j.Cols, j.Cols, dst, q4kOrder: false, stride);
         for (int b = 0; b < nb; b++)
         {
-            byte* blocks = xq + (long)b * stride;
-            new Span<byte>(blocks + n * Q8K.BlockBytes, (nPad - n) * Q8K.BlockBytes).Clear();
-            for (int t = 0; t < nPad; t++)
+            byte* blk = dst + (long)b * stride;
+            if (t >= j.N) new Span<byte>(blk, Q8K.BlockBytes).Clear();
+            if (TF.Mins)
             {
-                byte* blk = blocks + t * Q8K.BlockBytes;
-                if (TF.Mins)
-                {
-                    // Sums per 32 from the sums per 16 (in place: sum j reads 2j and 2j + 1 >= j).
-                    short* s = (short*)(blk + Q8K.SumsOffset);
-                    for (int j = 0; j < 8; j++) s[j] = (short)(s[2 * j] + s[2 * j + 1]);
-                }
-                if (TF.SignedWeights)
-                    for (int i = 0; i < Q8K.BlockSize; i += 64)
-                        (Vector512.Load(blk + i) ^ Vector512.Create((byte)0x80)).Store(blk + i);
+                // Sums per 32 from the sums per 16 (in place: sum j reads 2j and 2j + 1 >= j).
+                short* s = (short*)(blk + Q8K.SumsOffset);
+                for (int i = 0; i < 8; i++) s[i] = (short)(s[2 * i] + s[2 * i + 1]);
             }
+            if (TF.SignedWeights)
+                for (int i = 0; i < Q8K.BlockSize; i += 64)
+                    (Vector512.Load(blk + i) ^ Vector512.Create((byte)0x80)).Store(blk + i);
         }
     }
 

@@ -37,42 +37,70 @@ internal unsafe interface IInt8Weights
 }
 
 /// <summary>
-/// Prefill matrix-matrix products of K-quant weights with x rounded to Q8_K per token (as llama.cpp does), in integers.
+/// One integer prefill scheme for <see cref="Int8Gemm"/>: how a token's x is rounded to int8 blocks, how a block of
+/// 8 rows is repacked, and the tile that multiplies a packed slice with <see cref="Int8Gemm.Tokens"/> tokens.
+/// </summary>
+internal unsafe interface IInt8Scheme
+{
+    /// <summary>Columns per block (the unit of x rounding and of packing).</summary>
+    static abstract int BlockValues { get; }
+
+    /// <summary>Bytes of one token's rounded block.</summary>
+    static abstract int XBytes { get; }
+
+    /// <summary>Bytes of one packed block of 8 rows.</summary>
+    static abstract int PackedBytes { get; }
+
+    /// <summary>Blocks per column slice (packed once per chunk, kept in L1 while every token passes).</summary>
+    static abstract int KBlocks { get; }
+
+    /// <summary>Float lanes per token of a tile's sums: 16 (row r in lanes 2r and 2r + 1) or 8 (row r in lane r).</summary>
+    static abstract int Lanes { get; }
+
+    /// <summary>Rounds one token (cols values; null: a padding token of zeros) into blocks <paramref name="stride"/> bytes apart.</summary>
+    static abstract void QuantizeToken(float* x, int cols, byte* dst, long stride);
+
+    /// <summary>Repacks one block of 8 rows (src: the first row's block; rows nr..7 repeat row nr - 1).</summary>
+    static abstract void Pack(byte* src, long rowBytes, int nr, byte* dst);
+
+    /// <summary>part[Lanes * t + ...] += the tile's sums over <paramref name="blocks"/> packed blocks (x: the first token's
+    /// first block; tokens XBytes apart, blocks <paramref name="xStride"/> apart).</summary>
+    static abstract void Tile(byte* pk, int blocks, byte* x, long xStride, float* part);
+}
+
+/// <summary>
+/// Prefill matrix-matrix products with x rounded to int8 blocks per token (as llama.cpp does: Q8_K for K-quants, Q8_0
+/// for Q8_0), multiplied in integers.
 /// </summary>
 /// <remarks>
-/// Per chunk of <see cref="GroupRows"/> rows and <see cref="KBlocks"/> super-blocks, the rows are repacked once into a
-/// per-thread buffer: one byte per weight, interleaved so that one 64-byte vector holds 8 consecutive weights of each
-/// of the 8 rows, plus per-row scales spread to match. A tile then multiplies that with <see cref="Tokens"/> tokens:
-/// for each 8-weight column chunk, x's 8 bytes are broadcast, vpmaddubsw gives 4 int16 per row, the (up to four) chunks
-/// of one scale are added as int16, vpmaddwd applies the scales (2 int32 per row), and one float FMA per super-block
-/// applies d * dx. Every weight vector serves all the tile's tokens, every x broadcast all 8 rows.
+/// Per chunk of <see cref="GroupRows"/> rows and a slice of columns, the rows are repacked once into a per-thread buffer:
+/// one byte per weight, interleaved so that one vector holds a few consecutive weights of each of the 8 rows, plus
+/// per-row scales spread to match. A tile then multiplies that with <see cref="Tokens"/> tokens: x's bytes for those
+/// columns are broadcast and every weight vector serves all the tile's tokens, every x broadcast all 8 rows.
+/// K-quants (<see cref="KQuant{TF}"/>): 8 weights per row per 64-byte vector, vpmaddubsw gives 4 int16 per row, the
+/// chunks of one scale are added as int16, vpmaddwd applies the scales (2 int32 per row), one float FMA per
+/// super-block applies d * dx. Q8_0 (<see cref="Q8_0Scheme"/>): 4 weights per row per 32-byte vector, AVX-VNNI
+/// vpdpbusd (x + 128 unsigned times the signed weights) gives one int32 per row, one float FMA per block of 32.
 /// </remarks>
 internal static unsafe class Int8Gemm
 {
-    public const int GroupRows = 8, Tokens = 4, KBlocks = 4;
+    public const int GroupRows = 8, Tokens = 4;
 
     /// <summary>Fewer tokens than this go through the F32-activation GEMM (repacking would not pay off).</summary>
     public const int MinTokens = 4;
 
     /// <summary>Whether this weight type has an integer prefill kernel on this machine.</summary>
-    public static bool Supports(GgmlType type) => MatMul.Avx512 && type is GgmlType.Q4_K or GgmlType.Q6_K;
+    public static bool Supports(GgmlType type) =>
+        MatMul.Avx512 && (type is GgmlType.Q4_K or GgmlType.Q6_K || (type is GgmlType.Q8_0 && Q8Act.Supported));
 
-    // Packed super-block of 8 rows: weights (32 vectors of 8 rows x 8 bytes), scales (up to 16 vectors, words 4r..4r+3 =
-    // row r's scale), mins (2 vectors, words 4r..4r+3 = row r's mins 0-3 / 4-7), bias (int32 lane 2r), d, dmin (lanes 2r, 2r + 1).
-    const int WOffset = 0, ScOffset = 2048, MinOffset = ScOffset + 16 * 64, BiasOffset = MinOffset + 128,
-        DOffset = BiasOffset + 64, DminOffset = DOffset + 64, PackedBytes = DminOffset + 64;
-
-    // Activations: Q8_K blocks (q[256], int16 sums, float d at 288; Q8K layout) for token t, super-block b at
-    // ((b * nPad) + t) * Q8K.BlockBytes, so a tile's tokens are Q8K.BlockBytes apart. For Q4_K the first 8 sums are
-    // the sums per 32; for signed weights q is stored as q + 128.
-
-    /// <summary>Y[t, r] = sum_c W[r, c] * X[t, c] with X rounded to Q8_K per token; n &gt;= 1.</summary>
+    /// <summary>Y[t, r] = sum_c W[r, c] * X[t, c] with X rounded per token as llama.cpp does; n &gt;= 1.</summary>
     public static void MatMulRows(WeightMatrix w, float* x, int n, float* y, int threads)
     {
         switch (w.Type)
         {
-            case GgmlType.Q4_K: MatMulRows<Q4KKernel>(w, x, n, y, threads); break;
-            case GgmlType.Q6_K: MatMulRows<Q6KKernel>(w, x, n, y, threads); break;
+            case GgmlType.Q4_K: MatMulRows<KQuant<Q4KKernel>>(w, x, n, y, threads); break;
+            case GgmlType.Q6_K: MatMulRows<KQuant<Q6KKernel>>(w, x, n, y, threads); break;
+            case GgmlType.Q8_0: MatMulRows<Q8_0Scheme>(w, x, n, y, threads); break;
             default: throw new NotSupportedException($"integer matrix products with {w.Type} weights");
         }
     }
@@ -83,44 +111,77 @@ internal static unsafe class Int8Gemm
         public long RowBytes;
         public byte* X;
         public float* Y;
-        public int Rows, Blocks, N, NPad;
+        public float* Src;
+        public int Rows, Cols, Blocks, N, NPad;
     }
 
-    static void MatMulRows<TF>(WeightMatrix w, float* x, int n, float* y, int threads) where TF : IInt8Weights
+    // Rounded activations: token t's block b at (b * nPad + t) * XBytes, so a tile's tokens are XBytes apart.
+    static void MatMulRows<TS>(WeightMatrix w, float* x, int n, float* y, int threads) where TS : IInt8Scheme
     {
-        int cols = w.Cols, nb = cols / Q8K.BlockSize, nPad = (n + Tokens - 1) / Tokens * Tokens;
-        long bytes = (long)nb * nPad * Q8K.BlockBytes;
-        byte* xq = (byte*)ThreadBuffers.Prep(checked((int)(bytes / 4)));
-        Quantize<TF>(x, n, cols, nPad, xq, threads);
-        var job = new Job { W = (byte*)w.Data, RowBytes = w.RowBytes, X = xq, Y = y, Rows = w.Rows, Blocks = nb, N = n, NPad = nPad };
-        int chunks = (w.Rows + GroupRows - 1) / GroupRows;
-        KernelThreadPool.Shared.Run(&Chunk<TF>, &job, chunks, threads);
+        int nb = w.Cols / TS.BlockValues, nPad = (n + Tokens - 1) / Tokens * Tokens;
+        long bytes = (long)nb * nPad * TS.XBytes;
+        byte* xq = (byte*)ThreadBuffers.Prep(checked((int)(bytes / 4 + 1)));
+        var job = new Job { W = (byte*)w.Data, RowBytes = w.RowBytes, X = xq, Y = y, Src = x, Rows = w.Rows, Cols = w.Cols, Blocks = nb, N = n, NPad = nPad };
+        KernelThreadPool.Shared.Run(&QuantizeToken<TS>, &job, nPad, threads);
+        KernelThreadPool.Shared.Run(&Chunk<TS>, &job, (w.Rows + GroupRows - 1) / GroupRows, threads);
     }
 
-    struct QuantizeJob
+    static void QuantizeToken<TS>(void* ctx, int t) where TS : IInt8Scheme
     {
-        public float* X;
-        public byte* Xq;
-        public int N, Cols, NPad;
+        ref readonly Job j = ref *(Job*)ctx;
+        TS.QuantizeToken(t < j.N ? j.Src + (long)t * j.Cols : null, j.Cols, j.X + t * TS.XBytes, (long)j.NPad * TS.XBytes);
     }
 
-    /// <summary>Rounds every token to Q8_K in the tile layout (padding tokens are zero), one token per chunk.</summary>
-    static void Quantize<TF>(float* x, int n, int cols, int nPad, byte* xq, int threads) where TF : IInt8Weights
+    static void Chunk<TS>(void* ctx, int chunk) where TS : IInt8Scheme
     {
-        var job = new QuantizeJob { X = x, Xq = xq, N = n, Cols = cols, NPad = nPad };
-        KernelThreadPool.Shared.Run(&QuantizeToken<TF>, &job, nPad, threads);
+        ref readonly Job j = ref *(Job*)ctx;
+        int r0 = chunk * GroupRows, nr = Math.Min(GroupRows, j.Rows - r0), lanes = TS.Lanes;
+        long blockBytes = j.RowBytes / j.Blocks;
+        byte* packed = (byte*)ThreadBuffers.Rows(TS.KBlocks * TS.PackedBytes / 4);
+        float* part = ThreadBuffers.Partial(j.NPad * lanes);
+        new Span<float>(part, j.NPad * lanes).Clear();
+        long xStride = (long)j.NPad * TS.XBytes;
+        for (int b0 = 0; b0 < j.Blocks; b0 += TS.KBlocks)
+        {
+            int kb = Math.Min(TS.KBlocks, j.Blocks - b0);
+            for (int b = 0; b < kb; b++)
+                TS.Pack(j.W + r0 * j.RowBytes + (b0 + b) * blockBytes, j.RowBytes, nr, packed + b * TS.PackedBytes);
+            for (int t = 0; t < j.NPad; t += Tokens)
+                TS.Tile(packed, kb, j.X + b0 * xStride + t * TS.XBytes, xStride, part + t * lanes);
+        }
+        for (int t = 0; t < j.N; t++)
+            for (int r = 0; r < nr; r++)
+                j.Y[(long)t * j.Rows + r0 + r] = lanes == 16 ? part[t * 16 + 2 * r] + part[t * 16 + 2 * r + 1] : part[t * 8 + r];
     }
+}
 
-    static void QuantizeToken<TF>(void* ctx, int t) where TF : IInt8Weights
+/// <summary>
+/// K-quant weights (<see cref="IInt8Weights"/>) against Q8_K activations (q[256], int16 sums, float d at 288;
+/// <see cref="Q8K"/>'s layout). For formats with mins the first 8 sums are the sums per 32; for signed weights q is
+/// stored as q + 128.
+/// </summary>
+internal readonly unsafe struct KQuant<TF> : IInt8Scheme where TF : IInt8Weights
+{
+    // Packed super-block of 8 rows: weights (32 vectors of 8 rows x 8 bytes), scales (up to 16 vectors, words 4r..4r+3 =
+    // row r's scale), mins (2 vectors, words 4r..4r+3 = row r's mins 0-3 / 4-7), bias (int32 lane 2r), d, dmin (lanes 2r, 2r + 1).
+    const int WOffset = 0, ScOffset = 2048, MinOffset = ScOffset + 16 * 64, BiasOffset = MinOffset + 128,
+        DOffset = BiasOffset + 64, DminOffset = DOffset + 64, Packed = DminOffset + 64;
+    const int GroupRows = Int8Gemm.GroupRows;
+
+    public static int BlockValues => Q8K.BlockSize;
+    public static int XBytes => Q8K.BlockBytes;
+    public static int PackedBytes => Packed;
+    public static int KBlocks => 4;
+    public static int Lanes => 16;
+
+    public static void QuantizeToken(float* x, int cols, byte* dst, long stride)
     {
-        ref readonly QuantizeJob j = ref *(QuantizeJob*)ctx;
-        int nb = j.Cols / Q8K.BlockSize, stride = j.NPad * Q8K.BlockBytes;
-        byte* dst = j.Xq + t * Q8K.BlockBytes;
-        if (t < j.N) Q8K.Quantize(j.X + (long)t * j.Cols, j.Cols, dst, q4kOrder: false, stride);
+        int nb = cols / Q8K.BlockSize;
+        if (x != null) Q8K.Quantize(x, cols, dst, q4kOrder: false, checked((int)stride));
         for (int b = 0; b < nb; b++)
         {
-            byte* blk = dst + (long)b * stride;
-            if (t >= j.N) new Span<byte>(blk, Q8K.BlockBytes).Clear();
+            byte* blk = dst + b * stride;
+            if (x == null) new Span<byte>(blk, Q8K.BlockBytes).Clear();
             if (TF.Mins)
             {
                 // Sums per 32 from the sums per 16 (in place: sum j reads 2j and 2j + 1 >= j).
@@ -133,31 +194,10 @@ internal static unsafe class Int8Gemm
         }
     }
 
-    static void Chunk<TF>(void* ctx, int chunk) where TF : IInt8Weights
+    /// <summary>Unpacks each row (<see cref="IInt8Weights.Unpack"/>) and interleaves the 8 rows.</summary>
+    public static void Pack(byte* src, long rowBytes, int nr, byte* dst)
     {
-        ref readonly Job j = ref *(Job*)ctx;
-        int r0 = chunk * GroupRows, nr = Math.Min(GroupRows, j.Rows - r0);
-        byte* packed = (byte*)ThreadBuffers.Rows(KBlocks * PackedBytes / 4 + GroupRows * 256 / 4);
-        byte* scratch = packed + KBlocks * PackedBytes;
-        float* part = ThreadBuffers.Partial(j.NPad * 16);
-        new Span<float>(part, j.NPad * 16).Clear();
-        long xStride = (long)j.NPad * Q8K.BlockBytes;
-        for (int b0 = 0; b0 < j.Blocks; b0 += KBlocks)
-        {
-            int kb = Math.Min(KBlocks, j.Blocks - b0);
-            for (int b = 0; b < kb; b++)
-                Pack<TF>(j.W + r0 * j.RowBytes + (long)(b0 + b) * TF.BlockBytes, j.RowBytes, nr, packed + b * PackedBytes, (sbyte*)scratch);
-            for (int t = 0; t < j.NPad; t += Tokens)
-                Tile<TF>(packed, kb, j.X + b0 * xStride + t * Q8K.BlockBytes, xStride, part + t * 16);
-        }
-        for (int t = 0; t < j.N; t++)
-            for (int r = 0; r < nr; r++)
-                j.Y[(long)t * j.Rows + r0 + r] = part[t * 16 + 2 * r] + part[t * 16 + 2 * r + 1];
-    }
-
-    /// <summary>Repacks super-block b of rows r0..r0+7 (src: the first row's block; a short group repeats its last row).</summary>
-    static void Pack<TF>(byte* src, long rowBytes, int nr, byte* dst, sbyte* q) where TF : IInt8Weights
-    {
+        sbyte* q = stackalloc sbyte[256];
         short* sc = stackalloc short[16];
         short* mn = stackalloc short[8];
         ulong* w = (ulong*)(dst + WOffset);
@@ -199,7 +239,7 @@ internal static unsafe class Int8Gemm
 
     /// <summary>One token's float update for one super-block: acc + dx * (d * (iacc - bias) - dmin * mins . xsums).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Finish<TF>(byte* pk, byte* x, Vector512<int> iacc, Vector512<float> acc) where TF : IInt8Weights
+    static Vector512<float> Finish(byte* pk, byte* x, Vector512<int> iacc, Vector512<float> acc) 
     {
         var dx = Vector512.Create(*(float*)(x + Q8K.ScaleOffset));
         if (TF.SignedWeights) iacc -= Vector512.Load((int*)(pk + BiasOffset));
@@ -215,15 +255,15 @@ internal static unsafe class Int8Gemm
 
     /// <summary>
     /// part[16t + 2r] + part[16t + 2r + 1] += dot of row r with token t over <paramref name="blocks"/> packed super-blocks,
-    /// for the group's 8 rows and <see cref="Tokens"/> tokens (x: the first token's first block; tokens Q8K.BlockBytes
+    /// for the group's 8 rows and <see cref="Int8Gemm.Tokens"/> tokens (x: the first token's first block; tokens Q8K.BlockBytes
     /// apart, super-blocks <paramref name="xStride"/> apart).
     /// </summary>
-    static void Tile<TF>(byte* pk, int blocks, byte* x, long xStride, float* part) where TF : IInt8Weights
+    public static void Tile(byte* pk, int blocks, byte* x, long xStride, float* part) 
     {
         const int X = Q8K.BlockBytes;
         int wStep = 2048 / TF.ScaleCount, xStep = 256 / TF.ScaleCount;
         Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default;
-        for (int b = 0; b < blocks; b++, pk += PackedBytes, x += xStride)
+        for (int b = 0; b < blocks; b++, pk += Packed, x += xStride)
         {
             Vector512<int> i0 = default, i1 = default, i2 = default, i3 = default;
             byte* w = pk + WOffset, xs = x;
@@ -250,14 +290,116 @@ internal static unsafe class Int8Gemm
                     i3 += Avx512BW.MultiplyAddAdjacent(Products(w0, w1, w2, w3, xs + 3 * X), scale);
                 }
             }
-            f0 = Finish<TF>(pk, x, i0, f0);
-            f1 = Finish<TF>(pk, x + X, i1, f1);
-            f2 = Finish<TF>(pk, x + 2 * X, i2, f2);
-            f3 = Finish<TF>(pk, x + 3 * X, i3, f3);
+            f0 = Finish(pk, x, i0, f0);
+            f1 = Finish(pk, x + X, i1, f1);
+            f2 = Finish(pk, x + 2 * X, i2, f2);
+            f3 = Finish(pk, x + 3 * X, i3, f3);
         }
         (Vector512.Load(part) + f0).Store(part);
         (Vector512.Load(part + 16) + f1).Store(part + 16);
         (Vector512.Load(part + 32) + f2).Store(part + 32);
         (Vector512.Load(part + 48) + f3).Store(part + 48);
+    }
+}
+
+/// <summary>
+/// Q8_0 weights against Q8_0 activations (llama.cpp's x86 rounding, <see cref="Q8Act.QuantizeBlock"/>), stored per
+/// (block, token) as q + 128 (32 unsigned bytes) and the f16-rounded dx as a float. Packed block of 8 rows: 8 vectors
+/// of 8 rows x 4 signed weights, the 8 weight scales, and -128 * sum(q) per row (what x + 128 adds).
+/// </summary>
+internal readonly unsafe struct Q8_0Scheme : IInt8Scheme
+{
+    const int X = 40, DOffset = 256, BiasOffset = 288;
+
+    public static int BlockValues => Q8Act.BlockSize;
+    public static int XBytes => X;
+    public static int PackedBytes => 320;
+    public static int KBlocks => 32;
+    public static int Lanes => 8;
+
+    public static void QuantizeToken(float* x, int cols, byte* dst, long stride)
+    {
+        for (int b = 0; b < cols / Q8Act.BlockSize; b++, dst += stride)
+        {
+            float dx = 0;
+            if (x != null) dx = Q8Act.QuantizeBlock(x + 32 * b, (sbyte*)dst, out _);
+            else Vector256<byte>.Zero.Store(dst);
+            (Vector256.Load(dst) ^ Vector256.Create((byte)0x80)).Store(dst);
+            *(float*)(dst + 32) = dx;
+        }
+    }
+
+    public static void Pack(byte* src, long rowBytes, int nr, byte* dst)
+    {
+        // 8 x 8 transpose of 4-byte groups: vector c holds bytes 4c..4c+3 of each row's quants.
+        long last = (nr - 1) * rowBytes;
+        var r0 = Vector256.Load((float*)(src + 2));
+        var r1 = Vector256.Load((float*)(src + Math.Min(rowBytes, last) + 2));
+        var r2 = Vector256.Load((float*)(src + Math.Min(2 * rowBytes, last) + 2));
+        var r3 = Vector256.Load((float*)(src + Math.Min(3 * rowBytes, last) + 2));
+        var r4 = Vector256.Load((float*)(src + Math.Min(4 * rowBytes, last) + 2));
+        var r5 = Vector256.Load((float*)(src + Math.Min(5 * rowBytes, last) + 2));
+        var r6 = Vector256.Load((float*)(src + Math.Min(6 * rowBytes, last) + 2));
+        var r7 = Vector256.Load((float*)(src + Math.Min(7 * rowBytes, last) + 2));
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var s0 = Avx.Shuffle(t0, t2, 0x44); var s1 = Avx.Shuffle(t0, t2, 0xEE);
+        var s2 = Avx.Shuffle(t1, t3, 0x44); var s3 = Avx.Shuffle(t1, t3, 0xEE);
+        var s4 = Avx.Shuffle(t4, t6, 0x44); var s5 = Avx.Shuffle(t4, t6, 0xEE);
+        var s6 = Avx.Shuffle(t5, t7, 0x44); var s7 = Avx.Shuffle(t5, t7, 0xEE);
+        float* w = (float*)dst;
+        Avx.Permute2x128(s0, s4, 0x20).Store(w); Avx.Permute2x128(s1, s5, 0x20).Store(w + 8);
+        Avx.Permute2x128(s2, s6, 0x20).Store(w + 16); Avx.Permute2x128(s3, s7, 0x20).Store(w + 24);
+        Avx.Permute2x128(s0, s4, 0x31).Store(w + 32); Avx.Permute2x128(s1, s5, 0x31).Store(w + 40);
+        Avx.Permute2x128(s2, s6, 0x31).Store(w + 48); Avx.Permute2x128(s3, s7, 0x31).Store(w + 56);
+        var bias = Vector256<int>.Zero;
+        for (int c = 0; c < 8; c++)
+            bias = AvxVnni.MultiplyWideningAndAdd(bias, Vector256.Create((byte)128), Vector256.Load((sbyte*)dst + 32 * c));
+        (-bias).Store((int*)(dst + BiasOffset));
+        float* d = (float*)(dst + DOffset);
+        for (int r = 0; r < Int8Gemm.GroupRows; r++) d[r] = Fp16.ToFloatFast(*(ushort*)(src + Math.Min(r * rowBytes, last)));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<byte> Broadcast4(byte* p) => Vector256.Create(*(int*)p).AsByte();
+
+    /// <summary>One token's block: acc + dw * dx * (sum of (x + 128) * w - 128 * sum(w)), 8 rows in 8 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Block(Vector256<sbyte> w0, Vector256<sbyte> w1, Vector256<sbyte> w2, Vector256<sbyte> w3,
+        Vector256<sbyte> w4, Vector256<sbyte> w5, Vector256<sbyte> w6, Vector256<sbyte> w7,
+        Vector256<int> bias, Vector256<float> d, byte* x, Vector256<float> acc)
+    {
+        var a = AvxVnni.MultiplyWideningAndAdd(bias, Broadcast4(x), w0);
+        var b = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Broadcast4(x + 4), w1);
+        a = AvxVnni.MultiplyWideningAndAdd(a, Broadcast4(x + 8), w2);
+        b = AvxVnni.MultiplyWideningAndAdd(b, Broadcast4(x + 12), w3);
+        a = AvxVnni.MultiplyWideningAndAdd(a, Broadcast4(x + 16), w4);
+        b = AvxVnni.MultiplyWideningAndAdd(b, Broadcast4(x + 20), w5);
+        a = AvxVnni.MultiplyWideningAndAdd(a, Broadcast4(x + 24), w6);
+        b = AvxVnni.MultiplyWideningAndAdd(b, Broadcast4(x + 28), w7);
+        return Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a + b), d * Vector256.Create(*(float*)(x + 32)), acc);
+    }
+
+    public static void Tile(byte* pk, int blocks, byte* x, long xStride, float* part)
+    {
+        Vector256<float> f0 = default, f1 = default, f2 = default, f3 = default;
+        for (int b = 0; b < blocks; b++, pk += 320, x += xStride)
+        {
+            sbyte* w = (sbyte*)pk;
+            var w0 = Vector256.Load(w); var w1 = Vector256.Load(w + 32); var w2 = Vector256.Load(w + 64); var w3 = Vector256.Load(w + 96);
+            var w4 = Vector256.Load(w + 128); var w5 = Vector256.Load(w + 160); var w6 = Vector256.Load(w + 192); var w7 = Vector256.Load(w + 224);
+            var bias = Vector256.Load((int*)(pk + BiasOffset));
+            var d = Vector256.Load((float*)(pk + DOffset));
+            f0 = Block(w0, w1, w2, w3, w4, w5, w6, w7, bias, d, x, f0);
+            f1 = Block(w0, w1, w2, w3, w4, w5, w6, w7, bias, d, x + X, f1);
+            f2 = Block(w0, w1, w2, w3, w4, w5, w6, w7, bias, d, x + 2 * X, f2);
+            f3 = Block(w0, w1, w2, w3, w4, w5, w6, w7, bias, d, x + 3 * X, f3);
+        }
+        (Vector256.Load(part) + f0).Store(part);
+        (Vector256.Load(part + 8) + f1).Store(part + 8);
+        (Vector256.Load(part + 16) + f2).Store(part + 16);
+        (Vector256.Load(part + 24) + f3).Store(part + 24);
     }
 }

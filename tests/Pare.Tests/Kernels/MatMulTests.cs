@@ -21,7 +21,7 @@ public class MatMulTests
             foreach (var (r, c) in new[] { (1, 7), (5, 33), (37, 256), (6, 100) })
                 data.Add(t, r, c);
         foreach (var t in new[] { GgmlType.Q8_0, GgmlType.Q4_0 })
-            foreach (var (r, c) in new[] { (1, 32), (5, 96), (37, 256), (19, 544) })
+            foreach (var (r, c) in new[] { (1, 32), (5, 96), (37, 256), (19, 544), (9, 1088) })
                 data.Add(t, r, c);
         foreach (var t in new[] { GgmlType.Q4_K, GgmlType.Q6_K })
             foreach (var (r, c) in new[] { (1, 256), (5, 512), (37, 768), (18, 256), (9, 2304) })

@@ -21,7 +21,7 @@ internal unsafe interface IInt8Weights
 
     /// <summary>
     /// Whether the unpacked weights are signed and x is taken unsigned (x + 128; vpmaddubsw multiplies unsigned by
-    /// signed bytes). The 128 x sum(scale x weight) this adds is removed through <c>bias</c>.
+    /// signed bytes). The 128 x sum(scale x weight) this adds is computed when packing and subtracted.
     /// </summary>
     static abstract bool SignedWeights { get; }
 
@@ -30,10 +30,10 @@ internal unsafe interface IInt8Weights
 
     /// <summary>
     /// Unpacks one super-block: q[256] in natural order (0..15 unsigned, or signed), scales[ScaleCount], mins[8] (when
-    /// <see cref="Mins"/>), d and dmin, and bias = 128 * sum(scale * q) for signed weights. The super-block's dot
-    /// with Q8_K activations xq (scale dx) is then dx * (d * (sum_j scales[j] * dot(q_j, xq_j)) - dmin * sum_j mins[j] * sum(xq_j)).
+    /// <see cref="Mins"/>), d and dmin. The super-block's dot with Q8_K activations xq (scale dx) is then
+    /// dx * (d * (sum_j scales[j] * dot(q_j, xq_j)) - dmin * sum_j mins[j] * sum(xq_j)).
     /// </summary>
-    static abstract void Unpack(byte* block, sbyte* q, short* scales, short* mins, out float d, out float dmin, out int bias);
+    static abstract void Unpack(byte* block, sbyte* q, short* scales, short* mins, out float d, out float dmin);
 }
 
 /// <summary>
@@ -163,7 +163,8 @@ internal static unsafe class Int8Gemm
 internal readonly unsafe struct KQuant<TF> : IInt8Scheme where TF : IInt8Weights
 {
     // Packed super-block of 8 rows: weights (32 vectors of 8 rows x 8 bytes), scales (up to 16 vectors, words 4r..4r+3 =
-    // row r's scale), mins (2 vectors, words 4r..4r+3 = row r's mins 0-3 / 4-7), bias (int32 lane 2r), d, dmin (lanes 2r, 2r + 1).
+    // row r's scale), mins (2 vectors, words 4r..4r+3 = row r's mins 0-3 / 4-7), bias (int32 lanes 2r, 2r + 1: the
+    // integer sum with x = 0, signed weights only), d, dmin (lanes 2r, 2r + 1).
     const int WOffset = 0, ScOffset = 2048, MinOffset = ScOffset + 16 * 64, BiasOffset = MinOffset + 128,
         DOffset = BiasOffset + 64, DminOffset = DOffset + 64, Packed = DminOffset + 64;
     const int GroupRows = Int8Gemm.GroupRows;
@@ -197,29 +198,76 @@ internal readonly unsafe struct KQuant<TF> : IInt8Scheme where TF : IInt8Weights
     /// <summary>Unpacks each row (<see cref="IInt8Weights.Unpack"/>) and interleaves the 8 rows.</summary>
     public static void Pack(byte* src, long rowBytes, int nr, byte* dst)
     {
-        sbyte* q = stackalloc sbyte[256];
-        short* sc = stackalloc short[16];
-        short* mn = stackalloc short[8];
-        ulong* w = (ulong*)(dst + WOffset);
-        int* bias = (int*)(dst + BiasOffset);
+        sbyte* q = stackalloc sbyte[GroupRows * 256];
+        short* sc = stackalloc short[GroupRows * 16];
+        short* mn = stackalloc short[GroupRows * 8];
         float* d = (float*)(dst + DOffset), dmin = (float*)(dst + DminOffset);
         for (int r = 0; r < GroupRows; r++)
         {
-            TF.Unpack(src + Math.Min(r, nr - 1) * rowBytes, q, sc, mn, out float dr, out float dminr, out int br);
-            // Weight chunk u (8 values) of row r goes to vector u, bytes 8r..8r+7.
-            ulong* qr = (ulong*)q;
-            for (int u = 0; u < 32; u++) w[u * GroupRows + r] = qr[u];
-            for (int s = 0; s < TF.ScaleCount; s++)
-                ((ulong*)(dst + ScOffset + 64 * s))[r] = (ushort)sc[s] * 0x0001_0001_0001_0001UL;
-            if (TF.Mins)
-            {
-                ((ulong*)(dst + MinOffset))[r] = ((ulong*)mn)[0];
-                ((ulong*)(dst + MinOffset + 64))[r] = ((ulong*)mn)[1];
-            }
-            bias[2 * r] = br; bias[2 * r + 1] = 0;
+            TF.Unpack(src + Math.Min(r, nr - 1) * rowBytes, q + 256 * r, sc + 16 * r, mn + 8 * r, out float dr, out float dminr);
             d[2 * r] = d[2 * r + 1] = dr;
             dmin[2 * r] = dmin[2 * r + 1] = dminr;
         }
+        // Weight chunk u (8 values) of row r goes to vector u, bytes 8r..8r+7: four 8 x 8 transposes of 8-byte groups.
+        for (int g = 0; g < 4; g++)
+            Transpose8x8((long*)q + 8 * g, 32, (long*)(dst + WOffset) + 64 * g);
+        // Scale s of row r goes to words 4r..4r+3 of vector s: rows 0-3 permuted from sc[0..64), rows 4-7 from sc[64..128).
+        var z0 = Vector512.Load(sc); var z1 = Vector512.Load(sc + 32);
+        var z2 = Vector512.Load(sc + 64); var z3 = Vector512.Load(sc + 96);
+        var index = Vector512.Create((short)0, 0, 0, 0, 16, 16, 16, 16, 32, 32, 32, 32, 48, 48, 48, 48,
+                                     0, 0, 0, 0, 16, 16, 16, 16, 32, 32, 32, 32, 48, 48, 48, 48);
+        var upper = Vector512.Create(Vector256<short>.Zero, Vector256<short>.AllBitsSet);
+        for (int s = 0; s < TF.ScaleCount; s++, index += Vector512<short>.One)
+            Vector512.ConditionalSelect(upper, Avx512BW.PermuteVar32x16x2(z2, index, z3), Avx512BW.PermuteVar32x16x2(z0, index, z1))
+                .Store((short*)(dst + ScOffset + 64 * s));
+        if (TF.Mins)
+        {
+            // Mins 0-3 of row r to words 4r..4r+3 of the first vector, 4-7 to the second.
+            var m0 = Vector512.Load((long*)mn); var m1 = Vector512.Load((long*)mn + 8);
+            var even = Vector512.Create(0L, 2, 4, 6, 8, 10, 12, 14);
+            Avx512F.PermuteVar8x64x2(m0, even, m1).Store((long*)(dst + MinOffset));
+            Avx512F.PermuteVar8x64x2(m0, even + Vector512<long>.One, m1).Store((long*)(dst + MinOffset + 64));
+        }
+        if (TF.SignedWeights)
+        {
+            // bias = what x + 128 adds: the tile's integer sum with x = 0.
+            var bias = Vector512<int>.Zero;
+            var x0 = Vector512.Create((byte)128);
+            for (int s = 0; s < TF.ScaleCount; s++)
+            {
+                sbyte* w = (sbyte*)(dst + WOffset) + 128 * s;
+                var p = Avx512BW.MultiplyAddAdjacent(x0, Vector512.Load(w)) + Avx512BW.MultiplyAddAdjacent(x0, Vector512.Load(w + 64));
+                bias += Avx512BW.MultiplyAddAdjacent(p, Vector512.Load((short*)(dst + ScOffset + 64 * s)));
+            }
+            bias.Store((int*)(dst + BiasOffset));
+        }
+    }
+
+    /// <summary>dst[8i + r] = src[r * stride + i] for an 8 x 8 block of 8-byte groups.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Transpose8x8(long* src, int stride, long* dst)
+    {
+        var a0 = Vector512.Load(src); var a1 = Vector512.Load(src + stride);
+        var a2 = Vector512.Load(src + 2 * stride); var a3 = Vector512.Load(src + 3 * stride);
+        var a4 = Vector512.Load(src + 4 * stride); var a5 = Vector512.Load(src + 5 * stride);
+        var a6 = Vector512.Load(src + 6 * stride); var a7 = Vector512.Load(src + 7 * stride);
+        var t0 = Avx512F.UnpackLow(a0, a1); var t1 = Avx512F.UnpackHigh(a0, a1);
+        var t2 = Avx512F.UnpackLow(a2, a3); var t3 = Avx512F.UnpackHigh(a2, a3);
+        var t4 = Avx512F.UnpackLow(a4, a5); var t5 = Avx512F.UnpackHigh(a4, a5);
+        var t6 = Avx512F.UnpackLow(a6, a7); var t7 = Avx512F.UnpackHigh(a6, a7);
+        // 128-bit lanes: 0x88 takes lanes 0, 2 of each source, 0xDD lanes 1, 3.
+        var u0 = Avx512F.Shuffle4x128(t0, t2, 0x88); var u1 = Avx512F.Shuffle4x128(t0, t2, 0xDD);
+        var u2 = Avx512F.Shuffle4x128(t1, t3, 0x88); var u3 = Avx512F.Shuffle4x128(t1, t3, 0xDD);
+        var u4 = Avx512F.Shuffle4x128(t4, t6, 0x88); var u5 = Avx512F.Shuffle4x128(t4, t6, 0xDD);
+        var u6 = Avx512F.Shuffle4x128(t5, t7, 0x88); var u7 = Avx512F.Shuffle4x128(t5, t7, 0xDD);
+        Avx512F.Shuffle4x128(u0, u4, 0x88).Store(dst);
+        Avx512F.Shuffle4x128(u2, u6, 0x88).Store(dst + 8);
+        Avx512F.Shuffle4x128(u1, u5, 0x88).Store(dst + 16);
+        Avx512F.Shuffle4x128(u3, u7, 0x88).Store(dst + 24);
+        Avx512F.Shuffle4x128(u0, u4, 0xDD).Store(dst + 32);
+        Avx512F.Shuffle4x128(u2, u6, 0xDD).Store(dst + 40);
+        Avx512F.Shuffle4x128(u1, u5, 0xDD).Store(dst + 48);
+        Avx512F.Shuffle4x128(u3, u7, 0xDD).Store(dst + 56);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

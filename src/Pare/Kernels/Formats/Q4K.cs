@@ -190,7 +190,7 @@ internal readonly unsafe struct Q4KKernel : IRowKernel, IInt8Weights
     public static bool Mins => true;
 
     /// <summary>Integer prefill (<see cref="Int8Gemm"/>): nibbles to bytes (natural order), the 6-bit scales and mins.</summary>
-    public static void Unpack(byte* block, sbyte* q, short* scales, short* mins, out float d, out float dmin, out int bias)
+    public static void Unpack(byte* block, sbyte* q, short* scales, short* mins, out float d, out float dmin)
     {
         var mask = Vector256.Create((byte)0xF);
         for (int k = 0; k < 4; k++)
@@ -204,7 +204,6 @@ internal readonly unsafe struct Q4KKernel : IRowKernel, IInt8Weights
         sm.GetUpper().Store(mins);
         d = Fp16.ToFloatFast(*(ushort*)block);
         dmin = Fp16.ToFloatFast(*(ushort*)(block + 2));
-        bias = 0;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

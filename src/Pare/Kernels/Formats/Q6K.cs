@@ -213,11 +213,8 @@ internal readonly unsafe struct Q6KKernel : IRowKernel, IInt8Weights
     public static bool SignedWeights => true;
     public static bool Mins => false;
 
-    /// <summary>
-    /// Integer prefill (<see cref="Int8Gemm"/>): q - 32 as signed bytes in natural order, the 16 int8 scales, and
-    /// bias = 128 * sum(scale * (q - 32)) (x is taken as x + 128 there).
-    /// </summary>
-    public static void Unpack(byte* block, sbyte* q, short* scales, short* mins, out float d, out float dmin, out int bias)
+    /// <summary>Integer prefill (<see cref="Int8Gemm"/>): q - 32 as signed bytes in natural order, the 16 int8 scales.</summary>
+    public static void Unpack(byte* block, sbyte* q, short* scales, short* mins, out float d, out float dmin)
     {
         var lo = Vector256.Create((byte)0xF);
         var two = Vector256.Create((byte)3);
@@ -228,24 +225,12 @@ internal readonly unsafe struct Q6KKernel : IRowKernel, IInt8Weights
             var a = Vector256.Load(ql);
             var b = Vector256.Load(ql + 32);
             var qh = Vector256.Load(block + 128 + 32 * h);
-            ((a & lo) | ((qh & two) << 4)).Store(y);
-            ((b & lo) | ((Vector256.ShiftRightLogical(qh, 2) & two) << 4)).Store(y + 32);
-            (Vector256.ShiftRightLogical(a, 4) | ((Vector256.ShiftRightLogical(qh, 4) & two) << 4)).Store(y + 64);
-            (Vector256.ShiftRightLogical(b, 4) | (Vector256.ShiftRightLogical(qh, 6) << 4)).Store(y + 96);
+            (((a & lo) | ((qh & two) << 4)) - offset).Store(y);
+            (((b & lo) | ((Vector256.ShiftRightLogical(qh, 2) & two) << 4)) - offset).Store(y + 32);
+            ((Vector256.ShiftRightLogical(a, 4) | ((Vector256.ShiftRightLogical(qh, 4) & two) << 4)) - offset).Store(y + 64);
+            ((Vector256.ShiftRightLogical(b, 4) | (Vector256.ShiftRightLogical(qh, 6) << 4)) - offset).Store(y + 96);
         }
-        var sc = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(block + 192)));
-        sc.Store(scales);
-        var acc = Vector256<int>.Zero;
-        for (int m = 0; m < 8; m++)
-        {
-            var v = Vector256.Load((byte*)q + 32 * m) - offset;
-            v.Store((byte*)q + 32 * m);
-            // Sums of pairs, then sub-blocks 2m (words 0-7) and 2m + 1 (8-15) times their scales.
-            var pairs = Avx2.MultiplyAddAdjacent(Vector256<byte>.One, v.AsSByte());
-            var s = Vector256.Create(Vector128.Create(scales[2 * m]), Vector128.Create(scales[2 * m + 1]));
-            acc += Avx2.MultiplyAddAdjacent(pairs, s);
-        }
-        bias = 128 * Vector256.Sum(acc);
+        Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(block + 192))).Store(scales);
         d = Fp16.ToFloatFast(*(ushort*)(block + 208));
         dmin = 0;
     }

@@ -137,12 +137,15 @@ internal readonly unsafe struct Q4KKernel : IRowKernel, IInt8Weights
         public Vector512<short> I0, I1, I2, I3;
     }
 
+    /// <summary>
+    /// One super-block of one row: acc += d * dx * (sum of scale * q * x) as 16 lanes; minAcc += dmin * dx * (mins . sums
+    /// of x) as 4 lanes. ds: this row's d * dx and dmin * dx (converted for four rows at once by <see cref="Dot4"/>).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector512<float> Block(byte* p, Vector512<sbyte> x0, Vector512<sbyte> x1, Vector512<sbyte> x2, Vector512<sbyte> x3,
-        Vector128<short> xsums, Vector128<float> dx, in Indices ix, Vector512<float> acc)
+        Vector128<short> xsums, float* ds, in Indices ix, Vector512<float> acc, ref Vector128<float> minAcc)
     {
-        var head = Vector128.Load((uint*)p);
-        var sm = ScalesAndMins(head);
+        var sm = ScalesAndMins(Vector128.Load((uint*)p));
         var sc = sm.ToVector512Unsafe();
         var mask = Vector512.Create((byte)0xF);
         var qa = Vector512.Load(p + 16);
@@ -156,15 +159,16 @@ internal readonly unsafe struct Q4KKernel : IRowKernel, IInt8Weights
               + (Avx512BW.MultiplyAddAdjacent(p2, Avx512BW.PermuteVar32x16(sc, ix.I2))
               + Avx512BW.MultiplyAddAdjacent(p3, Avx512BW.PermuteVar32x16(sc, ix.I3)));
         var mins = Sse2.MultiplyAddAdjacent(sm.GetUpper(), xsums);
-        var d = Fp16.ToFloatFast4(Sse41.ConvertToVector128Int32(head.AsUInt16())) * dx; // d * dx, dmin * dx, ...
-        var minPart = Vector128.ConvertToSingle(mins) * Vector128.Shuffle(d, Vector128.Create(1, 1, 1, 1));
-        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(s), Avx512F.BroadcastScalarToVector512(d), acc - minPart.ToVector256().ToVector512());
+        minAcc = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(mins), Vector128.Create(ds[1]), minAcc);
+        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(s), Vector512.Create(ds[0]), acc);
     }
 
     public static void Dot4(byte* r0, byte* r1, byte* r2, byte* r3, float* x, float* prep, int cols, float* y)
     {
         var ix = new Indices { I0 = Index(0, 2), I1 = Index(1, 3), I2 = Index(4, 6), I3 = Index(5, 7) };
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector128<float> m0 = default, m1 = default, m2 = default, m3 = default;
+        float* ds = stackalloc float[8];
         int nb = cols / Q4KFormat.BlockSize;
         byte* xq = (byte*)prep;
         for (int b = 0; b < nb; b++, xq += Q8K.BlockBytes)
@@ -175,13 +179,16 @@ internal readonly unsafe struct Q4KKernel : IRowKernel, IInt8Weights
             var x2 = Vector512.Load((sbyte*)xq + 128);
             var x3 = Vector512.Load((sbyte*)xq + 192);
             var xsums = Vector128.Load((short*)(xq + Q8K.SumsOffset));
-            var dx = Vector128.Create(*(float*)(xq + Q8K.ScaleOffset));
-            a0 = Block(r0 + o, x0, x1, x2, x3, xsums, dx, ix, a0);
-            a1 = Block(r1 + o, x0, x1, x2, x3, xsums, dx, ix, a1);
-            a2 = Block(r2 + o, x0, x1, x2, x3, xsums, dx, ix, a2);
-            a3 = Block(r3 + o, x0, x1, x2, x3, xsums, dx, ix, a3);
+            // d and dmin of the four rows (the first 4 bytes of each block) converted at once, times dx.
+            var heads = Vector128.Create(*(int*)(r0 + o), *(int*)(r1 + o), *(int*)(r2 + o), *(int*)(r3 + o));
+            (Fp16.ToFloatFast8(Avx2.ConvertToVector256Int32(heads.AsUInt16())) * Vector256.Create(*(float*)(xq + Q8K.ScaleOffset))).Store(ds);
+            a0 = Block(r0 + o, x0, x1, x2, x3, xsums, ds, ix, a0, ref m0);
+            a1 = Block(r1 + o, x0, x1, x2, x3, xsums, ds + 2, ix, a1, ref m1);
+            a2 = Block(r2 + o, x0, x1, x2, x3, xsums, ds + 4, ix, a2, ref m2);
+            a3 = Block(r3 + o, x0, x1, x2, x3, xsums, ds + 6, ix, a3, ref m3);
         }
-        y[0] = Vector512.Sum(a0); y[1] = Vector512.Sum(a1); y[2] = Vector512.Sum(a2); y[3] = Vector512.Sum(a3);
+        y[0] = Vector512.Sum(a0) - Vector128.Sum(m0); y[1] = Vector512.Sum(a1) - Vector128.Sum(m1);
+        y[2] = Vector512.Sum(a2) - Vector128.Sum(m2); y[3] = Vector512.Sum(a3) - Vector128.Sum(m3);
     }
 
     public static int BlockBytes => Q4KFormat.BlockBytes;

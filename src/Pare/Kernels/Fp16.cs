@@ -57,15 +57,15 @@ internal static class Fp16
         return (r.AsInt32() | ((v & Vector512.Create(0x8000)) << 16)).AsSingle();
     }
 
-    /// <summary>Four halves (zero-extended in int32 lanes) to floats, as <see cref="ToFloatFast"/>: exact, no denormals formed.</summary>
+    /// <summary>Eight halves (zero-extended in int32 lanes) to floats, as <see cref="ToFloatFast"/>: exact, no denormals formed.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> ToFloatFast4(Vector128<int> h)
+    public static Vector256<float> ToFloatFast8(Vector256<int> h)
     {
-        var abs = h & Vector128.Create(0x7FFF);
-        var normal = ((abs << 13) + Vector128.Create(112 << 23)).AsSingle();
-        var subnormal = Vector128.ConvertToSingle(abs) * Vector128.Create(5.9604645E-08f); // m * 2^-24
-        var r = Vector128.ConditionalSelect(Vector128.LessThan(abs, Vector128.Create(0x400)).AsSingle(), subnormal, normal);
-        return (r.AsInt32() | ((h & Vector128.Create(0x8000)) << 16)).AsSingle();
+        var abs = h & Vector256.Create(0x7FFF);
+        var normal = ((abs << 13) + Vector256.Create(112 << 23)).AsSingle();
+        var subnormal = Vector256.ConvertToSingle(abs) * Vector256.Create(5.9604645E-08f); // m * 2^-24
+        var r = Vector256.ConditionalSelect(Vector256.LessThan(abs, Vector256.Create(0x400)).AsSingle(), subnormal, normal);
+        return (r.AsInt32() | ((h & Vector256.Create(0x8000)) << 16)).AsSingle();
     }
 
     /// <summary>bfloat16 is the upper half of a float.</summary>

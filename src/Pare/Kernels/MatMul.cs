@@ -11,9 +11,10 @@ namespace Pare.Kernels;
 /// <summary>Fast products of a stored-type weight matrix with F32 activations (F32 accumulation).</summary>
 /// <remarks>
 /// Decode (<see cref="MatVec"/>) is memory-bound: each thread streams four rows at once and dequantizes inside the
-/// dot product (K-quants first round x to int8 as llama.cpp does, see <see cref="QuantizesActivations"/>). Prefill
-/// (<see cref="MatMulRows"/>) is compute-bound: blocks of rows x 512 columns are dequantized once into a per-thread
-/// buffer and multiplied with every token in 4-row x 6-token register tiles (see <see cref="MatMulChunk"/>).
+/// dot product (quantized formats first round x to int8 as llama.cpp does, see <see cref="QuantizesActivations(GgmlType)"/>).
+/// Prefill (<see cref="MatMulRows"/>) is compute-bound: Q4_K, Q6_K and Q8_0 round every token to int8 too and run the
+/// integer GEMM of <see cref="Int8Gemm"/>; other formats dequantize blocks of rows x 512 columns once into a
+/// per-thread buffer and multiply them with every token in 4-row x 6-token register tiles (see <see cref="MatMulChunk"/>).
 /// Rows are split across threads in chunks handed out by <see cref="KernelThreadPool"/>. Without AVX-512 a portable
 /// path (reference dequantization + <see cref="Vector{T}"/> dots) is used.
 /// </remarks>
@@ -25,10 +26,18 @@ public static unsafe class MatMul
     /// <summary>
     /// Whether the fast matrix-vector product of this weight type rounds x to 8-bit integers first (as llama.cpp does)
     /// and runs integer dot products: K-quants (Q8_K activations), Q8_0 and Q4_0 (Q8_0 activations, with AVX-VNNI).
-    /// Matrix-matrix products keep F32 activations.
+    /// For matrix-matrix products see <see cref="QuantizesActivations(GgmlType, int)"/>.
     /// </summary>
     public static bool QuantizesActivations(GgmlType type) =>
         Avx512 && (type is GgmlType.Q4_K or GgmlType.Q6_K || (Q8Act.Supported && type is GgmlType.Q8_0 or GgmlType.Q4_0));
+
+    /// <summary>
+    /// Whether the fast product of this weight type with <paramref name="n"/> tokens (<see cref="MatMulRows"/>) rounds x
+    /// to 8-bit integers first: decode (n = 1) as <see cref="QuantizesActivations(GgmlType)"/>; prefill for Q4_K, Q6_K
+    /// (Q8_K per token) and Q8_0 (Q8_0 per token) from <see cref="Int8Gemm.MinTokens"/> tokens on (integer GEMM).
+    /// </summary>
+    public static bool QuantizesActivations(GgmlType type, int n) =>
+        n == 1 ? QuantizesActivations(type) : n >= Int8Gemm.MinTokens && Int8Gemm.Supports(type);
 
     const int MatVecRowsPerChunk = 16;
 
@@ -71,6 +80,11 @@ public static unsafe class MatMul
         if (portable || !Avx512) { Portable(w, x, n, y, threads); return; }
         // One token is decode: the streaming kernel reads each weight once either way and needs no buffer.
         if (n == 1) { MatVec(w, x, y, threads, portable: false); return; }
+        if (QuantizesActivations(w.Type, n))
+        {
+            fixed (float* px = x, py = y) Int8Gemm.MatMulRows(w, px, n, py, threads);
+            return;
+        }
         switch (w.Type)
         {
             case GgmlType.F32: MatMulRows<F32Kernel>(w, x, n, y, threads); break;
@@ -347,7 +361,7 @@ public static class MatMulReference
 
     /// <summary>
     /// What the fast matrix-vector kernel computes: x rounded as the kernel rounds it for this weight type
-    /// (<see cref="MatMul.QuantizesActivations"/>: Q8_K per 256 values for K-quants, Q8_0 per 32 for Q8_0 and Q4_0,
+    /// (<see cref="MatMul.QuantizesActivations(GgmlType)"/>: Q8_K per 256 values for K-quants, Q8_0 per 32 for Q8_0 and Q4_0,
     /// as llama.cpp), then
     /// <see cref="MatVec"/>. Equal to the fast kernel up to float rounding of the sums.
     /// </summary>
@@ -366,6 +380,23 @@ public static class MatMulReference
             for (int i = 0; i < size; i++) xr[b * size + i] = q[i] * d;
         }
         MatVec(w, xr, y);
+    }
+
+    /// <summary>
+    /// What the fast <see cref="MatMul.MatMulRows(WeightMatrix, ReadOnlySpan{float}, int, Span{float}, int)"/> computes:
+    /// each token rounded as the kernel rounds it (<see cref="MatMul.QuantizesActivations(GgmlType, int)"/>), then
+    /// <see cref="MatMulRows"/>.
+    /// </summary>
+    public static void MatMulRowsAsKernel(WeightMatrix w, ReadOnlySpan<float> x, int n, Span<float> y)
+    {
+        ArgumentNullException.ThrowIfNull(w);
+        if (!MatMul.QuantizesActivations(w.Type, n)) { MatMulRows(w, x, n, y); return; }
+        var yt = new float[w.Rows];
+        for (int t = 0; t < n; t++)
+        {
+            MatVecAsKernel(w, x.Slice(t * w.Cols, w.Cols), yt);
+            yt.CopyTo(y.Slice(t * w.Rows, w.Rows));
+        }
     }
 
     public static void MatMulRows(WeightMatrix w, ReadOnlySpan<float> x, int n, Span<float> y)

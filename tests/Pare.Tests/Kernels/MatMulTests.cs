@@ -21,10 +21,10 @@ public class MatMulTests
             foreach (var (r, c) in new[] { (1, 7), (5, 33), (37, 256), (6, 100) })
                 data.Add(t, r, c);
         foreach (var t in new[] { GgmlType.Q8_0, GgmlType.Q4_0 })
-            foreach (var (r, c) in new[] { (1, 32), (5, 96), (37, 256), (19, 544) })
+            foreach (var (r, c) in new[] { (1, 32), (5, 96), (37, 256), (19, 544), (9, 1088) })
                 data.Add(t, r, c);
         foreach (var t in new[] { GgmlType.Q4_K, GgmlType.Q6_K })
-            foreach (var (r, c) in new[] { (1, 256), (5, 512), (37, 768), (18, 256) })
+            foreach (var (r, c) in new[] { (1, 256), (5, 512), (37, 768), (18, 256), (9, 2304) })
                 data.Add(t, r, c);
         return data;
     }
@@ -59,25 +59,33 @@ public class MatMulTests
     public void MatMulRows_matches_reference(GgmlType type, int rows, int cols)
     {
         var w = RandomMatrix(type, rows, cols, seed: rows * 1000 + cols + 1, out var pin);
-        foreach (int n in new[] { 1, 2, 3, 8, 17 })
+        foreach (int n in new[] { 1, 2, 3, 4, 8, 17 })
         {
             var x = Random(n * cols, seed: n);
             var expected = new float[n * rows];
-            // One token is decode: the matrix-vector kernel, which may round x (see MatVec_matches_reference).
-            if (n == 1) MatMulReference.MatVecAsKernel(w, x, expected);
-            else MatMulReference.MatMulRows(w, x, n, expected);
+            var f32 = new float[n * rows];
+            // The kernels may round x (decode, and the K-quant integer prefill): exact against the reference that rounds
+            // x the same way, within activation rounding of F32 activations.
+            MatMulReference.MatMulRowsAsKernel(w, x, n, expected);
+            MatMulReference.MatMulRows(w, x, n, f32);
+            bool quantized = MatMul.QuantizesActivations(type, n);
             foreach (int threads in new[] { 1, 2 })
             {
                 var y = new float[n * rows];
                 MatMul.MatMulRows(w, x, n, y, threads);
                 double e = Nmse(y, expected);
                 Assert.True(e < Tolerance, $"{type} {rows}x{cols} n={n} threads={threads}: nmse {e}");
+                // With 1-3 tokens the NMSE of the rounding rests on a few random x (with outliers) and is too noisy to bound;
+                // one token is covered by MatVec_matches_reference.
+                double f = Nmse(y, f32);
+                Assert.True((quantized && n < 4) || f < (quantized ? ActivationRoundingTolerance : Tolerance), $"{type} {rows}x{cols} n={n} vs F32 activations: nmse {f}");
             }
             if (n == 3)
             {
+                // The portable path keeps F32 activations.
                 var y = new float[n * rows];
                 MatMul.MatMulRows(w, x, n, y, 2, portable: true);
-                Assert.True(Nmse(y, expected) < Tolerance, "portable path");
+                Assert.True(Nmse(y, f32) < Tolerance, "portable path");
             }
         }
         GC.KeepAlive(pin);

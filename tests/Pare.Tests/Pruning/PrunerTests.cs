@@ -104,8 +104,9 @@ public class PrunerTests(ITestOutputHelper output)
         foreach (int t in seq.Take(8))
             decodeDiff = Math.Max(decodeDiff, PruneTestSupport.MaxRelDiff(sd.Forward([t]), ss.Forward([t]), md.Config.VocabSize));
         output.WriteLine($"{type} {pattern}: dense {new FileInfo(dense).Length} B, compact {new FileInfo(compact).Length} B, max rel diff prefill {diff:E2}, decode {decodeDiff:E2}");
-        Assert.True(diff < 1e-4, $"prefill {diff:G4}");
-        // Q8_0 decode rounds the activations to 8-bit blocks in both (as llama.cpp does), with the same integer dots.
+        // Dense Q8_0 prefill rounds the activations to 8-bit blocks as llama.cpp does (compact prefill keeps F32): the
+        // Q8_0 oracle tolerance. In decode both round them alike and run the same integer dots.
+        Assert.True(diff < (type == GgmlType.Q8_0 ? 3e-2 : 1e-4), $"prefill {diff:G4}");
         Assert.True(decodeDiff < 1e-4, $"decode {decodeDiff:G4}");
     }
 

@@ -110,7 +110,7 @@ internal static class Q4KFormat
 /// vpmaddubsw (unsigned nibble times signed x) pairs them directly, and vpmaddwd applies the scales, which are
 /// unpacked once per super-block with a few SIMD ops.
 /// </summary>
-internal readonly unsafe struct Q4KKernel : IRowKernel
+internal readonly unsafe struct Q4KKernel : IRowKernel, IInt8Weights
 {
     public static int PrepFloats(int cols) => Q8K.PrepFloats(cols);
 
@@ -120,16 +120,35 @@ internal readonly unsafe struct Q4KKernel : IRowKernel
     static Vector512<short> Index(int a, int b) =>
         Vector512.Create(Vector256.Create((short)a), Vector256.Create((short)b));
 
-    /// <summary>The 16 bytes after d and dmin as 16 int16: eight 6-bit scales, then eight 6-bit mins (ggml's utmp trick, in SIMD).</summary>
+    /// <summary>
+    /// For four block heads (d, dmin, 12 bytes of scales, one per 128-bit lane): the 16 bytes after d and dmin as 16 int16
+    /// per head, eight 6-bit scales then eight 6-bit mins (ggml's utmp trick, in SIMD); heads 0 and 1 in the first
+    /// result, 2 and 3 in the second.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<short> ScalesAndMins(Vector128<uint> head)
+    internal static (Vector512<short> Heads01, Vector512<short> Heads23) ScalesAndMins4(Vector512<uint> heads, in HeadConsts c)
     {
-        var a = Sse2.Shuffle(head, 0b11_10_11_01); // u0, u2, u1, u2
-        var b = Sse2.Shuffle(head, 0b10_10_01_01); // u0, u0, u1, u1
-        var sm = (Avx2.ShiftRightLogicalVariable(a, Vector128.Create(0u, 0, 0, 4)) & Vector128.Create(0x3f3f3f3fu, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f))
-               | (Vector128.ShiftRightLogical(b, 2) & Vector128.Create(0u, 0x30303030, 0, 0x30303030));
-        return Avx2.ConvertToVector256Int16(sm.AsByte());
+        var a = Avx512F.Shuffle(heads, 0b11_10_11_01); // u0, u2, u1, u2
+        var b = Avx512F.Shuffle(heads, 0b10_10_01_01); // u0, u0, u1, u1
+        var sm = (Avx512F.ShiftRightLogicalVariable(a, c.Shift) & c.Low) | (Vector512.ShiftRightLogical(b, 2) & c.High);
+        return (Avx512BW.ConvertToVector512Int16(sm.GetLower().AsByte()), Avx512BW.ConvertToVector512Int16(sm.GetUpper().AsByte()));
     }
+
+    /// <summary>The per-lane constants of <see cref="ScalesAndMins4"/>, built once per call (the JIT does not hoist them).</summary>
+    internal struct HeadConsts
+    {
+        public Vector512<uint> Shift, Low, High;
+
+        public static HeadConsts Create() => new()
+        {
+            Shift = Lanes(Vector128.Create(0u, 0, 0, 4)),
+            Low = Lanes(Vector128.Create(0x3f3f3f3fu, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f)),
+            High = Lanes(Vector128.Create(0u, 0x30303030, 0, 0x30303030)),
+        };
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<uint> Lanes(Vector128<uint> v) => Vector512.Create(Vector256.Create(v, v), Vector256.Create(v, v));
 
     /// <summary>Index vectors of one call, built once (the JIT does not fold them into constants).</summary>
     struct Indices
@@ -137,13 +156,15 @@ internal readonly unsafe struct Q4KKernel : IRowKernel
         public Vector512<short> I0, I1, I2, I3;
     }
 
+    /// <summary>
+    /// One super-block of one row: acc += d * dx * (sum of scale * q * x) as 16 lanes; minAcc += dmin * dx * (mins . sums
+    /// of x) as 4 lanes. sc: the row's scales (vpermw table, see <see cref="ScalesAndMins4"/>; ix picks its half), mins:
+    /// its mins; ds: its d * dx and dmin * dx (both converted for four rows at once by <see cref="Dot4"/>).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector512<float> Block(byte* p, Vector512<sbyte> x0, Vector512<sbyte> x1, Vector512<sbyte> x2, Vector512<sbyte> x3,
-        Vector128<short> xsums, Vector128<float> dx, in Indices ix, Vector512<float> acc)
+        Vector128<short> xsums, float* ds, Vector512<short> sc, Vector128<short> mins, in Indices ix, Vector512<float> acc, ref Vector128<float> minAcc)
     {
-        var head = Vector128.Load((uint*)p);
-        var sm = ScalesAndMins(head);
-        var sc = sm.ToVector512Unsafe();
         var mask = Vector512.Create((byte)0xF);
         var qa = Vector512.Load(p + 16);
         var qb = Vector512.Load(p + 80);
@@ -155,16 +176,20 @@ internal readonly unsafe struct Q4KKernel : IRowKernel
               + Avx512BW.MultiplyAddAdjacent(p1, Avx512BW.PermuteVar32x16(sc, ix.I1)))
               + (Avx512BW.MultiplyAddAdjacent(p2, Avx512BW.PermuteVar32x16(sc, ix.I2))
               + Avx512BW.MultiplyAddAdjacent(p3, Avx512BW.PermuteVar32x16(sc, ix.I3)));
-        var mins = Sse2.MultiplyAddAdjacent(sm.GetUpper(), xsums);
-        var d = Fp16.ToFloatFast4(Sse41.ConvertToVector128Int32(head.AsUInt16())) * dx; // d * dx, dmin * dx, ...
-        var minPart = Vector128.ConvertToSingle(mins) * Vector128.Shuffle(d, Vector128.Create(1, 1, 1, 1));
-        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(s), Avx512F.BroadcastScalarToVector512(d), acc - minPart.ToVector256().ToVector512());
+        minAcc = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(Sse2.MultiplyAddAdjacent(mins, xsums)), Vector128.Create(ds[1]), minAcc);
+        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(s), Vector512.Create(ds[0]), acc);
     }
 
     public static void Dot4(byte* r0, byte* r1, byte* r2, byte* r3, float* x, float* prep, int cols, float* y)
     {
+        // Rows 0 and 2 use the first half of their scale table, rows 1 and 3 the second.
         var ix = new Indices { I0 = Index(0, 2), I1 = Index(1, 3), I2 = Index(4, 6), I3 = Index(5, 7) };
+        var jx = new Indices { I0 = Index(16, 18), I1 = Index(17, 19), I2 = Index(20, 22), I3 = Index(21, 23) };
+        var firsts = Vector512.Create(0u, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+        var hc = HeadConsts.Create();
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector128<float> m0 = default, m1 = default, m2 = default, m3 = default;
+        float* ds = stackalloc float[8];
         int nb = cols / Q4KFormat.BlockSize;
         byte* xq = (byte*)prep;
         for (int b = 0; b < nb; b++, xq += Q8K.BlockBytes)
@@ -175,13 +200,41 @@ internal readonly unsafe struct Q4KKernel : IRowKernel
             var x2 = Vector512.Load((sbyte*)xq + 128);
             var x3 = Vector512.Load((sbyte*)xq + 192);
             var xsums = Vector128.Load((short*)(xq + Q8K.SumsOffset));
-            var dx = Vector128.Create(*(float*)(xq + Q8K.ScaleOffset));
-            a0 = Block(r0 + o, x0, x1, x2, x3, xsums, dx, ix, a0);
-            a1 = Block(r1 + o, x0, x1, x2, x3, xsums, dx, ix, a1);
-            a2 = Block(r2 + o, x0, x1, x2, x3, xsums, dx, ix, a2);
-            a3 = Block(r3 + o, x0, x1, x2, x3, xsums, dx, ix, a3);
+            var heads = Vector512.Create(Vector256.Create(Vector128.Load((uint*)(r0 + o)), Vector128.Load((uint*)(r1 + o))),
+                                         Vector256.Create(Vector128.Load((uint*)(r2 + o)), Vector128.Load((uint*)(r3 + o))));
+            var (t01, t23) = ScalesAndMins4(heads, hc);
+            // d and dmin of the four rows (the first 4 bytes of each head) converted at once, times dx.
+            var dd = Avx2.ConvertToVector256Int32(Avx512F.PermuteVar16x32(heads, firsts).GetLower().GetLower().AsUInt16());
+            (Fp16.ToFloatFast8(dd) * Vector256.Create(*(float*)(xq + Q8K.ScaleOffset))).Store(ds);
+            a0 = Block(r0 + o, x0, x1, x2, x3, xsums, ds, t01, Avx512F.ExtractVector128(t01, 1), ix, a0, ref m0);
+            a1 = Block(r1 + o, x0, x1, x2, x3, xsums, ds + 2, t01, Avx512F.ExtractVector128(t01, 3), jx, a1, ref m1);
+            a2 = Block(r2 + o, x0, x1, x2, x3, xsums, ds + 4, t23, Avx512F.ExtractVector128(t23, 1), ix, a2, ref m2);
+            a3 = Block(r3 + o, x0, x1, x2, x3, xsums, ds + 6, t23, Avx512F.ExtractVector128(t23, 3), jx, a3, ref m3);
         }
-        y[0] = Vector512.Sum(a0); y[1] = Vector512.Sum(a1); y[2] = Vector512.Sum(a2); y[3] = Vector512.Sum(a3);
+        y[0] = Vector512.Sum(a0) - Vector128.Sum(m0); y[1] = Vector512.Sum(a1) - Vector128.Sum(m1);
+        y[2] = Vector512.Sum(a2) - Vector128.Sum(m2); y[3] = Vector512.Sum(a3) - Vector128.Sum(m3);
+    }
+
+    public static int BlockBytes => Q4KFormat.BlockBytes;
+    public static int ScaleCount => 8;
+    public static bool SignedWeights => false;
+    public static bool Mins => true;
+
+    /// <summary>Integer prefill (<see cref="Int8Gemm"/>): nibbles to bytes (natural order), the 6-bit scales and mins.</summary>
+    public static void Unpack(byte* block, sbyte* q, short* scales, short* mins, out float d, out float dmin)
+    {
+        var mask = Vector256.Create((byte)0xF);
+        for (int k = 0; k < 4; k++)
+        {
+            var v = Vector256.Load(block + 16 + 32 * k);
+            (v & mask).Store((byte*)q + 64 * k);
+            (Vector256.ShiftRightLogical(v, 4) & mask).Store((byte*)q + 64 * k + 32);
+        }
+        var (sm, _) = ScalesAndMins4(Lanes(Vector128.Load((uint*)block)), HeadConsts.Create());
+        sm.GetLower().GetLower().Store(scales);
+        sm.GetLower().GetUpper().Store(mins);
+        d = Fp16.ToFloatFast(*(ushort*)block);
+        dmin = Fp16.ToFloatFast(*(ushort*)(block + 2));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -101,7 +101,7 @@ internal static class Q6KFormat
 /// (q - 32) * 2^26. The 2^-26 is folded into the 16 sub-block scales, computed once per super-block into a scratch
 /// array (memory broadcasts are cheaper than scalar converts in the inner loop).
 /// </summary>
-internal readonly unsafe struct Q6KKernel : IRowKernel
+internal readonly unsafe struct Q6KKernel : IRowKernel, IInt8Weights
 {
     const float TwoPowMinus26 = 1.4901161193847656E-08f;
 
@@ -206,6 +206,33 @@ internal readonly unsafe struct Q6KKernel : IRowKernel
             a3 = Block(r3 + o, xq, xsums, dx, c, a3);
         }
         y[0] = Vector512.Sum(a0); y[1] = Vector512.Sum(a1); y[2] = Vector512.Sum(a2); y[3] = Vector512.Sum(a3);
+    }
+
+    public static int BlockBytes => Q6KFormat.BlockBytes;
+    public static int ScaleCount => 16;
+    public static bool SignedWeights => true;
+    public static bool Mins => false;
+
+    /// <summary>Integer prefill (<see cref="Int8Gemm"/>): q - 32 as signed bytes in natural order, the 16 int8 scales.</summary>
+    public static void Unpack(byte* block, sbyte* q, short* scales, short* mins, out float d, out float dmin)
+    {
+        var lo = Vector256.Create((byte)0xF);
+        var two = Vector256.Create((byte)3);
+        var offset = Vector256.Create((byte)32);
+        for (int h = 0; h < 2; h++)
+        {
+            byte* ql = block + 64 * h, y = (byte*)q + 128 * h;
+            var a = Vector256.Load(ql);
+            var b = Vector256.Load(ql + 32);
+            var qh = Vector256.Load(block + 128 + 32 * h);
+            (((a & lo) | ((qh & two) << 4)) - offset).Store(y);
+            (((b & lo) | ((Vector256.ShiftRightLogical(qh, 2) & two) << 4)) - offset).Store(y + 32);
+            ((Vector256.ShiftRightLogical(a, 4) | ((Vector256.ShiftRightLogical(qh, 4) & two) << 4)) - offset).Store(y + 64);
+            ((Vector256.ShiftRightLogical(b, 4) | (Vector256.ShiftRightLogical(qh, 6) << 4)) - offset).Store(y + 96);
+        }
+        Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(block + 192))).Store(scales);
+        d = Fp16.ToFloatFast(*(ushort*)(block + 208));
+        dmin = 0;
     }
 
     public static void DequantRow(byte* src, float* dst, int cols)

@@ -43,19 +43,8 @@ internal static unsafe class Q8Act
         float* dx = prep + ng * 128, dxSum = dx + ng * 16;
         for (int b = 0; b < nb; b++)
         {
-            var v0 = Vector512.Load(x + 32 * b);
-            var v1 = Vector512.Load(x + 32 * b + 16);
-            float amax = MaxOf(Vector512.Max(Vector512.Abs(v0), Vector512.Abs(v1)));
-            float d = amax / 127, id = amax != 0 ? 127 / amax : 0;
-            var vid = Vector512.Create(id);
-            // cvtps2dq rounds half to even under the default MXCSR, as _mm256_round_ps(_MM_ROUND_NEAREST).
-            var q0 = Avx512F.ConvertToVector512Int32(v0 * vid);
-            var q1 = Avx512F.ConvertToVector512Int32(v1 * vid);
-            Avx512F.ConvertToVector128SByte(q0).Store(q + 32 * b);
-            Avx512F.ConvertToVector128SByte(q1).Store(q + 32 * b + 16);
-            float dh = Fp16.ToFloat(Fp16.FromFloat(d));
-            dx[b] = dh;
-            dxSum[b] = dh * Vector512.Sum(q0 + q1);
+            dx[b] = QuantizeBlock(x + 32 * b, q + 32 * b, out int sum);
+            dxSum[b] = dx[b] * sum;
         }
         for (int b = nb; b < ng * 16; b++)
         {
@@ -63,6 +52,24 @@ internal static unsafe class Q8Act
             dx[b] = 0;
             dxSum[b] = 0;
         }
+    }
+
+    /// <summary>Rounds the 32 values at x to q (as <see cref="QuantizeBlockReference"/>); returns d rounded to f16, and sum(q).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float QuantizeBlock(float* x, sbyte* q, out int sum)
+    {
+        var v0 = Vector512.Load(x);
+        var v1 = Vector512.Load(x + 16);
+        float amax = MaxOf(Vector512.Max(Vector512.Abs(v0), Vector512.Abs(v1)));
+        float d = amax / 127, id = amax != 0 ? 127 / amax : 0;
+        var vid = Vector512.Create(id);
+        // cvtps2dq rounds half to even under the default MXCSR, as _mm256_round_ps(_MM_ROUND_NEAREST).
+        var q0 = Avx512F.ConvertToVector512Int32(v0 * vid);
+        var q1 = Avx512F.ConvertToVector512Int32(v1 * vid);
+        Avx512F.ConvertToVector128SByte(q0).Store(q);
+        Avx512F.ConvertToVector128SByte(q1).Store(q + 16);
+        sum = Vector512.Sum(q0 + q1);
+        return Fp16.ToFloat(Fp16.FromFloat(d));
     }
 
     /// <summary>Sixteen f16 weight scales, blockBytes apart from p (the last ones clamped to block last), as floats.</summary>

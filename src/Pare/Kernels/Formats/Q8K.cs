@@ -39,10 +39,10 @@ internal static unsafe class Q8K
         return 1 / iscale;
     }
 
-    /// <summary>Quantizes cols values of x into the kernel layout at dst (see the remarks).</summary>
-    public static void Quantize(float* x, int cols, byte* dst, bool q4kOrder)
+    /// <summary>Quantizes cols values of x into the kernel layout at dst (see the remarks); blocks are <paramref name="stride"/> bytes apart.</summary>
+    public static void Quantize(float* x, int cols, byte* dst, bool q4kOrder, int stride = BlockBytes)
     {
-        for (int b = 0; b < cols / BlockSize; b++, x += BlockSize, dst += BlockBytes)
+        for (int b = 0; b < cols / BlockSize; b++, x += BlockSize, dst += stride)
         {
             var vmax = Vector512<float>.Zero;
             for (int i = 0; i < BlockSize; i += 16) vmax = Vector512.Max(vmax, Vector512.Abs(Vector512.Load(x + i)));

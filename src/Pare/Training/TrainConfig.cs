@@ -88,16 +88,19 @@ public sealed record TrainConfig
         AllowTrailingCommas = true, UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
     };
 
-    public static TrainConfig Load(string path)
+    public static TrainConfig Load(string path) =>
+        File.Exists(path) ? Parse(File.ReadAllText(path), path) : throw new PareException($"config not found: {path}");
+
+    /// <summary>Reads a config from JSON text (a file's, or the <c>pare.training_config</c> an exported GGUF carries).</summary>
+    public static TrainConfig Parse(string json, string source = "config")
     {
-        if (!File.Exists(path)) throw new PareException($"config not found: {path}");
         try
         {
-            var c = JsonSerializer.Deserialize<TrainConfig>(File.ReadAllText(path), Json) ?? throw new PareException($"{path}: empty config");
-            c.Validate(path);
+            var c = JsonSerializer.Deserialize<TrainConfig>(json, Json) ?? throw new PareException($"{source}: empty config");
+            c.Validate(source);
             return c;
         }
-        catch (JsonException e) { throw new PareException($"{path}: {e.Message}"); }
+        catch (JsonException e) { throw new PareException($"{source}: {e.Message}"); }
     }
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);

@@ -147,6 +147,12 @@ internal readonly unsafe struct Q4KKernel : IRowKernel, IInt8Weights
         };
     }
 
+    /// <summary>The high nibble of each byte: one vgf2p8affineqb (bits 4-7 to 0-3) where available, else shift and mask.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<byte> HighNibbles(Vector512<byte> v) => Gfni.V512.IsSupported
+        ? Gfni.V512.GaloisFieldAffineTransform(v, Vector512.Create(0x1020408000000000ul).AsByte(), 0)
+        : Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & Vector512.Create((byte)0xF);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector512<uint> Lanes(Vector128<uint> v) => Vector512.Create(Vector256.Create(v, v), Vector256.Create(v, v));
 
@@ -169,9 +175,9 @@ internal readonly unsafe struct Q4KKernel : IRowKernel, IInt8Weights
         var qa = Vector512.Load(p + 16);
         var qb = Vector512.Load(p + 80);
         var p0 = Avx512BW.MultiplyAddAdjacent(qa & mask, x0);
-        var p1 = Avx512BW.MultiplyAddAdjacent(Avx512BW.ShiftRightLogical(qa.AsUInt16(), 4).AsByte() & mask, x1);
+        var p1 = Avx512BW.MultiplyAddAdjacent(HighNibbles(qa), x1);
         var p2 = Avx512BW.MultiplyAddAdjacent(qb & mask, x2);
-        var p3 = Avx512BW.MultiplyAddAdjacent(Avx512BW.ShiftRightLogical(qb.AsUInt16(), 4).AsByte() & mask, x3);
+        var p3 = Avx512BW.MultiplyAddAdjacent(HighNibbles(qb), x3);
         var s = (Avx512BW.MultiplyAddAdjacent(p0, Avx512BW.PermuteVar32x16(sc, ix.I0))
               + Avx512BW.MultiplyAddAdjacent(p1, Avx512BW.PermuteVar32x16(sc, ix.I1)))
               + (Avx512BW.MultiplyAddAdjacent(p2, Avx512BW.PermuteVar32x16(sc, ix.I2))

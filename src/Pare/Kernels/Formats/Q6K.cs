@@ -142,6 +142,7 @@ internal readonly unsafe struct Q6KKernel : IRowKernel, IInt8Weights
     struct Consts
     {
         public Vector512<ushort> ShiftLo, ShiftHi;
+        public Vector512<byte> PickLo, PickHi;
         public Vector512<short> I0, I1, I2, I3;
 
         public static Consts Create() => new()
@@ -149,16 +150,24 @@ internal readonly unsafe struct Q6KKernel : IRowKernel, IInt8Weights
             // Values l (bits 0-1 of qh) and l + 32 (bits 2-3) go to bits 4-5; then l + 64 (4-5) and l + 96 (6-7).
             ShiftLo = Vector512.Create(Vector256.Create((ushort)4), Vector256.Create((ushort)2)),
             ShiftHi = Vector512.Create(Vector256.Create((ushort)0), Vector256.Create((ushort)2)),
+            PickLo = Vector512.Create(Vector256.Create(PickBits(0)), Vector256.Create(PickBits(2))).AsByte(),
+            PickHi = Vector512.Create(Vector256.Create(PickBits(4)), Vector256.Create(PickBits(6))).AsByte(),
             I0 = Index(0), I1 = Index(4), I2 = Index(8), I3 = Index(12),
         };
     }
 
+    /// <summary>vgf2p8affineqb matrix (one qword) that moves bits a and a + 1 of each byte to bits 4 and 5, clearing the rest.</summary>
+    static ulong PickBits(int a) => (1ul << a << 24) | (1ul << (a + 1) << 16);
+
     /// <summary>sum over 64 values of q * x times the scales of their four 16-value groups, as 16 int32 lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<int> Half(byte* p, byte* xq, Vector512<short> sc, Vector512<ushort> shift, bool high, Vector512<short> index, Vector512<byte> ql, Vector512<ushort> qh)
+    static Vector512<int> Half(byte* p, byte* xq, Vector512<short> sc, in Consts c, bool high, Vector512<short> index, Vector512<byte> ql, Vector512<ushort> qh)
     {
         var nibble = Vector512.Create((byte)0x0F);
-        var t = (high ? Avx512BW.ShiftRightLogicalVariable(qh, shift) : Avx512BW.ShiftLeftLogicalVariable(qh, shift)).AsByte() & Vector512.Create((byte)0x30);
+        // The two high bits of each value at bits 4-5: one GF(2) affine transform per 64 values where available.
+        var t = Gfni.V512.IsSupported
+            ? Gfni.V512.GaloisFieldAffineTransform(qh.AsByte(), high ? c.PickHi : c.PickLo, 0)
+            : (high ? Avx512BW.ShiftRightLogicalVariable(qh, c.ShiftHi) : Avx512BW.ShiftLeftLogicalVariable(qh, c.ShiftLo)).AsByte() & Vector512.Create((byte)0x30);
         var q = Avx512F.TernaryLogic(high ? Avx512BW.ShiftRightLogical(ql.AsUInt16(), 4).AsByte() : ql, t, nibble, 0xE4);
         var prod = Avx512BW.MultiplyAddAdjacent(q, Vector512.Load((sbyte*)xq));
         return Avx512BW.MultiplyAddAdjacent(prod, Avx512BW.PermuteVar32x16(sc, index));
@@ -184,8 +193,8 @@ internal readonly unsafe struct Q6KKernel : IRowKernel, IInt8Weights
         var qh1 = Avx512F.Shuffle4x128(qh, qh, 0b11_10_11_10).AsUInt16();
         var ql0 = Vector512.Load(p);
         var ql1 = Vector512.Load(p + 64);
-        var s = (Half(p, xq, sc, c.ShiftLo, false, c.I0, ql0, qh0) + Half(p, xq + 64, sc, c.ShiftHi, true, c.I1, ql0, qh0))
-              + (Half(p, xq + 128, sc, c.ShiftLo, false, c.I2, ql1, qh1) + Half(p, xq + 192, sc, c.ShiftHi, true, c.I3, ql1, qh1));
+        var s = (Half(p, xq, sc, c, false, c.I0, ql0, qh0) + Half(p, xq + 64, sc, c, true, c.I1, ql0, qh0))
+              + (Half(p, xq + 128, sc, c, false, c.I2, ql1, qh1) + Half(p, xq + 192, sc, c, true, c.I3, ql1, qh1));
         s -= (corr << 5).ToVector512();
         return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(s), Vector512.Create(*d), acc);
     }

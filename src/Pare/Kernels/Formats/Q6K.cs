@@ -175,9 +175,9 @@ internal readonly unsafe struct Q6KKernel : IRowKernel, IInt8Weights
 
     /// <summary>
     /// One super-block against Q8_K activations: q (0..63) is rebuilt as bytes (low nibble from ql, two bits from qh
-    /// moved to bits 4-5 by one GF(2) affine transform or per-half shifts), vpmaddubsw pairs it with x, vpmaddwd applies the 16 int8
-    /// scales; the -32 offset is subtracted once as 32 * sum(scale * sum(x)) from the per-16 sums of x. d: the row's
-    /// d * dx (converted for four rows at once by <see cref="Dot4"/>).
+    /// moved to bits 4-5 by one GF(2) affine transform or per-half shifts), vpmaddubsw pairs it with x, vpmaddwd
+    /// applies the 16 int8 scales; the -32 offset is subtracted once as 32 * sum(scale * sum(x)) from the per-16 sums
+    /// of x. d: the row's d * dx (converted for four rows at once by <see cref="Dot4"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector512<float> Block(byte* p, byte* xq, Vector256<short> xsums, float* d, in Consts c, Vector512<float> acc)

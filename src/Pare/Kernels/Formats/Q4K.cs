@@ -147,6 +147,12 @@ internal readonly unsafe struct Q4KKernel : IRowKernel, IInt8Weights
         };
     }
 
+    /// <summary>The high nibble of each byte: one vgf2p8affineqb (bits 4-7 to 0-3) where available, else shift and mask.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<byte> HighNibbles(Vector512<byte> v) => Gfni.V512.IsSupported
+        ? Gfni.V512.GaloisFieldAffineTransform(v, Vector512.Create(0x1020408000000000ul).AsByte(), 0)
+        : Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & Vector512.Create((byte)0xF);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector512<uint> Lanes(Vector128<uint> v) => Vector512.Create(Vector256.Create(v, v), Vector256.Create(v, v));
 
@@ -157,27 +163,26 @@ internal readonly unsafe struct Q4KKernel : IRowKernel, IInt8Weights
     }
 
     /// <summary>
-    /// One super-block of one row: acc += d * dx * (sum of scale * q * x) as 16 lanes; minAcc += dmin * dx * (mins . sums
-    /// of x) as 4 lanes. sc: the row's scales (vpermw table, see <see cref="ScalesAndMins4"/>; ix picks its half), mins:
-    /// its mins; ds: its d * dx and dmin * dx (both converted for four rows at once by <see cref="Dot4"/>).
+    /// One super-block of one row: acc += d * dx * (sum of scale * q * x) as 16 lanes. sc: the row's scales (vpermw
+    /// table, see <see cref="ScalesAndMins4"/>; ix picks its half); d: its d * dx (converted for four rows at once by
+    /// <see cref="Dot4"/>, which also applies the mins of all four rows at once).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector512<float> Block(byte* p, Vector512<sbyte> x0, Vector512<sbyte> x1, Vector512<sbyte> x2, Vector512<sbyte> x3,
-        Vector128<short> xsums, float* ds, Vector512<short> sc, Vector128<short> mins, in Indices ix, Vector512<float> acc, ref Vector128<float> minAcc)
+        float* d, Vector512<short> sc, in Indices ix, Vector512<float> acc)
     {
         var mask = Vector512.Create((byte)0xF);
         var qa = Vector512.Load(p + 16);
         var qb = Vector512.Load(p + 80);
         var p0 = Avx512BW.MultiplyAddAdjacent(qa & mask, x0);
-        var p1 = Avx512BW.MultiplyAddAdjacent(Avx512BW.ShiftRightLogical(qa.AsUInt16(), 4).AsByte() & mask, x1);
+        var p1 = Avx512BW.MultiplyAddAdjacent(HighNibbles(qa), x1);
         var p2 = Avx512BW.MultiplyAddAdjacent(qb & mask, x2);
-        var p3 = Avx512BW.MultiplyAddAdjacent(Avx512BW.ShiftRightLogical(qb.AsUInt16(), 4).AsByte() & mask, x3);
+        var p3 = Avx512BW.MultiplyAddAdjacent(HighNibbles(qb), x3);
         var s = (Avx512BW.MultiplyAddAdjacent(p0, Avx512BW.PermuteVar32x16(sc, ix.I0))
               + Avx512BW.MultiplyAddAdjacent(p1, Avx512BW.PermuteVar32x16(sc, ix.I1)))
               + (Avx512BW.MultiplyAddAdjacent(p2, Avx512BW.PermuteVar32x16(sc, ix.I2))
               + Avx512BW.MultiplyAddAdjacent(p3, Avx512BW.PermuteVar32x16(sc, ix.I3)));
-        minAcc = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(Sse2.MultiplyAddAdjacent(mins, xsums)), Vector128.Create(ds[1]), minAcc);
-        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(s), Vector512.Create(ds[0]), acc);
+        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(s), Vector512.Create(*d), acc);
     }
 
     public static void Dot4(byte* r0, byte* r1, byte* r2, byte* r3, float* x, float* prep, int cols, float* y)
@@ -186,9 +191,11 @@ internal readonly unsafe struct Q4KKernel : IRowKernel, IInt8Weights
         var ix = new Indices { I0 = Index(0, 2), I1 = Index(1, 3), I2 = Index(4, 6), I3 = Index(5, 7) };
         var jx = new Indices { I0 = Index(16, 18), I1 = Index(17, 19), I2 = Index(20, 22), I3 = Index(21, 23) };
         var firsts = Vector512.Create(0u, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+        // The mins of the four rows (qwords 2, 3, 6, 7 of each table) and their dmin * dx, four lanes per row.
+        var minsOf4 = Vector512.Create(2ul, 3, 6, 7, 10, 11, 14, 15);
+        var dminOf4 = Vector512.Create(1, 1, 1, 1, 3, 3, 3, 3, 5, 5, 5, 5, 7, 7, 7, 7);
         var hc = HeadConsts.Create();
-        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        Vector128<float> m0 = default, m1 = default, m2 = default, m3 = default;
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, mins = default;
         float* ds = stackalloc float[8];
         int nb = cols / Q4KFormat.BlockSize;
         byte* xq = (byte*)prep;
@@ -199,20 +206,29 @@ internal readonly unsafe struct Q4KKernel : IRowKernel, IInt8Weights
             var x1 = Vector512.Load((sbyte*)xq + 64);
             var x2 = Vector512.Load((sbyte*)xq + 128);
             var x3 = Vector512.Load((sbyte*)xq + 192);
-            var xsums = Vector128.Load((short*)(xq + Q8K.SumsOffset));
-            var heads = Vector512.Create(Vector256.Create(Vector128.Load((uint*)(r0 + o)), Vector128.Load((uint*)(r1 + o))),
-                                         Vector256.Create(Vector128.Load((uint*)(r2 + o)), Vector128.Load((uint*)(r3 + o))));
+            var xsums = Vector128.Load((short*)(xq + Q8K.SumsOffset)).ToVector256Unsafe().ToVector512Unsafe().AsUInt64();
+            var heads = Avx512F.InsertVector128(Avx512F.InsertVector128(Avx512F.InsertVector128(
+                Vector128.Load((uint*)(r0 + o)).ToVector256Unsafe().ToVector512Unsafe(), Vector128.Load((uint*)(r1 + o)), 1),
+                Vector128.Load((uint*)(r2 + o)), 2), Vector128.Load((uint*)(r3 + o)), 3);
             var (t01, t23) = ScalesAndMins4(heads, hc);
             // d and dmin of the four rows (the first 4 bytes of each head) converted at once, times dx.
             var dd = Avx2.ConvertToVector256Int32(Avx512F.PermuteVar16x32(heads, firsts).GetLower().GetLower().AsUInt16());
-            (Fp16.ToFloatFast8(dd) * Vector256.Create(*(float*)(xq + Q8K.ScaleOffset))).Store(ds);
-            a0 = Block(r0 + o, x0, x1, x2, x3, xsums, ds, t01, Avx512F.ExtractVector128(t01, 1), ix, a0, ref m0);
-            a1 = Block(r1 + o, x0, x1, x2, x3, xsums, ds + 2, t01, Avx512F.ExtractVector128(t01, 3), jx, a1, ref m1);
-            a2 = Block(r2 + o, x0, x1, x2, x3, xsums, ds + 4, t23, Avx512F.ExtractVector128(t23, 1), ix, a2, ref m2);
-            a3 = Block(r3 + o, x0, x1, x2, x3, xsums, ds + 6, t23, Avx512F.ExtractVector128(t23, 3), jx, a3, ref m3);
+            var dv = Fp16.ToFloatFast8(dd) * Vector256.Create(*(float*)(xq + Q8K.ScaleOffset));
+            dv.Store(ds);
+            // Mins: one vpmaddwd for the four rows against the 8 sums of x (repeated per 128-bit lane).
+            var m4 = Avx512F.PermuteVar8x64x2(t01.AsUInt64(), minsOf4, t23.AsUInt64()).AsInt16();
+            var xs4 = Avx512F.Shuffle4x128(xsums, xsums, 0).AsInt16();
+            mins = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(m4, xs4)),
+                                              Avx512F.PermuteVar16x32(dv.ToVector512Unsafe(), dminOf4), mins);
+            a0 = Block(r0 + o, x0, x1, x2, x3, ds, t01, ix, a0);
+            a1 = Block(r1 + o, x0, x1, x2, x3, ds + 2, t01, jx, a1);
+            a2 = Block(r2 + o, x0, x1, x2, x3, ds + 4, t23, ix, a2);
+            a3 = Block(r3 + o, x0, x1, x2, x3, ds + 6, t23, jx, a3);
         }
-        y[0] = Vector512.Sum(a0) - Vector128.Sum(m0); y[1] = Vector512.Sum(a1) - Vector128.Sum(m1);
-        y[2] = Vector512.Sum(a2) - Vector128.Sum(m2); y[3] = Vector512.Sum(a3) - Vector128.Sum(m3);
+        y[0] = Vector512.Sum(a0) - Vector128.Sum(mins.GetLower().GetLower());
+        y[1] = Vector512.Sum(a1) - Vector128.Sum(mins.GetLower().GetUpper());
+        y[2] = Vector512.Sum(a2) - Vector128.Sum(mins.GetUpper().GetLower());
+        y[3] = Vector512.Sum(a3) - Vector128.Sum(mins.GetUpper().GetUpper());
     }
 
     public static int BlockBytes => Q4KFormat.BlockBytes;

@@ -142,6 +142,7 @@ internal readonly unsafe struct Q6KKernel : IRowKernel, IInt8Weights
     struct Consts
     {
         public Vector512<ushort> ShiftLo, ShiftHi;
+        public Vector512<byte> PickLo, PickHi;
         public Vector512<short> I0, I1, I2, I3;
 
         public static Consts Create() => new()
@@ -149,16 +150,24 @@ internal readonly unsafe struct Q6KKernel : IRowKernel, IInt8Weights
             // Values l (bits 0-1 of qh) and l + 32 (bits 2-3) go to bits 4-5; then l + 64 (4-5) and l + 96 (6-7).
             ShiftLo = Vector512.Create(Vector256.Create((ushort)4), Vector256.Create((ushort)2)),
             ShiftHi = Vector512.Create(Vector256.Create((ushort)0), Vector256.Create((ushort)2)),
+            PickLo = Vector512.Create(Vector256.Create(PickBits(0)), Vector256.Create(PickBits(2))).AsByte(),
+            PickHi = Vector512.Create(Vector256.Create(PickBits(4)), Vector256.Create(PickBits(6))).AsByte(),
             I0 = Index(0), I1 = Index(4), I2 = Index(8), I3 = Index(12),
         };
     }
 
+    /// <summary>vgf2p8affineqb matrix (one qword) that moves bits a and a + 1 of each byte to bits 4 and 5, clearing the rest.</summary>
+    static ulong PickBits(int a) => (1ul << a << 24) | (1ul << (a + 1) << 16);
+
     /// <summary>sum over 64 values of q * x times the scales of their four 16-value groups, as 16 int32 lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<int> Half(byte* p, byte* xq, Vector512<short> sc, Vector512<ushort> shift, bool high, Vector512<short> index, Vector512<byte> ql, Vector512<ushort> qh)
+    static Vector512<int> Half(byte* p, byte* xq, Vector512<short> sc, in Consts c, bool high, Vector512<short> index, Vector512<byte> ql, Vector512<ushort> qh)
     {
         var nibble = Vector512.Create((byte)0x0F);
-        var t = (high ? Avx512BW.ShiftRightLogicalVariable(qh, shift) : Avx512BW.ShiftLeftLogicalVariable(qh, shift)).AsByte() & Vector512.Create((byte)0x30);
+        // The two high bits of each value at bits 4-5: one GF(2) affine transform per 64 values where available.
+        var t = Gfni.V512.IsSupported
+            ? Gfni.V512.GaloisFieldAffineTransform(qh.AsByte(), high ? c.PickHi : c.PickLo, 0)
+            : (high ? Avx512BW.ShiftRightLogicalVariable(qh, c.ShiftHi) : Avx512BW.ShiftLeftLogicalVariable(qh, c.ShiftLo)).AsByte() & Vector512.Create((byte)0x30);
         var q = Avx512F.TernaryLogic(high ? Avx512BW.ShiftRightLogical(ql.AsUInt16(), 4).AsByte() : ql, t, nibble, 0xE4);
         var prod = Avx512BW.MultiplyAddAdjacent(q, Vector512.Load((sbyte*)xq));
         return Avx512BW.MultiplyAddAdjacent(prod, Avx512BW.PermuteVar32x16(sc, index));
@@ -166,44 +175,48 @@ internal readonly unsafe struct Q6KKernel : IRowKernel, IInt8Weights
 
     /// <summary>
     /// One super-block against Q8_K activations: q (0..63) is rebuilt as bytes (low nibble from ql, two bits from qh
-    /// moved to bits 4-5 by per-half variable shifts), vpmaddubsw pairs it with x, vpmaddwd applies the 16 int8
-    /// scales; the -32 offset is subtracted once as 32 * sum(scale * sum(x)) from the per-16 sums of x.
+    /// moved to bits 4-5 by one GF(2) affine transform or per-half shifts), vpmaddubsw pairs it with x, vpmaddwd
+    /// applies the 16 int8 scales; the -32 offset is subtracted once as 32 * sum(scale * sum(x)) from the per-16 sums
+    /// of x. d: the row's d * dx (converted for four rows at once by <see cref="Dot4"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Block(byte* p, byte* xq, Vector256<short> xsums, float dx, in Consts c, Vector512<float> acc)
+    static Vector512<float> Block(byte* p, byte* xq, Vector256<short> xsums, float* d, in Consts c, Vector512<float> acc)
     {
         var sc16 = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(p + 192)));
         var sc = sc16.ToVector512Unsafe();
         var corr = Avx2.MultiplyAddAdjacent(sc16, xsums);
-        // (Avx512F.BroadcastVector256ToVector512(ulong*) broadcasts the pointer itself in .NET 10.0.12: avoid it.)
-        var h0 = Vector256.Load((ushort*)(p + 128));
-        var h1 = Vector256.Load((ushort*)(p + 160));
-        var qh0 = Vector512.Create(h0, h0);
-        var qh1 = Vector512.Create(h1, h1);
+        // qh of both halves in one load, each half repeated in both 256-bit halves by one vshufi64x2 (Vector512.Create
+        // of two Vector256 costs two inserts, and Avx512F.BroadcastVector256ToVector512(ulong*) broadcasts the pointer
+        // itself in .NET 10.0.12).
+        var qh = Vector512.Load((ulong*)(p + 128));
+        var qh0 = Avx512F.Shuffle4x128(qh, qh, 0b01_00_01_00).AsUInt16();
+        var qh1 = Avx512F.Shuffle4x128(qh, qh, 0b11_10_11_10).AsUInt16();
         var ql0 = Vector512.Load(p);
         var ql1 = Vector512.Load(p + 64);
-        var s = (Half(p, xq, sc, c.ShiftLo, false, c.I0, ql0, qh0) + Half(p, xq + 64, sc, c.ShiftHi, true, c.I1, ql0, qh0))
-              + (Half(p, xq + 128, sc, c.ShiftLo, false, c.I2, ql1, qh1) + Half(p, xq + 192, sc, c.ShiftHi, true, c.I3, ql1, qh1));
+        var s = (Half(p, xq, sc, c, false, c.I0, ql0, qh0) + Half(p, xq + 64, sc, c, true, c.I1, ql0, qh0))
+              + (Half(p, xq + 128, sc, c, false, c.I2, ql1, qh1) + Half(p, xq + 192, sc, c, true, c.I3, ql1, qh1));
         s -= (corr << 5).ToVector512();
-        float d = Fp16.ToFloatFast(*(ushort*)(p + 208)) * dx;
-        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(s), Vector512.Create(d), acc);
+        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(s), Vector512.Create(*d), acc);
     }
 
     public static void Dot4(byte* r0, byte* r1, byte* r2, byte* r3, float* x, float* prep, int cols, float* y)
     {
         var c = Consts.Create();
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        float* ds = stackalloc float[8];
         int nb = cols / Q6KFormat.BlockSize;
         byte* xq = (byte*)prep;
         for (int b = 0; b < nb; b++, xq += Q8K.BlockBytes)
         {
             nint o = b * Q6KFormat.BlockBytes;
             var xsums = Vector256.Load((short*)(xq + Q8K.SumsOffset));
-            float dx = *(float*)(xq + Q8K.ScaleOffset);
-            a0 = Block(r0 + o, xq, xsums, dx, c, a0);
-            a1 = Block(r1 + o, xq, xsums, dx, c, a1);
-            a2 = Block(r2 + o, xq, xsums, dx, c, a2);
-            a3 = Block(r3 + o, xq, xsums, dx, c, a3);
+            // d of the four rows converted at once, times dx.
+            var dd = Vector128.Create((int)*(ushort*)(r0 + o + 208), (int)*(ushort*)(r1 + o + 208), (int)*(ushort*)(r2 + o + 208), (int)*(ushort*)(r3 + o + 208));
+            (Fp16.ToFloatFast8(Vector256.Create(dd, default)) * Vector256.Create(*(float*)(xq + Q8K.ScaleOffset))).Store(ds);
+            a0 = Block(r0 + o, xq, xsums, ds, c, a0);
+            a1 = Block(r1 + o, xq, xsums, ds + 1, c, a1);
+            a2 = Block(r2 + o, xq, xsums, ds + 2, c, a2);
+            a3 = Block(r3 + o, xq, xsums, ds + 3, c, a3);
         }
         y[0] = Vector512.Sum(a0); y[1] = Vector512.Sum(a1); y[2] = Vector512.Sum(a2); y[3] = Vector512.Sum(a3);
     }

@@ -80,11 +80,11 @@ internal static unsafe class SmallBatch
                     // Four tokens (a short last group repeats its last token).
                     for (int b = 0; b < 4; b++) xr[b] = j.X + (long)(t + Math.Min(b, nt - 1)) * cols;
                     Tile4x4(wr, xr, cols, res);
-                    o.Emit(0, 4, t, Math.Min(nt, 4));
+                    o.Emit(0, 4, t, nt);
                     if (nr > 4)
                     {
                         Tile4x4(wr + 4, xr, cols, res);
-                        o.Emit(4, 4, t, Math.Min(nt, 4));
+                        o.Emit(4, 4, t, nt);
                     }
                     t += 4;
                 }
@@ -92,7 +92,7 @@ internal static unsafe class SmallBatch
                 {
                     for (int b = 0; b < 2; b++) xr[b] = j.X + (long)(t + Math.Min(b, nt - 1)) * cols;
                     Tile8x2(wr, xr, cols, res);
-                    o.Emit(0, 2, t, nt);
+                    o.Emit(0, 8, t, nt);
                     t += 2;
                 }
             }
@@ -106,36 +106,30 @@ internal static unsafe class SmallBatch
         public float** W, X;
         public int Rows, Cols, Row0, ValidRows;
 
-        /// <summary>Tile rows a0.. (tokens per row: tileTokens) for tokens t..t+validTokens-1.</summary>
-        public readonly void Emit(int a0, int tileTokens, int t, int validTokens)
+        /// <summary>Res[b * tileRows + a] = dot(row a0 + a, token t + b), for tokens below validTokens.</summary>
+        public readonly void Emit(int a0, int tileRows, int t, int validTokens)
         {
-            int tileRows = 16 / tileTokens, c0 = Cols & ~15;
-            for (int a = 0; a < tileRows && a0 + a < ValidRows; a++)
-                for (int b = 0; b < validTokens && b < tileTokens; b++)
-                {
-                    float* w = W[a0 + a], x = X[b];
-                    float s = Res[Lane[a * tileTokens + b]];
-                    for (int c = c0; c < Cols; c++) s += w[c] * x[c];
-                    Y[(long)(t + b) * Rows + Row0 + a0 + a] = s;
-                }
+            int c0 = Cols & ~15, na = Math.Min(tileRows, ValidRows - a0);
+            for (int b = 0; b < validTokens && b < 16 / tileRows; b++)
+            {
+                float* dst = Y + (long)(t + b) * Rows + Row0 + a0, src = Res + b * tileRows;
+                if (c0 == Cols)
+                    for (int a = 0; a < na; a++) dst[a] = src[a];
+                else
+                    for (int a = 0; a < na; a++)
+                    {
+                        float* w = W[a0 + a], x = X[b];
+                        float s = src[a];
+                        for (int c = c0; c < Cols; c++) s += w[c] * x[c];
+                        dst[a] = s;
+                    }
+            }
         }
     }
 
-    /// <summary>res[Lane[k]] = 16-lane sum of the k-th vector given to <see cref="Reduce"/> (found by running it once).</summary>
-    static readonly int[] Lane = FindLanes();
-
-    static int[] FindLanes()
-    {
-        var lanes = new int[16];
-        if (!MatMul.Avx512) return lanes;
-        var v = new Vector512<float>[16];
-        for (int k = 0; k < 16; k++) v[k] = Vector512.Create((float)k);
-        var r = Reduce(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]);
-        for (int l = 0; l < 16; l++) lanes[(int)(r[l] / 16)] = l;
-        return lanes;
-    }
-
-    /// <summary>One vector holding the 16-lane sums of 16 vectors (in the order <see cref="Lane"/> gives): 45 instructions.</summary>
+    /// <summary>
+    /// One vector holding the 16-lane sums of 16 vectors, transposed: lane 4l + j holds the sum of c(4j + l). 45 instructions.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector512<float> Reduce(Vector512<float> c0, Vector512<float> c1, Vector512<float> c2, Vector512<float> c3,
         Vector512<float> c4, Vector512<float> c5, Vector512<float> c6, Vector512<float> c7,
@@ -158,7 +152,7 @@ internal static unsafe class SmallBatch
             Avx512F.Shuffle4x128(a, b, 0x88) + Avx512F.Shuffle4x128(a, b, 0xDD);
     }
 
-    /// <summary>res (via <see cref="Lane"/>)[4a + b] = dot(w[a], x[b]) over the columns up to a multiple of 16.</summary>
+    /// <summary>res[4b + a] = dot(w[a], x[b]) over the columns up to a multiple of 16.</summary>
     static void Tile4x4(float** w, float** x, int cols, float* res)
     {
         float* w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
@@ -184,10 +178,11 @@ internal static unsafe class SmallBatch
             c03 = Vector512.FusedMultiplyAdd(a0, b, c03); c13 = Vector512.FusedMultiplyAdd(a1, b, c13);
             c23 = Vector512.FusedMultiplyAdd(a2, b, c23); c33 = Vector512.FusedMultiplyAdd(a3, b, c33);
         }
+        // Reduce's transpose puts row a, token b in lane 4b + a.
         Reduce(c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33).Store(res);
     }
 
-    /// <summary>res (via <see cref="Lane"/>)[2a + b] = dot(w[a], x[b]) for 8 rows and 2 tokens.</summary>
+    /// <summary>res[8b + a] = dot(w[a], x[b]) for 8 rows and 2 tokens (columns as <see cref="Tile4x4"/>).</summary>
     static void Tile8x2(float** w, float** x, int cols, float* res)
     {
         float* x0 = x[0], x1 = x[1];
@@ -216,6 +211,7 @@ internal static unsafe class SmallBatch
             a = Vector512.Load(w7 + i);
             c70 = Vector512.FusedMultiplyAdd(a, b0, c70); c71 = Vector512.FusedMultiplyAdd(a, b1, c71);
         }
-        Reduce(c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71).Store(res);
+        // Passed so that Reduce's transpose puts row a, token b in lane 8b + a.
+        Reduce(c00, c40, c01, c41, c10, c50, c11, c51, c20, c60, c21, c61, c30, c70, c31, c71).Store(res);
     }
 }

@@ -26,7 +26,7 @@ public class SmallBatchTests
     {
         if (!MatMul.Avx512) return;
         var w = RandomMatrix(type, rows, cols, seed: rows * 31 + cols, out var pin);
-        for (int n = 1; n <= 17; n++)
+        foreach (int n in Enumerable.Range(1, 17).Append(SmallBatch.MaxTokens).Append(SmallBatch.MaxTokens + 1))
         {
             var x = Random(n * cols, seed: n + 100);
             var expected = new float[n * rows];

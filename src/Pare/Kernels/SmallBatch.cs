@@ -169,18 +169,10 @@ internal static unsafe class SmallBatch
         {
             var a0 = Vector512.Load(w0 + i); var a1 = Vector512.Load(w1 + i);
             var a2 = Vector512.Load(w2 + i); var a3 = Vector512.Load(w3 + i);
-            var b = Vector512.Load(x0 + i);
-            c00 = Vector512.FusedMultiplyAdd(a0, b, c00); c10 = Vector512.FusedMultiplyAdd(a1, b, c10);
-            c20 = Vector512.FusedMultiplyAdd(a2, b, c20); c30 = Vector512.FusedMultiplyAdd(a3, b, c30);
-            b = Vector512.Load(x1 + i);
-            c01 = Vector512.FusedMultiplyAdd(a0, b, c01); c11 = Vector512.FusedMultiplyAdd(a1, b, c11);
-            c21 = Vector512.FusedMultiplyAdd(a2, b, c21); c31 = Vector512.FusedMultiplyAdd(a3, b, c31);
-            b = Vector512.Load(x2 + i);
-            c02 = Vector512.FusedMultiplyAdd(a0, b, c02); c12 = Vector512.FusedMultiplyAdd(a1, b, c12);
-            c22 = Vector512.FusedMultiplyAdd(a2, b, c22); c32 = Vector512.FusedMultiplyAdd(a3, b, c32);
-            b = Vector512.Load(x3 + i);
-            c03 = Vector512.FusedMultiplyAdd(a0, b, c03); c13 = Vector512.FusedMultiplyAdd(a1, b, c13);
-            c23 = Vector512.FusedMultiplyAdd(a2, b, c23); c33 = Vector512.FusedMultiplyAdd(a3, b, c33);
+            Fma4(a0, a1, a2, a3, Vector512.Load(x0 + i), ref c00, ref c10, ref c20, ref c30);
+            Fma4(a0, a1, a2, a3, Vector512.Load(x1 + i), ref c01, ref c11, ref c21, ref c31);
+            Fma4(a0, a1, a2, a3, Vector512.Load(x2 + i), ref c02, ref c12, ref c22, ref c32);
+            Fma4(a0, a1, a2, a3, Vector512.Load(x3 + i), ref c03, ref c13, ref c23, ref c33);
         }
         // Reduce's transpose puts row a, token b in lane 4b + a.
         Reduce(c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33).Store(res);
@@ -198,24 +190,30 @@ internal static unsafe class SmallBatch
         for (int i = 0; i + 16 <= cols; i += 16)
         {
             var b0 = Vector512.Load(x0 + i); var b1 = Vector512.Load(x1 + i);
-            var a = Vector512.Load(w0 + i);
-            c00 = Vector512.FusedMultiplyAdd(a, b0, c00); c01 = Vector512.FusedMultiplyAdd(a, b1, c01);
-            a = Vector512.Load(w1 + i);
-            c10 = Vector512.FusedMultiplyAdd(a, b0, c10); c11 = Vector512.FusedMultiplyAdd(a, b1, c11);
-            a = Vector512.Load(w2 + i);
-            c20 = Vector512.FusedMultiplyAdd(a, b0, c20); c21 = Vector512.FusedMultiplyAdd(a, b1, c21);
-            a = Vector512.Load(w3 + i);
-            c30 = Vector512.FusedMultiplyAdd(a, b0, c30); c31 = Vector512.FusedMultiplyAdd(a, b1, c31);
-            a = Vector512.Load(w4 + i);
-            c40 = Vector512.FusedMultiplyAdd(a, b0, c40); c41 = Vector512.FusedMultiplyAdd(a, b1, c41);
-            a = Vector512.Load(w5 + i);
-            c50 = Vector512.FusedMultiplyAdd(a, b0, c50); c51 = Vector512.FusedMultiplyAdd(a, b1, c51);
-            a = Vector512.Load(w6 + i);
-            c60 = Vector512.FusedMultiplyAdd(a, b0, c60); c61 = Vector512.FusedMultiplyAdd(a, b1, c61);
-            a = Vector512.Load(w7 + i);
-            c70 = Vector512.FusedMultiplyAdd(a, b0, c70); c71 = Vector512.FusedMultiplyAdd(a, b1, c71);
+            Fma2x2(b0, b1, Vector512.Load(w0 + i), Vector512.Load(w1 + i), ref c00, ref c01, ref c10, ref c11);
+            Fma2x2(b0, b1, Vector512.Load(w2 + i), Vector512.Load(w3 + i), ref c20, ref c21, ref c30, ref c31);
+            Fma2x2(b0, b1, Vector512.Load(w4 + i), Vector512.Load(w5 + i), ref c40, ref c41, ref c50, ref c51);
+            Fma2x2(b0, b1, Vector512.Load(w6 + i), Vector512.Load(w7 + i), ref c60, ref c61, ref c70, ref c71);
         }
         // Passed so that Reduce's transpose puts row a, token b in lane 8b + a.
         Reduce(c00, c40, c01, c41, c10, c50, c11, c51, c20, c60, c21, c61, c30, c70, c31, c71).Store(res);
+    }
+
+    /// <summary>c_k += a_k * b for four rows sharing one token vector b.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Fma4(Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3, Vector512<float> b,
+        ref Vector512<float> c0, ref Vector512<float> c1, ref Vector512<float> c2, ref Vector512<float> c3)
+    {
+        c0 = Vector512.FusedMultiplyAdd(a0, b, c0); c1 = Vector512.FusedMultiplyAdd(a1, b, c1);
+        c2 = Vector512.FusedMultiplyAdd(a2, b, c2); c3 = Vector512.FusedMultiplyAdd(a3, b, c3);
+    }
+
+    /// <summary>Two rows times two tokens: c00 += a0 b0, c01 += a0 b1, c10 += a1 b0, c11 += a1 b1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Fma2x2(Vector512<float> b0, Vector512<float> b1, Vector512<float> a0, Vector512<float> a1,
+        ref Vector512<float> c00, ref Vector512<float> c01, ref Vector512<float> c10, ref Vector512<float> c11)
+    {
+        c00 = Vector512.FusedMultiplyAdd(a0, b0, c00); c01 = Vector512.FusedMultiplyAdd(a0, b1, c01);
+        c10 = Vector512.FusedMultiplyAdd(a1, b0, c10); c11 = Vector512.FusedMultiplyAdd(a1, b1, c11);
     }
 }

@@ -19,7 +19,7 @@ internal static unsafe class SmallBatch
     /// <summary>
     /// Largest token count this path takes; more tokens (prefill) go to the blocked GEMM of <see cref="MatMul"/>. Measured
     /// (F32, one thread, CPU time): 2.5-3.5x faster than the GEMM at 8192 x 128 for 16-64 tokens, 1.2-1.7x at 2048 x 2048
-    /// for 8-32 tokens, even at 64.
+    /// for 8-32 tokens and level at 64.
     /// </summary>
     public const int MaxTokens = 64;
 

@@ -12,6 +12,8 @@ namespace Pare.Kernels;
 /// <remarks>
 /// Decode (<see cref="MatVec"/>) is memory-bound: each thread streams four rows at once and dequantizes inside the
 /// dot product (quantized formats first round x to int8 as llama.cpp does, see <see cref="QuantizesActivations(GgmlType)"/>).
+/// A few tokens (2 to <see cref="SmallBatch.MaxTokens"/>, speculative token trees) with F32, F16 or BF16 weights stream
+/// the rows once as decode does (<see cref="SmallBatch"/>).
 /// Prefill (<see cref="MatMulRows"/>) is compute-bound: Q4_K, Q6_K and Q8_0 round every token to int8 too and run the
 /// integer GEMM of <see cref="Int8Gemm"/>; other formats dequantize blocks of rows x 512 columns once into a
 /// per-thread buffer and multiply them with every token in 4-row x 6-token register tiles (see <see cref="MatMulChunk"/>).
@@ -83,6 +85,12 @@ public static unsafe class MatMul
         if (QuantizesActivations(w.Type, n))
         {
             fixed (float* px = x, py = y) Int8Gemm.MatMulRows(w, px, n, py, threads);
+            return;
+        }
+        // A few tokens (a speculative token tree): stream the rows once, as decode does.
+        if (n <= SmallBatch.MaxTokens && SmallBatch.Supports(w.Type))
+        {
+            fixed (float* px = x, py = y) SmallBatch.MatMulRows(w, px, n, py, threads);
             return;
         }
         switch (w.Type)

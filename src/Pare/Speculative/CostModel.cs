@@ -25,30 +25,32 @@ public sealed class CostModel
     public IReadOnlyList<double> Seconds => _seconds;
     public int MaxSize => _sizes[^1];
 
+    /// <summary>Minimum warm-up time of <see cref="Measure"/>, in seconds.</summary>
+    const double WarmupSeconds = 1.0;
+
     /// <summary>Times chain trees of each size on <paramref name="session"/> (its state is left unchanged), median of <paramref name="repeats"/>.</summary>
-    public static CostModel Measure(InferenceSession session, IEnumerable<int>? sizes = null, int repeats = 3)
+    public static CostModel Measure(InferenceSession session, IEnumerable<int>? sizes = null, int repeats = 5)
     {
         int room = session.ContextLength - session.Position;
         var ns = (sizes ?? DefaultSizes).Where(n => n <= room).ToArray();
         if (ns.Length == 0 || ns[0] != 1) throw new PareException("no room left in the context to measure forward-pass times");
-        var secs = new double[ns.Length];
         var rng = new Random(17);
-        var times = new double[repeats];
         var trees = ns.Select(n => DraftTree.Chain([.. Enumerable.Range(0, n).Select(_ => rng.Next(session.Model.Config.VocabSize))])).ToArray();
-        // Warm-up over every size: the JIT's first tiers and cold caches would otherwise inflate the small sizes.
-        foreach (var t in trees) session.ForwardTree(t);
-        for (int i = 0; i < ns.Length; i++)
-        {
-            var tree = trees[i];
-            for (int r = 0; r < repeats; r++)
+        // Warm-up over every size for at least WarmupSeconds: the JIT recompiles hot kernels in the background a while after
+        // their first calls, and a single pass would leave that inside the timings of the first sizes measured.
+        var warm = Stopwatch.StartNew();
+        do { foreach (var t in trees) session.ForwardTree(t); } while (warm.Elapsed.TotalSeconds < WarmupSeconds);
+        // Rounds interleave the sizes, so drift on a shared machine touches all of them alike; median per size.
+        var times = new double[ns.Length][];
+        for (int i = 0; i < ns.Length; i++) times[i] = new double[repeats];
+        for (int r = 0; r < repeats; r++)
+            for (int i = 0; i < ns.Length; i++)
             {
                 var sw = Stopwatch.StartNew();
-                session.ForwardTree(tree);
-                times[r] = sw.Elapsed.TotalSeconds;
+                session.ForwardTree(trees[i]);
+                times[i][r] = sw.Elapsed.TotalSeconds;
             }
-            Array.Sort(times);
-            secs[i] = times[repeats / 2];
-        }
+        var secs = times.Select(t => { Array.Sort(t); return t[t.Length / 2]; }).ToArray();
         return new CostModel(ns, secs);
     }
 

@@ -42,6 +42,12 @@ internal static class BenchSpecCommand
             var costs = CostModel.Measure(session, CostModel.DefaultSizes.Where(n => n <= Math.Max(1, r.GetValue(maxTree))));
             // Drafters persist across prompts (Token Recycling warms up over a session, as in the paper).
             var live = names.ToDictionary(n => n, n => Drafters.Create(n)!);
+            // So do the measured step rates that choose between speculative and plain steps (one set per drafter).
+            var specs = names.ToDictionary(n => n, _ =>
+            {
+                var o = new SpeculativeOptions { MaxTreeSize = r.GetValue(maxTree), Costs = costs };
+                return o with { Rates = new StepRates(o) };
+            });
             var rows = new List<(string Category, string Drafter, double Seconds, int Tokens, int Steps, bool Identical)>();
             int total = set.Count * (names.Length + 1), done = 0;
             // Untimed warm-up of every code path on the first prompt, with throw-away drafters.
@@ -75,7 +81,7 @@ internal static class BenchSpecCommand
                         var stats = new SpeculationStats();
                         var outp = new List<int>();
                         sw.Restart();
-                        await foreach (var t in SpeculativeGenerator.GenerateAsync(session, ids, opt, live[n], new SpeculativeOptions { MaxTreeSize = r.GetValue(maxTree), Costs = costs }, stats, ct))
+                        await foreach (var t in SpeculativeGenerator.GenerateAsync(session, ids, opt, live[n], specs[n], stats, ct))
                             if (t.Id >= 0) outp.Add(t.Id);
                         // Steps counts verification passes after the first token; the prompt pass is counted as one step like plain decoding's.
                         rows.Add((category, n, sw.Elapsed.TotalSeconds, outp.Count, stats.Steps + 1, outp.SequenceEqual(plain)));

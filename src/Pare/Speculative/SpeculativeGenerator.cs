@@ -10,6 +10,8 @@ public sealed class SpeculationStats
 {
     /// <summary>Verification steps (forward passes after the prompt).</summary>
     public int Steps { get; internal set; }
+    /// <summary>Steps that drafted nothing (tree size 1: plain decoding).</summary>
+    public int PlainSteps { get; internal set; }
     /// <summary>Tokens emitted by those steps, bonus tokens included.</summary>
     public int Tokens { get; internal set; }
     /// <summary>Tree nodes evaluated in all steps.</summary>
@@ -27,8 +29,25 @@ public sealed record SpeculativeOptions
     public bool Adaptive { get; init; } = true;
     /// <summary>Speculate only when the expected speed gain exceeds this factor; otherwise decode plainly. Default 1.03.</summary>
     public double MinGain { get; init; } = 1.03;
+    /// <summary>Seed the drafter with the logits of every prompt position (costs an LM-head pass per prompt token). Default false.</summary>
+    public bool SeedFromPrompt { get; init; }
     /// <summary>Measured forward-pass costs; null = measure on the session at the start.</summary>
     public CostModel? Costs { get; init; }
+    /// <summary>
+    /// With <see cref="Adaptive"/>: time every step and decode plainly while speculative steps emit fewer tokens per second
+    /// of wall time (drafting and bookkeeping included) than plain steps, probing speculation now and then. Default true.
+    /// </summary>
+    public bool MeasuredFallback { get; init; } = true;
+    /// <summary>Weight of the old value in the running rate estimates (each new step weighs 1 - this). Default 0.7.</summary>
+    public double RateSmoothing { get; init; } = 0.7;
+    /// <summary>Plain steps before the first speculative probe once plain decoding is ahead; doubles per losing probe. Default 4.</summary>
+    public int ProbeInterval { get; init; } = 4;
+    /// <summary>Largest gap between probes, and speculative steps between plain re-timings while speculation wins. Default 64.</summary>
+    public int MaxProbeInterval { get; init; } = 64;
+    /// <summary>Running rate estimates to continue from (share one per session and drafter across prompts); null = fresh ones.</summary>
+    public StepRates? Rates { get; init; }
+    /// <summary>Clock for step timing, in seconds; null = <see cref="System.Diagnostics.Stopwatch"/>. A test hook.</summary>
+    public Func<double>? Clock { get; init; }
 }
 
 /// <summary>
@@ -52,10 +71,12 @@ public static class SpeculativeGenerator
         var history = new List<int>(prompt);
         await Task.Yield();
 
-        // Prefill: all positions' logits seed the drafters; the last one gives the first token.
-        var all = session.ForwardAll([.. prompt]);
+        var rates = spec.Adaptive && spec.MeasuredFallback ? spec.Rates ?? new StepRates(spec) : null;
+        // Prefill. Seeding the drafter needs the logits of every prompt position, an LM-head pass per position that
+        // plain decoding does not pay (it doubles the prefill on pare-ref-draft), so by default only the last is computed.
+        float[] all = spec.SeedFromPrompt ? session.ForwardAll([.. prompt]) : session.Forward([.. prompt]);
+        drafter.Start(prompt, spec.SeedFromPrompt ? all : [], vocab);
         var costs = spec.Costs ?? (spec.Adaptive ? CostModel.Measure(session, CostModel.DefaultSizes.Where(n => n <= spec.MaxTreeSize)) : null);
-        drafter.Start(prompt, all, vocab);
         var sizer = new TreeSizer(costs, spec);
         int next = sampler.Sample(all.AsSpan(all.Length - vocab), history);
         int emitted = 0;
@@ -70,45 +91,53 @@ public static class SpeculativeGenerator
             yield return new GeneratedToken(next, text);
             if (stop || emitted >= options.MaxTokens || session.Position + 1 >= session.ContextLength) yield break;
 
-            // Draft under the pending token, within the remaining context and token budget.
+            // Draft under the pending token, within the remaining context and token budget; a tree of one is a plain step.
+            double t0 = rates?.Now() ?? 0;
             int budget = Math.Min(sizer.Choose(), Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));
-            var tree = budget > 1 ? drafter.Draft(history, budget) : new DraftTree(next);
-            var logits = session.ForwardTree(tree);
+            if (budget > 1 && rates?.Speculate() == false) budget = 1;
+            bool drafted = budget > 1;
+            var tree = drafted ? drafter.Draft(history, budget) : new DraftTree(next);
+            // A plain step is plain decoding's own pass (it moves Position itself); a tree is verified and committed below.
+            var logits = drafted ? session.ForwardTree(tree) : session.Forward([next]);
             stats.Steps++;
+            if (!drafted) stats.PlainSteps++;
             stats.NodesEvaluated += tree.Count;
 
-            // Walk: at each node choose as plain decoding would; descend while a child carries that choice.
+            // Walk: at each node choose as plain decoding would; descend while a child carries that choice. Accepted
+            // choices join history at once (the sampler's penalties see them), the last one stays pending.
             var path = new List<int> { 0 };
             var chosen = new List<int>();
             int node = 0;
-            var walkHistory = new List<int>(history);
             while (true)
             {
                 var row = logits.AsSpan(node * vocab, vocab);
-                int x = sampler.Sample(row, walkHistory);
+                int x = sampler.Sample(row, history);
                 chosen.Add(x);
                 int child = tree.Child(node, x);
                 bool last = child < 0 || (options.StopAtEos && tok?.EosId == x) || emitted + chosen.Count >= options.MaxTokens;
                 if (last) break;
                 path.Add(child);
-                walkHistory.Add(x);
+                history.Add(x);
                 node = child;
             }
-            session.CommitTree(path);
+            if (drafted) session.CommitTree(path);
             stats.Tokens += chosen.Count;
             sizer.Observe(tree.Count, chosen.Count);
+            double stepSeconds = (rates?.Now() ?? 0) - t0;
 
             // Emit all but the last choice now; the last becomes the next pending token (its KV is not in the cache yet).
             for (int i = 0; i < chosen.Count - 1; i++)
             {
                 int t = chosen[i];
-                history.Add(t);
                 emitted++;
                 var (tx, st) = stopper.Push(decoder?.Push(t) ?? "");
                 yield return new GeneratedToken(t, tx);
                 if (st) yield break;
             }
-            drafter.Update(history, tree, logits, vocab);
+            // Plain steps cost what plain decoding costs: the drafters catch up on history at their next update.
+            double t1 = rates?.Now() ?? 0;
+            if (drafted) drafter.Update(history, tree, logits, vocab);
+            rates?.Observe(drafted, chosen.Count, stepSeconds + (rates.Now() - t1));
             next = chosen[^1];
         }
     }

@@ -1,0 +1,91 @@
+using Pare.Generation;
+using Pare.Models;
+using Pare.Speculative;
+using Pare.Tensors;
+using Pare.Tests.TestSupport;
+
+namespace Pare.Tests.Speculative;
+
+/// <summary>The measured-rate policy: plain steps while speculation measures slower per token, speculation when it is faster.</summary>
+public class FallbackTests
+{
+    /// <summary>A fake clock: every read costs one tick, so a plain step measures two ticks.</summary>
+    sealed class FakeClock
+    {
+        public double Now;
+        public double Read() { double t = Now; Now += 1; return t; }
+    }
+
+    /// <summary>Drafts the true continuation (every node is accepted) and charges <see cref="Cost"/> ticks per draft.</summary>
+    sealed class OracleDrafter(int[] truth, FakeClock clock, Func<int, double> cost) : IDrafter
+    {
+        public string Name => "oracle";
+        public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab) { }
+        public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab) { }
+
+        public DraftTree Draft(IReadOnlyList<int> history, int budget)
+        {
+            clock.Now += cost(history.Count);
+            int from = history.Count - 1;
+            return DraftTree.Chain(truth.AsSpan(from, Math.Min(budget, truth.Length - from)));
+        }
+    }
+
+    [Fact]
+    public async Task Falls_back_to_plain_steps_while_speculation_measures_slower_and_returns_when_it_is_faster()
+    {
+        using var m = LlamaModel.Load(TestModels.Get("spec", TestModels.OracleShapes[1].Config, GgmlType.F32));
+        const int phase = 100, total = 260;
+        var o = new GenerationOptions { MaxTokens = total, StopAtEos = false, Sampling = SamplingOptions.Greedy };
+        int[] prompt = [5, 17, 42, 8, 99, 3, 17, 42];
+        var plain = new List<int>(prompt);
+        await foreach (var t in Generator.GenerateAsync(m.CreateSession(), prompt, o)) if (t.Id >= 0) plain.Add(t.Id);
+
+        // Trees of 8 look free to the cost model, so only the measured rates can choose plain steps. An 8-token draft costs
+        // 40 ticks for the first `phase` tokens (8 tokens per 42 ticks, slower than plain's 1 per 2), then nothing (8 per 2).
+        var clock = new FakeClock();
+        var spec = new SpeculativeOptions
+        {
+            MaxTreeSize = 8,
+            Costs = new CostModel([1, 2, 4, 8], [1.0, 1.0, 1.0, 1.0]),
+            Clock = clock.Read,
+            MaxProbeInterval = 16,
+        };
+        var drafter = new OracleDrafter([.. plain], clock, h => h < prompt.Length + phase ? 40 : 0);
+        var stats = new SpeculationStats();
+        var output = new List<int>();
+        int stepsAtSwitch = 0, plainAtSwitch = 0;
+        await foreach (var t in SpeculativeGenerator.GenerateAsync(m.CreateSession(), prompt, o, drafter, spec, stats))
+        {
+            output.Add(t.Id);
+            if (output.Count == phase) (stepsAtSwitch, plainAtSwitch) = (stats.Steps, stats.PlainSteps);
+        }
+
+        Assert.Equal(plain.Skip(prompt.Length), output);
+        // Slow phase: nearly every step is plain; only the first try and the spaced-out probes speculate.
+        int slowSpec = stepsAtSwitch - plainAtSwitch;
+        Assert.True(plainAtSwitch >= 5 * slowSpec && slowSpec <= 8, $"slow phase: {plainAtSwitch} plain, {slowSpec} speculative steps");
+        // Fast phase: speculation comes back and emits most of the tokens.
+        int fastPlain = stats.PlainSteps - plainAtSwitch, fastSpec = stats.Steps - stepsAtSwitch - fastPlain;
+        Assert.True(fastSpec * 8 >= 4 * fastPlain && fastSpec >= 10, $"fast phase: {fastPlain} plain, {fastSpec} speculative steps");
+    }
+
+    [Fact]
+    public async Task Speculates_throughout_when_speculative_steps_measure_faster()
+    {
+        using var m = LlamaModel.Load(TestModels.Get("spec", TestModels.OracleShapes[1].Config, GgmlType.F32));
+        var o = new GenerationOptions { MaxTokens = 64, StopAtEos = false, Sampling = SamplingOptions.Greedy };
+        int[] prompt = [7, 7, 21, 7, 7, 21];
+        var plain = new List<int>(prompt);
+        await foreach (var t in Generator.GenerateAsync(m.CreateSession(), prompt, o)) if (t.Id >= 0) plain.Add(t.Id);
+        var clock = new FakeClock();
+        var spec = new SpeculativeOptions { MaxTreeSize = 8, Costs = new CostModel([1, 2, 4, 8], [1.0, 1.0, 1.0, 1.0]), Clock = clock.Read };
+        var stats = new SpeculationStats();
+        var output = new List<int>();
+        await foreach (var t in SpeculativeGenerator.GenerateAsync(m.CreateSession(), prompt, o, new OracleDrafter([.. plain], clock, _ => 1), spec, stats))
+            output.Add(t.Id);
+        Assert.Equal(plain.Skip(prompt.Length), output);
+        // One plain step prices plain decoding; the rest speculate.
+        Assert.Equal(1, stats.PlainSteps);
+    }
+}

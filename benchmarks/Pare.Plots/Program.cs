@@ -31,10 +31,15 @@ static int TnPlot(string jsonPath, string png, string? title)
     var ideal = plt.Add.Scatter(new double[] { 1, points[^1].N }, new double[] { 1, 1 });
     ideal.LegendText = "flat (weights-bound, as on a GPU)";
     ideal.LinePattern = ScottPlot.LinePattern.Dashed;
-    plt.Title(title ?? "Cost of one forward pass over n tokens");
-    plt.XLabel("tokens per forward pass (n)");
-    plt.YLabel("T(n) / T(1)");
-    plt.ShowLegend(ScottPlot.Alignment.UpperLeft);
+    return Save(plt, png, title ?? "Cost of one forward pass over n tokens", "tokens per forward pass (n)", "T(n) / T(1)", ScottPlot.Alignment.UpperLeft);
+}
+
+static int Save(ScottPlot.Plot plt, string png, string title, string xLabel, string yLabel, ScottPlot.Alignment legend)
+{
+    plt.Title(title);
+    plt.XLabel(xLabel);
+    plt.YLabel(yLabel);
+    plt.ShowLegend(legend);
     plt.SavePng(png, 800, 500);
     Console.WriteLine($"wrote {png}");
     return 0;
@@ -81,11 +86,5 @@ static int LossPlot(string tsv, string png, string[] rest)
     }
     plt.Axes.SetLimitsY(Math.Min(train.Min(r => r.Loss), valid.Length > 0 ? valid.Min(r => r.Loss) : double.MaxValue) - 0.2,
         Math.Min(train.Max(r => r.Loss), (baseline is double p2 ? Math.Log(p2) : 0) + 3.5) + 0.2);
-    plt.Title(title ?? "Training and validation loss");
-    plt.XLabel("step");
-    plt.YLabel("cross-entropy (nats per token)");
-    plt.ShowLegend(ScottPlot.Alignment.UpperRight);
-    plt.SavePng(png, 800, 500);
-    Console.WriteLine($"wrote {png}");
-    return 0;
+    return Save(plt, png, title ?? "Training and validation loss", "step", "cross-entropy (nats per token)", ScottPlot.Alignment.UpperRight);
 }

@@ -1,11 +1,13 @@
 // Side-by-side benchmark: Pare and llama.cpp on the same GGUF files, same threads, same prompt, alternating runs.
 //
 //   dotnet run -c Release --project benchmarks/Pare.SideBySide -- [--threads 2] [--prefill 128] [--decode 32]
-//       [--rounds 5] [--formats F16,Q8_0,Q4_K_M] [--dir .cache/bench] [--small]
+//       [--rounds 5] [--formats F16,Q8_0,Q4_K_M] [--dir .cache/bench] [--small] [--leave-output-tensor]
 //
 // The model is a non-repeating random-weight llama-shaped model (dim 2048, 16 layers, 32 heads, 8 KV heads,
 // FFN 5632, vocab 32000: about 852M parameters), written in F16 by Pare's writer; Q8_0 and Q4_K_M copies are made
-// by llama.cpp's own quantizer. --small uses a 4-layer, 512-wide model for a quick check.
+// by llama.cpp's own quantizer with its defaults, so the output head is quantized too (Q8_0 -> Q8_0, Q4_K_M -> Q6_K), as in
+// the files users download; --leave-output-tensor keeps the head in F16 (llama-quantize's --leave-output-tensor; files
+// named *-f16head.gguf). --small uses a 4-layer, 512-wide model for a quick check.
 using System.Diagnostics;
 using System.Globalization;
 using LLama;
@@ -49,11 +51,11 @@ var rng = new Random(128);
 int[] prompt = [.. Enumerable.Range(0, opt.Prefill).Select(_ => rng.Next(cfg.VocabSize))];
 foreach (var format in opt.Formats)
 {
-    string path = format == "F16" ? f16 : Path.Combine(opt.Dir, $"random-{tag}-{format}.gguf");
+    string path = format == "F16" ? f16 : Path.Combine(opt.Dir, $"random-{tag}-{format}{(opt.LeaveOutputTensor ? "-f16head" : "")}.gguf");
     if (!File.Exists(path))
     {
         Console.Error.WriteLine($"quantizing to {format} with llama.cpp ...");
-        if (!LLamaQuantizer.Quantize(f16, path, format, nthread: opt.Threads, allowRequantize: true, quantizeOutputTensor: false))
+        if (!LLamaQuantizer.Quantize(f16, path, format, nthread: opt.Threads, allowRequantize: true, quantizeOutputTensor: !opt.LeaveOutputTensor))
             throw new InvalidOperationException($"llama.cpp could not quantize to {format}");
     }
     using var pare = LlamaModel.Load(path);
@@ -131,7 +133,7 @@ static double Median(List<double> xs)
     return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
 }
 
-sealed record Args(int Threads, int Prefill, int Decode, int Rounds, string[] Formats, string Dir, bool Small)
+sealed record Args(int Threads, int Prefill, int Decode, int Rounds, string[] Formats, string Dir, bool Small, bool LeaveOutputTensor = false)
 {
     public static Args Parse(string[] a)
     {
@@ -148,6 +150,7 @@ sealed record Args(int Threads, int Prefill, int Decode, int Rounds, string[] Fo
                 "--formats" => o with { Formats = Next().Split(',') },
                 "--dir" => o with { Dir = Next() },
                 "--small" => o with { Small = true },
+                "--leave-output-tensor" => o with { LeaveOutputTensor = true },
                 _ => throw new ArgumentException($"unknown option {a[i]} (see the comment at the top of Program.cs)"),
             };
         }

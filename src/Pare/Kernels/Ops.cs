@@ -24,10 +24,9 @@ public static class Ops
         for (; i < x.Length; i++) y[i] = x[i] * scale * weight[i];
     }
 
-    /// <summary>In-place softmax, subtracting the maximum first; -inf entries (masked) become 0.</summary>
-    public static void Softmax(Span<float> x)
+    /// <summary>The largest value (-inf for an empty span).</summary>
+    public static float Max(ReadOnlySpan<float> x)
     {
-        if (x.Length == 0) return;
         ref float p = ref MemoryMarshal.GetReference(x);
         int n = x.Length, i = 0;
         float max = float.NegativeInfinity;
@@ -38,9 +37,17 @@ public static class Ops
             for (int k = 0; k < 16; k++) max = MathF.Max(max, m[k]);
         }
         for (; i < n; i++) max = MathF.Max(max, x[i]);
+        return max;
+    }
 
+    /// <summary>In-place softmax, subtracting the maximum first; -inf entries (masked) become 0.</summary>
+    public static void Softmax(Span<float> x)
+    {
+        if (x.Length == 0) return;
+        ref float p = ref MemoryMarshal.GetReference(x);
+        int n = x.Length, i = 0;
+        float max = Max(x);
         double sum = 0;
-        i = 0;
         if (Vector512.IsHardwareAccelerated)
         {
             var vmax = Vector512.Create(max);

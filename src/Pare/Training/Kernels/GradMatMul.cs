@@ -120,17 +120,8 @@ public static unsafe class GradMatMul
     {
         ref float p = ref MemoryMarshal.GetReference(x);
         int n = x.Length, i = 0;
-        float max = float.NegativeInfinity;
-        if (Vector512.IsHardwareAccelerated && n >= 16)
-        {
-            var m = Vector512.Create(float.NegativeInfinity);
-            for (; i + 16 <= n; i += 16) m = Vector512.Max(m, Vector512.LoadUnsafe(ref p, (nuint)i));
-            max = m[0];
-            for (int l = 1; l < 16; l++) max = MathF.Max(max, m[l]);
-        }
-        for (; i < n; i++) max = MathF.Max(max, x[i]);
+        float max = Pare.Kernels.Ops.Max(x);
         float sum = 0;
-        i = 0;
         // exp(scale · (x − max)): the maximum of scale · x for scale > 0.
         if (Vector512.IsHardwareAccelerated)
         {

@@ -98,12 +98,25 @@ public static class Ops
         int half = ropeDim / 2;
         Span<float> cos = half <= 256 ? stackalloc float[half] : new float[half];
         Span<float> sin = half <= 256 ? stackalloc float[half] : new float[half];
-        for (int i = 0; i < half; i++)
+        RopeAngles(pos, ropeDim, theta, cos, sin);
+        Rope(v, heads, headDim, cos, sin, layout);
+    }
+
+    /// <summary>cos and sin of position pos's rotation angles (ropeDim / 2 each), in double as the reference computes them.</summary>
+    public static void RopeAngles(int pos, int ropeDim, float theta, Span<float> cos, Span<float> sin)
+    {
+        for (int i = 0; i < ropeDim / 2; i++)
         {
             double angle = pos * Math.Pow(theta, -2.0 * i / ropeDim);
             cos[i] = (float)Math.Cos(angle);
             sin[i] = (float)Math.Sin(angle);
         }
+    }
+
+    /// <summary>Rotates each head by angles from <see cref="RopeAngles"/> (computed once per position, shared by layers).</summary>
+    public static void Rope(Span<float> v, int heads, int headDim, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, RopeLayout layout)
+    {
+        int half = cos.Length;
         for (int h = 0; h < heads; h++)
         {
             var head = v.Slice(h * headDim, headDim);

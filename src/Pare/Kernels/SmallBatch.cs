@@ -135,7 +135,7 @@ internal static unsafe class SmallBatch
     /// One vector holding the 16-lane sums of 16 vectors, transposed: lane 4l + j holds the sum of c(4j + l). 45 instructions.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Reduce(Vector512<float> c0, Vector512<float> c1, Vector512<float> c2, Vector512<float> c3,
+    internal static Vector512<float> Reduce(Vector512<float> c0, Vector512<float> c1, Vector512<float> c2, Vector512<float> c3,
         Vector512<float> c4, Vector512<float> c5, Vector512<float> c6, Vector512<float> c7,
         Vector512<float> c8, Vector512<float> c9, Vector512<float> c10, Vector512<float> c11,
         Vector512<float> c12, Vector512<float> c13, Vector512<float> c14, Vector512<float> c15)

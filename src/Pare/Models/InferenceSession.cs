@@ -20,7 +20,7 @@ public sealed class InferenceSession
     readonly float[][] _kCache, _vCache;
     // Scratch, grown to the largest batch seen.
     int _cap;
-    float[] _x = [], _xb = [], _q = [], _k = [], _v = [], _att = [], _gate = [], _up = [], _o = [];
+    float[] _x = [], _xb = [], _q = [], _k = [], _v = [], _att = [], _gate = [], _up = [], _o = [], _ropeCos = [], _ropeSin = [];
 
     internal InferenceSession(LlamaModel model, SessionOptions options)
     {
@@ -121,6 +121,12 @@ public sealed class InferenceSession
         var x = _x.AsSpan(0, n * dim);
 
         for (int t = 0; t < n; t++) Dequant.Row(w.TokenEmbedding.Type, w.TokenEmbedding.Row(tokens[t]), x.Slice(t * dim, dim));
+        // Rotation angles once per token, shared by every layer's q and k.
+        int half = _c.RopeDim / 2;
+        var cos = _ropeCos.AsSpan(0, n * half);
+        var sin = _ropeSin.AsSpan(0, n * half);
+        for (int t = 0; t < n; t++)
+            Ops.RopeAngles(Position + (tree == null ? t : tree.Depths[t]), _c.RopeDim, _c.RopeBase, cos.Slice(t * half, half), sin.Slice(t * half, half));
 
         for (int l = 0; l < _c.Layers; l++)
         {
@@ -139,9 +145,8 @@ public sealed class InferenceSession
                 if (lw.Bq != null) AddInPlace(q.Slice(t * qd, qd), lw.Bq);
                 if (lw.Bk != null) AddInPlace(k.Slice(t * kvd, kvd), lw.Bk);
                 if (lw.Bv != null) AddInPlace(v.Slice(t * kvd, kvd), lw.Bv);
-                int pos = Position + (tree == null ? t : tree.Depths[t]);
-                Ops.Rope(q.Slice(t * qd, qd), _c.Heads, _c.HeadDim, _c.RopeDim, pos, _c.RopeBase, _c.RopeLayout);
-                Ops.Rope(k.Slice(t * kvd, kvd), _c.KvHeads, _c.HeadDim, _c.RopeDim, pos, _c.RopeBase, _c.RopeLayout);
+                Ops.Rope(q.Slice(t * qd, qd), _c.Heads, _c.HeadDim, cos.Slice(t * half, half), sin.Slice(t * half, half), _c.RopeLayout);
+                Ops.Rope(k.Slice(t * kvd, kvd), _c.KvHeads, _c.HeadDim, cos.Slice(t * half, half), sin.Slice(t * half, half), _c.RopeLayout);
             }
             k.CopyTo(_kCache[l].AsSpan(Position * kvd, n * kvd));
             v.CopyTo(_vCache[l].AsSpan(Position * kvd, n * kvd));
@@ -192,5 +197,6 @@ public sealed class InferenceSession
         _q = new float[_cap * qd]; _att = new float[_cap * qd];
         _k = new float[_cap * kvd]; _v = new float[_cap * kvd];
         _gate = new float[_cap * ffn]; _up = new float[_cap * ffn];
+        _ropeCos = new float[_cap * (_c.RopeDim / 2)]; _ropeSin = new float[_cap * (_c.RopeDim / 2)];
     }
 }

@@ -75,12 +75,12 @@ public static class SpeculativeGenerator
         // Prefill. Seeding the drafter needs the logits of every prompt position, an LM-head pass per position that
         // plain decoding does not pay (it doubles the prefill on pare-ref-draft), so by default only the last is computed.
         float[] all = spec.SeedFromPrompt ? session.ForwardAll([.. prompt]) : session.Forward([.. prompt]);
-        drafter.Start(prompt, spec.SeedFromPrompt ? all : [], vocab);
         var costs = spec.Costs ?? (spec.Adaptive ? CostModel.Measure(session, CostModel.DefaultSizes.Where(n => n <= spec.MaxTreeSize)) : null);
         var sizer = new TreeSizer(costs, spec);
         int next = sampler.Sample(all.AsSpan(all.Length - vocab), history);
         int emitted = 0;
         var stopper = new StopMatcher(options.StopSequences);
+        bool started = false;
         while (true)
         {
             ct.ThrowIfCancellationRequested();
@@ -90,6 +90,8 @@ public static class SpeculativeGenerator
             var (text, stop) = stopper.Push(decoder?.Push(next) ?? "");
             yield return new GeneratedToken(next, text);
             if (stop || emitted >= options.MaxTokens || session.Position + 1 >= session.ContextLength) yield break;
+            // The drafter starts after the first token, so that its set-up counts as decoding time, not prompt time.
+            if (!started) { drafter.Start(prompt, spec.SeedFromPrompt ? all : [], vocab); started = true; }
 
             // Draft under the pending token, within the remaining context and token budget; a tree of one is a plain step.
             double t0 = rates?.Now() ?? 0;

@@ -5,8 +5,8 @@ namespace Pare.Tests.Kernels;
 
 public class AttentionTests
 {
-    /// <summary>Plain causal grouped-query attention in double precision.</summary>
-    static float[] Reference(float[] q, int n, int heads, int kvHeads, int hd, float[] k, float[] v, int pos0)
+    /// <summary>Plain causal grouped-query attention in double precision; with parents, new token t sees the prefix and its ancestors.</summary>
+    static float[] Reference(float[] q, int n, int heads, int kvHeads, int hd, float[] k, float[] v, int pos0, int[]? parents = null)
     {
         int qd = heads * hd, kvd = kvHeads * hd, group = heads / kvHeads;
         var output = new float[n * qd];
@@ -18,6 +18,9 @@ public class AttentionTests
                 double max = double.NegativeInfinity;
                 for (int p = 0; p < len; p++)
                 {
+                    bool visible = p < pos0 || parents == null;
+                    for (int a = t; !visible && a >= 0; a = parents![a]) visible = a == p - pos0;
+                    if (!visible) { s[p] = double.NegativeInfinity; continue; }
                     double dot = 0;
                     for (int i = 0; i < hd; i++) dot += (double)q[t * qd + h * hd + i] * k[p * kvd + kvh * hd + i];
                     s[p] = dot / Math.Sqrt(hd);
@@ -51,5 +54,31 @@ public class AttentionTests
         var y = new float[n * heads * hd];
         Attention.CausalGqa(q, n, heads, kvHeads, hd, k, v, pos0, y, threads);
         Assert.True(Nmse(y, expected) < 1e-10, $"nmse {Nmse(y, expected)}");
+    }
+
+    [Theory]
+    [InlineData(32, 1, 200, false)]  // decode: blocks of 16 positions plus a tail of 9
+    [InlineData(32, 8, 13, true)]    // a token tree after a short cache
+    [InlineData(64, 5, 40, true)]
+    [InlineData(128, 3, 16, false)]
+    [InlineData(16, 17, 0, false)]   // prefill from an empty cache
+    [InlineData(24, 4, 30, true)]    // head size not a multiple of 16: the portable path
+    public void Fast_and_portable_paths_match_reference(int hd, int n, int pos0, bool tree)
+    {
+        const int heads = 4, kvHeads = 2;
+        var q = Random(n * heads * hd, seed: 4);
+        var k = Random((pos0 + n) * kvHeads * hd, seed: 5);
+        var v = Random((pos0 + n) * kvHeads * hd, seed: 6);
+        // A tree: node 0 is the root, every later node hangs under an earlier one (seeded choice).
+        var rng = new Random(n);
+        int[]? parents = tree ? [.. Enumerable.Range(0, n).Select(i => i == 0 ? -1 : rng.Next(i))] : null;
+        var expected = Reference(q, n, heads, kvHeads, hd, k, v, pos0, parents);
+        foreach (bool portable in new[] { false, true })
+            foreach (int threads in new[] { 1, 2 })
+            {
+                var y = new float[n * heads * hd];
+                Attention.CausalGqa(q, n, heads, kvHeads, hd, k, v, pos0, y, threads, parents, portable);
+                Assert.True(Nmse(y, expected) < 1e-10, $"portable {portable}, threads {threads}: nmse {Nmse(y, expected)}");
+            }
     }
 }

@@ -80,9 +80,15 @@ public sealed class InferenceSession
     public float[] ForwardTree(DraftTree tree)
     {
         var logits = new float[(long)tree.Count * _c.VocabSize];
-        var tokens = tree.Tokens.ToArray();
-        Forward(tokens, logits, allPositions: true, tree);
+        ForwardTree(tree, logits);
         return logits;
+    }
+
+    /// <summary>As <see cref="ForwardTree(DraftTree)"/>, into <paramref name="logits"/> (at least tree.Count x vocab).</summary>
+    public void ForwardTree(DraftTree tree, Span<float> logits)
+    {
+        if (logits.Length < (long)tree.Count * _c.VocabSize) throw new ArgumentException("logits needs tree.Count x vocab values", nameof(logits));
+        Forward(tree.Tokens.ToArray(), logits, allPositions: true, tree);
     }
 
     /// <summary>Keeps the KV entries of the accepted path of the last <see cref="ForwardTree"/> (node indices in root-to-leaf order)

@@ -1,8 +1,10 @@
 namespace Pare.Speculative;
 
 /// <summary>
-/// Several drafters in one tree: each adds its draft under the shared root, in order, until the budget is used.
-/// `auto` is prompt lookup first (exact quotes are the surest drafts), then Token Recycling to fill the tree.
+/// Several drafters in one tree: each adds its draft under the shared root, in order, until the budget is used; every
+/// part but the last drafts into at most half of the budget left, so one long wrong chain cannot crowd out the rest.
+/// `auto` is prompt lookup on matches of 2-3 tokens first (exact quotes are the surest drafts), then Token Recycling
+/// to fill the tree.
 /// </summary>
 public sealed class CompositeDrafter(string name, params IDrafter[] parts) : IDrafter
 {
@@ -16,10 +18,11 @@ public sealed class CompositeDrafter(string name, params IDrafter[] parts) : IDr
     public DraftTree Draft(IReadOnlyList<int> history, int budget)
     {
         var tree = new DraftTree(history[^1]);
-        foreach (var p in parts)
+        for (int k = 0; k < parts.Length; k++)
         {
             if (tree.Count >= budget) break;
-            var d = p.Draft(history, budget);
+            int room = budget - tree.Count;
+            var d = parts[k].Draft(history, k == parts.Length - 1 ? budget : 1 + Math.Max(1, room / 2));
             // Re-add d's nodes under the matching nodes of tree (shared prefixes merge).
             var map = new int[d.Count];
             for (int i = 1; i < d.Count && tree.Count < budget; i++)
@@ -47,7 +50,7 @@ public static class Drafters
         "recycle" => new TokenRecycling(),
         "lookahead" => new LookaheadTrie(),
         "aded" => new Aded(),
-        "auto" => new CompositeDrafter("auto", new PromptLookup(), new TokenRecycling()),
+        "auto" => new CompositeDrafter("auto", new PromptLookup(minNgram: 2), new TokenRecycling()),
         _ => throw new PareException($"unknown drafter '{name}' (choose one of: {string.Join(", ", Names)})"),
     };
 }

@@ -3,12 +3,14 @@ namespace Pare.Speculative;
 /// <summary>
 /// Prompt Lookup Decoding (Saxena, 2023): find the most recent earlier occurrence of the last n tokens (n from
 /// <see cref="MaxNgram"/> down to 1) in prompt + output and propose the tokens that followed it, as a chain.
-/// Costs nothing to draft and shines when the output quotes its input.
+/// Costs nothing to draft and shines when the output quotes its input. <paramref name="minNgram"/> &gt; 1 drafts only
+/// on longer matches (a single repeated token is a weak hint; `auto` leaves those to Token Recycling).
 /// </summary>
-public sealed class PromptLookup(int maxNgram = 3) : IDrafter
+public sealed class PromptLookup(int maxNgram = 3, int minNgram = 1) : IDrafter
 {
     public string Name => "pld";
     public int MaxNgram { get; } = maxNgram;
+    public int MinNgram { get; } = Math.Max(1, minNgram);
 
     public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab) { }
 
@@ -16,7 +18,7 @@ public sealed class PromptLookup(int maxNgram = 3) : IDrafter
     {
         var tree = new DraftTree(history[^1]);
         int len = history.Count;
-        for (int n = Math.Min(MaxNgram, len - 1); n >= 1; n--)
+        for (int n = Math.Min(MaxNgram, len - 1); n >= MinNgram; n--)
         {
             // Search backwards for history[len-n .. len) ending before the last position.
             for (int end = len - 1; end >= n; end--)

@@ -80,16 +80,18 @@ public static class SpeculativeGenerator
         int next = sampler.Sample(all.AsSpan(all.Length - vocab), history);
         int emitted = 0;
         var stopper = new StopMatcher(options.StopSequences);
-        bool started = false;
+        bool started = false, stopped = false;
+        float[] logitsBuffer = [];
         while (true)
         {
             ct.ThrowIfCancellationRequested();
-            if (options.StopAtEos && tok?.EosId == next) yield break;
+            if (options.StopAtEos && tok?.EosId == next) break;
             history.Add(next);
             emitted++;
             var (text, stop) = stopper.Push(decoder?.Push(next) ?? "");
             yield return new GeneratedToken(next, text);
-            if (stop || emitted >= options.MaxTokens || session.Position + 1 >= session.ContextLength) yield break;
+            // As plain decoding: stop once the cache is full (the pending token needs one free position).
+            if (stop || emitted >= options.MaxTokens || session.Position >= session.ContextLength) break;
             // The drafter starts after the first token, so that its set-up counts as decoding time, not prompt time.
             if (!started) { drafter.Start(prompt, spec.SeedFromPrompt ? all : [], vocab); started = true; }
 
@@ -100,7 +102,10 @@ public static class SpeculativeGenerator
             bool drafted = budget > 1;
             var tree = drafted ? drafter.Draft(history, budget) : new DraftTree(next);
             // A plain step is plain decoding's own pass (it moves Position itself); a tree is verified and committed below.
-            var logits = drafted ? session.ForwardTree(tree) : session.Forward([next]);
+            // Logits go to one reused buffer: a fresh (nodes x vocab) array per step would be a large-object allocation each time.
+            if (logitsBuffer.Length < tree.Count * vocab) logitsBuffer = new float[Math.Max(tree.Count, spec.MaxTreeSize) * vocab];
+            var logits = logitsBuffer;
+            if (drafted) session.ForwardTree(tree, logits); else session.Forward([next], logits.AsSpan(0, vocab), allPositions: false);
             stats.Steps++;
             if (!drafted) stats.PlainSteps++;
             stats.NodesEvaluated += tree.Count;
@@ -124,7 +129,7 @@ public static class SpeculativeGenerator
             }
             if (drafted) session.CommitTree(path);
             stats.Tokens += chosen.Count;
-            sizer.Observe(tree.Count, chosen.Count);
+            sizer.Observe(tree, path);
             double stepSeconds = (rates?.Now() ?? 0) - t0;
 
             // Emit all but the last choice now; the last becomes the next pending token (its KV is not in the cache yet).
@@ -134,56 +139,80 @@ public static class SpeculativeGenerator
                 emitted++;
                 var (tx, st) = stopper.Push(decoder?.Push(t) ?? "");
                 yield return new GeneratedToken(t, tx);
-                if (st) yield break;
+                if (st) { stopped = true; break; }
             }
+            if (stopped) break;
             // Plain steps cost what plain decoding costs: the drafters catch up on history at their next update.
             double t1 = rates?.Now() ?? 0;
-            if (drafted) drafter.Update(history, tree, logits, vocab);
+            if (drafted) drafter.Update(history, tree, logits.AsSpan(0, tree.Count * vocab), vocab);
             rates?.Observe(drafted, chosen.Count, stepSeconds + (rates.Now() - t1));
             next = chosen[^1];
         }
+        // As plain decoding: flush a partial character held by the decoder, unless a stop sequence ended the text.
+        if (decoder != null && !stopper.Stopped)
+        {
+            var (tail, _) = stopper.Push(decoder.Flush());
+            tail += stopper.Flush();
+            if (tail.Length > 0) yield return new GeneratedToken(-1, tail);
+        }
     }
 
-    /// <summary>Picks the tree size that maximises expected tokens per second from T(n) and the acceptance seen so far.</summary>
-    sealed class TreeSizer(CostModel? costs, SpeculativeOptions spec)
+    /// <summary>
+    /// Picks the tree size (node budget) that maximises expected tokens per second from T(n) and the acceptance seen so
+    /// far. A verified tree also tells what every smaller budget would have given: drafters add nodes parents first, so
+    /// the tree cut to its first c nodes is the tree a budget of c would have drafted, and the walk would have stopped at
+    /// the first accepted node numbered c or more. So each step updates the estimates of all budgets up to its own,
+    /// and every few steps the next larger budget is tried.
+    /// </summary>
+    sealed class TreeSizer
     {
-        // Running mean of tokens per step for each candidate size (optimistic start so every size gets tried).
-        readonly Dictionary<int, (double Mean, int N)> _seen = [];
-        int _step;
+        readonly CostModel? _costs;
+        readonly SpeculativeOptions _spec;
+        readonly int[] _sizes;
+        // Per candidate budget: running means of the tokens a step emits and of its cost T(nodes drafted), and a count.
+        readonly double[] _tokens, _cost;
+        readonly int[] _seen;
+        int _step, _last = 1;
+        const double Decay = 0.85;
+        const int ExploreEvery = 8;
 
-        int[] Candidates => costs == null ? [spec.MaxTreeSize] : [.. costs.Sizes.Where(n => n <= spec.MaxTreeSize)];
+        public TreeSizer(CostModel? costs, SpeculativeOptions spec)
+        {
+            _costs = costs; _spec = spec;
+            _sizes = costs == null ? [spec.MaxTreeSize] : [.. costs.Sizes.Where(n => n > 1 && n <= spec.MaxTreeSize)];
+            _tokens = new double[_sizes.Length]; _cost = new double[_sizes.Length]; _seen = new int[_sizes.Length];
+        }
 
         public int Choose()
         {
-            if (costs == null || !spec.Adaptive) return spec.MaxTreeSize;
+            if (_costs == null || !_spec.Adaptive || _sizes.Length == 0) return _spec.MaxTreeSize;
             _step++;
-            double best = 1.0 / costs.Time(1);
-            int bestN = 1;
-            foreach (int n in Candidates)
+            double best = 1.0 / _costs.Time(1);
+            int bestI = -1;
+            for (int i = 0; i < _sizes.Length; i++)
             {
-                if (n == 1) continue;
-                var (mean, count) = _seen.GetValueOrDefault(n, (Math.Min(1 + Math.Log2(n), 4.0), 0));
-                double rate = mean / costs.Time(n);
-                if (rate > best * spec.MinGain) { best = rate; bestN = n; }
+                // Untried budgets start optimistic so that they get tried.
+                double rate = _seen[i] == 0 ? Math.Min(1 + Math.Log2(_sizes[i]), 4.0) / _costs.Time(_sizes[i]) : _tokens[i] / _cost[i];
+                if (rate > best * _spec.MinGain) { best = rate; bestI = i; }
             }
-            // Now and then re-try a neighbour so estimates do not go stale.
-            if (_step % 16 == 0)
-            {
-                var c = Candidates;
-                int i = Array.IndexOf(c, bestN);
-                bestN = c[Math.Clamp(i + (_step / 16 % 2 == 0 ? 1 : -1), 0, c.Length - 1)];
-            }
-            return bestN;
+            // Now and then one budget larger than the best, so that the estimates above it do not go stale.
+            if (bestI >= 0 && bestI + 1 < _sizes.Length && _step % ExploreEvery == 0) bestI++;
+            return _last = bestI < 0 ? 1 : _sizes[bestI];
         }
 
-        public void Observe(int treeSize, int tokens)
+        /// <summary>Records a verified tree: its size and the accepted path (node indices, root first).</summary>
+        public void Observe(DraftTree tree, IReadOnlyList<int> path)
         {
-            if (costs == null) return;
-            // Attribute to the smallest candidate size that holds the tree.
-            int n = Candidates.FirstOrDefault(c => c >= treeSize, spec.MaxTreeSize);
-            var (mean, count) = _seen.GetValueOrDefault(n, (0.0, 0));
-            const double decay = 0.9;
-            _seen[n] = count == 0 ? (tokens, 1) : (decay * mean + (1 - decay) * tokens, count + 1);
+            if (_costs == null || tree.Count < 2) return;
+            for (int i = 0; i < _sizes.Length && _sizes[i] <= Math.Max(_last, tree.Count); i++)
+            {
+                int c = _sizes[i], tokens = 0;
+                while (tokens < path.Count && path[tokens] < c) tokens++;
+                double cost = _costs.Time(Math.Min(c, tree.Count));
+                _tokens[i] = _seen[i] == 0 ? tokens : Decay * _tokens[i] + (1 - Decay) * tokens;
+                _cost[i] = _seen[i] == 0 ? cost : Decay * _cost[i] + (1 - Decay) * cost;
+                _seen[i]++;
+            }
         }
     }
 }

@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+
 namespace Pare.Speculative;
 
 /// <summary>
@@ -64,14 +66,25 @@ public sealed class TokenRecycling : IDrafter
         Span<float> best = stackalloc float[K];
         best.Fill(float.NegativeInfinity);
         row.Fill(-1);
-        for (int v = 0; v < logits.Length; v++)
-        {
-            float l = logits[v];
-            if (l <= best[K - 1]) continue;
-            int j = K - 1;
-            while (j > 0 && best[j - 1] < l) { best[j] = best[j - 1]; row[j] = row[j - 1]; j--; }
-            best[j] = l; row[j] = v;
-        }
+        // Most logits lose to the current k-th best: skip 16 at a time while none beats it (this runs for every verified node).
+        int v = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; v + 16 <= logits.Length; v += 16)
+            {
+                var x = Vector512.Create(logits.Slice(v, 16));
+                if (Vector512.GreaterThanAny(x, Vector512.Create(best[K - 1])))
+                    for (int u = v; u < v + 16; u++) Insert(logits[u], u, best, row);
+            }
+        for (; v < logits.Length; v++) Insert(logits[v], v, best, row);
+    }
+
+    /// <summary>Puts token v with logit l into the sorted top-k (best, row) if it beats the last.</summary>
+    static void Insert(float l, int v, Span<float> best, Span<int> row)
+    {
+        if (l <= best[K - 1]) return;
+        int j = K - 1;
+        while (j > 0 && best[j - 1] < l) { best[j] = best[j - 1]; row[j] = row[j - 1]; j--; }
+        best[j] = l; row[j] = v;
     }
 
     static (int, int)[] BuildTemplate()

@@ -65,6 +65,28 @@ public class DrafterTests
     }
 
     [Fact]
+    public void Token_recycling_rows_are_the_top_k_of_the_logits()
+    {
+        // A vocabulary that is not a multiple of 16 (the scan skips 16 logits at a time), random logits with ties.
+        const int v = 8192 + 5;
+        var rng = new Random(3);
+        for (int trial = 0; trial < 5; trial++)
+        {
+            var logits = Enumerable.Range(0, v).Select(_ => (float)Math.Round(rng.NextDouble() * 300) / 10).ToArray();
+            var d = new TokenRecycling();
+            d.Start([11], logits, v);
+            var t = d.Draft([11], 1 + TokenRecycling.Template.Length);
+            // The root's children come in the template's order of its parent-0 entries; sort them back into rank order.
+            var ranks = TokenRecycling.Template.Where(e => e.Parent == 0).Select(e => e.Rank).ToArray();
+            var children = Enumerable.Range(1, t.Count - 1).Where(i => t.Parents[i] == 0).Select(i => t.Tokens[i]).ToArray();
+            var byRank = children.Zip(ranks).OrderBy(x => x.Second).Select(x => x.First).ToArray();
+            // Reference: a stable sort by logit, descending (ties keep the lower token id first, as the scan does).
+            var expected = Enumerable.Range(0, v).OrderByDescending(i => logits[i]).Take(TokenRecycling.K).ToArray();
+            Assert.Equal(expected, byRank);
+        }
+    }
+
+    [Fact]
     public void Composite_merges_shared_prefixes()
     {
         var d = new CompositeDrafter("t", new PromptLookup(), new PromptLookup());

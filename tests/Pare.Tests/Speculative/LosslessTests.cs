@@ -38,6 +38,29 @@ public class LosslessTests
     [Theory]
     [InlineData("pld")]
     [InlineData("recycle")]
+    [InlineData("auto")]
+    public async Task Fills_the_context_exactly_as_plain_decoding(string drafter)
+    {
+        // A 40-position cache and more tokens asked for than fit: both stop when the cache is full, after the same tokens.
+        using var m = LlamaModel.Load(Model());
+        var o = new GenerationOptions { MaxTokens = 100, StopAtEos = false, Sampling = SamplingOptions.Greedy };
+        var prompt = RepetitivePrompt(7);
+        var plain = new List<int>();
+        await foreach (var t in Generator.GenerateAsync(m.CreateSession(new SessionOptions { ContextLength = 40 }), prompt, o)) if (t.Id >= 0) plain.Add(t.Id);
+        Assert.Equal(40 - prompt.Length + 1, plain.Count);
+        foreach (int maxTree in new[] { 2, 5, 16 })
+        {
+            var spec = new List<int>();
+            var so = new SpeculativeOptions { MaxTreeSize = maxTree, Adaptive = false };
+            await foreach (var t in SpeculativeGenerator.GenerateAsync(m.CreateSession(new SessionOptions { ContextLength = 40 }), prompt, o, Drafters.Create(drafter)!, so, new SpeculationStats()))
+                if (t.Id >= 0) spec.Add(t.Id);
+            Assert.Equal(plain, spec);
+        }
+    }
+
+    [Theory]
+    [InlineData("pld")]
+    [InlineData("recycle")]
     [InlineData("lookahead")]
     [InlineData("aded")]
     [InlineData("auto")]

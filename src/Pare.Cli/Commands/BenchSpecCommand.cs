@@ -21,7 +21,7 @@ internal static class BenchSpecCommand
     {
         var model = Cli.ModelArgument();
         var prompts = new Option<FileInfo>("--prompts") { Description = "JSON lines, each {\"category\": ..., \"prompt\": ...}.", Required = true };
-        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Tokens generated per prompt.", DefaultValueFactory = _ => 64 };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Tokens generated per prompt.", DefaultValueFactory = _ => 128 };
         var drafters = new Option<string>("--drafters") { Description = "Comma-separated drafters to compare with plain decoding.", DefaultValueFactory = _ => "pld,recycle,lookahead,aded,auto" };
         var maxTree = new Option<int>("--max-tree") { Description = "Largest draft tree per step (adaptive sizing chooses at most this).", DefaultValueFactory = _ => 32 };
         var limit = new Option<int>("--limit") { Description = "Use at most this many prompts per category (0 = all).", DefaultValueFactory = _ => 0 };
@@ -123,6 +123,8 @@ internal static class BenchSpecCommand
                 Cli.PrintJson(new { model = m.Source, threads = r.GetValue(threads), max_tokens = opt.MaxTokens, max_tree = r.GetValue(maxTree), t_n = tn, results = summary });
                 return summary.All(s => s.identical) ? 0 : 2;
             }
+            // Redirected output (a file, CI log) gets a table wide enough for its columns instead of Spectre's 80.
+            if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 150);
             var table = new Table().AddColumns("category", "drafter", "prompts", "MAT", "decode tok/s", "speedup", "prompt pass (ms)", "end to end", "identical to plain");
             foreach (var s in summary)
                 table.AddRow(s.category, s.drafter, s.prompts.ToString(System.Globalization.CultureInfo.InvariantCulture), $"{s.mat:F2}", $"{s.tok_s:F1}", $"{s.speedup:F2}x",

@@ -87,10 +87,16 @@ public static unsafe class MatMul
             fixed (float* px = x, py = y) Int8Gemm.MatMulRows(w, px, n, py, threads);
             return;
         }
-        // A few tokens (a speculative token tree): stream the rows once, as decode does.
-        if (n <= SmallBatch.MaxTokens && SmallBatch.Supports(w.Type))
+        // A few tokens (a speculative token tree): stream the rows once, as decode does. Narrow matrices (small models)
+        // take every token count this way, 64 tokens at a time: there the blocked GEMM's packing does not pay.
+        if (SmallBatch.Supports(w.Type) && (n <= SmallBatch.MaxTokens || w.Cols <= SmallBatch.MaxChunkedCols))
         {
-            fixed (float* px = x, py = y) SmallBatch.MatMulRows(w, px, n, py, threads);
+            fixed (float* px = x, py = y)
+                for (int t0 = 0; t0 < n; t0 += SmallBatch.MaxTokens)
+                {
+                    int m = Math.Min(SmallBatch.MaxTokens, n - t0);
+                    SmallBatch.MatMulRows(w, px + (long)t0 * w.Cols, m, py + (long)t0 * w.Rows, threads);
+                }
             return;
         }
         switch (w.Type)

@@ -23,6 +23,11 @@ internal static unsafe class SmallBatch
     /// </summary>
     public const int MaxTokens = 64;
 
+    /// <summary>
+    /// Matrices at most this wide take longer products too, in chunks of <see cref="MaxTokens"/> (MatMul decides).
+    /// </summary>
+    public const int MaxChunkedCols = 1024;
+
     /// <summary>Whether <see cref="MatMulRows"/> handles this weight type (with AVX-512).</summary>
     public static bool Supports(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16;
 

@@ -55,6 +55,30 @@ public class MatMulTests
     }
 
     [Theory]
+    [InlineData(GgmlType.F32)]
+    [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.BF16)]
+    public void Blocked_gemm_matches_reference_for_wide_matrices_and_many_tokens(GgmlType type)
+    {
+        // Wider than SmallBatch.MaxChunkedCols and more tokens than SmallBatch.MaxTokens: the blocked GEMM's path.
+        const int rows = 19, cols = SmallBatch.MaxChunkedCols + 76;
+        var w = RandomMatrix(type, rows, cols, seed: 5, out var pin);
+        foreach (int n in new[] { SmallBatch.MaxTokens + 6, 2 * SmallBatch.MaxTokens + 2 })
+        {
+            var x = Random(n * cols, seed: n);
+            var expected = new float[n * rows];
+            MatMulReference.MatMulRows(w, x, n, expected);
+            foreach (int threads in new[] { 1, 2 })
+            {
+                var y = new float[n * rows];
+                MatMul.MatMulRows(w, x, n, y, threads);
+                Assert.True(Nmse(y, expected) < Tolerance, $"{type} n={n} threads={threads}: nmse {Nmse(y, expected)}");
+            }
+        }
+        GC.KeepAlive(pin);
+    }
+
+    [Theory]
     [MemberData(nameof(Shapes))]
     public void MatMulRows_matches_reference(GgmlType type, int rows, int cols)
     {

@@ -26,7 +26,7 @@ public class SmallBatchTests
     {
         if (!MatMul.Avx512) return;
         var w = RandomMatrix(type, rows, cols, seed: rows * 31 + cols, out var pin);
-        foreach (int n in Enumerable.Range(1, 17).Append(SmallBatch.MaxTokens).Append(SmallBatch.MaxTokens + 1))
+        foreach (int n in Enumerable.Range(1, 17).Append(SmallBatch.MaxTokens).Append(SmallBatch.MaxTokens + 1).Append(2 * SmallBatch.MaxTokens + 3))
         {
             var x = Random(n * cols, seed: n + 100);
             var expected = new float[n * rows];
@@ -37,7 +37,7 @@ public class SmallBatchTests
                 fixed (float* px = x, py = y) SmallBatch.MatMulRows(w, px, n, py, threads);
                 double e = Nmse(y, expected);
                 Assert.True(e < Tolerance, $"{type} {rows}x{cols} n={n} threads={threads}: nmse {e}");
-                // The public entry point dispatches to it (or, past MaxTokens, to the GEMM) with the same result.
+                // The public entry point dispatches to it (past MaxTokens in chunks of MaxTokens, these matrices being narrow) with the same result.
                 var z = new float[n * rows];
                 MatMul.MatMulRows(w, x, n, z, threads);
                 Assert.True(Nmse(z, expected) < Tolerance, $"{type} {rows}x{cols} n={n} threads={threads} via MatMul: nmse {Nmse(z, expected)}");

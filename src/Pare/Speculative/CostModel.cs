@@ -28,18 +28,24 @@ public sealed class CostModel
     /// <summary>Minimum warm-up time of <see cref="Measure"/>, in seconds.</summary>
     const double WarmupSeconds = 1.0;
 
-    /// <summary>Times chain trees of each size on <paramref name="session"/> (its state is left unchanged), median of <paramref name="repeats"/>.</summary>
-    public static CostModel Measure(InferenceSession session, IEnumerable<int>? sizes = null, int repeats = 5)
+    /// <summary>
+    /// Times chain trees of each size on <paramref name="session"/> (its state is left unchanged): the lower quartile of
+    /// <paramref name="repeats"/> interleaved rounds, then made non-decreasing in n (a larger tree never costs less; a
+    /// size that measured above a larger one was disturbed, by the machine or a collection).
+    /// </summary>
+    public static CostModel Measure(InferenceSession session, IEnumerable<int>? sizes = null, int repeats = 9)
     {
         int room = session.ContextLength - session.Position;
         var ns = (sizes ?? DefaultSizes).Where(n => n <= room).ToArray();
         if (ns.Length == 0 || ns[0] != 1) throw new PareException("no room left in the context to measure forward-pass times");
         var rng = new Random(17);
         var trees = ns.Select(n => DraftTree.Chain([.. Enumerable.Range(0, n).Select(_ => rng.Next(session.Model.Config.VocabSize))])).ToArray();
+        // One logits buffer for all passes: a fresh large array per pass would time the allocator and the collector too.
+        var logits = new float[(long)ns[^1] * session.Model.Config.VocabSize];
         // Warm-up over every size for at least WarmupSeconds: the JIT recompiles hot kernels in the background a while after
         // their first calls, and a single pass would leave that inside the timings of the first sizes measured.
         var warm = Stopwatch.StartNew();
-        do { foreach (var t in trees) session.ForwardTree(t); } while (warm.Elapsed.TotalSeconds < WarmupSeconds);
+        do { foreach (var t in trees) session.ForwardTree(t, logits); } while (warm.Elapsed.TotalSeconds < WarmupSeconds);
         // Rounds interleave the sizes, so drift on a shared machine touches all of them alike; median per size.
         var times = new double[ns.Length][];
         for (int i = 0; i < ns.Length; i++) times[i] = new double[repeats];
@@ -47,10 +53,11 @@ public sealed class CostModel
             for (int i = 0; i < ns.Length; i++)
             {
                 var sw = Stopwatch.StartNew();
-                session.ForwardTree(trees[i]);
+                session.ForwardTree(trees[i], logits);
                 times[i][r] = sw.Elapsed.TotalSeconds;
             }
-        var secs = times.Select(t => { Array.Sort(t); return t[t.Length / 2]; }).ToArray();
+        var secs = times.Select(t => { Array.Sort(t); return t[t.Length / 4]; }).ToArray();
+        for (int i = secs.Length - 2; i >= 0; i--) secs[i] = Math.Min(secs[i], secs[i + 1]);
         return new CostModel(ns, secs);
     }
 

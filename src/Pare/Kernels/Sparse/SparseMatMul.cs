@@ -327,28 +327,52 @@ public static unsafe class SparseMatMul
     static Vector256<float> IntBlock(Vector256<byte> u, Vector256<sbyte> xv, float scale, Vector256<float> acc) =>
         Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u, xv)), Vector256.Create(scale), acc);
 
-    /// <summary>F32 decode: four rows in flight, two vexpandps per block and row.</summary>
+    /// <summary>Decode from F32 values: four rows at a time, two accumulators each (eight independent FMA chains).</summary>
     static void VecChunkF32(void* ctx, int chunk)
     {
         ref readonly Job j = ref *(Job*)ctx;
         int r0 = chunk * RowsPerChunk, r1 = Math.Min(r0 + RowsPerChunk, j.Rows);
         int nb = j.Blocks;
         float* x = j.X;
-        for (int r = r0; r < r1; r++)
+        int r = r0;
+        for (; r + 4 <= r1; r += 4)
+        {
+            uint* k0 = (uint*)j.RowPtr(r), k1 = (uint*)j.RowPtr(r + 1), k2 = (uint*)j.RowPtr(r + 2), k3 = (uint*)j.RowPtr(r + 3);
+            float* v0 = (float*)(k0 + nb), v1 = (float*)(k1 + nb), v2 = (float*)(k2 + nb), v3 = (float*)(k3 + nb);
+            Vector512<float> a0 = default, b0 = default, a1 = default, b1 = default, a2 = default, b2 = default, a3 = default, b3 = default;
+            for (int b = 0; b < nb; b++)
+            {
+                var lo = Vector512.Load(x + b * 32);
+                var hi = Vector512.Load(x + b * 32 + 16);
+                StepF32(k0[b], ref v0, lo, hi, ref a0, ref b0);
+                StepF32(k1[b], ref v1, lo, hi, ref a1, ref b1);
+                StepF32(k2[b], ref v2, lo, hi, ref a2, ref b2);
+                StepF32(k3[b], ref v3, lo, hi, ref a3, ref b3);
+            }
+            j.Y[r] = Vector512.Sum(a0 + b0);
+            j.Y[r + 1] = Vector512.Sum(a1 + b1);
+            j.Y[r + 2] = Vector512.Sum(a2 + b2);
+            j.Y[r + 3] = Vector512.Sum(a3 + b3);
+        }
+        for (; r < r1; r++)
         {
             uint* k = (uint*)j.RowPtr(r);
             float* v = (float*)(k + nb);
-            Vector512<float> a = default;
-            for (int b = 0; b < nb; b++)
-            {
-                var w = Vector512.Create(k[b]);
-                a = Vector512.FusedMultiplyAdd(Avx512F.Expand(merge: Vector512<float>.Zero, mask: Test(w, TestF32Lo).AsSingle(), value: Vector512.Load(v)), Vector512.Load(x + b * 32), a);
-                v += BitOperations.PopCount(k[b] & 0xFFFF);
-                a = Vector512.FusedMultiplyAdd(Avx512F.Expand(merge: Vector512<float>.Zero, mask: Test(w, TestF32Hi).AsSingle(), value: Vector512.Load(v)), Vector512.Load(x + b * 32 + 16), a);
-                v += BitOperations.PopCount(k[b] >> 16);
-            }
-            j.Y[r] = Vector512.Sum(a);
+            Vector512<float> a = default, c = default;
+            for (int b = 0; b < nb; b++) StepF32(k[b], ref v, Vector512.Load(x + b * 32), Vector512.Load(x + b * 32 + 16), ref a, ref c);
+            j.Y[r] = Vector512.Sum(a + c);
         }
+    }
+
+    /// <summary>One row's 32 columns: expand the packed values of each half into place and accumulate.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void StepF32(uint mask, ref float* v, Vector512<float> xLo, Vector512<float> xHi, ref Vector512<float> lo, ref Vector512<float> hi)
+    {
+        var w = Vector512.Create(mask);
+        lo = Vector512.FusedMultiplyAdd(Avx512F.Expand(merge: Vector512<float>.Zero, mask: Test(w, TestF32Lo).AsSingle(), value: Vector512.Load(v)), xLo, lo);
+        v += BitOperations.PopCount(mask & 0xFFFF);
+        hi = Vector512.FusedMultiplyAdd(Avx512F.Expand(merge: Vector512<float>.Zero, mask: Test(w, TestF32Hi).AsSingle(), value: Vector512.Load(v)), xHi, hi);
+        v += BitOperations.PopCount(mask >> 16);
     }
 
     /// <summary>Prefill: expand four rows into a buffer, then a 4-row x 4-token tile of dot products.</summary>

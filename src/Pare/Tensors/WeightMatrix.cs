@@ -20,7 +20,7 @@ public sealed class WeightMatrix
     /// <summary>A matrix stored in Pare's compact sparse format: products dispatch to its own kernels.</summary>
     public WeightMatrix(string name, int rows, int cols, Kernels.Sparse.SparseMatrix sparse)
     {
-        Name = name; Type = sparse.FileValueType; Rows = rows; Cols = cols; Data = sparse.Data; ByteLength = sparse.ByteLength; Sparse = sparse;
+        Name = name; Type = sparse.ValueType; Rows = rows; Cols = cols; Data = sparse.Data; ByteLength = sparse.ByteLength; Sparse = sparse;
     }
 
     /// <summary>The compact sparse storage when the matrix has one (then <see cref="Row"/> is not available).</summary>

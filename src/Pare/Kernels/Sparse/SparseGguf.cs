@@ -6,16 +6,11 @@ namespace Pare.Kernels.Sparse;
 /// <summary>The loader hook: a GGUF tensor holding a <see cref="SparseMatrix"/> blob becomes a sparse <see cref="WeightMatrix"/>.</summary>
 public static class SparseGguf
 {
-    /// <summary>Widen compact F16 matrices to F32 values when loading (exact; faster decode, 4 bytes per non-zero in memory). Default true.</summary>
-    public static bool WidenF16 { get; set; } = true;
-
     /// <summary>The matrix <paramref name="name"/> when the file stores it compactly; null when it is a normal tensor.</summary>
     public static WeightMatrix? TryMatrix(GgufFile f, string name, int rows, int cols)
     {
         if (!f.Has(SparseMatrix.FormatKey) || !f.TryGetTensor(name, out var t) || t.Type != SparseMatrix.StorageType || t.Dims.Length != 1) return null;
         var m = SparseMatrix.Open(name, f.TensorAddress(t), t.ByteSize, rows, cols);
-        // F16 values are widened to F32 in memory: decode then needs no software F16 conversion (docs/pruning.md).
-        if (WidenF16 && SparseMatMul.Fast) m = m.WidenToF32(name);
         return new WeightMatrix(name, rows, cols, m);
     }
 

@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Numerics;
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Pare.Tensors;
 
@@ -46,31 +45,7 @@ public sealed unsafe class SparseMatrix
 
     SparseMatrix(GgmlType valueType, int rows, int cols, nint data, long byteLength)
     {
-        ValueType = valueType; Rows = rows; Cols = cols; Data = data; ByteLength = byteLength; FileValueType = valueType;
-    }
-
-    /// <summary>The value type in the file: F16 for a matrix widened to F32 values in memory, else <see cref="ValueType"/>.</summary>
-    public GgmlType FileValueType { get; private set; }
-
-    // A blob this matrix owns (widened copies); null when Data points into the model's memory map.
-    byte[]? _owned;
-
-    /// <summary>
-    /// This matrix with its values widened to F32 (exact: every F16 value is an F32 value), in a blob of its own; F32 and
-    /// Q8_0 matrices are returned as they are. Decode from F32 values skips the software F16 conversion (.NET 10 exposes no
-    /// <c>vcvtph2ps</c>), which costs more CPU per weight than reading the two extra bytes: the loader widens compact F16
-    /// matrices (<see cref="SparseGguf.TryMatrix"/>). Memory: 4 bytes per non-zero instead of 2.
-    /// </summary>
-    public SparseMatrix WidenToF32(string name)
-    {
-        if (ValueType != GgmlType.F16) return this;
-        var dense = new float[(long)Rows * Cols];
-        for (int r = 0; r < Rows; r++) DecodeRow(r, dense.AsSpan(r * Cols, Cols));
-        var blob = Encode(GgmlType.F32, Rows, Cols, MemoryMarshal.AsBytes(dense.AsSpan()), pinned: true);
-        var m = Open(name, (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(blob)), blob.Length, Rows, Cols);
-        m._owned = blob;
-        m.FileValueType = ValueType;
-        return m;
+        ValueType = valueType; Rows = rows; Cols = cols; Data = data; ByteLength = byteLength;
     }
 
     public GgmlType ValueType { get; }
@@ -121,9 +96,7 @@ public sealed unsafe class SparseMatrix
     }
 
     /// <summary>Encodes a dense matrix given as its stored bytes (F32, F16 or Q8_0 rows); zeros are dropped.</summary>
-    public static byte[] Encode(GgmlType type, int rows, int cols, ReadOnlySpan<byte> dense) => Encode(type, rows, cols, dense, pinned: false);
-
-    static byte[] Encode(GgmlType type, int rows, int cols, ReadOnlySpan<byte> dense, bool pinned)
+    public static byte[] Encode(GgmlType type, int rows, int cols, ReadOnlySpan<byte> dense)
     {
         if (!CanEncode(type, cols)) throw new ArgumentException($"cannot store {type} rows of {cols} compactly");
         long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
@@ -149,7 +122,7 @@ public sealed unsafe class SparseMatrix
         }
         offsets[rows] = pos;
         // Pass 2: write.
-        var blob = GC.AllocateArray<byte>(checked((int)(pos + TailPadding)), pinned);
+        var blob = new byte[pos + TailPadding];
         var h = blob.AsSpan();
         BinaryPrimitives.WriteUInt32LittleEndian(h, Magic);
         BinaryPrimitives.WriteUInt32LittleEndian(h[4..], Version);

@@ -73,29 +73,16 @@ internal static class BenchSpecCommand
                     var ids = tok.Encode(text);
                     if (ids.Length + opt.MaxTokens + r.GetValue(maxTree) > session.ContextLength) ids = ids[^Math.Max(1, session.ContextLength - opt.MaxTokens - r.GetValue(maxTree))..];
                     session.Reset();
-                    var sw = Stopwatch.StartNew();
-                    double first = 0;
-                    var plain = new List<int>();
-                    await foreach (var t in Generator.GenerateAsync(session, ids, opt, ct))
-                    {
-                        if (plain.Count == 0) first = sw.Elapsed.TotalSeconds;
-                        if (t.Id >= 0) plain.Add(t.Id);
-                    }
-                    rows.Add((category, "none", sw.Elapsed.TotalSeconds - first, sw.Elapsed.TotalSeconds, plain.Count - 1, plain.Count - 1, true));
+                    var (plain, first, end) = await Timed(Generator.GenerateAsync(session, ids, opt, ct));
+                    rows.Add((category, "none", end - first, end, plain.Count - 1, plain.Count - 1, true));
                     progress?.Report(++done / (double)total);
                     foreach (var n in names)
                     {
                         session.Reset();
                         var stats = new SpeculationStats();
-                        var outp = new List<int>();
-                        sw.Restart();
-                        await foreach (var t in SpeculativeGenerator.GenerateAsync(session, ids, opt, live[n], specs[n], stats, ct))
-                        {
-                            if (outp.Count == 0) first = sw.Elapsed.TotalSeconds;
-                            if (t.Id >= 0) outp.Add(t.Id);
-                        }
+                        var (outp, sFirst, sEnd) = await Timed(SpeculativeGenerator.GenerateAsync(session, ids, opt, live[n], specs[n], stats, ct));
                         // Tokens and steps after the first token (the prompt pass's): MAT = tokens per verification step.
-                        rows.Add((category, n, sw.Elapsed.TotalSeconds - first, sw.Elapsed.TotalSeconds, outp.Count - 1, stats.Steps, outp.SequenceEqual(plain)));
+                        rows.Add((category, n, sEnd - sFirst, sEnd, outp.Count - 1, stats.Steps, outp.SequenceEqual(plain)));
                         progress?.Report(++done / (double)total);
                     }
                 }
@@ -136,6 +123,20 @@ internal static class BenchSpecCommand
             return summary.All(s => s.identical) ? 0 : 2;
         }));
         return cmd;
+    }
+
+    /// <summary>Drains a generation: the token ids, and the seconds to the first token and to the end.</summary>
+    static async Task<(List<int> Ids, double First, double End)> Timed(IAsyncEnumerable<GeneratedToken> tokens)
+    {
+        var sw = Stopwatch.StartNew();
+        double first = 0;
+        var ids = new List<int>();
+        await foreach (var t in tokens)
+        {
+            if (ids.Count == 0) first = sw.Elapsed.TotalSeconds;
+            if (t.Id >= 0) ids.Add(t.Id);
+        }
+        return (ids, first, sw.Elapsed.TotalSeconds);
     }
 
     static List<(string Category, string Prompt)> ReadPrompts(string path, int limit)

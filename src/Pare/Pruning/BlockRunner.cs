@@ -113,6 +113,8 @@ public sealed class BlockRunner(LlamaConfig config, int threads)
     readonly LlamaConfig _c = config;
     int _cap;
     float[] _xb = [], _q = [], _k = [], _v = [], _att = [], _gate = [], _up = [], _o = [];
+    // RoPE cos/sin of positions 0.._cap-1: every window starts at position 0, so one table serves all windows and blocks.
+    float[] _ropeCos = [], _ropeSin = [];
 
     /// <summary>Delegate receiving (input kind, n x cols activations, n).</summary>
     public delegate void Capture(LinearInput input, ReadOnlySpan<float> x, int n);
@@ -131,13 +133,16 @@ public sealed class BlockRunner(LlamaConfig config, int threads)
         MatMul.MatMulRows(b.Wq.View, xb, n, q, threads);
         MatMul.MatMulRows(b.Wk.View, xb, n, k, threads);
         MatMul.MatMulRows(b.Wv.View, xb, n, v, threads);
+        int half = _c.RopeDim / 2;
         for (int t = 0; t < n; t++)
         {
             if (b.Bq != null) Add(q.Slice(t * qd, qd), b.Bq);
             if (b.Bk != null) Add(k.Slice(t * kvd, kvd), b.Bk);
             if (b.Bv != null) Add(v.Slice(t * kvd, kvd), b.Bv);
-            Ops.Rope(q.Slice(t * qd, qd), _c.Heads, _c.HeadDim, _c.RopeDim, t, _c.RopeBase, _c.RopeLayout);
-            Ops.Rope(k.Slice(t * kvd, kvd), _c.KvHeads, _c.HeadDim, _c.RopeDim, t, _c.RopeBase, _c.RopeLayout);
+            var cos = _ropeCos.AsSpan(t * half, half);
+            var sin = _ropeSin.AsSpan(t * half, half);
+            Ops.Rope(q.Slice(t * qd, qd), _c.Heads, _c.HeadDim, cos, sin, _c.RopeLayout);
+            Ops.Rope(k.Slice(t * kvd, kvd), _c.KvHeads, _c.HeadDim, cos, sin, _c.RopeLayout);
         }
         Attention(n);
         var att = _att.AsSpan(0, n * qd);
@@ -192,6 +197,9 @@ public sealed class BlockRunner(LlamaConfig config, int threads)
         _q = new float[n * qd]; _att = new float[n * qd];
         _k = new float[n * kvd]; _v = new float[n * kvd];
         _gate = new float[n * ffn]; _up = new float[n * ffn];
+        int half = _c.RopeDim / 2;
+        _ropeCos = new float[n * half]; _ropeSin = new float[n * half];
+        for (int t = 0; t < n; t++) Ops.RopeAngles(t, _c.RopeDim, _c.RopeBase, _ropeCos.AsSpan(t * half, half), _ropeSin.AsSpan(t * half, half));
     }
 
     /// <summary>Token embeddings of a window: (n x dim).</summary>

@@ -80,6 +80,12 @@ public static unsafe class MatMul
         threads = (long)w.Rows * w.Cols * n < MinParallelWork ? 1 : Math.Max(1, threads);
         if (w.Sparse is { } sparse) { Sparse.SparseMatMul.MatMulRows(sparse, x, n, y, threads, portable); return; }
         if (portable || !Avx512) { Portable(w, x, n, y, threads); return; }
+        // Narrow F32 matrices (small models) multiply from their panel copy: no reductions (F32Panels).
+        if (w.Panels is { } panels)
+        {
+            fixed (float* px = x, py = y) panels.MatMulRows(px, n, py, threads);
+            return;
+        }
         // One token is decode: the streaming kernel reads each weight once either way and needs no buffer.
         if (n == 1) { MatVec(w, x, y, threads, portable: false); return; }
         if (QuantizesActivations(w.Type, n))

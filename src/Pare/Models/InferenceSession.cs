@@ -16,7 +16,7 @@ public sealed class InferenceSession
     readonly LlamaModel _model;
     readonly LlamaConfig _c;
     readonly int _threads;
-    // KV cache per layer: (context, kv_heads * head_dim), position-major.
+    // KV cache per layer. K: blocks of 16 positions, transposed inside a block (BlockedAttention); V: (context, kv_heads * head_dim), position-major.
     readonly float[][] _kCache, _vCache;
     // Scratch, grown to the largest batch seen.
     int _cap;
@@ -35,7 +35,7 @@ public sealed class InferenceSession
         _vCache = new float[_c.Layers][];
         for (int l = 0; l < _c.Layers; l++)
         {
-            _kCache[l] = new float[(long)ctx * _c.KvDim];
+            _kCache[l] = new float[BlockedAttention.CacheFloats(ctx, _c.KvHeads, _c.HeadDim)];
             _vCache[l] = new float[(long)ctx * _c.KvDim];
         }
     }
@@ -88,7 +88,7 @@ public sealed class InferenceSession
     public void ForwardTree(DraftTree tree, Span<float> logits)
     {
         if (logits.Length < (long)tree.Count * _c.VocabSize) throw new ArgumentException("logits needs tree.Count x vocab values", nameof(logits));
-        Forward(tree.Tokens.ToArray(), logits, allPositions: true, tree);
+        Forward(tree.TokenSpan, logits, allPositions: true, tree);
     }
 
     /// <summary>Keeps the KV entries of the accepted path of the last <see cref="ForwardTree"/> (node indices in root-to-leaf order)
@@ -103,7 +103,7 @@ public sealed class InferenceSession
             if (node == k) continue;
             for (int l = 0; l < _c.Layers; l++)
             {
-                Array.Copy(_kCache[l], (Position + node) * kvd, _kCache[l], (Position + k) * kvd, kvd);
+                BlockedAttention.MoveK(_kCache[l], ContextLength, _c.KvHeads, _c.HeadDim, Position + node, Position + k);
                 Array.Copy(_vCache[l], (Position + node) * kvd, _vCache[l], (Position + k) * kvd, kvd);
             }
         }
@@ -154,7 +154,7 @@ public sealed class InferenceSession
                 Ops.Rope(q.Slice(t * qd, qd), _c.Heads, _c.HeadDim, cos.Slice(t * half, half), sin.Slice(t * half, half), _c.RopeLayout);
                 Ops.Rope(k.Slice(t * kvd, kvd), _c.KvHeads, _c.HeadDim, cos.Slice(t * half, half), sin.Slice(t * half, half), _c.RopeLayout);
             }
-            k.CopyTo(_kCache[l].AsSpan(Position * kvd, n * kvd));
+            BlockedAttention.WriteK(k, n, _c.KvHeads, _c.HeadDim, _kCache[l], ContextLength, Position);
             v.CopyTo(_vCache[l].AsSpan(Position * kvd, n * kvd));
             Attention(l, n, tree);
             var o = _o.AsSpan(0, n * dim);
@@ -184,15 +184,12 @@ public sealed class InferenceSession
     /// With a tree, new token t sees the prefix and its ancestors only.</summary>
     void Attention(int layer, int n, DraftTree? tree)
     {
-        int[]? parents = tree == null ? null : [.. tree.Parents];
-        Kernels.Attention.CausalGqa(_q.AsSpan(0, n * _c.QDim), n, _c.Heads, _c.KvHeads, _c.HeadDim,
-            _kCache[layer], _vCache[layer], Position, _att.AsSpan(0, n * _c.QDim), _threads, parents);
+        var parents = tree == null ? default : tree.ParentSpan;
+        BlockedAttention.CausalGqa(_q.AsSpan(0, n * _c.QDim), n, _c.Heads, _c.KvHeads, _c.HeadDim,
+            _kCache[layer], ContextLength, _vCache[layer], Position, _att.AsSpan(0, n * _c.QDim), _threads, parents);
     }
 
-    static void AddInPlace(Span<float> x, ReadOnlySpan<float> y)
-    {
-        for (int i = 0; i < x.Length; i++) x[i] += y[i];
-    }
+    static void AddInPlace(Span<float> x, ReadOnlySpan<float> y) => Ops.Axpy(1f, y, x);
 
     void Ensure(int n)
     {

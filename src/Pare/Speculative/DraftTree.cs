@@ -21,6 +21,9 @@ public sealed class DraftTree
     /// <summary>Distance from the root (root = 0): the node sits at position prefix + depth.</summary>
     public IReadOnlyList<int> Depths => _depths;
 
+    internal ReadOnlySpan<int> TokenSpan => System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_tokens);
+    internal ReadOnlySpan<int> ParentSpan => System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_parents);
+
     /// <summary>Adds a child of <paramref name="parent"/> carrying <paramref name="token"/>; returns its index (or the existing child's).</summary>
     public int Add(int token, int parent)
     {

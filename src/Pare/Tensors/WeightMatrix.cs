@@ -37,6 +37,12 @@ public sealed class WeightMatrix
     public int RowBytes { get; }
     public long ByteLength { get; }
 
+    Kernels.F32Panels? _panels;
+
+    /// <summary>The F32 panel copy for products with a few tokens, built on first use (null when it does not apply).</summary>
+    internal Kernels.F32Panels? Panels =>
+        Kernels.F32Panels.Applies(this) ? LazyInitializer.EnsureInitialized(ref _panels, () => Kernels.F32Panels.Pack(this)) : null;
+
     /// <summary>The stored bytes of one row.</summary>
     public unsafe ReadOnlySpan<byte> Row(int r) => new((byte*)Data + (long)r * RowBytes, RowBytes);
 }

@@ -6,7 +6,7 @@ namespace Pare.Tests.Kernels;
 public class AttentionTests
 {
     /// <summary>Plain causal grouped-query attention in double precision; with parents, new token t sees the prefix and its ancestors.</summary>
-    static float[] Reference(float[] q, int n, int heads, int kvHeads, int hd, float[] k, float[] v, int pos0, int[]? parents = null)
+    internal static float[] Reference(float[] q, int n, int heads, int kvHeads, int hd, float[] k, float[] v, int pos0, int[]? parents = null)
     {
         int qd = heads * hd, kvd = kvHeads * hd, group = heads / kvHeads;
         var output = new float[n * qd];

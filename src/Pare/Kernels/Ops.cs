@@ -127,6 +127,25 @@ public static class Ops
     public static void Rope(Span<float> v, int heads, int headDim, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, RopeLayout layout)
     {
         int half = cos.Length;
+        if (layout == RopeLayout.Interleaved && Vector512.IsHardwareAccelerated && half % 8 == 0 && half <= 128)
+        {
+            // Pairs (x0, x1) are adjacent: with cos and sin spread to pairs once (c c, -s s), a head is
+            // x * c + swap(x) * s, 8 pairs per vector.
+            Span<float> cc = stackalloc float[2 * half], ss = stackalloc float[2 * half];
+            for (int i = 0; i < half; i++) { cc[2 * i] = cc[2 * i + 1] = cos[i]; ss[2 * i] = -sin[i]; ss[2 * i + 1] = sin[i]; }
+            for (int h = 0; h < heads; h++)
+            {
+                var head = v.Slice(h * headDim, 2 * half);
+                for (int i = 0; i < 2 * half; i += 16)
+                {
+                    var x = Vector512.Create((ReadOnlySpan<float>)head.Slice(i, 16));
+                    var swapped = Avx512F.Permute4x32(x, 0xB1); // (x1, x0) in each pair
+                    Vector512.FusedMultiplyAdd(swapped, Vector512.Create((ReadOnlySpan<float>)ss.Slice(i, 16)),
+                        x * Vector512.Create((ReadOnlySpan<float>)cc.Slice(i, 16))).CopyTo(head.Slice(i, 16));
+                }
+            }
+            return;
+        }
         for (int h = 0; h < heads; h++)
         {
             var head = v.Slice(h * headDim, headDim);

@@ -98,7 +98,8 @@ public static class SpeculativeGenerator
             // Draft under the pending token, within the remaining context and token budget; a tree of one is a plain step.
             double t0 = rates?.Now() ?? 0;
             int budget = Math.Min(sizer.Choose(), Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));
-            if (budget > 1 && rates?.Speculate() == false) budget = 1;
+            // The measured rates may veto a tree, but not the sizer's cheap probes (they are how it notices text turning predictable).
+            if (budget > 1 && !sizer.Probing && rates?.Speculate() == false) budget = 1;
             bool drafted = budget > 1;
             var tree = drafted ? drafter.Draft(history, budget) : new DraftTree(next);
             // A plain step is plain decoding's own pass (it moves Position itself); a tree is verified and committed below.
@@ -162,7 +163,9 @@ public static class SpeculativeGenerator
     /// far. A verified tree also tells what every smaller budget would have given: drafters add nodes parents first, so
     /// the tree cut to its first c nodes is the tree a budget of c would have drafted, and the walk would have stopped at
     /// the first accepted node numbered c or more. So each step updates the estimates of all budgets up to its own,
-    /// and every few steps the next larger budget is tried.
+    /// and every few steps the next larger budget is tried. While plain decoding is best, the smallest budget is probed
+    /// every few steps (as often as its cost allows: at most 1% slower than plain decoding when every probe fails), so
+    /// that output turning repetitive (a loop, a quote) is noticed.
     /// </summary>
     sealed class TreeSizer
     {
@@ -173,15 +176,23 @@ public static class SpeculativeGenerator
         readonly double[] _tokens, _cost;
         readonly int[] _seen;
         int _step, _last = 1;
+        readonly int _probeEvery;
         const double Decay = 0.85;
         const int ExploreEvery = 8;
+        const double ProbeOverhead = 0.01;
 
         public TreeSizer(CostModel? costs, SpeculativeOptions spec)
         {
             _costs = costs; _spec = spec;
             _sizes = costs == null ? [spec.MaxTreeSize] : [.. costs.Sizes.Where(n => n > 1 && n <= spec.MaxTreeSize)];
             _tokens = new double[_sizes.Length]; _cost = new double[_sizes.Length]; _seen = new int[_sizes.Length];
+            // A failed probe costs T(smallest) - T(1) more than a plain step.
+            double extra = costs == null || _sizes.Length == 0 ? 1 : costs.Time(_sizes[0]) / costs.Time(1) - 1;
+            _probeEvery = (int)Math.Clamp(Math.Ceiling(extra / ProbeOverhead), ExploreEvery, 1 << 20);
         }
+
+        /// <summary>Whether the last <see cref="Choose"/> was a probe of the smallest budget while plain decoding was best.</summary>
+        public bool Probing { get; private set; }
 
         public int Choose()
         {
@@ -197,6 +208,8 @@ public static class SpeculativeGenerator
             }
             // Now and then one budget larger than the best, so that the estimates above it do not go stale.
             if (bestI >= 0 && bestI + 1 < _sizes.Length && _step % ExploreEvery == 0) bestI++;
+            Probing = bestI < 0 && _step % _probeEvery == 0;
+            if (Probing) bestI = 0;
             return _last = bestI < 0 ? 1 : _sizes[bestI];
         }
 

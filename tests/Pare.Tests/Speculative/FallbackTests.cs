@@ -70,6 +70,54 @@ public class FallbackTests
         Assert.True(fastSpec * 8 >= 4 * fastPlain && fastSpec >= 10, $"fast phase: {fastPlain} plain, {fastSpec} speculative steps");
     }
 
+    /// <summary>Drafts a wrong chain (every token shifted by one) until <paramref name="wrongUntil"/> history tokens, then the true one.</summary>
+    sealed class TurningDrafter(int[] truth, int wrongUntil, int vocab) : IDrafter
+    {
+        public string Name => "turning";
+        public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int v) { }
+        public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int v) { }
+
+        public DraftTree Draft(IReadOnlyList<int> history, int budget)
+        {
+            int from = history.Count - 1;
+            var chain = truth.AsSpan(from, Math.Min(budget, truth.Length - from)).ToArray();
+            if (history.Count < wrongUntil)
+                for (int i = 1; i < chain.Length; i++) chain[i] = (chain[i] + 1) % vocab;
+            return DraftTree.Chain(chain);
+        }
+    }
+
+    [Fact]
+    public async Task Probes_after_failed_drafts_and_speculates_again_when_drafts_turn_right()
+    {
+        using var m = LlamaModel.Load(TestModels.Get("spec", TestModels.OracleShapes[1].Config, GgmlType.F32));
+        const int phase = 80, total = 200;
+        var o = new GenerationOptions { MaxTokens = total, StopAtEos = false, Sampling = SamplingOptions.Greedy };
+        int[] prompt = [5, 17, 42, 8, 99, 3, 17, 42];
+        var plain = new List<int>(prompt);
+        await foreach (var t in Generator.GenerateAsync(m.CreateSession(), prompt, o)) if (t.Id >= 0) plain.Add(t.Id);
+
+        // A tree of 2 costs what a plain step costs, larger ones more: with every draft wrong the sizer's estimates say
+        // plain decoding is best for every budget. Without probes it would never draft again.
+        var clock = new FakeClock();
+        var spec = new SpeculativeOptions { MaxTreeSize = 8, Costs = new CostModel([1, 2, 4, 8], [1.0, 1.0, 1.6, 2.2]), Clock = clock.Read };
+        var drafter = new TurningDrafter([.. plain], prompt.Length + phase, m.Config.VocabSize);
+        var stats = new SpeculationStats();
+        var output = new List<int>();
+        int stepsAtSwitch = 0, plainAtSwitch = 0;
+        await foreach (var t in SpeculativeGenerator.GenerateAsync(m.CreateSession(), prompt, o, drafter, spec, stats))
+        {
+            output.Add(t.Id);
+            if (output.Count == phase) (stepsAtSwitch, plainAtSwitch) = (stats.Steps, stats.PlainSteps);
+        }
+
+        Assert.Equal(plain.Skip(prompt.Length), output);
+        Assert.True(plainAtSwitch >= stepsAtSwitch * 3 / 4, $"wrong phase: {plainAtSwitch} of {stepsAtSwitch} steps plain");
+        // Right phase: the 120 tokens take far fewer than 120 steps.
+        int fastSteps = stats.Steps - stepsAtSwitch;
+        Assert.True(fastSteps * 2 < total - phase, $"right phase: {fastSteps} steps for {total - phase} tokens");
+    }
+
     [Fact]
     public async Task Speculates_throughout_when_speculative_steps_measure_faster()
     {

@@ -31,6 +31,9 @@ public sealed class StepRates(SpeculativeOptions spec)
 
     internal double Now() => _clock();
 
+    /// <summary>The tree sizer of the last generation that used these rates (carried over when it fits).</summary>
+    internal TreeSizer? Sizer { get; set; }
+
     /// <summary>Whether the next step should speculate (the sizer asked for a tree); advances the probe schedule.</summary>
     internal bool Speculate()
     {

@@ -1,0 +1,76 @@
+namespace Pare.Speculative;
+
+/// <summary>
+/// Picks the tree size (node budget) that maximises expected tokens per second from T(n) and the acceptance seen so
+/// far. A verified tree also tells what every smaller budget would have given: drafters add nodes parents first, so
+/// the tree cut to its first c nodes is the tree a budget of c would have drafted, and the walk would have stopped at
+/// the first accepted node numbered c or more. So each step updates the estimates of all budgets up to its own,
+/// and every few steps the next larger budget is tried. While plain decoding is best, the smallest budget is probed
+/// every few steps (as often as its cost allows: at most 1% slower than plain decoding when every probe fails), so
+/// that output turning repetitive (a loop, a quote) is noticed.
+/// </summary>
+internal sealed class TreeSizer
+{
+    readonly CostModel? _costs;
+    readonly SpeculativeOptions _spec;
+    readonly int[] _sizes;
+    // Per candidate budget: running means of the tokens a step emits and of its cost T(nodes drafted), and a count.
+    readonly double[] _tokens, _cost;
+    readonly int[] _seen;
+    int _step, _last = 1;
+    readonly int _probeEvery;
+    const double Decay = 0.85;
+    const int ExploreEvery = 8;
+    const double ProbeOverhead = 0.01;
+
+    /// <summary>Whether this sizer was built for these costs and options (then it can carry over to another generation).</summary>
+    public bool Fits(CostModel? costs, SpeculativeOptions spec) =>
+        ReferenceEquals(costs, _costs) && spec.MaxTreeSize == _spec.MaxTreeSize && spec.MinGain == _spec.MinGain && spec.Adaptive == _spec.Adaptive;
+
+    public TreeSizer(CostModel? costs, SpeculativeOptions spec)
+    {
+        _costs = costs; _spec = spec;
+        _sizes = costs == null ? [spec.MaxTreeSize] : [.. costs.Sizes.Where(n => n > 1 && n <= spec.MaxTreeSize)];
+        _tokens = new double[_sizes.Length]; _cost = new double[_sizes.Length]; _seen = new int[_sizes.Length];
+        // A failed probe costs T(smallest) - T(1) more than a plain step.
+        double extra = costs == null || _sizes.Length == 0 ? 1 : costs.Time(_sizes[0]) / costs.Time(1) - 1;
+        _probeEvery = (int)Math.Clamp(Math.Ceiling(extra / ProbeOverhead), ExploreEvery, 1 << 20);
+    }
+
+    /// <summary>Whether the last <see cref="Choose"/> was a probe of the smallest budget while plain decoding was best.</summary>
+    public bool Probing { get; private set; }
+
+    public int Choose()
+    {
+        if (_costs == null || !_spec.Adaptive || _sizes.Length == 0) return _spec.MaxTreeSize;
+        _step++;
+        double best = 1.0 / _costs.Time(1);
+        int bestI = -1;
+        for (int i = 0; i < _sizes.Length; i++)
+        {
+            // Untried budgets start optimistic so that they get tried.
+            double rate = _seen[i] == 0 ? Math.Min(1 + Math.Log2(_sizes[i]), 4.0) / _costs.Time(_sizes[i]) : _tokens[i] / _cost[i];
+            if (rate > best * _spec.MinGain) { best = rate; bestI = i; }
+        }
+        // Now and then one budget larger than the best, so that the estimates above it do not go stale.
+        if (bestI >= 0 && bestI + 1 < _sizes.Length && _step % ExploreEvery == 0) bestI++;
+        Probing = bestI < 0 && _step % _probeEvery == 0;
+        if (Probing) bestI = 0;
+        return _last = bestI < 0 ? 1 : _sizes[bestI];
+    }
+
+    /// <summary>Records a verified tree: its size and the accepted path (node indices, root first).</summary>
+    public void Observe(DraftTree tree, IReadOnlyList<int> path)
+    {
+        if (_costs == null || tree.Count < 2) return;
+        for (int i = 0; i < _sizes.Length && _sizes[i] <= Math.Max(_last, tree.Count); i++)
+        {
+            int c = _sizes[i], tokens = 0;
+            while (tokens < path.Count && path[tokens] < c) tokens++;
+            double cost = _costs.Time(Math.Min(c, tree.Count));
+            _tokens[i] = _seen[i] == 0 ? tokens : Decay * _tokens[i] + (1 - Decay) * tokens;
+            _cost[i] = _seen[i] == 0 ? cost : Decay * _cost[i] + (1 - Decay) * cost;
+            _seen[i]++;
+        }
+    }
+}

@@ -161,11 +161,14 @@ public static unsafe class SparseMatMul
     static void PrepareF16(float* x, int cols, float* prep)
     {
         F16Kernel.Prepare(x, cols, prep);
-        float* t = stackalloc float[32];
+        var even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        var odd = even + Vector512<int>.One;
         for (int b = 0; b < cols; b += 32)
         {
-            new Span<float>(prep + b, 32).CopyTo(new Span<float>(t, 32));
-            for (int i = 0; i < 16; i++) { prep[b + i] = t[2 * i]; prep[b + 16 + i] = t[2 * i + 1]; }
+            var lo = Vector512.Load(prep + b);
+            var hi = Vector512.Load(prep + b + 16);
+            Avx512F.PermuteVar16x32x2(lo, even, hi).Store(prep + b);
+            Avx512F.PermuteVar16x32x2(lo, odd, hi).Store(prep + b + 16);
         }
     }
 

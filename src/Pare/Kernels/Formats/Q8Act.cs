@@ -111,7 +111,9 @@ internal static unsafe class Q8Act
         sbyte* xq = (sbyte*)prep;
         float* dx = prep + ng * 128, dxSum = dx + ng * 16;
         float* s = stackalloc float[64];
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        // Even and odd blocks of a group accumulate apart (two FMA chains per row; the compact kernel in
+        // Sparse/SparseMatMul.cs does the same, so the two give equal results).
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, e0 = default, e1 = default, e2 = default, e3 = default;
         Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
         for (int g = 0; g < ng; g++)
         {
@@ -126,7 +128,7 @@ internal static unsafe class Q8Act
             (d0 * vdx).Store(s); (d1 * vdx).Store(s + 16); (d2 * vdx).Store(s + 32); (d3 * vdx).Store(s + 48);
             c0 = Vector512.FusedMultiplyAdd(d0, vds, c0); c1 = Vector512.FusedMultiplyAdd(d1, vds, c1);
             c2 = Vector512.FusedMultiplyAdd(d2, vds, c2); c3 = Vector512.FusedMultiplyAdd(d3, vds, c3);
-            for (int k = 0; k < nk; k++)
+            for (int k = 0; k < nk; k += 2)
             {
                 var xv = Vector256.Load(xq + (b0 + k) * 32);
                 nint ok = o + k * bb + 2;
@@ -134,11 +136,18 @@ internal static unsafe class Q8Act
                 a1 = TB.IntBlock(r1 + ok, xv, s[16 + k], a1);
                 a2 = TB.IntBlock(r2 + ok, xv, s[32 + k], a2);
                 a3 = TB.IntBlock(r3 + ok, xv, s[48 + k], a3);
+                if (k + 1 == nk) break;
+                xv = Vector256.Load(xq + (b0 + k + 1) * 32);
+                ok += bb;
+                e0 = TB.IntBlock(r0 + ok, xv, s[k + 1], e0);
+                e1 = TB.IntBlock(r1 + ok, xv, s[17 + k], e1);
+                e2 = TB.IntBlock(r2 + ok, xv, s[33 + k], e2);
+                e3 = TB.IntBlock(r3 + ok, xv, s[49 + k], e3);
             }
         }
         float off = TB.Offset;
-        y[0] = Vector256.Sum(a0) - off * Vector512.Sum(c0); y[1] = Vector256.Sum(a1) - off * Vector512.Sum(c1);
-        y[2] = Vector256.Sum(a2) - off * Vector512.Sum(c2); y[3] = Vector256.Sum(a3) - off * Vector512.Sum(c3);
+        y[0] = Vector256.Sum(a0 + e0) - off * Vector512.Sum(c0); y[1] = Vector256.Sum(a1 + e1) - off * Vector512.Sum(c1);
+        y[2] = Vector256.Sum(a2 + e2) - off * Vector512.Sum(c2); y[3] = Vector256.Sum(a3 + e3) - off * Vector512.Sum(c3);
     }
 }
 

@@ -257,13 +257,16 @@ public static unsafe class SparseMatMul
         Vector512<float> a0 = default, b0 = default, a1 = default, b1 = default;
         for (int b = 0; b < nb; b++)
         {
-            uint m0 = k0[b], m1 = k1[b];
             var xe = Vector512.Load(x + b * 32);
             var xo = Vector512.Load(x + b * 32 + 16);
-            var h0 = Avx512Vbmi2.Expand(Vector512<ushort>.Zero, Vector512.Equals(Vector512.Create(m0).AsUInt16() & test, test), Vector512.Load((ushort*)v0)).AsInt32();
-            var h1 = Avx512Vbmi2.Expand(Vector512<ushort>.Zero, Vector512.Equals(Vector512.Create(m1).AsUInt16() & test, test), Vector512.Load((ushort*)v1)).AsInt32();
-            v0 += BitOperations.PopCount(m0) * 2;
-            v1 += BitOperations.PopCount(m1) * 2;
+            // The mask word is broadcast straight from memory into the AND (no shuffle-port broadcast), and counted from a
+            // separate scalar load (volatile, so the JIT does not merge the two loads and broadcast from a register).
+            var p0 = Vector512.Equals(Vector512.Create(k0[b]).AsUInt16() & test, test);
+            var p1 = Vector512.Equals(Vector512.Create(k1[b]).AsUInt16() & test, test);
+            var h0 = Avx512Vbmi2.Expand(Vector512<ushort>.Zero, p0, Vector512.Load((ushort*)v0)).AsInt32();
+            var h1 = Avx512Vbmi2.Expand(Vector512<ushort>.Zero, p1, Vector512.Load((ushort*)v1)).AsInt32();
+            v0 += BitOperations.PopCount(Volatile.Read(ref k0[b])) * 2;
+            v1 += BitOperations.PopCount(Volatile.Read(ref k1[b])) * 2;
             for (int l = 0; l < perBlock; l++, next += 64) Sse.Prefetch1(next);
             a0 = Vector512.FusedMultiplyAdd((Vector512.ShiftRightArithmetic(h0 << 16, 3) & evenMask).AsSingle(), xe, a0);
             b0 = Vector512.FusedMultiplyAdd((Vector512.ShiftRightArithmetic(h0, 3) & oddMask).AsSingle(), xo, b0);
@@ -340,11 +343,11 @@ public static unsafe class SparseMatMul
                 for (int k = 0; k < nk; k += 2)
                 {
                     int b = b0 + k;
-                    ulong m0 = k0[b / 2], m1 = k1[b / 2];
-                    var u0 = Avx512Vbmi2.Expand(Vector512<byte>.Zero, Vector512.Equals(Vector512.Create(m0).AsByte() & test, test), Vector512.Load(v0)) ^ flip;
-                    var u1 = Avx512Vbmi2.Expand(Vector512<byte>.Zero, Vector512.Equals(Vector512.Create(m1).AsByte() & test, test), Vector512.Load(v1)) ^ flip;
-                    v0 += BitOperations.PopCount(m0);
-                    v1 += BitOperations.PopCount(m1);
+                    // Masks broadcast from memory into the AND, counted from separate (volatile) scalar loads, as in DotF16x2.
+                    var u0 = Avx512Vbmi2.Expand(Vector512<byte>.Zero, Vector512.Equals(Vector512.Create(k0[b / 2]).AsByte() & test, test), Vector512.Load(v0)) ^ flip;
+                    var u1 = Avx512Vbmi2.Expand(Vector512<byte>.Zero, Vector512.Equals(Vector512.Create(k1[b / 2]).AsByte() & test, test), Vector512.Load(v1)) ^ flip;
+                    v0 += BitOperations.PopCount(Volatile.Read(ref k0[b / 2]));
+                    v1 += BitOperations.PopCount(Volatile.Read(ref k1[b / 2]));
                     for (int l = 0; l < perPair; l++, next += 64) Sse.Prefetch1(next);
                     var xv = Vector256.Load(Xq + b * 32);
                     a0 = IntBlock(u0.GetLower(), xv, s[k], a0);

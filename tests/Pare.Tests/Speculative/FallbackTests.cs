@@ -31,15 +31,22 @@ public class FallbackTests
         }
     }
 
+    /// <summary>Greedy options for <paramref name="total"/> tokens, the shared prompt, and prompt + plain greedy output.</summary>
+    static async Task<(GenerationOptions Options, int[] Prompt, List<int> Plain)> PlainRun(LlamaModel m, int total)
+    {
+        var o = new GenerationOptions { MaxTokens = total, StopAtEos = false, Sampling = SamplingOptions.Greedy };
+        int[] prompt = [5, 17, 42, 8, 99, 3, 17, 42];
+        var plain = new List<int>(prompt);
+        await foreach (var t in Generator.GenerateAsync(m.CreateSession(), prompt, o)) if (t.Id >= 0) plain.Add(t.Id);
+        return (o, prompt, plain);
+    }
+
     [Fact]
     public async Task Falls_back_to_plain_steps_while_speculation_measures_slower_and_returns_when_it_is_faster()
     {
         using var m = LlamaModel.Load(TestModels.Get("spec", TestModels.OracleShapes[1].Config, GgmlType.F32));
         const int phase = 100, total = 260;
-        var o = new GenerationOptions { MaxTokens = total, StopAtEos = false, Sampling = SamplingOptions.Greedy };
-        int[] prompt = [5, 17, 42, 8, 99, 3, 17, 42];
-        var plain = new List<int>(prompt);
-        await foreach (var t in Generator.GenerateAsync(m.CreateSession(), prompt, o)) if (t.Id >= 0) plain.Add(t.Id);
+        var (o, prompt, plain) = await PlainRun(m, total);
 
         // Trees of 8 look free to the cost model, so only the measured rates can choose plain steps. An 8-token draft costs
         // 40 ticks for the first `phase` tokens (8 tokens per 42 ticks, slower than plain's 1 per 2), then nothing (8 per 2).
@@ -92,10 +99,7 @@ public class FallbackTests
     {
         using var m = LlamaModel.Load(TestModels.Get("spec", TestModels.OracleShapes[1].Config, GgmlType.F32));
         const int phase = 80, total = 200;
-        var o = new GenerationOptions { MaxTokens = total, StopAtEos = false, Sampling = SamplingOptions.Greedy };
-        int[] prompt = [5, 17, 42, 8, 99, 3, 17, 42];
-        var plain = new List<int>(prompt);
-        await foreach (var t in Generator.GenerateAsync(m.CreateSession(), prompt, o)) if (t.Id >= 0) plain.Add(t.Id);
+        var (o, prompt, plain) = await PlainRun(m, total);
 
         // A tree of 2 costs what a plain step costs, larger ones more: with every draft wrong the sizer's estimates say
         // plain decoding is best for every budget. Without probes it would never draft again.

@@ -108,8 +108,20 @@ internal static unsafe class Int8Gemm
         }
     }
 
+    /// <summary>
+    /// As <see cref="MatMulRows(WeightMatrix, float*, int, float*, int)"/> for a compact sparse Q8_0 matrix: each chunk's
+    /// rows are decoded back to dense Q8_0 blocks (the same quants and scales) in a per-thread buffer first, so the result
+    /// equals the dense matrix's exactly.
+    /// </summary>
+    public static void MatMulRowsCompactQ8(Sparse.SparseMatrix m, float* x, int n, float* y, int threads)
+    {
+        if (m.ValueType != GgmlType.Q8_0) throw new ArgumentException("the compact integer GEMM takes Q8_0 values", nameof(m));
+        MatMulRows<Q8_0Scheme>((byte*)m.Data, GgmlTypeInfo.RowBytes(GgmlType.Q8_0, m.Cols), m.Rows, m.Cols, compact: true, x, n, y, threads);
+    }
+
     struct Job
     {
+        public bool Compact; // W is a compact sparse blob (Sparse.SparseMatrix), decoded per chunk
         public byte* W;
         public long RowBytes;
         public byte* X;
@@ -119,14 +131,17 @@ internal static unsafe class Int8Gemm
     }
 
     // Rounded activations: token t's block b at (b * nPad + t) * XBytes, so a tile's tokens are XBytes apart.
-    static void MatMulRows<TS>(WeightMatrix w, float* x, int n, float* y, int threads) where TS : IInt8Scheme
+    static void MatMulRows<TS>(WeightMatrix w, float* x, int n, float* y, int threads) where TS : IInt8Scheme =>
+        MatMulRows<TS>((byte*)w.Data, w.RowBytes, w.Rows, w.Cols, compact: false, x, n, y, threads);
+
+    static void MatMulRows<TS>(byte* data, long rowBytes, int rows, int cols, bool compact, float* x, int n, float* y, int threads) where TS : IInt8Scheme
     {
-        int nb = w.Cols / TS.BlockValues, nPad = (n + Tokens - 1) / Tokens * Tokens;
+        int nb = cols / TS.BlockValues, nPad = (n + Tokens - 1) / Tokens * Tokens;
         long bytes = (long)nb * nPad * TS.XBytes;
         byte* xq = (byte*)ThreadBuffers.Prep(checked((int)(bytes / 4 + 1)));
-        var job = new Job { W = (byte*)w.Data, RowBytes = w.RowBytes, X = xq, Y = y, Src = x, Rows = w.Rows, Cols = w.Cols, Blocks = nb, N = n, NPad = nPad };
+        var job = new Job { Compact = compact, W = data, RowBytes = rowBytes, X = xq, Y = y, Src = x, Rows = rows, Cols = cols, Blocks = nb, N = n, NPad = nPad };
         KernelThreadPool.Shared.Run(&QuantizeToken<TS>, &job, nPad, threads);
-        KernelThreadPool.Shared.Run(&Chunk<TS>, &job, (w.Rows + GroupRows - 1) / GroupRows, threads);
+        KernelThreadPool.Shared.Run(&Chunk<TS>, &job, (rows + GroupRows - 1) / GroupRows, threads);
     }
 
     static void QuantizeToken<TS>(void* ctx, int t) where TS : IInt8Scheme
@@ -144,11 +159,17 @@ internal static unsafe class Int8Gemm
         float* part = ThreadBuffers.Partial(j.NPad * lanes);
         new Span<float>(part, j.NPad * lanes).Clear();
         long xStride = (long)j.NPad * TS.XBytes;
+        byte* w = j.W + r0 * j.RowBytes;
+        if (j.Compact)
+        {
+            w = (byte*)ThreadBuffers.Decoded(checked((int)(nr * j.RowBytes / 4 + 1)));
+            for (int r = 0; r < nr; r++) Sparse.SparseMatMul.DecodeQ8Blocks(j.W, r0 + r, j.Cols, w + r * j.RowBytes);
+        }
         for (int b0 = 0; b0 < j.Blocks; b0 += TS.KBlocks)
         {
             int kb = Math.Min(TS.KBlocks, j.Blocks - b0);
             for (int b = 0; b < kb; b++)
-                TS.Pack(j.W + r0 * j.RowBytes + (b0 + b) * blockBytes, j.RowBytes, nr, packed + b * TS.PackedBytes);
+                TS.Pack(w + (b0 + b) * blockBytes, j.RowBytes, nr, packed + b * TS.PackedBytes);
             for (int t = 0; t < j.NPad; t += Tokens)
                 TS.Tile(packed, kb, j.X + b0 * xStride + t * TS.XBytes, xStride, part + t * lanes);
         }

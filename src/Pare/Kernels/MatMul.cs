@@ -353,6 +353,7 @@ internal static unsafe class ThreadBuffers
     [ThreadStatic] static float[]? t_rows;
     [ThreadStatic] static float[]? t_scores;
     [ThreadStatic] static float[]? t_partial;
+    [ThreadStatic] static float[]? t_decoded;
 
     /// <summary>Activation data prepared by the calling thread for one product.</summary>
     public static float* Prep(int floats) => Get(ref t_prep, floats);
@@ -362,6 +363,9 @@ internal static unsafe class ThreadBuffers
 
     /// <summary>Partial sums of a matrix-matrix chunk.</summary>
     public static float* Partial(int floats) => Get(ref t_partial, floats + 16);
+
+    /// <summary>Rows of a compact sparse matrix decoded back to their dense storage for a chunk.</summary>
+    public static float* Decoded(int floats) => Get(ref t_decoded, floats);
 
     /// <summary>One row of attention scores.</summary>
     public static float* Scores(int floats) => Get(ref t_scores, floats);

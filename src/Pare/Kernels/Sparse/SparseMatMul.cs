@@ -40,14 +40,6 @@ public static unsafe class SparseMatMul
         return j.RowPtr(first);
     }
 
-    /// <summary>
-    /// Expansion strategy: false (default) = a plain load of the next 64 bytes of packed values (the blob's 64-byte tail
-    /// padding keeps it inside the blob) and the register form of the expansion; true = expand-load from memory
-    /// (<c>vpexpandw zmm{k}, m512</c>, microcoded on some cores). Compared by the micro-benchmark in
-    /// tests/Pare.Tests/Pruning/SparseSpeedBenchmark.cs.
-    /// </summary>
-    internal static bool ExpandFromMemory { get; set; }
-
     internal static bool Fast => Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Avx512BW.IsSupported && Avx512Vbmi2.IsSupported && Avx512Vbmi2.VL.IsSupported;
 
     /// <summary>Y[t, r] = sum_c W[r, c] X[t, c] for t &lt; n.</summary>
@@ -151,9 +143,9 @@ public static unsafe class SparseMatMul
     static Vector512<ushort> ExpandHalves(byte* v, uint* mask)
     {
         var k = Vector512.Equals(Vector512.Create(*mask).AsUInt16() & TestF16, TestF16);
-        return ExpandFromMemory
-            ? Avx512Vbmi2.ExpandLoad((ushort*)v, k, Vector512<ushort>.Zero)
-            : Avx512Vbmi2.Expand(merge: Vector512<ushort>.Zero, mask: k, value: Vector512.Load((ushort*)v));
+        // A plain load of the next 64 bytes (the blob's tail padding keeps it inside) and the register form of the
+        // expansion: the expand-load from memory is microcoded on some cores.
+        return Avx512Vbmi2.Expand(merge: Vector512<ushort>.Zero, mask: k, value: Vector512.Load((ushort*)v));
     }
 
     /// <summary>The 64 int8 quants of two Q8_0 blocks, expanded into place.</summary>
@@ -161,9 +153,7 @@ public static unsafe class SparseMatMul
     static Vector512<byte> ExpandQuants(byte* v, ulong* mask)
     {
         var k = Vector512.Equals(Vector512.Create(*mask).AsByte() & TestQ8, TestQ8);
-        return ExpandFromMemory
-            ? Avx512Vbmi2.ExpandLoad(v, k, Vector512<byte>.Zero)
-            : Avx512Vbmi2.Expand(merge: Vector512<byte>.Zero, mask: k, value: Vector512.Load(v));
+        return Avx512Vbmi2.Expand(merge: Vector512<byte>.Zero, mask: k, value: Vector512.Load(v));
     }
 
     /// <summary>

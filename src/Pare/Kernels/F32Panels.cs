@@ -31,9 +31,9 @@ internal sealed unsafe class F32Panels
         _data = GC.AllocateUninitializedArray<float>(Panels * Lanes * cols, pinned: true);
     }
 
-    /// <summary>Whether a matrix gets panels: F32, not sparse, narrow, with AVX-512.</summary>
+    /// <summary>Whether a matrix gets panels: F32, not sparse, narrow, not <see cref="WeightMatrix.Mutable"/>, with AVX-512.</summary>
     public static bool Applies(WeightMatrix w) =>
-        w.Type == GgmlType.F32 && w.Sparse == null && w.Cols <= SmallBatch.MaxChunkedCols && MatMul.Avx512;
+        w.Type == GgmlType.F32 && w.Sparse == null && !w.Mutable && w.Cols <= SmallBatch.MaxChunkedCols && MatMul.Avx512;
 
     /// <summary>Repacks a row-major F32 matrix.</summary>
     public static F32Panels Pack(WeightMatrix w)

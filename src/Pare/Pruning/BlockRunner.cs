@@ -50,9 +50,13 @@ public sealed class DenseLinear
     /// <summary>rows x cols, row-major.</summary>
     public float[] Data { get; }
 
-    /// <summary>A kernel view of <see cref="Data"/> (valid while this object lives: the array is pinned).</summary>
+    /// <summary>
+    /// A kernel view of <see cref="Data"/> (valid while this object lives: the array is pinned). Marked mutable: pruning
+    /// changes the data in place, so no kernel may keep a derived copy (and building one per product would cost more
+    /// than the product).
+    /// </summary>
     public unsafe WeightMatrix View => new(Name, GgmlType.F32, Rows, Cols,
-        (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(Data)), (long)Rows * Cols * 4);
+        (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(Data)), (long)Rows * Cols * 4) { Mutable = true };
 }
 
 /// <summary>One decoder block with its matrices in F32, read from a model (the unit of sequential pruning).</summary>

@@ -37,6 +37,11 @@ public sealed class WeightMatrix
     public int RowBytes { get; }
     public long ByteLength { get; }
 
+    /// <summary>
+    /// The data may change between products (a matrix being pruned): kernels must not cache copies derived from it.
+    /// </summary>
+    internal bool Mutable { get; init; }
+
     Kernels.F32Panels? _panels;
 
     /// <summary>The F32 panel copy for products with a few tokens, built on first use (null when it does not apply).</summary>

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Pare.Kernels;
 using Pare.Tensors;
 using static Pare.Tests.Kernels.KernelTestUtil;
@@ -38,6 +40,26 @@ public class F32PanelsTests
             }
         }
         GC.KeepAlive(pin);
+    }
+
+    [Fact]
+    public unsafe void Mutable_matrices_get_no_panels_and_products_see_changed_data()
+    {
+        if (!MatMul.Avx512) return;
+        const int rows = 32, cols = 64, n = 3;
+        var data = GC.AllocateArray<float>(rows * cols, pinned: true);
+        Random(rows * cols, seed: 9).CopyTo(data, 0);
+        var w = new WeightMatrix("m", GgmlType.F32, rows, cols, (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(data)), data.Length * 4L) { Mutable = true };
+        Assert.Null(w.Panels);
+        var x = Random(n * cols, seed: 10);
+        var y = new float[n * rows];
+        MatMul.MatMulRows(w, x, n, y, 2);
+        // Prune half of the weights in place, as the pruner does, and multiply again through the same matrix.
+        for (int i = 0; i < data.Length; i += 2) data[i] = 0;
+        MatMul.MatMulRows(w, x, n, y, 2);
+        var expected = new float[n * rows];
+        MatMulReference.MatMulRows(w, x, n, expected);
+        Assert.True(Nmse(y, expected) < 1e-10, $"nmse {Nmse(y, expected)}");
     }
 
     [Fact]

@@ -39,8 +39,10 @@ public sealed class WeightMatrix
 
     /// <summary>
     /// The data may change between products (a matrix being pruned): kernels must not cache copies derived from it.
+    /// Set it on a matrix over memory you write to; matrices of a loaded model are read-only (default false), and
+    /// narrow F32 ones get a cached panel copy for faster products.
     /// </summary>
-    internal bool Mutable { get; init; }
+    public bool Mutable { get; init; }
 
     Kernels.F32Panels? _panels;
 

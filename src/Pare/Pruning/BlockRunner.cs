@@ -116,7 +116,7 @@ public sealed class BlockRunner(LlamaConfig config, int threads)
 {
     readonly LlamaConfig _c = config;
     int _cap;
-    float[] _xb = [], _q = [], _k = [], _v = [], _att = [], _gate = [], _up = [], _o = [];
+    float[] _xb = [], _q = [], _k = [], _v = [], _kBlocks = [], _att = [], _gate = [], _up = [], _o = [];
     // RoPE cos/sin of positions 0.._cap-1: every window starts at position 0, so one table serves all windows and blocks.
     float[] _ropeCos = [], _ropeSin = [];
 
@@ -167,30 +167,16 @@ public sealed class BlockRunner(LlamaConfig config, int threads)
         Add(x[..(n * dim)], o);
     }
 
-    /// <summary>Causal grouped-query attention of the window over itself, written to _att (n x heads * head_dim); (token, head) pairs in parallel.</summary>
+    /// <summary>Causal grouped-query attention of the window over itself, written to _att (n x heads * head_dim): the
+    /// session's kernel (<see cref="BlockedAttention"/>) over the window's K in its blocked layout.</summary>
     void Attention(int n)
     {
-        int hd = _c.HeadDim, qd = _c.QDim, kvd = _c.KvDim, heads = _c.Heads, group = _c.Heads / _c.KvHeads;
-        float scale = 1f / MathF.Sqrt(hd);
-        float[] q = _q, k = _k, v = _v, att = _att;
-        Parallel.For(0, n * heads, new ParallelOptions { MaxDegreeOfParallelism = threads }, () => new float[n], (job, _, scores) =>
-        {
-            int t = job / heads, h = job % heads, kvh = h / group, len = t + 1;
-            var qv = q.AsSpan(t * qd + h * hd, hd);
-            var s = scores.AsSpan(0, len);
-            for (int p = 0; p < len; p++) s[p] = Ops.Dot(qv, k.AsSpan(p * kvd + kvh * hd, hd)) * scale;
-            Ops.Softmax(s);
-            var outv = att.AsSpan(t * qd + h * hd, hd);
-            outv.Clear();
-            for (int p = 0; p < len; p++) Ops.Axpy(s[p], v.AsSpan(p * kvd + kvh * hd, hd), outv);
-            return scores;
-        }, _ => { });
+        BlockedAttention.WriteK(_k.AsSpan(0, n * _c.KvDim), n, _c.KvHeads, _c.HeadDim, _kBlocks, _cap, 0);
+        BlockedAttention.CausalGqa(_q.AsSpan(0, n * _c.QDim), n, _c.Heads, _c.KvHeads, _c.HeadDim, _kBlocks, _cap,
+            _v.AsSpan(0, n * _c.KvDim), 0, _att.AsSpan(0, n * _c.QDim), threads);
     }
 
-    static void Add(Span<float> x, ReadOnlySpan<float> y)
-    {
-        for (int i = 0; i < x.Length; i++) x[i] += y[i];
-    }
+    static void Add(Span<float> x, ReadOnlySpan<float> y) => Ops.Axpy(1f, y, x);
 
     void Ensure(int n)
     {
@@ -200,6 +186,7 @@ public sealed class BlockRunner(LlamaConfig config, int threads)
         _xb = new float[n * dim]; _o = new float[n * dim];
         _q = new float[n * qd]; _att = new float[n * qd];
         _k = new float[n * kvd]; _v = new float[n * kvd];
+        _kBlocks = new float[BlockedAttention.CacheFloats(n, _c.KvHeads, _c.HeadDim)];
         _gate = new float[n * ffn]; _up = new float[n * ffn];
         int half = _c.RopeDim / 2;
         _ropeCos = new float[n * half]; _ropeSin = new float[n * half];

@@ -18,4 +18,4 @@ root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(PplCommand.Create());
 root.Subcommands.Add(PplCommand.CreateNgram());
 root.Subcommands.Add(PruneCommand.Create());
-return await root.Parse(args).InvokeAsync();
+return await Cli.InvokeAsync(root, args);

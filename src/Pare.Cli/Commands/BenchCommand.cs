@@ -11,9 +11,9 @@ internal static class BenchCommand
     public static Command Create()
     {
         var model = Cli.ModelArgument();
-        var prefill = new Option<int>("--prefill") { Description = "Prompt length in tokens for the prefill measurement.", DefaultValueFactory = _ => 128 };
-        var decode = new Option<int>("--decode") { Description = "Tokens to decode one at a time after the prompt.", DefaultValueFactory = _ => 32 };
-        var runs = new Option<int>("--runs") { Description = "Repetitions; the median is reported.", DefaultValueFactory = _ => 3 };
+        var prefill = new Option<int>("--prefill") { Description = "Prompt length in tokens for the prefill measurement.", DefaultValueFactory = _ => 128 }.AtLeast(1);
+        var decode = new Option<int>("--decode") { Description = "Tokens to decode one at a time after the prompt.", DefaultValueFactory = _ => 32 }.AtLeast(0);
+        var runs = new Option<int>("--runs") { Description = "Repetitions; the median is reported.", DefaultValueFactory = _ => 3 }.Between(1, 1000);
         var seed = new Option<int>("--seed") { Description = "Seed of the random prompt tokens.", DefaultValueFactory = _ => 1 };
         var roofline = new Option<bool>("--roofline") { Description = "Also measure memory read bandwidth (multi-stream) and report decode against the memory roofline." };
         var treeCosts = new Option<bool>("--tree-costs") { Description = "Also measure T(n)/T(1), the cost of one forward pass over n = 1..64 tokens (what speculative decoding must beat)." };
@@ -57,6 +57,7 @@ internal static class BenchCommand
                 }
                 return 0;
             });
+            double rss = Cli.PeakRssMb(); // before the bandwidth test's buffers, which are not the model's
             double pre = Median(prefillRates), dec = decodeRates.Count > 0 ? Median(decodeRates) : 0;
             double gbs = dec * m.WeightBytesPerToken / 1e9;
             double? bandwidth = r.GetValue(roofline) ? Kernels.MemoryBandwidth.Measure(nt) : null;
@@ -78,7 +79,7 @@ internal static class BenchCommand
                 decode_tok_s = dec,
                 decode_gb_s = gbs,
                 weight_bytes_per_token = m.WeightBytesPerToken,
-                peak_rss_mb = Cli.PeakRssMb(),
+                peak_rss_mb = rss,
                 memory_gb_s = bandwidth,
                 roofline_tok_s = rooflineTokS,
                 roofline_fraction = rooflineTokS is double rt ? dec / rt : (double?)null,

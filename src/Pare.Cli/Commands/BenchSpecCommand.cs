@@ -21,10 +21,10 @@ internal static class BenchSpecCommand
     {
         var model = Cli.ModelArgument();
         var prompts = new Option<FileInfo>("--prompts") { Description = "JSON lines, each {\"category\": ..., \"prompt\": ...}.", Required = true };
-        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Tokens generated per prompt.", DefaultValueFactory = _ => 128 };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Tokens generated per prompt.", DefaultValueFactory = _ => 128 }.AtLeast(1);
         var drafters = new Option<string>("--drafters") { Description = "Comma-separated drafters to compare with plain decoding.", DefaultValueFactory = _ => "pld,recycle,lookahead,aded,auto" };
-        var maxTree = new Option<int>("--max-tree") { Description = "Largest draft tree per step (adaptive sizing chooses at most this).", DefaultValueFactory = _ => 32 };
-        var limit = new Option<int>("--limit") { Description = "Use at most this many prompts per category (0 = all).", DefaultValueFactory = _ => 0 };
+        var maxTree = new Option<int>("--max-tree") { Description = "Largest draft tree per step (adaptive sizing chooses at most this).", DefaultValueFactory = _ => 32 }.Between(1, 4096);
+        var limit = new Option<int>("--limit") { Description = "Use at most this many prompts per category (0 = all).", DefaultValueFactory = _ => 0 }.AtLeast(0);
         var threads = Cli.Threads();
         var json = Cli.Json();
         var cmd = new Command("bench-spec", "Compare speculative drafters with plain greedy decoding on a prompt set (MAT, tok/s, speedup).")
@@ -114,7 +114,7 @@ internal static class BenchSpecCommand
             if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 150);
             var table = new Table().AddColumns("category", "drafter", "prompts", "MAT", "decode tok/s", "speedup", "prompt pass (ms)", "end to end", "identical to plain");
             foreach (var s in summary)
-                table.AddRow(s.category, s.drafter, s.prompts.ToString(System.Globalization.CultureInfo.InvariantCulture), $"{s.mat:F2}", $"{s.tok_s:F1}", $"{s.speedup:F2}x",
+                table.AddRow(Markup.Escape(s.category), s.drafter, s.prompts.ToString(System.Globalization.CultureInfo.InvariantCulture), $"{s.mat:F2}", $"{s.tok_s:F1}", $"{s.speedup:F2}x",
                     $"{s.prompt_seconds * 1000:F1}", $"{s.speedup_end_to_end:F2}x", s.identical ? "yes" : "[red]NO[/]");
             AnsiConsole.Write(table);
             AnsiConsole.MarkupLine($"T(n)/T(1): {string.Join(", ", tn.Select(x => $"{x.n}: {x.ratio:F2}"))}");

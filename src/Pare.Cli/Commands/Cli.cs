@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using Pare.Models;
@@ -13,11 +14,74 @@ internal static class Cli
 
     public static Option<bool> Json() => new("--json") { Description = "Print one JSON object instead of text." };
 
-    public static Option<int> Threads() => new("--threads", "-t")
+    /// <summary>--threads, checked to 1 .. 4 x the cores (more only slows the kernels down).</summary>
+    public static Option<int> Threads()
     {
-        Description = "Worker threads for the kernels (default: all cores).",
-        DefaultValueFactory = _ => Environment.ProcessorCount,
+        var o = new Option<int>("--threads", "-t")
+        {
+            Description = $"Worker threads for the kernels, 1 to {MaxThreads} (default: all cores).",
+            DefaultValueFactory = _ => Environment.ProcessorCount,
+        };
+        return o.Check(v => v >= 1 && v <= MaxThreads, $"between 1 and {MaxThreads} (4 x the {Environment.ProcessorCount} cores)");
+    }
+
+    /// <summary>The most --threads accepted: beyond 4 threads per core the kernels only lose time to switching.</summary>
+    public static int MaxThreads => 4 * Environment.ProcessorCount;
+
+    // ---- option checks: run while parsing, before any work, so a bad value is one line and exit 1 ----
+
+    /// <summary>Rejects values for which <paramref name="ok"/> is false: "pare: error: --NAME must be WHAT (got V)".</summary>
+    public static Option<T> Check<T>(this Option<T> option, Func<T, bool> ok, string what)
+    {
+        option.Validators.Add(r =>
+        {
+            var v = r.GetValueOrDefault<T>();
+            if (v is not null && !ok(v)) r.AddError($"{option.Name} must be {what} (got {Show(v)})");
+        });
+        return option;
+    }
+
+    /// <summary>Integer option of at least <paramref name="min"/>.</summary>
+    public static Option<int> AtLeast(this Option<int> o, int min) => o.Check(v => v >= min, $"at least {min}");
+
+    /// <summary>Optional integer option of at least <paramref name="min"/> when given.</summary>
+    public static Option<int?> AtLeast(this Option<int?> o, int min) => o.Check(v => v is not int x || x >= min, $"at least {min}");
+
+    /// <summary>Integer option in [<paramref name="min"/>, <paramref name="max"/>].</summary>
+    public static Option<int> Between(this Option<int> o, int min, int max) => o.Check(v => v >= min && v <= max, $"between {min} and {max}");
+
+    /// <summary>Optional integer option in [<paramref name="min"/>, <paramref name="max"/>] when given.</summary>
+    public static Option<int?> Between(this Option<int?> o, int min, int max) => o.Check(v => v is not int x || (x >= min && x <= max), $"between {min} and {max}");
+
+    /// <summary>Finite real option in [<paramref name="min"/>, <paramref name="max"/>] (NaN and infinities rejected).</summary>
+    public static Option<float> Between(this Option<float> o, float min, float max) =>
+        o.Check(v => float.IsFinite(v) && v >= min && v <= max, $"between {Show(min)} and {Show(max)}");
+
+    static string Show(object? v) => v switch
+    {
+        IFormattable f => f.ToString(null, System.Globalization.CultureInfo.InvariantCulture),
+        null => "nothing",
+        _ => v.ToString() ?? "",
     };
+
+    /// <summary>A warning line on stderr (the run goes on).</summary>
+    public static void Warn(string message) => Console.Error.WriteLine($"pare: warning: {OneLine(message)}");
+
+    /// <summary>
+    /// Checks a requested context length against the model: one whose KV cache would take more than half the memory
+    /// available is refused; one past the context the model was trained on is run with a warning (quality falls off beyond it).
+    /// </summary>
+    public static void CheckContext(int? requested, LlamaModel m, string option = "--ctx")
+    {
+        if (requested is not int n) return;
+        var c = m.Config;
+        double kvBytes = 2.0 * c.Layers * n * c.KvDim * sizeof(float);
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (kvBytes > available / 2.0)
+            throw new PareException($"{option} {n} needs {kvBytes / (1 << 30):F1} GiB of KV cache, more than half of the {available / (double)(1 << 30):F1} GiB available");
+        if (n > c.ContextLength)
+            Warn($"{option} {n} is past the model's trained context of {c.ContextLength} tokens: positions beyond it are untrained and quality drops");
+    }
 
     static readonly JsonSerializerOptions JsonOptions = new()
     {
@@ -30,33 +94,143 @@ internal static class Cli
     /// <summary>Whether to draw progress bars: only on a terminal, never with --json.</summary>
     public static bool Interactive(bool json) => !json && !Console.IsOutputRedirected && !Console.IsErrorRedirected;
 
-    /// <summary>Runs a verb: user errors become one line on stderr and exit code 1; Ctrl+C exits 130.</summary>
+    /// <summary>
+    /// Runs a verb: user errors (<see cref="PareException"/>, I/O, bad arguments) become one line on stderr and exit code 1;
+    /// Ctrl+C / SIGTERM (the token every action gets, see <see cref="InvokeAsync"/>) become "pare: cancelled" and exit
+    /// code 130; anything else is a bug, reported on one line as an internal error, exit code 70 (PARE_DEBUG=1 prints the stack).
+    /// </summary>
     public static async Task<int> Guard(Func<Task<int>> body)
     {
         try
         {
             return await body();
         }
+        catch (Exception e) when (IsCancellation(e))
+        {
+            await Console.Error.WriteLineAsync("pare: cancelled");
+            return 130;
+        }
         catch (PareException e)
         {
             await Console.Error.WriteLineAsync($"pare: error: {OneLine(e.Message)}");
             return 1;
         }
-        catch (OperationCanceledException)
-        {
-            await Console.Error.WriteLineAsync("pare: cancelled");
-            return 130;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or OutOfMemoryException or FormatException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or OutOfMemoryException or FormatException or ArgumentException)
         {
             await Console.Error.WriteLineAsync($"pare: error: {OneLine(e.Message)}");
             return 1;
+        }
+        catch (Exception e)
+        {
+            await Console.Error.WriteLineAsync(Environment.GetEnvironmentVariable("PARE_DEBUG") == "1" ? e.ToString()
+                : $"pare: internal error: {e.GetType().Name}: {OneLine(e.Message)} (please report it; PARE_DEBUG=1 shows where)");
+            return 70;
         }
     }
 
     public static int Guard(Func<int> body) => Guard(() => Task.FromResult(body())).GetAwaiter().GetResult();
 
+    /// <summary>Cancellation, also when it comes wrapped (a parallel loop's AggregateException).</summary>
+    static bool IsCancellation(Exception e) => e is OperationCanceledException
+        || (e is AggregateException a && a.Flatten().InnerExceptions.All(x => x is OperationCanceledException) && Cancellation.IsCancellationRequested);
+
+    /// <summary>
+    /// Runs work that cannot observe a token (a library loop without one) on the thread pool and waits for it or for
+    /// <paramref name="ct"/>: on Ctrl+C the verb ends promptly and the abandoned work ends with the process. Only for work
+    /// that writes nothing.
+    /// </summary>
+    public static T Abandonable<T>(Func<T> work, CancellationToken ct)
+    {
+        try { return Task.Run(work, ct).WaitAsync(ct).GetAwaiter().GetResult(); }
+        catch (AggregateException e) when (e.InnerExceptions.Count == 1) { throw e.InnerExceptions[0]; }
+    }
+
     static string OneLine(string s) => s.ReplaceLineEndings(" ").Trim();
+
+    // ---- invocation: one-line parse errors, `pare` in usage lines, Ctrl+C that reaches the work ----
+
+    static readonly CancellationTokenSource Signals = new();
+    static int _signalCount;
+
+    /// <summary>Cancelled by the first Ctrl+C (SIGINT) or SIGTERM; a second one ends the process at once.</summary>
+    public static CancellationToken Cancellation => Signals.Token;
+
+    /// <summary>Tests set this to receive the root command instead of running it (in-process parsing checks).</summary>
+    internal static Action<RootCommand>? OnRoot { get; set; }
+
+    /// <summary>
+    /// Parses and runs <paramref name="args"/>. A parse error (missing or unknown option, a value out of range) is one line,
+    /// "pare: error: ... (see 'pare VERB --help')", exit code 1, with no help text after it. The token an action receives
+    /// (<c>SetAction((r, ct) => ...)</c>) is <see cref="Cancellation"/>: System.CommandLine's own handling is off because it
+    /// registers only once an action has yielded, so synchronous verbs never saw Ctrl+C.
+    /// </summary>
+    public static async Task<int> InvokeAsync(RootCommand root, string[] args)
+    {
+        if (OnRoot is { } capture) { capture(root); return 0; }
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        if (args.Length == 0) args = ["--help"];
+        var parsed = root.Parse(args);
+        if (ErrorLine(parsed) is { } error)
+        {
+            await Console.Error.WriteLineAsync(error);
+            return 1;
+        }
+        // Help and --version write here; the usage lines name the executable, which is Pare.Cli under `dotnet run`.
+        var help = new StringWriter();
+        int rc = await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null, Output = help }, Signals.Token);
+        if (help.GetStringBuilder().Length > 0) await Console.Out.WriteAsync(UsageName(help.ToString()));
+        return rc;
+    }
+
+    static void OnSignal(PosixSignalContext context)
+    {
+        if (Interlocked.Increment(ref _signalCount) > 1) return; // second signal: the default action ends the process
+        context.Cancel = true;
+        Signals.Cancel();
+    }
+
+    /// <summary>The one line a parse error prints, or null when the command line parsed (or asks for help).</summary>
+    internal static string? ErrorLine(ParseResult parsed)
+    {
+        if (parsed.Errors.Count == 0 || parsed.Action is System.CommandLine.Help.HelpAction) return null;
+        var messages = parsed.Errors.Select(e => Friendlier(OneLine(e.Message)).TrimEnd('.')).Distinct().ToList();
+        if (messages.Count > 1) messages.Remove("Required command was not provided");
+        var names = new List<string>();
+        for (var c = parsed.CommandResult; c != null; c = c.Parent as System.CommandLine.Parsing.CommandResult)
+            if (c.Command is not RootCommand) names.Insert(0, c.Command.Name);
+        return $"pare: error: {string.Join("; ", messages)} (see 'pare {string.Join(' ', names)}{(names.Count > 0 ? " " : "")}--help')";
+    }
+
+    /// <summary>"as expected type 'System.Int32'" reads as "as an integer".</summary>
+    static string Friendlier(string message) => System.Text.RegularExpressions.Regex.Replace(message, @"as expected type 'System\.(\w+)'", m => m.Groups[1].Value switch
+    {
+        "Int32" or "Int64" or "UInt64" or "UInt32" => "as an integer in range",
+        "Single" or "Double" => "as a number",
+        var other => $"as {other}",
+    });
+
+    static string UsageName(string help) =>
+        System.Text.RegularExpressions.Regex.Replace(help, @"^(\s+)" + System.Text.RegularExpressions.Regex.Escape(RootCommand.ExecutableName) + @"\b", "$1pare",
+            System.Text.RegularExpressions.RegexOptions.Multiline);
+
+    /// <summary>
+    /// The generated ids whose text lies wholly inside the returned text: with a stop sequence the text ends before it,
+    /// and so do the ids (the tokens that spell any part of the stop sequence are dropped), as OpenAI-style servers do.
+    /// </summary>
+    public static List<int> TokensWithin(Tokenizers.ITokenizer tok, IReadOnlyList<int> ids, string text)
+    {
+        var decoder = new Tokenizers.StreamingDecoder(tok);
+        var kept = new List<int>();
+        int length = 0;
+        foreach (int id in ids)
+        {
+            length += decoder.Push(id).Length;
+            if (length > text.Length) break;
+            kept.Add(id);
+        }
+        return kept;
+    }
 
     public static LlamaModel Load(string path) => LlamaModel.Load(path);
 

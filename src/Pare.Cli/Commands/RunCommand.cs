@@ -13,18 +13,20 @@ internal static class RunCommand
     {
         var model = Cli.ModelArgument();
         var prompt = new Option<string>("--prompt", "-p") { Description = "Text to continue.", Required = true };
-        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Tokens to generate at most.", DefaultValueFactory = _ => 128 };
-        var temp = new Option<float>("--temp") { Description = "Sampling temperature; 0 = greedy.", DefaultValueFactory = _ => 0.8f };
-        var topK = new Option<int>("--top-k") { Description = "Keep the k most likely tokens (0 = off).", DefaultValueFactory = _ => 40 };
-        var topP = new Option<float>("--top-p") { Description = "Nucleus sampling threshold (1 = off).", DefaultValueFactory = _ => 0.95f };
-        var minP = new Option<float>("--min-p") { Description = "Drop tokens below min-p x the top probability (0 = off).", DefaultValueFactory = _ => 0.05f };
-        var repeat = new Option<float>("--repeat-penalty") { Description = "Penalty for tokens seen in the last 64 (1 = off).", DefaultValueFactory = _ => 1.0f };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Tokens to generate at most.", DefaultValueFactory = _ => 128 }.AtLeast(1);
+        var temp = new Option<float>("--temp") { Description = "Sampling temperature, 0 to 100; 0 = greedy.", DefaultValueFactory = _ => 0.8f }.Between(0, 100);
+        var topK = new Option<int>("--top-k") { Description = "Keep the k most likely tokens (0 = off).", DefaultValueFactory = _ => 40 }.AtLeast(0);
+        var topP = new Option<float>("--top-p") { Description = "Nucleus sampling threshold in (0, 1] (1 = off).", DefaultValueFactory = _ => 0.95f }
+            .Check(v => v > 0 && v <= 1, "in (0, 1]");
+        var minP = new Option<float>("--min-p") { Description = "Drop tokens below min-p x the top probability, in [0, 1) (0 = off).", DefaultValueFactory = _ => 0.05f }
+            .Check(v => v >= 0 && v < 1, "in [0, 1)");
+        var repeat = new Option<float>("--repeat-penalty") { Description = "Penalty for tokens seen in the last 64, 0.01 to 100 (1 = off).", DefaultValueFactory = _ => 1.0f }.Between(0.01f, 100);
         var seed = new Option<ulong>("--seed", "-s") { Description = "Random seed (same seed, same text).", DefaultValueFactory = _ => 0UL };
-        var stop = new Option<string[]>("--stop") { Description = "Stop when this text appears (repeatable).", AllowMultipleArgumentsPerToken = false };
-        var ctx = new Option<int?>("--ctx") { Description = "KV cache length (default: the model's, at most 4096)." };
+        var stop = new Option<string[]>("--stop") { Description = "Stop when this text appears (repeatable); the text and the token ids end before it.", AllowMultipleArgumentsPerToken = false };
+        var ctx = new Option<int?>("--ctx") { Description = "KV cache length (default: the model's, at most 4096); past the model's trained context it warns." }.Between(2, 1 << 20);
         var draft = new Option<string>("--draft") { Description = "Speculative drafter: none, pld (prompt lookup), recycle (Token Recycling), lookahead (trie), aded, or auto (chooses from measured costs; falls back to plain decoding when speculation does not pay). Output is identical to plain decoding.", DefaultValueFactory = _ => "auto" };
         draft.AcceptOnlyFromAmong(Drafters.Names);
-        var maxTree = new Option<int>("--max-tree") { Description = "Largest draft tree verified in one pass (nodes).", DefaultValueFactory = _ => 32 };
+        var maxTree = new Option<int>("--max-tree") { Description = "Largest draft tree verified in one pass (nodes).", DefaultValueFactory = _ => 32 }.Between(1, 4096);
         var threads = Cli.Threads();
         var json = Cli.Json();
         var cmd = new Command("run", "Generate a continuation of a prompt, streaming tokens as they come.")
@@ -45,6 +47,7 @@ internal static class RunCommand
                     RepetitionPenalty = r.GetValue(repeat), Seed = r.GetValue(seed),
                 },
             };
+            Cli.CheckContext(r.GetValue(ctx), m);
             var session = m.CreateSession(new SessionOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx) });
             var text = new System.Text.StringBuilder();
             var tokens = new List<int>();
@@ -64,6 +67,8 @@ internal static class RunCommand
                 if (!asJson) { Console.Out.Write(t.Text); Console.Out.Flush(); }
             }
             double total = sw.Elapsed.TotalSeconds;
+            // A stop sequence ends the text before it; the ids end with it (what `pare serve` does too).
+            if (options.StopSequences.Count > 0) tokens = Cli.TokensWithin(tok, tokens, text.ToString());
             // The first token's time includes the prompt; decode speed counts the tokens after it.
             double decodeTokS = tokens.Count > 1 ? (tokens.Count - 1) / Math.Max(1e-9, total - firstTokenS) : 0;
             int steps = drafter == null ? Math.Max(0, tokens.Count - 1) : stats.Steps;

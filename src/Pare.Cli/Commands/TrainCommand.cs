@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Diagnostics;
-using System.Runtime.InteropServices;
 using Pare.Data;
 using Pare.Tokenizers;
 using Pare.Training;
@@ -19,10 +18,10 @@ internal static class TrainCommand
     {
         var config = new Option<string>("--config", "-c") { Description = "Training config (JSON, see configs/).", Required = true };
         var resume = new Option<bool>("--resume") { Description = "Continue from OUT/checkpoint.bin." };
-        var steps = new Option<int?>("--steps") { Description = "Steps to run in this invocation (default: to the end of the run)." };
+        var steps = new Option<int?>("--steps") { Description = "Steps to run in this invocation (default: to the end of the run)." }.AtLeast(1);
         var outDir = new Option<string?>("--out") { Description = "Output folder (overrides the config's out_dir)." };
         var export = new Option<string?>("--export") { Description = "Also export the current weights to this GGUF when the invocation ends." };
-        var threads = new Option<int?>("--threads", "-t") { Description = "Kernel threads (overrides the config)." };
+        var threads = new Option<int?>("--threads", "-t") { Description = $"Kernel threads, 1 to {Cli.MaxThreads} (overrides the config)." }.Between(1, Cli.MaxThreads);
         var json = Cli.Json();
         var cmd = new Command("train", "Train a Llama-architecture model from scratch on the reference corpus.") { config, resume, steps, outDir, export, threads, json };
         // Synchronous action: Ctrl+C is handled here (finish the step, checkpoint), not by a forced termination timeout.
@@ -49,24 +48,20 @@ internal static class TrainCommand
             Log(asJson, $"{cfg.Name}: {trainer.Parameters.Count / 1e6:F2}M parameters, step {trainer.Step}/{cfg.Steps}, {cfg.BatchSize}x{cfg.SeqLen} tokens per step, {cfg.EffectiveThreads} threads");
             int until = r.GetValue(steps) is int n ? Math.Min(cfg.Steps, trainer.Step + n) : cfg.Steps;
 
-            using var cts = new CancellationTokenSource();
-            ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
-            Console.CancelKeyPress += onCancel;
-            using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
+            // Ctrl+C / SIGTERM: the trainer finishes its step, writes the checkpoint and returns.
+            var ct = Cli.Cancellation;
             int startStep = trainer.Step;
             var runTime = Stopwatch.StartNew();
-            try
-            {
-                if (Cli.Interactive(asJson)) RunWithBar(trainer, cfg, until, cts.Token);
-                else trainer.Run(until, asJson ? null : new SyncProgress(PrintLine), cts.Token);
-            }
-            finally { Console.CancelKeyPress -= onCancel; }
+            if (Cli.Interactive(asJson)) RunWithBar(trainer, cfg, until, ct);
+            else trainer.Run(until, asJson ? null : new SyncProgress(PrintLine), ct);
+            bool cancelled = ct.IsCancellationRequested;
 
             double seconds = runTime.Elapsed.TotalSeconds;
             long tokens = (long)(trainer.Step - startStep) * cfg.BatchSize * cfg.SeqLen;
             double flops = TrainingModel.TrainFlops(trainer.Parameters.Config, cfg.SeqLen, tokens);
             string? exported = r.GetValue(export);
             if (exported == null && trainer.Step >= cfg.Steps) exported = Path.Combine(cfg.OutDir, cfg.Name + ".gguf");
+            if (cancelled) exported = null; // an interrupted invocation leaves its checkpoint only
             if (exported != null) trainer.Export(exported);
             var last = trainer.History.Count > 0 ? trainer.History[^1] : default;
             double? validLoss = trainer.Evals.Count > 0 ? trainer.Evals[^1].Loss : null;
@@ -74,13 +69,14 @@ internal static class TrainCommand
                 Cli.PrintJson(new
                 {
                     name = cfg.Name, step = trainer.Step, steps = cfg.Steps, parameters = trainer.Parameters.Count, loss = last.Loss, valid_loss = validLoss,
-                    tok_s = tokens / seconds, gflop_s = flops / seconds / 1e9, seconds, checkpoint = trainer.CheckpointPath, exported, cancelled = cts.IsCancellationRequested,
+                    tok_s = tokens / seconds, gflop_s = flops / seconds / 1e9, seconds, checkpoint = trainer.CheckpointPath, exported, cancelled,
                 });
+            else if (cancelled)
+                Console.Error.WriteLine($"pare: cancelled at step {trainer.Step}/{cfg.Steps}; checkpoint {trainer.CheckpointPath} (continue with --resume)");
             else
                 Console.Out.WriteLine($"step {trainer.Step}/{cfg.Steps}: loss {last.Loss:F4}" + (validLoss is double v ? $", valid {v:F4}" : "") +
-                    $"; {tokens / seconds:F0} tok/s, {flops / seconds / 1e9:F1} GFLOP/s; checkpoint {trainer.CheckpointPath}" + (exported != null ? $"; model {exported}" : "") +
-                    (cts.IsCancellationRequested ? " (interrupted; resume with --resume)" : ""));
-            return cts.IsCancellationRequested ? 130 : 0;
+                    $"; {tokens / seconds:F0} tok/s, {flops / seconds / 1e9:F1} GFLOP/s; checkpoint {trainer.CheckpointPath}" + (exported != null ? $"; model {exported}" : ""));
+            return cancelled ? 130 : 0;
         }));
         return cmd;
     }

@@ -133,9 +133,14 @@ public static class CorpusFetcher
             {
                 var stderr = proc.StandardError.ReadToEndAsync(ct);
                 var stdout = proc.StandardOutput.ReadToEndAsync(ct);
-                if (!proc.WaitForExit(options.NpmTimeout))
+                // Cancellation (Ctrl+C) and the timeout both end npm too: it would otherwise run on after we are gone.
+                using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                wait.CancelAfter(options.NpmTimeout);
+                try { proc.WaitForExitAsync(wait.Token).GetAwaiter().GetResult(); }
+                catch (OperationCanceledException)
                 {
                     proc.Kill(entireProcessTree: true);
+                    ct.ThrowIfCancellationRequested();
                     throw new PareException($"npm pack {p.Spec} took longer than {options.NpmTimeout.TotalSeconds:F0} s (is the npm registry reachable?)");
                 }
                 if (proc.ExitCode != 0)

@@ -54,7 +54,9 @@ public sealed record PruneResult
     public required double Seconds { get; init; }
     public required long InputBytes { get; init; }
     public required long OutputBytes { get; init; }
-    public long PrunedWeights => Layers.Sum(l => l.Weights);
+    /// <summary>Weights in the pruned matrices (pruned or kept).</summary>
+    public long MatrixWeights => Layers.Sum(l => l.Weights);
+    /// <summary>Zeros in the pruned matrices as written: the weights pruned.</summary>
     public long Zeros => Layers.Sum(l => l.Zeros);
 }
 
@@ -86,6 +88,7 @@ public static class Pruner
 
         using var model = LlamaModel.Load(modelPath);
         var f = model.Gguf ?? throw new PareException($"{modelPath}: pruning reads GGUF files only");
+        if (CompactFormat.IsCompact(f)) throw new PareException(CompactFormat.Explain(modelPath));
         var c = model.Config;
         var w = model.Weights;
         var plan = Plan(f, c, options);
@@ -93,6 +96,12 @@ public static class Pruner
         int seqLen = Math.Min(options.SeqLen ?? c.ContextLength, c.ContextLength);
         int[][] windows = [];
         string calibDesc = "none";
+        // Every window's hidden states stay in memory while the blocks are pruned one after another.
+        double hiddenBytes = (double)options.Samples * seqLen * c.Dim * sizeof(float);
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (hiddenBytes > available / 2.0)
+            throw new PareException($"{options.Samples} calibration windows of {seqLen} tokens need {hiddenBytes / (1 << 30):F1} GiB of activations, more than half of the " +
+                $"{available / (double)(1 << 30):F1} GiB available; use fewer --samples or a shorter --seqlen");
         if (options.Samples > 0)
         {
             switch (calibration)
@@ -100,7 +109,7 @@ public static class Pruner
                 case CalibrationSource.TextFile t:
                     if (!File.Exists(t.Path)) throw new PareException($"calibration file not found: {t.Path}");
                     windows = Calibration.FromText(model.Tokenizer, File.ReadAllText(t.Path), options.Samples, seqLen, options.Seed, t.Path);
-                    calibDesc = Path.GetFileName(t.Path);
+                    calibDesc = t.Path;
                     break;
                 case CalibrationSource.RandomTokens:
                     windows = Calibration.RandomTokens(c.VocabSize, options.Samples, seqLen, options.Seed);

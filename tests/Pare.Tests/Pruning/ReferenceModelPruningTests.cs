@@ -1,6 +1,7 @@
 using Pare.Data;
 using Pare.Models;
 using Pare.Pruning;
+using Pare.Tests.TestSupport;
 using Xunit.Abstractions;
 
 namespace Pare.Tests.Pruning;
@@ -23,7 +24,7 @@ public class ReferenceModelPruningTests(ITestOutputHelper output)
     public void Reconstruction_error_orders_SparseGPT_then_Wanda_then_magnitude_on_every_layer(string setting)
     {
         string model = ReferenceModels.Require(ReferenceModels.PareRef);
-        var corpus = CorpusFetcher.Fetch(new FetchOptions { CacheDir = Path.Combine(Path.GetTempPath(), "pare-test-corpus") });
+        var corpus = CorpusFetcher.Fetch(new FetchOptions { CacheDir = TestCorpus.CacheDir });
         var pattern = setting.Contains(':') ? SparsityPattern.Parse(setting, 0) : SparsityPattern.Unstructured(double.Parse(setting, System.Globalization.CultureInfo.InvariantCulture));
         string dir = Directory.CreateTempSubdirectory("pare-refprune-").FullName;
         try

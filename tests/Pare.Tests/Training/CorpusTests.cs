@@ -1,4 +1,5 @@
 using Pare.Data;
+using Pare.Tests.TestSupport;
 
 namespace Pare.Tests.Training;
 
@@ -73,7 +74,7 @@ public class CorpusTests
     [Fact]
     public void Real_fetch_builds_the_corpus()
     {
-        string dir = Path.Combine(Path.GetTempPath(), "pare-test-corpus");
+        string dir = TestCorpus.CacheDir;
         var info = CorpusFetcher.Fetch(new FetchOptions { CacheDir = dir });
         Assert.Equal(500 + 138 + 233, info.Documents.Values.Sum());
         Assert.InRange(info.Chars["train"], 14_000_000, 18_000_000);

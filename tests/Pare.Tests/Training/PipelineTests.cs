@@ -9,7 +9,7 @@ public class PipelineTests
     [Fact]
     public void Fetch_tokenizer_train_ppl_and_ngram_run_through_the_cli()
     {
-        string cache = Path.Combine(Path.GetTempPath(), "pare-test-corpus");
+        string cache = TestCorpus.CacheDir;
         var fetch = PareCli.Run("data", "fetch", "--cache", cache, "--json");
         Assert.True(fetch.ExitCode == 0, fetch.Stderr);
         Assert.Equal(44, fetch.Json.GetProperty("documents").GetProperty("test").GetInt32());

@@ -10,7 +10,7 @@ public class ReferenceTokenizerTests
     [Fact]
     public void Llama_cpp_tokenizes_the_test_split_to_pares_ids()
     {
-        var info = CorpusFetcher.Fetch(new FetchOptions { CacheDir = Path.Combine(Path.GetTempPath(), "pare-test-corpus") });
+        var info = CorpusFetcher.Fetch(new FetchOptions { CacheDir = TestCorpus.CacheDir });
         var spec = TokenizerFiles.Train(info.TrainPath, 8192);
         Assert.Equal(8192, spec.Tokens.Length);
         string test = File.ReadAllText(info.TestPath);

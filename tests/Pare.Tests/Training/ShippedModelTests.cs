@@ -24,7 +24,7 @@ public class ShippedModelTests
 
     public static TheoryData<string> Shipped => [.. Directory.GetFiles(ModelsDir, "*.gguf").Select(f => Path.GetFileNameWithoutExtension(f)).Order()];
 
-    static CorpusInfo Corpus => CorpusFetcher.Fetch(new FetchOptions { CacheDir = Path.Combine(Path.GetTempPath(), "pare-test-corpus") });
+    static CorpusInfo Corpus => CorpusFetcher.Fetch(new FetchOptions { CacheDir = TestCorpus.CacheDir });
 
     [Fact]
     public void The_reference_models_ship_within_the_size_budget()

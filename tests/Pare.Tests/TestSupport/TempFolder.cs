@@ -1,0 +1,48 @@
+using System.Runtime.CompilerServices;
+
+namespace Pare.Tests.TestSupport;
+
+/// <summary>
+/// Everything a test run writes to the temp folder goes into one folder of its own (TMPDIR points there for this process
+/// and the `pare` processes it starts), which is deleted when the run ends: `dotnet test` leaves nothing behind.
+/// </summary>
+public static class TempFolder
+{
+    /// <summary>The run's temp folder (what Path.GetTempPath() returns during the run).</summary>
+    public static string Dir { get; private set; } = "";
+
+#pragma warning disable CA2255 // a module initializer in a test assembly: it must run before any test touches the temp folder
+    [ModuleInitializer]
+#pragma warning restore CA2255
+    internal static void Redirect()
+    {
+        var dir = Directory.CreateTempSubdirectory("pare-test-run-").FullName;
+        Dir = dir;
+        Environment.SetEnvironmentVariable("TMPDIR", dir + Path.DirectorySeparatorChar);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => Delete(dir);
+    }
+
+    static void Delete(string dir)
+    {
+        try { Directory.Delete(dir, recursive: true); }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+    }
+}
+
+/// <summary>
+/// The corpus the tests read: fetched once into the repository's .cache (kept between runs, like `pare data fetch`'s),
+/// or into the run's temp folder when the tests run outside a checkout.
+/// </summary>
+public static class TestCorpus
+{
+    public static string CacheDir { get; } = Path.Combine(RepoRoot() is { } root ? Path.Combine(root, ".cache") : Path.GetTempPath(), "pare-test-corpus");
+
+    /// <summary>The checkout the tests were built from (the folder with Pare.slnx), or null.</summary>
+    public static string? RepoRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "Pare.slnx"))) return d.FullName;
+        return null;
+    }
+}

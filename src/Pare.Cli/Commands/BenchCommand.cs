@@ -42,6 +42,7 @@ internal static class BenchCommand
                 session.Forward(prompt.AsSpan(0, Math.Min(np, 8)));
                 for (int run = 0; run < nr; run++)
                 {
+                    Cli.Cancellation.ThrowIfCancellationRequested();
                     session.Reset();
                     var sw = Stopwatch.StartNew();
                     var logits = session.Forward(prompt);

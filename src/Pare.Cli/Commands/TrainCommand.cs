@@ -65,15 +65,16 @@ internal static class TrainCommand
             if (exported != null) trainer.Export(exported);
             var last = trainer.History.Count > 0 ? trainer.History[^1] : default;
             double? validLoss = trainer.Evals.Count > 0 ? trainer.Evals[^1].Loss : null;
+            if (cancelled)
+                Console.Error.WriteLine($"pare: cancelled at step {trainer.Step}/{cfg.Steps}" +
+                    (File.Exists(trainer.CheckpointPath) ? $"; checkpoint {trainer.CheckpointPath} (continue with --resume)" : ""));
             if (asJson)
                 Cli.PrintJson(new
                 {
                     name = cfg.Name, step = trainer.Step, steps = cfg.Steps, parameters = trainer.Parameters.Count, loss = last.Loss, valid_loss = validLoss,
                     tok_s = tokens / seconds, gflop_s = flops / seconds / 1e9, seconds, checkpoint = trainer.CheckpointPath, exported, cancelled,
                 });
-            else if (cancelled)
-                Console.Error.WriteLine($"pare: cancelled at step {trainer.Step}/{cfg.Steps}; checkpoint {trainer.CheckpointPath} (continue with --resume)");
-            else
+            else if (!cancelled)
                 Console.Out.WriteLine($"step {trainer.Step}/{cfg.Steps}: loss {last.Loss:F4}" + (validLoss is double v ? $", valid {v:F4}" : "") +
                     $"; {tokens / seconds:F0} tok/s, {flops / seconds / 1e9:F1} GFLOP/s; checkpoint {trainer.CheckpointPath}" + (exported != null ? $"; model {exported}" : ""));
             return cancelled ? 130 : 0;

@@ -35,7 +35,10 @@ internal static class Cli
     {
         option.Validators.Add(r =>
         {
-            var v = r.GetValueOrDefault<T>();
+            T v;
+            // A value that does not convert (e.g. too big for an int) already has its own parse error.
+            try { v = r.GetValueOrDefault<T>(); }
+            catch (InvalidOperationException) { return; }
             if (v is not null && !ok(v)) r.AddError($"{option.Name} must be {what} (got {Show(v)})");
         });
         return option;
@@ -71,12 +74,12 @@ internal static class Cli
     /// Checks a requested context length against the model: one whose KV cache would take more than half the memory
     /// available is refused; one past the context the model was trained on is run with a warning (quality falls off beyond it).
     /// </summary>
-    public static void CheckContext(int? requested, LlamaModel m, string option = "--ctx")
+    public static void CheckContext(int? requested, LlamaModel m, string option = "--ctx", long? availableBytes = null)
     {
         if (requested is not int n) return;
         var c = m.Config;
         double kvBytes = 2.0 * c.Layers * n * c.KvDim * sizeof(float);
-        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        long available = availableBytes ?? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (kvBytes > available / 2.0)
             throw new PareException($"{option} {n} needs {kvBytes / (1 << 30):F1} GiB of KV cache, more than half of the {available / (double)(1 << 30):F1} GiB available");
         if (n > c.ContextLength)

@@ -35,7 +35,8 @@ public static class Perplexity
         if (L < 2) throw new PareException($"context must be at least 2 tokens (got {L})");
         if (S < 1 || S > L) throw new PareException($"stride must be in 1..{L} (got {S})");
         if (tokens.Length < 2) throw new PareException($"the text has {tokens.Length} tokens; perplexity needs at least 2");
-        var session = model.CreateSession(new SessionOptions { ContextLength = L, Threads = options.Threads });
+        // No window is longer than the text: a long L on a short text needs no cache of L.
+        var session = model.CreateSession(new SessionOptions { ContextLength = Math.Min(L, tokens.Length), Threads = options.Threads });
         int vocab = model.Config.VocabSize;
         double nll = 0;
         long count = 0;

@@ -9,7 +9,7 @@ namespace Pare.Tests.Pruning;
 /// <summary>
 /// The three methods on the shipped pare-ref, calibrated on its own training split, compared matrix by matrix on the
 /// reconstruction error over the calibration inputs (the acceptance point of the pruning issue; the full perplexity
-/// sweep is PplSweep). SparseGPT, which minimises exactly this error, is best on every matrix. Wanda beats magnitude in
+/// sweep is `Pare.PruneBench sweep`). SparseGPT, which minimises exactly this error, is best on every matrix. Wanda beats magnitude in
 /// total and on most matrices, not all: its score |W| x ||x_j|| assumes uncorrelated inputs and compares within output
 /// rows, magnitude's threshold is per matrix, and on some matrices (the final pare-ref at 50%: 7 of 56, mostly block 0's
 /// q/k/v, several within 1%; at 2:4 at most 5) magnitude's choice reconstructs as well or better. The test holds what was

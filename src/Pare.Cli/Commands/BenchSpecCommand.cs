@@ -23,7 +23,7 @@ internal static class BenchSpecCommand
         var prompts = new Option<FileInfo>("--prompts") { Description = "JSON lines, each {\"category\": ..., \"prompt\": ...}.", Required = true };
         var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Tokens generated per prompt.", DefaultValueFactory = _ => 128 }.AtLeast(1);
         var drafters = new Option<string>("--drafters") { Description = "Comma-separated drafters to compare with plain decoding.", DefaultValueFactory = _ => "pld,recycle,lookahead,aded,auto" };
-        var maxTree = new Option<int>("--max-tree") { Description = "Largest draft tree per step (adaptive sizing chooses at most this).", DefaultValueFactory = _ => 32 }.Between(1, 4096);
+        var maxTree = new Option<int>("--max-tree") { Description = "Largest draft tree per step (adaptive sizing chooses at most this).", DefaultValueFactory = _ => 32 }.Between(1, 256);
         var limit = new Option<int>("--limit") { Description = "Use at most this many prompts per category (0 = all).", DefaultValueFactory = _ => 0 }.AtLeast(0);
         var threads = Cli.Threads();
         var json = Cli.Json();

@@ -205,10 +205,12 @@ internal static class Cli
         return $"pare: error: {string.Join("; ", messages)} (see 'pare {string.Join(' ', names)}{(names.Count > 0 ? " " : "")}--help')";
     }
 
-    /// <summary>"as expected type 'System.Int32'" reads as "as an integer".</summary>
+    /// <summary>"as expected type 'System.Int32'" reads as "as a whole number".</summary>
     static string Friendlier(string message) => System.Text.RegularExpressions.Regex.Replace(message, @"as expected type 'System\.(\w+)'", m => m.Groups[1].Value switch
     {
-        "Int32" or "Int64" or "UInt64" or "UInt32" => "as an integer in range",
+        "Int32" => "as a whole number (at most 2147483647)",
+        "Int64" => "as a whole number",
+        "UInt32" or "UInt64" => "as a whole number of 0 or more",
         "Single" or "Double" => "as a number",
         var other => $"as {other}",
     });

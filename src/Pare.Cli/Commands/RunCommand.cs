@@ -26,7 +26,7 @@ internal static class RunCommand
         var ctx = new Option<int?>("--ctx") { Description = "KV cache length (default: the model's, at most 4096); past the model's trained context it warns." }.Between(2, 1 << 20);
         var draft = new Option<string>("--draft") { Description = "Speculative drafter: none, pld (prompt lookup), recycle (Token Recycling), lookahead (trie), aded, or auto (chooses from measured costs; falls back to plain decoding when speculation does not pay). Output is identical to plain decoding.", DefaultValueFactory = _ => "auto" };
         draft.AcceptOnlyFromAmong(Drafters.Names);
-        var maxTree = new Option<int>("--max-tree") { Description = "Largest draft tree verified in one pass (nodes).", DefaultValueFactory = _ => 32 }.Between(1, 4096);
+        var maxTree = new Option<int>("--max-tree") { Description = "Largest draft tree verified in one pass (nodes).", DefaultValueFactory = _ => 32 }.Between(1, 256);
         var threads = Cli.Threads();
         var json = Cli.Json();
         var cmd = new Command("run", "Generate a continuation of a prompt, streaming tokens as they come.")

@@ -118,7 +118,8 @@ internal static class Cli
             await Console.Error.WriteLineAsync($"pare: error: {OneLine(e.Message)}");
             return 1;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or OutOfMemoryException or FormatException or ArgumentException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or OutOfMemoryException or FormatException or ArgumentException
+            or OperationCanceledException)
         {
             await Console.Error.WriteLineAsync($"pare: error: {OneLine(e.Message)}");
             return 1;
@@ -133,9 +134,10 @@ internal static class Cli
 
     public static int Guard(Func<int> body) => Guard(() => Task.FromResult(body())).GetAwaiter().GetResult();
 
-    /// <summary>Cancellation, also when it comes wrapped (a parallel loop's AggregateException).</summary>
-    static bool IsCancellation(Exception e) => e is OperationCanceledException
-        || (e is AggregateException a && a.Flatten().InnerExceptions.All(x => x is OperationCanceledException) && Cancellation.IsCancellationRequested);
+    /// <summary>Cancellation by Ctrl+C / SIGTERM, also when it comes wrapped (a parallel loop's AggregateException); a
+    /// timeout's OperationCanceledException is an error like any other.</summary>
+    static bool IsCancellation(Exception e) => Cancellation.IsCancellationRequested
+        && (e is OperationCanceledException || (e is AggregateException a && a.Flatten().InnerExceptions.All(x => x is OperationCanceledException)));
 
     /// <summary>
     /// Runs work that cannot observe a token (a library loop without one) on the thread pool and waits for it or for

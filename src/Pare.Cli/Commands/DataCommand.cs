@@ -24,7 +24,7 @@ internal static class DataCommand
                     .Start(ctx =>
                     {
                         var task = ctx.AddTask("corpus", maxValue: 1.0);
-                        got = CorpusFetcher.Fetch(options, new Progress<(double Fraction, string Stage)>(p => { task.Value = p.Fraction; task.Description = p.Stage; }), ct);
+                        got = CorpusFetcher.Fetch(options, new Progress<(double Fraction, string Stage)>(p => { task.Value = p.Fraction; task.Description = Markup.Escape(p.Stage); }), ct);
                     });
                 info = got!;
             }

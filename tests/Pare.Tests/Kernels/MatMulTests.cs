@@ -55,6 +55,40 @@ public class MatMulTests
     }
 
     [Theory]
+    [InlineData(GgmlType.F32, 256)]
+    [InlineData(GgmlType.F16, 256)]
+    [InlineData(GgmlType.BF16, 256)]
+    [InlineData(GgmlType.Q8_0, 288)]
+    [InlineData(GgmlType.Q4_0, 288)]
+    [InlineData(GgmlType.Q4_K, 256)]
+    [InlineData(GgmlType.Q6_K, 512)]
+    public unsafe void MatVec_rows_do_not_depend_on_chunking_or_threads(GgmlType type, int cols)
+    {
+        // The decode driver takes a Dot4's rows from four quarters of long chunks (several chunks here, uneven quarters):
+        // every row's sum must be bit-identical to that row multiplied alone, for any thread count.
+        const int rows = 2103;
+        var w = RandomMatrix(type, rows, cols, seed: 99, out var pin);
+        var x = Random(cols, seed: 5);
+        var alone = new float[rows];
+        var one = new float[1];
+        for (int r = 0; r < rows; r++)
+        {
+            var row = new WeightMatrix("row", type, 1, cols, w.Data + (nint)((long)r * w.RowBytes), w.RowBytes);
+            MatMul.MatVec(row, x, one, 1);
+            alone[r] = one[0];
+        }
+        foreach (int threads in new[] { 1, 2, 3 })
+        {
+            var y = new float[rows];
+            MatMul.MatVec(w, x, y, threads);
+            for (int r = 0; r < rows; r++)
+                Assert.True(BitConverter.SingleToInt32Bits(y[r]) == BitConverter.SingleToInt32Bits(alone[r]),
+                    $"{type} threads={threads} row {r}: {y[r]} vs {alone[r]} alone");
+        }
+        GC.KeepAlive(pin);
+    }
+
+    [Theory]
     [InlineData(GgmlType.F32)]
     [InlineData(GgmlType.F16)]
     [InlineData(GgmlType.BF16)]

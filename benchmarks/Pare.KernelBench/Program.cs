@@ -4,6 +4,8 @@
 //
 //   dotnet run -c Release --project benchmarks/Pare.KernelBench -- [--types Q8_0,F16,Q4_K,Q6_K] [--rounds 9]
 //       [--cols 2048] [--l2-kb 512] [--dram-mb 512]
+//   dotnet run -c Release --project benchmarks/Pare.KernelBench -- threads MODEL.gguf [--rounds 9] [--decode 64]
+//       (whole-model decode with 1 and with 2 threads, alternating in one process: does the second thread help?)
 //
 // llama.cpp side, as its mul_mat does for one token: x is converted once per product with
 // ggml_get_type_traits_cpu(type)->from_float (to Q8_0 / F16 / Q8_K), then vec_dot is called once per row (nrc = 1).
@@ -16,6 +18,7 @@ using Pare.Tensors;
 
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+if (args.Length > 0 && args[0] == "threads") return ThreadScaling.Run(args[1..]);
 var opt = Options.Parse(args);
 if (opt is null) return 1;
 

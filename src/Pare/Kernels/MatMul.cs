@@ -71,17 +71,132 @@ public static unsafe class MatMul
         threads = (long)w.Rows * w.Cols < MinParallelWork ? 1 : Math.Max(1, threads);
         if (w.Sparse is { } sparse) { Sparse.SparseMatMul.MatMulRows(sparse, x, 1, y, threads, portable); return; }
         if (portable || !Avx512) { Portable(w, x, 1, y, threads); return; }
-        switch (w.Type)
+        if (!IsDense(w.Type)) throw new NotSupportedException($"matrix products with {w.Type} weights");
+        int prepFloats = PrepFloats(w);
+        float* prep = prepFloats > 0 ? ThreadBuffers.Prep(prepFloats) : null;
+        fixed (float* px = x, py = y)
         {
-            case GgmlType.F32: MatVec<F32Kernel>(w, x, y, threads); break;
-            case GgmlType.F16 when !w.Mutable: MatVecF16(w, x, y, threads); break;
-            case GgmlType.F16: MatVec<F16Kernel>(w, x, y, threads); break;
-            case GgmlType.BF16: MatVec<BF16Kernel>(w, x, y, threads); break;
-            case GgmlType.Q8_0: MatVec<Q8_0Kernel>(w, x, y, threads); break;
-            case GgmlType.Q4_0: MatVec<Q4_0Kernel>(w, x, y, threads); break;
-            case GgmlType.Q4_K: MatVec<Q4KKernel>(w, x, y, threads); break;
-            case GgmlType.Q6_K: MatVec<Q6KKernel>(w, x, y, threads); break;
-            default: throw new NotSupportedException($"matrix products with {w.Type} weights");
+            Job job;
+            var s = Plan(w, px, py, prep, threads, &job);
+            KernelThreadPool.Shared.Run(s.Fn, s.Ctx, s.Chunks, threads);
+        }
+    }
+
+    static bool IsDense(GgmlType t) =>
+        t is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+
+    /// <summary>Floats of per-call activation data the decode kernel of this matrix needs.</summary>
+    static int PrepFloats(WeightMatrix w) => w.Type switch
+    {
+        GgmlType.F32 => F32Kernel.PrepFloats(w.Cols),
+        GgmlType.F16 => F16Kernel.PrepFloats(w.Cols),
+        GgmlType.BF16 => BF16Kernel.PrepFloats(w.Cols),
+        GgmlType.Q8_0 => Q8_0Kernel.PrepFloats(w.Cols),
+        GgmlType.Q4_0 => Q4_0Kernel.PrepFloats(w.Cols),
+        GgmlType.Q4_K => Q4KKernel.PrepFloats(w.Cols),
+        GgmlType.Q6_K => Q6KKernel.PrepFloats(w.Cols),
+        _ => 0,
+    };
+
+    /// <summary>
+    /// Prepares x for one dense decode product (into <paramref name="prep"/>) and fills <paramref name="job"/>; returns
+    /// the pool work that computes it. <paramref name="job"/> must live until the work has run.
+    /// </summary>
+    static PoolWork Plan(WeightMatrix w, float* x, float* y, float* prep, int threads, Job* job) => w.Type switch
+    {
+        GgmlType.F32 => PlanMatVec<F32Kernel>(w, x, y, prep, threads, job),
+        GgmlType.F16 when !w.Mutable => PlanMatVecF16(w, x, y, prep, threads, job),
+        GgmlType.F16 => PlanMatVec<F16Kernel>(w, x, y, prep, threads, job),
+        GgmlType.BF16 => PlanMatVec<BF16Kernel>(w, x, y, prep, threads, job),
+        GgmlType.Q8_0 => PlanMatVec<Q8_0Kernel>(w, x, y, prep, threads, job),
+        GgmlType.Q4_0 => PlanMatVec<Q4_0Kernel>(w, x, y, prep, threads, job),
+        GgmlType.Q4_K => PlanMatVec<Q4KKernel>(w, x, y, prep, threads, job),
+        GgmlType.Q6_K => PlanMatVec<Q6KKernel>(w, x, y, prep, threads, job),
+        _ => throw new NotSupportedException($"matrix products with {w.Type} weights"),
+    };
+
+    /// <summary>Work for <see cref="KernelThreadPool.Run"/>: fn(ctx, i) for i &lt; chunks.</summary>
+    internal struct PoolWork
+    {
+        public delegate*<void*, int, void> Fn;
+        public void* Ctx;
+        public int Chunks;
+    }
+
+    /// <summary>Most products one fused dispatch takes (q, k, v).</summary>
+    public const int MaxFused = 3;
+
+    /// <summary>Up to <see cref="MaxFused"/> products' chunks numbered one after another.</summary>
+    struct FusedWork
+    {
+        public PoolWork W0, W1, W2;
+        public int Count;
+    }
+
+    static void FusedChunk(void* ctx, int chunk)
+    {
+        var f = (FusedWork*)ctx;
+        PoolWork* w = &f->W0;
+        for (int i = 0; i < f->Count; i++, w++)
+        {
+            if (chunk < w->Chunks) { w->Fn(w->Ctx, chunk); return; }
+            chunk -= w->Chunks;
+        }
+    }
+
+    /// <summary>
+    /// Products that share their input (q/k/v, gate/up): Y_i = X W_i^T, each (n, Rows_i) block stored after the previous
+    /// one in <paramref name="y"/>. Decode (n = 1) runs all of them in one pool dispatch, so the threads meet once instead
+    /// of once per matrix, and matrices too small to split alone are split together. Results equal separate
+    /// <see cref="MatMulRows(WeightMatrix, ReadOnlySpan{float}, int, Span{float}, int)"/> calls (every row's sum is
+    /// computed alike however the rows are chunked).
+    /// </summary>
+    public static void MatMulRowsFused(ReadOnlySpan<WeightMatrix> ws, ReadOnlySpan<float> x, int n, Span<float> y, int threads)
+    {
+        if (ws.Length is 0 or > MaxFused) throw new ArgumentException($"1 to {MaxFused} matrices", nameof(ws));
+        long work = 0, rows = 0;
+        bool fuse = n == 1 && threads > 1 && Avx512;
+        foreach (var w in ws)
+        {
+            ArgumentNullException.ThrowIfNull(w);
+            if (w.Cols != ws[0].Cols) throw new ArgumentException("fused products need matrices with the same columns", nameof(ws));
+            work += (long)w.Rows * w.Cols;
+            rows += w.Rows;
+            fuse &= w.Sparse == null && IsDense(w.Type);
+        }
+        if (y.Length < n * rows) throw new ArgumentException($"y has {y.Length} values, needs {n} x {rows}", nameof(y));
+        if (!fuse || work < MinParallelWork)
+        {
+            int off = 0;
+            foreach (var w in ws)
+            {
+                MatMulRows(w, x, n, y.Slice(off, n * w.Rows), threads);
+                off += n * w.Rows;
+            }
+            return;
+        }
+        if (x.Length < ws[0].Cols) throw new ArgumentException($"x has {x.Length} values, needs {ws[0].Cols}", nameof(x));
+        int prepTotal = 0;
+        foreach (var w in ws) prepTotal += w.Panels != null ? 0 : PrepFloats(w);
+        float* prep = prepTotal > 0 ? ThreadBuffers.Prep(prepTotal) : null;
+        fixed (float* px = x, py = y)
+        {
+            Job* jobs = stackalloc Job[MaxFused];
+            F32Panels.Job* panelJobs = stackalloc F32Panels.Job[MaxFused];
+            FusedWork f = default;
+            PoolWork* pw = &f.W0;
+            float* yi = py, pi = prep;
+            int chunks = 0;
+            for (int i = 0; i < ws.Length; i++)
+            {
+                var w = ws[i];
+                pw[i] = w.Panels is { } panels ? panels.Plan(px, 1, yi, panelJobs + i) : Plan(w, px, yi, pi, threads, jobs + i);
+                if (w.Panels == null) pi += PrepFloats(w);
+                yi += w.Rows;
+                chunks += pw[i].Chunks;
+            }
+            f.Count = ws.Length;
+            KernelThreadPool.Shared.Run(&FusedChunk, &f, chunks, threads);
         }
     }
 
@@ -90,23 +205,20 @@ public static unsafe class MatMul
     /// array when there is none: then the kernel tests nothing). A mutable matrix takes <see cref="F16Kernel.Dot4"/>,
     /// which maps its four rows on every call.
     /// </summary>
-    static void MatVecF16(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int threads)
+    static PoolWork PlanMatVecF16(WeightMatrix w, float* x, float* y, float* prep, int threads, Job* job)
     {
         var map = (ulong[])LazyInitializer.EnsureInitialized(ref w.KernelCache,
             () => F16Kernel.SubnormalMap((byte*)w.Data, w.Rows, w.Cols, w.RowBytes) ?? []);
-        float* prep = ThreadBuffers.Prep(F16Kernel.PrepFloats(w.Cols));
-        fixed (float* px = x, py = y)
-        fixed (ulong* pm = map)
+        F16Kernel.Prepare(x, w.Cols, prep);
+        int chunkRows = StreamChunkRows(w.Rows, threads);
+        *job = new Job
         {
-            F16Kernel.Prepare(px, w.Cols, prep);
-            int chunkRows = StreamChunkRows(w.Rows, threads);
-            var job = new Job
-            {
-                W = (byte*)w.Data, RowBytes = w.RowBytes, X = px, Prep = prep, Y = py, Rows = w.Rows, Cols = w.Cols, N = 1,
-                ChunkRows = chunkRows, Map = map.Length == 0 ? null : pm, MapWords = F16Kernel.MapWords(w.Cols),
-            };
-            KernelThreadPool.Shared.Run(&MatVecChunkF16, &job, (w.Rows + chunkRows - 1) / chunkRows, threads);
-        }
+            W = (byte*)w.Data, RowBytes = w.RowBytes, X = x, Prep = prep, Y = y, Rows = w.Rows, Cols = w.Cols, N = 1,
+            ChunkRows = chunkRows, MapWords = F16Kernel.MapWords(w.Cols),
+            // The map is on the pinned heap: its address stays valid while the pool runs.
+            Map = map.Length == 0 ? null : (ulong*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(map)),
+        };
+        return new PoolWork { Fn = &MatVecChunkF16, Ctx = job, Chunks = (w.Rows + chunkRows - 1) / chunkRows };
     }
 
     /// <summary><see cref="MatVecChunk{TK}"/> for F16 with the rows' subnormal maps.</summary>
@@ -190,7 +302,7 @@ public static unsafe class MatMul
     }
 
     /// <summary>Everything a chunk of rows needs; lives on the caller's stack while the pool runs.</summary>
-    struct Job
+    internal struct Job
     {
         public byte* W;
         public long RowBytes;
@@ -204,18 +316,12 @@ public static unsafe class MatMul
         public GgmlType Type;
     }
 
-    static void MatVec<TK>(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int threads) where TK : IRowKernel
+    static PoolWork PlanMatVec<TK>(WeightMatrix w, float* x, float* y, float* prep, int threads, Job* job) where TK : IRowKernel
     {
-        int prepFloats = TK.PrepFloats(w.Cols);
-        float* prep = prepFloats > 0 ? ThreadBuffers.Prep(prepFloats) : null;
-        fixed (float* px = x, py = y)
-        {
-            if (prepFloats > 0) TK.Prepare(px, w.Cols, prep);
-            int chunkRows = StreamChunkRows(w.Rows, threads);
-            var job = new Job { W = (byte*)w.Data, RowBytes = w.RowBytes, X = px, Prep = prep, Y = py, Rows = w.Rows, Cols = w.Cols, N = 1, ChunkRows = chunkRows };
-            int chunks = (w.Rows + chunkRows - 1) / chunkRows;
-            KernelThreadPool.Shared.Run(&MatVecChunk<TK>, &job, chunks, threads);
-        }
+        if (TK.PrepFloats(w.Cols) > 0) TK.Prepare(x, w.Cols, prep);
+        int chunkRows = StreamChunkRows(w.Rows, threads);
+        *job = new Job { W = (byte*)w.Data, RowBytes = w.RowBytes, X = x, Prep = prep, Y = y, Rows = w.Rows, Cols = w.Cols, N = 1, ChunkRows = chunkRows };
+        return new PoolWork { Fn = &MatVecChunk<TK>, Ctx = job, Chunks = (w.Rows + chunkRows - 1) / chunkRows };
     }
 
     /// <summary>

@@ -108,7 +108,7 @@ internal readonly unsafe struct F16Kernel : IRowKernel
     public static ulong[]? SubnormalMap(byte* data, int rows, int cols, long rowBytes)
     {
         int words = MapWords(cols);
-        var map = new ulong[(long)rows * words];
+        var map = GC.AllocateArray<ulong>(checked(rows * words), pinned: true);
         bool any = false;
         fixed (ulong* m = map)
             for (int r = 0; r < rows; r++)

@@ -65,10 +65,21 @@ public static unsafe class MatMul
     /// <summary>Products smaller than this many multiply-adds run on the calling thread: waking a worker costs more.</summary>
     const long MinParallelWork = 1 << 17;
 
+    /// <summary>
+    /// A decode product (one token) gives each thread at least this many multiply-adds (about 0.5 MB of Q8_0 weights,
+    /// 2 MB of F32): below that the product is in cache, where a second thread (often a hyper-thread of the same core)
+    /// adds little, while meeting it costs a cross-core handshake and the tail wait for its last chunk. With it a small
+    /// model (pare-ref: its largest layer product has 180k) decodes on the calling thread except for the output head.
+    /// </summary>
+    const long MinDecodeWorkPerThread = 1 << 19;
+
+    /// <summary>Threads for a decode product of <paramref name="work"/> multiply-adds (see <see cref="MinDecodeWorkPerThread"/>).</summary>
+    internal static int DecodeThreads(long work, int threads) => (int)Math.Clamp(work / MinDecodeWorkPerThread, 1, Math.Max(1, threads));
+
     internal static void MatVec(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int threads, bool portable)
     {
         Check(w, x, 1, y);
-        threads = (long)w.Rows * w.Cols < MinParallelWork ? 1 : Math.Max(1, threads);
+        threads = DecodeThreads((long)w.Rows * w.Cols, threads);
         if (w.Sparse is { } sparse) { Sparse.SparseMatMul.MatMulRows(sparse, x, 1, y, threads, portable); return; }
         if (portable || !Avx512) { Portable(w, x, 1, y, threads); return; }
         if (!IsDense(w.Type)) throw new NotSupportedException($"matrix products with {w.Type} weights");
@@ -165,7 +176,8 @@ public static unsafe class MatMul
             fuse &= w.Sparse == null && IsDense(w.Type);
         }
         if (y.Length < n * rows) throw new ArgumentException($"y has {y.Length} values, needs {n} x {rows}", nameof(y));
-        if (!fuse || work < MinParallelWork)
+        threads = n == 1 ? DecodeThreads(work, threads) : threads;
+        if (!fuse || threads == 1)
         {
             int off = 0;
             foreach (var w in ws)
@@ -252,7 +264,8 @@ public static unsafe class MatMul
     {
         Check(w, x, n, y);
         if (n == 0) return;
-        threads = (long)w.Rows * w.Cols * n < MinParallelWork ? 1 : Math.Max(1, threads);
+        long work = (long)w.Rows * w.Cols * n;
+        threads = n == 1 ? DecodeThreads(work, threads) : work < MinParallelWork ? 1 : Math.Max(1, threads);
         if (w.Sparse is { } sparse) { Sparse.SparseMatMul.MatMulRows(sparse, x, n, y, threads, portable); return; }
         if (portable || !Avx512) { Portable(w, x, n, y, threads); return; }
         // Narrow F32 matrices (small models) multiply from their panel copy: no reductions (F32Panels).

@@ -63,12 +63,14 @@ public class MatMulTests
     public void Fused_products_equal_separate_ones(GgmlType a, GgmlType b, int cols, int n)
     {
         // q/k/v-like: 3 matrices sharing x, the last two smaller; one pool dispatch must give bit-identical results.
-        var wq = RandomMatrix(a, 520, cols, seed: 1, out var p0);
-        var wk = RandomMatrix(a, 130, cols, seed: 2, out var p1);
-        var wv = RandomMatrix(b, 130, cols, seed: 3, out var p2);
+        Assert.True(MatMul.DecodeThreads((3080 + 770 + 770) * (long)cols, 2) == 2, "the fused dispatch must be split");
+        // Large enough that decode splits them across threads (MatMul.DecodeThreads).
+        var wq = RandomMatrix(a, 3080, cols, seed: 1, out var p0);
+        var wk = RandomMatrix(a, 770, cols, seed: 2, out var p1);
+        var wv = RandomMatrix(b, 770, cols, seed: 3, out var p2);
         var x = Random(n * cols, seed: 4);
         WeightMatrix[] ws = [wq, wk, wv];
-        int rows = 520 + 130 + 130;
+        int rows = 3080 + 770 + 770;
         var expected = new float[n * rows];
         int off = 0;
         foreach (var w in ws)

@@ -1,5 +1,4 @@
 using Pare.Kernels;
-using Pare.Speculative;
 using Pare.Tensors;
 
 namespace Pare.Models;
@@ -83,18 +82,18 @@ public sealed class InferenceSession
     /// committed prefix and its own ancestors only. Returns the logits of every node, (tree.Count, vocab). The nodes'
     /// KV entries are scratch until <see cref="CommitTree"/> keeps the accepted path; <see cref="Position"/> does not move.
     /// </summary>
-    public float[] ForwardTree(DraftTree tree)
+    public float[] ForwardTree(ITokenTree tree)
     {
         var logits = new float[(long)tree.Count * _c.VocabSize];
         ForwardTree(tree, logits);
         return logits;
     }
 
-    /// <summary>As <see cref="ForwardTree(DraftTree)"/>, into <paramref name="logits"/> (at least tree.Count x vocab).</summary>
-    public void ForwardTree(DraftTree tree, Span<float> logits)
+    /// <summary>As <see cref="ForwardTree(ITokenTree)"/>, into <paramref name="logits"/> (at least tree.Count x vocab).</summary>
+    public void ForwardTree(ITokenTree tree, Span<float> logits)
     {
         if (logits.Length < (long)tree.Count * _c.VocabSize) throw new ArgumentException("logits needs tree.Count x vocab values", nameof(logits));
-        Forward(tree.TokenSpan, logits, allPositions: true, tree);
+        Forward(tree.TokenIds, logits, allPositions: true, tree);
     }
 
     /// <summary>Keeps the KV entries of the accepted path of the last <see cref="ForwardTree"/> (node indices in root-to-leaf order)
@@ -119,7 +118,7 @@ public sealed class InferenceSession
     /// <summary>Evaluates tokens; writes the last position's logits (or all positions' when <paramref name="allPositions"/>).</summary>
     public void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions) => Forward(tokens, logits, allPositions, tree: null);
 
-    void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions, DraftTree? tree)
+    void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions, ITokenTree? tree)
     {
         int n = tokens.Length;
         if (n == 0) throw new PareException("no tokens to evaluate");
@@ -185,9 +184,9 @@ public sealed class InferenceSession
 
     /// <summary>Causal grouped-query attention of the n new tokens over the cache: _att (n, heads * head_dim).
     /// With a tree, new token t sees the prefix and its ancestors only.</summary>
-    void Attention(int layer, int n, DraftTree? tree, ReadOnlySpan<float> q)
+    void Attention(int layer, int n, ITokenTree? tree, ReadOnlySpan<float> q)
     {
-        var parents = tree == null ? default : tree.ParentSpan;
+        var parents = tree == null ? default : tree.ParentIds;
         BlockedAttention.CausalGqa(q, n, _c.Heads, _c.KvHeads, _c.HeadDim,
             _kCache[layer], ContextLength, _vCache[layer], Position, _att.AsSpan(0, n * _c.QDim), _threads, parents);
     }

@@ -25,10 +25,19 @@ public static unsafe class MatMul
     /// <summary>Whether the AVX-512 kernels run on this machine.</summary>
     internal static bool Avx512 => Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Avx512BW.IsSupported;
 
+    /// <summary>The kernel tiers: AVX-512 (every format), AVX2 (int8 decode of Q8_0 / Q4_0; the rest portable), portable.</summary>
+    internal enum IsaPath { Portable, Avx2, Avx512 }
+
+    /// <summary>The best tier this machine runs.</summary>
+    internal static IsaPath Isa => Avx512 ? IsaPath.Avx512 : Q8Act.Supported ? IsaPath.Avx2 : IsaPath.Portable;
+
     /// <summary>Which instruction-set paths the kernels take on this machine, in words (printed by <c>pare bench</c>).</summary>
     public static string DescribeIsa()
     {
-        if (!Avx512) return $"portable (Vector<float>, {Vector<float>.Count} lanes; no AVX-512)";
+        if (Isa == IsaPath.Portable) return $"portable (Vector<float>, {Vector<float>.Count} lanes; no AVX2)";
+        if (Isa == IsaPath.Avx2)
+            return "AVX2: Q8_0/Q4_0 decode int8 dots (" + (AvxVnni.IsSupported ? "AVX-VNNI" : "vpmaddubsw") +
+                $"); other formats and prefill portable (Vector<float>, {Vector<float>.Count} lanes; no AVX-512)";
         var parts = new List<string> { "AVX-512 (F32, F16, BF16 decode and GEMM)" };
         parts.Add("Q8_0/Q4_0 decode int8 dots: " + (AvxVnni.IsSupported ? "AVX-VNNI" : "AVX2 vpmaddubsw (no AVX-VNNI)"));
         parts.Add(AvxVnni.IsSupported ? "Q8_0 prefill: int8 GEMM (AVX-VNNI)" : "Q8_0 prefill: F32 GEMM (no AVX-VNNI)");
@@ -41,8 +50,11 @@ public static unsafe class MatMul
     /// and runs integer dot products: K-quants (Q8_K activations), Q8_0 and Q4_0 (Q8_0 activations, with AVX-VNNI).
     /// For matrix-matrix products see <see cref="QuantizesActivations(GgmlType, int)"/>.
     /// </summary>
-    public static bool QuantizesActivations(GgmlType type) =>
-        Avx512 && (type is GgmlType.Q4_K or GgmlType.Q6_K || (Q8Act.Supported && type is GgmlType.Q8_0 or GgmlType.Q4_0));
+    public static bool QuantizesActivations(GgmlType type) => QuantizesActivations(type, Isa);
+
+    internal static bool QuantizesActivations(GgmlType type, IsaPath path) =>
+        (path == IsaPath.Avx512 && type is GgmlType.Q4_K or GgmlType.Q6_K) ||
+        (path >= IsaPath.Avx2 && Q8Act.Supported && type is GgmlType.Q8_0 or GgmlType.Q4_0);
 
     /// <summary>
     /// Whether the fast product of this weight type with <paramref name="n"/> tokens (<see cref="MatMulRows"/>) rounds x
@@ -76,12 +88,18 @@ public static unsafe class MatMul
     /// <summary>Threads for a decode product of <paramref name="work"/> multiply-adds (see <see cref="MinDecodeWorkPerThread"/>).</summary>
     internal static int DecodeThreads(long work, int threads) => (int)Math.Clamp(work / MinDecodeWorkPerThread, 1, Math.Max(1, threads));
 
-    internal static void MatVec(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int threads, bool portable)
+    internal static void MatVec(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int threads, bool portable) =>
+        MatVec(w, x, y, threads, portable ? IsaPath.Portable : Isa);
+
+    /// <summary>The product on a given tier (tests force each tier; one above the machine's best runs the best).</summary>
+    internal static void MatVec(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int threads, IsaPath path)
     {
         Check(w, x, 1, y);
         threads = DecodeThreads((long)w.Rows * w.Cols, threads);
-        if (w.Sparse is { } sparse) { Sparse.SparseMatMul.MatMulRows(sparse, x, 1, y, threads, portable); return; }
-        if (portable || !Avx512) { Portable(w, x, 1, y, threads); return; }
+        if (path > Isa) path = Isa;
+        if (w.Sparse is { } sparse) { Sparse.SparseMatMul.MatMulRows(sparse, x, 1, y, threads, portable: path == IsaPath.Portable); return; }
+        bool tier = path == IsaPath.Avx512 || (path == IsaPath.Avx2 && QuantizesActivations(w.Type, IsaPath.Avx2));
+        if (!tier) { Portable(w, x, 1, y, threads); return; }
         if (!IsDense(w.Type)) throw new NotSupportedException($"matrix products with {w.Type} weights");
         int prepFloats = PrepFloats(w);
         float* prep = prepFloats > 0 ? ThreadBuffers.Prep(prepFloats) : null;
@@ -267,6 +285,8 @@ public static unsafe class MatMul
         long work = (long)w.Rows * w.Cols * n;
         threads = n == 1 ? DecodeThreads(work, threads) : work < MinParallelWork ? 1 : Math.Max(1, threads);
         if (w.Sparse is { } sparse) { Sparse.SparseMatMul.MatMulRows(sparse, x, n, y, threads, portable); return; }
+        // Without AVX-512, one token still takes the best tier's decode kernel (AVX2 int8 for Q8_0 / Q4_0).
+        if (n == 1 && !portable && !Avx512) { MatVec(w, x, y, threads, Isa); return; }
         if (portable || !Avx512) { Portable(w, x, n, y, threads); return; }
         // Narrow F32 matrices (small models) multiply from their panel copy: no reductions (F32Panels).
         if (w.Panels is { } panels)

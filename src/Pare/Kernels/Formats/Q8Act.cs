@@ -19,8 +19,8 @@ internal static unsafe class Q8Act
 {
     public const int BlockSize = 32;
 
-    /// <summary>Whether the integer decode kernels can run: AVX-512 (quantizing x) and AVX2 int8 dots, with AVX-VNNI when present.</summary>
-    public static bool Supported => Avx512F.IsSupported && Avx2.IsSupported;
+    /// <summary>Whether the integer decode kernels can run: AVX2 int8 dots (with AVX-VNNI when present); x is quantized with AVX-512 or AVX2.</summary>
+    public static bool Supported => Avx2.IsSupported && Vector256.IsHardwareAccelerated;
 
     public static int Groups(int cols) => (cols / BlockSize + 15) / 16;
 
@@ -41,9 +41,10 @@ internal static unsafe class Q8Act
         int nb = cols / BlockSize, ng = Groups(cols);
         sbyte* q = (sbyte*)prep;
         float* dx = prep + ng * 128, dxSum = dx + ng * 16;
+        bool wide = Vector512.IsHardwareAccelerated && Avx512F.IsSupported;
         for (int b = 0; b < nb; b++)
         {
-            dx[b] = QuantizeBlock(x + 32 * b, q + 32 * b, out int sum);
+            dx[b] = wide ? QuantizeBlock(x + 32 * b, q + 32 * b, out int sum) : QuantizeBlock256(x + 32 * b, q + 32 * b, out sum);
             dxSum[b] = dx[b] * sum;
         }
         for (int b = nb; b < ng * 16; b++)
@@ -69,6 +70,30 @@ internal static unsafe class Q8Act
         Avx512F.ConvertToVector128SByte(q0).Store(q);
         Avx512F.ConvertToVector128SByte(q1).Store(q + 16);
         sum = Vector512.Sum(q0 + q1);
+        return Fp16.ToFloat(Fp16.FromFloat(d));
+    }
+
+    /// <summary>
+    /// <see cref="QuantizeBlock"/> with AVX2 only (as llama.cpp's AVX2 quantize_row_q8_0: cvtps2dq, two packs with
+    /// signed saturation, then a lane fix-up); the same results.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float QuantizeBlock256(float* x, sbyte* q, out int sum)
+    {
+        var v0 = Vector256.Load(x); var v1 = Vector256.Load(x + 8);
+        var v2 = Vector256.Load(x + 16); var v3 = Vector256.Load(x + 24);
+        var m = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
+        var n = Vector128.Max(m.GetLower(), m.GetUpper());
+        n = Vector128.Max(n, Vector128.Shuffle(n, Vector128.Create(2, 3, 0, 1)));
+        n = Vector128.Max(n, Vector128.Shuffle(n, Vector128.Create(1, 0, 3, 2)));
+        float amax = n.ToScalar();
+        float d = amax / 127, id = amax != 0 ? 127 / amax : 0;
+        var vid = Vector256.Create(id);
+        var q0 = Avx.ConvertToVector256Int32(v0 * vid); var q1 = Avx.ConvertToVector256Int32(v1 * vid);
+        var q2 = Avx.ConvertToVector256Int32(v2 * vid); var q3 = Avx.ConvertToVector256Int32(v3 * vid);
+        var b = Avx2.PackSignedSaturate(Avx2.PackSignedSaturate(q0, q1), Avx2.PackSignedSaturate(q2, q3));
+        Avx2.PermuteVar8x32(b.AsInt32(), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7)).AsSByte().Store(q);
+        sum = Vector256.Sum(q0 + q1 + q2 + q3);
         return Fp16.ToFloat(Fp16.FromFloat(d));
     }
 

@@ -53,6 +53,15 @@ public static unsafe class SparseMatMul
         {
             var job = new Job { Blob = (byte*)w.Data, ValueType = w.ValueType, Rows = w.Rows, Cols = w.Cols, X = px, Y = py, N = n };
             int chunks = (w.Rows + RowsPerChunk - 1) / RowsPerChunk;
+            // Q8_0 decode without VBMI2 (AVX2 machines, AVX-512 without VBMI2): rows decoded back to Q8_0 blocks and the
+            // dense int8 kernel, so the numbers stay the dense kernel's.
+            if (!portable && !Fast && n == 1 && w.ValueType == GgmlType.Q8_0 && MatMul.QuantizesActivations(GgmlType.Q8_0))
+            {
+                job.Prep = ThreadBuffers.Prep(Q8Act.PrepFloats(w.Cols));
+                Q8Act.Quantize(px, w.Cols, job.Prep);
+                KernelThreadPool.Shared.Run(&VecChunkQ8Decoded, &job, chunks, threads);
+                return;
+            }
             if (portable || !Fast) { KernelThreadPool.Shared.Run(&ReferenceChunk, &job, chunks, threads); return; }
             // Q8_0 prefill: the dense integer GEMM on rows decoded back to Q8_0 blocks (expanding to F32 was 2.3x slower).
             if (n >= Int8Gemm.MinTokens && w.ValueType == GgmlType.Q8_0 && Int8Gemm.Supports(GgmlType.Q8_0))
@@ -108,6 +117,41 @@ public static unsafe class SparseMatMul
         public int N;
         public readonly int Blocks => Cols / 32;
         public readonly byte* RowPtr(int r) => Blob + ((long*)(Blob + SparseMatrix.HeaderBytes))[r];
+    }
+
+    /// <summary>Q8_0 decode without VBMI2: four rows at a time decoded to dense Q8_0 blocks, then <see cref="Q8Act.Dot4"/>.</summary>
+    static void VecChunkQ8Decoded(void* ctx, int chunk)
+    {
+        ref readonly Job j = ref *(Job*)ctx;
+        int r0 = chunk * RowsPerChunk, r1 = Math.Min(r0 + RowsPerChunk, j.Rows);
+        int rowBytes = j.Blocks * 34;
+        byte* buf = (byte*)ThreadBuffers.Decoded(rowBytes + 1); // 4 rows of rowBytes bytes
+        float* res = stackalloc float[4];
+        for (int r = r0; r < r1; r += 4)
+        {
+            int m = Math.Min(4, r1 - r);
+            for (int k = 0; k < m; k++) DecodeQ8BlocksScalar(j.RowPtr(r + k), j.Cols, buf + k * rowBytes);
+            Q8Act.Dot4<Q8_0Kernel>(buf, buf + Math.Min(1, m - 1) * rowBytes, buf + Math.Min(2, m - 1) * rowBytes,
+                buf + Math.Min(3, m - 1) * rowBytes, j.Prep, j.Cols, res);
+            for (int k = 0; k < m; k++) j.Y[r + k] = res[k];
+        }
+    }
+
+    /// <summary>A compact Q8_0 row (at s) back to dense Q8_0 blocks, without vector expansion.</summary>
+    static void DecodeQ8BlocksScalar(byte* s, int cols, byte* dst)
+    {
+        int nb = cols / 32;
+        byte* v = s + SparseMatrix.RowHeaderBytes(GgmlType.Q8_0, nb);
+        ushort* scales = (ushort*)(s + SparseMatrix.MaskBytes(GgmlType.Q8_0, nb));
+        for (int b = 0; b < nb; b++, dst += 34)
+        {
+            *(ushort*)dst = scales[b];
+            for (int i = 0; i < 32; i++)
+            {
+                var (word, bit) = SparseMatrix.MaskBit(GgmlType.Q8_0, 32 * b + i); // values are stored in column order
+                dst[2 + i] = (*(ulong*)(s + word) >> bit & 1) != 0 ? *v++ : (byte)0;
+            }
+        }
     }
 
     static void ReferenceChunk(void* ctx, int chunk)

@@ -17,10 +17,22 @@ using Pare.Kernels;
 using Pare.Models;
 using Pare.Tensors;
 
-var opt = Args.Parse(args);
-Directory.CreateDirectory(opt.Dir);
 NativeLibraryConfig.All.WithLogCallback((_, _) => { });
 NativeApi.llama_empty_call();
+
+// `quantize IN OUT TYPE`: llama.cpp's own quantizer with its defaults (e.g. pare-ref to Q8_0 for the thread check).
+if (args is ["quantize", var qIn, var qOut, var qType])
+{
+    if (!LLamaQuantizer.Quantize(qIn, qOut, qType, nthread: 2, allowRequantize: true, quantizeOutputTensor: true))
+    {
+        Console.Error.WriteLine($"side-by-side: error: llama.cpp could not quantize {qIn} to {qType}");
+        return 1;
+    }
+    return 0;
+}
+
+var opt = Args.Parse(args);
+Directory.CreateDirectory(opt.Dir);
 
 var cfg = opt.Small
     ? new LlamaConfig { Dim = 512, Layers = 4, Heads = 8, KvHeads = 2, HeadDim = 64, RopeDim = 64, FfnDim = 1536, VocabSize = 32000, ContextLength = 2048 }
@@ -118,6 +130,7 @@ foreach (var format in opt.Formats)
 
 Console.WriteLine();
 Console.WriteLine($"Load average at end (1, 5, 15 min): {LoadAverage()}.");
+return 0;
 
 static string LoadAverage() =>
     File.Exists("/proc/loadavg") ? string.Join(", ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "unknown";

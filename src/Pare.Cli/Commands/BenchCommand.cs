@@ -73,6 +73,7 @@ internal static class BenchCommand
             {
                 model = m.Source,
                 threads = nt,
+                isa = Kernels.MatMul.DescribeIsa(),
                 prefill_tokens = np,
                 decode_tokens = nd,
                 runs = nr,
@@ -90,6 +91,7 @@ internal static class BenchCommand
             if (asJson) { Cli.PrintJson(result); return 0; }
             var t = new Table().AddColumns("measure", "value").Border(TableBorder.Rounded);
             t.AddRow("settings", $"{nt} threads, prompt {np} random tokens, {nd} greedy decode steps, median of {nr} runs");
+            t.AddRow("kernels (ISA)", Markup.Escape(result.isa));
             t.AddRow("prefill", $"{pre:F1} tok/s");
             t.AddRow("decode", $"{dec:F1} tok/s");
             t.AddRow("decode weight traffic", $"{gbs:F1} GB/s ({m.WeightBytesPerToken / 1e6:F1} MB of weights per token)");

@@ -55,7 +55,7 @@ internal sealed unsafe class F32Panels
         return p;
     }
 
-    struct Job
+    internal struct Job
     {
         public float* P, X, Y;
         public int Rows, Cols, Panels, N;
@@ -66,11 +66,18 @@ internal sealed unsafe class F32Panels
     /// <summary>Y[t, r] = sum_c W[r, c] * X[t, c] for t &lt; n. X: (n, Cols), Y: (n, Rows), row-major.</summary>
     public void MatMulRows(float* x, int n, float* y, int threads)
     {
-        fixed (float* p = _data)
-        {
-            var job = new Job { P = p, X = x, Y = y, Rows = Rows, Cols = Cols, Panels = Panels, N = n };
-            KernelThreadPool.Shared.Run(&Chunk, &job, (Panels + PanelsPerChunk - 1) / PanelsPerChunk, threads);
-        }
+        Job job;
+        var w = Plan(x, n, y, &job);
+        KernelThreadPool.Shared.Run(w.Fn, w.Ctx, w.Chunks, threads);
+    }
+
+    /// <summary>Fills <paramref name="job"/> (which must live until the work has run) and returns the pool work of the product.</summary>
+    public MatMul.PoolWork Plan(float* x, int n, float* y, Job* job)
+    {
+        // _data is on the pinned heap: its address stays valid while the pool runs.
+        float* p = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(_data));
+        *job = new Job { P = p, X = x, Y = y, Rows = Rows, Cols = Cols, Panels = Panels, N = n };
+        return new MatMul.PoolWork { Fn = &Chunk, Ctx = job, Chunks = (Panels + PanelsPerChunk - 1) / PanelsPerChunk };
     }
 
     static void Chunk(void* ctx, int chunk)

@@ -94,7 +94,7 @@ internal static unsafe class Int8Gemm
 
     /// <summary>Whether this weight type has an integer prefill kernel on this machine.</summary>
     public static bool Supports(GgmlType type) =>
-        MatMul.Avx512 && (type is GgmlType.Q4_K or GgmlType.Q6_K || (type is GgmlType.Q8_0 && Q8Act.Supported));
+        MatMul.Avx512 && (type is GgmlType.Q4_K or GgmlType.Q6_K || (type is GgmlType.Q8_0 && Q8Act.Supported && AvxVnni.IsSupported));
 
     /// <summary>Y[t, r] = sum_c W[r, c] * X[t, c] with X rounded per token as llama.cpp does; n &gt;= 1.</summary>
     public static void MatMulRows(WeightMatrix w, float* x, int n, float* y, int threads)

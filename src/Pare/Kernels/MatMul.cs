@@ -25,13 +25,36 @@ public static unsafe class MatMul
     /// <summary>Whether the AVX-512 kernels run on this machine.</summary>
     internal static bool Avx512 => Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Avx512BW.IsSupported;
 
+    /// <summary>The kernel tiers: AVX-512 (every format), AVX2 (int8 decode of Q8_0 / Q4_0; the rest portable), portable.</summary>
+    internal enum IsaPath { Portable, Avx2, Avx512 }
+
+    /// <summary>The best tier this machine runs.</summary>
+    internal static IsaPath Isa => Avx512 ? IsaPath.Avx512 : Q8Act.Supported ? IsaPath.Avx2 : IsaPath.Portable;
+
+    /// <summary>Which instruction-set paths the kernels take on this machine, in words (printed by <c>pare bench</c>).</summary>
+    public static string DescribeIsa()
+    {
+        if (Isa == IsaPath.Portable) return $"portable (Vector<float>, {Vector<float>.Count} lanes; no AVX2)";
+        if (Isa == IsaPath.Avx2)
+            return "AVX2: Q8_0/Q4_0 decode int8 dots (" + (AvxVnni.IsSupported ? "AVX-VNNI" : "vpmaddubsw") +
+                $"); other formats and prefill portable (Vector<float>, {Vector<float>.Count} lanes; no AVX-512)";
+        var parts = new List<string> { "AVX-512 (F32, F16, BF16 decode and GEMM)" };
+        parts.Add("Q8_0/Q4_0 decode int8 dots: " + (AvxVnni.IsSupported ? "AVX-VNNI" : "AVX2 vpmaddubsw (no AVX-VNNI)"));
+        parts.Add(AvxVnni.IsSupported ? "Q8_0 prefill: int8 GEMM (AVX-VNNI)" : "Q8_0 prefill: F32 GEMM (no AVX-VNNI)");
+        parts.Add("K-quants int8: AVX-512BW" + (Gfni.IsSupported ? " + GFNI" : ""));
+        return string.Join("; ", parts);
+    }
+
     /// <summary>
     /// Whether the fast matrix-vector product of this weight type rounds x to 8-bit integers first (as llama.cpp does)
     /// and runs integer dot products: K-quants (Q8_K activations), Q8_0 and Q4_0 (Q8_0 activations, with AVX-VNNI).
     /// For matrix-matrix products see <see cref="QuantizesActivations(GgmlType, int)"/>.
     /// </summary>
-    public static bool QuantizesActivations(GgmlType type) =>
-        Avx512 && (type is GgmlType.Q4_K or GgmlType.Q6_K || (Q8Act.Supported && type is GgmlType.Q8_0 or GgmlType.Q4_0));
+    public static bool QuantizesActivations(GgmlType type) => QuantizesActivations(type, Isa);
+
+    internal static bool QuantizesActivations(GgmlType type, IsaPath path) =>
+        (path == IsaPath.Avx512 && type is GgmlType.Q4_K or GgmlType.Q6_K) ||
+        (path >= IsaPath.Avx2 && Q8Act.Supported && type is GgmlType.Q8_0 or GgmlType.Q4_0);
 
     /// <summary>
     /// Whether the fast product of this weight type with <paramref name="n"/> tokens (<see cref="MatMulRows"/>) rounds x
@@ -54,22 +77,204 @@ public static unsafe class MatMul
     /// <summary>Products smaller than this many multiply-adds run on the calling thread: waking a worker costs more.</summary>
     const long MinParallelWork = 1 << 17;
 
-    internal static void MatVec(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int threads, bool portable)
+    /// <summary>
+    /// A decode product (one token) gives each thread at least this many multiply-adds (about 0.5 MB of Q8_0 weights,
+    /// 2 MB of F32): below that the product is in cache, where a second thread (often a hyper-thread of the same core)
+    /// adds little, while meeting it costs a cross-core handshake and the tail wait for its last chunk. With it a small
+    /// model (pare-ref: its largest layer product has 180k) decodes on the calling thread except for the output head.
+    /// </summary>
+    const long MinDecodeWorkPerThread = 1 << 19;
+
+    /// <summary>Threads for a decode product of <paramref name="work"/> multiply-adds (see <see cref="MinDecodeWorkPerThread"/>).</summary>
+    internal static int DecodeThreads(long work, int threads) => (int)Math.Clamp(work / MinDecodeWorkPerThread, 1, Math.Max(1, threads));
+
+    internal static void MatVec(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int threads, bool portable) =>
+        MatVec(w, x, y, threads, portable ? IsaPath.Portable : Isa);
+
+    /// <summary>The product on a given tier (tests force each tier; one above the machine's best runs the best).</summary>
+    internal static void MatVec(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int threads, IsaPath path)
     {
         Check(w, x, 1, y);
-        threads = (long)w.Rows * w.Cols < MinParallelWork ? 1 : Math.Max(1, threads);
-        if (w.Sparse is { } sparse) { Sparse.SparseMatMul.MatMulRows(sparse, x, 1, y, threads, portable); return; }
-        if (portable || !Avx512) { Portable(w, x, 1, y, threads); return; }
-        switch (w.Type)
+        threads = DecodeThreads((long)w.Rows * w.Cols, threads);
+        if (path > Isa) path = Isa;
+        if (w.Sparse is { } sparse) { Sparse.SparseMatMul.MatMulRows(sparse, x, 1, y, threads, portable: path == IsaPath.Portable); return; }
+        bool tier = path == IsaPath.Avx512 || (path == IsaPath.Avx2 && QuantizesActivations(w.Type, IsaPath.Avx2));
+        if (!tier) { Portable(w, x, 1, y, threads); return; }
+        if (!IsDense(w.Type)) throw new NotSupportedException($"matrix products with {w.Type} weights");
+        int prepFloats = PrepFloats(w);
+        float* prep = prepFloats > 0 ? ThreadBuffers.Prep(prepFloats) : null;
+        fixed (float* px = x, py = y)
         {
-            case GgmlType.F32: MatVec<F32Kernel>(w, x, y, threads); break;
-            case GgmlType.F16: MatVec<F16Kernel>(w, x, y, threads); break;
-            case GgmlType.BF16: MatVec<BF16Kernel>(w, x, y, threads); break;
-            case GgmlType.Q8_0: MatVec<Q8_0Kernel>(w, x, y, threads); break;
-            case GgmlType.Q4_0: MatVec<Q4_0Kernel>(w, x, y, threads); break;
-            case GgmlType.Q4_K: MatVec<Q4KKernel>(w, x, y, threads); break;
-            case GgmlType.Q6_K: MatVec<Q6KKernel>(w, x, y, threads); break;
-            default: throw new NotSupportedException($"matrix products with {w.Type} weights");
+            Job job;
+            var s = Plan(w, px, py, prep, threads, &job);
+            KernelThreadPool.Shared.Run(s.Fn, s.Ctx, s.Chunks, threads);
+        }
+    }
+
+    static bool IsDense(GgmlType t) =>
+        t is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+
+    /// <summary>Floats of per-call activation data the decode kernel of this matrix needs.</summary>
+    static int PrepFloats(WeightMatrix w) => w.Type switch
+    {
+        GgmlType.F32 => F32Kernel.PrepFloats(w.Cols),
+        GgmlType.F16 => F16Kernel.PrepFloats(w.Cols),
+        GgmlType.BF16 => BF16Kernel.PrepFloats(w.Cols),
+        GgmlType.Q8_0 => Q8_0Kernel.PrepFloats(w.Cols),
+        GgmlType.Q4_0 => Q4_0Kernel.PrepFloats(w.Cols),
+        GgmlType.Q4_K => Q4KKernel.PrepFloats(w.Cols),
+        GgmlType.Q6_K => Q6KKernel.PrepFloats(w.Cols),
+        _ => 0,
+    };
+
+    /// <summary>
+    /// Prepares x for one dense decode product (into <paramref name="prep"/>) and fills <paramref name="job"/>; returns
+    /// the pool work that computes it. <paramref name="job"/> must live until the work has run.
+    /// </summary>
+    static PoolWork Plan(WeightMatrix w, float* x, float* y, float* prep, int threads, Job* job) => w.Type switch
+    {
+        GgmlType.F32 => PlanMatVec<F32Kernel>(w, x, y, prep, threads, job),
+        GgmlType.F16 when !w.Mutable => PlanMatVecF16(w, x, y, prep, threads, job),
+        GgmlType.F16 => PlanMatVec<F16Kernel>(w, x, y, prep, threads, job),
+        GgmlType.BF16 => PlanMatVec<BF16Kernel>(w, x, y, prep, threads, job),
+        GgmlType.Q8_0 => PlanMatVec<Q8_0Kernel>(w, x, y, prep, threads, job),
+        GgmlType.Q4_0 => PlanMatVec<Q4_0Kernel>(w, x, y, prep, threads, job),
+        GgmlType.Q4_K => PlanMatVec<Q4KKernel>(w, x, y, prep, threads, job),
+        GgmlType.Q6_K => PlanMatVec<Q6KKernel>(w, x, y, prep, threads, job),
+        _ => throw new NotSupportedException($"matrix products with {w.Type} weights"),
+    };
+
+    /// <summary>Work for <see cref="KernelThreadPool.Run"/>: fn(ctx, i) for i &lt; chunks.</summary>
+    internal struct PoolWork
+    {
+        public delegate*<void*, int, void> Fn;
+        public void* Ctx;
+        public int Chunks;
+    }
+
+    /// <summary>Most products one fused dispatch takes (q, k, v).</summary>
+    public const int MaxFused = 3;
+
+    /// <summary>Up to <see cref="MaxFused"/> products' chunks numbered one after another.</summary>
+    struct FusedWork
+    {
+        public PoolWork W0, W1, W2;
+        public int Count;
+    }
+
+    static void FusedChunk(void* ctx, int chunk)
+    {
+        var f = (FusedWork*)ctx;
+        PoolWork* w = &f->W0;
+        for (int i = 0; i < f->Count; i++, w++)
+        {
+            if (chunk < w->Chunks) { w->Fn(w->Ctx, chunk); return; }
+            chunk -= w->Chunks;
+        }
+    }
+
+    /// <summary>
+    /// Products that share their input (q/k/v, gate/up): Y_i = X W_i^T, each (n, Rows_i) block stored after the previous
+    /// one in <paramref name="y"/>. Decode (n = 1) runs all of them in one pool dispatch, so the threads meet once instead
+    /// of once per matrix, and matrices too small to split alone are split together. Results equal separate
+    /// <see cref="MatMulRows(WeightMatrix, ReadOnlySpan{float}, int, Span{float}, int)"/> calls (every row's sum is
+    /// computed alike however the rows are chunked).
+    /// </summary>
+    public static void MatMulRowsFused(ReadOnlySpan<WeightMatrix> ws, ReadOnlySpan<float> x, int n, Span<float> y, int threads)
+    {
+        if (ws.Length is 0 or > MaxFused) throw new ArgumentException($"1 to {MaxFused} matrices", nameof(ws));
+        long work = 0, rows = 0;
+        bool fuse = n == 1 && threads > 1 && Avx512;
+        foreach (var w in ws)
+        {
+            ArgumentNullException.ThrowIfNull(w);
+            if (w.Cols != ws[0].Cols) throw new ArgumentException("fused products need matrices with the same columns", nameof(ws));
+            work += (long)w.Rows * w.Cols;
+            rows += w.Rows;
+            fuse &= w.Sparse == null && IsDense(w.Type);
+        }
+        if (y.Length < n * rows) throw new ArgumentException($"y has {y.Length} values, needs {n} x {rows}", nameof(y));
+        threads = n == 1 ? DecodeThreads(work, threads) : threads;
+        if (!fuse || threads == 1)
+        {
+            int off = 0;
+            foreach (var w in ws)
+            {
+                MatMulRows(w, x, n, y.Slice(off, n * w.Rows), threads);
+                off += n * w.Rows;
+            }
+            return;
+        }
+        if (x.Length < ws[0].Cols) throw new ArgumentException($"x has {x.Length} values, needs {ws[0].Cols}", nameof(x));
+        int prepTotal = 0;
+        foreach (var w in ws) prepTotal += w.Panels != null ? 0 : PrepFloats(w);
+        float* prep = prepTotal > 0 ? ThreadBuffers.Prep(prepTotal) : null;
+        fixed (float* px = x, py = y)
+        {
+            Job* jobs = stackalloc Job[MaxFused];
+            F32Panels.Job* panelJobs = stackalloc F32Panels.Job[MaxFused];
+            FusedWork f = default;
+            PoolWork* pw = &f.W0;
+            float* yi = py, pi = prep;
+            int chunks = 0;
+            for (int i = 0; i < ws.Length; i++)
+            {
+                var w = ws[i];
+                pw[i] = w.Panels is { } panels ? panels.Plan(px, 1, yi, panelJobs + i) : Plan(w, px, yi, pi, threads, jobs + i);
+                if (w.Panels == null) pi += PrepFloats(w);
+                yi += w.Rows;
+                chunks += pw[i].Chunks;
+            }
+            f.Count = ws.Length;
+            KernelThreadPool.Shared.Run(&FusedChunk, &f, chunks, threads);
+        }
+    }
+
+    /// <summary>
+    /// F16 decode with the matrix's subnormal map, found in one pass on first use and cached on the matrix (an empty
+    /// array when there is none: then the kernel tests nothing). A mutable matrix takes <see cref="F16Kernel.Dot4"/>,
+    /// which maps its four rows on every call.
+    /// </summary>
+    static PoolWork PlanMatVecF16(WeightMatrix w, float* x, float* y, float* prep, int threads, Job* job)
+    {
+        var map = (ulong[])LazyInitializer.EnsureInitialized(ref w.KernelCache,
+            () => F16Kernel.SubnormalMap((byte*)w.Data, w.Rows, w.Cols, w.RowBytes) ?? []);
+        F16Kernel.Prepare(x, w.Cols, prep);
+        int chunkRows = StreamChunkRows(w.Rows, threads);
+        *job = new Job
+        {
+            W = (byte*)w.Data, RowBytes = w.RowBytes, X = x, Prep = prep, Y = y, Rows = w.Rows, Cols = w.Cols, N = 1,
+            ChunkRows = chunkRows, MapWords = F16Kernel.MapWords(w.Cols),
+            // The map is on the pinned heap: its address stays valid while the pool runs.
+            Map = map.Length == 0 ? null : (ulong*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(map)),
+        };
+        return new PoolWork { Fn = &MatVecChunkF16, Ctx = job, Chunks = (w.Rows + chunkRows - 1) / chunkRows };
+    }
+
+    /// <summary><see cref="MatVecChunk{TK}"/> for F16 with the rows' subnormal maps.</summary>
+    static void MatVecChunkF16(void* ctx, int chunk)
+    {
+        ref readonly Job j = ref *(Job*)ctx;
+        int r0 = chunk * j.ChunkRows, nr = Math.Min(j.ChunkRows, j.Rows - r0);
+        int q = (nr + 3) / 4;
+        float* res = stackalloc float[4];
+        for (int g = 0; g < q; g++)
+        {
+            int k0 = r0 + g;
+            int k1 = q + g < nr ? k0 + q : k0, k2 = 2 * q + g < nr ? k0 + 2 * q : k0, k3 = 3 * q + g < nr ? k0 + 3 * q : k0;
+            ulong* m = j.Map;
+            if (m == null)
+                F16Kernel.Dot4Mapped(j.W + k0 * j.RowBytes, j.W + k1 * j.RowBytes, j.W + k2 * j.RowBytes, j.W + k3 * j.RowBytes,
+                    null, null, null, null, j.X, j.Prep, j.Cols, res);
+            else
+                F16Kernel.Dot4Mapped(j.W + k0 * j.RowBytes, j.W + k1 * j.RowBytes, j.W + k2 * j.RowBytes, j.W + k3 * j.RowBytes,
+                    m + (long)k0 * j.MapWords, m + (long)k1 * j.MapWords, m + (long)k2 * j.MapWords, m + (long)k3 * j.MapWords,
+                    j.X, j.Prep, j.Cols, res);
+            float* yr = j.Y + r0 + g;
+            yr[0] = res[0];
+            if (q + g < nr) yr[q] = res[1];
+            if (2 * q + g < nr) yr[2 * q] = res[2];
+            if (3 * q + g < nr) yr[3 * q] = res[3];
         }
     }
 
@@ -77,8 +282,11 @@ public static unsafe class MatMul
     {
         Check(w, x, n, y);
         if (n == 0) return;
-        threads = (long)w.Rows * w.Cols * n < MinParallelWork ? 1 : Math.Max(1, threads);
+        long work = (long)w.Rows * w.Cols * n;
+        threads = n == 1 ? DecodeThreads(work, threads) : work < MinParallelWork ? 1 : Math.Max(1, threads);
         if (w.Sparse is { } sparse) { Sparse.SparseMatMul.MatMulRows(sparse, x, n, y, threads, portable); return; }
+        // Without AVX-512, one token still takes the best tier's decode kernel (AVX2 int8 for Q8_0 / Q4_0).
+        if (n == 1 && !portable && !Avx512) { MatVec(w, x, y, threads, Isa); return; }
         if (portable || !Avx512) { Portable(w, x, n, y, threads); return; }
         // Narrow F32 matrices (small models) multiply from their panel copy: no reductions (F32Panels).
         if (w.Panels is { } panels)
@@ -127,7 +335,7 @@ public static unsafe class MatMul
     }
 
     /// <summary>Everything a chunk of rows needs; lives on the caller's stack while the pool runs.</summary>
-    struct Job
+    internal struct Job
     {
         public byte* W;
         public long RowBytes;
@@ -135,37 +343,60 @@ public static unsafe class MatMul
         public float* Prep;
         public float* Y;
         public int Rows, Cols, N;
+        public int ChunkRows; // decode: rows per chunk (StreamChunkRows)
+        public ulong* Map;    // F16 decode: the subnormal map (null: none), MapWords words per row
+        public int MapWords;
         public GgmlType Type;
     }
 
-    static void MatVec<TK>(WeightMatrix w, ReadOnlySpan<float> x, Span<float> y, int threads) where TK : IRowKernel
+    static PoolWork PlanMatVec<TK>(WeightMatrix w, float* x, float* y, float* prep, int threads, Job* job) where TK : IRowKernel
     {
-        int prepFloats = TK.PrepFloats(w.Cols);
-        float* prep = prepFloats > 0 ? ThreadBuffers.Prep(prepFloats) : null;
-        fixed (float* px = x, py = y)
-        {
-            if (prepFloats > 0) TK.Prepare(px, w.Cols, prep);
-            var job = new Job { W = (byte*)w.Data, RowBytes = w.RowBytes, X = px, Prep = prep, Y = py, Rows = w.Rows, Cols = w.Cols, N = 1 };
-            int chunks = (w.Rows + MatVecRowsPerChunk - 1) / MatVecRowsPerChunk;
-            KernelThreadPool.Shared.Run(&MatVecChunk<TK>, &job, chunks, threads);
-        }
+        if (TK.PrepFloats(w.Cols) > 0) TK.Prepare(x, w.Cols, prep);
+        int chunkRows = StreamChunkRows(w.Rows, threads);
+        *job = new Job { W = (byte*)w.Data, RowBytes = w.RowBytes, X = x, Prep = prep, Y = y, Rows = w.Rows, Cols = w.Cols, N = 1, ChunkRows = chunkRows };
+        return new PoolWork { Fn = &MatVecChunk<TK>, Ctx = job, Chunks = (w.Rows + chunkRows - 1) / chunkRows };
     }
 
+    /// <summary>
+    /// Rows per decode chunk: long enough that each of a chunk's four row streams is long (the hardware prefetchers
+    /// follow long contiguous streams; four adjacent short rows per step were read at half the bandwidth), short enough
+    /// that every thread gets a few chunks to balance the load. 64 to 1024 rows, a multiple of 4.
+    /// </summary>
+    internal static int StreamChunkRows(int rows, int threads)
+    {
+        int perThread = (rows + threads - 1) / threads;
+        int target = threads == 1 ? perThread : perThread / 4;
+        return Math.Clamp((target + 3) & ~3, 64, 1024);
+    }
+
+    /// <summary>
+    /// One chunk of a matrix-vector product: the chunk's rows are split into four quarters and each Dot4 takes one row
+    /// from each quarter, so the thread reads four long contiguous streams. Each row's sum is computed exactly as
+    /// before (same kernel, same order), so outputs do not depend on the chunking. Software prefetch of the next
+    /// group's rows from this driver (a burst of line prefetches per group, 1 to 4 groups ahead) measured slower on
+    /// every format (DRAM: 0.5-0.8x of no prefetch), so the hardware prefetchers are left to follow the streams.
+    /// </summary>
     static void MatVecChunk<TK>(void* ctx, int chunk) where TK : IRowKernel
     {
         ref readonly Job j = ref *(Job*)ctx;
-        int r0 = chunk * MatVecRowsPerChunk, r1 = Math.Min(r0 + MatVecRowsPerChunk, j.Rows);
+        int r0 = chunk * j.ChunkRows, nr = Math.Min(j.ChunkRows, j.Rows - r0);
+        int q = (nr + 3) / 4; // rows per quarter; the last quarter may be shorter (or empty)
         float* res = stackalloc float[4];
-        for (int r = r0; r < r1; r += 4)
+        byte* w = j.W + r0 * j.RowBytes;
+        long quarter = q * j.RowBytes;
+        for (int g = 0; g < q; g++)
         {
-            // Four rows in flight; a short last group repeats its last row rather than branching in the kernel.
-            int last = r1 - 1;
-            byte* w0 = j.W + r * j.RowBytes;
-            byte* w1 = j.W + Math.Min(r + 1, last) * j.RowBytes;
-            byte* w2 = j.W + Math.Min(r + 2, last) * j.RowBytes;
-            byte* w3 = j.W + Math.Min(r + 3, last) * j.RowBytes;
+            // A quarter that has run out repeats the first quarter's row (already in cache) and its result is dropped.
+            byte* w0 = w + g * j.RowBytes;
+            byte* w1 = q + g < nr ? w0 + quarter : w0;
+            byte* w2 = 2 * q + g < nr ? w0 + 2 * quarter : w0;
+            byte* w3 = 3 * q + g < nr ? w0 + 3 * quarter : w0;
             TK.Dot4(w0, w1, w2, w3, j.X, j.Prep, j.Cols, res);
-            for (int k = 0; k < 4 && r + k < r1; k++) j.Y[r + k] = res[k];
+            float* yr = j.Y + r0 + g;
+            yr[0] = res[0];
+            if (q + g < nr) yr[q] = res[1];
+            if (2 * q + g < nr) yr[2 * q] = res[2];
+            if (3 * q + g < nr) yr[3 * q] = res[3];
         }
     }
 

@@ -1,5 +1,5 @@
 using Pare.Kernels;
-using Pare.Speculative;
+using Pare.Tensors;
 
 namespace Pare.Models;
 
@@ -20,7 +20,10 @@ public sealed class InferenceSession
     readonly float[][] _kCache, _vCache;
     // Scratch, grown to the largest batch seen.
     int _cap;
-    float[] _x = [], _xb = [], _q = [], _k = [], _v = [], _att = [], _gate = [], _up = [], _o = [], _ropeCos = [], _ropeSin = [];
+    // _qkv: q (n, q_dim), then k (n, kv_dim), then v (n, kv_dim); _gateUp: gate (n, ffn), then up (n, ffn). Each pair or
+    // triple is one fused product (one pool dispatch in decode).
+    float[] _x = [], _xb = [], _qkv = [], _att = [], _gateUp = [], _o = [], _ropeCos = [], _ropeSin = [];
+    readonly WeightMatrix[][] _qkvWeights, _gateUpWeights;
 
     internal InferenceSession(LlamaModel model, SessionOptions options)
     {
@@ -31,6 +34,8 @@ public sealed class InferenceSession
         int ctx = options.ContextLength ?? Math.Min(_c.ContextLength, 4096);
         if (ctx < 1) throw new PareException($"context length must be at least 1 (got {ctx})");
         ContextLength = ctx;
+        _qkvWeights = [.. model.Weights.Layers.Select(lw => new[] { lw.Wq, lw.Wk, lw.Wv })];
+        _gateUpWeights = [.. model.Weights.Layers.Select(lw => new[] { lw.Gate, lw.Up })];
         _kCache = new float[_c.Layers][];
         _vCache = new float[_c.Layers][];
         for (int l = 0; l < _c.Layers; l++)
@@ -77,18 +82,18 @@ public sealed class InferenceSession
     /// committed prefix and its own ancestors only. Returns the logits of every node, (tree.Count, vocab). The nodes'
     /// KV entries are scratch until <see cref="CommitTree"/> keeps the accepted path; <see cref="Position"/> does not move.
     /// </summary>
-    public float[] ForwardTree(DraftTree tree)
+    public float[] ForwardTree(ITokenTree tree)
     {
         var logits = new float[(long)tree.Count * _c.VocabSize];
         ForwardTree(tree, logits);
         return logits;
     }
 
-    /// <summary>As <see cref="ForwardTree(DraftTree)"/>, into <paramref name="logits"/> (at least tree.Count x vocab).</summary>
-    public void ForwardTree(DraftTree tree, Span<float> logits)
+    /// <summary>As <see cref="ForwardTree(ITokenTree)"/>, into <paramref name="logits"/> (at least tree.Count x vocab).</summary>
+    public void ForwardTree(ITokenTree tree, Span<float> logits)
     {
         if (logits.Length < (long)tree.Count * _c.VocabSize) throw new ArgumentException("logits needs tree.Count x vocab values", nameof(logits));
-        Forward(tree.TokenSpan, logits, allPositions: true, tree);
+        Forward(tree.TokenIds, logits, allPositions: true, tree);
     }
 
     /// <summary>Keeps the KV entries of the accepted path of the last <see cref="ForwardTree"/> (node indices in root-to-leaf order)
@@ -113,7 +118,7 @@ public sealed class InferenceSession
     /// <summary>Evaluates tokens; writes the last position's logits (or all positions' when <paramref name="allPositions"/>).</summary>
     public void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions) => Forward(tokens, logits, allPositions, tree: null);
 
-    void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions, DraftTree? tree)
+    void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions, ITokenTree? tree)
     {
         int n = tokens.Length;
         if (n == 0) throw new PareException("no tokens to evaluate");
@@ -140,12 +145,10 @@ public sealed class InferenceSession
             // Attention.
             var xb = _xb.AsSpan(0, n * dim);
             for (int t = 0; t < n; t++) Ops.RmsNorm(x.Slice(t * dim, dim), lw.AttnNorm, _c.RmsEps, xb.Slice(t * dim, dim));
-            var q = _q.AsSpan(0, n * qd);
-            var k = _k.AsSpan(0, n * kvd);
-            var v = _v.AsSpan(0, n * kvd);
-            MatMul.MatMulRows(lw.Wq, xb, n, q, _threads);
-            MatMul.MatMulRows(lw.Wk, xb, n, k, _threads);
-            MatMul.MatMulRows(lw.Wv, xb, n, v, _threads);
+            var q = _qkv.AsSpan(0, n * qd);
+            var k = _qkv.AsSpan(n * qd, n * kvd);
+            var v = _qkv.AsSpan(n * (qd + kvd), n * kvd);
+            MatMul.MatMulRowsFused(_qkvWeights[l], xb, n, _qkv.AsSpan(0, n * (qd + 2 * kvd)), _threads); // q, k, v
             for (int t = 0; t < n; t++)
             {
                 if (lw.Bq != null) AddInPlace(q.Slice(t * qd, qd), lw.Bq);
@@ -156,17 +159,16 @@ public sealed class InferenceSession
             }
             BlockedAttention.WriteK(k, n, _c.KvHeads, _c.HeadDim, _kCache[l], ContextLength, Position);
             v.CopyTo(_vCache[l].AsSpan(Position * kvd, n * kvd));
-            Attention(l, n, tree);
+            Attention(l, n, tree, q);
             var o = _o.AsSpan(0, n * dim);
             MatMul.MatMulRows(lw.Wo, _att.AsSpan(0, n * qd), n, o, _threads);
             AddInPlace(x, o);
 
             // Feed-forward (SwiGLU).
             for (int t = 0; t < n; t++) Ops.RmsNorm(x.Slice(t * dim, dim), lw.FfnNorm, _c.RmsEps, xb.Slice(t * dim, dim));
-            var gate = _gate.AsSpan(0, n * ffn);
-            var up = _up.AsSpan(0, n * ffn);
-            MatMul.MatMulRows(lw.Gate, xb, n, gate, _threads);
-            MatMul.MatMulRows(lw.Up, xb, n, up, _threads);
+            var gate = _gateUp.AsSpan(0, n * ffn);
+            var up = _gateUp.AsSpan(n * ffn, n * ffn);
+            MatMul.MatMulRowsFused(_gateUpWeights[l], xb, n, _gateUp.AsSpan(0, 2 * n * ffn), _threads); // gate, up
             Ops.SwiGlu(gate, up);
             MatMul.MatMulRows(lw.Down, gate, n, o, _threads);
             AddInPlace(x, o);
@@ -182,10 +184,10 @@ public sealed class InferenceSession
 
     /// <summary>Causal grouped-query attention of the n new tokens over the cache: _att (n, heads * head_dim).
     /// With a tree, new token t sees the prefix and its ancestors only.</summary>
-    void Attention(int layer, int n, DraftTree? tree)
+    void Attention(int layer, int n, ITokenTree? tree, ReadOnlySpan<float> q)
     {
-        var parents = tree == null ? default : tree.ParentSpan;
-        BlockedAttention.CausalGqa(_q.AsSpan(0, n * _c.QDim), n, _c.Heads, _c.KvHeads, _c.HeadDim,
+        var parents = tree == null ? default : tree.ParentIds;
+        BlockedAttention.CausalGqa(q, n, _c.Heads, _c.KvHeads, _c.HeadDim,
             _kCache[layer], ContextLength, _vCache[layer], Position, _att.AsSpan(0, n * _c.QDim), _threads, parents);
     }
 
@@ -197,9 +199,8 @@ public sealed class InferenceSession
         _cap = Math.Max(n, Math.Min(2 * _cap, 512));
         int dim = _c.Dim, qd = _c.QDim, kvd = _c.KvDim, ffn = _c.FfnDim;
         _x = new float[_cap * dim]; _xb = new float[_cap * dim]; _o = new float[_cap * dim];
-        _q = new float[_cap * qd]; _att = new float[_cap * qd];
-        _k = new float[_cap * kvd]; _v = new float[_cap * kvd];
-        _gate = new float[_cap * ffn]; _up = new float[_cap * ffn];
+        _qkv = new float[_cap * (qd + 2 * kvd)]; _att = new float[_cap * qd];
+        _gateUp = new float[_cap * 2 * ffn];
         _ropeCos = new float[_cap * (_c.RopeDim / 2)]; _ropeSin = new float[_cap * (_c.RopeDim / 2)];
     }
 }

@@ -6,7 +6,7 @@ namespace Pare.Speculative;
 /// over all nodes, each attending to the committed prefix and its own ancestors, gives the target's distribution
 /// after every node.
 /// </summary>
-public sealed class DraftTree
+public sealed class DraftTree : Models.ITokenTree
 {
     readonly List<int> _tokens = [];
     readonly List<int> _parents = [];
@@ -23,6 +23,8 @@ public sealed class DraftTree
 
     internal ReadOnlySpan<int> TokenSpan => System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_tokens);
     internal ReadOnlySpan<int> ParentSpan => System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_parents);
+    ReadOnlySpan<int> Models.ITokenTree.TokenIds => TokenSpan;
+    ReadOnlySpan<int> Models.ITokenTree.ParentIds => ParentSpan;
 
     /// <summary>Adds a child of <paramref name="parent"/> carrying <paramref name="token"/>; returns its index (or the existing child's).</summary>
     public int Add(int token, int parent)

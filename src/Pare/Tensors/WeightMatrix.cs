@@ -46,6 +46,9 @@ public sealed class WeightMatrix
 
     Kernels.F32Panels? _panels;
 
+    /// <summary>Derived data the decode kernels cache for this matrix (the F16 subnormal map); not used when <see cref="Mutable"/>.</summary>
+    internal object? KernelCache;
+
     /// <summary>The F32 panel copy for products with a few tokens, built on first use (null when it does not apply).</summary>
     internal Kernels.F32Panels? Panels =>
         Kernels.F32Panels.Applies(this) ? LazyInitializer.EnsureInitialized(ref _panels, () => Kernels.F32Panels.Pack(this)) : null;

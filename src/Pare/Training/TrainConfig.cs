@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Pare.Models;
+using Pare.Tensors;
 
 namespace Pare.Training;
 

@@ -73,7 +73,8 @@ public class AttentionTests
         var rng = new Random(n);
         int[]? parents = tree ? [.. Enumerable.Range(0, n).Select(i => i == 0 ? -1 : rng.Next(i))] : null;
         var expected = Reference(q, n, heads, kvHeads, hd, k, v, pos0, parents);
-        foreach (bool portable in new[] { false, true })
+        // The fast path needs AVX-512 (production code never asks for it without; see Attention.CausalGqa).
+        foreach (bool portable in MatMul.Avx512 ? new[] { false, true } : new[] { true })
             foreach (int threads in new[] { 1, 2 })
             {
                 var y = new float[n * heads * hd];

@@ -55,6 +55,75 @@ public class MatMulTests
     }
 
     [Theory]
+    [InlineData(GgmlType.F32, GgmlType.F32, 256, 1)]   // narrow F32: panel copies
+    [InlineData(GgmlType.F32, GgmlType.F32, 1280, 1)]  // wide F32: streaming kernel
+    [InlineData(GgmlType.Q4_K, GgmlType.Q6_K, 512, 1)] // mixed types, as Q4_K_M's q/k/v
+    [InlineData(GgmlType.F16, GgmlType.Q8_0, 512, 1)]
+    [InlineData(GgmlType.Q8_0, GgmlType.Q8_0, 512, 3)] // several tokens: one product after another
+    public void Fused_products_equal_separate_ones(GgmlType a, GgmlType b, int cols, int n)
+    {
+        // q/k/v-like: 3 matrices sharing x, the last two smaller; one pool dispatch must give bit-identical results.
+        Assert.True(MatMul.DecodeThreads((3080 + 770 + 770) * (long)cols, 2) == 2, "the fused dispatch must be split");
+        // Large enough that decode splits them across threads (MatMul.DecodeThreads).
+        var wq = RandomMatrix(a, 3080, cols, seed: 1, out var p0);
+        var wk = RandomMatrix(a, 770, cols, seed: 2, out var p1);
+        var wv = RandomMatrix(b, 770, cols, seed: 3, out var p2);
+        var x = Random(n * cols, seed: 4);
+        WeightMatrix[] ws = [wq, wk, wv];
+        int rows = 3080 + 770 + 770;
+        var expected = new float[n * rows];
+        int off = 0;
+        foreach (var w in ws)
+        {
+            MatMul.MatMulRows(w, x, n, expected.AsSpan(off, n * w.Rows), 2);
+            off += n * w.Rows;
+        }
+        foreach (int threads in new[] { 1, 2, 3 })
+        {
+            var y = new float[n * rows];
+            MatMul.MatMulRowsFused(ws, x, n, y, threads);
+            for (int i = 0; i < y.Length; i++)
+                Assert.True(BitConverter.SingleToInt32Bits(y[i]) == BitConverter.SingleToInt32Bits(expected[i]), $"{a}/{b} n={n} threads={threads} at {i}: {y[i]} vs {expected[i]}");
+        }
+        Assert.Throws<ArgumentException>(() => MatMul.MatMulRowsFused(ws, x, n, new float[n * rows - 1], 2));
+        GC.KeepAlive(p0); GC.KeepAlive(p1); GC.KeepAlive(p2);
+    }
+
+    [Theory]
+    [InlineData(GgmlType.F32, 256)]
+    [InlineData(GgmlType.F16, 256)]
+    [InlineData(GgmlType.BF16, 256)]
+    [InlineData(GgmlType.Q8_0, 288)]
+    [InlineData(GgmlType.Q4_0, 288)]
+    [InlineData(GgmlType.Q4_K, 256)]
+    [InlineData(GgmlType.Q6_K, 512)]
+    public unsafe void MatVec_rows_do_not_depend_on_chunking_or_threads(GgmlType type, int cols)
+    {
+        // The decode driver takes a Dot4's rows from four quarters of long chunks (several chunks here, uneven quarters):
+        // every row's sum must be bit-identical to that row multiplied alone, for any thread count.
+        const int rows = 2103;
+        var w = RandomMatrix(type, rows, cols, seed: 99, out var pin);
+        var x = Random(cols, seed: 5);
+        var alone = new float[rows];
+        var one = new float[1];
+        for (int r = 0; r < rows; r++)
+        {
+            var row = new WeightMatrix("row", type, 1, cols, w.Data + (nint)((long)r * w.RowBytes), w.RowBytes);
+            MatMul.MatVec(row, x, one, 1);
+            alone[r] = one[0];
+        }
+        foreach (int threads in new[] { 1, 2, 3 })
+        {
+            var y = new float[rows];
+            MatMul.MatVec(w, x, y, threads);
+            for (int r = 0; r < rows; r++)
+                Assert.True(BitConverter.SingleToInt32Bits(y[r]) == BitConverter.SingleToInt32Bits(alone[r]),
+                    $"{type} threads={threads} row {r}: {y[r]} vs {alone[r]} alone");
+        }
+        GC.KeepAlive(pin);
+    }
+
+    [Theory]
     [InlineData(GgmlType.F32)]
     [InlineData(GgmlType.F16)]
     [InlineData(GgmlType.BF16)]

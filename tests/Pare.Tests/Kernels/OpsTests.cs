@@ -1,6 +1,7 @@
 using Pare.Kernels;
 using Pare.Models;
 using static Pare.Tests.Kernels.KernelTestUtil;
+using Pare.Tensors;
 
 namespace Pare.Tests.Kernels;
 

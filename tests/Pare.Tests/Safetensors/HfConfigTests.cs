@@ -1,5 +1,6 @@
 using System.Text;
 using Pare.Models;
+using Pare.Tensors;
 
 namespace Pare.Tests.Safetensors;
 

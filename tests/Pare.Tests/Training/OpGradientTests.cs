@@ -57,7 +57,7 @@ public class OpGradientTests
         int heads = 2, hd = 8, pos = 5;
         var x = GradCheck.Random(heads * hd, 1);
         var expected = (float[])x.Clone();
-        Pare.Kernels.OpsReference.Rope(expected, heads, hd, hd, pos, 10000f, Pare.Models.RopeLayout.Interleaved);
+        Pare.Kernels.OpsReference.Rope(expected, heads, hd, hd, pos, 10000f, Pare.Tensors.RopeLayout.Interleaved);
         var rows = new float[(pos + 1) * heads * hd];
         x.CopyTo(rows, pos * heads * hd);
         new Rope(pos + 1, hd, 10000f).Forward(rows, pos + 1, pos + 1, heads, hd);

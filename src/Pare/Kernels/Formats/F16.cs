@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Pare.Kernels.Formats;
 
@@ -23,12 +24,15 @@ internal static class F16Format
 }
 
 /// <summary>
-/// F16 rows without F16C: each half becomes a float 2^-112 times too small (<see cref="Fp16.ToFloatUnscaled16"/>),
+/// F16 rows without F16C: each half becomes a float 2^-112 times too small,
 /// and instead of multiplying every weight by 2^112, x is prescaled once per call by 2^s (chosen from max|x| so
 /// it cannot overflow) and each sum rescaled by 2^(112-s). Power-of-two scalings are exact; only products below
-/// ~2^-124 of the largest (which cannot matter to the sum) lose bits to underflow. Chunks holding a subnormal half
-/// take an exact scalar path (see <see cref="AnySubnormal"/>).
-/// Prep layout: [0, cols) = x * 2^s, [cols] = 2^(112-s).
+/// ~2^-124 of the largest (which cannot matter to the sum) lose bits to underflow. Blocks of 32 halves holding a
+/// subnormal take the exact conversion (<see cref="Fp16.ToFloatExact16"/>): they are found once per matrix
+/// (<see cref="SubnormalMap"/>, cached on the matrix by the decode driver), not tested in the loop.
+/// Even and odd halves are converted apart with two shifts and a mask each (<see cref="Even"/>, <see cref="Odd"/>).
+/// Prep layout: x * 2^s, per full block of 32 columns the 16 even then the 16 odd ones ([32 nb, cols) in order);
+/// [cols] = 2^(112-s).
 /// </summary>
 internal readonly unsafe struct F16Kernel : IRowKernel
 {
@@ -44,6 +48,16 @@ internal readonly unsafe struct F16Kernel : IRowKernel
         float up = BitConverter.Int32BitsToSingle((127 + s) << 23);
         for (int i = 0; i < cols; i++) prep[i] = x[i] * up;
         prep[cols] = BitConverter.Int32BitsToSingle((127 + 112 - s) << 23);
+        // Per full block of 32: the 16 even columns, then the 16 odd ones (the kernels convert even and odd halves apart).
+        var even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        var odd = even + Vector512<int>.One;
+        for (int b = 0; b + 32 <= cols; b += 32)
+        {
+            var lo = Vector512.Load(prep + b);
+            var hi = Vector512.Load(prep + b + 16);
+            Avx512F.PermuteVar16x32x2(lo, even, hi).Store(prep + b);
+            Avx512F.PermuteVar16x32x2(lo, odd, hi).Store(prep + b + 16);
+        }
     }
 
     /// <summary>
@@ -61,47 +75,131 @@ internal readonly unsafe struct F16Kernel : IRowKernel
         return Vector512.LessThanAny(m, Vector512.Create((ushort)0x3FF));
     }
 
+    /// <summary>
+    /// y[k] = dot(row k, x) for four rows, each row's sum independent of the others: the subnormal map of the four
+    /// rows is computed here (<see cref="SubnormalMap"/>), then <see cref="Dot4Mapped"/>. The decode driver passes
+    /// the matrix's cached map instead (<see cref="MatVecF16"/>).
+    /// </summary>
     public static void Dot4(byte* r0, byte* r1, byte* r2, byte* r3, float* x, float* prep, int cols, float* y)
     {
-        ushort* w0 = (ushort*)r0, w1 = (ushort*)r1, w2 = (ushort*)r2, w3 = (ushort*)r3;
-        float* xs = prep;
-        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        Vector512<float> e0 = default, e1 = default, e2 = default, e3 = default; // exact path, in x's own scale
-        int i = 0;
-        for (; i + 32 <= cols; i += 32)
-        {
-            if (AnySubnormal(w0 + i, w1 + i, w2 + i, w3 + i))
+        int words = MapWords(cols);
+        ulong* m = stackalloc ulong[4 * words];
+        MapRow((ushort*)r0, cols, m); MapRow((ushort*)r1, cols, m + words);
+        MapRow((ushort*)r2, cols, m + 2 * words); MapRow((ushort*)r3, cols, m + 3 * words);
+        Dot4Mapped(r0, r1, r2, r3, m, m + words, m + 2 * words, m + 3 * words, x, prep, cols, y);
+    }
+
+    /// <summary>64-bit words of a row's subnormal map: one bit per full block of 32 halves.</summary>
+    public static int MapWords(int cols) => (cols / 32 + 63) / 64;
+
+    /// <summary>Sets bit b of the row's map when block b (halves 32b..32b+31) holds a subnormal half.</summary>
+    public static void MapRow(ushort* h, int cols, ulong* map)
+    {
+        int nb = cols / 32;
+        new Span<ulong>(map, MapWords(cols)).Clear();
+        for (int b = 0; b < nb; b++)
+            if (AnySubnormal(h + 32 * b, h + 32 * b, h + 32 * b, h + 32 * b)) map[b >> 6] |= 1ul << (b & 63);
+    }
+
+    /// <summary>
+    /// The subnormal map of a whole matrix (rows x <see cref="MapWords"/> words), or null when it has no subnormal
+    /// half at all. Scanning is one pass over the matrix; the decode driver caches the result on the matrix.
+    /// </summary>
+    public static ulong[]? SubnormalMap(byte* data, int rows, int cols, long rowBytes)
+    {
+        int words = MapWords(cols);
+        var map = GC.AllocateArray<ulong>(checked(rows * words), pinned: true);
+        bool any = false;
+        fixed (ulong* m = map)
+            for (int r = 0; r < rows; r++)
             {
-                for (int k = i; k < i + 32; k += 16)
-                {
-                    var xe = Vector512.Load(x + k);
-                    e0 = Vector512.FusedMultiplyAdd(Fp16.ToFloatExact16(w0 + k), xe, e0);
-                    e1 = Vector512.FusedMultiplyAdd(Fp16.ToFloatExact16(w1 + k), xe, e1);
-                    e2 = Vector512.FusedMultiplyAdd(Fp16.ToFloatExact16(w2 + k), xe, e2);
-                    e3 = Vector512.FusedMultiplyAdd(Fp16.ToFloatExact16(w3 + k), xe, e3);
-                }
-                continue;
+                MapRow((ushort*)(data + r * rowBytes), cols, m + (long)r * words);
+                for (int k = 0; k < words; k++) any |= m[(long)r * words + k] != 0;
             }
-            var xv = Vector512.Load(xs + i);
-            a0 = Vector512.FusedMultiplyAdd(Fp16.ToFloatUnscaled16(w0 + i), xv, a0);
-            a1 = Vector512.FusedMultiplyAdd(Fp16.ToFloatUnscaled16(w1 + i), xv, a1);
-            a2 = Vector512.FusedMultiplyAdd(Fp16.ToFloatUnscaled16(w2 + i), xv, a2);
-            a3 = Vector512.FusedMultiplyAdd(Fp16.ToFloatUnscaled16(w3 + i), xv, a3);
-            xv = Vector512.Load(xs + i + 16);
-            a0 = Vector512.FusedMultiplyAdd(Fp16.ToFloatUnscaled16(w0 + i + 16), xv, a0);
-            a1 = Vector512.FusedMultiplyAdd(Fp16.ToFloatUnscaled16(w1 + i + 16), xv, a1);
-            a2 = Vector512.FusedMultiplyAdd(Fp16.ToFloatUnscaled16(w2 + i + 16), xv, a2);
-            a3 = Vector512.FusedMultiplyAdd(Fp16.ToFloatUnscaled16(w3 + i + 16), xv, a3);
+        return any ? map : null;
+    }
+
+    /// <summary>
+    /// Four rows' dot products with their subnormal maps (<see cref="MapRow"/>): blocks of 32 halves whose bit is clear
+    /// in all four maps take the fast unscaled conversion (one scalar test per block instead of a vector check of the
+    /// halves); a block marked in some row takes, in each row separately, the exact conversion if that row's bit is
+    /// set (so a row's sum depends only on the row). Null maps: no subnormal anywhere, no tests at all.
+    /// </summary>
+    public static void Dot4Mapped(byte* r0, byte* r1, byte* r2, byte* r3, ulong* m0, ulong* m1, ulong* m2, ulong* m3,
+        float* x, float* prep, int cols, float* y)
+    {
+        int* w0 = (int*)r0, w1 = (int*)r1, w2 = (int*)r2, w3 = (int*)r3; // 16 ints = 32 halves per block
+        float* xs = prep;
+        // Even and odd halves of each row accumulate apart (x is split to match); e: the exact path, in x's own scale.
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+        Vector512<float> e0 = default, e1 = default, e2 = default, e3 = default;
+        var evenMask = Vector512.Create(unchecked((int)0x8FFFFFFF));
+        var oddMask = Vector512.Create(unchecked((int)0x8FFFE000));
+        int nb = cols / 32;
+        for (int k0 = 0; k0 < nb; k0 += 64)
+        {
+            int k1 = Math.Min(nb, k0 + 64);
+            ulong any = m0 == null ? 0 : m0[k0 >> 6] | m1[k0 >> 6] | m2[k0 >> 6] | m3[k0 >> 6];
+            for (int k = k0; k < k1; k++)
+            {
+                int i = 32 * k;
+                if (((any >> (k & 63)) & 1) != 0)
+                {
+                    Mixed(w0 + 16 * k, x + i, xs + i, (m0[k >> 6] >> (k & 63) & 1) != 0, ref a0, ref b0, ref e0);
+                    Mixed(w1 + 16 * k, x + i, xs + i, (m1[k >> 6] >> (k & 63) & 1) != 0, ref a1, ref b1, ref e1);
+                    Mixed(w2 + 16 * k, x + i, xs + i, (m2[k >> 6] >> (k & 63) & 1) != 0, ref a2, ref b2, ref e2);
+                    Mixed(w3 + 16 * k, x + i, xs + i, (m3[k >> 6] >> (k & 63) & 1) != 0, ref a3, ref b3, ref e3);
+                    continue;
+                }
+                var xe = Vector512.Load(xs + i);
+                var xo = Vector512.Load(xs + i + 16);
+                var h0 = Vector512.Load(w0 + 16 * k); var h1 = Vector512.Load(w1 + 16 * k);
+                var h2 = Vector512.Load(w2 + 16 * k); var h3 = Vector512.Load(w3 + 16 * k);
+                a0 = Vector512.FusedMultiplyAdd(Even(h0, evenMask), xe, a0); b0 = Vector512.FusedMultiplyAdd(Odd(h0, oddMask), xo, b0);
+                a1 = Vector512.FusedMultiplyAdd(Even(h1, evenMask), xe, a1); b1 = Vector512.FusedMultiplyAdd(Odd(h1, oddMask), xo, b1);
+                a2 = Vector512.FusedMultiplyAdd(Even(h2, evenMask), xe, a2); b2 = Vector512.FusedMultiplyAdd(Odd(h2, oddMask), xo, b2);
+                a3 = Vector512.FusedMultiplyAdd(Even(h3, evenMask), xe, a3); b3 = Vector512.FusedMultiplyAdd(Odd(h3, oddMask), xo, b3);
+            }
         }
         float down = prep[cols];
-        float s0 = Vector512.Sum(a0) * down + Vector512.Sum(e0), s1 = Vector512.Sum(a1) * down + Vector512.Sum(e1);
-        float s2 = Vector512.Sum(a2) * down + Vector512.Sum(e2), s3 = Vector512.Sum(a3) * down + Vector512.Sum(e3);
-        for (; i < cols; i++)
+        ushort* u0 = (ushort*)r0, u1 = (ushort*)r1, u2 = (ushort*)r2, u3 = (ushort*)r3;
+        float s0 = Vector512.Sum(a0 + b0) * down + Vector512.Sum(e0), s1 = Vector512.Sum(a1 + b1) * down + Vector512.Sum(e1);
+        float s2 = Vector512.Sum(a2 + b2) * down + Vector512.Sum(e2), s3 = Vector512.Sum(a3 + b3) * down + Vector512.Sum(e3);
+        for (int i = 32 * nb; i < cols; i++)
         {
-            s0 += Fp16.ToFloatFast(w0[i]) * x[i]; s1 += Fp16.ToFloatFast(w1[i]) * x[i];
-            s2 += Fp16.ToFloatFast(w2[i]) * x[i]; s3 += Fp16.ToFloatFast(w3[i]) * x[i];
+            s0 += Fp16.ToFloatFast(u0[i]) * x[i]; s1 += Fp16.ToFloatFast(u1[i]) * x[i];
+            s2 += Fp16.ToFloatFast(u2[i]) * x[i]; s3 += Fp16.ToFloatFast(u3[i]) * x[i];
         }
         y[0] = s0; y[1] = s1; y[2] = s2; y[3] = s3;
+    }
+
+    /// <summary>
+    /// The even halves of 16 half pairs as floats 2^-112 times their values: the half moved to the top, then an
+    /// arithmetic shift right by 3 puts sign, exponent and mantissa in float position (the mask clears the sign copies).
+    /// Two ALU operations and no shuffle, against a sign-extending load (a shuffle-port operation) per 16 halves.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Even(Vector512<int> h, Vector512<int> evenMask) => (Vector512.ShiftRightArithmetic(h << 16, 3) & evenMask).AsSingle();
+
+    /// <summary>The odd halves, as <see cref="Even"/> (the mask also clears the even half's bits shifted in below).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Odd(Vector512<int> h, Vector512<int> oddMask) => (Vector512.ShiftRightArithmetic(h, 3) & oddMask).AsSingle();
+
+    /// <summary>One row's block of 32 in a block some row marked: exact into e if this row is marked, else the fast path into a, b.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Mixed(int* w, float* x, float* xs, bool marked, ref Vector512<float> a, ref Vector512<float> b, ref Vector512<float> e)
+    {
+        if (marked)
+        {
+            e = Vector512.FusedMultiplyAdd(Fp16.ToFloatExact16((ushort*)w), Vector512.Load(x), e);
+            e = Vector512.FusedMultiplyAdd(Fp16.ToFloatExact16((ushort*)w + 16), Vector512.Load(x + 16), e);
+        }
+        else
+        {
+            var h = Vector512.Load(w);
+            a = Vector512.FusedMultiplyAdd(Even(h, Vector512.Create(unchecked((int)0x8FFFFFFF))), Vector512.Load(xs), a);
+            b = Vector512.FusedMultiplyAdd(Odd(h, Vector512.Create(unchecked((int)0x8FFFE000))), Vector512.Load(xs + 16), b);
+        }
     }
 
     public static void DequantRow(byte* src, float* dst, int cols)

@@ -84,13 +84,13 @@ internal readonly unsafe struct Q4_0Kernel : IRowKernel, IQ8Block
         return Vector512.FusedMultiplyAdd(t, Vector512.Create(Fp16.ToFloatFast(*(ushort*)p)), acc);
     }
 
-    /// <summary>One block against Q8_0 activations: offset weights (unsigned) times x (signed) with vpdpbusd, times dw * dx.</summary>
+    /// <summary>One block against Q8_0 activations: the nibbles (unsigned, w + 8) times x (signed), times dw * dx.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> IntBlock(byte* p, Vector256<sbyte> xv, float scale, Vector256<float> acc)
     {
         var v = Vector128.Load(p);
         var u = Vector256.Create(v, Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte()) & Vector256.Create((byte)0x0F); // q = w + 8
-        var dot = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u, xv);
+        var dot = Q8Act.DotUnsigned(u, xv);
         return Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(dot), Vector256.Create(scale), acc);
     }
 

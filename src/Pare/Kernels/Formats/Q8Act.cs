@@ -9,18 +9,18 @@ namespace Pare.Kernels.Formats;
 /// q = round-half-even(x * 127 / max|x|), and the dot products use d rounded to f16.
 /// </summary>
 /// <remarks>
-/// The kernels take blocks sixteen at a time (one gather fetches sixteen weight scales). Layout for nb blocks in
+/// Layout for nb blocks in
 /// ng = ceil(nb / 16) groups: q[ng * 16 * 32] (int8), then dx[ng * 16] (the f16-rounded d as float), then
-/// dxSum[ng * 16] = dx * sum(q); padding blocks are zero. vpdpbusd multiplies unsigned by signed bytes, so the
-/// kernels offset the weights to unsigned (w + 128 for Q8_0, the raw nibble for Q4_0) and subtract
-/// offset * sum over blocks of dw * dxSum, one FMA per sixteen blocks.
+/// dxSum[ng * 16] = dx * sum(q); padding blocks are zero. vpdpbusd / vpmaddubsw multiply unsigned by signed bytes:
+/// Q8_0 weights go in as |w| with x given w's sign (<see cref="DotSigned"/>), Q4_0 nibbles as they are (w + 8), and
+/// the kernel subtracts 8 * sum over blocks of dw * dxSum.
 /// </remarks>
 internal static unsafe class Q8Act
 {
     public const int BlockSize = 32;
 
-    /// <summary>Whether the integer kernels can run (256-bit AVX-VNNI plus AVX-512 for the scales).</summary>
-    public static bool Supported => AvxVnni.IsSupported && Avx512F.IsSupported;
+    /// <summary>Whether the integer decode kernels can run: AVX2 int8 dots (with AVX-VNNI when present); x is quantized with AVX-512 or AVX2.</summary>
+    public static bool Supported => Avx2.IsSupported && Vector256.IsHardwareAccelerated;
 
     public static int Groups(int cols) => (cols / BlockSize + 15) / 16;
 
@@ -41,9 +41,10 @@ internal static unsafe class Q8Act
         int nb = cols / BlockSize, ng = Groups(cols);
         sbyte* q = (sbyte*)prep;
         float* dx = prep + ng * 128, dxSum = dx + ng * 16;
+        bool wide = Vector512.IsHardwareAccelerated && Avx512F.IsSupported;
         for (int b = 0; b < nb; b++)
         {
-            dx[b] = QuantizeBlock(x + 32 * b, q + 32 * b, out int sum);
+            dx[b] = wide ? QuantizeBlock(x + 32 * b, q + 32 * b, out int sum) : QuantizeBlock256(x + 32 * b, q + 32 * b, out sum);
             dxSum[b] = dx[b] * sum;
         }
         for (int b = nb; b < ng * 16; b++)
@@ -72,21 +73,28 @@ internal static unsafe class Q8Act
         return Fp16.ToFloat(Fp16.FromFloat(d));
     }
 
-    /// <summary>Sixteen f16 weight scales, blockBytes apart from p (the last ones clamped to block last), as floats.</summary>
+    /// <summary>
+    /// <see cref="QuantizeBlock"/> with AVX2 only (as llama.cpp's AVX2 quantize_row_q8_0: cvtps2dq, two packs with
+    /// signed saturation, then a lane fix-up); the same results.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Scales(byte* p, int blockBytes, int last)
+    public static float QuantizeBlock256(float* x, sbyte* q, out int sum)
     {
-        var index = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        if (last < 15) index = Vector512.Min(index, Vector512.Create(last));
-        index *= blockBytes;
-        var h = Vector512.Create(Avx2.GatherVector256((int*)p, index.GetLower(), 1), Avx2.GatherVector256((int*)p, index.GetUpper(), 1))
-              & Vector512.Create(0xFFFF);
-        // Exact for normals, subnormals and zeros, without forming float denormals (see Fp16.ToFloatFast).
-        var abs = h & Vector512.Create(0x7FFF);
-        var normal = ((abs << 13) + Vector512.Create(112 << 23)).AsSingle();
-        var subnormal = Vector512.ConvertToSingle(abs) * Vector512.Create(5.9604645E-08f);
-        var r = Vector512.ConditionalSelect(Vector512.LessThan(abs, Vector512.Create(0x400)).AsSingle(), subnormal, normal);
-        return (r.AsInt32() | ((h & Vector512.Create(0x8000)) << 16)).AsSingle();
+        var v0 = Vector256.Load(x); var v1 = Vector256.Load(x + 8);
+        var v2 = Vector256.Load(x + 16); var v3 = Vector256.Load(x + 24);
+        var m = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
+        var n = Vector128.Max(m.GetLower(), m.GetUpper());
+        n = Vector128.Max(n, Vector128.Shuffle(n, Vector128.Create(2, 3, 0, 1)));
+        n = Vector128.Max(n, Vector128.Shuffle(n, Vector128.Create(1, 0, 3, 2)));
+        float amax = n.ToScalar();
+        float d = amax / 127, id = amax != 0 ? 127 / amax : 0;
+        var vid = Vector256.Create(id);
+        var q0 = Avx.ConvertToVector256Int32(v0 * vid); var q1 = Avx.ConvertToVector256Int32(v1 * vid);
+        var q2 = Avx.ConvertToVector256Int32(v2 * vid); var q3 = Avx.ConvertToVector256Int32(v3 * vid);
+        var b = Avx2.PackSignedSaturate(Avx2.PackSignedSaturate(q0, q1), Avx2.PackSignedSaturate(q2, q3));
+        Avx2.PermuteVar8x32(b.AsInt32(), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7)).AsSByte().Store(q);
+        sum = Vector256.Sum(q0 + q1 + q2 + q3);
+        return Fp16.ToFloat(Fp16.FromFloat(d));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -101,8 +109,10 @@ internal static unsafe class Q8Act
 
     /// <summary>
     /// Dot products of four rows of a 32-weight block format (f16 scale, then quants) with Q8_0-quantized activations
-    /// (see <see cref="Quantize"/>): integer block dots with vpdpbusd, scales applied 16 blocks at a time, and the
-    /// unsigned offset of the stored quants removed through the activations' block sums.
+    /// (see <see cref="Quantize"/>): one integer block dot per row and block (<see cref="IQ8Block.IntBlock"/>), scaled
+    /// by dw * dx. The weight scales are read as scalars (a shift and a mask, <see cref="Scale"/>): the former
+    /// vpgatherdd of sixteen scales per row cost more than the loads it saved, and kept 24 zmm registers live.
+    /// A format whose quants carry an unsigned offset (Q4_0) removes it through the activations' block sums.
     /// </summary>
     public static void Dot4<TB>(byte* r0, byte* r1, byte* r2, byte* r3, float* prep, int cols, float* y) where TB : IQ8Block
     {
@@ -110,45 +120,75 @@ internal static unsafe class Q8Act
         int nb = cols / 32, ng = Q8Act.Groups(cols);
         sbyte* xq = (sbyte*)prep;
         float* dx = prep + ng * 128, dxSum = dx + ng * 16;
-        float* s = stackalloc float[64];
-        // Even and odd blocks of a group accumulate apart (two FMA chains per row; the compact kernel in
-        // Sparse/SparseMatMul.cs does the same, so the two give equal results).
+        // Even and odd blocks accumulate apart (two FMA chains per row; the compact kernel in Sparse/SparseMatMul.cs
+        // does the same, so the two give equal results).
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, e0 = default, e1 = default, e2 = default, e3 = default;
-        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
-        for (int g = 0; g < ng; g++)
+        float c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+        for (int b = 0; b < nb; b += 2)
         {
-            int b0 = 16 * g, nk = Math.Min(16, nb - b0);
-            nint o = b0 * bb;
-            var vdx = Vector512.Load(dx + b0);
-            var vds = Vector512.Load(dxSum + b0);
-            var d0 = Q8Act.Scales(r0 + o, bb, nk - 1);
-            var d1 = Q8Act.Scales(r1 + o, bb, nk - 1);
-            var d2 = Q8Act.Scales(r2 + o, bb, nk - 1);
-            var d3 = Q8Act.Scales(r3 + o, bb, nk - 1);
-            (d0 * vdx).Store(s); (d1 * vdx).Store(s + 16); (d2 * vdx).Store(s + 32); (d3 * vdx).Store(s + 48);
-            c0 = Vector512.FusedMultiplyAdd(d0, vds, c0); c1 = Vector512.FusedMultiplyAdd(d1, vds, c1);
-            c2 = Vector512.FusedMultiplyAdd(d2, vds, c2); c3 = Vector512.FusedMultiplyAdd(d3, vds, c3);
-            for (int k = 0; k < nk; k += 2)
+            nint o = b * bb;
+            var xv = Vector256.Load(xq + b * 32);
+            float d = dx[b];
+            float s0 = Scale(r0 + o), s1 = Scale(r1 + o), s2 = Scale(r2 + o), s3 = Scale(r3 + o);
+            a0 = TB.IntBlock(r0 + o + 2, xv, s0 * d, a0);
+            a1 = TB.IntBlock(r1 + o + 2, xv, s1 * d, a1);
+            a2 = TB.IntBlock(r2 + o + 2, xv, s2 * d, a2);
+            a3 = TB.IntBlock(r3 + o + 2, xv, s3 * d, a3);
+            if (TB.Offset != 0)
             {
-                var xv = Vector256.Load(xq + (b0 + k) * 32);
-                nint ok = o + k * bb + 2;
-                a0 = TB.IntBlock(r0 + ok, xv, s[k], a0);
-                a1 = TB.IntBlock(r1 + ok, xv, s[16 + k], a1);
-                a2 = TB.IntBlock(r2 + ok, xv, s[32 + k], a2);
-                a3 = TB.IntBlock(r3 + ok, xv, s[48 + k], a3);
-                if (k + 1 == nk) break;
-                xv = Vector256.Load(xq + (b0 + k + 1) * 32);
-                ok += bb;
-                e0 = TB.IntBlock(r0 + ok, xv, s[k + 1], e0);
-                e1 = TB.IntBlock(r1 + ok, xv, s[17 + k], e1);
-                e2 = TB.IntBlock(r2 + ok, xv, s[33 + k], e2);
-                e3 = TB.IntBlock(r3 + ok, xv, s[49 + k], e3);
+                float ds = dxSum[b];
+                c0 += s0 * ds; c1 += s1 * ds; c2 += s2 * ds; c3 += s3 * ds;
+            }
+            if (b + 1 == nb) break;
+            o += bb;
+            xv = Vector256.Load(xq + b * 32 + 32);
+            d = dx[b + 1];
+            s0 = Scale(r0 + o); s1 = Scale(r1 + o); s2 = Scale(r2 + o); s3 = Scale(r3 + o);
+            e0 = TB.IntBlock(r0 + o + 2, xv, s0 * d, e0);
+            e1 = TB.IntBlock(r1 + o + 2, xv, s1 * d, e1);
+            e2 = TB.IntBlock(r2 + o + 2, xv, s2 * d, e2);
+            e3 = TB.IntBlock(r3 + o + 2, xv, s3 * d, e3);
+            if (TB.Offset != 0)
+            {
+                float ds = dxSum[b + 1];
+                c0 += s0 * ds; c1 += s1 * ds; c2 += s2 * ds; c3 += s3 * ds;
             }
         }
         float off = TB.Offset;
-        y[0] = Vector256.Sum(a0 + e0) - off * Vector512.Sum(c0); y[1] = Vector256.Sum(a1 + e1) - off * Vector512.Sum(c1);
-        y[2] = Vector256.Sum(a2 + e2) - off * Vector512.Sum(c2); y[3] = Vector256.Sum(a3 + e3) - off * Vector512.Sum(c3);
+        y[0] = Vector256.Sum(a0 + e0) - off * c0; y[1] = Vector256.Sum(a1 + e1) - off * c1;
+        y[2] = Vector256.Sum(a2 + e2) - off * c2; y[3] = Vector256.Sum(a3 + e3) - off * c3;
     }
+
+    /// <summary>
+    /// The f16 block scale at p as a float, exactly: the half's bits moved into float position give its value times
+    /// 2^-112, and the multiply by 2^112 is exact. Only a subnormal scale forms a float denormal (a slow microcode
+    /// assist, still exact); Q8_0 scales are max|w| / 127, subnormal only for blocks with all |w| below 8e-3.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Scale(byte* p) =>
+        BitConverter.Int32BitsToSingle(((int)*(short*)p << 13) & unchecked((int)0x8FFFFFFF)) * Fp16.Pow2_112;
+
+    /// <summary>
+    /// sum(w * x) over 32 signed bytes each, in eight int32 lanes: |w| (unsigned) times x with w's sign (vpsignb), as
+    /// llama.cpp does; vpdpbusd with AVX-VNNI, otherwise vpmaddubsw + vpmaddwd (AVX2; the int16 pair sums cannot
+    /// saturate: 2 x 128 x 127 &lt; 2^15).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> DotSigned(Vector256<sbyte> w, Vector256<sbyte> x)
+    {
+        var aw = Avx2.Abs(w);
+        var sx = Avx2.Sign(x, w);
+        return AvxVnni.IsSupported
+            ? AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, aw, sx)
+            : Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, sx), Vector256.Create((short)1));
+    }
+
+    /// <summary>sum(u * x) over 32 unsigned bytes u (at most 15: Q4_0 nibbles) and signed x, in eight int32 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> DotUnsigned(Vector256<byte> u, Vector256<sbyte> x) =>
+        AvxVnni.IsSupported
+            ? AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u, x)
+            : Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, x), Vector256.Create((short)1));
 }
 
 /// <summary>A 32-weight block format whose quants can be dotted with int8 activations by <see cref="Q8Act.Dot4"/>.</summary>
@@ -156,8 +196,8 @@ internal unsafe interface IQ8Block
 {
     /// <summary>Bytes per block: a 2-byte f16 scale, then the quants.</summary>
     static abstract int BlockBytes { get; }
-    /// <summary>What the stored quants carry on top of the signed weight (vpdpbusd multiplies unsigned by signed bytes).</summary>
+    /// <summary>What the stored quants carry on top of the signed weight (0 for Q8_0, 8 for Q4_0's unsigned nibbles).</summary>
     static abstract float Offset { get; }
-    /// <summary>acc += (unsigned quants of the block at <paramref name="quants"/> · xv) * scale.</summary>
+    /// <summary>acc += (quants of the block at <paramref name="quants"/> · xv) * scale.</summary>
     static abstract Vector256<float> IntBlock(byte* quants, Vector256<sbyte> xv, float scale, Vector256<float> acc);
 }

@@ -58,17 +58,18 @@ internal readonly unsafe struct Q8_0Kernel : IRowKernel, IQ8Block
         return Vector512.FusedMultiplyAdd(t, Vector512.Create(Fp16.ToFloatFast(*(ushort*)p)), acc);
     }
 
-    /// <summary>One block against Q8_0 activations: offset weights (unsigned) times x (signed) with vpdpbusd, times dw * dx.</summary>
+    /// <summary>One block against Q8_0 activations: the signed integer dot (<see cref="Q8Act.DotSigned"/>), times dw * dx.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> IntBlock(byte* p, Vector256<sbyte> xv, float scale, Vector256<float> acc)
-    {
-        var u = Vector256.Load(p) ^ Vector256.Create((byte)0x80); // w + 128
-        var dot = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u, xv);
-        return Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(dot), Vector256.Create(scale), acc);
-    }
+    public static Vector256<float> IntBlock(byte* p, Vector256<sbyte> xv, float scale, Vector256<float> acc) =>
+        IntBlock(Vector256.Load((sbyte*)p), xv, scale, acc);
+
+    /// <summary>The block step on quants already in a register (the compact sparse kernel expands them there).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> IntBlock(Vector256<sbyte> w, Vector256<sbyte> xv, float scale, Vector256<float> acc) =>
+        Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(Q8Act.DotSigned(w, xv)), Vector256.Create(scale), acc);
 
     public static int BlockBytes => 34;
-    public static float Offset => 128;
+    public static float Offset => 0;
 
     public static void Dot4(byte* r0, byte* r1, byte* r2, byte* r3, float* x, float* prep, int cols, float* y)
     {

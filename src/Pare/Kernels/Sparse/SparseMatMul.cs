@@ -53,6 +53,15 @@ public static unsafe class SparseMatMul
         {
             var job = new Job { Blob = (byte*)w.Data, ValueType = w.ValueType, Rows = w.Rows, Cols = w.Cols, X = px, Y = py, N = n };
             int chunks = (w.Rows + RowsPerChunk - 1) / RowsPerChunk;
+            // Q8_0 decode without VBMI2 (AVX2 machines, AVX-512 without VBMI2): rows decoded back to Q8_0 blocks and the
+            // dense int8 kernel, so the numbers stay the dense kernel's.
+            if (!portable && !Fast && n == 1 && w.ValueType == GgmlType.Q8_0 && MatMul.QuantizesActivations(GgmlType.Q8_0))
+            {
+                job.Prep = ThreadBuffers.Prep(Q8Act.PrepFloats(w.Cols));
+                Q8Act.Quantize(px, w.Cols, job.Prep);
+                KernelThreadPool.Shared.Run(&VecChunkQ8Decoded, &job, chunks, threads);
+                return;
+            }
             if (portable || !Fast) { KernelThreadPool.Shared.Run(&ReferenceChunk, &job, chunks, threads); return; }
             // Q8_0 prefill: the dense integer GEMM on rows decoded back to Q8_0 blocks (expanding to F32 was 2.3x slower).
             if (n >= Int8Gemm.MinTokens && w.ValueType == GgmlType.Q8_0 && Int8Gemm.Supports(GgmlType.Q8_0))
@@ -108,6 +117,41 @@ public static unsafe class SparseMatMul
         public int N;
         public readonly int Blocks => Cols / 32;
         public readonly byte* RowPtr(int r) => Blob + ((long*)(Blob + SparseMatrix.HeaderBytes))[r];
+    }
+
+    /// <summary>Q8_0 decode without VBMI2: four rows at a time decoded to dense Q8_0 blocks, then <see cref="Q8Act.Dot4"/>.</summary>
+    static void VecChunkQ8Decoded(void* ctx, int chunk)
+    {
+        ref readonly Job j = ref *(Job*)ctx;
+        int r0 = chunk * RowsPerChunk, r1 = Math.Min(r0 + RowsPerChunk, j.Rows);
+        int rowBytes = j.Blocks * 34;
+        byte* buf = (byte*)ThreadBuffers.Decoded(rowBytes + 1); // 4 rows of rowBytes bytes
+        float* res = stackalloc float[4];
+        for (int r = r0; r < r1; r += 4)
+        {
+            int m = Math.Min(4, r1 - r);
+            for (int k = 0; k < m; k++) DecodeQ8BlocksScalar(j.RowPtr(r + k), j.Cols, buf + k * rowBytes);
+            Q8Act.Dot4<Q8_0Kernel>(buf, buf + Math.Min(1, m - 1) * rowBytes, buf + Math.Min(2, m - 1) * rowBytes,
+                buf + Math.Min(3, m - 1) * rowBytes, j.Prep, j.Cols, res);
+            for (int k = 0; k < m; k++) j.Y[r + k] = res[k];
+        }
+    }
+
+    /// <summary>A compact Q8_0 row (at s) back to dense Q8_0 blocks, without vector expansion.</summary>
+    static void DecodeQ8BlocksScalar(byte* s, int cols, byte* dst)
+    {
+        int nb = cols / 32;
+        byte* v = s + SparseMatrix.RowHeaderBytes(GgmlType.Q8_0, nb);
+        ushort* scales = (ushort*)(s + SparseMatrix.MaskBytes(GgmlType.Q8_0, nb));
+        for (int b = 0; b < nb; b++, dst += 34)
+        {
+            *(ushort*)dst = scales[b];
+            for (int i = 0; i < 32; i++)
+            {
+                var (word, bit) = SparseMatrix.MaskBit(GgmlType.Q8_0, 32 * b + i); // values are stored in column order
+                dst[2 + i] = (*(ulong*)(s + word) >> bit & 1) != 0 ? *v++ : (byte)0;
+            }
+        }
     }
 
     static void ReferenceChunk(void* ctx, int chunk)
@@ -173,19 +217,7 @@ public static unsafe class SparseMatMul
     /// F16 decode activations: per block, the 16 even columns then the 16 odd columns of x * 2^s; [cols] = 2^(112-s)
     /// (the dense F16 kernel's exact power-of-two prescale, see <see cref="F16Kernel"/>).
     /// </summary>
-    static void PrepareF16(float* x, int cols, float* prep)
-    {
-        F16Kernel.Prepare(x, cols, prep);
-        var even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        var odd = even + Vector512<int>.One;
-        for (int b = 0; b < cols; b += 32)
-        {
-            var lo = Vector512.Load(prep + b);
-            var hi = Vector512.Load(prep + b + 16);
-            Avx512F.PermuteVar16x32x2(lo, even, hi).Store(prep + b);
-            Avx512F.PermuteVar16x32x2(lo, odd, hi).Store(prep + b + 16);
-        }
-    }
+    static void PrepareF16(float* x, int cols, float* prep) => F16Kernel.Prepare(x, cols, prep);
 
     /// <summary>
     /// Row r of a compact Q8_0 blob back in dense Q8_0 blocks (f16 scale, 32 int8 quants) at <paramref name="dst"/>:
@@ -332,8 +364,8 @@ public static unsafe class SparseMatMul
         int nb = j.Blocks, ng = Q8Act.Groups(j.Cols);
         var q = new Q8Rows
         {
-            Blocks = nb, Groups = ng, MaskBytes = SparseMatrix.MaskBytes(GgmlType.Q8_0, nb), HeaderBytes = SparseMatrix.RowHeaderBytes(GgmlType.Q8_0, nb),
-            Xq = (sbyte*)j.Prep, Dx = j.Prep + ng * 128, DxSum = j.Prep + ng * 128 + ng * 16,
+            Blocks = nb, MaskBytes = SparseMatrix.MaskBytes(GgmlType.Q8_0, nb), HeaderBytes = SparseMatrix.RowHeaderBytes(GgmlType.Q8_0, nb),
+            Xq = (sbyte*)j.Prep, Dx = j.Prep + ng * 128,
         };
         float* scratch = stackalloc float[32 + 2];
         for (int r = r0; r < r1; r += 2)
@@ -349,13 +381,13 @@ public static unsafe class SparseMatMul
     /// <summary>What the two-row Q8_0 decode step needs besides the rows (unmanaged, on the caller's stack).</summary>
     struct Q8Rows
     {
-        public int Blocks, Groups, MaskBytes, HeaderBytes;
+        public int Blocks, MaskBytes, HeaderBytes;
         public sbyte* Xq;
-        public float* Dx, DxSum;
+        public float* Dx;
 
         /// <summary>
         /// y = the dense Q8_0 kernel's result for two rows, in its order of operations (so equal to it bit for bit):
-        /// per group of 16 blocks the row scales times x's, per block the integer dot of the expanded quants.
+        /// per block the integer dot of the expanded quants times the row's scale times x's.
         /// Two rows with their pointers in locals: the four-row loop kept them in stack arrays and spilled.
         /// </summary>
         public readonly void Dot2(byte* row0, byte* row1, float* s, float* y, byte* next, long ahead)
@@ -363,52 +395,32 @@ public static unsafe class SparseMatMul
             int perPair = (int)((ahead + 32L * Blocks - 1) / (32L * Blocks)); // lines of the next rows per two blocks
             byte* v0 = row0 + HeaderBytes, v1 = row1 + HeaderBytes;
             ulong* k0 = (ulong*)row0, k1 = (ulong*)row1;
-            ushort* sc0 = (ushort*)(row0 + MaskBytes), sc1 = (ushort*)(row1 + MaskBytes);
+            byte* sc0 = row0 + MaskBytes, sc1 = row1 + MaskBytes;
             var test = TestQ8; // a local, as in DotF16x2
-            var flip = Vector512.Create((byte)0x80);
-            var lanes = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
             // Even and odd blocks accumulate apart, as in the dense kernel (Q8Act.Dot4): two FMA chains per row.
             Vector256<float> a0 = default, a1 = default, e0 = default, e1 = default;
-            Vector512<float> c0 = default, c1 = default;
-            for (int g = 0; g < Groups; g++)
+            for (int b = 0; b < Blocks; b += 2)
             {
-                int b0 = 16 * g, nk = Math.Min(16, Blocks - b0);
-                var vdx = Vector512.Load(Dx + b0);
-                var vds = Vector512.Load(DxSum + b0);
-                var live = Vector512.LessThan(lanes, Vector512.Create(nk)).AsSingle();
-                var d0 = Vector512.ConditionalSelect(live, Fp16.ToFloatExact16(sc0 + b0), default);
-                var d1 = Vector512.ConditionalSelect(live, Fp16.ToFloatExact16(sc1 + b0), default);
-                (d0 * vdx).Store(s); (d1 * vdx).Store(s + 16);
-                c0 = Vector512.FusedMultiplyAdd(d0, vds, c0);
-                c1 = Vector512.FusedMultiplyAdd(d1, vds, c1);
-                for (int k = 0; k < nk; k += 2)
-                {
-                    int b = b0 + k;
-                    // Masks broadcast from memory into the AND, counted from separate (volatile) scalar loads, as in DotF16x2.
-                    var u0 = Avx512Vbmi2.Expand(Vector512<byte>.Zero, Vector512.Equals(Vector512.Create(k0[b / 2]).AsByte() & test, test), Vector512.Load(v0)) ^ flip;
-                    var u1 = Avx512Vbmi2.Expand(Vector512<byte>.Zero, Vector512.Equals(Vector512.Create(k1[b / 2]).AsByte() & test, test), Vector512.Load(v1)) ^ flip;
-                    v0 += BitOperations.PopCount(Volatile.Read(ref k0[b / 2]));
-                    v1 += BitOperations.PopCount(Volatile.Read(ref k1[b / 2]));
-                    for (int l = 0; l < perPair; l++, next += 64) Sse.Prefetch1(next);
-                    var xv = Vector256.Load(Xq + b * 32);
-                    a0 = IntBlock(u0.GetLower(), xv, s[k], a0);
-                    a1 = IntBlock(u1.GetLower(), xv, s[16 + k], a1);
-                    if (k + 1 == nk) break;
-                    xv = Vector256.Load(Xq + b * 32 + 32);
-                    e0 = IntBlock(u0.GetUpper(), xv, s[k + 1], e0);
-                    e1 = IntBlock(u1.GetUpper(), xv, s[17 + k], e1);
-                }
+                // Masks broadcast from memory into the AND, counted from separate (volatile) scalar loads, as in DotF16x2.
+                var u0 = Avx512Vbmi2.Expand(Vector512<byte>.Zero, Vector512.Equals(Vector512.Create(k0[b / 2]).AsByte() & test, test), Vector512.Load(v0)).AsSByte();
+                var u1 = Avx512Vbmi2.Expand(Vector512<byte>.Zero, Vector512.Equals(Vector512.Create(k1[b / 2]).AsByte() & test, test), Vector512.Load(v1)).AsSByte();
+                v0 += BitOperations.PopCount(Volatile.Read(ref k0[b / 2]));
+                v1 += BitOperations.PopCount(Volatile.Read(ref k1[b / 2]));
+                for (int l = 0; l < perPair; l++, next += 64) Sse.Prefetch1(next);
+                var xv = Vector256.Load(Xq + b * 32);
+                float d = Dx[b];
+                a0 = Q8_0Kernel.IntBlock(u0.GetLower(), xv, Q8Act.Scale(sc0 + 2 * b) * d, a0);
+                a1 = Q8_0Kernel.IntBlock(u1.GetLower(), xv, Q8Act.Scale(sc1 + 2 * b) * d, a1);
+                if (b + 1 == Blocks) break;
+                xv = Vector256.Load(Xq + b * 32 + 32);
+                d = Dx[b + 1];
+                e0 = Q8_0Kernel.IntBlock(u0.GetUpper(), xv, Q8Act.Scale(sc0 + 2 * b + 2) * d, e0);
+                e1 = Q8_0Kernel.IntBlock(u1.GetUpper(), xv, Q8Act.Scale(sc1 + 2 * b + 2) * d, e1);
             }
-            float off = Q8_0Kernel.Offset;
-            y[0] = Vector256.Sum(a0 + e0) - off * Vector512.Sum(c0);
-            y[1] = Vector256.Sum(a1 + e1) - off * Vector512.Sum(c1);
+            y[0] = Vector256.Sum(a0 + e0);
+            y[1] = Vector256.Sum(a1 + e1);
         }
     }
-
-    /// <summary>The dense kernel's block step (<see cref="Q8_0Kernel.IntBlock"/>) on an expanded block.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector256<float> IntBlock(Vector256<byte> u, Vector256<sbyte> xv, float scale, Vector256<float> acc) =>
-        Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u, xv)), Vector256.Create(scale), acc);
 
     /// <summary>Decode from F32 values: four rows at a time, two accumulators each (eight independent FMA chains).</summary>
     static void VecChunkF32(void* ctx, int chunk)

@@ -7,7 +7,7 @@ namespace Pare.LongContext;
 /// The key-value haystacks of Needle Threading (Roberts et al. 2025), adapted to a small vocabulary: a JSON-like object of
 /// one pair per line, <c>"4821": "7391",</c>, whose keys and values are four-digit numbers (two tokens each with the 8k
 /// tokenizer) instead of UUIDs; distinct keys. Needles are placed in a cluster at the requested depth (the first needle's
-/// pair index = depth x pairs). Tasks: single needle, multiple needles (values in the order asked), conditional needles
+/// pair index = depth x (pairs - 1), moved back where the cluster would run past the end). Tasks: single needle, multiple needles (values in the order asked), conditional needles
 /// (keys marked with '*', values in order of appearance). The threading tasks are in <see cref="Threading"/>.
 /// </summary>
 public static class KeyValueHaystack
@@ -64,7 +64,7 @@ public static class KeyValueHaystack
     internal sealed record Built(int[] Haystack, int[] NeedlePositions, int Start);
 
     /// <summary>
-    /// "{" + distractor pairs + needles at pair indices from depth x pairs on + "\n}", of at most length - reserve tokens
+    /// "{" + distractor pairs + needles at pair indices from depth x (pairs - 1) on + "\n}", of at most length - reserve tokens
     /// (reserve = the question's tokens).
     /// The distractors' count is chosen so that the haystack fills the budget; needle positions are token indices.
     /// </summary>
@@ -89,7 +89,7 @@ public static class KeyValueHaystack
             used += ids.Length;
         }
         int total = distractors.Count + needles.Count;
-        int first = (int)Math.Round(Math.Clamp(depth, 0, 1) * (total - needles.Count));
+        int first = Math.Min((int)Math.Round(Math.Clamp(depth, 0, 1) * (total - 1)), total - needles.Count);
         var hay = new List<int>(open);
         var positions = new List<int>();
         all = [];

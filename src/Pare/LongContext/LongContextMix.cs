@@ -57,6 +57,11 @@ public sealed class LongContextMix
         double sum = w.Sum(), acc = 0;
         for (int i = 0; i < w.Length; i++) _cumulative[i] = (acc += w[i]) / sum;
         _separator = text.Encode("\n\n");
+        // Every task must fit the shortest episode with this tokenizer (a byte-level one needs far more tokens per key).
+        foreach (var task in NeedleTasks.All)
+            for (ulong seed = 0; seed < 8; seed++)
+                try { Episode(new SplitMix64(seed), options.MinEpisode - 16, task); }
+            catch (PareException e) { throw new PareException($"long_context.min_episode {options.MinEpisode} is too short for this tokenizer: {e.Message}"); }
     }
 
     public LongContextMixOptions Options => _o;
@@ -91,7 +96,12 @@ public sealed class LongContextMix
     NeedleSample Episode(SplitMix64 rng, int length)
     {
         double u = rng.NextDouble();
-        var task = (NeedleTask)Math.Max(0, Array.FindIndex(_cumulative, c => u < c));
+        return Episode(rng, length, (NeedleTask)Math.Max(0, Array.FindIndex(_cumulative, c => u < c)));
+    }
+
+    /// <summary>One training episode of <paramref name="task"/>, with the task's size (needles, hops) drawn at random.</summary>
+    NeedleSample Episode(SplitMix64 rng, int length, NeedleTask task)
+    {
         double depth = rng.NextDouble();
         return task switch
         {

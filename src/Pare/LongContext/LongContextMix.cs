@@ -38,7 +38,6 @@ public sealed record LongContextMixOptions
 /// </summary>
 public sealed class LongContextMix
 {
-    readonly int[] _corpus;
     readonly TokenText _text;
     readonly Filler _filler;
     readonly LongContextMixOptions _o;
@@ -48,7 +47,6 @@ public sealed class LongContextMix
     public LongContextMix(int[] corpusTokens, TokenText text, LongContextMixOptions options)
     {
         options.Validate("long_context");
-        _corpus = corpusTokens;
         _text = text;
         _filler = new Filler(corpusTokens, text);
         _o = options;
@@ -112,12 +110,5 @@ public sealed class LongContextMix
             NeedleTask.Threading => Threading.Single(rng, _text, length, depth, hops: 1 + rng.NextInt(4)),
             _ => Threading.Multi(rng, _text, length, depth, threads: 2, hops: 1 + rng.NextInt(3)),
         };
-    }
-
-    /// <summary>A plain corpus window of <paramref name="length"/> tokens at a random offset.</summary>
-    public int[] CorpusWindow(SplitMix64 rng, int length)
-    {
-        int start = rng.NextInt(_corpus.Length - length + 1);
-        return _corpus.AsSpan(start, length).ToArray();
     }
 }

@@ -55,7 +55,10 @@ public static class NeedleTasks
 
     public static string Name(NeedleTask t) => t == NeedleTask.MultiThread ? "multi-thread" : t.ToString().ToLowerInvariant();
 
-    public static NeedleTask Parse(string name) =>
-        All.FirstOrDefault(t => Name(t) == name.Trim().ToLowerInvariant(), (NeedleTask)(-1)) is var t && (int)t >= 0 ? t
-            : throw new PareException($"unknown needle task '{name}' (expected {string.Join(", ", All.Select(Name))})");
+    public static NeedleTask Parse(string name)
+    {
+        foreach (var t in All)
+            if (Name(t) == name.Trim().ToLowerInvariant()) return t;
+        throw new PareException($"unknown needle task '{name}' (expected {string.Join(", ", All.Select(Name))})");
+    }
 }

@@ -4,6 +4,8 @@
 //   dotnet run -c Release --project benchmarks/Pare.Plots -- loss LOSS.tsv OUT.png [TITLE] [--baseline PPL]
 //     LOSS.tsv = the loss log of `pare train` (OUT_DIR/loss.tsv): training loss (raw and smoothed) and validation loss
 //     per step; --baseline draws the 3-gram baseline's perplexity as a loss line (ln PPL).
+//   dotnet run -c Release --project benchmarks/Pare.Plots -- needle NEEDLE.json OUT.png [TITLE]
+//     NEEDLE.json = the output of `pare needle MODEL --json`: accuracy heatmap, prompt length x needle depth.
 using System.Globalization;
 using System.Text.Json;
 
@@ -11,12 +13,13 @@ return args switch
 {
     ["tn", var json, var png, .. var rest] => TnPlot(json, png, rest.Length > 0 ? rest[0] : null),
     ["loss", var tsv, var png, .. var rest] => LossPlot(tsv, png, rest),
+    ["needle", var json, var png, .. var rest] => NeedlePlot(json, png, rest.Length > 0 ? rest[0] : null),
     _ => Usage(),
 };
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: Pare.Plots tn BENCH.json OUT.png [TITLE]\n       Pare.Plots loss LOSS.tsv OUT.png [TITLE] [--baseline PPL]");
+    Console.Error.WriteLine("usage: Pare.Plots tn BENCH.json OUT.png [TITLE]\n       Pare.Plots loss LOSS.tsv OUT.png [TITLE] [--baseline PPL]\n       Pare.Plots needle NEEDLE.json OUT.png [TITLE]");
     return 2;
 }
 
@@ -87,4 +90,42 @@ static int LossPlot(string tsv, string png, string[] rest)
     plt.Axes.SetLimitsY(Math.Min(train.Min(r => r.Loss), valid.Length > 0 ? valid.Min(r => r.Loss) : double.MaxValue) - 0.2,
         Math.Min(train.Max(r => r.Loss), (baseline is double p2 ? Math.Log(p2) : 0) + 3.5) + 0.2);
     return Save(plt, png, title ?? "Training and validation loss", "step", "cross-entropy (nats per token)", ScottPlot.Alignment.UpperRight);
+}
+
+static int NeedlePlot(string jsonPath, string png, string? title)
+{
+    using var doc = JsonDocument.Parse(File.ReadAllText(jsonPath));
+    var root = doc.RootElement;
+    var lengths = root.GetProperty("lengths").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+    var depths = root.GetProperty("depths").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+    var acc = root.GetProperty("cells").EnumerateArray().ToDictionary(
+        c => (c.GetProperty("length").GetInt32(), c.GetProperty("depth").GetDouble()), c => c.GetProperty("accuracy").GetDouble());
+    var plt = new ScottPlot.Plot();
+    var cmap = new ScottPlot.Colormaps.Viridis();
+    // One square per (length, depth): x = length index, y = depth index (depth 0 at the top, as in needle-in-a-haystack plots).
+    for (int i = 0; i < lengths.Length; i++)
+        for (int j = 0; j < depths.Length; j++)
+        {
+            double a = acc[(lengths[i], depths[j])];
+            double y = depths.Length - 1 - j;
+            var r = plt.Add.Rectangle(i - 0.5, i + 0.5, y - 0.5, y + 0.5);
+            r.FillColor = cmap.GetColor(a);
+            r.LineWidth = 0;
+            var t = plt.Add.Text($"{a * 100:F0}%", i, y);
+            t.LabelAlignment = ScottPlot.Alignment.MiddleCenter;
+            t.LabelFontSize = 14;
+            t.LabelFontColor = a > 0.6 ? ScottPlot.Colors.Black : ScottPlot.Colors.White;
+        }
+    plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+        [.. Enumerable.Range(0, lengths.Length).Select(i => (double)i)], [.. lengths.Select(l => l.ToString(CultureInfo.InvariantCulture))]);
+    plt.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+        [.. Enumerable.Range(0, depths.Length).Select(j => (double)(depths.Length - 1 - j))], [.. depths.Select(d => d.ToString("0.##", CultureInfo.InvariantCulture))]);
+    plt.Axes.SetLimits(-0.5, lengths.Length - 0.5, -0.5, depths.Length - 0.5);
+    string task = root.GetProperty("task").GetString()!;
+    plt.Title(title ?? $"{task}: exact-match accuracy ({root.GetProperty("trials").GetInt32()} trials per cell), overall {root.GetProperty("accuracy").GetDouble() * 100:F1}%");
+    plt.XLabel("prompt length (tokens)");
+    plt.YLabel("needle depth");
+    plt.SavePng(png, Math.Max(640, 160 + 90 * lengths.Length), 140 + 60 * depths.Length);
+    Console.WriteLine($"wrote {png}");
+    return 0;
 }

@@ -22,14 +22,16 @@ internal static class TrainCommand
         var outDir = new Option<string?>("--out") { Description = "Output folder (overrides the config's out_dir)." };
         var export = new Option<string?>("--export") { Description = "Also export the current weights to this GGUF when the invocation ends." };
         var threads = new Option<int?>("--threads", "-t") { Description = $"Kernel threads, 1 to {Cli.MaxThreads} (overrides the config)." }.Between(1, Cli.MaxThreads);
+        var initFrom = new Option<string?>("--init-from") { Description = "Start from this GGUF's weights (overrides the config's init_from; ignored with --resume)." };
         var json = Cli.Json();
-        var cmd = new Command("train", "Train a Llama-architecture model from scratch on the reference corpus.") { config, resume, steps, outDir, export, threads, json };
+        var cmd = new Command("train", "Train a Llama-architecture model from scratch on the reference corpus.") { config, resume, steps, outDir, export, threads, initFrom, json };
         // Synchronous action: Ctrl+C is handled here (finish the step, checkpoint), not by a forced termination timeout.
         cmd.SetAction(r => Cli.Guard(() =>
         {
             var cfg = TrainConfig.Load(r.GetValue(config)!);
             if (r.GetValue(outDir) is { } o) cfg = cfg with { OutDir = o };
             if (r.GetValue(threads) is int t) cfg = cfg with { Threads = t };
+            if (r.GetValue(initFrom) is { } init) cfg = cfg with { InitFrom = init };
             bool asJson = r.GetValue(json);
             Directory.CreateDirectory(cfg.OutDir);
             File.WriteAllText(Path.Combine(cfg.OutDir, "config.json"), cfg.ToJson());

@@ -1,4 +1,4 @@
-using Pare.Training;
+using Pare.Tensors;
 
 namespace Pare.Data;
 

@@ -1,4 +1,6 @@
+using Pare.Formats.Gguf;
 using Pare.Models;
+using Pare.Tensors;
 
 namespace Pare.Training;
 
@@ -92,6 +94,26 @@ public sealed class ParameterStore
     }
 
     public void ZeroGrads() => Array.Clear(Grads);
+
+    /// <summary>
+    /// Overwrites every weight with the tensor of the same name in a GGUF (an exported model of the same shape; F32, F16
+    /// or BF16), to continue training from it (e.g. at a longer context). Any missing or differently shaped tensor is an error.
+    /// </summary>
+    public void LoadGguf(string path)
+    {
+        if (!File.Exists(path)) throw new PareException($"init_from: model not found: {path}");
+        using var f = GgufFile.Open(path);
+        foreach (var p in All)
+        {
+            if (!f.TryGetTensor(p.Name, out var t)) throw new PareException($"init_from {path}: no tensor '{p.Name}'");
+            long rows = t.Dims.Length >= 2 ? t.Dims[1] : 1;
+            if (t.Dims[0] != p.Cols || rows != p.Rows || t.ElementCount != p.Length)
+                throw new PareException($"init_from {path}: tensor '{p.Name}' has shape {t.Shape}, the model [{p.Cols}, {p.Rows}]");
+            if (t.Type is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16))
+                throw new PareException($"init_from {path}: tensor '{p.Name}' has type {t.Type}; expected F32, F16 or BF16");
+            Pare.Kernels.Dequant.Row(t.Type, f.TensorBytes(t), Value(p));
+        }
+    }
 
     static ulong Fnv(string s)
     {

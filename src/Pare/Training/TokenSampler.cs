@@ -1,11 +1,15 @@
+using Pare.LongContext;
+using Pare.Tensors;
+
 namespace Pare.Training;
 
 /// <summary>
 /// The training data order: each sequence is a window of seqLen + 1 consecutive tokens of the tokenized train split at an
 /// offset drawn uniformly by a <see cref="SplitMix64"/>; inputs are its first seqLen tokens and targets the last seqLen.
-/// The generator's state is all there is to save for an exact resume.
+/// The generator's state is all there is to save for an exact resume. With a <see cref="LongContextMix"/>, each window is
+/// first drawn synthetic or not, and a synthetic one is generated from a seed drawn from the same generator.
 /// </summary>
-public sealed class TokenSampler(int[] tokens, int seqLen, ulong seed)
+public sealed class TokenSampler(int[] tokens, int seqLen, ulong seed, LongContextMix? mix = null)
 {
     public SplitMix64 Rng { get; } = new(seed);
 
@@ -15,6 +19,13 @@ public sealed class TokenSampler(int[] tokens, int seqLen, ulong seed)
         if (tokens.Length < seqLen + 1) throw new PareException($"the training text has {tokens.Length} tokens, fewer than one window of {seqLen + 1}");
         for (int b = 0; b < sequences; b++)
         {
+            if (mix != null && mix.IsSynthetic(Rng.NextDouble()))
+            {
+                var w = mix.Window(Rng.NextULong(), seqLen + 1);
+                w.AsSpan(0, seqLen).CopyTo(inputs.Slice(b * seqLen, seqLen));
+                w.AsSpan(1, seqLen).CopyTo(targets.Slice(b * seqLen, seqLen));
+                continue;
+            }
             int start = Rng.NextInt(tokens.Length - seqLen);
             tokens.AsSpan(start, seqLen).CopyTo(inputs.Slice(b * seqLen, seqLen));
             tokens.AsSpan(start + 1, seqLen).CopyTo(targets.Slice(b * seqLen, seqLen));

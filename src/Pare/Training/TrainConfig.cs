@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Pare.LongContext;
 using Pare.Models;
 using Pare.Tensors;
 
@@ -43,6 +44,14 @@ public sealed record TrainConfig
     public string ValidText { get; init; } = ".cache/data/corpus/valid.txt";
     /// <summary>Checkpoints, logs and the exported model go here.</summary>
     public string OutDir { get; init; } = ".cache/train/pare-ref";
+
+    /// <summary>
+    /// A GGUF of the same shape whose weights replace the random initialization (e.g. to continue a model at a longer
+    /// context); null = random. A resumed run takes its weights from the checkpoint instead.
+    /// </summary>
+    public string? InitFrom { get; init; }
+    /// <summary>Synthetic long-context retrieval documents mixed into the training windows; null = corpus windows only.</summary>
+    public LongContextMixOptions? LongContext { get; init; }
 
     /// <summary>Seed of the weight initialization and of the data order.</summary>
     public ulong Seed { get; init; } = 1234;
@@ -115,5 +124,6 @@ public sealed record TrainConfig
         Check(BatchSize > 0 && MicroBatch > 0 && BatchSize % MicroBatch == 0, "batch_size must be a multiple of micro_batch");
         Check(Steps > 0 && WarmupSteps >= 0, "steps must be positive");
         Check(ExportType is "F32" or "F16", "export_type must be F32 or F16");
+        LongContext?.Validate(source);
     }
 }

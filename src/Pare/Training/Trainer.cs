@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Pare.LongContext;
 using Pare.Tensors;
 using Pare.Tokenizers;
 
@@ -36,10 +37,12 @@ public sealed class Trainer
             if ((uint)t >= (uint)llama.VocabSize) throw new PareException($"token id {t} is outside the vocabulary of {llama.VocabSize}");
         Parameters = new ParameterStore(llama);
         Parameters.Initialize(config.Seed, config.InitStd);
+        if (config.InitFrom != null) Parameters.LoadGguf(config.InitFrom);
         Optimizer = new AdamW(Parameters, config.Beta1, config.Beta2, config.AdamEps, config.WeightDecay);
         _model = new TrainingModel(Parameters, config.MicroBatch, config.SeqLen, _threads);
         // The data stream has its own seed derived from the run's, independent of the initialization's streams.
-        _sampler = new TokenSampler(trainTokens, config.SeqLen, config.Seed * 0x9E3779B97F4A7C15UL + 1);
+        var mix = config.LongContext is { } lc ? new LongContextMix(trainTokens, new TokenText(new Gpt2BpeTokenizer(tokenizer)), lc) : null;
+        _sampler = new TokenSampler(trainTokens, config.SeqLen, config.Seed * 0x9E3779B97F4A7C15UL + 1, mix);
         (_validInputs, _validTargets) = TokenSampler.Fixed(validTokens, config.SeqLen, config.EvalSequences);
     }
 

@@ -1,4 +1,4 @@
-namespace Pare.Training;
+namespace Pare.Tensors;
 
 /// <summary>
 /// SplitMix64: a tiny, fast generator whose whole state is one ulong, so it checkpoints exactly and gives the same

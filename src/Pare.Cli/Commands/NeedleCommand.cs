@@ -1,0 +1,87 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using Pare.Data;
+using Pare.LongContext;
+using Pare.Tokenizers;
+
+namespace Pare.Cli.Commands;
+
+/// <summary>
+/// <c>pare needle MODEL --task T --lengths L,.. --depths D,.. --trials N --seed S [--json]</c>: long-context retrieval
+/// accuracy per (length, depth) with the full KV cache (see <see cref="NeedleHarness"/>); the heatmap PNG is drawn from
+/// the JSON by benchmarks/Pare.Plots (<c>needle</c>).
+/// </summary>
+internal static class NeedleCommand
+{
+    const string DefaultFiller = ".cache/data/corpus/test.txt";
+
+    public static Command Create()
+    {
+        var model = Cli.ModelArgument();
+        var task = new Option<string>("--task") { Description = $"One of {string.Join(", ", NeedleTasks.All.Select(NeedleTasks.Name))}.", DefaultValueFactory = _ => "passkey" };
+        var lengths = new Option<string?>("--lengths") { Description = $"Prompt lengths in tokens, comma-separated (default: context/4, context/2, context-{NeedleHarness.AnswerTokens})." };
+        var depths = new Option<string>("--depths") { Description = "Needle depths in 0..1, comma-separated.", DefaultValueFactory = _ => "0,0.25,0.5,0.75,1" };
+        var trials = new Option<int>("--trials") { Description = "Trials per (length, depth) cell.", DefaultValueFactory = _ => 10 };
+        var seed = new Option<ulong>("--seed") { Description = "Seed of the haystacks.", DefaultValueFactory = _ => 1UL };
+        var filler = new Option<string>("--filler-text") { Description = $"Text the passkey is hidden in ('classic' = the grass-is-green sentences).", DefaultValueFactory = _ => DefaultFiller };
+        var details = new Option<bool>("--details") { Description = "With --json, also list every trial's gold values and answer." };
+        var threads = Cli.Threads();
+        var json = Cli.Json();
+        var cmd = new Command("needle", "Long-context retrieval (passkey and needle-threading tasks): exact-match accuracy per length and depth, greedy, full KV cache.")
+            { model, task, lengths, depths, trials, seed, filler, details, threads, json };
+        cmd.SetAction((r, ct) => Cli.Guard(() =>
+        {
+            bool asJson = r.GetValue(json);
+            var t = NeedleTasks.Parse(r.GetValue(task)!);
+            var depthList = ParseList(r.GetValue(depths)!, "--depths", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture));
+            using var m = Cli.Load(r.GetValue(model)!);
+            var tok = m.Tokenizer ?? throw new PareException($"{m.Source}: the model has no tokenizer");
+            int ctx = m.Config.ContextLength;
+            var lengthList = r.GetValue(lengths) is { } ls ? ParseList(ls, "--lengths", s => int.Parse(s, NumberStyles.Integer, CultureInfo.InvariantCulture))
+                : [ctx / 4, ctx / 2, ctx - NeedleHarness.AnswerTokens];
+            var options = new NeedleOptions { Task = t, Lengths = lengthList, Depths = depthList, Trials = r.GetValue(trials), Seed = r.GetValue(seed), Threads = r.GetValue(threads) };
+            NeedleHarness.Validate(options, ctx);
+            var text = new TokenText(tok);
+            string fillerName = t == NeedleTask.Passkey ? r.GetValue(filler)! : "none";
+            var fill = fillerName == "none" || fillerName == "classic" ? Filler.ClassicFiller(text) : new Filler(FillerTokens(tok, fillerName), text);
+
+            var sw = Stopwatch.StartNew();
+            var (cells, runs) = Cli.WithProgress(asJson, $"needle {NeedleTasks.Name(t)}", p => NeedleHarness.Run(m, fill, text, options, p, ct));
+            double overall = cells.Average(c => c.Accuracy);
+            if (asJson)
+            {
+                Cli.PrintJson(new
+                {
+                    model = m.Source, task = NeedleTasks.Name(t), seed = options.Seed, trials = options.Trials, filler = fillerName, context = ctx,
+                    lengths = lengthList, depths = depthList, accuracy = overall, seconds = sw.Elapsed.TotalSeconds,
+                    cells = cells.Select(c => new { length = c.Length, depth = c.Depth, trials = c.Trials, accuracy = c.Accuracy, measured_depth = c.MeasuredDepth }),
+                    runs = r.GetValue(details) ? runs.Select(x => new { length = x.Length, depth = x.Depth, trial = x.Trial, gold = x.Gold, answer = x.Answer, score = x.Score }) : null,
+                });
+            }
+            else
+            {
+                Console.Out.WriteLine($"{NeedleTasks.Name(t)}: {options.Trials} trials per cell, seed {options.Seed}, filler {fillerName}; accuracy by length (rows) and depth (columns)");
+                Console.Out.WriteLine("length  " + string.Concat(depthList.Select(d => $"{d,7:0.##}")));
+                foreach (int l in lengthList)
+                    Console.Out.WriteLine($"{l,6}  " + string.Concat(depthList.Select(d => $"{cells.First(c => c.Length == l && c.Depth == d).Accuracy * 100,6:F0}%")));
+                Console.Out.WriteLine($"overall {overall * 100:F1}% ({sw.Elapsed.TotalSeconds:F0} s)");
+            }
+            return Task.FromResult(0);
+        }));
+        return cmd;
+    }
+
+    static int[] FillerTokens(ITokenizer tok, string path)
+    {
+        if (!File.Exists(path)) throw new PareException($"filler text not found: {path} (run 'pare data fetch', or use --filler-text classic)");
+        return tok is Gpt2BpeTokenizer g ? TokenizerFiles.EncodeFileCached(g, path) : tok.Encode(File.ReadAllText(path), addSpecial: false);
+    }
+
+    static T[] ParseList<T>(string s, string name, Func<string, T> parse)
+    {
+        try { return [.. s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(parse)]; }
+        catch (FormatException) { throw new PareException($"{name}: '{s}' is not a comma-separated list of numbers"); }
+        catch (OverflowException) { throw new PareException($"{name}: '{s}' has a number out of range"); }
+    }
+}

@@ -1,0 +1,114 @@
+using Pare.Tensors;
+
+namespace Pare.LongContext;
+
+/// <summary>Training mixture of <see cref="LongContextMix"/> (the <c>long_context</c> block of a training config).</summary>
+public sealed record LongContextMixOptions
+{
+    /// <summary>Share of training windows that are synthetic retrieval documents; the rest are plain corpus windows.</summary>
+    public double Fraction { get; init; } = 0.5;
+    /// <summary>Shortest synthetic episode in tokens; episode lengths are log-uniform between this and the window.</summary>
+    public int MinEpisode { get; init; } = 128;
+    /// <summary>Relative weights of the tasks among synthetic episodes.</summary>
+    public double Passkey { get; init; } = 0.25;
+    public double Single { get; init; } = 0.25;
+    public double Multi { get; init; } = 0.15;
+    public double Conditional { get; init; } = 0.1;
+    public double Threading { get; init; } = 0.15;
+    public double MultiThread { get; init; } = 0.1;
+    /// <summary>Most extra questions a single-needle episode asks (and answers) about other pairs of its haystack: more
+    /// supervised retrievals per window.</summary>
+    public int MaxFollowUps { get; init; } = 6;
+
+    public void Validate(string source)
+    {
+        if (Fraction is < 0 or > 1) throw new PareException($"{source}: long_context.fraction must be in 0..1");
+        if (MinEpisode < 128) throw new PareException($"{source}: long_context.min_episode must be at least 128");
+        double[] w = [Passkey, Single, Multi, Conditional, Threading, MultiThread];
+        if (w.Any(x => x < 0) || w.Sum() <= 0) throw new PareException($"{source}: long_context task weights must be >= 0 with a positive sum");
+        if (MaxFollowUps < 0) throw new PareException($"{source}: long_context.max_follow_ups must be >= 0");
+    }
+}
+
+/// <summary>
+/// Training windows for long-context retrieval: with probability <see cref="LongContextMixOptions.Fraction"/> a window
+/// is a sequence of synthetic episodes (one of the <see cref="NeedleTask"/> tasks, answered, episodes separated by a blank
+/// line, filler from the train split), otherwise a plain window of the train split. Each window is a pure function of
+/// one seed, so the trainer's sampler state stays a single RNG state (exact resume).
+/// </summary>
+public sealed class LongContextMix
+{
+    readonly TokenText _text;
+    readonly Filler _filler;
+    readonly LongContextMixOptions _o;
+    readonly double[] _cumulative;
+    readonly int[] _separator;
+
+    public LongContextMix(int[] corpusTokens, TokenText text, LongContextMixOptions options)
+    {
+        options.Validate("long_context");
+        _text = text;
+        _filler = new Filler(corpusTokens, text);
+        _o = options;
+        double[] w = [options.Passkey, options.Single, options.Multi, options.Conditional, options.Threading, options.MultiThread];
+        _cumulative = new double[w.Length];
+        double sum = w.Sum(), acc = 0;
+        for (int i = 0; i < w.Length; i++) _cumulative[i] = (acc += w[i]) / sum;
+        _separator = text.Encode("\n\n");
+        // Every task must fit the shortest episode with this tokenizer (a byte-level one needs far more tokens per key).
+        foreach (var task in NeedleTasks.All)
+            for (ulong seed = 0; seed < 8; seed++)
+                try { Episode(new SplitMix64(seed), options.MinEpisode - 16, task); }
+            catch (PareException e) { throw new PareException($"long_context.min_episode {options.MinEpisode} is too short for this tokenizer: {e.Message}"); }
+    }
+
+    public LongContextMixOptions Options => _o;
+
+    /// <summary>Whether the window drawn with this uniform number is synthetic.</summary>
+    public bool IsSynthetic(double u) => u < _o.Fraction;
+
+    /// <summary>A synthetic window of exactly <paramref name="length"/> tokens from <paramref name="seed"/>.</summary>
+    public int[] Window(ulong seed, int length)
+    {
+        var rng = new SplitMix64(seed);
+        var ids = new List<int>(length + 64);
+        while (ids.Count < length)
+        {
+            int remaining = length - ids.Count;
+            if (remaining < _o.MinEpisode)
+            {
+                ids.AddRange(_filler.Take(rng, remaining));
+                break;
+            }
+            int max = Math.Max(_o.MinEpisode, remaining);
+            int episode = (int)Math.Round(_o.MinEpisode * Math.Pow((double)max / _o.MinEpisode, rng.NextDouble()));
+            // Leave room for the answer and the separator; the window is cut to length at the end anyway.
+            var sample = Episode(rng, Math.Max(_o.MinEpisode - 16, episode - 16));
+            ids.AddRange(sample.Prompt);
+            if (sample.AnswerText.Length > 0) ids.AddRange(_text.Encode(sample.AnswerText));
+            ids.AddRange(_separator);
+        }
+        return [.. ids.Take(length)];
+    }
+
+    NeedleSample Episode(SplitMix64 rng, int length)
+    {
+        double u = rng.NextDouble();
+        return Episode(rng, length, (NeedleTask)Math.Max(0, Array.FindIndex(_cumulative, c => u < c)));
+    }
+
+    /// <summary>One training episode of <paramref name="task"/>, with the task's size (needles, hops) drawn at random.</summary>
+    NeedleSample Episode(SplitMix64 rng, int length, NeedleTask task)
+    {
+        double depth = rng.NextDouble();
+        return task switch
+        {
+            NeedleTask.Passkey => Passkey.Build(rng, _text, _filler, length, depth),
+            NeedleTask.Single => KeyValueHaystack.Single(rng, _text, length, depth, followUps: rng.NextInt(_o.MaxFollowUps + 1)),
+            NeedleTask.Multi => KeyValueHaystack.Multi(rng, _text, length, depth, needles: 2 + rng.NextInt(3)),
+            NeedleTask.Conditional => KeyValueHaystack.Conditional(rng, _text, length, depth, needles: 1 + rng.NextInt(4)),
+            NeedleTask.Threading => Threading.Single(rng, _text, length, depth, hops: 1 + rng.NextInt(4)),
+            _ => Threading.Multi(rng, _text, length, depth, threads: 2, hops: 1 + rng.NextInt(3)),
+        };
+    }
+}

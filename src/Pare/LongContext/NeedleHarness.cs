@@ -1,0 +1,116 @@
+using Pare.Models;
+using Pare.Tensors;
+
+namespace Pare.LongContext;
+
+/// <summary>Settings of a needle run (<c>pare needle</c>).</summary>
+public sealed record NeedleOptions
+{
+    public NeedleTask Task { get; init; } = NeedleTask.Passkey;
+    /// <summary>Prompt lengths in tokens (haystack + question); each plus <see cref="NeedleHarness.AnswerTokens"/> must fit the context.</summary>
+    public IReadOnlyList<int> Lengths { get; init; } = [512, 1024, 2048 - NeedleHarness.AnswerTokens];
+    /// <summary>Needle depths, 0 = start of the haystack, 1 = end.</summary>
+    public IReadOnlyList<double> Depths { get; init; } = [0, 0.25, 0.5, 0.75, 1];
+    /// <summary>Trials per (length, depth) cell.</summary>
+    public int Trials { get; init; } = 10;
+    /// <summary>Seed of the haystacks; each cell's trials are a function of (seed, task, length, depth, trial) only.</summary>
+    public ulong Seed { get; init; } = 1;
+    /// <summary>Kernel threads of the session.</summary>
+    public int Threads { get; init; } = Environment.ProcessorCount;
+}
+
+/// <summary>One (length, depth) cell: mean exact-match score over its trials, and the needles' measured mean depth.</summary>
+public sealed record NeedleCell(int Length, double Depth, int Trials, double Accuracy, double MeasuredDepth);
+
+/// <summary>One trial as run: what was asked, what came back, its score.</summary>
+public sealed record NeedleTrial(int Length, double Depth, int Trial, string[] Gold, string Answer, double Score);
+
+/// <summary>
+/// Runs a <see cref="NeedleTask"/> on a model with its full KV cache through the public session API: for each length,
+/// depth and trial it builds a haystack (<see cref="NeedleTasks.Build"/>), prefills it, decodes greedily until a newline
+/// or <see cref="AnswerTokens"/> tokens, and scores the answer by exact match (<see cref="NeedleScoring"/>).
+/// </summary>
+public static class NeedleHarness
+{
+    /// <summary>Most tokens generated per answer (the longest gold answer, three quoted values, is about 14 tokens).</summary>
+    public const int AnswerTokens = 24;
+
+    /// <summary>Checks the options against the model; throws a one-line <see cref="PareException"/> on bad input.</summary>
+    public static void Validate(NeedleOptions o, int contextLength)
+    {
+        if (!Enum.IsDefined(o.Task)) throw new PareException($"unknown needle task {o.Task}");
+        if (o.Trials < 1) throw new PareException($"trials must be at least 1 (got {o.Trials})");
+        if (o.Lengths.Count == 0 || o.Depths.Count == 0) throw new PareException("give at least one length and one depth");
+        foreach (int l in o.Lengths)
+        {
+            if (l < 64) throw new PareException($"length {l} is too short (at least 64 tokens)");
+            if (l + AnswerTokens > contextLength)
+                throw new PareException($"length {l} + {AnswerTokens} answer tokens does not fit the model's context of {contextLength} tokens");
+        }
+        foreach (double d in o.Depths)
+            if (!(d >= 0 && d <= 1)) throw new PareException($"depth {d} is outside 0..1");
+    }
+
+    /// <summary>The haystack of one trial (deterministic in the options' seed and the cell).</summary>
+    public static NeedleSample Sample(NeedleOptions o, TokenText text, Filler filler, int length, double depth, int trial)
+    {
+        ulong h = o.Seed;
+        foreach (ulong x in new[] { (ulong)o.Task, (ulong)length, BitConverter.DoubleToUInt64Bits(depth), (ulong)trial })
+            h = new SplitMix64(h ^ x).NextULong();
+        return NeedleTasks.Build(o.Task, new SplitMix64(h), text, filler, length, depth);
+    }
+
+    public static (IReadOnlyList<NeedleCell> Cells, IReadOnlyList<NeedleTrial> Trials) Run(LlamaModel model, Filler filler, TokenText text,
+        NeedleOptions o, IProgress<double>? progress = null, CancellationToken ct = default)
+    {
+        Validate(o, model.Config.ContextLength);
+        var session = model.CreateSession(new SessionOptions { ContextLength = o.Lengths.Max() + AnswerTokens, Threads = o.Threads });
+        var cells = new List<NeedleCell>();
+        var trials = new List<NeedleTrial>();
+        int done = 0, total = o.Lengths.Count * o.Depths.Count * o.Trials;
+        foreach (int length in o.Lengths)
+            foreach (double depth in o.Depths)
+            {
+                double score = 0, measured = 0;
+                for (int t = 0; t < o.Trials; t++)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    var s = Sample(o, text, filler, length, depth, t);
+                    string answer = Answer(session, text, s.Prompt, ct);
+                    double sc = NeedleScoring.Score(o.Task, answer, s.Gold);
+                    score += sc;
+                    measured += s.Depth;
+                    trials.Add(new NeedleTrial(length, depth, t, s.Gold, answer, sc));
+                    progress?.Report(++done / (double)total);
+                }
+                cells.Add(new NeedleCell(length, depth, o.Trials, score / o.Trials, measured / o.Trials));
+            }
+        return (cells, trials);
+    }
+
+    /// <summary>Greedy answer to a prompt from an empty cache: up to <see cref="AnswerTokens"/> tokens, stopping at a newline or EOS.</summary>
+    public static string Answer(InferenceSession session, TokenText text, int[] prompt, CancellationToken ct = default)
+    {
+        session.Reset();
+        var logits = session.Forward(prompt);
+        var ids = new List<int>();
+        for (int i = 0; i < AnswerTokens; i++)
+        {
+            ct.ThrowIfCancellationRequested();
+            int next = ArgMax(logits);
+            if (text.Tokenizer.EosId == next || text.Tokenizer.IsControl(next)) break;
+            ids.Add(next);
+            if (text.Decode([next]).Contains('\n')) break;
+            if (i + 1 < AnswerTokens) logits = session.Forward([next]);
+        }
+        return text.Decode([.. ids]);
+    }
+
+    /// <summary>Index of the largest logit (the lowest index on ties).</summary>
+    public static int ArgMax(ReadOnlySpan<float> logits)
+    {
+        int best = 0;
+        for (int i = 1; i < logits.Length; i++) if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+}

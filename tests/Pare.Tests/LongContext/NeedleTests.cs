@@ -1,0 +1,191 @@
+using Pare.LongContext;
+using Pare.Models;
+using Pare.Tensors;
+using Pare.Tests.TestSupport;
+using Pare.Tokenizers;
+
+namespace Pare.Tests.LongContext;
+
+/// <summary>The needle haystacks (deterministic, needles where asked), exact-match scoring, the training mix, and `pare needle`'s bad input.</summary>
+public class NeedleTests
+{
+    static readonly Lazy<(ITokenizer Tok, TokenText Text, Filler Filler)> Ref = new(() =>
+    {
+        using var m = LlamaModel.Load(ReferenceModels.Require(ReferenceModels.PareRef));
+        var tok = m.Tokenizer!;
+        var text = new TokenText(tok);
+        // Real English for the filler: the repository's README, repeated.
+        string readme = File.ReadAllText(Path.Combine(RepoRoot(), "README.md"));
+        return (tok, text, new Filler(tok.Encode(string.Concat(Enumerable.Repeat(readme, 3)), addSpecial: false), text));
+    });
+
+    static string RepoRoot()
+    {
+        var d = new DirectoryInfo(AppContext.BaseDirectory);
+        while (d != null && !File.Exists(Path.Combine(d.FullName, "README.md"))) d = d.Parent;
+        return d?.FullName ?? throw new InvalidOperationException("repository root not found");
+    }
+
+    static NeedleOptions Options(NeedleTask task, ulong seed = 5) => new() { Task = task, Seed = seed, Lengths = [600], Depths = [0.5], Trials = 1 };
+
+    public static TheoryData<NeedleTask> Tasks() => [.. NeedleTasks.All];
+
+    [Theory]
+    [MemberData(nameof(Tasks))]
+    public void Haystacks_are_a_function_of_the_seed_and_the_cell(NeedleTask task)
+    {
+        var (_, text, filler) = Ref.Value;
+        var a = NeedleHarness.Sample(Options(task), text, filler, 600, 0.5, 3);
+        var b = NeedleHarness.Sample(Options(task), text, filler, 600, 0.5, 3);
+        Assert.Equal(a.Prompt, b.Prompt);
+        Assert.Equal(a.Gold, b.Gold);
+        Assert.NotEqual(a.Prompt, NeedleHarness.Sample(Options(task), text, filler, 600, 0.5, 4).Prompt);
+        Assert.NotEqual(a.Prompt, NeedleHarness.Sample(Options(task, seed: 6), text, filler, 600, 0.5, 3).Prompt);
+    }
+
+    [Theory]
+    [MemberData(nameof(Tasks))]
+    public void Needles_sit_at_the_requested_depth_and_hold_the_answer(NeedleTask task)
+    {
+        var (_, text, filler) = Ref.Value;
+        foreach (int length in new[] { 300, 1500 })
+            foreach (double depth in new[] { 0.0, 0.3, 0.7, 1.0 })
+                for (int trial = 0; trial < 3; trial++)
+                {
+                    var s = NeedleHarness.Sample(Options(task), text, filler, length, depth, trial);
+                    Assert.InRange(s.Prompt.Length, length - 12, length);
+                    if (task == NeedleTask.Passkey) Assert.Equal(length, s.Prompt.Length);
+                    // A passkey moves up to 24 tokens to a sentence boundary; a cluster of needles ending at depth 1 starts a few
+                    // pairs earlier, and a thread's other links may land before its first: in a short haystack these are a larger share.
+                    double tol = length < 1000 ? 0.15 : 0.06;
+                    Assert.True(Math.Abs(s.Depth - depth) <= tol, $"{task} length {length} depth {depth} trial {trial}: needle at {s.Depth:F3}");
+                    string needle = text.Decode(s.Prompt.AsSpan(s.NeedlePositions[0], Math.Min(24, s.Prompt.Length - s.NeedlePositions[0])));
+                    string whole = text.Decode(s.Prompt);
+                    switch (task)
+                    {
+                        case NeedleTask.Passkey:
+                            Assert.StartsWith($"\nThe pass key is {s.Gold[0]}.", needle);
+                            break;
+                        case NeedleTask.Single:
+                            Assert.Matches("^\n\"\\d{4}\": \"" + s.Gold[0] + "\",", needle);
+                            string key = needle.Split('"')[1];
+                            Assert.EndsWith($"The value of \"{key}\" is \"", whole);
+                            Assert.Single(System.Text.RegularExpressions.Regex.Matches(whole, $"\"{key}\": "));
+                            break;
+                        case NeedleTask.Conditional:
+                            Assert.Equal(s.Gold.Length, System.Text.RegularExpressions.Regex.Matches(whole, "\"\\*\\d{4}\": ").Count);
+                            Assert.StartsWith("\n\"*", needle);
+                            break;
+                        case NeedleTask.Threading or NeedleTask.MultiThread:
+                            // Follow each thread through the haystack: it must end at the gold value.
+                            var pairs = System.Text.RegularExpressions.Regex.Matches(whole, "\"(\\d{4})\": \"(\\d{4})\"").ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value);
+                            var starts = System.Text.RegularExpressions.Regex.Matches(whole[whole.LastIndexOf("Follow", StringComparison.Ordinal)..], "\"(\\d{4})\"").Select(m => m.Groups[1].Value).ToArray();
+                            Assert.Equal(s.Gold.Length, starts.Length);
+                            for (int t = 0; t < starts.Length; t++)
+                            {
+                                string k = starts[t];
+                                for (int hop = 0; hop < 3; hop++) k = pairs[k];
+                                Assert.Equal(s.Gold[t], k);
+                            }
+                            break;
+                    }
+                }
+    }
+
+    [Fact]
+    public void Scoring_is_exact_match_per_value()
+    {
+        Assert.Equal(1, NeedleScoring.Score(NeedleTask.Passkey, " 48213. Remember it.", ["48213"]));
+        Assert.Equal(0, NeedleScoring.Score(NeedleTask.Passkey, " 4821.", ["48213"]));
+        Assert.Equal(0, NeedleScoring.Score(NeedleTask.Passkey, " the key", ["48213"]));
+        Assert.Equal(0, NeedleScoring.Score(NeedleTask.Passkey, " 12 and 48213", ["48213"])); // the first integer counts
+        Assert.Equal(1, NeedleScoring.Score(NeedleTask.Single, "4821\".", ["4821"]));
+        Assert.Equal(0, NeedleScoring.Score(NeedleTask.Single, "48210\".", ["4821"]));
+        Assert.Equal(0, NeedleScoring.Score(NeedleTask.Single, "4821 is the value", ["4821"])); // no closing quote: not an answer
+        Assert.Equal(2 / 3.0, NeedleScoring.Score(NeedleTask.Multi, "4821\", \"7391\", \"1111\".", ["4821", "7391", "2222"]), 12);
+        Assert.Equal(0.5, NeedleScoring.Score(NeedleTask.MultiThread, "9999\", \"7391\"", ["4821", "7391"]));
+        Assert.Equal(0, NeedleScoring.Score(NeedleTask.Conditional, "7391\", \"4821\"", ["4821", "7391"])); // order matters
+        // The gold answer text scores 1 for every task.
+        var (_, text, filler) = Ref.Value;
+        foreach (var task in NeedleTasks.All)
+        {
+            var s = NeedleHarness.Sample(Options(task), text, filler, 400, 0.5, 0);
+            Assert.Equal(1, NeedleScoring.Score(task, s.AnswerText, s.Gold));
+        }
+    }
+
+    [Fact]
+    public void Training_windows_are_deterministic_and_exactly_long()
+    {
+        var (tok, text, _) = Ref.Value;
+        var corpus = tok.Encode(string.Concat(Enumerable.Repeat(File.ReadAllText(Path.Combine(RepoRoot(), "README.md")), 3)), addSpecial: false);
+        var mix = new LongContextMix(corpus, text, new LongContextMixOptions());
+        for (ulong seed = 0; seed < 20; seed++)
+        {
+            var w = mix.Window(seed, 2049);
+            Assert.Equal(2049, w.Length);
+            Assert.Equal(w, mix.Window(seed, 2049));
+        }
+        Assert.NotEqual(mix.Window(1, 2049), mix.Window(2, 2049));
+        // Episodes are answered: a window holds questions followed by their answers.
+        string s = text.Decode(mix.Window(3, 2049));
+        Assert.Matches("(The pass key is \\d+\\.|is \"\\d{4}\"|are \"\\d{4}\")", s);
+    }
+
+    [Fact]
+    public void A_byte_level_tokenizer_with_too_short_episodes_is_a_config_error()
+    {
+        var tok = new Gpt2BpeTokenizer(SyntheticModel.ByteLevelVocab(300));
+        var text = new TokenText(tok);
+        var e = Assert.Throws<PareException>(() => new LongContextMix([.. Enumerable.Range(0, 5000).Select(i => 32 + i % 90)], text, new LongContextMixOptions()));
+        Assert.Contains("min_episode", e.Message);
+    }
+
+    [Fact]
+    public void The_harness_is_deterministic_on_a_real_model()
+    {
+        var (_, text, filler) = Ref.Value;
+        using var m = LlamaModel.Load(ReferenceModels.Require(ReferenceModels.PareRef));
+        var o = new NeedleOptions { Task = NeedleTask.Single, Lengths = [200], Depths = [0, 1], Trials = 2, Threads = 1 };
+        var (cells, runs) = NeedleHarness.Run(m, filler, text, o);
+        var (cells2, runs2) = NeedleHarness.Run(m, filler, text, o);
+        Assert.Equal(2, cells.Count);
+        Assert.Equal(4, runs.Count);
+        Assert.Equal(runs.Select(r => r.Answer), runs2.Select(r => r.Answer));
+        Assert.Equal(cells, cells2);
+    }
+
+    public static TheoryData<string[], string> BadInputs() => new()
+    {
+        { ["--task", "haystack"], "unknown needle task 'haystack'" },
+        { ["--trials", "0"], "trials must be at least 1" },
+        { ["--lengths", "600"], "does not fit the model's context of 512" },
+        { ["--lengths", "10"], "too short" },
+        { ["--lengths", "100,x"], "not a comma-separated list" },
+        { ["--depths", "1.5"], "outside 0..1" },
+        { ["--task", "passkey", "--filler-text", "/nonexistent/filler.txt", "--lengths", "100"], "filler text not found" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadInputs))]
+    public void Bad_input_is_one_clear_line_and_exit_1(string[] args, string message)
+    {
+        var r = PareCli.Run(["needle", ReferenceModels.Require(ReferenceModels.PareRef), .. args, "--json"]);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains(message, r.Stderr);
+        Assert.Single(r.Stderr.Trim().Split('\n'));
+        Assert.Equal("", r.Stdout);
+    }
+
+    [Fact]
+    public void Needle_prints_a_cell_per_length_and_depth()
+    {
+        var r = PareCli.Run("needle", ReferenceModels.Require(ReferenceModels.PareRef), "--task", "multi", "--lengths", "150,300", "--depths", "0,1",
+            "--trials", "1", "--threads", "1", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var cells = r.Json.GetProperty("cells").EnumerateArray().ToArray();
+        Assert.Equal(4, cells.Length);
+        Assert.All(cells, c => Assert.InRange(c.GetProperty("accuracy").GetDouble(), 0, 1));
+        Assert.Equal("multi", r.Json.GetProperty("task").GetString());
+    }
+}

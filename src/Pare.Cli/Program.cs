@@ -18,4 +18,6 @@ root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(PplCommand.Create());
 root.Subcommands.Add(PplCommand.CreateNgram());
 root.Subcommands.Add(PruneCommand.Create());
+root.Subcommands.Add(ImportCommand.Create());
+root.Subcommands.Add(EmbedCommand.Create());
 return await root.Parse(args).InvokeAsync();

@@ -39,7 +39,7 @@ internal static class DataCommand
             }
             return Task.FromResult(0);
         }));
-        return new Command("data", "Reference corpus for training and perplexity.") { fetch, TokenizerCommand() };
+        return new Command("data", "Reference corpus for training and perplexity.") { fetch, TokenizerCommand(), DataModelsCommand.Create() };
     }
 
     /// <summary><c>pare data tokenizer --vocab 8192 --out F</c>: trains the byte-level BPE tokenizer on the train split.</summary>

@@ -1,0 +1,119 @@
+using Pare.Kernels;
+using Pare.Tensors;
+
+namespace Pare.Models.Bert;
+
+/// <summary>Token states of a batch after the encoder: sentence s owns rows Offsets[s] .. Offsets[s+1] of Hidden.</summary>
+public sealed record BertHidden(float[] Hidden, int[] Offsets, int Dim)
+{
+    public int Sentences => Offsets.Length - 1;
+    public int Length(int s) => Offsets[s + 1] - Offsets[s];
+    public ReadOnlySpan<float> Row(int s, int t) => Hidden.AsSpan((Offsets[s] + t) * Dim, Dim);
+}
+
+/// <summary>
+/// The BERT forward pass on the decoder engine's kernels. A batch is packed without padding: the sentences' tokens are
+/// stacked into one (N, D) matrix for every linear layer, and attention runs per sentence over its own tokens only,
+/// which is exactly what a padded batch with an attention mask computes, minus the work on pad tokens.
+/// </summary>
+public sealed class BertEncoder(BertConfig config, BertWeights weights)
+{
+    public BertConfig Config { get; } = config;
+    public BertWeights Weights { get; } = weights;
+
+    /// <summary>Runs the encoder on token ids ([CLS] … [SEP], token type 0, positions 0..T-1).</summary>
+    public BertHidden Forward(IReadOnlyList<int[]> batch, int threads, CancellationToken ct = default)
+    {
+        var c = Config;
+        int d = c.Dim, f = c.FfnDim;
+        var offsets = new int[batch.Count + 1];
+        for (int s = 0; s < batch.Count; s++)
+        {
+            if (batch[s].Length == 0) throw new PareException($"sentence {s} has no tokens");
+            if (batch[s].Length > c.MaxPositions) throw new PareException($"sentence {s} has {batch[s].Length} tokens, more than the {c.MaxPositions} positions of the model");
+            offsets[s + 1] = offsets[s] + batch[s].Length;
+        }
+        int n = offsets[^1];
+
+        // Embeddings: word + position + token type 0, then LayerNorm.          x: (N, D)
+        var x = new float[n * d];
+        var tmp = new float[d];
+        for (int s = 0; s < batch.Count; s++)
+            for (int t = 0; t < batch[s].Length; t++)
+            {
+                int id = batch[s][t];
+                if ((uint)id >= (uint)c.VocabSize) throw new PareException($"token id {id} is outside the vocabulary of {c.VocabSize}");
+                var word = Weights.WordEmbeddings.AsSpan(id * d, d);
+                var pos = Weights.PositionEmbeddings.AsSpan(t * d, d);
+                var type = Weights.TokenTypeEmbeddings.AsSpan(0, d);
+                for (int i = 0; i < d; i++) tmp[i] = word[i] + pos[i] + type[i];
+                BertOps.LayerNorm(tmp, Weights.EmbNormW, Weights.EmbNormB, c.LayerNormEps, x.AsSpan((offsets[s] + t) * d, d));
+            }
+
+        var q = new float[n * d]; var k = new float[n * d]; var v = new float[n * d];
+        var ctx = new float[n * d]; var proj = new float[n * d];
+        var up = new float[n * f];
+        foreach (var L in Weights.Layers)
+        {
+            ct.ThrowIfCancellationRequested();
+            // Self-attention.                                                   q, k, v: (N, D) = x Wᵀ + b
+            Linear(L.Wq, L.Bq, x, n, q, threads);
+            Linear(L.Wk, L.Bk, x, n, k, threads);
+            Linear(L.Wv, L.Bv, x, n, v, threads);
+            Attention(q, k, v, offsets, ctx, threads);                       // ctx: (N, D), heads side by side
+            Linear(L.Wo, L.Bo, ctx, n, proj, threads);                       // proj: (N, D)
+            AddNorm(x, proj, L.AttnNormW, L.AttnNormB, n);                   // x = LN(x + proj)
+            // Feed-forward.                                                     up: (N, F)
+            Linear(L.Up, L.BUp, x, n, up, threads);
+            BertOps.Gelu(up);
+            Linear(L.Down, L.BDown, up, n, proj, threads);                   // proj: (N, D)
+            AddNorm(x, proj, L.OutNormW, L.OutNormB, n);                     // x = LN(x + proj)
+        }
+        return new BertHidden(x, offsets, d);
+    }
+
+    static void Linear(WeightMatrix w, float[] bias, float[] x, int n, float[] y, int threads)
+    {
+        MatMul.MatMulRows(w, x.AsSpan(0, n * w.Cols), n, y.AsSpan(0, n * w.Rows), threads);
+        for (int t = 0; t < n; t++)
+        {
+            var row = y.AsSpan(t * w.Rows, w.Rows);
+            for (int i = 0; i < row.Length; i++) row[i] += bias[i];
+        }
+    }
+
+    void AddNorm(float[] x, float[] delta, float[] w, float[] b, int n)
+    {
+        int d = Config.Dim;
+        var tmp = new float[d];
+        for (int t = 0; t < n; t++)
+        {
+            var row = x.AsSpan(t * d, d);
+            var add = delta.AsSpan(t * d, d);
+            for (int i = 0; i < d; i++) tmp[i] = row[i] + add[i];
+            BertOps.LayerNorm(tmp, w, b, Config.LayerNormEps, row);
+        }
+    }
+
+    /// <summary>Bidirectional attention of each sentence over its own tokens, per head: softmax(q·kᵀ/√d) v.</summary>
+    void Attention(float[] q, float[] k, float[] v, int[] offsets, float[] ctx, int threads)
+    {
+        int d = Config.Dim, hd = Config.HeadDim, heads = Config.Heads, sentences = offsets.Length - 1;
+        float scale = 1f / MathF.Sqrt(hd);
+        Array.Clear(ctx);
+        Parallel.For(0, sentences * heads, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) }, job =>
+        {
+            int s = job / heads, h = job % heads;
+            int start = offsets[s], len = offsets[s + 1] - start;
+            var scores = new float[len];
+            for (int i = 0; i < len; i++)
+            {
+                var qi = q.AsSpan((start + i) * d + h * hd, hd);
+                for (int j = 0; j < len; j++) scores[j] = Ops.Dot(qi, k.AsSpan((start + j) * d + h * hd, hd)) * scale;
+                Ops.Softmax(scores);
+                var out_ = ctx.AsSpan((start + i) * d + h * hd, hd);
+                for (int j = 0; j < len; j++) Ops.Axpy(scores[j], v.AsSpan((start + j) * d + h * hd, hd), out_);
+            }
+        });
+    }
+}

@@ -52,7 +52,7 @@ public static class BertOps
         }
     }
 
-    /// <summary>erf to about 1.5e-7 absolute (Abramowitz &amp; Stegun 7.1.26), odd-symmetric.</summary>
+    /// <summary>erf to about 5e-7 absolute (Abramowitz &amp; Stegun 7.1.26, 1.5e-7, evaluated in float), odd-symmetric.</summary>
     public static float Erf(float x)
     {
         float a = MathF.Abs(x);

@@ -13,12 +13,12 @@ public class BertOpsTests
         // A&S 7.1.26 is within 1.5e-7; evaluating it in float adds rounding.
         Assert.True(worst < 5e-7, $"max |erf error| {worst:E2}");
         // The reference itself: values from a double-precision libm erf.
-        Assert.Equal(0.8427007929497149, BertOpsReference.Erf(1), 14);
-        Assert.Equal(0.9999779095030014, BertOpsReference.Erf(3), 14);
-        Assert.Equal(-0.5204998778130465, BertOpsReference.Erf(-0.5), 14);
-        Assert.Equal(0.9999999988065282, BertOpsReference.Erf(4.3), 14);
-        Assert.Equal(0.9999778955735178, BertOpsReference.Erf(2.9999), 14); // both sides of the series / fraction switch
-        Assert.Equal(0.9999779234241298, BertOpsReference.Erf(3.0001), 14);
+        Assert.Equal(0.8427007929497149, BertOpsReference.Erf(1), 12);
+        Assert.Equal(0.9999779095030014, BertOpsReference.Erf(3), 12);
+        Assert.Equal(-0.5204998778130465, BertOpsReference.Erf(-0.5), 12);
+        Assert.Equal(0.9999999988065282, BertOpsReference.Erf(4.3), 12);
+        Assert.Equal(0.9999778955735178, BertOpsReference.Erf(2.9999), 12); // both sides of the series / fraction switch
+        Assert.Equal(0.9999779234241298, BertOpsReference.Erf(3.0001), 12);
     }
 
     [Fact]

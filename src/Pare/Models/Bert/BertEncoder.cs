@@ -1,3 +1,4 @@
+using System.Numerics;
 using Pare.Kernels;
 using Pare.Tensors;
 
@@ -98,22 +99,44 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
     /// <summary>Bidirectional attention of each sentence over its own tokens, per head: softmax(q·kᵀ/√d) v.</summary>
     void Attention(float[] q, float[] k, float[] v, int[] offsets, float[] ctx, int threads)
     {
-        int d = Config.Dim, hd = Config.HeadDim, heads = Config.Heads, sentences = offsets.Length - 1;
+        int heads = Config.Heads, sentences = offsets.Length - 1;
+        Parallel.For(0, sentences * heads, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) },
+            job => AttendHead(q, k, v, offsets[job / heads], offsets[job / heads + 1] - offsets[job / heads], job % heads, ctx));
+    }
+
+    /// <summary>
+    /// One head of one sentence. K and V of the head are copied transposed, (hd, len), so the scores of a query are
+    /// hd vector multiply-adds over all keys at once and each output feature is one dot product over the keys.
+    /// </summary>
+    void AttendHead(float[] q, float[] k, float[] v, int start, int len, int h, float[] ctx)
+    {
+        int d = Config.Dim, hd = Config.HeadDim;
         float scale = 1f / MathF.Sqrt(hd);
-        Array.Clear(ctx);
-        Parallel.For(0, sentences * heads, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) }, job =>
+        var kt = new float[hd * len]; var vt = new float[hd * len]; var scores = new float[len];
+        for (int j = 0; j < len; j++)
         {
-            int s = job / heads, h = job % heads;
-            int start = offsets[s], len = offsets[s + 1] - start;
-            var scores = new float[len];
-            for (int i = 0; i < len; i++)
+            int row = (start + j) * d + h * hd;
+            for (int c = 0; c < hd; c++) { kt[c * len + j] = k[row + c] * scale; vt[c * len + j] = v[row + c]; }
+        }
+        int w = Vector<float>.Count;
+        for (int i = 0; i < len; i++)
+        {
+            int qRow = (start + i) * d + h * hd;
+            int j = 0;
+            for (; j <= len - w; j += w)
             {
-                var qi = q.AsSpan((start + i) * d + h * hd, hd);
-                for (int j = 0; j < len; j++) scores[j] = Ops.Dot(qi, k.AsSpan((start + j) * d + h * hd, hd)) * scale;
-                Ops.Softmax(scores);
-                var out_ = ctx.AsSpan((start + i) * d + h * hd, hd);
-                for (int j = 0; j < len; j++) Ops.Axpy(scores[j], v.AsSpan((start + j) * d + h * hd, hd), out_);
+                var acc = Vector<float>.Zero;
+                for (int c = 0; c < hd; c++) acc += new Vector<float>(q[qRow + c]) * new Vector<float>(kt, c * len + j);
+                acc.CopyTo(scores, j);
             }
-        });
+            for (; j < len; j++)
+            {
+                float acc = 0;
+                for (int c = 0; c < hd; c++) acc += q[qRow + c] * kt[c * len + j];
+                scores[j] = acc;
+            }
+            Ops.Softmax(scores);
+            for (int c = 0; c < hd; c++) ctx[qRow + c] = Ops.Dot(scores, vt.AsSpan(c * len, len));
+        }
     }
 }

@@ -5,6 +5,10 @@
 //     Pare's token ids vs the package tokenizer's and llama.cpp's, Pare vs llama.cpp's embedding API on the GGUF Pare
 //     wrote. Exit code 1 if an acceptance bound fails (ORT cosine < 0.99999, llama.cpp ids differ).
 //
+//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- prune [--queries 200] [--calib 128] [--out FILE.json]
+//     all-MiniLM-L6-v2 pruned by magnitude, Wanda and SparseGPT at 50/70/90% and 2:4 (calibration: CALIB train-split
+//     sentences): retrieval recall@1/10 and MRR on the test split, mean cosine to the dense model's embeddings.
+//
 //   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- speed [--threads 2] [--seq 128] [--seconds 10]
 //     Sentences/s of Pare and ONNX Runtime on the same ids (all-MiniLM-L6-v2), batch 1 and 32, sequence SEQ tokens.
 using System.Diagnostics;
@@ -16,7 +20,7 @@ using Pare.Tests.TestSupport;
 
 string mode = args.Length > 0 ? args[0] : "check";
 string Opt(string name, string dflt) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : dflt; }
-var json = new JsonSerializerOptions { WriteIndented = true };
+var json = new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
 if (mode == "check")
 {
@@ -45,6 +49,7 @@ if (mode == "check")
         using var cpp = new LlamaCppEncoder(EncoderModels.Gguf(name));
         int pkgEqual = 0, pkgAscii = 0, pkgAsciiEqual = 0, cppEqual = 0;
         var pkgDiffer = new List<string>();
+        var pkgAsciiDiffer = new List<string>();
         var cppDiffer = new List<string>();
         var cosCpp = new List<double>();
         for (int i = 0; i < texts.Count; i++)
@@ -54,7 +59,7 @@ if (mode == "check")
             var pkg = PackageTokenizer.Encode(name, texts[i]);
             bool pe = pkg.SequenceEqual(mine);
             if (pe) pkgEqual++; else if (pkgDiffer.Count < 5) pkgDiffer.Add(texts[i]);
-            if (ascii && mine.Length <= 512) { pkgAscii++; if (pe) pkgAsciiEqual++; }
+            if (ascii && mine.Length <= 512) { pkgAscii++; if (pe) pkgAsciiEqual++; else pkgAsciiDiffer.Add(texts[i]); }
             if (cpp.Tokenize(texts[i]).SequenceEqual(mine)) cppEqual++; else if (cppDiffer.Count < 5) cppDiffer.Add(texts[i]);
             if (mine.Length <= model.Config.SeqLimit) cosCpp.Add(SentencePooling.Cosine(pare.Vectors[i], cpp.Embed(texts[i])));
         }
@@ -76,6 +81,7 @@ if (mode == "check")
             ["package_ascii_sentences"] = pkgAscii,
             ["package_ascii_ids_equal"] = pkgAsciiEqual,
             ["package_ids_differ_examples"] = pkgDiffer,
+            ["package_ascii_ids_differ"] = pkgAsciiDiffer,
             ["pare_seconds_2_threads"] = pareSeconds,
         };
         report[name] = r;
@@ -128,5 +134,43 @@ if (mode == "speed")
     return 0;
 }
 
-Console.Error.WriteLine("usage: Pare.EncoderCheck check [--count N] [--out F] | speed [--threads N] [--seq N] [--seconds S]");
+if (mode == "prune")
+{
+    int queries = int.Parse(Opt("--queries", "200"), CultureInfo.InvariantCulture);
+    int calibCount = int.Parse(Opt("--calib", "128"), CultureInfo.InvariantCulture);
+    var corpus = Pare.Data.CorpusFetcher.Fetch(new Pare.Data.FetchOptions { CacheDir = Path.Combine(Path.GetTempPath(), "pare-test-corpus") });
+    var dense = EncoderModels.Model(EncoderModels.MiniLm);
+    var set = Pare.Evaluation.EncoderRetrieval.Build(File.ReadAllText(corpus.TestPath), queries);
+    var calib = Pare.Data.SentenceSample.Draw(File.ReadAllText(corpus.TrainPath), calibCount, seed: 1).Select(t => dense.Tokenize(t).Ids).ToArray();
+    var eo = new EmbedOptions { Threads = 2, BatchSize = 32 };
+    (float[][] Docs, float[][] Queries) Vectors(BertModel m) => (m.Embed(set.Documents, eo).Vectors, m.Embed(set.Queries, eo).Vectors);
+    var (dDocs, dQueries) = Vectors(dense);
+    var denseScores = Pare.Evaluation.EncoderRetrieval.Score(set, dDocs, dQueries);
+    var rows = new List<Dictionary<string, object>>
+    {
+        new() { ["method"] = "dense", ["pattern"] = "-", ["sparsity"] = 0.0, ["recall_at_1"] = denseScores.RecallAt1, ["recall_at_10"] = denseScores.RecallAt10, ["mrr"] = denseScores.Mrr, ["cosine_to_dense"] = 1.0, ["prune_seconds"] = 0.0 },
+    };
+    Console.Error.WriteLine($"dense: R@1 {denseScores.RecallAt1:F3} R@10 {denseScores.RecallAt10:F3} MRR {denseScores.Mrr:F3} ({denseScores.Queries} queries, {set.Documents.Count} documents)");
+    foreach (var method in new[] { Pare.Pruning.PruneMethod.Magnitude, Pare.Pruning.PruneMethod.Wanda, Pare.Pruning.PruneMethod.SparseGpt })
+        foreach (var pattern in new[] { "0.5", "0.7", "0.9", "2:4" })
+        {
+            var pat = pattern.Contains(':') ? Pare.Pruning.SparsityPattern.Parse(pattern, 0) : Pare.Pruning.SparsityPattern.Unstructured(double.Parse(pattern, CultureInfo.InvariantCulture));
+            var sw = Stopwatch.StartNew();
+            var pruned = Pare.Pruning.BertPruner.Prune(dense, calib, new Pare.Pruning.BertPruneOptions { Method = method, Pattern = pat, Threads = 2 });
+            double secs = sw.Elapsed.TotalSeconds;
+            var m = new BertModel(dense.Config, pruned, dense.Tokenizer.Vocab);
+            var (docs, qs) = Vectors(m);
+            var sc = Pare.Evaluation.EncoderRetrieval.Score(set, docs, qs);
+            double cos = docs.Zip(dDocs).Concat(qs.Zip(dQueries)).Average(p => SentencePooling.Cosine(p.First, p.Second));
+            double sparsity = Pare.Pruning.BertPruner.Sparsity(dense.Config, pruned);
+            rows.Add(new() { ["method"] = method.ToString().ToLowerInvariant(), ["pattern"] = pattern, ["sparsity"] = sparsity, ["recall_at_1"] = sc.RecallAt1, ["recall_at_10"] = sc.RecallAt10, ["mrr"] = sc.Mrr, ["cosine_to_dense"] = cos, ["prune_seconds"] = secs });
+            Console.Error.WriteLine($"{method,-10} {pattern,-4} sparsity {sparsity:F3}: R@1 {sc.RecallAt1:F3} R@10 {sc.RecallAt10:F3} MRR {sc.Mrr:F3} cosine {cos:F4} ({secs:F1} s)");
+        }
+    string text = JsonSerializer.Serialize(new { queries = set.Queries.Count, documents = set.Documents.Count, calibration_sentences = calib.Length, rows }, json);
+    Console.WriteLine(text);
+    if (Opt("--out", "") is { Length: > 0 } outPath) File.WriteAllText(outPath, text + "\n");
+    return 0;
+}
+
+Console.Error.WriteLine("usage: Pare.EncoderCheck check [--count N] [--out F] | prune [--queries N] [--calib N] [--out F] | speed [--threads N] [--seq N] [--seconds S]");
 return 2;

@@ -25,8 +25,20 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
     /// <summary>Runs the encoder on token ids ([CLS] … [SEP], token type 0, positions 0..T-1).</summary>
     public BertHidden Forward(IReadOnlyList<int[]> batch, int threads, CancellationToken ct = default)
     {
+        var h = Embed(batch);
+        for (int l = 0; l < Config.Layers; l++)
+        {
+            ct.ThrowIfCancellationRequested();
+            RunLayer(l, h, threads);
+        }
+        return h;
+    }
+
+    /// <summary>The embedding layer: word + position + token type 0, then LayerNorm.       Hidden: (N, D)</summary>
+    public BertHidden Embed(IReadOnlyList<int[]> batch)
+    {
         var c = Config;
-        int d = c.Dim, f = c.FfnDim;
+        int d = c.Dim;
         var offsets = new int[batch.Count + 1];
         for (int s = 0; s < batch.Count; s++)
         {
@@ -34,10 +46,7 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
             if (batch[s].Length > c.MaxPositions) throw new PareException($"sentence {s} has {batch[s].Length} tokens, more than the {c.MaxPositions} positions of the model");
             offsets[s + 1] = offsets[s] + batch[s].Length;
         }
-        int n = offsets[^1];
-
-        // Embeddings: word + position + token type 0, then LayerNorm.          x: (N, D)
-        var x = new float[n * d];
+        var x = new float[offsets[^1] * d];
         var tmp = new float[d];
         for (int s = 0; s < batch.Count; s++)
             for (int t = 0; t < batch[s].Length; t++)
@@ -50,27 +59,40 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
                 for (int i = 0; i < d; i++) tmp[i] = word[i] + pos[i] + type[i];
                 BertOps.LayerNorm(tmp, Weights.EmbNormW, Weights.EmbNormB, c.LayerNormEps, x.AsSpan((offsets[s] + t) * d, d));
             }
+        return new BertHidden(x, offsets, d);
+    }
 
+    /// <summary>Names under which <see cref="RunLayer"/> reports the inputs of its linear layers (q, k and v share one).</summary>
+    public static readonly string[] LinearInputs = ["attention.self", "attention.output.dense", "intermediate.dense", "output.dense"];
+
+    /// <summary>
+    /// Block <paramref name="l"/> in place on <paramref name="h"/>. <paramref name="observe"/>, when given, sees the input
+    /// of each linear layer (name from <see cref="LinearInputs"/>, (N, in) rows) before it is multiplied: calibration for pruning.
+    /// </summary>
+    public void RunLayer(int l, BertHidden h, int threads, Action<string, float[], int>? observe = null)
+    {
+        var L = Weights.Layers[l];
+        int d = Config.Dim, f = Config.FfnDim, n = h.Offsets[^1];
+        var x = h.Hidden;
         var q = new float[n * d]; var k = new float[n * d]; var v = new float[n * d];
         var ctx = new float[n * d]; var proj = new float[n * d];
         var up = new float[n * f];
-        foreach (var L in Weights.Layers)
-        {
-            ct.ThrowIfCancellationRequested();
-            // Self-attention.                                                   q, k, v: (N, D) = x Wᵀ + b
-            Linear(L.Wq, L.Bq, x, n, q, threads);
-            Linear(L.Wk, L.Bk, x, n, k, threads);
-            Linear(L.Wv, L.Bv, x, n, v, threads);
-            Attention(q, k, v, offsets, ctx, threads);                       // ctx: (N, D), heads side by side
-            Linear(L.Wo, L.Bo, ctx, n, proj, threads);                       // proj: (N, D)
-            AddNorm(x, proj, L.AttnNormW, L.AttnNormB, n);                   // x = LN(x + proj)
-            // Feed-forward.                                                     up: (N, F)
-            Linear(L.Up, L.BUp, x, n, up, threads);
-            BertOps.Gelu(up);
-            Linear(L.Down, L.BDown, up, n, proj, threads);                   // proj: (N, D)
-            AddNorm(x, proj, L.OutNormW, L.OutNormB, n);                     // x = LN(x + proj)
-        }
-        return new BertHidden(x, offsets, d);
+        // Self-attention.                                                   q, k, v: (N, D) = x Wᵀ + b
+        observe?.Invoke(LinearInputs[0], x, n);
+        Linear(L.Wq, L.Bq, x, n, q, threads);
+        Linear(L.Wk, L.Bk, x, n, k, threads);
+        Linear(L.Wv, L.Bv, x, n, v, threads);
+        Attention(q, k, v, h.Offsets, ctx, threads);                     // ctx: (N, D), heads side by side
+        observe?.Invoke(LinearInputs[1], ctx, n);
+        Linear(L.Wo, L.Bo, ctx, n, proj, threads);                       // proj: (N, D)
+        AddNorm(x, proj, L.AttnNormW, L.AttnNormB, n);                   // x = LN(x + proj)
+        // Feed-forward.                                                     up: (N, F)
+        observe?.Invoke(LinearInputs[2], x, n);
+        Linear(L.Up, L.BUp, x, n, up, threads);
+        BertOps.Gelu(up);
+        observe?.Invoke(LinearInputs[3], up, n);
+        Linear(L.Down, L.BDown, up, n, proj, threads);                   // proj: (N, D)
+        AddNorm(x, proj, L.OutNormW, L.OutNormB, n);                     // x = LN(x + proj)
     }
 
     static void Linear(WeightMatrix w, float[] bias, float[] x, int n, float[] y, int threads)

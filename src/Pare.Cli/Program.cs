@@ -19,4 +19,6 @@ root.Subcommands.Add(PplCommand.Create());
 root.Subcommands.Add(PplCommand.CreateNgram());
 root.Subcommands.Add(PruneCommand.Create());
 root.Subcommands.Add(NeedleCommand.Create());
+root.Subcommands.Add(ImportCommand.Create());
+root.Subcommands.Add(EmbedCommand.Create());
 return await Cli.InvokeAsync(root, args);

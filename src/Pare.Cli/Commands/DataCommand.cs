@@ -39,7 +39,7 @@ internal static class DataCommand
             }
             return Task.FromResult(0);
         }));
-        return new Command("data", "Reference corpus for training and perplexity.") { fetch, TokenizerCommand() };
+        return new Command("data", "Reference corpus for training and perplexity.") { fetch, TokenizerCommand(), DataModelsCommand.Create() };
     }
 
     /// <summary>The smallest vocabulary: the 256 byte tokens, &lt;|endoftext|&gt; and one merge.</summary>

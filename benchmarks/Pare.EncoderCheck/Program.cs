@@ -1,0 +1,176 @@
+// Pare's BERT encoder against its oracles and side by side with ONNX Runtime.
+//
+//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- check [--count 1000] [--out FILE.json]
+//     Both packaged models on COUNT test-split sentences: Pare vs ONNX Runtime (cosine per sentence, on Pare's ids),
+//     Pare's token ids vs the package tokenizer's and llama.cpp's, Pare vs llama.cpp's embedding API on the GGUF Pare
+//     wrote. Exit code 1 if an acceptance bound fails (ORT cosine < 0.99999, llama.cpp ids differ).
+//
+//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- prune [--queries 200] [--calib 128] [--out FILE.json]
+//     all-MiniLM-L6-v2 pruned by magnitude, Wanda and SparseGPT at 50/70/90% and 2:4 (calibration: CALIB train-split
+//     sentences): retrieval recall@1/10 and MRR on the test split, mean cosine to the dense model's embeddings.
+//
+//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- speed [--threads 2] [--seq 128] [--seconds 10]
+//     Sentences/s of Pare and ONNX Runtime on the same ids (all-MiniLM-L6-v2), batch 1 and 32, sequence SEQ tokens.
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.ML.OnnxRuntime;
+using Pare.Models.Bert;
+using Pare.Tests.TestSupport;
+
+string mode = args.Length > 0 ? args[0] : "check";
+string Opt(string name, string dflt) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : dflt; }
+var json = new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+if (mode == "check")
+{
+    int count = int.Parse(Opt("--count", "1000"), CultureInfo.InvariantCulture);
+    var texts = EncoderModels.TestSentences(count);
+    var report = new Dictionary<string, object>();
+    bool ok = true;
+    foreach (var name in EncoderModels.Names)
+    {
+        var model = EncoderModels.Model(name);
+        var sw = Stopwatch.StartNew();
+        var pare = model.Embed(texts, new EmbedOptions { Threads = 2, BatchSize = 32 });
+        double pareSeconds = sw.Elapsed.TotalSeconds;
+
+        // ONNX Runtime on the package graph, batches of 32 sentences padded to their longest, on Pare's ids.
+        using var ort = new OrtEncoder(EncoderModels.Get(name).OnnxPath);
+        var cosOrt = new double[texts.Count];
+        for (int s = 0; s < texts.Count; s += 32)
+        {
+            var ids = pare.TokenIds.Skip(s).Take(32).ToArray();
+            var o = ort.Embed(ids, model.Config.Pooling);
+            for (int i = 0; i < ids.Length; i++) cosOrt[s + i] = SentencePooling.Cosine(pare.Vectors[s + i], o[i]);
+        }
+
+        // Token ids: the package tokenizer and llama.cpp's (untruncated ids on both sides).
+        using var cpp = new LlamaCppEncoder(EncoderModels.Gguf(name));
+        int pkgEqual = 0, pkgAscii = 0, pkgAsciiEqual = 0, cppEqual = 0;
+        var pkgDiffer = new List<string>();
+        var pkgAsciiDiffer = new List<string>();
+        var cppDiffer = new List<string>();
+        var cosCpp = new List<double>();
+        for (int i = 0; i < texts.Count; i++)
+        {
+            var mine = model.Tokenizer.Encode(texts[i]);
+            bool ascii = texts[i].All(ch => ch <= 0x7F);
+            var pkg = PackageTokenizer.Encode(name, texts[i]);
+            bool pe = pkg.SequenceEqual(mine);
+            if (pe) pkgEqual++; else if (pkgDiffer.Count < 5) pkgDiffer.Add(texts[i]);
+            if (ascii && mine.Length <= 512) { pkgAscii++; if (pe) pkgAsciiEqual++; else pkgAsciiDiffer.Add(texts[i]); }
+            if (cpp.Tokenize(texts[i]).SequenceEqual(mine)) cppEqual++; else if (cppDiffer.Count < 5) cppDiffer.Add(texts[i]);
+            if (mine.Length <= model.Config.SeqLimit) cosCpp.Add(SentencePooling.Cosine(pare.Vectors[i], cpp.Embed(texts[i])));
+        }
+        var lengths = pare.TokenIds.Select(t => t.Length).Order().ToArray();
+        var r = new Dictionary<string, object>
+        {
+            ["sentences"] = texts.Count,
+            ["tokens_min_median_max"] = new[] { lengths[0], lengths[lengths.Length / 2], lengths[^1] },
+            ["truncated"] = pare.Truncated.Count,
+            ["ort_cosine_min"] = cosOrt.Min(),
+            ["ort_cosine_mean"] = cosOrt.Average(),
+            ["ort_at_least_0_99999"] = cosOrt.Count(c => c >= 0.99999),
+            ["llamacpp_ids_equal"] = cppEqual,
+            ["llamacpp_ids_differ_examples"] = cppDiffer,
+            ["llamacpp_embedding_compared"] = cosCpp.Count,
+            ["llamacpp_cosine_min"] = cosCpp.Min(),
+            ["llamacpp_cosine_mean"] = cosCpp.Average(),
+            ["package_ids_equal"] = pkgEqual,
+            ["package_ascii_sentences"] = pkgAscii,
+            ["package_ascii_ids_equal"] = pkgAsciiEqual,
+            ["package_ids_differ_examples"] = pkgDiffer,
+            ["package_ascii_ids_differ"] = pkgAsciiDiffer,
+            ["pare_seconds_2_threads"] = pareSeconds,
+        };
+        report[name] = r;
+        ok &= cosOrt.Min() >= 0.99999 && cppEqual == texts.Count;
+        Console.Error.WriteLine($"{name}: ORT cosine min {cosOrt.Min():F7} ({r["ort_at_least_0_99999"]}/{texts.Count} >= 0.99999); llama.cpp ids {cppEqual}/{texts.Count}, cosine min {cosCpp.Min():F6} over {cosCpp.Count}; package ids {pkgEqual}/{texts.Count} (ASCII {pkgAsciiEqual}/{pkgAscii})");
+    }
+    string text = JsonSerializer.Serialize(report, json);
+    Console.WriteLine(text);
+    if (Opt("--out", "") is { Length: > 0 } outPath) File.WriteAllText(outPath, text + "\n");
+    return ok ? 0 : 1;
+}
+
+if (mode == "speed")
+{
+    int threads = int.Parse(Opt("--threads", "2"), CultureInfo.InvariantCulture);
+    int seq = int.Parse(Opt("--seq", "128"), CultureInfo.InvariantCulture);
+    double seconds = double.Parse(Opt("--seconds", "10"), CultureInfo.InvariantCulture);
+    var model = EncoderModels.Model(EncoderModels.MiniLm);
+    // Inputs of exactly SEQ tokens: test-split text cut into windows of SEQ-2 pieces, wrapped in [CLS] … [SEP].
+    var pieces = model.Tokenizer.Encode(string.Join(' ', EncoderModels.TestSentences(400)), addSpecial: false);
+    var inputs = new List<int[]>();
+    for (int i = 0; i + seq - 2 <= pieces.Length && inputs.Count < 64; i += seq - 2)
+        inputs.Add([model.Tokenizer.ClsId, .. pieces.AsSpan(i, seq - 2), model.Tokenizer.SepId]);
+    using var ort = new OrtEncoder(EncoderModels.Get(EncoderModels.MiniLm).OnnxPath, threads);
+    var result = new List<Dictionary<string, object>>();
+    foreach (int batch in new[] { 1, 32 })
+    {
+        var batches = Enumerable.Range(0, inputs.Count / batch).Select(b => inputs.Skip(b * batch).Take(batch).ToArray()).ToArray();
+        double Rate(Action<int[][]> run)
+        {
+            run(batches[0]); // warm up
+            var times = new List<double>();
+            var total = Stopwatch.StartNew();
+            int k = 0;
+            while (total.Elapsed.TotalSeconds < seconds || times.Count < 3)
+            {
+                var sw = Stopwatch.StartNew();
+                run(batches[k++ % batches.Length]);
+                times.Add(sw.Elapsed.TotalSeconds);
+            }
+            times.Sort();
+            return batch / times[times.Count / 2]; // median
+        }
+        double pare = Rate(b => model.EmbedIds(b, new EmbedOptions { Threads = threads, BatchSize = batch }));
+        double onnx = Rate(b => ort.Embed(b, BertPooling.Mean));
+        result.Add(new() { ["batch"] = batch, ["seq"] = seq, ["threads"] = threads, ["pare_sentences_s"] = pare, ["ort_sentences_s"] = onnx, ["pare_vs_ort"] = pare / onnx });
+        Console.Error.WriteLine($"batch {batch,2}, seq {seq}, {threads} threads: Pare {pare:F1} sentences/s, ONNX Runtime {onnx:F1} sentences/s, {pare / onnx:F2}x");
+    }
+    Console.WriteLine(JsonSerializer.Serialize(result, json));
+    return 0;
+}
+
+if (mode == "prune")
+{
+    int queries = int.Parse(Opt("--queries", "200"), CultureInfo.InvariantCulture);
+    int calibCount = int.Parse(Opt("--calib", "128"), CultureInfo.InvariantCulture);
+    var corpus = Pare.Data.CorpusFetcher.Fetch(new Pare.Data.FetchOptions { CacheDir = Path.Combine(Path.GetTempPath(), "pare-test-corpus") });
+    var dense = EncoderModels.Model(EncoderModels.MiniLm);
+    var set = Pare.Evaluation.EncoderRetrieval.Build(File.ReadAllText(corpus.TestPath), queries);
+    var calib = Pare.Data.SentenceSample.Draw(File.ReadAllText(corpus.TrainPath), calibCount, seed: 1).Select(t => dense.Tokenize(t).Ids).ToArray();
+    var eo = new EmbedOptions { Threads = 2, BatchSize = 32 };
+    (float[][] Docs, float[][] Queries) Vectors(BertModel m) => (m.Embed(set.Documents, eo).Vectors, m.Embed(set.Queries, eo).Vectors);
+    var (dDocs, dQueries) = Vectors(dense);
+    var denseScores = Pare.Evaluation.EncoderRetrieval.Score(set, dDocs, dQueries);
+    var rows = new List<Dictionary<string, object>>
+    {
+        new() { ["method"] = "dense", ["pattern"] = "-", ["sparsity"] = 0.0, ["recall_at_1"] = denseScores.RecallAt1, ["recall_at_10"] = denseScores.RecallAt10, ["mrr"] = denseScores.Mrr, ["cosine_to_dense"] = 1.0, ["prune_seconds"] = 0.0 },
+    };
+    Console.Error.WriteLine($"dense: R@1 {denseScores.RecallAt1:F3} R@10 {denseScores.RecallAt10:F3} MRR {denseScores.Mrr:F3} ({denseScores.Queries} queries, {set.Documents.Count} documents)");
+    foreach (var method in new[] { Pare.Pruning.PruneMethod.Magnitude, Pare.Pruning.PruneMethod.Wanda, Pare.Pruning.PruneMethod.SparseGpt })
+        foreach (var pattern in new[] { "0.5", "0.7", "0.9", "2:4" })
+        {
+            var pat = pattern.Contains(':') ? Pare.Pruning.SparsityPattern.Parse(pattern, 0) : Pare.Pruning.SparsityPattern.Unstructured(double.Parse(pattern, CultureInfo.InvariantCulture));
+            var sw = Stopwatch.StartNew();
+            var pruned = Pare.Pruning.BertPruner.Prune(dense, calib, new Pare.Pruning.BertPruneOptions { Method = method, Pattern = pat, Threads = 2 });
+            double secs = sw.Elapsed.TotalSeconds;
+            var m = new BertModel(dense.Config, pruned, dense.Tokenizer.Vocab);
+            var (docs, qs) = Vectors(m);
+            var sc = Pare.Evaluation.EncoderRetrieval.Score(set, docs, qs);
+            double cos = docs.Zip(dDocs).Concat(qs.Zip(dQueries)).Average(p => SentencePooling.Cosine(p.First, p.Second));
+            double sparsity = Pare.Pruning.BertPruner.Sparsity(dense.Config, pruned);
+            rows.Add(new() { ["method"] = method.ToString().ToLowerInvariant(), ["pattern"] = pattern, ["sparsity"] = sparsity, ["recall_at_1"] = sc.RecallAt1, ["recall_at_10"] = sc.RecallAt10, ["mrr"] = sc.Mrr, ["cosine_to_dense"] = cos, ["prune_seconds"] = secs });
+            Console.Error.WriteLine($"{method,-10} {pattern,-4} sparsity {sparsity:F3}: R@1 {sc.RecallAt1:F3} R@10 {sc.RecallAt10:F3} MRR {sc.Mrr:F3} cosine {cos:F4} ({secs:F1} s)");
+        }
+    string text = JsonSerializer.Serialize(new { queries = set.Queries.Count, documents = set.Documents.Count, calibration_sentences = calib.Length, rows }, json);
+    Console.WriteLine(text);
+    if (Opt("--out", "") is { Length: > 0 } outPath) File.WriteAllText(outPath, text + "\n");
+    return 0;
+}
+
+Console.Error.WriteLine("usage: Pare.EncoderCheck check [--count N] [--out F] | prune [--queries N] [--calib N] [--out F] | speed [--threads N] [--seq N] [--seconds S]");
+return 2;

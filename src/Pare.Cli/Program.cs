@@ -18,4 +18,5 @@ root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(PplCommand.Create());
 root.Subcommands.Add(PplCommand.CreateNgram());
 root.Subcommands.Add(PruneCommand.Create());
+root.Subcommands.Add(ServeCommand.Create());
 return await root.Parse(args).InvokeAsync();

@@ -93,14 +93,14 @@ public sealed class ChatTemplate
         return sb.Append("<|assistant|>\n").ToString();
     });
 
-    /// <summary>Mistral: [INST] user [/INST]assistant&lt;/s&gt;; a system message is prepended to the first user turn.</summary>
+    /// <summary>Mistral (v0.1 template): [INST] user [/INST]assistant&lt;/s&gt;; a system message is prepended to the first user turn.</summary>
     public static ChatTemplate Mistral { get; } = new("mistral", true, [], m =>
     {
         var sb = new StringBuilder();
         foreach (var (role, content) in FoldSystem(m, "\n\n"))
         {
-            if (role == "assistant") sb.Append(' ').Append(content.Trim()).Append("</s>");
-            else sb.Append("[INST] ").Append(content.Trim()).Append(" [/INST]");
+            if (role == "assistant") sb.Append(content).Append("</s>");
+            else sb.Append("[INST] ").Append(content).Append(" [/INST]");
         }
         return sb.ToString();
     });
@@ -109,14 +109,14 @@ public sealed class ChatTemplate
     public static ChatTemplate Llama2 { get; } = new("llama2", true, [], m =>
     {
         var sb = new StringBuilder();
-        string? system = m[0].Role == "system" ? m[0].Content.Trim() : null;
+        string? system = m[0].Role == "system" ? m[0].Content : null;
         bool first = true;
         foreach (var x in m.Skip(system != null ? 1 : 0))
         {
             if (x.Role == "assistant") { sb.Append(' ').Append(x.Content.Trim()).Append(" </s>"); continue; }
-            sb.Append(first ? "[INST] " : "<s>[INST] ");
-            if (first && system != null) sb.Append("<<SYS>>\n").Append(system).Append("\n<</SYS>>\n\n");
-            sb.Append(x.Content.Trim()).Append(" [/INST]");
+            // Every user turn opens with BOS; the first one's is the tokenizer's.
+            string content = first && system != null ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + x.Content : x.Content;
+            sb.Append(first ? "[INST] " : "<s>[INST] ").Append(content.Trim()).Append(" [/INST]");
             first = false;
         }
         return sb.ToString();

@@ -20,6 +20,7 @@ internal static class Endpoints
                 meta = new { n_ctx = m.ContextLength, n_vocab = m.Model.Config.VocabSize, n_params = m.Model.ParameterCount, chat_template = m.Template.Name },
             }),
         }, Json.Options));
+        app.MapGet("/slots", () => Results.Json(state.Stats(), Json.Options));
         app.MapPost("/v1/chat/completions", (HttpContext ctx) => Complete(ctx, state, chat: true));
         app.MapPost("/v1/completions", (HttpContext ctx) => Complete(ctx, state, chat: false));
     }
@@ -32,6 +33,23 @@ internal static class Endpoints
         var model = state.Find(request.Model);
         var job = PreparedCompletion.Create(model, request, state.Options);
         using var lease = await state.Slots.AcquireAsync(ct);
+        // When the client goes away: note the moment, so the slot's release time after a disconnect can be reported.
+        long abortedAt = 0;
+        using var onAbort = ct.Register(() => Volatile.Write(ref abortedAt, System.Diagnostics.Stopwatch.GetTimestamp()));
+        try
+        {
+            await Run(ctx, state, chat, request, model, job, lease, ct);
+        }
+        finally
+        {
+            lease.Dispose();
+            long at = Volatile.Read(ref abortedAt);
+            state.Finished(at != 0 ? System.Diagnostics.Stopwatch.GetElapsedTime(at).TotalMilliseconds : null);
+        }
+    }
+
+    static async Task Run(HttpContext ctx, ServerState state, bool chat, CompletionRequest request, ServedModel model, PreparedCompletion job, SlotPool.Lease lease, CancellationToken ct)
+    {
 
         string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N")[..24];
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();

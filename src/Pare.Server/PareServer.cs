@@ -51,7 +51,7 @@ public sealed class PareServer : IAsyncDisposable
                 await next(ctx);
             }
             catch (ApiError e) { await e.WriteAsync(ctx); }
-            catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested) { } // the client left; its slot is already free
+            catch (Exception) when (ctx.RequestAborted.IsCancellationRequested) { } // the client left (cancelled or failed write); its slot is already free
             catch (BadHttpRequestException e) { await ApiError.Write(ctx, e.StatusCode, e.Message, "invalid_request_error"); }
             catch (PareException e) { await ApiError.Write(ctx, 400, e.Message, "invalid_request_error"); }
             catch (Exception e) when (e is not OutOfMemoryException)

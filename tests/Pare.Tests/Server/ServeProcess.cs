@@ -43,7 +43,8 @@ public sealed class ServeProcess : IDisposable
 
     public HttpClient Http(string? key = Key)
     {
-        var h = new HttpClient { BaseAddress = BaseUri, Timeout = TimeSpan.FromSeconds(120) };
+        // An abandoned response is not drained for connection reuse (the default reads on): disposing it hangs up.
+        var h = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = BaseUri, Timeout = TimeSpan.FromSeconds(120) };
         if (key != null) h.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
         return h;
     }

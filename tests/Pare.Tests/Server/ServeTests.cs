@@ -196,7 +196,7 @@ public class ServeTests(ServeProcess server) : IClassFixture<ServeProcess>
     public async Task A_client_that_disconnects_frees_its_slot()
     {
         using var http = server.Http();
-        using var cts = new CancellationTokenSource();
+        long cancelledBefore = JsonDocument.Parse(await http.GetStringAsync("slots")).RootElement.GetProperty("requests_cancelled").GetInt64();
         using (var req = new HttpRequestMessage(HttpMethod.Post, "v1/completions")
         { Content = new StringContent(JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 400, stream = true, temperature = 0 }), Encoding.UTF8, "application/json") })
         {
@@ -215,6 +215,9 @@ public class ServeTests(ServeProcess server) : IClassFixture<ServeProcess>
             await Task.Delay(10);
         } while (sw.ElapsedMilliseconds < 5000);
         Assert.Equal(0, processing);
+        // The server saw the hang-up and stopped (rather than finishing the 400 tokens into a closed connection).
+        long cancelled = JsonDocument.Parse(await http.GetStringAsync("slots")).RootElement.GetProperty("requests_cancelled").GetInt64();
+        Assert.Equal(cancelledBefore + 1, cancelled);
     }
 
     [Fact]

@@ -20,6 +20,7 @@ internal static class Endpoints
                 meta = new { n_ctx = m.ContextLength, n_vocab = m.Model.Config.VocabSize, n_params = m.Model.ParameterCount, chat_template = m.Template.Name },
             }),
         }, Json.Options));
+        app.MapGet("/", () => Results.Content(Playground.Html, "text/html; charset=utf-8"));
         app.MapGet("/slots", () => Results.Json(state.Stats(), Json.Options));
         app.MapPost("/v1/chat/completions", (HttpContext ctx) => Complete(ctx, state, chat: true));
         app.MapPost("/v1/completions", (HttpContext ctx) => Complete(ctx, state, chat: false));

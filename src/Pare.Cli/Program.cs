@@ -21,4 +21,5 @@ root.Subcommands.Add(PruneCommand.Create());
 root.Subcommands.Add(NeedleCommand.Create());
 root.Subcommands.Add(ImportCommand.Create());
 root.Subcommands.Add(EmbedCommand.Create());
+root.Subcommands.Add(ServeCommand.Create());
 return await Cli.InvokeAsync(root, args);

@@ -28,6 +28,9 @@ public static class Generator
         await Task.Yield();
         ct.ThrowIfCancellationRequested();
         var logits = session.Forward([.. prompt]);
+        // One logits buffer and one token slot for the whole run: a fresh vocab-sized array per token is garbage
+        // (a large-object allocation at a 128k vocabulary).
+        var one = new int[1];
         for (int i = 0; i < options.MaxTokens; i++)
         {
             ct.ThrowIfCancellationRequested();
@@ -38,7 +41,7 @@ public static class Generator
             var (emit, stop) = stops.Push(text);
             yield return new GeneratedToken(next, emit);
             if (stop || session.Position >= session.ContextLength) break;
-            if (i + 1 < options.MaxTokens) logits = session.Forward([next]);
+            if (i + 1 < options.MaxTokens) { one[0] = next; session.Forward(one, logits, allPositions: false); }
         }
         if (decoder != null && !stops.Stopped)
         {

@@ -9,6 +9,7 @@ internal sealed class StopMatcher(IReadOnlyList<string> stops)
     public (string Emit, bool Stop) Push(string text)
     {
         if (Stopped) return ("", true);
+        if (stops.Count == 0) return (text, false);
         _pending += text;
         int cut = -1;
         foreach (var s in stops)

@@ -84,6 +84,9 @@ public static class SpeculativeGenerator
         var stopper = new StopMatcher(options.StopSequences);
         bool started = false, stopped = false;
         float[] logitsBuffer = [];
+        var one = new int[1];
+        var path = new List<int>();
+        var chosen = new List<int>();
         while (true)
         {
             ct.ThrowIfCancellationRequested();
@@ -108,15 +111,15 @@ public static class SpeculativeGenerator
             // Logits go to one reused buffer: a fresh (nodes x vocab) array per step would be a large-object allocation each time.
             if (logitsBuffer.Length < tree.Count * vocab) logitsBuffer = new float[Math.Max(tree.Count, spec.MaxTreeSize) * vocab];
             var logits = logitsBuffer;
-            if (drafted) session.ForwardTree(tree, logits); else session.Forward([next], logits.AsSpan(0, vocab), allPositions: false);
+            if (drafted) session.ForwardTree(tree, logits); else { one[0] = next; session.Forward(one, logits.AsSpan(0, vocab), allPositions: false); }
             stats.Steps++;
             if (!drafted) stats.PlainSteps++;
             stats.NodesEvaluated += tree.Count;
 
             // Walk: at each node choose as plain decoding would; descend while a child carries that choice. Accepted
             // choices join history at once (the sampler's penalties see them), the last one stays pending.
-            var path = new List<int> { 0 };
-            var chosen = new List<int>();
+            path.Clear(); path.Add(0);
+            chosen.Clear();
             int node = 0;
             while (true)
             {

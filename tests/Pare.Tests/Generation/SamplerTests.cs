@@ -127,3 +127,112 @@ public class GeneratorTests
         Assert.Equal(3, n);
     }
 }
+
+public class FastSamplerTests
+{
+    /// <summary>Random logits shaped like a model's: a few strong tokens over a wide tail, with ties, -inf and NaN sometimes.</summary>
+    static float[] RandomLogits(Random rng, int n, bool specials)
+    {
+        var x = new float[n];
+        for (int i = 0; i < n; i++) x[i] = (float)(rng.NextDouble() * 6 - 3);
+        for (int i = 0; i < 1 + n / 500; i++) x[rng.Next(n)] = (float)(rng.NextDouble() * 8 + 4);
+        if (specials)
+        {
+            // Exact ties among the strongest, banned (-inf) entries, a NaN, and both zeros.
+            float top = x.Max();
+            x[rng.Next(n)] = top; x[rng.Next(n)] = top;
+            x[rng.Next(n)] = float.NegativeInfinity;
+            x[rng.Next(n)] = float.NaN;
+            x[rng.Next(n)] = 0f; x[rng.Next(n)] = -0f;
+        }
+        return x;
+    }
+
+    public static TheoryData<float, int, float, float> Options() => new()
+    {
+        { 0.8f, 40, 0.95f, 0.05f },   // the defaults
+        { 1.0f, 1, 1f, 0f },
+        { 1.3f, 5, 0.5f, 0f },
+        { 0.7f, 0, 0.9f, 0f },       // top-k off: top-p over the whole vocabulary
+        { 1.0f, 0, 1f, 0.02f },      // min-p alone
+        { 2.0f, 0, 1f, 0f },         // plain temperature sampling
+        { 1.0f, 100000, 0.99f, 0f }, // k above the vocabulary
+        { 0f, 40, 0.95f, 0.05f },    // greedy
+    };
+
+    [Theory]
+    [MemberData(nameof(Options))]
+    public void Fast_sampler_picks_the_reference_token_for_the_same_draw(float temp, int topK, float topP, float minP)
+    {
+        var o = new SamplingOptions { Temperature = temp, TopK = topK, TopP = topP, MinP = minP };
+        var fast = new Sampler(o);
+        var rng = new Random(17);
+        foreach (int n in new[] { 1, 7, 16, 63, 1000, 8192, 32000 })
+            for (int trial = 0; trial < 30; trial++)
+            {
+                var x = RandomLogits(rng, n, specials: trial % 3 == 0 && n > 8);
+                double r = rng.NextDouble();
+                int want = ReferenceSampler.Choose(x, o, r);
+                Assert.Equal(want, fast.Choose(x, r));
+                // The whole distribution agrees too, not just the drawn token.
+                var (rt, rp) = ReferenceSampler.Distribution(x, o);
+                if (temp > 0)
+                {
+                    var (ft, fp, count) = fast.Probabilities(x);
+                    Assert.Equal(rt, ft[..count]);
+                    Assert.Equal(rp, fp[..count]);
+                }
+            }
+    }
+
+    [Fact]
+    public void Sample_uses_the_same_random_stream_as_the_reference()
+    {
+        var o = new SamplingOptions { Seed = 123, RepetitionPenalty = 1.3f, BannedTokens = [5] };
+        var fast = new Sampler(o);
+        var refRng = new Random(123);
+        var rng = new Random(4);
+        var history = new List<int>();
+        for (int step = 0; step < 300; step++)
+        {
+            var x = RandomLogits(rng, 512, specials: false);
+            int want = ReferenceSampler.Sample((float[])x.Clone(), history, o, refRng);
+            Assert.Equal(want, fast.Sample(x, history));
+            Assert.NotEqual(5, want);
+            history.Add(want);
+        }
+    }
+
+    [Fact]
+    public void ArgMax_is_the_first_largest_and_skips_NaN()
+    {
+        var rng = new Random(3);
+        foreach (int n in new[] { 1, 5, 16, 17, 100, 4099 })
+        {
+            var x = RandomLogits(rng, n, specials: false);
+            int want = 0;
+            for (int i = 1; i < n; i++) if (x[i] > x[want]) want = i;
+            Assert.Equal(want, Sampler.ArgMax(x));
+            x[n - 1] = x[want]; // a later tie does not move it
+            Assert.Equal(want, Sampler.ArgMax(x));
+        }
+        Assert.Equal(2, Sampler.ArgMax([float.NaN, 1f, 3f, float.NaN, 3f]));
+        Assert.Equal(0, Sampler.ArgMax([float.NaN, float.NaN]));
+        var big = new float[40]; big[0] = float.NaN; big[33] = 2f;
+        Assert.Equal(33, Sampler.ArgMax(big));
+    }
+
+    [Fact]
+    public void Sampling_allocates_nothing_after_the_first_token()
+    {
+        var o = new SamplingOptions { Seed = 1 };
+        var s = new Sampler(o);
+        var x = RandomLogits(new Random(1), 128_000, specials: false);
+        var history = new List<int> { 1, 2, 3 };
+        s.Sample((float[])x.Clone(), history);
+        var copy = (float[])x.Clone();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 20; i++) { x.CopyTo(copy, 0); s.Sample(copy, history); }
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+}

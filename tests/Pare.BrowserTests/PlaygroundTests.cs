@@ -1,0 +1,96 @@
+using System.Diagnostics;
+using System.Globalization;
+using PuppeteerSharp;
+
+namespace Pare.BrowserTests;
+
+/// <summary>The playground at / in headless Chromium: loads, lists both served models, streams a completion, shows tok/s.</summary>
+public sealed class PlaygroundTests : IDisposable
+{
+    readonly Process _server;
+    readonly Uri _address;
+
+    public PlaygroundTests()
+    {
+        string models = Path.Combine(AppContext.BaseDirectory, "models");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "Pare.Cli.dll"), "serve", Path.Combine(models, "pare-ref.gguf"),
+            Path.Combine(models, "pare-ref-draft.gguf"), "--port", "0", "--draft", "auto" })
+            psi.ArgumentList.Add(a);
+        _server = Process.Start(psi)!;
+        _server.ErrorDataReceived += (_, _) => { };
+        _server.BeginErrorReadLine();
+        string line = _server.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(60)).GetAwaiter().GetResult()
+            ?? throw new InvalidOperationException("pare serve exited before listening");
+        int at = line.IndexOf("http://", StringComparison.Ordinal);
+        _address = new Uri(line[at..line.IndexOf(' ', at)]);
+    }
+
+    /// <summary>
+    /// Chromium from $CHROME_PATH or the usual Debian/Ubuntu paths; on a fresh machine without one, PuppeteerSharp
+    /// downloads Chrome for Testing into the user's cache. A clear failure (not a skip) when neither works.
+    /// </summary>
+    static async Task<string> Chromium()
+    {
+        string[] candidates = [Environment.GetEnvironmentVariable("CHROME_PATH") ?? "", "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
+        if (candidates.FirstOrDefault(p => p.Length > 0 && File.Exists(p)) is { } found) return found;
+        try
+        {
+            var dir = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData), "pare", "chrome");
+            var installed = await new BrowserFetcher(new BrowserFetcherOptions { Path = dir }).DownloadAsync();
+            return installed.GetExecutablePath();
+        }
+        catch (Exception e) when (e is HttpRequestException or IOException or PuppeteerException)
+        {
+            throw new InvalidOperationException("no Chromium found and none could be downloaded: run tests/browser.sh (installs Debian's chromium) or set CHROME_PATH", e);
+        }
+    }
+
+    [Fact]
+    public async Task Playground_streams_a_completion_and_shows_speed()
+    {
+        await using var browser = await Puppeteer.LaunchAsync(new LaunchOptions
+        {
+            Headless = true, ExecutablePath = await Chromium(),
+            Args = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        });
+        await using var page = await browser.NewPageAsync();
+        await page.SetViewportAsync(new ViewPortOptions { Width = 900, Height = 640 });
+        var external = new List<string>();
+        page.Request += (_, e) => { if (!e.Request.Url.StartsWith(_address.ToString(), StringComparison.Ordinal)) external.Add(e.Request.Url); };
+        await page.GoToAsync(_address.ToString(), WaitUntilNavigation.Networkidle0);
+
+        // Both models are offered; switch to the second and back.
+        await page.WaitForFunctionAsync("() => document.querySelectorAll('#model option').length === 2");
+        var ids = await page.EvaluateExpressionAsync<string[]>("[...document.querySelectorAll('#model option')].map(o => o.value)");
+        Assert.Equal(["pare-ref", "pare-ref-draft"], ids);
+        await page.SelectAsync("#model", "pare-ref-draft");
+        await page.SelectAsync("#model", "pare-ref");
+
+        await page.EvaluateExpressionAsync("document.getElementById('prompt').value = 'Once upon a time'; document.getElementById('max').value = '96'; document.getElementById('temp').value = '0'");
+        await page.ClickAsync("#go");
+        // Streamed: text shows up before the run ends (the Stop button is still enabled), then the run finishes.
+        await page.WaitForFunctionAsync("() => document.getElementById('output').textContent.length > 0 && !document.getElementById('stop').disabled",
+            new WaitForFunctionOptions { Timeout = 60_000, PollingInterval = 5 });
+        await page.WaitForFunctionAsync("() => document.getElementById('finish').textContent !== '-'", new WaitForFunctionOptions { Timeout = 60_000 });
+        string output = await page.EvaluateExpressionAsync<string>("document.getElementById('output').textContent");
+        string toks = await page.EvaluateExpressionAsync<string>("document.getElementById('toks').textContent");
+        string accept = await page.EvaluateExpressionAsync<string>("document.getElementById('accept').textContent");
+        string error = await page.EvaluateExpressionAsync<string>("document.getElementById('error').textContent");
+        Assert.Equal("", error);
+        Assert.True(output.Length > 20, output);
+        Assert.True(double.Parse(toks, CultureInfo.InvariantCulture) > 0, toks);
+        Assert.Contains("(auto)", accept, StringComparison.Ordinal);
+        Assert.Empty(external); // no CDN or other outside requests
+
+        string shot = Environment.GetEnvironmentVariable("PARE_PLAYGROUND_SCREENSHOT") ?? Path.Combine(AppContext.BaseDirectory, "playground.png");
+        await page.ScreenshotAsync(shot);
+        Assert.True(new FileInfo(shot).Length > 1000);
+    }
+
+    public void Dispose()
+    {
+        if (!_server.HasExited) { _server.Kill(true); _server.WaitForExit(10_000); }
+        _server.Dispose();
+    }
+}

@@ -175,7 +175,7 @@ internal static class Cli
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         if (args.Length == 0) args = ["--help"];
-        var parsed = root.Parse(args);
+        var parsed = Parse(root, args);
         if (ErrorLine(parsed) is { } error)
         {
             await Console.Error.WriteLineAsync(error);
@@ -187,6 +187,13 @@ internal static class Cli
         if (help.GetStringBuilder().Length > 0) await Console.Out.WriteAsync(UsageName(help.ToString()));
         return rc;
     }
+
+    /// <summary>
+    /// Parses as `pare` does: no response files, so an argument that starts with '@' (a prompt "@alice hi", a value "@x")
+    /// is itself, not the name of a file to read arguments from.
+    /// </summary>
+    internal static ParseResult Parse(RootCommand root, IReadOnlyList<string> args) =>
+        root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
 
     static void OnSignal(PosixSignalContext context)
     {

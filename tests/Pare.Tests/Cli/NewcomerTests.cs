@@ -220,6 +220,15 @@ public class NewcomerTests
         Assert.True(spelled.Length + decoder.Push(ids[kept.Length]).Length > cut.Length);
     }
 
+    // Found by the option fuzz: an argument starting with '@' was read as a response file (and "@./" crashed the parser).
+    [Fact]
+    public void An_argument_starting_with_at_is_text_not_a_response_file()
+    {
+        var r = PareCli.Run("run", Model(), "-p", "@alice hello", "-n", "2", "--temp", "0", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        AssertOneLineError(PareCli.Run("prune", Model(), "--seqlen", "@./", "-o", "x.gguf"), "--seqlen");
+    }
+
     // 12. Peak memory is the model's, not the bandwidth test's buffer.
     [Fact]
     public void Bench_roofline_reports_the_models_memory()

@@ -103,7 +103,7 @@ public class VerbSurfaceTests
         Gen.Long.Select(v => v.ToString(CultureInfo.InvariantCulture)),
         Gen.Double.Select(v => v.ToString("R", CultureInfo.InvariantCulture)),
         Gen.Double[-2, 2].Select(v => v.ToString("G4", CultureInfo.InvariantCulture)),
-        Gen.OneOf<string>("0", "-0", "-1", "1", "2", "NaN", "Infinity", "-Infinity", "1e309", "9999999999999999999999", "0x10", "1,5", "", " ", "abc", "--json", "1.0.0", "½", "٣"),
+        Gen.OneOf<string>("0", "-0", "-1", "1", "2", "NaN", "Infinity", "-Infinity", "1e309", "9999999999999999999999", "0x10", "1,5", "", " ", "abc", "--json", "1.0.0", "½", "٣", "@", "@./", "@/nonexistent"),
         Gen.String[0, 6]);
 
     [Fact]
@@ -126,7 +126,7 @@ public class VerbSurfaceTests
         Gen.Select(Gen.Int[0, cases.Count - 1], Values).Sample((i, value) =>
         {
             var (baseArgs, option) = cases[i];
-            var parsed = root.Parse([.. baseArgs, option.Name, value]);
+            var parsed = CliMain.Parse(root, [.. baseArgs, option.Name, value]);
             string? line = CliMain.ErrorLine(parsed);
             Interlocked.Increment(ref runs);
             if (line is null) { Interlocked.Increment(ref accepted[i]); return; }

@@ -20,6 +20,21 @@ public static class TempFolder
         Dir = dir;
         Environment.SetEnvironmentVariable("TMPDIR", dir + Path.DirectorySeparatorChar);
         AppDomain.CurrentDomain.ProcessExit += (_, _) => Delete(dir);
+        // The test host is often ended by the runner rather than left to exit, and then ProcessExit never runs: a detached
+        // shell waits for this process to be gone and deletes the folder then.
+        if (!OperatingSystem.IsWindows()) Watch(Environment.ProcessId, dir);
+    }
+
+    static void Watch(int pid, string dir)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("/bin/sh") { UseShellExecute = false };
+        psi.ArgumentList.Add("-c");
+        // The inner shell is orphaned at once (the outer one exits), so ending this process's tree does not end it.
+        psi.ArgumentList.Add("(while kill -0 \"$0\" 2>/dev/null; do sleep 1; done; rm -rf \"$1\") </dev/null >/dev/null 2>&1 &");
+        psi.ArgumentList.Add(pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        psi.ArgumentList.Add(dir);
+        try { using var p = System.Diagnostics.Process.Start(psi); p?.WaitForExit(); }
+        catch (System.ComponentModel.Win32Exception) { } // no /bin/sh: ProcessExit alone
     }
 
     static void Delete(string dir)

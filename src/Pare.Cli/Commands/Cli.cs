@@ -7,7 +7,24 @@ using Spectre.Console;
 
 namespace Pare.Cli.Commands;
 
-/// <summary>Options and plumbing shared by the verbs.</summary>
+/// <summary>
+/// Options and plumbing shared by the verbs. A verb (one file in Commands/, one registration line in Program.cs) follows:
+/// <list type="bullet">
+/// <item><c>cmd.SetAction((r, ct) =&gt; Cli.Guard(async () =&gt; { ... }))</c>: <c>ct</c> is cancelled by Ctrl+C / SIGTERM
+/// (<see cref="Cancellation"/>, also for synchronous actions); pass it on. <see cref="Guard(Func{Task{int}})"/> turns a
+/// <see cref="PareException"/> (and I/O, argument errors) into "pare: error: ..." and exit 1, cancellation into
+/// "pare: cancelled" and exit 130, anything else into one "pare: internal error" line and exit 70.</item>
+/// <item>Range checks on the option, so they run while parsing: <c>.AtLeast(1)</c>, <c>.Between(0, 1)</c>,
+/// <c>.Check(v =&gt; ..., "in (0, 1]")</c>; <see cref="Threads"/> comes checked. A parse error is one line with a pointer to
+/// the verb's --help (<see cref="ErrorLine"/>). Tests/Cli/VerbSurfaceTests covers every registered verb by itself: --help,
+/// missing required options, and random values for every numeric option.</item>
+/// <item>Work that cannot take a token and writes nothing: <see cref="Abandonable{T}"/>. Output files appear only when
+/// complete (write to a temporary name, then move).</item>
+/// <item>User text in Spectre tables or markup goes through <c>Markup.Escape</c> (a tensor shape "[256, 8192]" is markup otherwise).</item>
+/// <item><see cref="Warn"/> for a warning line; <see cref="CheckContext"/> for a --ctx option; <see cref="TokensWithin"/>
+/// for the ids of a text cut at a stop sequence (text and ids both end before it).</item>
+/// </list>
+/// </summary>
 internal static class Cli
 {
     public static Argument<string> ModelArgument() => new("model") { Description = "Path of a GGUF file (or a Hugging Face directory with config.json and *.safetensors)." };

@@ -286,7 +286,7 @@ internal static class Cli
         await AnsiConsole.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
             .StartAsync(async ctx =>
             {
-                var task = ctx.AddTask(title, maxValue: 1.0);
+                var task = ctx.AddTask(Markup.Escape(title), maxValue: 1.0);
                 await work(new Progress<double>(p => task.Value = p));
                 task.Value = 1.0;
             });
@@ -300,7 +300,7 @@ internal static class Cli
         AnsiConsole.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
             .Start(ctx =>
             {
-                var task = ctx.AddTask(title, maxValue: 1.0);
+                var task = ctx.AddTask(Markup.Escape(title), maxValue: 1.0);
                 result = work(new Progress<double>(p => task.Value = p));
                 task.Value = 1.0;
             });

@@ -7,7 +7,24 @@ using Spectre.Console;
 
 namespace Pare.Cli.Commands;
 
-/// <summary>Options and plumbing shared by the verbs.</summary>
+/// <summary>
+/// Options and plumbing shared by the verbs. A verb (one file in Commands/, one registration line in Program.cs) follows:
+/// <list type="bullet">
+/// <item><c>cmd.SetAction((r, ct) =&gt; Cli.Guard(async () =&gt; { ... }))</c>: <c>ct</c> is cancelled by Ctrl+C / SIGTERM
+/// (<see cref="Cancellation"/>, also for synchronous actions); pass it on. <see cref="Guard(Func{Task{int}})"/> turns a
+/// <see cref="PareException"/> (and I/O, argument errors) into "pare: error: ..." and exit 1, cancellation into
+/// "pare: cancelled" and exit 130, anything else into one "pare: internal error" line and exit 70.</item>
+/// <item>Range checks on the option, so they run while parsing: <c>.AtLeast(1)</c>, <c>.Between(0, 1)</c>,
+/// <c>.Check(v =&gt; ..., "in (0, 1]")</c>; <see cref="Threads"/> comes checked. A parse error is one line with a pointer to
+/// the verb's --help (<see cref="ErrorLine"/>). Tests/Cli/VerbSurfaceTests covers every registered verb by itself: --help,
+/// missing required options, and random values for every numeric option.</item>
+/// <item>Work that cannot take a token and writes nothing: <see cref="Abandonable{T}"/>. Output files appear only when
+/// complete (write to a temporary name, then move).</item>
+/// <item>User text in Spectre tables or markup goes through <c>Markup.Escape</c> (a tensor shape "[256, 8192]" is markup otherwise).</item>
+/// <item><see cref="Warn"/> for a warning line; <see cref="CheckContext"/> for a --ctx option; <see cref="TokensWithin"/>
+/// for the ids of a text cut at a stop sequence (text and ids both end before it).</item>
+/// </list>
+/// </summary>
 internal static class Cli
 {
     public static Argument<string> ModelArgument() => new("model") { Description = "Path of a GGUF file (or a Hugging Face directory with config.json and *.safetensors)." };
@@ -175,7 +192,7 @@ internal static class Cli
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         if (args.Length == 0) args = ["--help"];
-        var parsed = root.Parse(args);
+        var parsed = Parse(root, args);
         if (ErrorLine(parsed) is { } error)
         {
             await Console.Error.WriteLineAsync(error);
@@ -187,6 +204,13 @@ internal static class Cli
         if (help.GetStringBuilder().Length > 0) await Console.Out.WriteAsync(UsageName(help.ToString()));
         return rc;
     }
+
+    /// <summary>
+    /// Parses as `pare` does: no response files, so an argument that starts with '@' (a prompt "@alice hi", a value "@x")
+    /// is itself, not the name of a file to read arguments from.
+    /// </summary>
+    internal static ParseResult Parse(RootCommand root, IReadOnlyList<string> args) =>
+        root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
 
     static void OnSignal(PosixSignalContext context)
     {
@@ -262,7 +286,7 @@ internal static class Cli
         await AnsiConsole.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
             .StartAsync(async ctx =>
             {
-                var task = ctx.AddTask(title, maxValue: 1.0);
+                var task = ctx.AddTask(Markup.Escape(title), maxValue: 1.0);
                 await work(new Progress<double>(p => task.Value = p));
                 task.Value = 1.0;
             });
@@ -276,7 +300,7 @@ internal static class Cli
         AnsiConsole.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
             .Start(ctx =>
             {
-                var task = ctx.AddTask(title, maxValue: 1.0);
+                var task = ctx.AddTask(Markup.Escape(title), maxValue: 1.0);
                 result = work(new Progress<double>(p => task.Value = p));
                 task.Value = 1.0;
             });

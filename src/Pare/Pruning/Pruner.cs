@@ -195,7 +195,7 @@ public static class Pruner
                         var pattern = plan[d.Name];
                         var st = stats?.GetValueOrDefault(d.Input);
                         var pruned = new bool[d.Data.Length];
-                        PruneMatrix(d, pattern, st, options, pruned, lastReader);
+                        PruneMatrix(d, pattern, st, options, pruned, lastReader, cancel);
                         // The unpruned rows are decoded again from the file rather than kept as a copy.
                         var source = f.GetTensor(d.Name);
                         double? err = st != null
@@ -309,7 +309,7 @@ public static class Pruner
         return plan;
     }
 
-    static void PruneMatrix(DenseLinear d, SparsityPattern p, LayerStats? st, PruneOptions o, bool[] pruned, bool lastReader)
+    static void PruneMatrix(DenseLinear d, SparsityPattern p, LayerStats? st, PruneOptions o, bool[] pruned, bool lastReader, CancellationToken cancel)
     {
         switch (o.Method)
         {
@@ -319,7 +319,7 @@ public static class Pruner
                 break;
             case PruneMethod.SparseGpt:
                 SparseGpt.Prune(d.Data, d.Rows, d.Cols, (st ?? throw new PareException("SparseGPT needs calibration statistics")).Hessian(lastReader), p, pruned,
-                    o.BlockSize, o.Damp, o.Threads);
+                    o.BlockSize, o.Damp, o.Threads, cancel);
                 break;
             default: throw new PareException($"unknown pruning method {o.Method}");
         }

@@ -30,7 +30,7 @@ public static class SparseGpt
     /// gives); it is overwritten. <paramref name="pruned"/> receives the mask.
     /// </summary>
     public static void Prune(float[] w, int rows, int cols, double[] hessian, SparsityPattern pattern, bool[] pruned,
-        int blockSize = 128, double damp = 0.01, int threads = 0)
+        int blockSize = 128, double damp = 0.01, int threads = 0, CancellationToken ct = default)
     {
         int n = cols;
         long packed = Linalg.PackedLength(n);
@@ -61,6 +61,7 @@ public static class SparseGpt
         float[] selection = pattern.IsNM ? [] : new float[scores.Length];
         for (int i1 = 0; i1 < n; i1 += blockSize)
         {
+            ct.ThrowIfCancellationRequested(); // a big matrix takes tens of seconds: Ctrl+C between column blocks
             int i2 = Math.Min(i1 + blockSize, n), count = i2 - i1;
             if (!pattern.IsNM)
             {

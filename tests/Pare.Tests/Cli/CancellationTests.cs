@@ -43,6 +43,21 @@ public class CancellationTests
         Assert.Equal(before, Hash(model));
     }
 
+    /// <summary>A big model's matrix takes SparseGPT tens of seconds: it looks at the token between column blocks.</summary>
+    [Fact]
+    public void SparseGpt_stops_between_column_blocks()
+    {
+        const int rows = 8, cols = 256;
+        var rng = new Random(1);
+        var w = Enumerable.Range(0, rows * cols).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
+        var h = new double[Pare.Pruning.Linalg.PackedLength(cols)];
+        for (int j = 0; j < cols; j++) h[Pare.Pruning.Linalg.UpperIndex(cols, j, j)] = 1;
+        using var cts = new CancellationTokenSource();
+        cts.Cancel();
+        Assert.ThrowsAny<OperationCanceledException>(() =>
+            Pare.Pruning.SparseGpt.Prune(w, rows, cols, h, Pare.Pruning.SparsityPattern.Unstructured(0.5), new bool[rows * cols], ct: cts.Token));
+    }
+
     [Fact]
     public void Ppl_stops_with_nothing_printed()
     {

@@ -71,7 +71,7 @@ try
     var gate = new Lock();
     int next = -1, ok = 0, hungUp = 0, wrong = 0, failed = 0, doneCount = 0;
     long tokens = 0;
-    double rss50 = 0;
+    double rss50 = 0, rssMid = 0;
     var disconnectSet = Enumerable.Range(0, requests).Where(i => i % Math.Max(1, requests / Math.Max(1, disconnects)) == 2).Take(disconnects).ToHashSet();
     var wall = Stopwatch.StartNew();
     async Task Worker()
@@ -116,7 +116,9 @@ try
             }
             finally
             {
-                if (Interlocked.Increment(ref doneCount) == 50) rss50 = ServerRssMb();
+                int done = Interlocked.Increment(ref doneCount);
+                if (done == 50) rss50 = ServerRssMb();
+                if (done == requests / 2) rssMid = ServerRssMb();
             }
         }
     }
@@ -135,7 +137,7 @@ try
     Console.WriteLine($"  completed {ok} (text equal to own greedy output), hung up {hungUp}, wrong text {wrong}, failed {failed}");
     Console.WriteLine($"  latency p50 {P(0.50):F0} ms, p95 {P(0.95):F0} ms; aggregate {tokens / seconds:F1} tok/s over {seconds:F1} s");
     Console.WriteLine($"  server: {slots} (all slots idle {settleMs:F0} ms after the last client finished)");
-    Console.WriteLine($"  server RSS after 50 requests {rss50:F1} MB, after the run {rssEnd:F1} MB ({(rssEnd / rss50 - 1) * 100:+0.0;-0.0}%)");
+    Console.WriteLine($"  server RSS after 50 requests {rss50:F1} MB, after {requests / 2} {rssMid:F1} MB, after the run {rssEnd:F1} MB ({(rssEnd / rss50 - 1) * 100:+0.0;-0.0}% on 50, {(rssEnd / rssMid - 1) * 100:+0.0;-0.0}% on {requests / 2})");
 
     // Disconnect to free slot, from the client's side: one stream at a time, hang up after 3 chunks, poll /slots.
     var freed = new List<double>();

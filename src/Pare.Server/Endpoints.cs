@@ -33,7 +33,7 @@ internal static class Endpoints
         var request = RequestParser.Parse(body, chat);
         var model = state.Find(request.Model);
         var job = PreparedCompletion.Create(model, request, state.Options);
-        using var lease = await state.Slots.AcquireAsync(ct);
+        var lease = await state.Slots.AcquireAsync(ct);
         // When the client goes away: note the moment, so the slot's release time after a disconnect can be reported.
         long abortedAt = 0;
         using var onAbort = ct.Register(() => Volatile.Write(ref abortedAt, System.Diagnostics.Stopwatch.GetTimestamp()));
@@ -51,7 +51,6 @@ internal static class Endpoints
 
     static async Task Run(HttpContext ctx, ServerState state, bool chat, CompletionRequest request, ServedModel model, PreparedCompletion job, SlotPool.Lease lease, CancellationToken ct)
     {
-
         string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N")[..24];
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         string kind = chat ? "chat.completion" : "text_completion";

@@ -11,8 +11,23 @@ using Pare.Server;
 //   dotnet run -c Release --project benchmarks/Pare.ServeLoad -- [--model models/pare-ref.gguf] [--parallel 4] [--clients 32]
 //       [--requests 500] [--disconnects 100] [--max-tokens 48] [--draft auto] [--threads 1]
 // Every stream's text is checked against the greedy output of its own prompt computed in-process (no request lost or
-// mixed up); a fifth of the requests ask for 400 tokens and hang up after a few chunks. RSS is this process's (server and clients).
+// mixed up); a fifth of the requests ask for 400 tokens and hang up after a few chunks. The server under load runs in a
+// child process (this program with serve-child), so its RSS (VmRSS) is the server's alone.
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+if (args.Length == 6 && args[0] == "serve-child")
+{
+    // The server under load runs in its own process, so that its RSS is its own (not the clients').
+    using var served = LlamaModel.Load(args[1]);
+    var o = new ServerOptions
+    {
+        Port = 0, Parallel = int.Parse(args[2], CultureInfo.InvariantCulture), QueueLength = int.Parse(args[3], CultureInfo.InvariantCulture),
+        Draft = args[4], Threads = int.Parse(args[5], CultureInfo.InvariantCulture),
+    };
+    await using var child = await PareServer.StartAsync(o, [new ServedModel("pare-ref", served, o)]);
+    Console.WriteLine(child.Address);
+    await Console.In.ReadToEndAsync(); // until the parent closes stdin
+    return;
+}
 var opt = new Dictionary<string, string>
 {
     ["model"] = "models/pare-ref.gguf", ["parallel"] = "4", ["clients"] = "32", ["requests"] = "500", ["disconnects"] = "100",
@@ -35,17 +50,28 @@ foreach (var p in prompts)
     expected[p] = sb.ToString();
 }
 
-var serverOptions = new ServerOptions { Port = 0, Parallel = parallel, QueueLength = Math.Max(64, clients), Draft = opt["draft"], Threads = threads };
-await using (var server = await PareServer.StartAsync(serverOptions, [new ServedModel("pare-ref", model, serverOptions)]))
+var childInfo = new ProcessStartInfo("dotnet") { RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false };
+foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "Pare.ServeLoad.dll"), "serve-child",
+    opt["model"], parallel.ToString(CultureInfo.InvariantCulture), Math.Max(64, clients).ToString(CultureInfo.InvariantCulture), opt["draft"], threads.ToString(CultureInfo.InvariantCulture) })
+    childInfo.ArgumentList.Add(a);
+using var serverProcess = Process.Start(childInfo)!;
+var serverAddress = new Uri(await serverProcess.StandardOutput.ReadLineAsync() ?? throw new InvalidOperationException("the server process did not start"));
+double ServerRssMb()
+{
+    foreach (var line in File.ReadLines($"/proc/{serverProcess.Id}/status"))
+        if (line.StartsWith("VmRSS:", StringComparison.Ordinal)) return double.Parse(line[6..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) / 1024.0;
+    return double.NaN;
+}
+try
 {
     // No draining of an abandoned response (the default reads up to 1 MB of it to reuse the connection): hanging up closes it.
-    using var http = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0, MaxConnectionsPerServer = 1000 }) { BaseAddress = server.Address, Timeout = TimeSpan.FromMinutes(5) };
+    using var http = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0, MaxConnectionsPerServer = 1000 }) { BaseAddress = serverAddress, Timeout = TimeSpan.FromMinutes(5) };
     http.DefaultRequestHeaders.ConnectionClose = false;
     var latencies = new List<double>();
     var gate = new Lock();
     int next = -1, ok = 0, hungUp = 0, wrong = 0, failed = 0, doneCount = 0;
     long tokens = 0;
-    double rss50 = 0;
+    double rss50 = 0, rssMid = 0;
     var disconnectSet = Enumerable.Range(0, requests).Where(i => i % Math.Max(1, requests / Math.Max(1, disconnects)) == 2).Take(disconnects).ToHashSet();
     var wall = Stopwatch.StartNew();
     async Task Worker()
@@ -90,11 +116,9 @@ await using (var server = await PareServer.StartAsync(serverOptions, [new Served
             }
             finally
             {
-                if (Interlocked.Increment(ref doneCount) == 50)
-                {
-                    GC.Collect(); GC.WaitForPendingFinalizers(); GC.Collect();
-                    rss50 = Environment.WorkingSet / 1e6;
-                }
+                int done = Interlocked.Increment(ref doneCount);
+                if (done == 50) rss50 = ServerRssMb();
+                if (done == requests / 2) rssMid = ServerRssMb();
             }
         }
     }
@@ -105,8 +129,7 @@ await using (var server = await PareServer.StartAsync(serverOptions, [new Served
     while (JsonDocument.Parse(await http.GetStringAsync("slots")).RootElement.GetProperty("slots_processing").GetInt32() > 0 && settle.ElapsedMilliseconds < 10_000)
         await Task.Delay(5);
     double settleMs = settle.Elapsed.TotalMilliseconds;
-    GC.Collect(); GC.WaitForPendingFinalizers(); GC.Collect();
-    double rssEnd = Environment.WorkingSet / 1e6;
+    double rssEnd = ServerRssMb();
     var slots = JsonDocument.Parse(await http.GetStringAsync("slots")).RootElement;
     latencies.Sort();
     double P(double q) => latencies.Count == 0 ? 0 : latencies[Math.Min(latencies.Count - 1, (int)(q * latencies.Count))];
@@ -114,7 +137,7 @@ await using (var server = await PareServer.StartAsync(serverOptions, [new Served
     Console.WriteLine($"  completed {ok} (text equal to own greedy output), hung up {hungUp}, wrong text {wrong}, failed {failed}");
     Console.WriteLine($"  latency p50 {P(0.50):F0} ms, p95 {P(0.95):F0} ms; aggregate {tokens / seconds:F1} tok/s over {seconds:F1} s");
     Console.WriteLine($"  server: {slots} (all slots idle {settleMs:F0} ms after the last client finished)");
-    Console.WriteLine($"  RSS after 50 requests {rss50:F1} MB, after the run {rssEnd:F1} MB ({(rssEnd / rss50 - 1) * 100:+0.0;-0.0}%)");
+    Console.WriteLine($"  server RSS after 50 requests {rss50:F1} MB, after {requests / 2} {rssMid:F1} MB, after the run {rssEnd:F1} MB ({(rssEnd / rss50 - 1) * 100:+0.0;-0.0}% on 50, {(rssEnd / rssMid - 1) * 100:+0.0;-0.0}% on {requests / 2})");
 
     // Disconnect to free slot, from the client's side: one stream at a time, hang up after 3 chunks, poll /slots.
     var freed = new List<double>();
@@ -134,6 +157,11 @@ await using (var server = await PareServer.StartAsync(serverOptions, [new Served
     }
     freed.Sort();
     Console.WriteLine($"  disconnect -> slot free (client side, 20 hang-ups): median {freed[10]:F1} ms, max {freed[^1]:F1} ms");
+}
+finally
+{
+    serverProcess.StandardInput.Close();
+    if (!serverProcess.WaitForExit(10_000)) serverProcess.Kill(true);
 }
 
 // Speculative decoding through the server: one client, greedy, the same prompts, --draft none against the chosen drafter.

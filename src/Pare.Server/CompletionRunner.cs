@@ -19,6 +19,9 @@ internal sealed class PreparedCompletion
     {
         var tok = model.Model.Tokenizer!;
         string text = r.Chat ? model.Template.Render(r.Messages) : r.Prompt;
+        // Far too long to fit whatever the tokenization: refuse before spending time on encoding it.
+        if ((long)System.Text.Encoding.UTF8.GetByteCount(text) > (long)model.ContextLength * model.MaxTokenBytes)
+            throw ApiError.BadRequest($"the prompt is longer than the context of {model.ContextLength} tokens", r.Chat ? "messages" : "prompt");
         int[] prompt = tok.Encode(text, addSpecial: true, parseSpecial: r.Chat && model.Template.UsesSpecialTokens);
         if (prompt.Length == 0) throw ApiError.BadRequest("the prompt is empty", r.Chat ? "messages" : "prompt");
         int room = model.ContextLength - prompt.Length;

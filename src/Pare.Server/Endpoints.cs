@@ -33,7 +33,7 @@ internal static class Endpoints
         var request = RequestParser.Parse(body, chat);
         var model = state.Find(request.Model);
         var job = PreparedCompletion.Create(model, request, state.Options);
-        using var lease = await state.Slots.AcquireAsync(ct);
+        var lease = await state.Slots.AcquireAsync(ct);
         // When the client goes away: note the moment, so the slot's release time after a disconnect can be reported.
         long abortedAt = 0;
         using var onAbort = ct.Register(() => Volatile.Write(ref abortedAt, System.Diagnostics.Stopwatch.GetTimestamp()));
@@ -51,7 +51,6 @@ internal static class Endpoints
 
     static async Task Run(HttpContext ctx, ServerState state, bool chat, CompletionRequest request, ServedModel model, PreparedCompletion job, SlotPool.Lease lease, CancellationToken ct)
     {
-
         string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N")[..24];
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         string kind = chat ? "chat.completion" : "text_completion";
@@ -68,12 +67,12 @@ internal static class Endpoints
 
         // Stream: a role chunk (chat), a chunk per piece of text, the finish chunk, the usage chunk if asked, [DONE].
         string chunkKind = chat ? "chat.completion.chunk" : "text_completion";
-        object Chunk(object? delta, string? text, string? finish, object? extra = null) => chat
-            ? new { id, @object = chunkKind, created, model = model.Id, choices = new[] { new { index = 0, delta, finish_reason = finish, logprobs = (object?)null } }, timings = extra }
-            : new { id, @object = chunkKind, created, model = model.Id, choices = new[] { new { index = 0, text, finish_reason = finish, logprobs = (object?)null } }, timings = extra };
+        object Chunk(object? delta, string? text) => chat
+            ? new { id, @object = chunkKind, created, model = model.Id, choices = new[] { new { index = 0, delta, finish_reason = (string?)null, logprobs = (object?)null } } }
+            : new { id, @object = chunkKind, created, model = model.Id, choices = new[] { new { index = 0, text, finish_reason = (string?)null, logprobs = (object?)null } } };
         Sse.Start(ctx.Response);
-        if (chat) await Sse.Send(ctx.Response, Chunk(new { role = "assistant", content = "" }, null, null), ct);
-        var result = await job.RunAsync(lease.Slot, state.Options, piece => Sse.Send(ctx.Response, Chunk(new { content = piece }, piece, null), ct), ct);
+        if (chat) await Sse.Send(ctx.Response, Chunk(new { role = "assistant", content = "" }, null), ct);
+        var result = await job.RunAsync(lease.Slot, state.Options, piece => Sse.Send(ctx.Response, Chunk(new { content = piece }, piece), ct), ct);
         // Without stream_options.include_usage, usage rides on the finish chunk (as llama-server does).
         object finishChunk = chat
             ? new { id, @object = chunkKind, created, model = model.Id, choices = new[] { new { index = 0, delta = new { }, finish_reason = result.FinishReason, logprobs = (object?)null } }, timings = result.Timings, usage = request.IncludeUsage ? null : Usage(result) }

@@ -15,6 +15,8 @@ public sealed class ServedModel
         ContextLength = Math.Min(options.ContextLength ?? Math.Min(model.Config.ContextLength, 4096), model.Config.ContextLength);
         TemplateSource = model.Gguf?.Has("tokenizer.chat_template") == true ? model.Gguf.GetString("tokenizer.chat_template") : null;
         Template = ChatTemplate.FromTemplate(TemplateSource);
+        var tok = model.Tokenizer;
+        for (int i = 0; i < tok.VocabSize; i++) MaxTokenBytes = Math.Max(MaxTokenBytes, tok.TokenText(i).Length * 4);
         // Speculation's tree-size choice needs T(n); measure once here, not in every request.
         if (options.Draft != "none")
             Costs = CostModel.Measure(model.CreateSession(new SessionOptions { Threads = options.Threads, ContextLength = Math.Min(64, ContextLength) }),
@@ -27,5 +29,7 @@ public sealed class ServedModel
     public ChatTemplate Template { get; }
     public string? TemplateSource { get; }
     public CostModel? Costs { get; }
+    /// <summary>An upper bound on the UTF-8 bytes one token can cover: a prompt of more than ctx x this many bytes cannot fit.</summary>
+    public int MaxTokenBytes { get; } = 4;
     public long Created { get; } = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 }

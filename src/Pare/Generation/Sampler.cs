@@ -52,7 +52,7 @@ public sealed class Sampler
         return Draw(_top.Ids, _p, count, r);
     }
 
-    /// <summary>The filtered, renormalized distribution as (token, probability) pairs sorted by probability.</summary>
+    /// <summary>The filtered, renormalized distribution as (token, probability) pairs sorted by probability (the sampler's own buffers: valid until its next call).</summary>
     public (int[] Tokens, float[] Probs, int Count) Probabilities(ReadOnlySpan<float> logits)
     {
         int count = Distribution(logits);

@@ -231,8 +231,15 @@ public class FastSamplerTests
         var history = new List<int> { 1, 2, 3 };
         s.Sample((float[])x.Clone(), history);
         var copy = (float[])x.Clone();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 20; i++) { x.CopyTo(copy, 0); s.Sample(copy, history); }
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        // A per-token allocation shows in every round; the runtime's own occasional bytes (seen under parallel test
+        // load, e.g. while methods tier up) do not, so the quietest of five rounds must be zero.
+        long least = long.MaxValue;
+        for (int round = 0; round < 5; round++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 20; i++) { x.CopyTo(copy, 0); s.Sample(copy, history); }
+            least = Math.Min(least, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+        Assert.Equal(0, least);
     }
 }

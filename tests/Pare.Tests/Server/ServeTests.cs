@@ -118,6 +118,9 @@ public class ServeTests(ServeProcess server) : IClassFixture<ServeProcess>
     }
 
     [Fact]
+    public void Binds_to_loopback_by_default() => Assert.Equal("127.0.0.1", server.BaseUri.Host);
+
+    [Fact]
     public async Task Wrong_or_missing_key_is_401_and_health_is_public()
     {
         using var none = server.Http(key: null);
@@ -185,6 +188,12 @@ public class ServeTests(ServeProcess server) : IClassFixture<ServeProcess>
         var r = await Post(http, "v1/completions", new { prompt = string.Concat(Enumerable.Repeat("word ", 2000)) });
         Assert.Equal(HttpStatusCode.BadRequest, r.Status);
         Assert.Contains("context", r.Json.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        // Near the body limit: refused from its length alone, before tokenizing 900 KB.
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var huge = await Post(http, "v1/completions", new { prompt = new string('w', 900_000) });
+        Assert.Equal(HttpStatusCode.BadRequest, huge.Status);
+        Assert.Contains("context", huge.Json.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.True(sw.ElapsedMilliseconds < 10_000, $"{sw.ElapsedMilliseconds} ms");
         // 500 words leave a few dozen positions of the 512-token context: a huge max_tokens is cut to them.
         var near = await Post(http, "v1/completions", new { prompt = string.Concat(Enumerable.Repeat("word ", 490)), max_tokens = 1_000_000, temperature = 0 });
         Assert.Equal(HttpStatusCode.OK, near.Status);

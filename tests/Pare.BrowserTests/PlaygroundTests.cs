@@ -34,6 +34,8 @@ public sealed class PlaygroundTests : IDisposable
     {
         string[] candidates = [Environment.GetEnvironmentVariable("CHROME_PATH") ?? "", "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
         if (candidates.FirstOrDefault(p => p.Length > 0 && File.Exists(p)) is { } found) return found;
+        // A fresh Debian machine has no Chromium but reaches Debian's registry: install it as tests/browser.sh does.
+        if (File.Exists("/usr/bin/apt-get") && await AptInstallChromium() && File.Exists("/usr/bin/chromium")) return "/usr/bin/chromium";
         try
         {
             var dir = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData), "pare", "chrome");
@@ -44,6 +46,19 @@ public sealed class PlaygroundTests : IDisposable
         {
             throw new InvalidOperationException("no Chromium found and none could be downloaded: run tests/browser.sh (installs Debian's chromium) or set CHROME_PATH", e);
         }
+    }
+
+    static async Task<bool> AptInstallChromium()
+    {
+        var sudo = Environment.UserName == "root" ? "" : "sudo ";
+        var psi = new System.Diagnostics.ProcessStartInfo("bash",
+            ["-c", $"{sudo}apt-get update -qq && DEBIAN_FRONTEND=noninteractive {sudo}apt-get install -y -qq --no-install-recommends chromium"])
+        { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var drain = Task.WhenAll(p.StandardOutput.ReadToEndAsync(), p.StandardError.ReadToEndAsync());
+        await p.WaitForExitAsync();
+        await drain;
+        return p.ExitCode == 0;
     }
 
     [Fact]

@@ -20,4 +20,5 @@ root.Subcommands.Add(PplCommand.CreateNgram());
 root.Subcommands.Add(PruneCommand.Create());
 root.Subcommands.Add(ImportCommand.Create());
 root.Subcommands.Add(EmbedCommand.Create());
+root.Subcommands.Add(EncoderPruneCommand.Create());
 return await root.Parse(args).InvokeAsync();

@@ -4,6 +4,8 @@
 //   dotnet run -c Release --project benchmarks/Pare.Plots -- loss LOSS.tsv OUT.png [TITLE] [--baseline PPL]
 //     LOSS.tsv = the loss log of `pare train` (OUT_DIR/loss.tsv): training loss (raw and smoothed) and validation loss
 //     per step; --baseline draws the 3-gram baseline's perplexity as a loss line (ln PPL).
+//   dotnet run -c Release --project benchmarks/Pare.Plots -- encoder-prune PRUNE.json OUT.png
+//     PRUNE.json = the output of `Pare.EncoderCheck prune`: retrieval recall@10 against sparsity, a line per method.
 using System.Globalization;
 using System.Text.Json;
 
@@ -11,6 +13,7 @@ return args switch
 {
     ["tn", var json, var png, .. var rest] => TnPlot(json, png, rest.Length > 0 ? rest[0] : null),
     ["loss", var tsv, var png, .. var rest] => LossPlot(tsv, png, rest),
+    ["encoder-prune", var json, var png] => EncoderPrunePlot(json, png),
     _ => Usage(),
 };
 
@@ -88,3 +91,35 @@ static int LossPlot(string tsv, string png, string[] rest)
         Math.Min(train.Max(r => r.Loss), (baseline is double p2 ? Math.Log(p2) : 0) + 3.5) + 0.2);
     return Save(plt, png, title ?? "Training and validation loss", "step", "cross-entropy (nats per token)", ScottPlot.Alignment.UpperRight);
 }
+
+static int EncoderPrunePlot(string jsonPath, string png)
+{
+    using var doc = JsonDocument.Parse(File.ReadAllText(jsonPath));
+    var rows = doc.RootElement.GetProperty("rows").EnumerateArray()
+        .Select(e => (Method: e.GetProperty("method").GetString()!, Pattern: e.GetProperty("pattern").GetString()!,
+            Sparsity: e.GetProperty("sparsity").GetDouble(), R10: e.GetProperty("recall_at_10").GetDouble())).ToArray();
+    var plt = new ScottPlot.Plot();
+    double dense = rows.First(r => r.Method == "dense").R10;
+    foreach (var method in rows.Select(r => r.Method).Where(m => m != "dense").Distinct())
+    {
+        var pts = rows.Where(r => r.Method == method && !r.Pattern.Contains(':')).OrderBy(r => r.Sparsity).ToArray();
+        var line = plt.Add.Scatter(pts.Select(p => p.Sparsity).Prepend(0).ToArray(), pts.Select(p => p.R10).Prepend(dense).ToArray());
+        line.LegendText = method + " (unstructured)";
+        line.LineWidth = 2;
+        var nm = rows.Where(r => r.Method == method && r.Pattern.Contains(':')).ToArray();
+        if (nm.Length > 0)
+        {
+            var m = plt.Add.Scatter(nm.Select(p => p.Sparsity).ToArray(), nm.Select(p => p.R10).ToArray());
+            m.LegendText = method + " " + nm[0].Pattern;
+            m.Color = line.Color;
+            m.LineWidth = 0;
+            m.MarkerShape = ScottPlot.MarkerShape.OpenSquare;
+            m.MarkerSize = 10;
+        }
+    }
+    var d = plt.Add.HorizontalLine(dense);
+    d.LegendText = "dense";
+    d.LinePattern = ScottPlot.LinePattern.Dashed;
+    return Save(plt, png, "all-MiniLM-L6-v2 pruned: retrieval on the test split", "sparsity of the linear layers", "recall@10", ScottPlot.Alignment.LowerLeft);
+}
+

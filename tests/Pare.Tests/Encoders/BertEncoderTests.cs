@@ -29,7 +29,8 @@ public class BertEncoderTests
         var enc = new BertEncoder(c, new BertWeights(c, t));
         var rng = new Random(5);
         // Lengths around the vector width and odd ones: the attention's vector and tail paths both run.
-        int[][] batch = [.. new[] { 1, 2, 7, 8, 9, 17, 33, 40 }.Select(n => Enumerable.Range(0, n).Select(_ => rng.Next(c.VocabSize)).ToArray())];
+        // Three times over: 351 tokens, more than one slice of the linear layers' products.
+        int[][] batch = [.. new[] { 1, 2, 7, 8, 9, 17, 33, 40, 1, 2, 7, 8, 9, 17, 33, 40, 1, 2, 7, 8, 9, 17, 33, 40 }.Select(n => Enumerable.Range(0, n).Select(_ => rng.Next(c.VocabSize)).ToArray())];
         foreach (int threads in new[] { 1, 2 })
         {
             var h = enc.Forward(batch, threads);

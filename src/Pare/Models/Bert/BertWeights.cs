@@ -3,9 +3,12 @@ using Pare.Tensors;
 
 namespace Pare.Models.Bert;
 
-/// <summary>One encoder block's weights: linear layers as F32 <see cref="WeightMatrix"/> [out, in], vectors as arrays.</summary>
+/// <summary>
+/// One encoder block's weights: linear layers as F32 <see cref="WeightMatrix"/> [out, in], vectors as arrays. The query,
+/// key and value projections are stacked into one (3D, D) matrix: one product per block instead of three.
+/// </summary>
 public sealed record BertLayerWeights(
-    WeightMatrix Wq, float[] Bq, WeightMatrix Wk, float[] Bk, WeightMatrix Wv, float[] Bv,
+    WeightMatrix Wqkv, float[] Bqkv,
     WeightMatrix Wo, float[] Bo, float[] AttnNormW, float[] AttnNormB,
     WeightMatrix Up, float[] BUp, WeightMatrix Down, float[] BDown, float[] OutNormW, float[] OutNormB);
 
@@ -37,9 +40,8 @@ public sealed class BertWeights
         {
             string p = $"encoder.layer.{i}.";
             layers.Add(new BertLayerWeights(
-                Matrix(t, p + "attention.self.query.weight"), t.Get(p + "attention.self.query.bias"),
-                Matrix(t, p + "attention.self.key.weight"), t.Get(p + "attention.self.key.bias"),
-                Matrix(t, p + "attention.self.value.weight"), t.Get(p + "attention.self.value.bias"),
+                Matrix(p + "attention.self.qkv", [.. new[] { "query", "key", "value" }.Select(n => (t.Get(p + $"attention.self.{n}.weight"), (int)t.Shape(p + $"attention.self.{n}.weight")[0]))], c.Dim),
+                [.. t.Get(p + "attention.self.query.bias"), .. t.Get(p + "attention.self.key.bias"), .. t.Get(p + "attention.self.value.bias")],
                 Matrix(t, p + "attention.output.dense.weight"), t.Get(p + "attention.output.dense.bias"),
                 t.Get(p + "attention.output.LayerNorm.weight"), t.Get(p + "attention.output.LayerNorm.bias"),
                 Matrix(t, p + "intermediate.dense.weight"), t.Get(p + "intermediate.dense.bias"),
@@ -52,10 +54,17 @@ public sealed class BertWeights
     WeightMatrix Matrix(BertTensors t, string name)
     {
         var shape = t.Shape(name);
-        var src = t.Get(name);
-        var pinned = GC.AllocateUninitializedArray<float>(src.Length, pinned: true);
-        src.CopyTo(pinned, 0);
+        return Matrix(name, [(t.Get(name), (int)shape[0])], (int)shape[1]);
+    }
+
+    /// <summary>Row blocks stacked into one pinned F32 matrix of <paramref name="cols"/> columns.</summary>
+    WeightMatrix Matrix(string name, (float[] Data, int Rows)[] parts, int cols)
+    {
+        int rows = parts.Sum(p => p.Rows);
+        var pinned = GC.AllocateUninitializedArray<float>(rows * cols, pinned: true);
+        int at = 0;
+        foreach (var (data, r) in parts) { data.AsSpan(0, r * cols).CopyTo(pinned.AsSpan(at)); at += r * cols; }
         _pinned.Add(pinned);
-        return new WeightMatrix(name, GgmlType.F32, (int)shape[0], (int)shape[1], Marshal.UnsafeAddrOfPinnedArrayElement(pinned, 0), (long)pinned.Length * 4);
+        return new WeightMatrix(name, GgmlType.F32, rows, cols, Marshal.UnsafeAddrOfPinnedArrayElement(pinned, 0), (long)pinned.Length * 4);
     }
 }

@@ -2,6 +2,8 @@
 //
 //   dotnet run -c Release --project benchmarks/Pare.SideBySide -- [--threads 2] [--prefill 128] [--decode 32]
 //       [--rounds 5] [--formats F16,Q8_0,Q4_K_M] [--dir .cache/bench] [--small] [--leave-output-tensor]
+//       [--pairs LABEL=PARE.gguf:LLAMA.gguf,...]   (Pare on one file, llama.cpp on another: compact sparse vs dense)
+//   dotnet run -c Release --project benchmarks/Pare.SideBySide -- quantize IN.gguf OUT.gguf TYPE   (llama.cpp's quantizer)
 //
 // The model is a non-repeating random-weight llama-shaped model (dim 2048, 16 layers, 32 heads, 8 KV heads,
 // FFN 5632, vocab 32000: about 852M parameters), written in F16 by Pare's writer; Q8_0 and Q4_K_M copies are made
@@ -61,7 +63,21 @@ Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 
 var rng = new Random(128);
 int[] prompt = [.. Enumerable.Range(0, opt.Prefill).Select(_ => rng.Next(cfg.VocabSize))];
-foreach (var format in opt.Formats)
+// Rows to measure: (label, file Pare runs, file llama.cpp runs). --pairs compares different files (e.g. Pare's compact
+// sparse file against llama.cpp's dense pruned one); otherwise each format's one file for both.
+var rows = new List<(string Label, string Pare, string Llama)>();
+foreach (var pair in opt.Pairs)
+{
+    int eq = pair.IndexOf('=');
+    var files = eq > 0 ? pair[(eq + 1)..].Split(':') : [];
+    if (files.Length != 2 || !File.Exists(files[0]) || !File.Exists(files[1]))
+    {
+        Console.Error.WriteLine($"side-by-side: error: --pairs wants LABEL=PARE.gguf:LLAMA.gguf with existing files, got '{pair}'");
+        return 1;
+    }
+    rows.Add((pair[..eq], files[0], files[1]));
+}
+foreach (var format in opt.Pairs.Length > 0 ? [] : opt.Formats)
 {
     string path = format == "F16" ? f16 : Path.Combine(opt.Dir, $"random-{tag}-{format}{(opt.LeaveOutputTensor ? "-f16head" : "")}.gguf");
     if (!File.Exists(path))
@@ -70,9 +86,13 @@ foreach (var format in opt.Formats)
         if (!LLamaQuantizer.Quantize(f16, path, format, nthread: opt.Threads, allowRequantize: true, quantizeOutputTensor: !opt.LeaveOutputTensor))
             throw new InvalidOperationException($"llama.cpp could not quantize to {format}");
     }
+    rows.Add((format, path, path));
+}
+foreach (var (format, path, llamaPath) in rows)
+{
     using var pare = LlamaModel.Load(path);
     var session = pare.CreateSession(new SessionOptions { Threads = opt.Threads, ContextLength = opt.Prefill + opt.Decode });
-    var lp = new ModelParams(path)
+    var lp = new ModelParams(llamaPath)
     {
         ContextSize = (uint)(opt.Prefill + opt.Decode), BatchSize = (uint)opt.Prefill, UBatchSize = (uint)opt.Prefill,
         Threads = opt.Threads, BatchThreads = opt.Threads, GpuLayerCount = 0,
@@ -148,6 +168,9 @@ static double Median(List<double> xs)
 
 sealed record Args(int Threads, int Prefill, int Decode, int Rounds, string[] Formats, string Dir, bool Small, bool LeaveOutputTensor = false)
 {
+    /// <summary>--pairs LABEL=PARE.gguf:LLAMA.gguf,...: Pare on one file, llama.cpp on another (same model, other storage).</summary>
+    public string[] Pairs { get; init; } = [];
+
     public static Args Parse(string[] a)
     {
         var o = new Args(2, 128, 32, 5, ["F16", "Q8_0", "Q4_K_M"], Path.Combine(".cache", "bench"), false);
@@ -164,6 +187,7 @@ sealed record Args(int Threads, int Prefill, int Decode, int Rounds, string[] Fo
                 "--dir" => o with { Dir = Next() },
                 "--small" => o with { Small = true },
                 "--leave-output-tensor" => o with { LeaveOutputTensor = true },
+                "--pairs" => o with { Pairs = Next().Split(',') },
                 _ => throw new ArgumentException($"unknown option {a[i]} (see the comment at the top of Program.cs)"),
             };
         }

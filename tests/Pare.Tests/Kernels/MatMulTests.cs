@@ -221,6 +221,51 @@ public class MatMulTests
     }
 
     [Fact]
+    public unsafe void F16_decode_with_scattered_subnormals_matches_reference_cached_map_or_not()
+    {
+        // Normal weights with subnormal halves scattered in some rows only (as real F16 weights have a few): the decode
+        // kernel takes the exact conversion only in the 32-column blocks its cached map marks, per row.
+        const int rows = 1500, cols = 544;
+        var rng = new Random(8);
+        var values = Random(rows * cols, seed: 9, scale: 0.05f);
+        for (int r = 0; r < rows; r += 3)
+            for (int k = 0; k < 4; k++) values[r * cols + rng.Next(cols)] = (float)(rng.NextDouble() - 0.5) * 1e-5f; // subnormal in F16
+        var bytes = Quantizer.Quantize(GgmlType.F16, values);
+        int subnormals = 0;
+        for (int i = 0; i < rows * cols; i++)
+        {
+            int h = BitConverter.ToUInt16(bytes, 2 * i) & 0x7FFF;
+            if (h is > 0 and < 0x400) subnormals++;
+        }
+        Assert.True(subnormals > 1000, $"only {subnormals} subnormal halves");
+        var w = Matrix(GgmlType.F16, rows, cols, bytes, out var pin);
+        // The map marks exactly the blocks of 32 that hold a subnormal half.
+        var map = Pare.Kernels.Formats.F16Kernel.SubnormalMap((byte*)w.Data, rows, cols, w.RowBytes)!;
+        int words = Pare.Kernels.Formats.F16Kernel.MapWords(cols);
+        for (int r = 0; r < rows; r++)
+            for (int b = 0; b < cols / 32; b++)
+            {
+                bool any = false;
+                for (int i = 0; i < 32; i++) any |= (BitConverter.ToUInt16(bytes, 2 * (r * cols + 32 * b + i)) & 0x7FFF) is > 0 and < 0x400;
+                Assert.True(any == ((map[r * words + b / 64] >> (b % 64) & 1) != 0), $"row {r} block {b}");
+            }
+        var mutable = new WeightMatrix("m", GgmlType.F16, rows, cols, w.Data, w.ByteLength) { Mutable = true };
+        var x = Random(cols, seed: 10);
+        var expected = new float[rows];
+        MatMulReference.MatVec(w, x, expected);
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var y = new float[rows];
+            var ym = new float[rows];
+            MatMul.MatVec(w, x, y, threads);       // the matrix's cached subnormal map
+            MatMul.MatVec(mutable, x, ym, threads); // maps built per call
+            Assert.True(Nmse(y, expected) < 1e-10, $"threads={threads}: nmse {Nmse(y, expected)}");
+            Assert.Equal(y, ym);
+        }
+        GC.KeepAlive(pin);
+    }
+
+    [Fact]
     public void Fast_half_conversion_is_exact_for_every_finite_half()
     {
         for (int h = 0; h < 65536; h++)

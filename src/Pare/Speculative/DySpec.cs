@@ -13,7 +13,7 @@ namespace Pare.Speculative;
 /// When the target samples, the tree grows level by level and each node's children are samples from q (their number
 /// decided by the same greedy rule before any is drawn), as lossless recursive rejection requires.
 /// </summary>
-public sealed class DySpec(DraftModelRunner runner, string name = "dyspec", int maxRounds = 6, int candidates = 8, double minPathProb = 1e-3) : IModelDrafter
+public sealed class DySpec(DraftModelRunner runner, string name = "dyspec", int maxRounds = 8, int candidates = 8, double minPathProb = 1e-4) : IModelDrafter
 {
     readonly List<float[]> _pool = [];
 
@@ -55,7 +55,8 @@ public sealed class DySpec(DraftModelRunner runner, string name = "dyspec", int 
             double alpha = topSum / topSeen, bar = 0;
             while (heap.TryPeek(out var c, out _) && tree.Count < budget)
             {
-                if (c.Value < bar || c.Value < minPathProb) break;
+                // The last round fills the budget: no later round could expand the nodes it adds.
+                if ((c.Value < bar && round < MaxRounds - 1) || c.Value < minPathProb) break;
                 heap.Dequeue();
                 var (tokens, probs) = tops[c.Node];
                 var (child, isNew) = d.AddTrial(c.Node, tokens[c.Rank], -1, c.Value);

@@ -27,8 +27,8 @@ public sealed class Rasd : IModelDrafter
 
     public string Name { get; }
     public DraftModelRunner Runner => _runner;
-    /// <summary>Share of the budget the pruned retrieval tree may take. Default 0.5.</summary>
-    public double RetrievalShare { get; init; } = 0.5;
+    /// <summary>Share of the budget the pruned retrieval tree may take. Default 0.75 (retrieval drafts cost no draft pass).</summary>
+    public double RetrievalShare { get; init; } = 0.75;
 
     public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab)
     {

@@ -113,10 +113,18 @@ public static class SpeculativeGenerator
             double t0 = rates?.Now() ?? 0;
             int budget = Math.Min(sizer.Choose(), Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));
             // The measured rates may veto a tree, but not the sizer's cheap probes (they are how it notices text turning predictable).
-            if (budget > 1 && !sizer.Probing && rates?.Speculate() == false) budget = 1;
+            if (budget > 1 && !sizer.Probing && rates != null)
+            {
+                if (!rates.Speculate()) budget = 1;
+                // A probe while plain decoding measures faster is as small as the sizer allows: it only has to show that
+                // drafts are accepted again (then speculation wins and the sizer chooses freely), and a failed one costs ~T(2) - T(1).
+                else if (rates.Probe) budget = Math.Min(budget, sizer.Smallest);
+            }
             bool drafted = budget > 1;
             var sampled = drafted && modelDrafter != null ? modelDrafter.DraftSampled(history, budget, options.Sampling, specRng) : null;
             var tree = sampled?.Tree ?? (drafted ? drafter.Draft(history, budget) : new DraftTree(next));
+            // Nothing to draft from (no match, no row yet): a plain step, not a probe.
+            if (drafted && tree.Count < 2) { drafted = false; sampled = null; }
             // A plain step is plain decoding's own pass (it moves Position itself); a tree is verified and committed below.
             // Logits go to one reused buffer: a fresh (nodes x vocab) array per step would be a large-object allocation each time.
             if (logitsBuffer.Length < tree.Count * vocab) logitsBuffer = new float[Math.Max(tree.Count, spec.MaxTreeSize) * vocab];

@@ -124,7 +124,8 @@ public static class SpeculativeGenerator
             var sampled = drafted && modelDrafter != null ? modelDrafter.DraftSampled(history, budget, options.Sampling, specRng) : null;
             var tree = sampled?.Tree ?? (drafted ? drafter.Draft(history, budget) : new DraftTree(next));
             // Nothing to draft from (no match, no row yet): a plain step, not a probe.
-            if (drafted && tree.Count < 2) { drafted = false; sampled = null; }
+            bool empty = drafted && tree.Count < 2;
+            if (empty) { drafted = false; sampled = null; }
             // A plain step is plain decoding's own pass (it moves Position itself); a tree is verified and committed below.
             // Logits go to one reused buffer: a fresh (nodes x vocab) array per step would be a large-object allocation each time.
             if (logitsBuffer.Length < tree.Count * vocab) logitsBuffer = new float[Math.Max(tree.Count, spec.MaxTreeSize) * vocab];
@@ -186,7 +187,8 @@ public static class SpeculativeGenerator
             if (stopped) break;
             // Plain steps cost what plain decoding costs: the drafters catch up on history at their next update.
             double t1 = rates?.Now() ?? 0;
-            if (drafted) drafter.Update(history, tree, logits.AsSpan(0, tree.Count * vocab), vocab);
+            // An empty draft still shows the drafter the root's logits (Token Recycling fills its first rows from them).
+            if (drafted || empty) drafter.Update(history, tree, logits.AsSpan(0, tree.Count * vocab), vocab);
             rates?.Observe(drafted, chosen.Count, stepSeconds + (rates.Now() - t1));
             next = chosen[^1];
         }

@@ -10,12 +10,29 @@ namespace Pare.Speculative;
 /// one pass gives the distributions at every node added in the previous round, and a round keeps adding the best
 /// candidates until the best one left is likely worse than a child of a node it just added (that node's path
 /// probability times the mean top draft probability seen), which needs the next round.
+/// The draft probability is mapped to an acceptance estimate learnt from the verified trees (per bin of q, how often the
+/// target chose the drafted child; prior: q itself), since a small draft model's probabilities are not calibrated.
 /// When the target samples, the tree grows level by level and each node's children are samples from q (their number
 /// decided by the same greedy rule before any is drawn), as lossless recursive rejection requires.
 /// </summary>
 public sealed class DySpec(DraftModelRunner runner, string name = "dyspec", int maxRounds = 8, int candidates = 8, double minPathProb = 1e-4) : IModelDrafter
 {
     readonly List<float[]> _pool = [];
+    // Calibration of draft probability to acceptance (DySpec's premise is that the two are correlated; here the
+    // correlation is measured): per bin of q(child | parent), how often the target's choice at the parent was that child.
+    const int Bins = 20;
+    const double Prior = 4;
+    readonly double[] _accepted = new double[Bins], _seen = new double[Bins];
+    // Draft probability of each node of the last greedy tree given its parent (root 1), to learn from its verification.
+    readonly List<float> _lastQ = [];
+    DraftTree? _lastTree;
+
+    /// <summary>Estimated chance that the target accepts a child the draft gives probability <paramref name="q"/> (prior: q itself).</summary>
+    public double Acceptance(double q)
+    {
+        int b = Math.Clamp((int)(q * Bins), 0, Bins - 1);
+        return (_accepted[b] + Prior * q) / (_seen[b] + Prior);
+    }
 
     public string Name { get; } = name;
     public DraftModelRunner Runner => runner;
@@ -39,6 +56,9 @@ public sealed class DySpec(DraftModelRunner runner, string name = "dyspec", int 
         var tops = new Dictionary<int, (int[] Tokens, float[] Probs)>();
         var top = new TopSelector();
         double topSum = 0; int topSeen = 0;
+        _lastTree = tree;
+        _lastQ.Clear();
+        for (int i = 0; i < tree.Count; i++) _lastQ.Add(float.NaN); // nodes given in (retrieval) are not learnt from
         for (int round = 0; round < MaxRounds && tree.Count < budget && frontier.Count > 0; round++)
         {
             var logits = runner.EvaluateTree(history, tree);
@@ -48,8 +68,9 @@ public sealed class DySpec(DraftModelRunner runner, string name = "dyspec", int 
                 int k = Math.Min(candidates, probs.Length);
                 top.Select(probs, k);
                 tops[node] = (top.Ids[..k], top.Keys[..k]);
-                topSum += top.Keys[0]; topSeen++;
-                heap.Enqueue((node, 0, d.PathProb[node] * top.Keys[0]), -d.PathProb[node] * top.Keys[0]);
+                double a0 = Acceptance(top.Keys[0]);
+                topSum += a0; topSeen++;
+                heap.Enqueue((node, 0, d.PathProb[node] * a0), -d.PathProb[node] * a0);
             }
             frontier.Clear();
             double alpha = topSum / topSeen, bar = 0;
@@ -60,10 +81,10 @@ public sealed class DySpec(DraftModelRunner runner, string name = "dyspec", int 
                 heap.Dequeue();
                 var (tokens, probs) = tops[c.Node];
                 var (child, isNew) = d.AddTrial(c.Node, tokens[c.Rank], -1, c.Value);
-                if (isNew) { frontier.Add(child); bar = Math.Max(bar, c.Value * alpha); }
+                if (isNew) { frontier.Add(child); bar = Math.Max(bar, c.Value * alpha); _lastQ.Add(probs[c.Rank]); }
                 if (c.Rank + 1 < tokens.Length)
                 {
-                    double v = d.PathProb[c.Node] * probs[c.Rank + 1];
+                    double v = d.PathProb[c.Node] * Acceptance(probs[c.Rank + 1]);
                     heap.Enqueue((c.Node, c.Rank + 1, v), -v);
                 }
             }
@@ -117,5 +138,20 @@ public sealed class DySpec(DraftModelRunner runner, string name = "dyspec", int 
         return d;
     }
 
-    public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab) { }
+    /// <summary>Learns the calibration from a verified greedy tree: was each drafted child the target's choice at its parent?</summary>
+    public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab)
+    {
+        if (!ReferenceEquals(tree, _lastTree) || _lastQ.Count != tree.Count) return;
+        var choice = new Dictionary<int, int>();
+        for (int i = 1; i < tree.Count; i++)
+        {
+            if (float.IsNaN(_lastQ[i])) continue;
+            int parent = tree.Parents[i];
+            if (!choice.TryGetValue(parent, out int best)) choice[parent] = best = Sampler.ArgMax(logits.Slice(parent * vocab, vocab));
+            int b = Math.Clamp((int)(_lastQ[i] * Bins), 0, Bins - 1);
+            _seen[b]++;
+            if (best == tree.Tokens[i]) _accepted[b]++;
+        }
+        _lastTree = null;
+    }
 }

@@ -75,6 +75,9 @@ public sealed class Rasd : IModelDrafter
         return d;
     }
 
-    public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab) =>
+    public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab)
+    {
         _retrieval.Update(history, tree, logits, vocab);
+        _dyspec.Update(history, tree, logits, vocab);
+    }
 }

@@ -24,8 +24,8 @@ internal static class RunCommand
         var seed = new Option<ulong>("--seed", "-s") { Description = "Random seed (same seed, same text).", DefaultValueFactory = _ => 0UL };
         var stop = new Option<string[]>("--stop") { Description = "Stop when this text appears (repeatable); the text and the token ids end before it.", AllowMultipleArgumentsPerToken = false };
         var ctx = new Option<int?>("--ctx") { Description = "KV cache length (default: the model's, at most 4096); past the model's trained context it warns." }.Between(2, 1 << 20);
-        var draft = new Option<string>("--draft") { Description = "Speculative drafter: none, pld (prompt lookup), recycle (Token Recycling), lookahead (trie), aded, or auto (chooses from measured costs; falls back to plain decoding when speculation does not pay). Output is identical to plain decoding.", DefaultValueFactory = _ => "auto" };
-        draft.AcceptOnlyFromAmong(Drafters.Names);
+        var draft = new Option<string>("--draft") { Description = "Speculative drafter: none, pld (prompt lookup), recycle (Token Recycling), lookahead (trie), aded, auto (chooses from measured costs; falls back to plain decoding when speculation does not pay), or with a draft model of the same tokenizer: model:FILE (chain), tree:FILE (fixed tree), dyspec:FILE, rasd:FILE, self[:LAYERS] (the model with only LAYERS blocks). Greedy output is identical to plain decoding; sampled output has its distribution.", DefaultValueFactory = _ => "auto" };
+        draft.Check(v => Drafters.Names.Contains(v) || Drafters.IsModelDrafter(v), $"one of {string.Join(", ", Drafters.Names.Concat(Drafters.ModelForms))}");
         var maxTree = new Option<int>("--max-tree") { Description = "Largest draft tree verified in one pass (nodes).", DefaultValueFactory = _ => 32 }.Between(1, 256);
         var threads = Cli.Threads();
         var json = Cli.Json();
@@ -53,7 +53,8 @@ internal static class RunCommand
             var tokens = new List<int>();
             var sw = Stopwatch.StartNew();
             double firstTokenS = 0;
-            var drafter = Drafters.Create(r.GetValue(draft)!);
+            var drafter = Drafters.Create(r.GetValue(draft)!, session);
+            using var draftRunner = (drafter as IModelDrafter)?.Runner;
             var stats = new SpeculationStats();
             var stream = drafter == null
                 ? Generator.GenerateAsync(session, ids, options, ct)

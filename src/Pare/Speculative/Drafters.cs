@@ -1,3 +1,5 @@
+using Pare.Models;
+
 namespace Pare.Speculative;
 
 /// <summary>
@@ -42,6 +44,9 @@ public static class Drafters
 {
     public static readonly string[] Names = ["none", "pld", "recycle", "lookahead", "aded", "auto"];
 
+    /// <summary>The drafters that draft with a model: a draft model file (same tokenizer as the target), or the target itself with layers skipped.</summary>
+    public static readonly string[] ModelForms = ["model:FILE", "tree:FILE", "dyspec:FILE", "rasd:FILE", "self[:LAYERS]"];
+
     /// <summary>A fresh drafter; null for "none" (plain decoding).</summary>
     public static IDrafter? Create(string name) => name switch
     {
@@ -51,6 +56,48 @@ public static class Drafters
         "lookahead" => new LookaheadTrie(),
         "aded" => new Aded(),
         "auto" => new CompositeDrafter("auto", new PromptLookup(minNgram: 2), new TokenRecycling()),
-        _ => throw new PareException($"unknown drafter '{name}' (choose one of: {string.Join(", ", Names)})"),
+        _ => throw new PareException($"unknown drafter '{name}' (choose one of: {string.Join(", ", Names.Concat(ModelForms))})"),
     };
+
+    /// <summary>Whether <paramref name="spec"/> names a model drafter (model:, tree:, dyspec:, rasd:, self).</summary>
+    public static bool IsModelDrafter(string spec) =>
+        spec == "self" || spec.StartsWith("self:", StringComparison.Ordinal) || spec.StartsWith("model:", StringComparison.Ordinal)
+        || spec.StartsWith("tree:", StringComparison.Ordinal) || spec.StartsWith("dyspec:", StringComparison.Ordinal) || spec.StartsWith("rasd:", StringComparison.Ordinal);
+
+    /// <summary>
+    /// A fresh drafter for speculation on <paramref name="target"/>: any name of <see cref="Create(string)"/>, or a model
+    /// drafter: model:FILE (chain), tree:FILE (fixed tree), dyspec:FILE, rasd:FILE, self[:LAYERS] (chain of the target
+    /// with only LAYERS blocks, default half). Its draft session is as long as the target's context. Dispose the
+    /// drafter's <see cref="IModelDrafter.Runner"/> when done.
+    /// </summary>
+    public static IDrafter? Create(string spec, InferenceSession target)
+    {
+        if (!IsModelDrafter(spec)) return Create(spec);
+        int colon = spec.IndexOf(':');
+        string kind = colon < 0 ? spec : spec[..colon], arg = colon < 0 ? "" : spec[(colon + 1)..];
+        if (kind == "self")
+        {
+            int layers = SelfDraft.DefaultLayers(target.Model);
+            if (arg.Length > 0 && (!int.TryParse(arg, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out layers) || layers < 1 || layers >= target.Model.Config.Layers))
+                throw new PareException($"self:LAYERS keeps 1 to {target.Model.Config.Layers - 1} of the model's {target.Model.Config.Layers} layers (got '{arg}')");
+            var self = new DraftModelRunner(SelfDraft.LayerSkipped(target.Model, layers), target.ContextLength, target.Threads);
+            return new DraftChain(self, $"self:{layers}");
+        }
+        if (arg.Length == 0) throw new PareException($"drafter '{kind}' needs a draft model file: {kind}:FILE");
+        if (!File.Exists(arg)) throw new PareException($"draft model not found: {arg}");
+        var m = LlamaModel.Load(arg);
+        if (m.Config.VocabSize != target.Model.Config.VocabSize)
+        {
+            m.Dispose();
+            throw new PareException($"{arg}: the draft model's vocabulary ({m.Config.VocabSize}) is not the target's ({target.Model.Config.VocabSize}); it needs the same tokenizer");
+        }
+        var runner = new DraftModelRunner(m, target.ContextLength, target.Threads, ownsModel: true);
+        return kind switch
+        {
+            "model" => new DraftChain(runner),
+            "tree" => new FixedDraftTree(runner),
+            "dyspec" => new DySpec(runner),
+            _ => new Rasd(runner),
+        };
+    }
 }

@@ -87,6 +87,15 @@ public static class SpeculativeGenerator
         var one = new int[1];
         var path = new List<int>();
         var chosen = new List<int>();
+        // A model drafter under sampling drafts from its own distribution q and is verified by speculative sampling
+        // (SpeculativeSampling); its randomness is its own stream, seeded from the sampling seed.
+        var modelDrafter = options.Sampling.Temperature > 0 ? drafter as IModelDrafter : null;
+        var specRng = new Random(unchecked((int)(options.Sampling.Seed * 0x9E3779B97F4A7C15UL >> 33)) ^ 0x5bd1e995);
+        int[] banned = [.. options.Sampling.BannedTokens];
+        var seen = new HashSet<int>();
+        float[] target = modelDrafter != null ? new float[vocab] : [];
+        var trials = new List<(int Token, float[]? Q)>();
+        var trialChildren = new List<int>();
         while (true)
         {
             ct.ThrowIfCancellationRequested();
@@ -104,9 +113,19 @@ public static class SpeculativeGenerator
             double t0 = rates?.Now() ?? 0;
             int budget = Math.Min(sizer.Choose(), Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));
             // The measured rates may veto a tree, but not the sizer's cheap probes (they are how it notices text turning predictable).
-            if (budget > 1 && !sizer.Probing && rates?.Speculate() == false) budget = 1;
+            if (budget > 1 && !sizer.Probing && rates != null)
+            {
+                if (!rates.Speculate()) budget = 1;
+                // A probe while plain decoding measures faster is as small as the sizer allows: it only has to show that
+                // drafts are accepted again (then speculation wins and the sizer chooses freely), and a failed one costs ~T(2) - T(1).
+                else if (rates.Probe) budget = Math.Min(budget, sizer.Smallest);
+            }
             bool drafted = budget > 1;
-            var tree = drafted ? drafter.Draft(history, budget) : new DraftTree(next);
+            var sampled = drafted && modelDrafter != null ? modelDrafter.DraftSampled(history, budget, options.Sampling, specRng) : null;
+            var tree = sampled?.Tree ?? (drafted ? drafter.Draft(history, budget) : new DraftTree(next));
+            // Nothing to draft from (no match, no row yet): a plain step, not a probe.
+            bool empty = drafted && tree.Count < 2;
+            if (empty) { drafted = false; sampled = null; }
             // A plain step is plain decoding's own pass (it moves Position itself); a tree is verified and committed below.
             // Logits go to one reused buffer: a fresh (nodes x vocab) array per step would be a large-object allocation each time.
             if (logitsBuffer.Length < tree.Count * vocab) logitsBuffer = new float[Math.Max(tree.Count, spec.MaxTreeSize) * vocab];
@@ -124,9 +143,27 @@ public static class SpeculativeGenerator
             while (true)
             {
                 var row = logits.AsSpan(node * vocab, vocab);
-                int x = sampler.Sample(row, history);
+                int x, child;
+                if (sampled == null)
+                {
+                    x = sampler.Sample(row, history);
+                    child = tree.Child(node, x);
+                }
+                else
+                {
+                    // The target's processed distribution p at this node, then recursive rejection over its trials.
+                    Sampler.Prepare(row, history, options.Sampling, banned, seen);
+                    var (ids, probs, count) = sampler.Probabilities(row);
+                    Array.Clear(target);
+                    for (int i = 0; i < count; i++) target[ids[i]] = probs[i];
+                    trials.Clear(); trialChildren.Clear();
+                    foreach (var (parent, c, q) in sampled.Trials)
+                        if (parent == node) { trials.Add((tree.Tokens[c], q >= 0 ? sampled.Q[q] : null)); trialChildren.Add(c); }
+                    var (accepted, token) = SpeculativeSampling.Verify(target, trials, specRng);
+                    x = token;
+                    child = accepted >= 0 ? trialChildren[accepted] : -1;
+                }
                 chosen.Add(x);
-                int child = tree.Child(node, x);
                 bool last = child < 0 || (options.StopAtEos && tok?.EosId == x) || emitted + chosen.Count >= options.MaxTokens;
                 if (last) break;
                 path.Add(child);
@@ -150,7 +187,8 @@ public static class SpeculativeGenerator
             if (stopped) break;
             // Plain steps cost what plain decoding costs: the drafters catch up on history at their next update.
             double t1 = rates?.Now() ?? 0;
-            if (drafted) drafter.Update(history, tree, logits.AsSpan(0, tree.Count * vocab), vocab);
+            // An empty draft still shows the drafter the root's logits (Token Recycling fills its first rows from them).
+            if (drafted || empty) drafter.Update(history, tree, logits.AsSpan(0, tree.Count * vocab), vocab);
             rates?.Observe(drafted, chosen.Count, stepSeconds + (rates.Now() - t1));
             next = chosen[^1];
         }

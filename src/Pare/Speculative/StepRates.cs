@@ -37,8 +37,9 @@ public sealed class StepRates(SpeculativeOptions spec)
     /// <summary>Whether the next step should speculate (the sizer asked for a tree); advances the probe schedule.</summary>
     internal bool Speculate()
     {
+        Probe = false;
         if (!_plainSeen) return false;           // price plain decoding first
-        if (!_specSeen) return true;
+        if (!_specSeen) return Probe = true;
         if (Winning)
         {
             // Re-time a plain step now and then so the comparison follows the machine's load.
@@ -48,8 +49,11 @@ public sealed class StepRates(SpeculativeOptions spec)
         }
         if (++_plainSinceProbe < Math.Max(1, _probeGap)) return false;
         _plainSinceProbe = 0;
-        return true;
+        return Probe = true;
     }
+
+    /// <summary>Whether the last <see cref="Speculate"/> that said yes was a probe (speculation not measured faster yet).</summary>
+    internal bool Probe { get; private set; }
 
     /// <summary>Records one step: <paramref name="speculative"/> when a tree was drafted, the tokens it emitted and its wall time.</summary>
     internal void Observe(bool speculative, int tokens, double seconds)

@@ -37,6 +37,9 @@ internal sealed class TreeSizer
         _probeEvery = (int)Math.Clamp(Math.Ceiling(extra / ProbeOverhead), ExploreEvery, 1 << 20);
     }
 
+    /// <summary>The smallest budget it chooses among (the cheapest probe).</summary>
+    public int Smallest => _sizes.Length > 0 ? _sizes[0] : _spec.MaxTreeSize;
+
     /// <summary>Whether the last <see cref="Choose"/> was a probe of the smallest budget while plain decoding was best.</summary>
     public bool Probing { get; private set; }
 

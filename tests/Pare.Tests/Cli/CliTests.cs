@@ -62,7 +62,7 @@ public class CliTests
         var plain = PareCli.Run("run", Model(), "-p", "abc abc abc abc", "--max-tokens", "16", "--temp", "0", "--draft", "none", "--json");
         Assert.Equal(0, plain.ExitCode);
         var expected = plain.Json.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
-        foreach (var d in new[] { "pld", "recycle", "lookahead", "aded", "auto" })
+        foreach (var d in new[] { "pld", "recycle", "lookahead", "aded", "auto", "model:" + Model(), "tree:" + Model(), "dyspec:" + Model(), "rasd:" + Model(), "self", "self:1" })
         {
             var r = PareCli.Run("run", Model(), "-p", "abc abc abc abc", "--max-tokens", "16", "--temp", "0", "--draft", d, "--json");
             Assert.Equal(0, r.ExitCode);
@@ -71,6 +71,14 @@ public class CliTests
             Assert.True(r.Json.GetProperty("steps").GetInt32() >= 1);
         }
         Assert.NotEqual(0, PareCli.Run("run", Model(), "-p", "abc", "--draft", "magic").ExitCode);
+        // Bad model drafters: one line, non-zero exit, nothing generated.
+        foreach (var bad in new[] { "self:99", "model:", "dyspec:/nonexistent.gguf" })
+        {
+            var r = PareCli.Run("run", Model(), "-p", "abc", "--draft", bad);
+            Assert.NotEqual(0, r.ExitCode);
+            Assert.Single(r.ErrorLines);
+            Assert.Equal("", r.Stdout);
+        }
     }
 
     [Fact]

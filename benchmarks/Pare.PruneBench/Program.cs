@@ -12,8 +12,8 @@
 //   dotnet run -c Release --project benchmarks/Pare.PruneBench -- sparse-micro [--copies 40]
 //       an ffn-sized matrix (5632 x 2048), decode products only, dense kernel vs compact kernel, interleaved, medians;
 //       COPIES copies of each are multiplied in turn so products read from memory as in a model, not from L3.
-//   dotnet run -c Release --project benchmarks/Pare.PruneBench -- structured MODEL [--samples 128] [--seqlen 128] [--ratios 0.1,0.2,0.3,0.5] [--docs DIR]
-//       test perplexity of flap, flap-uniform, wanda-sp and magnitude-sp at each ratio of block parameters removed, as a
+//   dotnet run -c Release --project benchmarks/Pare.PruneBench -- structured MODEL [--samples 128] [--seqlen 128] [--ratios 0.1,0.2,0.3,0.5] [--methods flap,...,cfsp] [--test F] [--docs DIR]
+//       test perplexity of flap, flap-uniform, wanda-sp, magnitude-sp and cfsp at each ratio of block parameters removed, as a
 //       ratio to dense, with kept widths and sizes: DIR/structured-pruning-results.md and DIR/structured-pruning-ppl.png.
 //   dotnet run -c Release --project benchmarks/Pare.PruneBench -- prune-timing [--samples 128]
 //       pruning time of each method on a random model shaped like pare-ref (dim 256, 8 layers, 8/4 heads, ffn 704,
@@ -45,7 +45,7 @@ try
         ["prune-timing", .. var rest] => PruneTiming(new Options(rest)),
         ["structured", var model, .. var rest] => new Options(rest) is var so ? StructuredSweep.Run(model, so.Get("--test", ".cache/data/corpus/test.txt"),
             so.Get("--train", ".cache/data/corpus/train.txt"), so.Get("--docs", "docs"), so.Int("--samples", 128), so.Int("--seqlen", 128),
-            so.Int("--threads", Environment.ProcessorCount), so.Get("--ratios", "0.1,0.2,0.3,0.5")) : 2,
+            so.Int("--threads", Environment.ProcessorCount), so.Get("--ratios", "0.1,0.2,0.3,0.5"), so.Get("--methods", "flap,flap-uniform,wanda-sp,magnitude-sp,cfsp")) : 2,
         _ => Usage(),
     };
 }

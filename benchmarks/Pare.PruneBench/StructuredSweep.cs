@@ -14,10 +14,10 @@ using Pare.Pruning.Structured;
 /// </summary>
 static class StructuredSweep
 {
-    public static int Run(string model, string test, string train, string docs, int samples, int seqlen, int threads, string ratiosArg)
+    public static int Run(string model, string test, string train, string docs, int samples, int seqlen, int threads, string ratiosArg, string methodsArg)
     {
         var inv = CultureInfo.InvariantCulture;
-        string[] methods = ["flap", "flap-uniform", "wanda-sp", "magnitude-sp"];
+        string[] methods = methodsArg.Split(',');
         double[] ratios = [.. ratiosArg.Split(',').Select(r => double.Parse(r, inv))];
         foreach (var f in new[] { model, test, train }) if (!File.Exists(f)) throw new PareException($"{f} not found");
         Directory.CreateDirectory(docs);

@@ -15,7 +15,7 @@ internal static class PruneCommand
     public static Command Create()
     {
         var model = Cli.ModelArgument();
-        var method = new Option<string>("--method", "-m") { Description = "magnitude, wanda or sparsegpt (unstructured / N:M); flap, flap-uniform, wanda-sp or magnitude-sp (structured: heads and FFN channels removed, a smaller dense model).", DefaultValueFactory = _ => "sparsegpt" };
+        var method = new Option<string>("--method", "-m") { Description = "magnitude, wanda or sparsegpt (unstructured / N:M); flap, flap-uniform, wanda-sp, magnitude-sp or cfsp (structured: heads and FFN channels removed, a smaller dense model).", DefaultValueFactory = _ => "sparsegpt" };
         var ratio = new Option<double>("--ratio", "-r") { Description = "Structured methods: fraction of the block parameters removed, in [0, 1).", DefaultValueFactory = _ => 0.2 }
             .Check(v => v >= 0 && v < 1, "in [0, 1)");
         var sparsity = new Option<double>("--sparsity", "-s") { Description = "Fraction of weights removed from each pruned matrix, in [0, 1).", DefaultValueFactory = _ => 0.5 }
@@ -42,7 +42,7 @@ internal static class PruneCommand
             { model, method, ratio, sparsity, pattern, calibFile, calibRandom, samples, seqlen, seed, overrides, pruneEmb, format, reportError, repack, output, threads, json };
         cmd.SetAction((r, ct) => Task.FromResult(Cli.Guard(() =>
         {
-            if ((r.GetValue(method) ?? "").ToLowerInvariant() is "flap" or "flap-uniform" or "wanda-sp" or "magnitude-sp")
+            if ((r.GetValue(method) ?? "").ToLowerInvariant() is "flap" or "flap-uniform" or "wanda-sp" or "magnitude-sp" or "cfsp")
                 return RunStructured(r.GetValue(model)!, r.GetValue(output)!, new StructuredOptions
                 {
                     Method = StructuredOptions.Parse(r.GetValue(method)!), Ratio = r.GetValue(ratio), Samples = r.GetValue(samples),
@@ -53,7 +53,7 @@ internal static class PruneCommand
                 "magnitude" => PruneMethod.Magnitude,
                 "wanda" => PruneMethod.Wanda,
                 "sparsegpt" => PruneMethod.SparseGpt,
-                var other => throw new PareException($"unknown method '{other}' (magnitude, wanda, sparsegpt, flap, flap-uniform, wanda-sp, magnitude-sp)"),
+                var other => throw new PareException($"unknown method '{other}' (magnitude, wanda, sparsegpt, flap, flap-uniform, wanda-sp, magnitude-sp, cfsp)"),
             };
             double s = r.GetValue(sparsity);
             var unstructured = SparsityPattern.Unstructured(s); // checks the range even when a pattern is given

@@ -11,6 +11,8 @@ public enum StructuredMethod
     WandaSp,
     /// <summary>Weight norm of each head group / channel, same ratio every layer, no calibration (<see cref="MagnitudeSp"/>).</summary>
     MagnitudeSp,
+    /// <summary>CFSP: FFN channels only, budget per block by input/output angular distance, fine channel scores (<see cref="Cfsp"/>).</summary>
+    Cfsp,
 }
 
 /// <summary>Settings of a structured pruning run (defaults: FLAP's reference code where it applies, see docs/structured-pruning.md).</summary>
@@ -31,13 +33,14 @@ public sealed record StructuredOptions
     /// <summary>Whether the pruned channels' mean contribution is folded into output biases (FLAP).</summary>
     public bool Compensates => Method is StructuredMethod.Flap or StructuredMethod.FlapUniform;
     /// <summary>Whether every layer keeps the same number of heads and channels (a plain llama file).</summary>
-    public bool Uniform => Method != StructuredMethod.Flap;
+    public bool Uniform => Method is not (StructuredMethod.Flap or StructuredMethod.Cfsp);
 
     public string Name => Method switch
     {
         StructuredMethod.Flap => "flap",
         StructuredMethod.FlapUniform => "flap-uniform",
         StructuredMethod.WandaSp => "wanda-sp",
+        StructuredMethod.Cfsp => "cfsp",
         _ => "magnitude-sp",
     };
 
@@ -47,7 +50,8 @@ public sealed record StructuredOptions
         "flap-uniform" => StructuredMethod.FlapUniform,
         "wanda-sp" => StructuredMethod.WandaSp,
         "magnitude-sp" => StructuredMethod.MagnitudeSp,
-        _ => throw new PareException($"unknown structured method '{name}' (flap, flap-uniform, wanda-sp, magnitude-sp)"),
+        "cfsp" => StructuredMethod.Cfsp,
+        _ => throw new PareException($"unknown structured method '{name}' (flap, flap-uniform, wanda-sp, magnitude-sp, cfsp)"),
     };
 
     public void Validate()

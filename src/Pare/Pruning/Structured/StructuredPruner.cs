@@ -61,10 +61,10 @@ public static class StructuredPruner
         if (CompactFormat.IsCompact(f)) throw new PareException(CompactFormat.Explain(modelPath));
         var c = model.Config;
         var w = model.Weights;
+        if (c.Architecture == "deci" || !c.IsUniform || w.Layers.Any(lw => lw.Bo != null || lw.BDown != null))
+            throw new PareException($"{modelPath} is already structurally pruned (per-layer shapes or output biases); prune the dense model");
         if (c.Architecture is not ("llama" or "mistral"))
             throw new PareException($"{modelPath}: structured pruning writes llama/deci files and reads llama-architecture models only (this one is {c.Architecture})");
-        if (!c.IsUniform || w.Layers.Any(lw => lw.Bo != null || lw.BDown != null))
-            throw new PareException($"{modelPath} is already structurally pruned (per-layer shapes or output biases); prune the dense model");
         for (int l = 0; l < c.Layers; l++)
             foreach (var s in Linears)
             {
@@ -119,6 +119,7 @@ public static class StructuredPruner
 
         // 1. One pass through the dense model: per block, statistics of the attn_output and ffn_down inputs and the scores.
         var scores = new BlockScores[c.Layers];
+        var influence = new double[c.Layers]; // CFSP's block importance
         var attnMeans = new float[c.Layers][];
         var ffnMeans = new float[c.Layers][];
         {
@@ -137,19 +138,26 @@ public static class StructuredPruner
                 }
                 var attnOut = new ChannelStats(c.QDim);
                 var ffnIn = new ChannelStats(c.FfnDim);
+                var blockInput = options.Method == StructuredMethod.Cfsp ? new float[(long)seqLen * c.Dim] : null;
                 foreach (var x in hidden)
                 {
                     cancel.ThrowIfCancellationRequested();
+                    if (blockInput != null) x.CopyTo(blockInput, 0);
                     // The dense block's outputs feed the next block (FLAP scores every layer of the dense model).
                     runner.Forward(block, x, seqLen, (input, a, n) =>
                     {
                         if (input == LinearInput.AttentionOutput) attnOut.Add(a, n);
                         else if (input == LinearInput.Down) ffnIn.Add(a, n);
                     });
+                    if (blockInput != null) influence[l] += Cfsp.AngularDistance(blockInput, x, seqLen, c.Dim);
                 }
-                scores[l] = options.Method == StructuredMethod.WandaSp
-                    ? WandaSp.Scores(shape, block.Wo.Data, block.Down.Data, attnOut, ffnIn)
-                    : Flap.Scores(shape, block.Wo.Data, block.Down.Data, attnOut, ffnIn);
+                scores[l] = options.Method switch
+                {
+                    StructuredMethod.WandaSp => WandaSp.Scores(shape, block.Wo.Data, block.Down.Data, attnOut, ffnIn),
+                    // CFSP keeps every head: equal group scores, all kept below.
+                    StructuredMethod.Cfsp => new BlockScores(new double[c.KvHeads], Cfsp.ChannelScores(shape, block.Gate.Data, block.Up.Data, block.Down.Data, ffnIn)),
+                    _ => Flap.Scores(shape, block.Wo.Data, block.Down.Data, attnOut, ffnIn),
+                };
                 attnMeans[l] = attnOut.Means();
                 ffnMeans[l] = ffnIn.Means();
             }
@@ -161,6 +169,13 @@ public static class StructuredPruner
         {
             keepGroups = [.. scores.Select(s => TopK(s.Groups, uniformKeep.Groups))];
             keepChannels = [.. scores.Select(s => TopK(s.Channels, uniformKeep.Channels))];
+        }
+        else if (options.Method == StructuredMethod.Cfsp)
+        {
+            var widths = Cfsp.Allocate(influence, shape, options.Ratio, c.Layers);
+            if (ffnStep > 1) widths = [.. widths.Select(x => Math.Min(c.FfnDim, (x + ffnStep - 1) / ffnStep * ffnStep))];
+            keepGroups = [.. scores.Select(s => Enumerable.Repeat(true, c.KvHeads).ToArray())];
+            keepChannels = [.. scores.Select((s, l) => TopK(s.Channels, widths[l]))];
         }
         else
         {

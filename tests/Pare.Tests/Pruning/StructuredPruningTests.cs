@@ -85,6 +85,8 @@ public class StructuredPruningTests(ITestOutputHelper output)
         double cpp = PruneTestSupport.MaxRelDiff(pruned, LlamaCppLogits(masked), Mha.VocabSize);
         output.WriteLine($"deci vs masked dense (Pare) {self:E2}, vs masked dense (llama.cpp) {cpp:E2}");
         Assert.True(self < 1e-4, $"pruned and masked models differ by {self}");
+        double fromDense = PruneTestSupport.MaxRelDiff(pruned, PareLogits(dense), Mha.VocabSize);
+        Assert.True(fromDense > 1e-3, $"the pruned model should differ from the dense one (max relative difference {fromDense})");
         Assert.True(cpp < 1e-3, $"Pare's deci logits and llama.cpp's masked-model logits differ by {cpp}");
     }
 

@@ -12,6 +12,9 @@
 //   dotnet run -c Release --project benchmarks/Pare.PruneBench -- sparse-micro [--copies 40]
 //       an ffn-sized matrix (5632 x 2048), decode products only, dense kernel vs compact kernel, interleaved, medians;
 //       COPIES copies of each are multiplied in turn so products read from memory as in a model, not from L3.
+//   dotnet run -c Release --project benchmarks/Pare.PruneBench -- structured MODEL [--samples 128] [--seqlen 128] [--ratios 0.1,0.2,0.3,0.5] [--methods flap,...,cfsp] [--test F] [--docs DIR]
+//       test perplexity of flap, flap-uniform, wanda-sp, magnitude-sp and cfsp at each ratio of block parameters removed, as a
+//       ratio to dense, with kept widths and sizes: DIR/structured-pruning-results.md and DIR/structured-pruning-ppl.png.
 //   dotnet run -c Release --project benchmarks/Pare.PruneBench -- prune-timing [--samples 128]
 //       pruning time of each method on a random model shaped like pare-ref (dim 256, 8 layers, 8/4 heads, ffn 704,
 //       vocab 8192, context 512, tied head) with the papers' calibration (SAMPLES windows of 512 tokens), 2 threads.
@@ -40,6 +43,9 @@ try
         ["sparse-speed", var dir, .. var rest] => SparseSpeed(dir, new Options(rest)),
         ["sparse-micro", .. var rest] => SparseMicro(new Options(rest)),
         ["prune-timing", .. var rest] => PruneTiming(new Options(rest)),
+        ["structured", var model, .. var rest] => new Options(rest) is var so ? StructuredSweep.Run(model, so.Get("--test", ".cache/data/corpus/test.txt"),
+            so.Get("--train", ".cache/data/corpus/train.txt"), so.Get("--docs", "docs"), so.Int("--samples", 128), so.Int("--seqlen", 128),
+            so.Int("--threads", Environment.ProcessorCount), so.Get("--ratios", "0.1,0.2,0.3,0.5"), so.Get("--methods", "flap,flap-uniform,wanda-sp,magnitude-sp,cfsp")) : 2,
         _ => Usage(),
     };
 }
@@ -54,7 +60,8 @@ static int Usage()
     Console.Error.WriteLine("usage: Pare.PruneBench sweep MODEL [--samples N] [--test F] [--train F] [--docs DIR] [--threads N]\n" +
         "       Pare.PruneBench sparse-speed DIR [--rounds N] [--types F16,Q8_0] [--sparsities 0.5,0.7] [--prompt N] [--decode N] [--out FILE]\n" +
         "       Pare.PruneBench sparse-micro [--copies N]\n" +
-        "       Pare.PruneBench prune-timing [--samples N]");
+        "       Pare.PruneBench prune-timing [--samples N]\n" +
+        "       Pare.PruneBench structured MODEL [--samples N] [--seqlen N] [--ratios 0.1,0.2,0.3,0.5] [--docs DIR]");
     return 2;
 }
 

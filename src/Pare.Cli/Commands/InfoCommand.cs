@@ -42,6 +42,7 @@ internal static class InfoCommand
                 kv_heads = c.KvHeads,
                 head_dim = c.HeadDim,
                 ffn_dim = c.FfnDim,
+                layer_heads = c.LayerHeads, layer_kv_heads = c.LayerKvHeads, layer_ffn = c.LayerFfn, // per-layer (deci files), else null
                 vocab_size = c.VocabSize,
                 context_length = c.ContextLength,
                 rope_base = c.RopeBase,
@@ -62,6 +63,8 @@ internal static class InfoCommand
             table.AddRow("dim / layers", $"{c.Dim} / {c.Layers}");
             table.AddRow("heads / kv heads / head dim", $"{c.Heads} / {c.KvHeads} / {c.HeadDim}");
             table.AddRow("ffn", c.FfnDim.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            if (!c.IsUniform)
+                table.AddRow("per layer (heads/kv/ffn)", string.Join(" ", Enumerable.Range(0, c.Layers).Select(l => $"{c.HeadsAt(l)}/{c.KvHeadsAt(l)}/{c.FfnAt(l)}")));
             table.AddRow("vocab / context", $"{c.VocabSize} / {c.ContextLength}");
             table.AddRow("rope", $"base {c.RopeBase}, {c.RopeDim} dims, {c.RopeLayout}");
             table.AddRow("output head", c.TiedEmbeddings ? "tied to token embedding" : "separate");

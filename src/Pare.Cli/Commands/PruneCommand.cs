@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Pare.Pruning;
+using Pare.Pruning.Structured;
 using Spectre.Console;
 
 namespace Pare.Cli.Commands;
@@ -14,7 +15,9 @@ internal static class PruneCommand
     public static Command Create()
     {
         var model = Cli.ModelArgument();
-        var method = new Option<string>("--method", "-m") { Description = "magnitude, wanda or sparsegpt.", DefaultValueFactory = _ => "sparsegpt" };
+        var method = new Option<string>("--method", "-m") { Description = "magnitude, wanda or sparsegpt (unstructured / N:M); flap, flap-uniform, wanda-sp, magnitude-sp or cfsp (structured: heads and FFN channels removed, a smaller dense model).", DefaultValueFactory = _ => "sparsegpt" };
+        var ratio = new Option<double>("--ratio", "-r") { Description = "Structured methods: fraction of the block parameters removed, in [0, 1).", DefaultValueFactory = _ => 0.2 }
+            .Check(v => v >= 0 && v < 1, "in [0, 1)");
         var sparsity = new Option<double>("--sparsity", "-s") { Description = "Fraction of weights removed from each pruned matrix, in [0, 1).", DefaultValueFactory = _ => 0.5 }
             .Check(v => v >= 0 && v < 1, "in [0, 1)");
         var pattern = new Option<string?>("--pattern") { Description = "'unstructured' (default) or N:M, e.g. 2:4 or 4:8 (N kept of every M inputs; sets the sparsity to 1 - N/M)." };
@@ -36,15 +39,21 @@ internal static class PruneCommand
         var threads = Cli.Threads();
         var json = Cli.Json();
         var cmd = new Command("prune", "Prune a model's linear layers (magnitude, Wanda or SparseGPT) with sequential calibration; write a GGUF.")
-            { model, method, sparsity, pattern, calibFile, calibRandom, samples, seqlen, seed, overrides, pruneEmb, format, reportError, repack, output, threads, json };
+            { model, method, ratio, sparsity, pattern, calibFile, calibRandom, samples, seqlen, seed, overrides, pruneEmb, format, reportError, repack, output, threads, json };
         cmd.SetAction((r, ct) => Task.FromResult(Cli.Guard(() =>
         {
+            if ((r.GetValue(method) ?? "").ToLowerInvariant() is "flap" or "flap-uniform" or "wanda-sp" or "magnitude-sp" or "cfsp")
+                return RunStructured(r.GetValue(model)!, r.GetValue(output)!, new StructuredOptions
+                {
+                    Method = StructuredOptions.Parse(r.GetValue(method)!), Ratio = r.GetValue(ratio), Samples = r.GetValue(samples),
+                    SeqLen = r.GetValue(seqlen) ?? 128, Seed = r.GetValue(seed), Threads = r.GetValue(threads),
+                }, r.GetValue(calibFile) is { } scf ? new CalibrationSource.TextFile(scf) : r.GetValue(calibRandom) ? new CalibrationSource.RandomTokens() : null, r.GetValue(json), ct);
             var m = (r.GetValue(method) ?? "").ToLowerInvariant() switch
             {
                 "magnitude" => PruneMethod.Magnitude,
                 "wanda" => PruneMethod.Wanda,
                 "sparsegpt" => PruneMethod.SparseGpt,
-                var other => throw new PareException($"unknown method '{other}' (magnitude, wanda, sparsegpt)"),
+                var other => throw new PareException($"unknown method '{other}' (magnitude, wanda, sparsegpt, flap, flap-uniform, wanda-sp, magnitude-sp, cfsp)"),
             };
             double s = r.GetValue(sparsity);
             var unstructured = SparsityPattern.Unstructured(s); // checks the range even when a pattern is given
@@ -131,5 +140,52 @@ internal static class PruneCommand
             return 0;
         })));
         return cmd;
+    }
+
+    /// <summary>Structured pruning (FLAP, Wanda-sp, magnitude-sp): a smaller dense model, per-layer kept widths printed.</summary>
+    static int RunStructured(string modelPath, string outPath, StructuredOptions options, CalibrationSource? calib, bool asJson, CancellationToken ct)
+    {
+        StructuredResult res;
+        if (Cli.Interactive(asJson))
+        {
+            StructuredResult? got = null;
+            AnsiConsole.Progress().AutoClear(true)
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+                .Start(ctx =>
+                {
+                    var task = ctx.AddTask("pruning", maxValue: 1.0);
+                    var prog = new Progress<PruneProgress>(e =>
+                    {
+                        task.Description = e.Stage == "writing" ? "writing output" : $"block {Math.Min(e.Block + 1, e.Blocks)}/{e.Blocks} {e.Stage}";
+                        task.Value = e.Fraction;
+                    });
+                    got = StructuredPruner.Run(modelPath, outPath, options, calib, prog, ct);
+                    task.Value = 1.0;
+                });
+            res = got!;
+        }
+        else res = StructuredPruner.Run(modelPath, outPath, options, calib, null, ct);
+        if (asJson)
+        {
+            Cli.PrintJson(new
+            {
+                input = res.Input, output = res.Output, method = res.Method, ratio = res.Ratio, removed = res.Removed, architecture = res.Architecture,
+                samples = res.Samples, seqlen = res.SeqLen, seed = res.Seed, calibration = res.Calibration,
+                heads = res.Heads, kv_heads = res.KvHeads, ffn = res.Ffn, block_params_before = res.BlockParamsBefore, block_params_after = res.BlockParamsAfter,
+                seconds = res.Seconds, input_bytes = res.InputBytes, output_bytes = res.OutputBytes, peak_rss_mb = Cli.PeakRssMb(),
+            });
+            return 0;
+        }
+        var t = new Table().AddColumns("block", "heads (KV)", "FFN width").Border(TableBorder.Rounded);
+        for (int l = 0; l < res.Heads.Length; l++) t.AddRow(l.ToString(CultureInfo.InvariantCulture), $"{res.Heads[l]} ({res.KvHeads[l]})", res.Ffn[l].ToString(CultureInfo.InvariantCulture));
+        AnsiConsole.Write(t);
+        var sum = new Table().AddColumns("setting", "value").HideHeaders().Border(TableBorder.Rounded);
+        sum.AddRow("method / ratio", Markup.Escape($"{res.Method} / {res.Ratio:0.###}"));
+        sum.AddRow("calibration", $"{res.Samples} windows x {res.SeqLen} tokens, seed {res.Seed}, {Markup.Escape(res.Calibration)}");
+        sum.AddRow("removed", $"{res.BlockParamsBefore - res.BlockParamsAfter:N0} of {res.BlockParamsBefore:N0} block parameters ({res.Removed:P2})");
+        sum.AddRow("file", $"{Markup.Escape(res.Output)} (arch {res.Architecture}): {res.OutputBytes / 1048576.0:F1} MiB (input {res.InputBytes / 1048576.0:F1} MiB)");
+        sum.AddRow("time", $"{res.Seconds:F1} s");
+        AnsiConsole.Write(sum);
+        return 0;
     }
 }

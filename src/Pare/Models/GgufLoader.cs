@@ -9,14 +9,30 @@ public static class GgufLoader
     public static (LlamaConfig Config, LlamaWeights Weights) Load(GgufFile f)
     {
         string arch = f.GetString("general.architecture") ?? throw new InvalidModelException($"{f.Path}: general.architecture missing");
-        if (arch is not ("llama" or "qwen2" or "mistral"))
-            throw new InvalidModelException($"{f.Path}: architecture '{arch}' is not supported (llama, mistral, qwen2)");
+        // deci: llama.cpp's heterogeneous Llama (per-layer head counts and FFN widths), written by structured pruning.
+        if (arch is not ("llama" or "qwen2" or "mistral" or "deci"))
+            throw new InvalidModelException($"{f.Path}: architecture '{arch}' is not supported (llama, mistral, qwen2, deci)");
         long Req(string k) => f.RequireInt($"{arch}.{k}");
         int I(long v, string what) => v is >= 0 and <= int.MaxValue ? (int)v : throw new InvalidModelException($"{f.Path}: {what} = {v} is out of range");
+        int layerCount = I(Req("block_count"), "block_count");
+        // A key that is either one integer or one per layer (llama.cpp's get_key_or_arr): null when scalar.
+        int[]? PerLayer(string k)
+        {
+            if (!f.Metadata.TryGetValue($"{arch}.{k}", out var v) || v.Value is not Array a) return null;
+            if (a.Length != layerCount) throw new InvalidModelException($"{f.Path}: {arch}.{k} has {a.Length} entries for {layerCount} blocks");
+            var r = new int[a.Length];
+            for (int i = 0; i < a.Length; i++)
+                r[i] = a.GetValue(i) is IConvertible c and not string ? I(c.ToInt64(null), k) : throw new InvalidModelException($"{f.Path}: {arch}.{k} is not an integer array");
+            return r;
+        }
+        int Scalar(string k, int[]? arr, long? fallback = null) => arr != null ? arr.Max() : I(f.GetInt($"{arch}.{k}") ?? fallback ?? Req(k), k);
 
         int dim = I(Req("embedding_length"), "embedding_length");
-        int heads = I(Req("attention.head_count"), "attention.head_count");
-        int headDim = I(f.GetInt($"{arch}.attention.key_length") ?? (heads > 0 ? dim / heads : 0), "attention.key_length");
+        int[]? layerHeads = PerLayer("attention.head_count"), layerKv = PerLayer("attention.head_count_kv"), layerFfn = PerLayer("feed_forward_length");
+        if (layerHeads != null && layerKv == null && !f.Metadata.ContainsKey($"{arch}.attention.head_count_kv")) layerKv = layerHeads; // kv defaults to heads
+        int heads = Scalar("attention.head_count", layerHeads);
+        int head0 = layerHeads?[0] ?? heads;
+        int headDim = I(f.GetInt($"{arch}.attention.key_length") ?? (head0 > 0 ? dim / head0 : 0), "attention.key_length");
         f.TryGetTensor("token_embd.weight", out var embInfo);
         int vocab = I(f.GetInt($"{arch}.vocab_size") ?? f.GetArray<string>("tokenizer.ggml.tokens")?.Length
             ?? (embInfo != null && embInfo.Dims.Length == 2 ? embInfo.Dims[1] : 0), "vocab_size");
@@ -25,11 +41,13 @@ public static class GgufLoader
         {
             Architecture = arch,
             Dim = dim,
-            Layers = I(Req("block_count"), "block_count"),
+            Layers = layerCount,
             Heads = heads,
-            KvHeads = I(f.GetInt($"{arch}.attention.head_count_kv") ?? heads, "attention.head_count_kv"),
+            KvHeads = Scalar("attention.head_count_kv", layerKv, heads),
             HeadDim = headDim,
-            FfnDim = I(Req("feed_forward_length"), "feed_forward_length"),
+            FfnDim = Scalar("feed_forward_length", layerFfn),
+            // Scalars stand for every layer; arrays whose entries are all equal are kept (IsUniform tells).
+            LayerHeads = layerHeads, LayerKvHeads = layerKv, LayerFfn = layerFfn,
             VocabSize = vocab,
             ContextLength = I(f.GetInt($"{arch}.context_length") ?? 2048, "context_length"),
             RopeBase = (float)(f.GetFloat($"{arch}.rope.freq_base") ?? 10000.0),
@@ -62,20 +80,24 @@ public static class GgufLoader
         for (int i = 0; i < cfg.Layers; i++)
         {
             string p = $"blk.{i}.";
+            int qd = cfg.QDimAt(i), kvd = cfg.KvDimAt(i), ffn = cfg.FfnAt(i);
             layers[i] = new LlamaLayerWeights
             {
                 AttnNorm = V(p + "attn_norm.weight", dim),
-                Wq = M(p + "attn_q.weight", cfg.QDim, dim),
-                Wk = M(p + "attn_k.weight", cfg.KvDim, dim),
-                Wv = M(p + "attn_v.weight", cfg.KvDim, dim),
-                Wo = M(p + "attn_output.weight", dim, cfg.QDim),
-                Bq = cfg.QkvBias ? V(p + "attn_q.bias", cfg.QDim) : null,
-                Bk = cfg.QkvBias ? V(p + "attn_k.bias", cfg.KvDim) : null,
-                Bv = cfg.QkvBias ? V(p + "attn_v.bias", cfg.KvDim) : null,
+                Wq = M(p + "attn_q.weight", qd, dim),
+                Wk = M(p + "attn_k.weight", kvd, dim),
+                Wv = M(p + "attn_v.weight", kvd, dim),
+                Wo = M(p + "attn_output.weight", dim, qd),
+                Bq = cfg.QkvBias ? V(p + "attn_q.bias", qd) : null,
+                Bk = cfg.QkvBias ? V(p + "attn_k.bias", kvd) : null,
+                Bv = cfg.QkvBias ? V(p + "attn_v.bias", kvd) : null,
+                // Optional output biases (llama.cpp loads them for llama and deci): structured pruning's compensation.
+                Bo = f.TryGetTensor(p + "attn_output.bias", out _) ? V(p + "attn_output.bias", dim) : null,
                 FfnNorm = V(p + "ffn_norm.weight", dim),
-                Gate = M(p + "ffn_gate.weight", cfg.FfnDim, dim),
-                Up = M(p + "ffn_up.weight", cfg.FfnDim, dim),
-                Down = M(p + "ffn_down.weight", dim, cfg.FfnDim),
+                Gate = M(p + "ffn_gate.weight", ffn, dim),
+                Up = M(p + "ffn_up.weight", ffn, dim),
+                Down = M(p + "ffn_down.weight", dim, ffn),
+                BDown = f.TryGetTensor(p + "ffn_down.bias", out _) ? V(p + "ffn_down.bias", dim) : null,
             };
         }
         var emb = M("token_embd.weight", vocab, dim);

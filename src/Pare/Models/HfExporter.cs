@@ -23,6 +23,8 @@ public static class HfExporter
         // HF llama / qwen2 rotate the whole head; a partial rotary dimension has no config.json field here.
         if (c.RopeDim != c.HeadDim) throw new PareException($"export: rope dimension {c.RopeDim} differs from head dimension {c.HeadDim}, which HF llama/qwen2 cannot express");
         if (w.Layers.Count != c.Layers) throw new PareException($"export: {w.Layers.Count} layers of weights for a {c.Layers}-layer config");
+        if (!c.IsUniform || w.Layers.Any(l => l.Bo != null || l.BDown != null))
+            throw new PareException("export: per-layer head counts / FFN widths or output biases (a structurally pruned model) have no HF llama config.json form");
         bool tied = c.TiedEmbeddings || ReferenceEquals(w.Output, w.TokenEmbedding);
         bool permute = c.RopeLayout == RopeLayout.Interleaved;
 

@@ -40,8 +40,9 @@ public sealed class InferenceSession
         _vCache = new float[_c.Layers][];
         for (int l = 0; l < _c.Layers; l++)
         {
-            _kCache[l] = new float[BlockedAttention.CacheFloats(ctx, _c.KvHeads, _c.HeadDim)];
-            _vCache[l] = new float[(long)ctx * _c.KvDim];
+            // Per-layer widths: heads differ between layers in structured-pruned (deci) models.
+            _kCache[l] = new float[BlockedAttention.CacheFloats(ctx, _c.KvHeadsAt(l), _c.HeadDim)];
+            _vCache[l] = new float[(long)ctx * _c.KvDimAt(l)];
         }
     }
 
@@ -100,7 +101,6 @@ public sealed class InferenceSession
     /// at consecutive positions, and advances <see cref="Position"/> past them.</summary>
     public void CommitTree(IReadOnlyList<int> path)
     {
-        int kvd = _c.KvDim;
         for (int k = 0; k < path.Count; k++)
         {
             int node = path[k];
@@ -108,7 +108,8 @@ public sealed class InferenceSession
             if (node == k) continue;
             for (int l = 0; l < _c.Layers; l++)
             {
-                BlockedAttention.MoveK(_kCache[l], ContextLength, _c.KvHeads, _c.HeadDim, Position + node, Position + k);
+                int kvd = _c.KvDimAt(l);
+                BlockedAttention.MoveK(_kCache[l], ContextLength, _c.KvHeadsAt(l), _c.HeadDim, Position + node, Position + k);
                 Array.Copy(_vCache[l], (Position + node) * kvd, _vCache[l], (Position + k) * kvd, kvd);
             }
         }
@@ -128,7 +129,7 @@ public sealed class InferenceSession
             if ((uint)t >= (uint)_c.VocabSize) throw new PareException($"token id {t} is out of range (vocabulary size {_c.VocabSize})");
         Ensure(n);
         var w = _model.Weights;
-        int dim = _c.Dim, qd = _c.QDim, kvd = _c.KvDim, ffn = _c.FfnDim;
+        int dim = _c.Dim;
         var x = _x.AsSpan(0, n * dim);
 
         for (int t = 0; t < n; t++) Dequant.Row(w.TokenEmbedding.Type, w.TokenEmbedding.Row(tokens[t]), x.Slice(t * dim, dim));
@@ -142,6 +143,8 @@ public sealed class InferenceSession
         for (int l = 0; l < _c.Layers; l++)
         {
             var lw = w.Layers[l];
+            // This layer's widths (the same in every layer unless structured pruning made them differ).
+            int heads = _c.HeadsAt(l), kvHeads = _c.KvHeadsAt(l), qd = heads * _c.HeadDim, kvd = kvHeads * _c.HeadDim, ffn = _c.FfnAt(l);
             // Attention.
             var xb = _xb.AsSpan(0, n * dim);
             for (int t = 0; t < n; t++) Ops.RmsNorm(x.Slice(t * dim, dim), lw.AttnNorm, _c.RmsEps, xb.Slice(t * dim, dim));
@@ -154,14 +157,15 @@ public sealed class InferenceSession
                 if (lw.Bq != null) AddInPlace(q.Slice(t * qd, qd), lw.Bq);
                 if (lw.Bk != null) AddInPlace(k.Slice(t * kvd, kvd), lw.Bk);
                 if (lw.Bv != null) AddInPlace(v.Slice(t * kvd, kvd), lw.Bv);
-                Ops.Rope(q.Slice(t * qd, qd), _c.Heads, _c.HeadDim, cos.Slice(t * half, half), sin.Slice(t * half, half), _c.RopeLayout);
-                Ops.Rope(k.Slice(t * kvd, kvd), _c.KvHeads, _c.HeadDim, cos.Slice(t * half, half), sin.Slice(t * half, half), _c.RopeLayout);
+                Ops.Rope(q.Slice(t * qd, qd), heads, _c.HeadDim, cos.Slice(t * half, half), sin.Slice(t * half, half), _c.RopeLayout);
+                Ops.Rope(k.Slice(t * kvd, kvd), kvHeads, _c.HeadDim, cos.Slice(t * half, half), sin.Slice(t * half, half), _c.RopeLayout);
             }
-            BlockedAttention.WriteK(k, n, _c.KvHeads, _c.HeadDim, _kCache[l], ContextLength, Position);
+            BlockedAttention.WriteK(k, n, kvHeads, _c.HeadDim, _kCache[l], ContextLength, Position);
             v.CopyTo(_vCache[l].AsSpan(Position * kvd, n * kvd));
-            Attention(l, n, tree, q);
+            Attention(l, n, tree, q, heads, kvHeads);                                   // _att (n, q_dim)
             var o = _o.AsSpan(0, n * dim);
-            MatMul.MatMulRows(lw.Wo, _att.AsSpan(0, n * qd), n, o, _threads);
+            MatMul.MatMulRows(lw.Wo, _att.AsSpan(0, n * qd), n, o, _threads);          // (n, dim)
+            if (lw.Bo != null) AddBias(o, lw.Bo, n);
             AddInPlace(x, o);
 
             // Feed-forward (SwiGLU).
@@ -170,7 +174,8 @@ public sealed class InferenceSession
             var up = _gateUp.AsSpan(n * ffn, n * ffn);
             MatMul.MatMulRowsFused(_gateUpWeights[l], xb, n, _gateUp.AsSpan(0, 2 * n * ffn), _threads); // gate, up
             Ops.SwiGlu(gate, up);
-            MatMul.MatMulRows(lw.Down, gate, n, o, _threads);
+            MatMul.MatMulRows(lw.Down, gate, n, o, _threads);                           // (n, dim)
+            if (lw.BDown != null) AddBias(o, lw.BDown, n);
             AddInPlace(x, o);
         }
 
@@ -184,14 +189,20 @@ public sealed class InferenceSession
 
     /// <summary>Causal grouped-query attention of the n new tokens over the cache: _att (n, heads * head_dim).
     /// With a tree, new token t sees the prefix and its ancestors only.</summary>
-    void Attention(int layer, int n, ITokenTree? tree, ReadOnlySpan<float> q)
+    void Attention(int layer, int n, ITokenTree? tree, ReadOnlySpan<float> q, int heads, int kvHeads)
     {
         var parents = tree == null ? default : tree.ParentIds;
-        BlockedAttention.CausalGqa(q, n, _c.Heads, _c.KvHeads, _c.HeadDim,
-            _kCache[layer], ContextLength, _vCache[layer], Position, _att.AsSpan(0, n * _c.QDim), _threads, parents);
+        BlockedAttention.CausalGqa(q, n, heads, kvHeads, _c.HeadDim,
+            _kCache[layer], ContextLength, _vCache[layer], Position, _att.AsSpan(0, n * heads * _c.HeadDim), _threads, parents);
     }
 
     static void AddInPlace(Span<float> x, ReadOnlySpan<float> y) => Ops.Axpy(1f, y, x);
+
+    /// <summary>Adds a bias (width) to each of the n rows of y.</summary>
+    static void AddBias(Span<float> y, float[] bias, int n)
+    {
+        for (int t = 0; t < n; t++) AddInPlace(y.Slice(t * bias.Length, bias.Length), bias);
+    }
 
     void Ensure(int n)
     {

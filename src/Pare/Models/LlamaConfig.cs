@@ -32,8 +32,26 @@ public sealed record LlamaConfig
     /// <summary>Whether the output head reuses the token embedding matrix.</summary>
     public bool TiedEmbeddings { get; init; }
 
+    /// <summary>Per-layer query heads (llama.cpp's heterogeneous <c>deci</c> files, structured pruning); null = <see cref="Heads"/>
+    /// in every layer. When set, <see cref="Heads"/>, <see cref="KvHeads"/> and <see cref="FfnDim"/> are the largest layer's.</summary>
+    public int[]? LayerHeads { get; init; }
+    /// <summary>Per-layer key/value heads; null = <see cref="KvHeads"/> in every layer.</summary>
+    public int[]? LayerKvHeads { get; init; }
+    /// <summary>Per-layer feed-forward widths; null = <see cref="FfnDim"/> in every layer.</summary>
+    public int[]? LayerFfn { get; init; }
+
+    /// <summary>Largest query width of any layer (scratch sizes).</summary>
     public int QDim => Heads * HeadDim;
+    /// <summary>Largest key/value width of any layer (scratch sizes).</summary>
     public int KvDim => KvHeads * HeadDim;
+
+    public int HeadsAt(int layer) => LayerHeads?[layer] ?? Heads;
+    public int KvHeadsAt(int layer) => LayerKvHeads?[layer] ?? KvHeads;
+    public int FfnAt(int layer) => LayerFfn?[layer] ?? FfnDim;
+    public int QDimAt(int layer) => HeadsAt(layer) * HeadDim;
+    public int KvDimAt(int layer) => KvHeadsAt(layer) * HeadDim;
+    /// <summary>Every layer has the same shape (no per-layer arrays, or arrays whose entries are all equal).</summary>
+    public bool IsUniform => Enumerable.Range(0, Layers).All(l => HeadsAt(l) == Heads && KvHeadsAt(l) == KvHeads && FfnAt(l) == FfnDim);
 
     /// <summary>Checks that the shape is self-consistent and not absurd; throws <see cref="InvalidModelException"/>.</summary>
     public void Validate(string source)
@@ -42,7 +60,17 @@ public sealed record LlamaConfig
         Check(Dim is > 0 and <= 1 << 16, $"embedding length {Dim} is out of range");
         Check(Layers is > 0 and <= 1024, $"block count {Layers} is out of range");
         Check(Heads is > 0 and <= 1024, $"head count {Heads} is out of range");
-        Check(KvHeads > 0 && KvHeads <= Heads && Heads % KvHeads == 0, $"KV head count {KvHeads} must divide head count {Heads}");
+        Check(LayerHeads != null || (KvHeads > 0 && KvHeads <= Heads && Heads % KvHeads == 0), $"KV head count {KvHeads} must divide head count {Heads}");
+        foreach (var (arr, what) in new[] { (LayerHeads, "head_count"), (LayerKvHeads, "head_count_kv"), (LayerFfn, "feed_forward_length") })
+            Check(arr == null || arr.Length == Layers, $"per-layer {what} has {arr?.Length} entries for {Layers} blocks");
+        for (int l = 0; l < Layers; l++)
+        {
+            int h = HeadsAt(l), kv = KvHeadsAt(l), f = FfnAt(l);
+            // Attention-free or FFN-free layers (deci's Nemotron variants) are not run by Pare.
+            Check(h is > 0 and <= 1024 && h <= Heads, $"block {l}: head count {h} is out of range (Pare runs layers with at least one head)");
+            Check(kv > 0 && kv <= h && h % kv == 0 && kv <= KvHeads, $"block {l}: KV head count {kv} must divide head count {h}");
+            Check(f > 0 && f <= FfnDim, $"block {l}: feed-forward length {f} is out of range");
+        }
         Check(HeadDim is > 0 and <= 1024 && HeadDim % 2 == 0, $"head dimension {HeadDim} is out of range or odd");
         Check(RopeDim > 0 && RopeDim <= HeadDim && RopeDim % 2 == 0, $"rope dimension {RopeDim} must be even and at most the head dimension {HeadDim}");
         Check(FfnDim is > 0 and <= 1 << 20, $"feed-forward length {FfnDim} is out of range");

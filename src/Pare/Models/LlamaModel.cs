@@ -52,9 +52,14 @@ public sealed class LlamaModel : IDisposable
         get
         {
             var c = Config;
-            long perLayer = 2L * c.Dim + (long)c.Dim * c.QDim * 2 + (long)c.Dim * c.KvDim * 2 + 3L * c.Dim * c.FfnDim
-                + (c.QkvBias ? c.QDim + 2L * c.KvDim : 0);
-            return (long)c.VocabSize * c.Dim * (c.TiedEmbeddings ? 1 : 2) + c.Dim + perLayer * c.Layers;
+            long blocks = 0;
+            for (int l = 0; l < c.Layers; l++)
+            {
+                var lw = Weights.Layers[l];
+                blocks += 2L * c.Dim + (long)c.Dim * c.QDimAt(l) * 2 + (long)c.Dim * c.KvDimAt(l) * 2 + 3L * c.Dim * c.FfnAt(l)
+                    + (c.QkvBias ? c.QDimAt(l) + 2L * c.KvDimAt(l) : 0) + (lw.Bo?.Length ?? 0) + (lw.BDown?.Length ?? 0);
+            }
+            return (long)c.VocabSize * c.Dim * (c.TiedEmbeddings ? 1 : 2) + c.Dim + blocks;
         }
     }
 

@@ -2,7 +2,7 @@ using Pare.Tensors;
 
 namespace Pare.Models;
 
-/// <summary>The weights of one decoder block. Matrices are [out rows x in cols].</summary>
+/// <summary>The weights of one decoder block. Matrices are [out rows x in cols]; heads and ffn are this layer's (per-layer in deci files).</summary>
 public sealed record LlamaLayerWeights
 {
     public required float[] AttnNorm { get; init; }   // (dim)
@@ -13,10 +13,12 @@ public sealed record LlamaLayerWeights
     public float[]? Bq { get; init; }                   // (heads * head_dim), Qwen2 only
     public float[]? Bk { get; init; }                   // (kv_heads * head_dim)
     public float[]? Bv { get; init; }                   // (kv_heads * head_dim)
+    public float[]? Bo { get; init; }                   // (dim), structured pruning's bias compensation (FLAP)
     public required float[] FfnNorm { get; init; }    // (dim)
     public required WeightMatrix Gate { get; init; }    // (ffn, dim)
     public required WeightMatrix Up { get; init; }      // (ffn, dim)
     public required WeightMatrix Down { get; init; }    // (dim, ffn)
+    public float[]? BDown { get; init; }                // (dim), structured pruning's bias compensation (FLAP)
 }
 
 /// <summary>All weights of a Llama-family decoder, pointing into the model file's memory map.</summary>

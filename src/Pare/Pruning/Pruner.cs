@@ -91,6 +91,8 @@ public static class Pruner
         if (CompactFormat.IsCompact(f)) throw new PareException(CompactFormat.Explain(modelPath));
         var c = model.Config;
         var w = model.Weights;
+        if (!c.IsUniform || w.Layers.Any(lw => lw.Bo != null || lw.BDown != null))
+            throw new PareException($"{modelPath} is structurally pruned (per-layer shapes or output biases); unstructured pruning reads uniform models without output biases only");
         var plan = Plan(f, c, options);
 
         int seqLen = Math.Min(options.SeqLen ?? c.ContextLength, c.ContextLength);

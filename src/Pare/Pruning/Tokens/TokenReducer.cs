@@ -99,7 +99,7 @@ public abstract class TokenReducer : ITokenReducer
 /// <summary>The reducers by their command-line names.</summary>
 public static class TokenPruners
 {
-    public static readonly string[] Methods = ["zero-tprune", "tome", "fopru-rank", "fopru-row"];
+    public static readonly string[] Methods = ["zero-tprune", "tome", "fopru-rank", "fopru-row", "correlation"];
 
     public static TokenReducer Create(string method, TokenPruneOptions options) => method switch
     {
@@ -107,6 +107,7 @@ public static class TokenPruners
         "tome" => new TokenMerging(options),
         "fopru-rank" => new FoPru(options, FoPruStrategy.Rank),
         "fopru-row" => new FoPru(options, FoPruStrategy.Row),
+        "correlation" => new CorrelationGuided(options),
         _ => throw new PareException($"unknown token pruning method '{method}' (expected one of: {string.Join(", ", Methods)})"),
     };
 }

@@ -9,6 +9,10 @@
 //     all-MiniLM-L6-v2 pruned by magnitude, Wanda and SparseGPT at 50/70/90% and 2:4 (calibration: CALIB train-split
 //     sentences): retrieval recall@1/10 and MRR on the test split, mean cosine to the dense model's embeddings.
 //
+//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- token-prune [--queries 200] [--layer 3] [--methods a,b] [--out FILE.json]
+//     all-MiniLM-L6-v2 with tokens pruned/merged after block LAYER by each token reducer at keep 0.5 and 0.3: encoder
+//     FLOPs saved, wall speedup (documents + queries, 2 threads) and retrieval recall@1/10, MRR, cosine to dense.
+//
 //   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- speed [--threads 2] [--seq 128] [--seconds 10]
 //     Sentences/s of Pare and ONNX Runtime on the same ids (all-MiniLM-L6-v2), batch 1 and 32, sequence SEQ tokens.
 using System.Diagnostics;
@@ -178,5 +182,45 @@ if (mode == "prune")
     return 0;
 }
 
-Console.Error.WriteLine("usage: Pare.EncoderCheck check [--count N] [--out F] | prune [--queries N] [--calib N] [--out F] | speed [--threads N] [--seq N] [--seconds S]");
+if (mode == "token-prune")
+{
+    int queries = int.Parse(Opt("--queries", "200"), CultureInfo.InvariantCulture);
+    int layer = int.Parse(Opt("--layer", "3"), CultureInfo.InvariantCulture);
+    var corpus = Pare.Data.CorpusFetcher.Fetch(new Pare.Data.FetchOptions { CacheDir = Path.Combine(Path.GetTempPath(), "pare-test-corpus") });
+    var model = EncoderModels.Model(EncoderModels.MiniLm);
+    var set = Pare.Evaluation.EncoderRetrieval.Build(File.ReadAllText(corpus.TestPath), queries);
+    (float[][] Docs, float[][] Queries, double Flops, double Seconds) Run(ITokenReducer? reducer)
+    {
+        var trace = new TokenTrace();
+        var eo = new EmbedOptions { Threads = 2, BatchSize = 32, TokenReducer = reducer, Trace = trace };
+        model.Embed(set.Queries.Take(32).ToArray(), eo with { Trace = null });   // warm-up
+        var sw = Stopwatch.StartNew();
+        var d = model.Embed(set.Documents, eo).Vectors;
+        var q = model.Embed(set.Queries, eo).Vectors;
+        return (d, q, trace.TotalFlops(model.Config), sw.Elapsed.TotalSeconds);
+    }
+    var dense = Run(null);
+    var ds = Pare.Evaluation.EncoderRetrieval.Score(set, dense.Docs, dense.Queries);
+    var rows = new List<Dictionary<string, object>>
+    {
+        new() { ["method"] = "dense", ["keep"] = 1.0, ["flops_saved"] = 0.0, ["speedup"] = 1.0, ["seconds"] = dense.Seconds, ["recall_at_1"] = ds.RecallAt1, ["recall_at_10"] = ds.RecallAt10, ["mrr"] = ds.Mrr, ["cosine_to_dense"] = 1.0 },
+    };
+    Console.Error.WriteLine($"dense: R@1 {ds.RecallAt1:F3} R@10 {ds.RecallAt10:F3} MRR {ds.Mrr:F3} {dense.Seconds:F1} s ({ds.Queries} queries, {set.Documents.Count} documents)");
+    foreach (var keep in new[] { 0.5, 0.3 })
+        foreach (var method in Opt("--methods", string.Join(",", Pare.Pruning.Tokens.TokenPruners.Methods)).Split(','))
+        {
+            var r = Run(Pare.Pruning.Tokens.TokenPruners.Create(method, new Pare.Pruning.Tokens.TokenPruneOptions { Keep = keep, Layers = [layer] }));
+            var sc = Pare.Evaluation.EncoderRetrieval.Score(set, r.Docs, r.Queries);
+            double cos = r.Docs.Zip(dense.Docs).Concat(r.Queries.Zip(dense.Queries)).Average(p => SentencePooling.Cosine(p.First, p.Second));
+            double saved = 1 - r.Flops / dense.Flops, speedup = dense.Seconds / r.Seconds;
+            rows.Add(new() { ["method"] = method, ["keep"] = keep, ["flops_saved"] = saved, ["speedup"] = speedup, ["seconds"] = r.Seconds, ["recall_at_1"] = sc.RecallAt1, ["recall_at_10"] = sc.RecallAt10, ["mrr"] = sc.Mrr, ["cosine_to_dense"] = cos });
+            Console.Error.WriteLine($"{method,-12} keep {keep:F1}: FLOPs -{saved:P1} speedup {speedup:F2}x R@1 {sc.RecallAt1:F3} R@10 {sc.RecallAt10:F3} MRR {sc.Mrr:F3} cosine {cos:F4}");
+        }
+    string text = JsonSerializer.Serialize(new { queries = set.Queries.Count, documents = set.Documents.Count, layer, rows }, json);
+    Console.WriteLine(text);
+    if (Opt("--out", "") is { Length: > 0 } outPath) File.WriteAllText(outPath, text + "\n");
+    return 0;
+}
+
+Console.Error.WriteLine("usage: Pare.EncoderCheck check [--count N] [--out F] | prune [--queries N] [--calib N] [--out F] | token-prune [--queries N] [--layer L] [--out F] | speed [--threads N] [--seq N] [--seconds S]");
 return 2;

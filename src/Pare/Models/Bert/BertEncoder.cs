@@ -7,6 +7,9 @@ namespace Pare.Models.Bert;
 /// <summary>Token states of a batch after the encoder: sentence s owns rows Offsets[s] .. Offsets[s+1] of Hidden.</summary>
 public sealed record BertHidden(float[] Hidden, int[] Offsets, int Dim)
 {
+    /// <summary>Input tokens each row stands for after token merging (null: all 1, no reduction happened).
+    /// Attention adds log(size) to the keys' scores (proportional attention) and mean pooling weighs rows by it.</summary>
+    public float[]? Sizes { get; init; }
     public int Sentences => Offsets.Length - 1;
     public int Length(int s) => Offsets[s + 1] - Offsets[s];
     public ReadOnlySpan<float> Row(int s, int t) => Hidden.AsSpan((Offsets[s] + t) * Dim, Dim);
@@ -23,16 +26,21 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
     public BertWeights Weights { get; } = weights;
 
     /// <summary>Runs the encoder on token ids ([CLS] … [SEP], token type 0, positions 0..T-1).</summary>
-    public BertHidden Forward(IReadOnlyList<int[]> batch, int threads, CancellationToken ct = default)
+    /// <summary>Runs the encoder on token ids ([CLS] … [SEP], token type 0, positions 0..T-1); <paramref name="reducer"/>,
+    /// when given, prunes or merges tokens at its blocks and <paramref name="trace"/> records the rows of each block.</summary>
+    public BertHidden Forward(IReadOnlyList<int[]> batch, int threads, ITokenReducer? reducer, TokenTrace? trace = null, CancellationToken ct = default)
     {
         var h = Embed(batch);
+        var original = h.Offsets;
         for (int l = 0; l < Config.Layers; l++)
         {
             ct.ThrowIfCancellationRequested();
-            RunLayer(l, h, threads);
+            h = RunBlock(l, h, threads, null, reducer != null && reducer.ReducesAt(l) ? reducer : null, original, trace);
         }
         return h;
     }
+
+    public BertHidden Forward(IReadOnlyList<int[]> batch, int threads, CancellationToken ct = default) => Forward(batch, threads, null, null, ct);
 
     /// <summary>The embedding layer: word + position + token type 0, then LayerNorm.       Hidden: (N, D)</summary>
     public BertHidden Embed(IReadOnlyList<int[]> batch)
@@ -69,21 +77,36 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
     /// Block <paramref name="l"/> in place on <paramref name="h"/>. <paramref name="observe"/>, when given, sees the input
     /// of each linear layer (name from <see cref="LinearInputs"/>, (N, in) rows) before it is multiplied: calibration for pruning.
     /// </summary>
-    public void RunLayer(int l, BertHidden h, int threads, Action<string, float[], int>? observe = null)
+    public void RunLayer(int l, BertHidden h, int threads, Action<string, float[], int>? observe = null) => RunBlock(l, h, threads, observe, null, h.Offsets, null);
+
+    /// <summary>Block <paramref name="l"/>; with a reducer, tokens are pruned/merged between attention and feed-forward
+    /// and a new <see cref="BertHidden"/> is returned (otherwise <paramref name="h"/>, updated in place).</summary>
+    BertHidden RunBlock(int l, BertHidden h, int threads, Action<string, float[], int>? observe, ITokenReducer? reducer, int[] original, TokenTrace? trace)
     {
         var L = Weights.Layers[l];
         int d = Config.Dim, f = Config.FfnDim, n = h.Offsets[^1];
         var x = h.Hidden;
         var qkv = new float[n * 3 * d];
         var ctx = new float[n * d]; var proj = new float[n * d];
-        var up = new float[n * f];
         // Self-attention.                                                   qkv: (N, 3D) = x [Wq; Wk; Wv]ᵀ + b
         observe?.Invoke(LinearInputs[0], x, n);
         Linear(L.Wqkv, L.Bqkv, x, n, qkv, threads);
-        Attention(qkv, h.Offsets, ctx, threads);                         // ctx: (N, D), heads side by side
+        var probs = reducer == null ? null : new float[h.Sentences * Config.Heads][];
+        Attention(qkv, h.Offsets, h.Sizes, ctx, probs, threads);         // ctx: (N, D), heads side by side
         observe?.Invoke(LinearInputs[1], ctx, n);
         Linear(L.Wo, L.Bo, ctx, n, proj, threads);                       // proj: (N, D)
         AddNorm(x, proj, L.AttnNormW, L.AttnNormB, n);                   // x = LN(x + proj)
+        long pairs = 0;
+        for (int s = 0; s < h.Sentences; s++) pairs += (long)h.Length(s) * h.Length(s);
+        int nAttn = n;
+        if (reducer != null)
+        {
+            h = Reduce(l, h, qkv, probs!, original, reducer);              // x: (N', D), N' ≤ N
+            x = h.Hidden; n = h.Offsets[^1];
+            proj = new float[n * d];
+        }
+        trace?.Layers.Add((nAttn, n, pairs));
+        var up = new float[n * f];
         // Feed-forward.                                                     up: (N, F)
         observe?.Invoke(LinearInputs[2], x, n);
         Linear(L.Up, L.BUp, x, n, up, threads);
@@ -91,6 +114,78 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
         observe?.Invoke(LinearInputs[3], up, n);
         Linear(L.Down, L.BDown, up, n, proj, threads);                   // proj: (N, D)
         AddNorm(x, proj, L.OutNormW, L.OutNormB, n);                     // x = LN(x + proj)
+        return h;
+    }
+
+    /// <summary>Asks the reducer for each sentence's slots and builds the reduced batch: a slot's row is the
+    /// size-weighted mean of its tokens (a lone token is copied as is), its size the sum of theirs.</summary>
+    BertHidden Reduce(int l, BertHidden h, float[] qkv, float[][] probs, int[] original, ITokenReducer reducer)
+    {
+        int d = Config.Dim, heads = Config.Heads;
+        var assigns = new int[h.Sentences][];
+        var counts = new int[h.Sentences];
+        for (int s = 0; s < h.Sentences; s++)
+        {
+            int len = h.Length(s), start = h.Offsets[s];
+            var att = new float[len * len];                               // mean over heads
+            for (int hh = 0; hh < heads; hh++)
+            {
+                var p = probs[s * heads + hh];
+                for (int i = 0; i < att.Length; i++) att[i] += p[i] / heads;
+            }
+            var keys = new float[len * d];
+            for (int t = 0; t < len; t++) qkv.AsSpan((start + t) * 3 * d + d, d).CopyTo(keys.AsSpan(t * d, d));
+            var sizes = new float[len];
+            for (int t = 0; t < len; t++) sizes[t] = h.Sizes?[start + t] ?? 1f;
+            var a = reducer.Assign(new SentenceTokens(l, len, original[s + 1] - original[s], att, keys, d, sizes));
+            counts[s] = CheckAssignment(a, len);
+            assigns[s] = a;
+        }
+        var offsets = new int[h.Sentences + 1];
+        for (int s = 0; s < h.Sentences; s++) offsets[s + 1] = offsets[s] + counts[s];
+        var x = new float[offsets[^1] * d];
+        var newSizes = new float[offsets[^1]];
+        var members = new int[offsets[^1]];
+        for (int s = 0; s < h.Sentences; s++)
+            for (int t = 0; t < assigns[s].Length; t++)
+            {
+                int slot = assigns[s][t];
+                if (slot < 0) continue;
+                int o = offsets[s] + slot, i = h.Offsets[s] + t;
+                float size = h.Sizes?[i] ?? 1f;
+                var row = h.Hidden.AsSpan(i * d, d);
+                var dst = x.AsSpan(o * d, d);
+                for (int c = 0; c < d; c++) dst[c] += size * row[c];
+                newSizes[o] += size;
+                members[o]++;
+            }
+        for (int s = 0; s < h.Sentences; s++)
+            for (int t = 0; t < assigns[s].Length; t++)
+            {
+                int slot = assigns[s][t];
+                if (slot < 0) continue;
+                int o = offsets[s] + slot, i = h.Offsets[s] + t;
+                if (members[o] == 1) h.Hidden.AsSpan(i * d, d).CopyTo(x.AsSpan(o * d, d));   // exact copy, no rounding
+                else if (members[o] > 1) { var dst = x.AsSpan(o * d, d); float inv = 1f / newSizes[o]; for (int c = 0; c < d; c++) dst[c] *= inv; members[o] = -1; }
+            }
+        bool merged = h.Sizes != null || newSizes.Any(v => v != 1f);
+        return new BertHidden(x, offsets, d) { Sizes = merged ? newSizes : null };
+    }
+
+    /// <summary>Slots must be 0..count-1 in order of first token, [CLS] alone in 0, [SEP] alone in the last: returns count.</summary>
+    static int CheckAssignment(int[] a, int len)
+    {
+        if (a.Length != len) throw new PareException($"token reducer returned {a.Length} slots for {len} tokens");
+        int next = 0;
+        var seen = new int[len];
+        foreach (int slot in a)
+        {
+            if (slot < -1 || slot > next) throw new PareException($"token reducer returned slot {slot} out of order");
+            if (slot >= 0) { if (slot == next) next++; seen[slot]++; }
+        }
+        if (len >= 1 && (a[0] != 0 || seen[0] != 1)) throw new PareException("token reducer must keep [CLS] alone in slot 0");
+        if (len >= 2 && (a[^1] != next - 1 || seen[next - 1] != 1)) throw new PareException("token reducer must keep [SEP] alone in the last slot");
+        return next;
     }
 
     /// <summary>Tokens per product: a large packed batch is multiplied in slices whose activations stay in cache
@@ -125,19 +220,25 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
     }
 
     /// <summary>Bidirectional attention of each sentence over its own tokens, per head: softmax(q·kᵀ/√d) v.</summary>
-    void Attention(float[] qkv, int[] offsets, float[] ctx, int threads)
+    /// With <paramref name="sizes"/>, log(size) of each key is added to its score (ToMe's proportional attention: a merged
+    /// token counts as the tokens it stands for); <paramref name="probs"/>, when given, receives each (sentence, head)'s
+    /// probabilities, (len, len).
+    void Attention(float[] qkv, int[] offsets, float[]? sizes, float[] ctx, float[][]? probs, int threads)
     {
         int heads = Config.Heads, sentences = offsets.Length - 1;
         Parallel.For(0, sentences * heads, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) },
-            job => AttendHead(qkv, offsets[job / heads], offsets[job / heads + 1] - offsets[job / heads], job % heads, ctx));
+            job => AttendHead(qkv, offsets[job / heads], offsets[job / heads + 1] - offsets[job / heads], job % heads, sizes, ctx, probs, job));
     }
 
     /// <summary>
     /// One head of one sentence. K and V of the head are copied transposed, (hd, len), so the scores of a query are
     /// hd vector multiply-adds over all keys at once and each output feature is one dot product over the keys.
     /// </summary>
-    void AttendHead(float[] qkv, int start, int len, int h, float[] ctx)
+    void AttendHead(float[] qkv, int start, int len, int h, float[]? sizes, float[] ctx, float[][]? probs, int job)
     {
+        float[]? logSize = null;
+        if (sizes != null) { logSize = new float[len]; for (int j = 0; j < len; j++) logSize[j] = MathF.Log(sizes[start + j]); }
+        float[]? p = probs == null ? null : probs[job] = new float[len * len];
         int d = Config.Dim, hd = Config.HeadDim, stride = 3 * d;
         float scale = 1f / MathF.Sqrt(hd);
         var kt = new float[hd * len]; var vt = new float[hd * len]; var scores = new float[len];
@@ -163,7 +264,9 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
                 for (int c = 0; c < hd; c++) acc += qkv[qRow + c] * kt[c * len + j];
                 scores[j] = acc;
             }
+            if (logSize != null) for (int k = 0; k < len; k++) scores[k] += logSize[k];
             Ops.Softmax(scores);
+            if (p != null) scores.AsSpan(0, len).CopyTo(p.AsSpan(i * len, len));
             for (int c = 0; c < hd; c++) ctx[outRow + c] = Ops.Dot(scores, vt.AsSpan(c * len, len));
         }
     }

@@ -9,6 +9,10 @@ public sealed record EmbedOptions
     public int Threads { get; init; } = Environment.ProcessorCount;
     /// <summary>Sentences per forward pass (packed without padding). Default 32.</summary>
     public int BatchSize { get; init; } = 32;
+    /// <summary>Token pruning/merging inside the forward pass (Pare.Pruning.Tokens). Default null: the dense encoder.</summary>
+    public ITokenReducer? TokenReducer { get; init; }
+    /// <summary>When given, records the rows each block processed (for FLOPs). Default null.</summary>
+    public TokenTrace? Trace { get; init; }
 }
 
 /// <summary>What <see cref="BertModel.Embed"/> returns: one vector per input, and which inputs were truncated.</summary>
@@ -68,7 +72,7 @@ public sealed class BertModel
         {
             ct.ThrowIfCancellationRequested();
             var batch = ids.Skip(start).Take(o.BatchSize).ToArray();
-            var hidden = Encoder.Forward(batch, o.Threads, ct);
+            var hidden = Encoder.Forward(batch, o.Threads, o.TokenReducer, o.Trace, ct);
             var vectors = SentencePooling.Pool(hidden, Config.Pooling, Config.Normalize);
             vectors.CopyTo(result, start);
         }

@@ -13,14 +13,18 @@ public static class SentencePooling
             else
             {
                 // Sum in double: sentences of hundreds of tokens lose nothing to float rounding.
+                // After token merging a row stands for Sizes[row] input tokens and weighs that much.
                 var acc = new double[h.Dim];
                 int len = h.Length(s);
+                double total = 0;
                 for (int t = 0; t < len; t++)
                 {
                     var row = h.Row(s, t);
-                    for (int i = 0; i < acc.Length; i++) acc[i] += row[i];
+                    double wgt = h.Sizes?[h.Offsets[s] + t] ?? 1.0;
+                    total += wgt;
+                    for (int i = 0; i < acc.Length; i++) acc[i] += wgt * row[i];
                 }
-                for (int i = 0; i < e.Length; i++) e[i] = (float)(acc[i] / len);
+                for (int i = 0; i < e.Length; i++) e[i] = (float)(acc[i] / total);
             }
             if (normalize) L2Normalize(e);
             result[s] = e;

@@ -54,6 +54,16 @@ public class MatMulTests
         GC.KeepAlive(pin);
     }
 
+    [Fact]
+    public void Decode_threads_split_float_weights_by_bytes_and_quantized_by_work()
+    {
+        // pare-ref's 256 x 256 F32 matrix (256 KiB) is split; the same in Q8_0 (68 KiB, 65k multiply-adds) is not.
+        Assert.Equal(2, MatMul.DecodeThreads(GgmlType.F32, 256 * 256, 256 * 256 * 4, 2));
+        Assert.Equal(1, MatMul.DecodeThreads(GgmlType.Q8_0, 256 * 256, 256 * 272, 2));
+        Assert.Equal(1, MatMul.DecodeThreads(GgmlType.F32, 16 * 256, 16 * 256 * 4, 2));
+        Assert.Equal(2, MatMul.DecodeThreads(GgmlType.Q8_0, 8192 * 256, 8192 * 272, 2));
+    }
+
     [Theory]
     [InlineData(GgmlType.F32, GgmlType.F32, 256, 1)]   // narrow F32: panel copies
     [InlineData(GgmlType.F32, GgmlType.F32, 1280, 1)]  // wide F32: streaming kernel
@@ -63,7 +73,7 @@ public class MatMulTests
     public void Fused_products_equal_separate_ones(GgmlType a, GgmlType b, int cols, int n)
     {
         // q/k/v-like: 3 matrices sharing x, the last two smaller; one pool dispatch must give bit-identical results.
-        Assert.True(MatMul.DecodeThreads((3080 + 770 + 770) * (long)cols, 2) == 2, "the fused dispatch must be split");
+        Assert.True(MatMul.DecodeThreads(GgmlType.Q8_0, (3080 + 770 + 770) * (long)cols, 0, 2) == 2, "the fused dispatch must be split");
         // Large enough that decode splits them across threads (MatMul.DecodeThreads).
         var wq = RandomMatrix(a, 3080, cols, seed: 1, out var p0);
         var wk = RandomMatrix(a, 770, cols, seed: 2, out var p1);

@@ -18,7 +18,7 @@ internal static class TrainCommand
     {
         var config = new Option<string>("--config", "-c") { Description = "Training config (JSON, see configs/).", Required = true };
         var resume = new Option<bool>("--resume") { Description = "Continue from OUT/checkpoint.bin." };
-        var steps = new Option<int?>("--steps") { Description = "Steps to run in this invocation (default: to the end of the run)." }.AtLeast(1);
+        var steps = new Option<int?>("--steps") { Description = "Steps to run in this invocation (default: to the end of the run; 0 with --resume --export: export the checkpoint only)." }.AtLeast(0);
         var outDir = new Option<string?>("--out") { Description = "Output folder (overrides the config's out_dir)." };
         var export = new Option<string?>("--export") { Description = "Also export the current weights to this GGUF when the invocation ends." };
         var threads = new Option<int?>("--threads", "-t") { Description = $"Kernel threads, 1 to {Cli.MaxThreads} (overrides the config)." }.Between(1, Cli.MaxThreads);

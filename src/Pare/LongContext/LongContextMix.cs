@@ -19,6 +19,9 @@ public sealed record LongContextMixOptions
     /// <summary>Most extra questions a single-needle episode asks (and answers) about other pairs of its haystack: more
     /// supervised retrievals per window.</summary>
     public int MaxFollowUps { get; init; } = 6;
+    /// <summary>Share of episodes that are copy episodes instead (a span of train text, a blank line, the same span
+    /// again); 0 keeps the windows of configs written before it bit for bit.</summary>
+    public double Repeat { get; init; } = 0;
 
     public void Validate(string source)
     {
@@ -27,6 +30,7 @@ public sealed record LongContextMixOptions
         double[] w = [Passkey, Single, Multi, Conditional, Threading, MultiThread];
         if (w.Any(x => x < 0) || w.Sum() <= 0) throw new PareException($"{source}: long_context task weights must be >= 0 with a positive sum");
         if (MaxFollowUps < 0) throw new PareException($"{source}: long_context.max_follow_ups must be >= 0");
+        if (Repeat is < 0 or > 1) throw new PareException($"{source}: long_context.repeat must be in 0..1");
     }
 }
 
@@ -82,6 +86,11 @@ public sealed class LongContextMix
             }
             int max = Math.Max(_o.MinEpisode, remaining);
             int episode = (int)Math.Round(_o.MinEpisode * Math.Pow((double)max / _o.MinEpisode, rng.NextDouble()));
+            if (_o.Repeat > 0 && rng.NextDouble() < _o.Repeat)
+            {
+                ids.AddRange(CopyEpisode(rng, episode));
+                continue;
+            }
             // Leave room for the answer and the separator; the window is cut to length at the end anyway.
             var sample = Episode(rng, Math.Max(_o.MinEpisode - 16, episode - 16));
             ids.AddRange(sample.Prompt);
@@ -89,6 +98,18 @@ public sealed class LongContextMix
             ids.AddRange(_separator);
         }
         return [.. ids.Take(length)];
+    }
+
+    /// <summary>
+    /// A span of train text, a blank line, the same span again: every token of the second copy is predictable only by
+    /// looking back (an induction head), the mechanism every retrieval task needs. The needle episodes alone supervise a
+    /// few answer tokens per question, which did not make pare-long copy within 1.2 M tokens.
+    /// </summary>
+    int[] CopyEpisode(SplitMix64 rng, int length)
+    {
+        int half = Math.Max(8, (length - 2 * _separator.Length) / 2);
+        var span = _filler.Take(rng, half);
+        return [.. span, .. _separator, .. span, .. _separator];
     }
 
     NeedleSample Episode(SplitMix64 rng, int length)

@@ -133,6 +133,26 @@ public class NeedleTests
     }
 
     [Fact]
+    public void Copy_episodes_repeat_their_span_and_repeat_0_leaves_windows_unchanged()
+    {
+        var (tok, text, _) = Ref.Value;
+        var corpus = tok.Encode(string.Concat(Enumerable.Repeat(File.ReadAllText(Path.Combine(RepoRoot(), "README.md")), 3)), addSpecial: false);
+        var plain = new LongContextMix(corpus, text, new LongContextMixOptions());
+        var zero = new LongContextMix(corpus, text, new LongContextMixOptions { Repeat = 0 });
+        Assert.Equal(plain.Window(5, 2049), zero.Window(5, 2049));
+        var copies = new LongContextMix(corpus, text, new LongContextMixOptions { Repeat = 1 });
+        var sep = text.Encode("\n\n");
+        var w = copies.Window(7, 2049);
+        Assert.Equal(2049, w.Length);
+        // The first episode is span + separator + span: find the span length from the window's start.
+        int half = -1;
+        for (int h = 8; 2 * h + sep.Length <= w.Length; h++)
+            if (w.AsSpan(h, sep.Length).SequenceEqual(sep) && w.AsSpan(0, h).SequenceEqual(w.AsSpan(h + sep.Length, h))) { half = h; break; }
+        Assert.True(half >= 60, $"no repeated span at the start (half {half})");
+        Assert.Throws<PareException>(() => new LongContextMixOptions { Repeat = 1.5 }.Validate("cfg"));
+    }
+
+    [Fact]
     public void A_byte_level_tokenizer_with_too_short_episodes_is_a_config_error()
     {
         var tok = new Gpt2BpeTokenizer(SyntheticModel.ByteLevelVocab(300));

@@ -21,6 +21,8 @@ public sealed record ServerOptions
     public int? ContextLength { get; init; }
     /// <summary>Kernel threads per slot. Default: all cores.</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
+    /// <summary>KV cache value type (default F32, exact).</summary>
+    public Pare.Kernels.KvValueType KvType { get; init; } = Pare.Kernels.KvValueType.F32;
     /// <summary>Largest request body in bytes; larger ones get 413. Default 1 MiB.</summary>
     public long MaxRequestBytes { get; init; } = 1 << 20;
     /// <summary>Tokens generated when a request gives no max_tokens (still capped by the context). Default 256.</summary>

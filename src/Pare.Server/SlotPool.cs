@@ -14,7 +14,7 @@ internal sealed class Slot(int index, ServerOptions options)
     {
         if (!_sessions.TryGetValue(model, out var s))
         {
-            s = (model.Model.CreateSession(new SessionOptions { Threads = options.Threads, ContextLength = model.ContextLength }),
+            s = (model.Model.CreateSession(new SessionOptions { Threads = options.Threads, ContextLength = model.ContextLength, KvType = options.KvType }),
                 options.Draft == "none" ? null : new StepRates(spec));
             _sessions[model] = s;
         }

@@ -18,9 +18,10 @@ internal static class BenchCommand
         var roofline = new Option<bool>("--roofline") { Description = "Also measure memory read bandwidth (multi-stream) and report decode against the memory roofline." };
         var treeCosts = new Option<bool>("--tree-costs") { Description = "Also measure T(n)/T(1), the cost of one forward pass over n = 1..64 tokens (what speculative decoding must beat)." };
         var threads = Cli.Threads();
+        var kvType = Cli.KvType();
         var json = Cli.Json();
         var cmd = new Command("bench", "Measure prefill and decode speed on random tokens (settings printed with the figures).")
-            { model, prefill, decode, runs, seed, roofline, treeCosts, threads, json };
+            { model, prefill, decode, runs, seed, roofline, treeCosts, threads, kvType, json };
         cmd.SetAction(r => Cli.Guard(() =>
         {
             int np = r.GetValue(prefill), nd = r.GetValue(decode), nr = r.GetValue(runs), nt = r.GetValue(threads);
@@ -32,7 +33,7 @@ internal static class BenchCommand
             if (np + nd > m.Config.ContextLength) throw new PareException($"--prefill + --decode = {np + nd} exceeds the model's context length {m.Config.ContextLength}");
             var rng = new Random(r.GetValue(seed));
             var prompt = Enumerable.Range(0, np).Select(_ => rng.Next(m.Config.VocabSize)).ToArray();
-            var session = m.CreateSession(new SessionOptions { Threads = nt, ContextLength = np + nd });
+            var session = m.CreateSession(new SessionOptions { Threads = nt, ContextLength = np + nd, KvType = r.GetValue(kvType) });
             var prefillRates = new List<double>();
             var decodeRates = new List<double>();
             Cli.WithProgress(asJson, "benchmarking", progress =>
@@ -87,6 +88,10 @@ internal static class BenchCommand
                 roofline_fraction = rooflineTokS is double rt ? dec / rt : (double?)null,
                 t_n = tn?.Sizes.Select((n, i) => new { n, seconds = tn.Seconds[i], ratio = tn.Seconds[i] / tn.Seconds[0] }).ToArray(),
                 file_mb = File.Exists(m.Source) ? new FileInfo(m.Source).Length / 1048576.0 : 0,
+                kv_type = session.Cache.Type.ToString().ToLowerInvariant(),
+                kv_bytes_per_token = session.Cache.BytesPerToken,
+                kv_cache_mb = session.Cache.Bytes / 1048576.0,
+                kv_context = session.ContextLength,
             };
             if (asJson) { Cli.PrintJson(result); return 0; }
             var t = new Table().AddColumns("measure", "value").Border(TableBorder.Rounded);
@@ -99,6 +104,7 @@ internal static class BenchCommand
                 t.AddRow("memory roofline", $"{bw:F1} GB/s measured ({nt} threads x 4 streams) -> {rooflineTokS:F1} tok/s; decode reaches {dec / rooflineTokS:P0}");
             if (tn != null)
                 t.AddRow("T(n)/T(1)", string.Join(", ", tn.Sizes.Select((n, i) => $"{n}: {tn.Seconds[i] / tn.Seconds[0]:F2}")));
+            t.AddRow("KV cache", $"{result.kv_type}: {result.kv_bytes_per_token:N0} bytes per token; {result.kv_cache_mb:F1} MiB at {result.kv_context} positions (with the one-layer F32 scratch of f16/q8_0)");
             t.AddRow("peak RSS", $"{result.peak_rss_mb:F0} MiB (file {result.file_mb:F0} MiB)");
             AnsiConsole.Write(t);
             return 0;

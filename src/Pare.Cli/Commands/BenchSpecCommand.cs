@@ -27,9 +27,10 @@ internal static class BenchSpecCommand
         var limit = new Option<int>("--limit") { Description = "Use at most this many prompts per category (0 = all).", DefaultValueFactory = _ => 0 }.AtLeast(0);
         var fixedSize = new Option<bool>("--fixed-size") { Description = "Verify trees of --max-tree nodes at every step (no adaptive sizing, no plain fallback): acceptance at equal tree size." };
         var threads = Cli.Threads();
+        var kvType = Cli.KvType();
         var json = Cli.Json();
         var cmd = new Command("bench-spec", "Compare speculative drafters with plain greedy decoding on a prompt set (MAT, tok/s, speedup).")
-            { model, prompts, maxTokens, drafters, maxTree, limit, fixedSize, threads, json };
+            { model, prompts, maxTokens, drafters, maxTree, limit, fixedSize, threads, kvType, json };
         cmd.SetAction((r, ct) => Cli.Guard(async () =>
         {
             bool asJson = r.GetValue(json);
@@ -41,7 +42,7 @@ internal static class BenchSpecCommand
             using var m = Cli.Load(r.GetValue(model)!);
             var tok = m.Tokenizer ?? throw new PareException($"{m.Source}: the model has no tokenizer");
             var opt = new GenerationOptions { MaxTokens = r.GetValue(maxTokens), Sampling = SamplingOptions.Greedy, StopAtEos = false };
-            var session = m.CreateSession(new SessionOptions { Threads = r.GetValue(threads) });
+            var session = m.CreateSession(new SessionOptions { Threads = r.GetValue(threads), KvType = r.GetValue(kvType) });
             var costs = CostModel.Measure(session, CostModel.DefaultSizes.Where(n => n <= Math.Max(1, r.GetValue(maxTree))));
             // Drafters persist across prompts (Token Recycling warms up over a session, as in the paper).
             var live = names.ToDictionary(n => n, n => Drafters.Create(n, session)!);

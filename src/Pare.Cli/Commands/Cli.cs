@@ -42,6 +42,25 @@ internal static class Cli
         return o.Check(v => v >= 1 && v <= MaxThreads, $"between 1 and {MaxThreads} (4 x the {Environment.ProcessorCount} cores)");
     }
 
+    /// <summary>--kv-type f32|f16|q8_0: how the KV cache stores keys and values.</summary>
+    public static Option<Pare.Kernels.KvValueType> KvType() => new("--kv-type")
+    {
+        Description = "KV cache value type: f32 (exact, default), f16 (half the bytes), q8_0 (llama.cpp's q8_0 blocks, about a quarter).",
+        DefaultValueFactory = _ => Pare.Kernels.KvValueType.F32,
+        HelpName = "f32|f16|q8_0",
+        CustomParser = r =>
+        {
+            string v = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "f32";
+            switch (v.ToLowerInvariant())
+            {
+                case "f32": return Pare.Kernels.KvValueType.F32;
+                case "f16": return Pare.Kernels.KvValueType.F16;
+                case "q8_0": return Pare.Kernels.KvValueType.Q8_0;
+                default: r.AddError($"--kv-type must be f32, f16 or q8_0 (got '{v}')"); return default;
+            }
+        },
+    };
+
     /// <summary>The most --threads accepted: beyond 4 threads per core the kernels only lose time to switching.</summary>
     public static int MaxThreads => 4 * Environment.ProcessorCount;
 

@@ -27,9 +27,10 @@ internal static class NeedleCommand
         var filler = new Option<string>("--filler-text") { Description = $"Text the passkey is hidden in ('classic' = the grass-is-green sentences).", DefaultValueFactory = _ => DefaultFiller };
         var details = new Option<bool>("--details") { Description = "With --json, also list every trial's gold values and answer." };
         var threads = Cli.Threads();
+        var kvType = Cli.KvType();
         var json = Cli.Json();
         var cmd = new Command("needle", "Long-context retrieval (passkey and needle-threading tasks): exact-match accuracy per length and depth, greedy, full KV cache.")
-            { model, task, lengths, depths, trials, seed, filler, details, threads, json };
+            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, json };
         cmd.SetAction((r, ct) => Cli.Guard(() =>
         {
             bool asJson = r.GetValue(json);
@@ -40,7 +41,7 @@ internal static class NeedleCommand
             int ctx = m.Config.ContextLength;
             var lengthList = r.GetValue(lengths) is { } ls ? ParseList(ls, "--lengths", s => int.Parse(s, NumberStyles.Integer, CultureInfo.InvariantCulture))
                 : [ctx / 4, ctx / 2, ctx - NeedleHarness.AnswerTokens];
-            var options = new NeedleOptions { Task = t, Lengths = lengthList, Depths = depthList, Trials = r.GetValue(trials), Seed = r.GetValue(seed), Threads = r.GetValue(threads) };
+            var options = new NeedleOptions { Task = t, Lengths = lengthList, Depths = depthList, Trials = r.GetValue(trials), Seed = r.GetValue(seed), Threads = r.GetValue(threads), KvType = r.GetValue(kvType) };
             NeedleHarness.Validate(options, ctx);
             var text = new TokenText(tok);
             string fillerName = t == NeedleTask.Passkey ? r.GetValue(filler)! : "none";

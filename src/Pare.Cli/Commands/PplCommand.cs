@@ -18,8 +18,9 @@ internal static class PplCommand
         var ctx = new Option<int?>("--ctx") { Description = "Window length in tokens (default: the model's context length); past the trained context it warns." }.Between(2, 1 << 20);
         var stride = new Option<int?>("--stride") { Description = "Distance between window starts (default: the window length, no overlap)." }.AtLeast(1);
         var threads = Cli.Threads();
+        var kvType = Cli.KvType();
         var json = Cli.Json();
-        var cmd = new Command("ppl", "Perplexity of a model on a text: windows of the context length, predicting tokens 1..L-1 of each.") { model, file, ctx, stride, threads, json };
+        var cmd = new Command("ppl", "Perplexity of a model on a text: windows of the context length, predicting tokens 1..L-1 of each.") { model, file, ctx, stride, threads, kvType, json };
         cmd.SetAction((r, ct) => Cli.Guard(() =>
         {
             bool asJson = r.GetValue(json);
@@ -28,7 +29,7 @@ internal static class PplCommand
             var tok = m.Tokenizer ?? throw new PareException($"{m.Source}: the model has no tokenizer");
             var ids = Cli.Abandonable(() => tok.Encode(text, addSpecial: true), ct);
             Cli.CheckContext(r.GetValue(ctx), m);
-            var options = new PerplexityOptions { Context = r.GetValue(ctx), Stride = r.GetValue(stride), Threads = r.GetValue(threads) };
+            var options = new PerplexityOptions { Context = r.GetValue(ctx), Stride = r.GetValue(stride), Threads = r.GetValue(threads), KvType = r.GetValue(kvType) };
             var res = Cli.WithProgress(asJson, "perplexity", p => Perplexity.Evaluate(m, ids, options, p, ct));
             if (asJson) Cli.PrintJson(new { ppl = res.Ppl, tokens = res.Tokens, windows = res.Windows, nll = res.MeanNll });
             else Console.Out.WriteLine($"ppl {res.Ppl:F3} over {res.Tokens} tokens in {res.Windows} windows (mean NLL {res.MeanNll:F4} nats)");

@@ -28,9 +28,10 @@ internal static class RunCommand
         draft.Check(v => Drafters.Names.Contains(v) || Drafters.IsModelDrafter(v), $"one of {string.Join(", ", Drafters.Names.Concat(Drafters.ModelForms))}");
         var maxTree = new Option<int>("--max-tree") { Description = "Largest draft tree verified in one pass (nodes).", DefaultValueFactory = _ => 32 }.Between(1, 256);
         var threads = Cli.Threads();
+        var kvType = Cli.KvType();
         var json = Cli.Json();
         var cmd = new Command("run", "Generate a continuation of a prompt, streaming tokens as they come.")
-            { model, prompt, maxTokens, temp, topK, topP, minP, repeat, seed, stop, ctx, draft, maxTree, threads, json };
+            { model, prompt, maxTokens, temp, topK, topP, minP, repeat, seed, stop, ctx, draft, maxTree, threads, kvType, json };
         cmd.SetAction((r, ct) => Cli.Guard(async () =>
         {
             bool asJson = r.GetValue(json);
@@ -48,7 +49,7 @@ internal static class RunCommand
                 },
             };
             Cli.CheckContext(r.GetValue(ctx), m);
-            var session = m.CreateSession(new SessionOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx) });
+            var session = m.CreateSession(new SessionOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx), KvType = r.GetValue(kvType) });
             var text = new System.Text.StringBuilder();
             var tokens = new List<int>();
             var sw = Stopwatch.StartNew();

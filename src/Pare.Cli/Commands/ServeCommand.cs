@@ -20,15 +20,16 @@ internal static class ServeCommand
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on every /v1 endpoint (or set PARE_API_KEY)." };
         var ctx = new Option<int?>("--ctx") { Description = "Context (KV cache) length per slot (default: the model's, at most 4096)." };
         var threads = Cli.Threads();
+        var kvType = Cli.KvType();
         var cmd = new Command("serve", "Serve models over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health).")
-            { models, host, port, draft, parallel, queue, apiKey, ctx, threads };
+            { models, host, port, draft, parallel, queue, apiKey, ctx, threads, kvType };
         cmd.SetAction((r, ct) => Cli.Guard(async () =>
         {
             var options = new ServerOptions
             {
                 Host = r.GetValue(host)!, Port = r.GetValue(port), Draft = r.GetValue(draft)!, Parallel = r.GetValue(parallel),
                 QueueLength = r.GetValue(queue), ApiKey = r.GetValue(apiKey) ?? Environment.GetEnvironmentVariable("PARE_API_KEY"),
-                ContextLength = r.GetValue(ctx), Threads = r.GetValue(threads),
+                ContextLength = r.GetValue(ctx), Threads = r.GetValue(threads), KvType = r.GetValue(kvType),
             };
             options.Validate();
             var loaded = new List<ServedModel>();

@@ -12,6 +12,8 @@ public sealed record PerplexityOptions
     public int? Stride { get; init; }
     /// <summary>Kernel threads; default all cores.</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
+    /// <summary>KV cache value type (default F32, exact).</summary>
+    public Pare.Kernels.KvValueType KvType { get; init; } = Pare.Kernels.KvValueType.F32;
 }
 
 /// <summary>Perplexity = exp(mean negative log-likelihood in nats) over <see cref="Tokens"/> predicted tokens.</summary>
@@ -36,7 +38,7 @@ public static class Perplexity
         if (S < 1 || S > L) throw new PareException($"stride must be in 1..{L} (got {S})");
         if (tokens.Length < 2) throw new PareException($"the text has {tokens.Length} tokens; perplexity needs at least 2");
         // No window is longer than the text: a long L on a short text needs no cache of L.
-        var session = model.CreateSession(new SessionOptions { ContextLength = Math.Min(L, tokens.Length), Threads = options.Threads });
+        var session = model.CreateSession(new SessionOptions { ContextLength = Math.Min(L, tokens.Length), Threads = options.Threads, KvType = options.KvType });
         int vocab = model.Config.VocabSize;
         double nll = 0;
         long count = 0;

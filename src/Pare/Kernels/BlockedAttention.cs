@@ -23,7 +23,7 @@ public static unsafe class BlockedAttention
     static int Blocks(int positions) => (positions + Block - 1) / Block;
 
     /// <summary>Index of K(kvHead, position, d) in a blocked cache sized for <paramref name="capacity"/> positions.</summary>
-    static long Index(int capacity, int headDim, int kvHead, int position, int d) =>
+    internal static long Index(int capacity, int headDim, int kvHead, int position, int d) =>
         (((long)kvHead * Blocks(capacity) + position / Block) * headDim + d) * Block + position % Block;
 
     /// <summary>Stores k rows (n, kvHeads * headDim), position-major, at positions pos0.. of the blocked cache.</summary>

@@ -17,6 +17,8 @@ public sealed record NeedleOptions
     public ulong Seed { get; init; } = 1;
     /// <summary>Kernel threads of the session.</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
+    /// <summary>KV cache value type (default F32, exact).</summary>
+    public Pare.Kernels.KvValueType KvType { get; init; } = Pare.Kernels.KvValueType.F32;
 }
 
 /// <summary>One (length, depth) cell: mean exact-match score over its trials, and the needles' measured mean depth.</summary>
@@ -64,7 +66,7 @@ public static class NeedleHarness
         NeedleOptions o, IProgress<double>? progress = null, CancellationToken ct = default)
     {
         Validate(o, model.Config.ContextLength);
-        var session = model.CreateSession(new SessionOptions { ContextLength = o.Lengths.Max() + AnswerTokens, Threads = o.Threads });
+        var session = model.CreateSession(new SessionOptions { ContextLength = o.Lengths.Max() + AnswerTokens, Threads = o.Threads, KvType = o.KvType });
         var cells = new List<NeedleCell>();
         var trials = new List<NeedleTrial>();
         int done = 0, total = o.Lengths.Count * o.Depths.Count * o.Trials;

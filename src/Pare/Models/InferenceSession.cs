@@ -1,4 +1,5 @@
 using Pare.Kernels;
+using Pare.Models.Kv;
 using Pare.Tensors;
 
 namespace Pare.Models;
@@ -16,8 +17,9 @@ public sealed class InferenceSession
     readonly LlamaModel _model;
     readonly LlamaConfig _c;
     readonly int _threads;
-    // KV cache per layer. K: blocks of 16 positions, transposed inside a block (BlockedAttention); V: (context, kv_heads * head_dim), position-major.
-    readonly float[][] _kCache, _vCache;
+    // KV cache per layer. K: blocks of 16 positions, transposed inside a block (BlockedAttention); V: (context, kv_heads * head_dim),
+    // position-major; stored as SessionOptions.KvType says.
+    readonly KvCache _kv;
     // Scratch, grown to the largest batch seen.
     int _cap;
     // _qkv: q (n, q_dim), then k (n, kv_dim), then v (n, kv_dim); _gateUp: gate (n, ffn), then up (n, ffn). Each pair or
@@ -36,20 +38,16 @@ public sealed class InferenceSession
         ContextLength = ctx;
         _qkvWeights = [.. model.Weights.Layers.Select(lw => new[] { lw.Wq, lw.Wk, lw.Wv })];
         _gateUpWeights = [.. model.Weights.Layers.Select(lw => new[] { lw.Gate, lw.Up })];
-        _kCache = new float[_c.Layers][];
-        _vCache = new float[_c.Layers][];
-        for (int l = 0; l < _c.Layers; l++)
-        {
-            // Per-layer widths: heads differ between layers in structured-pruned (deci) models.
-            _kCache[l] = new float[BlockedAttention.CacheFloats(ctx, _c.KvHeadsAt(l), _c.HeadDim)];
-            _vCache[l] = new float[(long)ctx * _c.KvDimAt(l)];
-        }
+        // Per-layer widths: heads differ between layers in structured-pruned (deci) models.
+        _kv = new KvCache(_c, ctx, options.KvType);
     }
 
     public LlamaModel Model => _model;
     /// <summary>Worker threads the kernels use.</summary>
     public int Threads => _threads;
     public int ContextLength { get; }
+    /// <summary>The KV cache (its value type and size).</summary>
+    public KvCache Cache => _kv;
     /// <summary>Tokens already in the KV cache; the next token goes at this position.</summary>
     public int Position { get; private set; }
 
@@ -106,12 +104,7 @@ public sealed class InferenceSession
             int node = path[k];
             if (node < k || Position + node >= ContextLength) throw new ArgumentException("path nodes must be increasing tree indices", nameof(path));
             if (node == k) continue;
-            for (int l = 0; l < _c.Layers; l++)
-            {
-                int kvd = _c.KvDimAt(l);
-                BlockedAttention.MoveK(_kCache[l], ContextLength, _c.KvHeadsAt(l), _c.HeadDim, Position + node, Position + k);
-                Array.Copy(_vCache[l], (Position + node) * kvd, _vCache[l], (Position + k) * kvd, kvd);
-            }
+            for (int l = 0; l < _c.Layers; l++) _kv.Move(l, Position + node, Position + k);
         }
         Position += path.Count;
     }
@@ -160,8 +153,7 @@ public sealed class InferenceSession
                 Ops.Rope(q.Slice(t * qd, qd), heads, _c.HeadDim, cos.Slice(t * half, half), sin.Slice(t * half, half), _c.RopeLayout);
                 Ops.Rope(k.Slice(t * kvd, kvd), kvHeads, _c.HeadDim, cos.Slice(t * half, half), sin.Slice(t * half, half), _c.RopeLayout);
             }
-            BlockedAttention.WriteK(k, n, kvHeads, _c.HeadDim, _kCache[l], ContextLength, Position);
-            v.CopyTo(_vCache[l].AsSpan(Position * kvd, n * kvd));
+            _kv.Write(l, k, v, n, Position);
             Attention(l, n, tree, q, heads, kvHeads);                                   // _att (n, q_dim)
             var o = _o.AsSpan(0, n * dim);
             MatMul.MatMulRows(lw.Wo, _att.AsSpan(0, n * qd), n, o, _threads);          // (n, dim)
@@ -192,8 +184,9 @@ public sealed class InferenceSession
     void Attention(int layer, int n, ITokenTree? tree, ReadOnlySpan<float> q, int heads, int kvHeads)
     {
         var parents = tree == null ? default : tree.ParentIds;
+        var (kCache, vCache) = _kv.Read(layer, Position + n);
         BlockedAttention.CausalGqa(q, n, heads, kvHeads, _c.HeadDim,
-            _kCache[layer], ContextLength, _vCache[layer], Position, _att.AsSpan(0, n * heads * _c.HeadDim), _threads, parents);
+            kCache.Span, ContextLength, vCache.Span, Position, _att.AsSpan(0, n * heads * _c.HeadDim), _threads, parents);
     }
 
     static void AddInPlace(Span<float> x, ReadOnlySpan<float> y) => Ops.Axpy(1f, y, x);

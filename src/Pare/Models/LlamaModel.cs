@@ -1,3 +1,4 @@
+using Pare.Kernels;
 using Pare.Formats.Gguf;
 using Pare.Tokenizers;
 
@@ -87,4 +88,7 @@ public sealed record SessionOptions
     public int? ContextLength { get; init; }
     /// <summary>Worker threads for the kernels; default = all cores.</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
+    /// <summary>How the KV cache stores keys and values; default F32 (exact). F16 halves the cache, Q8_0 (llama.cpp's
+    /// q8_0 blocks) takes about a quarter.</summary>
+    public KvValueType KvType { get; init; } = KvValueType.F32;
 }

@@ -12,11 +12,14 @@ public sealed class LlamaCppOracle : IDisposable
     readonly LLamaWeights _weights;
     readonly LLamaContext _context;
 
-    public LlamaCppOracle(string path, int contextSize = 256)
+    /// <param name="typeK">KV cache type of K (F32 by default, as Pare's default cache).</param>
+    /// <param name="typeV">KV cache type of V; llama.cpp quantizes V only with flash attention.</param>
+    public LlamaCppOracle(string path, int contextSize = 256, GGMLType typeK = GGMLType.GGML_TYPE_F32, GGMLType typeV = GGMLType.GGML_TYPE_F32,
+        bool flashAttention = false)
     {
         EnsureNative();
         var p = new ModelParams(path) { ContextSize = (uint)contextSize, GpuLayerCount = 0, Threads = 2, BatchSize = (uint)contextSize, UBatchSize = (uint)contextSize,
-            TypeK = GGMLType.GGML_TYPE_F32, TypeV = GGMLType.GGML_TYPE_F32, FlashAttention = false };
+            TypeK = typeK, TypeV = typeV, FlashAttention = flashAttention };
         _weights = LLamaWeights.LoadFromFile(p);
         _context = _weights.CreateContext(p);
     }

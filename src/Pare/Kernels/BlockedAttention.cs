@@ -199,7 +199,8 @@ public static unsafe class BlockedAttention
     struct Q8Kv : IKv
     {
         // The same products as KvQuant.ReadKQ8 / ReadQ8 form (int8 as float times the scale), so the results match the
-        // F32 kernel over the decoded cache bit for bit.
+        // F32 kernel over the decoded cache bit for bit. V's fp16 scale goes through the branch-free ToFloatFast (exact
+        // but for an infinite scale, which only |v| > 8.3e6 makes; the F32 reference then holds inf * 0 = NaN as well).
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> K(in Job j, long block, int d) =>
             Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)j.Kc + (block * j.HeadDim + d) * Block)))
@@ -210,7 +211,7 @@ public static unsafe class BlockedAttention
         {
             byte* blk = (byte*)j.Vc + position * j.VRowBytes + (column >> 5) * 34;
             return Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)blk + 2 + (column & 31))))
-                * Vector512.Create(Fp16.ToFloat(*(ushort*)blk));
+                * Vector512.Create(Fp16.ToFloatFast(*(ushort*)blk));
         }
     }
 

@@ -184,9 +184,7 @@ public sealed class InferenceSession
     void Attention(int layer, int n, ITokenTree? tree, ReadOnlySpan<float> q, int heads, int kvHeads)
     {
         var parents = tree == null ? default : tree.ParentIds;
-        var (kCache, vCache) = _kv.Read(layer, Position + n);
-        BlockedAttention.CausalGqa(q, n, heads, kvHeads, _c.HeadDim,
-            kCache.Span, ContextLength, vCache.Span, Position, _att.AsSpan(0, n * heads * _c.HeadDim), _threads, parents);
+        _kv.Attend(layer, q, n, heads, Position, _att.AsSpan(0, n * heads * _c.HeadDim), _threads, parents);
     }
 
     static void AddInPlace(Span<float> x, ReadOnlySpan<float> y) => Ops.Axpy(1f, y, x);

@@ -193,5 +193,5 @@ static int EncoderTokensPlot(string jsonPath, string png)
         cos.Color = color;
     }
     return Save(plt, png, "all-MiniLM-L6-v2: token pruning after block " + doc.RootElement.GetProperty("layer").GetInt32(),
-        "fraction of tokens kept (besides [CLS]/[SEP])", "recall@10 (solid), cosine to dense (dashed)", ScottPlot.Alignment.LowerLeft);
+        "fraction of tokens kept (besides [CLS]/[SEP])", "recall@10 (solid), cosine to dense (dashed)", ScottPlot.Alignment.LowerRight);
 }

@@ -31,7 +31,11 @@ public sealed class CoarseToFine(Embedder embedder, CoarseToFineOptions? options
         SentenceSelection.CheckBudget(r);
         int budget = r.Budget == int.MaxValue ? Math.Max(1, (int)(Options.DefaultKeep * r.TotalTokens)) : r.Budget;
         var q = embedder.Embed([r.Question], null, ct)[0];
-        var docScore = r.Candidates.Select(c => c.Vector != null ? (double)Embedder.Dot(q, c.Vector) : c.Score).ToArray();
+        // Documents without an index vector (a haystack cut into passages) are embedded whole: the coarse level's pass.
+        var missing = r.Candidates.Where(c => c.Vector == null).Select(c => c.Passage.Text).ToList();
+        var extra = embedder.Embed(missing, null, ct);
+        int m = 0;
+        var docScore = r.Candidates.Select(c => (double)Embedder.Dot(q, c.Vector ?? extra[m++])).ToArray();
         // Level 1: documents.
         var docs = TakeWithin(Enumerable.Range(0, r.Candidates.Count).OrderByDescending(c => docScore[c]).ThenBy(c => c),
             c => r.Candidates[c].Passage.Sentences.Sum(r.CountTokens), Options.Expand * budget);

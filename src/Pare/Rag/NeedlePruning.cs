@@ -54,13 +54,11 @@ public static class NeedlePruning
                         if (ends[s.Prompt[i]] || i == he - 1) { units.Add(s.Prompt[start..(i + 1)]); start = i + 1; }
                     var unitText = units.Select(u => text.Decode(u).Trim()).ToList();
                     var cands = new List<Candidate>();
-                    var where = new List<(int, int)>();
                     for (int u0 = 0; u0 < units.Count; u0 += o.UnitsPerPassage)
                     {
                         var idx = Enumerable.Range(u0, Math.Min(o.UnitsPerPassage, units.Count - u0)).ToList();
                         cands.Add(new Candidate(new Passage("haystack", [.. idx.Select(i => unitText[i].Length == 0 ? "." : unitText[i])]), 0));
                     }
-                    var tokensOf = new Dictionary<(int, int), int>();
                     foreach (var m in methods)
                     {
                         int[] prompt;

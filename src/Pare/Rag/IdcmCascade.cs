@@ -15,8 +15,8 @@ public sealed record IdcmOptions
 /// <summary>
 /// Intra-Document Cascading (Hofstätter et al. 2021) for reranking retrieved passages: a cheap selection model (ESM)
 /// scores every candidate, and only its top <see cref="IdcmOptions.Rescore"/> go through the effective model (ETM): the
-/// full encoder's joint pass with the Provence rerank head. The ESM is either the token-pruned encoder's joint pass
-/// with the same head, or the index's bi-encoder cosine. Candidates past the cut keep their ESM order below the rescored ones.
+/// full encoder's joint pass scored by the Provence head's best sentence. The ESM is either the token-pruned encoder's
+/// joint pass scored by the head's [CLS] rerank logit (token pruning breaks the sentence spans), or the index's bi-encoder cosine. Candidates past the cut keep their ESM order below the rescored ones.
 /// </summary>
 public sealed class IdcmCascade(Embedder embedder, ProvenceHead head, IdcmOptions? options = null)
 {
@@ -30,7 +30,7 @@ public sealed class IdcmCascade(Embedder embedder, ProvenceHead head, IdcmOption
             : head.Score(embedder, question, passages, Options.FirstStage, ct).Passages;
         var order = Enumerable.Range(0, candidates.Count).OrderByDescending(i => esm[i]).ThenBy(i => i).ToArray();
         var top = order.Take(Options.Rescore).ToArray();
-        var etm = head.Score(embedder, question, [.. top.Select(i => passages[i])], null, ct).Passages;
+        var etm = ProvenceHead.BestSentence(head.Score(embedder, question, [.. top.Select(i => passages[i])], null, ct).Sentences);
         var rescored = top.Select((c, i) => (c, etm[i])).OrderByDescending(x => x.Item2).ThenBy(x => x.c).Select(x => x.c);
         return [.. rescored, .. order.Skip(Options.Rescore)];
     }
@@ -38,7 +38,7 @@ public sealed class IdcmCascade(Embedder embedder, ProvenceHead head, IdcmOption
     /// <summary>The full model on every candidate (the cascade's reference).</summary>
     public int[] RankFull(string question, IReadOnlyList<Candidate> candidates, CancellationToken ct = default)
     {
-        var etm = head.Score(embedder, question, [.. candidates.Select(c => c.Passage.Sentences)], null, ct).Passages;
+        var etm = ProvenceHead.BestSentence(head.Score(embedder, question, [.. candidates.Select(c => c.Passage.Sentences)], null, ct).Sentences);
         return [.. Enumerable.Range(0, candidates.Count).OrderByDescending(i => etm[i]).ThenBy(i => i)];
     }
 }

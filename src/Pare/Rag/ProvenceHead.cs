@@ -15,6 +15,10 @@ public sealed record ProvenceHead(float[] SentenceWeights, float SentenceBias, f
     public static float[] SentenceFeatures(float[] ms, float[] mq) => [.. ms, .. ms.Zip(mq, (a, b) => a * b)];
     public static float[] RerankFeatures(ReadOnlySpan<float> cls, float[] mp, float[] mq) => [.. cls, .. mp.Zip(mq, (a, b) => a * b)];
 
+    /// <summary>A passage's score from its sentences: the best sentence logit (what the pruner and the cascade rank by; the
+    /// [CLS] rerank logit of the same pass ranked worse on the cloze set, docs/context-pruning.md).</summary>
+    public static double[] BestSentence(double[][] sentences) => [.. sentences.Select(s => s.Length == 0 ? double.NegativeInfinity : s.Max())];
+
     public double SentenceLogit(float[] features) => Embedder.Dot(SentenceWeights, features) + SentenceBias;
     public double RerankLogit(float[] features) => Embedder.Dot(RerankWeights, features) + RerankBias;
 

@@ -81,12 +81,13 @@ public static class RagEvaluation
                 var (x, y) = own.GetValueOrDefault(p.Name);
                 own[p.Name] = (x + (natural.Keeps(gold, q.AnswerSentence) ? 1 : 0), y + natural.TokensKept / (double)total);
                 if (p is SimilarityThreshold) AddRr("best sentence (similarity)", Order(natural.PassageScores), gold, 0);
+                if (p is ProvencePruner pp && pp.LastScores is { } ls) AddRr($"Provence [CLS] rerank head, all {cands.Count}", Order(ls.Passages), gold, 0);
             }
             AddRr("bi-encoder (index cosine)", Order([.. cands.Select(c => c.Score)]), gold, 0);
             progress?.Report(++done / (double)steps);
             var t = Stopwatch.StartNew();
             var full = cascade.RankFull(q.Question, cands, ct);
-            AddRr($"full encoder + Provence head, all {cands.Count}", full, gold, t.Elapsed.TotalMilliseconds);
+            AddRr($"full encoder, Provence best sentence, all {cands.Count}", full, gold, t.Elapsed.TotalMilliseconds);
             t.Restart();
             AddRr($"IDCM: bi-encoder -> full on top {o.CascadeRescore}", cascade.Rank(q.Question, cands, ct), gold, t.Elapsed.TotalMilliseconds);
             if (cascadeTp != null)

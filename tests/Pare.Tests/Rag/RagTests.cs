@@ -14,7 +14,7 @@ public class RagTests
     [Fact]
     public void Sentences_and_passages_split_where_sentences_end()
     {
-        Assert.Equal(["It is 3 p.m. now.", "Yes! 3 apples?", "\"No,\" he said."], TextSplit.Sentences("It is 3 p.m. now. Yes! 3 apples? \"No,\" he said."));
+        Assert.Equal(["It is 3 p.m. now.", "Yes!", "3 apples?", "\"No,\" he said."], TextSplit.Sentences("It is 3 p.m. now. Yes! 3 apples? \"No,\" he said."));
         Assert.Equal(["One two.", "Three four!", "Five?"], TextSplit.Sentences("One two. Three four! Five?"));
         var p = TextSplit.Passages("f", "A a. B b. C c.\nD d.\n\nE e.", 3);
         Assert.Equal([3, 1, 1], p.Select(x => x.Sentences.Count));

@@ -89,8 +89,8 @@ internal static class RagEvalCommand
             else
             {
                 Console.Out.WriteLine($"{NeedleTasks.Name(t)} with {rd}, {rows[0].Trials} trials, {o.Rate:P0} of the haystack removed by the pruners");
-                Console.Out.WriteLine($"{"method",-16} {"accuracy",9} {"prompt tok",11} {"TTFT ms",9} {"prune ms",9}");
-                foreach (var x in rows) Console.Out.WriteLine($"{x.Method,-16} {x.Accuracy,9:P0} {x.PromptTokens,11:F0} {x.TtftMs,9:F0} {x.PruneMs,9:F0}");
+                Console.Out.WriteLine($"{"method",-16} {"accuracy",9} {"needle kept",12} {"prompt tok",11} {"TTFT ms",9} {"prune ms",9}");
+                foreach (var x in rows) Console.Out.WriteLine($"{x.Method,-16} {x.Accuracy,9:P0} {x.NeedleKept,12:P0} {x.PromptTokens,11:F0} {x.TtftMs,9:F0} {x.PruneMs,9:F0}");
             }
             return Task.FromResult(0);
         }));

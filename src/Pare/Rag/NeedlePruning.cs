@@ -16,8 +16,9 @@ public sealed record NeedlePruneOptions
 }
 
 /// <summary>One method's result on the needle tasks: accuracy, prompt tokens, time to first token (the reader's
-/// prefill and first logits) and the pruner's own time, both means per trial.</summary>
-public sealed record NeedlePruneRow(string Method, double Accuracy, double PromptTokens, double TtftMs, double PruneMs, int Trials);
+/// prefill and first logits) and the pruner's own time, both means per trial; NeedleKept: share of trials whose pruned
+/// prompt still holds every gold value (what the pruner can be judged by when the reader does not retrieve).</summary>
+public sealed record NeedlePruneRow(string Method, double Accuracy, double NeedleKept, double PromptTokens, double TtftMs, double PruneMs, int Trials);
 
 /// <summary>
 /// Set (b) of issue #19: the long-context harness's needle tasks with the haystack pruned before the reader sees it.
@@ -37,7 +38,7 @@ public static class NeedlePruning
         for (int id = 0; id < ends.Length; id++) { var b = text.Tokenizer.TokenBytes(id); ends[id] = b.Length > 0 && b[^1] is (byte)'.' or (byte)'\n' or (byte)'!' or (byte)'?'; }
         var methods = new List<string> { "full" };
         methods.AddRange(pruners.Select(p => p.Name));
-        var acc = methods.ToDictionary(m => m, _ => (Score: 0.0, Tokens: 0.0, Ttft: 0.0, Prune: 0.0));
+        var acc = methods.ToDictionary(m => m, _ => (Score: 0.0, Kept: 0.0, Tokens: 0.0, Ttft: 0.0, Prune: 0.0));
         int trials = 0, total = o.Needle.Lengths.Count * o.Needle.Depths.Count * o.Needle.Trials, done = 0;
         string question = o.Needle.Task == NeedleTask.Passkey ? "What is the pass key?" : "";
         foreach (int length in o.Needle.Lengths)
@@ -82,12 +83,14 @@ public static class NeedlePruning
                         }
                         var (answer, ttft) = Answer(session, text, prompt, ct);
                         var a = acc[m];
-                        acc[m] = (a.Score + NeedleScoring.Score(o.Needle.Task, answer, s.Gold), a.Tokens + prompt.Length, a.Ttft + ttft, a.Prune + pruneMs);
+                        string hay = text.Decode(prompt.AsSpan(0, prompt.Length - (s.Prompt.Length - he)));
+                        double holds = s.Gold.All(g => hay.Contains(g, StringComparison.Ordinal)) ? 1 : 0;
+                        acc[m] = (a.Score + NeedleScoring.Score(o.Needle.Task, answer, s.Gold), a.Kept + holds, a.Tokens + prompt.Length, a.Ttft + ttft, a.Prune + pruneMs);
                     }
                     trials++;
                     progress?.Report(++done / (double)total);
                 }
-        return [.. methods.Select(m => new NeedlePruneRow(m, acc[m].Score / trials, acc[m].Tokens / trials, acc[m].Ttft / trials, acc[m].Prune / trials, trials))];
+        return [.. methods.Select(m => new NeedlePruneRow(m, acc[m].Score / trials, acc[m].Kept / trials, acc[m].Tokens / trials, acc[m].Ttft / trials, acc[m].Prune / trials, trials))];
     }
 
     /// <summary>Greedy answer as <see cref="NeedleHarness.Answer"/>, and the milliseconds to the first token (prefill + argmax).</summary>

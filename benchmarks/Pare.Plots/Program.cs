@@ -11,6 +11,8 @@
 //   dotnet run -c Release --project benchmarks/Pare.Plots -- encoder-tokens TOKENS.json OUT.png
 //     TOKENS.json = the output of `Pare.EncoderCheck token-prune`: recall@10 and cosine to dense against the fraction of
 //     tokens kept, a line per method.
+//   dotnet run -c Release --project benchmarks/Pare.Plots -- context-pruning CLOZE.json OUT.png
+//     CLOZE.json = the output of `pare rag-eval --set cloze --json`: answer-sentence recall against tokens kept, a line per pruner.
 using System.Globalization;
 using System.Text.Json;
 
@@ -21,6 +23,7 @@ return args switch
     ["needle", var json, var png, .. var rest] => NeedlePlot(json, png, rest.Length > 0 ? rest[0] : null),
     ["encoder-prune", var json, var png] => EncoderPrunePlot(json, png),
     ["encoder-tokens", var json, var png] => EncoderTokensPlot(json, png),
+    ["context-pruning", var json, var png] => ContextPruningPlot(json, png),
     _ => Usage(),
 };
 
@@ -42,6 +45,23 @@ static int TnPlot(string jsonPath, string png, string? title)
     ideal.LegendText = "flat (weights-bound, as on a GPU)";
     ideal.LinePattern = ScottPlot.LinePattern.Dashed;
     return Save(plt, png, title ?? "Cost of one forward pass over n tokens", "tokens per forward pass (n)", "T(n) / T(1)", ScottPlot.Alignment.UpperLeft);
+}
+
+static int ContextPruningPlot(string jsonPath, string png)
+{
+    using var doc = JsonDocument.Parse(File.ReadAllText(jsonPath));
+    var rows = doc.RootElement.GetProperty("Recall").EnumerateArray()
+        .Select(e => (Method: e.GetProperty("Method").GetString()!, Kept: e.GetProperty("TokensKept").GetDouble(), Recall: e.GetProperty("Recall").GetDouble())).ToArray();
+    var plt = new ScottPlot.Plot();
+    foreach (var method in rows.Select(r => r.Method).Distinct())
+    {
+        var pts = rows.Where(r => r.Method == method).OrderBy(r => r.Kept).ToArray();
+        var line = plt.Add.Scatter(pts.Select(p => p.Kept * 100).ToArray(), pts.Select(p => p.Recall).ToArray());
+        line.LegendText = method;
+        line.LineWidth = 2;
+    }
+    int q = doc.RootElement.GetProperty("Questions").GetInt32();
+    return Save(plt, png, $"Cloze set (a), {q} questions: answer sentence kept vs context kept", "context tokens kept (%)", "answer-sentence recall", ScottPlot.Alignment.LowerRight);
 }
 
 static int Save(ScottPlot.Plot plt, string png, string title, string xLabel, string yLabel, ScottPlot.Alignment legend)

@@ -100,6 +100,7 @@ public class SliceGptTests(ITestOutputHelper output)
         Assert.True(m.Config.Sliced);
         Assert.Equal(48, m.Config.Dim);
         Assert.Equal(64, m.Config.NormWidth);
+        Assert.Equal(res.ParamsAfter, m.ParameterCount); // shortcuts counted
         Assert.All(m.Weights.Layers, lw => { Assert.NotNull(lw.AttnShortcut); Assert.NotNull(lw.FfnShortcut); });
         var logits = Logits(res.Output);
         Assert.All(logits, x => Assert.True(float.IsFinite(x)));

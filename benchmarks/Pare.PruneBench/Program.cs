@@ -46,6 +46,7 @@ try
         ["structured", var model, .. var rest] => new Options(rest) is var so ? StructuredSweep.Run(model, so.Get("--test", ".cache/data/corpus/test.txt"),
             so.Get("--train", ".cache/data/corpus/train.txt"), so.Get("--docs", "docs"), so.Int("--samples", 128), so.Int("--seqlen", 128),
             so.Int("--threads", Environment.ProcessorCount), so.Get("--ratios", "0.1,0.2,0.3,0.5"), so.Get("--methods", "flap,flap-uniform,wanda-sp,magnitude-sp,cfsp")) : 2,
+        ["structured-plot", var tsv, var png] => StructuredSweep.Plot(tsv, png),
         _ => Usage(),
     };
 }
@@ -61,7 +62,8 @@ static int Usage()
         "       Pare.PruneBench sparse-speed DIR [--rounds N] [--types F16,Q8_0] [--sparsities 0.5,0.7] [--prompt N] [--decode N] [--out FILE]\n" +
         "       Pare.PruneBench sparse-micro [--copies N]\n" +
         "       Pare.PruneBench prune-timing [--samples N]\n" +
-        "       Pare.PruneBench structured MODEL [--samples N] [--seqlen N] [--ratios 0.1,0.2,0.3,0.5] [--docs DIR]");
+        "       Pare.PruneBench structured MODEL [--samples N] [--seqlen N] [--ratios 0.1,0.2,0.3,0.5] [--docs DIR]\n" +
+        "       Pare.PruneBench structured-plot ROWS.tsv OUT.png   (rows: method, block params removed 0-1, ppl ratio to dense)");
     return 2;
 }
 

@@ -77,4 +77,31 @@ static class StructuredSweep
         }
         finally { Directory.Delete(tmp, true); }
     }
+
+    /// <summary>`structured-plot ROWS.tsv OUT.png`: the perplexity-ratio plot from measured rows (method, fraction of the
+    /// block parameters removed, ppl / dense; tab-separated, '#' lines skipped), one line per method from (0, 1): the
+    /// whole-test-split figure, which combines the sweep's rows with SliceGPT's (`pare prune --method slicegpt`, `pare ppl`).</summary>
+    public static int Plot(string tsv, string png)
+    {
+        if (!File.Exists(tsv)) throw new PareException($"{tsv} not found");
+        var inv = CultureInfo.InvariantCulture;
+        var rows = File.ReadLines(tsv).Where(l => l.Length > 0 && l[0] != '#').Select(l => l.Split('\t'))
+            .Select(c => (Method: c[0], Removed: double.Parse(c[1], inv), Ratio: double.Parse(c[2], inv))).ToArray();
+        var plt = new ScottPlot.Plot();
+        var palette = new ScottPlot.Palettes.Category10();
+        int ci = 0;
+        foreach (var m in rows.Select(r => r.Method).Distinct())
+        {
+            var pts = rows.Where(x => x.Method == m).OrderBy(x => x.Removed).ToArray();
+            var line = plt.Add.Scatter(pts.Select(p => p.Removed * 100).Prepend(0).ToArray(), pts.Select(p => p.Ratio).Prepend(1.0).ToArray(), palette.GetColor(ci++));
+            line.LegendText = m;
+        }
+        plt.XLabel("block parameters removed (%; SliceGPT: its shortcuts counted)");
+        plt.YLabel("ppl / dense");
+        plt.Title("pare-ref, whole test split: perplexity after structured pruning (no recovery)");
+        plt.ShowLegend(ScottPlot.Alignment.UpperLeft);
+        plt.SavePng(png, 900, 520);
+        Console.WriteLine($"wrote {png}");
+        return 0;
+    }
 }

@@ -15,8 +15,10 @@ internal static class PruneCommand
     public static Command Create()
     {
         var model = Cli.ModelArgument();
-        var method = new Option<string>("--method", "-m") { Description = "magnitude, wanda or sparsegpt (unstructured / N:M); flap, flap-uniform, wanda-sp, magnitude-sp or cfsp (structured: heads and FFN channels removed, a smaller dense model).", DefaultValueFactory = _ => "sparsegpt" };
+        var method = new Option<string>("--method", "-m") { Description = "magnitude, wanda or sparsegpt (unstructured / N:M); flap, flap-uniform, wanda-sp, magnitude-sp or cfsp (structured: heads and FFN channels removed, a smaller dense model); slicegpt (embedding dimensions deleted, runs in Pare only).", DefaultValueFactory = _ => "sparsegpt" };
         var ratio = new Option<double>("--ratio", "-r") { Description = "Structured methods: fraction of the block parameters removed, in [0, 1).", DefaultValueFactory = _ => 0.2 }
+            .Check(v => v >= 0 && v < 1, "in [0, 1)");
+        var slicing = new Option<double>("--slicing") { Description = "slicegpt: fraction of the embedding dimension deleted, in [0, 1) (kept width rounded down to a multiple of 8).", DefaultValueFactory = _ => 0.25 }
             .Check(v => v >= 0 && v < 1, "in [0, 1)");
         var sparsity = new Option<double>("--sparsity", "-s") { Description = "Fraction of weights removed from each pruned matrix, in [0, 1).", DefaultValueFactory = _ => 0.5 }
             .Check(v => v >= 0 && v < 1, "in [0, 1)");
@@ -39,9 +41,14 @@ internal static class PruneCommand
         var threads = Cli.Threads();
         var json = Cli.Json();
         var cmd = new Command("prune", "Prune a model's linear layers (magnitude, Wanda or SparseGPT) with sequential calibration; write a GGUF.")
-            { model, method, ratio, sparsity, pattern, calibFile, calibRandom, samples, seqlen, seed, overrides, pruneEmb, format, reportError, repack, output, threads, json };
+            { model, method, ratio, slicing, sparsity, pattern, calibFile, calibRandom, samples, seqlen, seed, overrides, pruneEmb, format, reportError, repack, output, threads, json };
         cmd.SetAction((r, ct) => Task.FromResult(Cli.Guard(() =>
         {
+            if ((r.GetValue(method) ?? "").ToLowerInvariant() == "slicegpt")
+                return RunSliceGpt(r.GetValue(model)!, r.GetValue(output)!, new SliceGptOptions
+                {
+                    Slicing = r.GetValue(slicing), Samples = r.GetValue(samples), SeqLen = r.GetValue(seqlen) ?? 128, Seed = r.GetValue(seed), Threads = r.GetValue(threads),
+                }, r.GetValue(calibFile) is { } gcf ? new CalibrationSource.TextFile(gcf) : r.GetValue(calibRandom) ? new CalibrationSource.RandomTokens() : null, r.GetValue(json), ct);
             if ((r.GetValue(method) ?? "").ToLowerInvariant() is "flap" or "flap-uniform" or "wanda-sp" or "magnitude-sp" or "cfsp")
                 return RunStructured(r.GetValue(model)!, r.GetValue(output)!, new StructuredOptions
                 {
@@ -53,7 +60,7 @@ internal static class PruneCommand
                 "magnitude" => PruneMethod.Magnitude,
                 "wanda" => PruneMethod.Wanda,
                 "sparsegpt" => PruneMethod.SparseGpt,
-                var other => throw new PareException($"unknown method '{other}' (magnitude, wanda, sparsegpt, flap, flap-uniform, wanda-sp, magnitude-sp, cfsp)"),
+                var other => throw new PareException($"unknown method '{other}' (magnitude, wanda, sparsegpt, flap, flap-uniform, wanda-sp, magnitude-sp, cfsp, slicegpt)"),
             };
             double s = r.GetValue(sparsity);
             var unstructured = SparsityPattern.Unstructured(s); // checks the range even when a pattern is given
@@ -184,6 +191,47 @@ internal static class PruneCommand
         sum.AddRow("calibration", $"{res.Samples} windows x {res.SeqLen} tokens, seed {res.Seed}, {Markup.Escape(res.Calibration)}");
         sum.AddRow("removed", $"{res.BlockParamsBefore - res.BlockParamsAfter:N0} of {res.BlockParamsBefore:N0} block parameters ({res.Removed:P2})");
         sum.AddRow("file", $"{Markup.Escape(res.Output)} (arch {res.Architecture}): {res.OutputBytes / 1048576.0:F1} MiB (input {res.InputBytes / 1048576.0:F1} MiB)");
+        sum.AddRow("time", $"{res.Seconds:F1} s");
+        AnsiConsole.Write(sum);
+        return 0;
+    }
+
+    /// <summary>SliceGPT: embedding dimensions deleted; prints the widths and the parameters removed.</summary>
+    static int RunSliceGpt(string modelPath, string outPath, SliceGptOptions options, CalibrationSource? calib, bool asJson, CancellationToken ct)
+    {
+        SliceGptResult res;
+        if (Cli.Interactive(asJson))
+        {
+            SliceGptResult? got = null;
+            AnsiConsole.Progress().AutoClear(true)
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+                .Start(ctx =>
+                {
+                    var task = ctx.AddTask("slicing", maxValue: 1.0);
+                    var prog = new Progress<PruneProgress>(e => { task.Description = e.Stage; task.Value = e.Fraction; });
+                    got = SliceGpt.Run(modelPath, outPath, options, calib, prog, ct);
+                    task.Value = 1.0;
+                });
+            res = got!;
+        }
+        else res = SliceGpt.Run(modelPath, outPath, options, calib, null, ct);
+        if (asJson)
+        {
+            Cli.PrintJson(new
+            {
+                input = res.Input, output = res.Output, method = "slicegpt", slicing = res.Slicing, architecture = SliceGpt.Architecture,
+                dim = res.Dim, sliced_dim = res.SlicedDim, samples = res.Samples, seqlen = res.SeqLen, seed = res.Seed, calibration = res.Calibration,
+                params_before = res.ParamsBefore, params_after = res.ParamsAfter, removed = res.Removed,
+                block_params_before = res.BlockParamsBefore, block_params_after = res.BlockParamsAfter, block_removed = res.BlockRemoved,
+                seconds = res.Seconds, input_bytes = res.InputBytes, output_bytes = res.OutputBytes, peak_rss_mb = Cli.PeakRssMb(),
+            });
+            return 0;
+        }
+        var sum = new Table().AddColumns("setting", "value").HideHeaders().Border(TableBorder.Rounded);
+        sum.AddRow("method / slicing", $"slicegpt / {res.Slicing:0.###}: width {res.Dim} -> {res.SlicedDim}");
+        sum.AddRow("calibration", $"{res.Samples} windows x {res.SeqLen} tokens, seed {res.Seed}, {Markup.Escape(res.Calibration)}");
+        sum.AddRow("removed", $"{res.ParamsBefore - res.ParamsAfter:N0} of {res.ParamsBefore:N0} parameters ({res.Removed:P2}); block linears {res.BlockRemoved:P2} (shortcuts counted)");
+        sum.AddRow("file", $"{Markup.Escape(res.Output)} (arch {SliceGpt.Architecture}, Pare only: llama.cpp cannot run it): {res.OutputBytes / 1048576.0:F1} MiB (input {res.InputBytes / 1048576.0:F1} MiB)");
         sum.AddRow("time", $"{res.Seconds:F1} s");
         AnsiConsole.Write(sum);
         return 0;

@@ -10,10 +10,15 @@ namespace Pare.Kernels;
 public static class Ops
 {
     /// <summary>y = x / sqrt(mean(x^2) + eps) * weight.</summary>
-    public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps, Span<float> y)
+    public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps, Span<float> y) => RmsNorm(x, weight, eps, y, x.Length);
+
+    /// <summary>RMS norm whose mean of squares divides by <paramref name="width"/> instead of x.Length: SliceGPT's sliced
+    /// residual (x has d' entries) is normalized as if it still had the original width D (its RMSN module).</summary>
+    public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps, Span<float> y, int width)
     {
         if (weight.Length < x.Length || y.Length < x.Length) throw new ArgumentException("weight and y must be as long as x");
-        float scale = (float)(1.0 / Math.Sqrt(SumOfSquares(x) / x.Length + eps));
+        if (width < 1) throw new ArgumentOutOfRangeException(nameof(width));
+        float scale = (float)(1.0 / Math.Sqrt(SumOfSquares(x) / width + eps));
         ref float px = ref MemoryMarshal.GetReference(x), pw = ref MemoryMarshal.GetReference(weight), py = ref MemoryMarshal.GetReference(y);
         int i = 0;
         if (Vector512.IsHardwareAccelerated)

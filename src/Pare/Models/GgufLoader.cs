@@ -10,8 +10,10 @@ public static class GgufLoader
     {
         string arch = f.GetString("general.architecture") ?? throw new InvalidModelException($"{f.Path}: general.architecture missing");
         // deci: llama.cpp's heterogeneous Llama (per-layer head counts and FFN widths), written by structured pruning.
-        if (arch is not ("llama" or "qwen2" or "mistral" or "deci"))
-            throw new InvalidModelException($"{f.Path}: architecture '{arch}' is not supported (llama, mistral, qwen2, deci)");
+        // slicegpt: Pare's own SliceGPT variant (rotated, sliced residual; per-block shortcut matrices); llama.cpp cannot run it.
+        if (arch is not ("llama" or "qwen2" or "mistral" or "deci" or "slicegpt"))
+            throw new InvalidModelException($"{f.Path}: architecture '{arch}' is not supported (llama, mistral, qwen2, deci, slicegpt)");
+        bool sliced = arch == "slicegpt";
         long Req(string k) => f.RequireInt($"{arch}.{k}");
         int I(long v, string what) => v is >= 0 and <= int.MaxValue ? (int)v : throw new InvalidModelException($"{f.Path}: {what} = {v} is out of range");
         int layerCount = I(Req("block_count"), "block_count");
@@ -56,6 +58,7 @@ public static class GgufLoader
             RmsEps = (float)(f.GetFloat($"{arch}.attention.layer_norm_rms_epsilon") ?? 1e-5),
             QkvBias = f.TryGetTensor("blk.0.attn_q.bias", out _),
             TiedEmbeddings = tied,
+            NormWidth = sliced ? I(Req("rms_norm_width"), "rms_norm_width") : null,
         };
         cfg.Validate(f.Path);
 
@@ -98,6 +101,8 @@ public static class GgufLoader
                 Up = M(p + "ffn_up.weight", ffn, dim),
                 Down = M(p + "ffn_down.weight", dim, ffn),
                 BDown = f.TryGetTensor(p + "ffn_down.bias", out _) ? V(p + "ffn_down.bias", dim) : null,
+                AttnShortcut = sliced ? M(p + "attn_shortcut.weight", dim, dim) : null,
+                FfnShortcut = sliced ? M(p + "ffn_shortcut.weight", dim, dim) : null,
             };
         }
         var emb = M("token_embd.weight", vocab, dim);

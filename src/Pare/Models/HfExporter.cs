@@ -20,6 +20,7 @@ public static class HfExporter
     public static void Export(LlamaConfig c, LlamaWeights w, string outDir)
     {
         c.Validate("export");
+        if (c.Sliced) throw new PareException("export: a SliceGPT model (per-block shortcut rotations, RMS over the original width) has no Hugging Face llama equivalent; export the dense model");
         // HF llama / qwen2 rotate the whole head; a partial rotary dimension has no config.json field here.
         if (c.RopeDim != c.HeadDim) throw new PareException($"export: rope dimension {c.RopeDim} differs from head dimension {c.HeadDim}, which HF llama/qwen2 cannot express");
         if (w.Layers.Count != c.Layers) throw new PareException($"export: {w.Layers.Count} layers of weights for a {c.Layers}-layer config");

@@ -11,6 +11,9 @@ namespace Pare.Models;
 /// <remarks>
 /// Forward pass per block, as in Llama: x += Wo · attn(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x));
 /// x += Down · (silu(Gate·norm(x)) ⊙ Up·norm(x)). Then logits = Output · norm(x).
+/// SliceGPT models (<see cref="LlamaConfig.Sliced"/>): x has d' = Dim dimensions in a per-block PCA basis; the skip
+/// path is rotated into the next basis before each add (x = S_attn·x + Wo·attn(...); x = S_ffn·x + Down·(...)), and
+/// every norm divides the sum of squares by the original width D (<see cref="LlamaConfig.NormWidth"/>), not by d'.
 /// </remarks>
 public sealed class InferenceSession
 {
@@ -122,7 +125,7 @@ public sealed class InferenceSession
             if ((uint)t >= (uint)_c.VocabSize) throw new PareException($"token id {t} is out of range (vocabulary size {_c.VocabSize})");
         Ensure(n);
         var w = _model.Weights;
-        int dim = _c.Dim;
+        int dim = _c.Dim, normWidth = _c.NormWidth ?? dim; // normWidth: D of a SliceGPT model, else dim
         var x = _x.AsSpan(0, n * dim);
 
         for (int t = 0; t < n; t++) Dequant.Row(w.TokenEmbedding.Type, w.TokenEmbedding.Row(tokens[t]), x.Slice(t * dim, dim));
@@ -140,7 +143,7 @@ public sealed class InferenceSession
             int heads = _c.HeadsAt(l), kvHeads = _c.KvHeadsAt(l), qd = heads * _c.HeadDim, kvd = kvHeads * _c.HeadDim, ffn = _c.FfnAt(l);
             // Attention.
             var xb = _xb.AsSpan(0, n * dim);
-            for (int t = 0; t < n; t++) Ops.RmsNorm(x.Slice(t * dim, dim), lw.AttnNorm, _c.RmsEps, xb.Slice(t * dim, dim));
+            for (int t = 0; t < n; t++) Ops.RmsNorm(x.Slice(t * dim, dim), lw.AttnNorm, _c.RmsEps, xb.Slice(t * dim, dim), normWidth);
             var q = _qkv.AsSpan(0, n * qd);
             var k = _qkv.AsSpan(n * qd, n * kvd);
             var v = _qkv.AsSpan(n * (qd + kvd), n * kvd);
@@ -158,23 +161,25 @@ public sealed class InferenceSession
             var o = _o.AsSpan(0, n * dim);
             MatMul.MatMulRows(lw.Wo, _att.AsSpan(0, n * qd), n, o, _threads);          // (n, dim)
             if (lw.Bo != null) AddBias(o, lw.Bo, n);
+            if (lw.AttnShortcut != null) Shortcut(lw.AttnShortcut, x, xb, n);             // SliceGPT: x (n, d') = x · S_attnᵀ
             AddInPlace(x, o);
 
             // Feed-forward (SwiGLU).
-            for (int t = 0; t < n; t++) Ops.RmsNorm(x.Slice(t * dim, dim), lw.FfnNorm, _c.RmsEps, xb.Slice(t * dim, dim));
+            for (int t = 0; t < n; t++) Ops.RmsNorm(x.Slice(t * dim, dim), lw.FfnNorm, _c.RmsEps, xb.Slice(t * dim, dim), normWidth);
             var gate = _gateUp.AsSpan(0, n * ffn);
             var up = _gateUp.AsSpan(n * ffn, n * ffn);
             MatMul.MatMulRowsFused(_gateUpWeights[l], xb, n, _gateUp.AsSpan(0, 2 * n * ffn), _threads); // gate, up
             Ops.SwiGlu(gate, up);
             MatMul.MatMulRows(lw.Down, gate, n, o, _threads);                           // (n, dim)
             if (lw.BDown != null) AddBias(o, lw.BDown, n);
+            if (lw.FfnShortcut != null) Shortcut(lw.FfnShortcut, x, xb, n);               // SliceGPT: x (n, d') = x · S_ffnᵀ
             AddInPlace(x, o);
         }
 
         // Output head: only the positions asked for.
         int first = allPositions ? 0 : n - 1, m = n - first;
         var xo = _xb.AsSpan(0, m * dim);
-        for (int t = 0; t < m; t++) Ops.RmsNorm(x.Slice((first + t) * dim, dim), w.OutputNorm, _c.RmsEps, xo.Slice(t * dim, dim));
+        for (int t = 0; t < m; t++) Ops.RmsNorm(x.Slice((first + t) * dim, dim), w.OutputNorm, _c.RmsEps, xo.Slice(t * dim, dim), normWidth);
         MatMul.MatMulRows(w.Output, xo, m, logits[..(m * _c.VocabSize)], _threads);
         if (tree == null) Position += n;
     }
@@ -188,6 +193,14 @@ public sealed class InferenceSession
     }
 
     static void AddInPlace(Span<float> x, ReadOnlySpan<float> y) => Ops.Axpy(1f, y, x);
+
+    /// <summary>SliceGPT's skip path: the residual x (n, d') moved into the next block basis, x ← S·x per row, through
+    /// <paramref name="scratch"/> (n, d'; free at this point of the block).</summary>
+    void Shortcut(WeightMatrix s, Span<float> x, Span<float> scratch, int n)
+    {
+        MatMul.MatMulRows(s, x, n, scratch, _threads);
+        scratch.CopyTo(x);
+    }
 
     /// <summary>Adds a bias (width) to each of the n rows of y.</summary>
     static void AddBias(Span<float> y, float[] bias, int n)

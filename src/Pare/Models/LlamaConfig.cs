@@ -40,6 +40,12 @@ public sealed record LlamaConfig
     /// <summary>Per-layer feed-forward widths; null = <see cref="FfnDim"/> in every layer.</summary>
     public int[]? LayerFfn { get; init; }
 
+    /// <summary>SliceGPT files (architecture <c>slicegpt</c>): the width every RMS norm divides the sum of squares by, the
+    /// original model width D, while the residual stream has only <see cref="Dim"/> = d' dimensions; null = <see cref="Dim"/>.</summary>
+    public int? NormWidth { get; init; }
+    /// <summary>Whether this is a SliceGPT model (rotated, sliced residual stream with per-block shortcut matrices).</summary>
+    public bool Sliced => NormWidth != null;
+
     /// <summary>Largest query width of any layer (scratch sizes).</summary>
     public int QDim => Heads * HeadDim;
     /// <summary>Largest key/value width of any layer (scratch sizes).</summary>
@@ -77,6 +83,7 @@ public sealed record LlamaConfig
         Check(VocabSize is > 0 and <= 1 << 22, $"vocabulary size {VocabSize} is out of range");
         Check(ContextLength is > 0 and <= 1 << 24, $"context length {ContextLength} is out of range");
         Check(RopeBase > 0 && float.IsFinite(RopeBase), $"rope base {RopeBase} is invalid");
+        Check(NormWidth == null || (NormWidth >= Dim && NormWidth <= 1 << 16), $"RMS norm width {NormWidth} must be at least the embedding length {Dim}");
         Check(RmsEps > 0 && RmsEps < 1, $"RMS norm epsilon {RmsEps} is invalid");
     }
 }

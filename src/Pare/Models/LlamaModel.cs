@@ -58,7 +58,8 @@ public sealed class LlamaModel : IDisposable
             {
                 var lw = Weights.Layers[l];
                 blocks += 2L * c.Dim + (long)c.Dim * c.QDimAt(l) * 2 + (long)c.Dim * c.KvDimAt(l) * 2 + 3L * c.Dim * c.FfnAt(l)
-                    + (c.QkvBias ? c.QDimAt(l) + 2L * c.KvDimAt(l) : 0) + (lw.Bo?.Length ?? 0) + (lw.BDown?.Length ?? 0);
+                    + (c.QkvBias ? c.QDimAt(l) + 2L * c.KvDimAt(l) : 0) + (lw.Bo?.Length ?? 0) + (lw.BDown?.Length ?? 0)
+                    + (lw.AttnShortcut != null ? (long)c.Dim * c.Dim : 0) + (lw.FfnShortcut != null ? (long)c.Dim * c.Dim : 0); // SliceGPT's shortcuts
             }
             return (long)c.VocabSize * c.Dim * (c.TiedEmbeddings ? 1 : 2) + c.Dim + blocks;
         }
@@ -71,7 +72,8 @@ public sealed class LlamaModel : IDisposable
         {
             long b = Weights.Output.ByteLength;
             foreach (var l in Weights.Layers)
-                b += l.Wq.ByteLength + l.Wk.ByteLength + l.Wv.ByteLength + l.Wo.ByteLength + l.Gate.ByteLength + l.Up.ByteLength + l.Down.ByteLength;
+                b += l.Wq.ByteLength + l.Wk.ByteLength + l.Wv.ByteLength + l.Wo.ByteLength + l.Gate.ByteLength + l.Up.ByteLength + l.Down.ByteLength
+                    + (l.AttnShortcut?.ByteLength ?? 0) + (l.FfnShortcut?.ByteLength ?? 0);
             return b;
         }
     }

@@ -19,6 +19,8 @@ public sealed record LlamaLayerWeights
     public required WeightMatrix Up { get; init; }      // (ffn, dim)
     public required WeightMatrix Down { get; init; }    // (dim, ffn)
     public float[]? BDown { get; init; }                // (dim), structured pruning's bias compensation (FLAP)
+    public WeightMatrix? AttnShortcut { get; init; }    // (dim, dim), SliceGPT: residual from the block input's basis to the mid-block basis
+    public WeightMatrix? FfnShortcut { get; init; }     // (dim, dim), SliceGPT: residual from the mid-block basis to the block output's basis
 }
 
 /// <summary>All weights of a Llama-family decoder, pointing into the model file's memory map.</summary>

@@ -91,7 +91,7 @@ public static class Pruner
         if (CompactFormat.IsCompact(f)) throw new PareException(CompactFormat.Explain(modelPath));
         var c = model.Config;
         var w = model.Weights;
-        if (!c.IsUniform || w.Layers.Any(lw => lw.Bo != null || lw.BDown != null))
+        if (!c.IsUniform || c.Sliced || w.Layers.Any(lw => lw.Bo != null || lw.BDown != null))
             throw new PareException($"{modelPath} is structurally pruned (per-layer shapes or output biases); unstructured pruning reads uniform models without output biases only");
         var plan = Plan(f, c, options);
 
@@ -106,37 +106,9 @@ public static class Pruner
                 $"{available / (double)(1 << 30):F1} GiB available; use fewer --samples or a shorter --seqlen");
         if (options.Samples > 0)
         {
-            switch (calibration)
-            {
-                case CalibrationSource.TextFile t:
-                    if (!File.Exists(t.Path)) throw new PareException($"calibration file not found: {t.Path}");
-                    windows = Calibration.FromText(model.Tokenizer, File.ReadAllText(t.Path), options.Samples, seqLen, options.Seed, t.Path);
-                    calibDesc = t.Path;
-                    break;
-                case CalibrationSource.RandomTokens:
-                    windows = Calibration.RandomTokens(c.VocabSize, options.Samples, seqLen, options.Seed);
-                    calibDesc = "random tokens";
-                    break;
-                case CalibrationSource.Windows win:
-                    windows = win.Tokens;
-                    seqLen = windows.Length > 0 ? windows[0].Length : seqLen;
-                    calibDesc = "given windows";
-                    break;
-                default:
-                    if (File.Exists(DefaultTrainSplit))
-                    {
-                        windows = Calibration.FromText(model.Tokenizer, File.ReadAllText(DefaultTrainSplit), options.Samples, seqLen, options.Seed, DefaultTrainSplit);
-                        calibDesc = DefaultTrainSplit;
-                    }
-                    else if (options.Method != PruneMethod.Magnitude)
-                        throw new PareException($"{options.Method} needs calibration text: pass --calib-file (a training-split text file) or run `pare data fetch` (training split at {DefaultTrainSplit})");
-                    break;
-            }
-            foreach (var win in windows)
-            {
-                if (win.Length != seqLen || win.Length == 0) throw new PareException("calibration windows must all have the same, non-zero length");
-                foreach (int t in win) if ((uint)t >= (uint)c.VocabSize) throw new PareException($"calibration token {t} is out of range");
-            }
+            (windows, calibDesc) = Calibration.Load(model, calibration, options.Samples, seqLen, options.Seed, options.Method.ToString(),
+                required: options.Method != PruneMethod.Magnitude);
+            if (windows.Length > 0) seqLen = windows[0].Length;
         }
 
         using var src = File.OpenHandle(modelPath, FileMode.Open, FileAccess.Read, FileShare.Read);

@@ -87,24 +87,8 @@ public static class StructuredPruner
             if (hiddenBytes > available / 2.0)
                 throw new PareException($"{options.Samples} calibration windows of {seqLen} tokens need {hiddenBytes / (1 << 30):F1} GiB of activations, more than half of the " +
                     $"{available / (double)(1 << 30):F1} GiB available; use fewer --samples or a shorter --seqlen");
-            (windows, calibDesc) = calibration switch
-            {
-                CalibrationSource.TextFile t => File.Exists(t.Path)
-                    ? (Calibration.FromText(model.Tokenizer, File.ReadAllText(t.Path), options.Samples, seqLen, options.Seed, t.Path), t.Path)
-                    : throw new PareException($"calibration file not found: {t.Path}"),
-                CalibrationSource.RandomTokens => (Calibration.RandomTokens(c.VocabSize, options.Samples, seqLen, options.Seed), "random tokens"),
-                CalibrationSource.Windows win => (win.Tokens, "given windows"),
-                _ => File.Exists(Pruner.DefaultTrainSplit)
-                    ? (Calibration.FromText(model.Tokenizer, File.ReadAllText(Pruner.DefaultTrainSplit), options.Samples, seqLen, options.Seed, Pruner.DefaultTrainSplit), Pruner.DefaultTrainSplit)
-                    : throw new PareException($"{options.Name} needs calibration text: pass --calib-file (a training-split text file) or run `pare data fetch` (training split at {Pruner.DefaultTrainSplit})"),
-            };
-            if (windows.Length == 0) throw new PareException("no calibration windows");
+            (windows, calibDesc) = Calibration.Load(model, calibration, options.Samples, seqLen, options.Seed, options.Name);
             seqLen = windows[0].Length;
-            foreach (var win in windows)
-            {
-                if (win.Length != seqLen || win.Length == 0) throw new PareException("calibration windows must all have the same, non-zero length");
-                foreach (int t in win) if ((uint)t >= (uint)c.VocabSize) throw new PareException($"calibration token {t} is out of range");
-            }
         }
 
         using var src = File.OpenHandle(modelPath, FileMode.Open, FileAccess.Read, FileShare.Read);

@@ -136,7 +136,7 @@ public sealed class DraftModelRunner : IDisposable
         int from = ReferenceEquals(tree, _tree) && _treePosition == _session.Position && _treeDone <= tree.Count ? _treeDone : 0;
         if (_logits.Length < (long)tree.Count * _vocab)
         {
-            var grown = new float[Math.Max(tree.Count, 2 * _logits.Length / _vocab) * _vocab];
+            var grown = new float[tree.Count * _vocab]; // exactly the tree: scratch stays budget x vocab
             _logits.AsSpan(0, from * _vocab).CopyTo(grown);
             _logits = grown;
         }

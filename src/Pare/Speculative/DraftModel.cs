@@ -90,6 +90,9 @@ public sealed class DraftModelRunner : IDisposable
     }
     /// <summary>Bytes of the logits and probability scratch (grows to the largest tree drafted, at most budget x vocab).</summary>
     public long ScratchBytes => ((long)_logits.Length + _probs.Length) * sizeof(float);
+    /// <summary>Evaluate only a grown tree's new nodes (default true); false re-evaluates the whole tree at every level (the
+    /// earlier behaviour, kept for the draft-cost comparison in benchmarks/Pare.Benchmarks).</summary>
+    public bool Incremental { get; init; } = true;
     /// <summary>Draft forward passes and the tokens they evaluated (tree nodes included).</summary>
     public long Passes { get; private set; }
     public long TokensEvaluated { get; private set; }
@@ -133,7 +136,7 @@ public sealed class DraftModelRunner : IDisposable
         if (_session.Position < history.Count - 1) Feed(history, _session.Position, history.Count - 1, _logits.AsSpan(0, _vocab));
         // The same tree grown since its last pass at this position: its evaluated nodes' KV entries and logits stand,
         // only the new nodes (a level) are evaluated, in one pass.
-        int from = ReferenceEquals(tree, _tree) && _treePosition == _session.Position && _treeDone <= tree.Count ? _treeDone : 0;
+        int from = Incremental && ReferenceEquals(tree, _tree) && _treePosition == _session.Position && _treeDone <= tree.Count ? _treeDone : 0;
         if (_logits.Length < (long)tree.Count * _vocab)
         {
             var grown = new float[tree.Count * _vocab]; // exactly the tree: scratch stays budget x vocab

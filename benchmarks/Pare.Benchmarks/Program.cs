@@ -8,6 +8,11 @@ using Pare.Tensors;
 // `quick [type...]`: a Stopwatch loop per format and thread count, for iterating on kernels in seconds.
 // `quick F16:1e-4` scales the weights (here: mostly F16 subnormals, to see denormal penalties).
 // Anything else goes to BenchmarkDotNet, e.g. `--filter *MatVec* --job short` or `--filter *MatMul* --job short`.
+if (args.Length > 0 && args[0] == "draft-cost")
+{
+    DraftCost.Run(args[1..]);
+    return;
+}
 if (args.Length > 0 && args[0] == "quick")
 {
     var types = args.Length > 1

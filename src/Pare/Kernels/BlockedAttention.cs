@@ -57,8 +57,9 @@ public static unsafe class BlockedAttention
         public void* Kc, Vc;   // F16 / Q8_0 caches (K blocked, V position-major), read by the fused kernels
         public float* KScales; // Q8_0 K scales: [kvHead][block][group of 32][16 positions]
         public int VRowBytes;  // Q8_0 V: bytes per position (kvDim / 32 blocks of 34 bytes)
-        public int* Parents; // null: a chain; else the tree's parent of each new token (-1 at the root)
-        public int N, Heads, Group, HeadDim, QDim, KvDim, Pos0, BlocksPerHead, TilesPerHead;
+        public int* Parents; // null: a chain; else the tree's parent of each node (-1 at the root), Offset + N of them
+        // Offset: tree nodes already in the cache (at Pos0..Pos0 + Offset - 1); new token t is tree node Offset + t.
+        public int N, Heads, Group, HeadDim, QDim, KvDim, Pos0, Offset, BlocksPerHead, TilesPerHead;
         public float Scale;
     }
 
@@ -72,14 +73,16 @@ public static unsafe class BlockedAttention
     /// </summary>
     public static void CausalGqa(ReadOnlySpan<float> q, int n, int heads, int kvHeads, int headDim,
         ReadOnlySpan<float> kBlocks, int capacity, ReadOnlySpan<float> vCache, int pos0, Span<float> output, int threads,
-        ReadOnlySpan<int> parents = default, bool portable = false)
+        ReadOnlySpan<int> parents = default, bool portable = false, int treeOffset = 0)
     {
-        if (!parents.IsEmpty && parents.Length != n) throw new ArgumentException("parents needs one entry per new token", nameof(parents));
+        if (treeOffset < 0 || (treeOffset > 0 && parents.IsEmpty)) throw new ArgumentException("a tree offset needs the tree's parents", nameof(treeOffset));
+        if (!parents.IsEmpty && parents.Length != treeOffset + n) throw new ArgumentException("parents needs one entry per tree node (the treeOffset evaluated ones and the new ones)", nameof(parents));
         if (heads % kvHeads != 0) throw new ArgumentException("heads must be a multiple of kvHeads", nameof(kvHeads));
         int qd = heads * headDim, kvd = kvHeads * headDim;
         if (q.Length < n * qd || output.Length < n * qd) throw new ArgumentException("q and output need n * heads * headDim values");
-        if (pos0 + n > capacity || kBlocks.Length < CacheFloats(capacity, kvHeads, headDim) || vCache.Length < (long)(pos0 + n) * kvd)
-            throw new ArgumentException("the caches must hold pos0 + n positions");
+        int end = pos0 + treeOffset + n;
+        if (end > capacity || kBlocks.Length < CacheFloats(capacity, kvHeads, headDim) || vCache.Length < (long)end * kvd)
+            throw new ArgumentException("the caches must hold pos0 + treeOffset + n positions");
         int group = heads / kvHeads, tiles = (n * group + TileQueries - 1) / TileQueries;
         fixed (float* pq = q, pk = kBlocks, pv = vCache, po = output)
         fixed (int* pp = parents)
@@ -87,11 +90,11 @@ public static unsafe class BlockedAttention
             var job = new Job
             {
                 Q = pq, K = pk, V = pv, Out = po, Parents = parents.IsEmpty ? null : pp, N = n, Heads = heads, Group = group,
-                HeadDim = headDim, QDim = qd, KvDim = kvd, Pos0 = pos0, BlocksPerHead = Blocks(capacity), TilesPerHead = tiles,
+                HeadDim = headDim, QDim = qd, KvDim = kvd, Pos0 = pos0, Offset = treeOffset, BlocksPerHead = Blocks(capacity), TilesPerHead = tiles,
                 Scale = 1f / MathF.Sqrt(headDim),
             };
             bool fast = !portable && Vector512.IsHardwareAccelerated && headDim % Block == 0;
-            KernelThreadPool.Shared.Run(fast ? &Tile<F32Kv> : &TilePortable, &job, kvHeads * tiles, Threads(n, heads, pos0, headDim, threads));
+            KernelThreadPool.Shared.Run(fast ? &Tile<F32Kv> : &TilePortable, &job, kvHeads * tiles, Threads(n, heads, pos0 + treeOffset, headDim, threads));
         }
     }
 
@@ -226,7 +229,7 @@ public static unsafe class BlockedAttention
             First = index % j.TilesPerHead * TileQueries;
             Count = Math.Min(TileQueries, j.N * j.Group - First);
             // The tile's last token sees the most positions; earlier ones are masked below.
-            Length = j.Pos0 + (First + Count - 1) / j.Group + 1;
+            Length = j.Pos0 + j.Offset + (First + Count - 1) / j.Group + 1;
             RowStride = Blocks(Length) * Block;
         }
     }
@@ -240,7 +243,7 @@ public static unsafe class BlockedAttention
     /// <summary>Hides what a query's token may not see (later new tokens; in a tree, non-ancestors).</summary>
     static void Mask(in Job j, int query, float* row, int length)
     {
-        int t = query / j.Group;
+        int t = j.Offset + query / j.Group;
         for (int b = length - j.Pos0 - 1, ancestor = t; b >= 0; b--)
         {
             if (b > t) row[j.Pos0 + b] = float.NegativeInfinity;

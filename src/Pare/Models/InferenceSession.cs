@@ -98,6 +98,21 @@ public sealed class InferenceSession
         Forward(tree.TokenIds, logits, allPositions: true, tree);
     }
 
+    /// <summary>
+    /// Evaluates the nodes <paramref name="from"/>.. of <paramref name="tree"/> in one pass, when a previous
+    /// <see cref="ForwardTree(ITokenTree, Span{float})"/> or <see cref="ForwardTree(ITokenTree, int, Span{float})"/> at
+    /// this <see cref="Position"/> left the KV entries of nodes 0..from - 1 of the same tree (the tree only grew since):
+    /// node i sits at position <see cref="Position"/> + depth(i), its KV entry at <see cref="Position"/> + i, and it
+    /// attends to the prefix and its ancestors. Writes the new nodes' logits, (tree.Count - from, vocab), into
+    /// <paramref name="logits"/>. A tree grown level by level costs one pass per level over its new nodes only.
+    /// </summary>
+    public void ForwardTree(ITokenTree tree, int from, Span<float> logits)
+    {
+        if (from < 0 || from >= tree.Count) throw new ArgumentOutOfRangeException(nameof(from));
+        if (logits.Length < (long)(tree.Count - from) * _c.VocabSize) throw new ArgumentException("logits needs (tree.Count - from) x vocab values", nameof(logits));
+        Forward(tree.TokenIds[from..], logits, allPositions: true, tree, from);
+    }
+
     /// <summary>Keeps the KV entries of the accepted path of the last <see cref="ForwardTree"/> (node indices in root-to-leaf order)
     /// at consecutive positions, and advances <see cref="Position"/> past them.</summary>
     public void CommitTree(IReadOnlyList<int> path)
@@ -115,12 +130,12 @@ public sealed class InferenceSession
     /// <summary>Evaluates tokens; writes the last position's logits (or all positions' when <paramref name="allPositions"/>).</summary>
     public void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions) => Forward(tokens, logits, allPositions, tree: null);
 
-    void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions, ITokenTree? tree)
+    void Forward(ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions, ITokenTree? tree, int from = 0)
     {
         int n = tokens.Length;
         if (n == 0) throw new PareException("no tokens to evaluate");
-        if (Position + n > ContextLength)
-            throw new PareException($"context is full: {Position} + {n} tokens exceed the context length {ContextLength}");
+        if (Position + from + n > ContextLength)
+            throw new PareException($"context is full: {Position} + {from + n} tokens exceed the context length {ContextLength}");
         foreach (int t in tokens)
             if ((uint)t >= (uint)_c.VocabSize) throw new PareException($"token id {t} is out of range (vocabulary size {_c.VocabSize})");
         Ensure(n);
@@ -134,7 +149,7 @@ public sealed class InferenceSession
         var cos = _ropeCos.AsSpan(0, n * half);
         var sin = _ropeSin.AsSpan(0, n * half);
         for (int t = 0; t < n; t++)
-            Ops.RopeAngles(Position + (tree == null ? t : tree.Depths[t]), _c.RopeDim, _c.RopeBase, cos.Slice(t * half, half), sin.Slice(t * half, half));
+            Ops.RopeAngles(Position + (tree == null ? t : tree.Depths[from + t]), _c.RopeDim, _c.RopeBase, cos.Slice(t * half, half), sin.Slice(t * half, half));
 
         for (int l = 0; l < _c.Layers; l++)
         {
@@ -156,8 +171,8 @@ public sealed class InferenceSession
                 Ops.Rope(q.Slice(t * qd, qd), heads, _c.HeadDim, cos.Slice(t * half, half), sin.Slice(t * half, half), _c.RopeLayout);
                 Ops.Rope(k.Slice(t * kvd, kvd), kvHeads, _c.HeadDim, cos.Slice(t * half, half), sin.Slice(t * half, half), _c.RopeLayout);
             }
-            _kv.Write(l, k, v, n, Position);
-            Attention(l, n, tree, q, heads, kvHeads);                                   // _att (n, q_dim)
+            _kv.Write(l, k, v, n, Position + from);
+            Attention(l, n, tree, from, q, heads, kvHeads);                             // _att (n, q_dim)
             var o = _o.AsSpan(0, n * dim);
             MatMul.MatMulRows(lw.Wo, _att.AsSpan(0, n * qd), n, o, _threads);          // (n, dim)
             if (lw.Bo != null) AddBias(o, lw.Bo, n);
@@ -186,10 +201,10 @@ public sealed class InferenceSession
 
     /// <summary>Causal grouped-query attention of the n new tokens over the cache: _att (n, heads * head_dim).
     /// With a tree, new token t sees the prefix and its ancestors only.</summary>
-    void Attention(int layer, int n, ITokenTree? tree, ReadOnlySpan<float> q, int heads, int kvHeads)
+    void Attention(int layer, int n, ITokenTree? tree, int from, ReadOnlySpan<float> q, int heads, int kvHeads)
     {
-        var parents = tree == null ? default : tree.ParentIds;
-        _kv.Attend(layer, q, n, heads, Position, _att.AsSpan(0, n * heads * _c.HeadDim), _threads, parents);
+        var parents = tree == null ? default : tree.ParentIds[..(from + n)];
+        _kv.Attend(layer, q, n, heads, Position, _att.AsSpan(0, n * heads * _c.HeadDim), _threads, parents, treeOffset: from);
     }
 
     static void AddInPlace(Span<float> x, ReadOnlySpan<float> y) => Ops.Axpy(1f, y, x);

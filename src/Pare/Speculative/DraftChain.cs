@@ -9,26 +9,14 @@ namespace Pare.Speculative;
 /// when the target samples), and the target verifies the chain in one pass. The draft cache keeps what it evaluated,
 /// so the accepted part of a chain is not evaluated again at the next draft.
 /// </summary>
-public sealed class DraftChain(DraftModelRunner runner, string name = "model") : IModelDrafter
+public sealed class DraftChain(DraftModelRunner runner, string name = "model") : ModelDrafter(runner, name)
 {
-    readonly List<float[]> _pool = [];
-
-    public string Name { get; } = name;
-    public DraftModelRunner Runner => runner;
-
-    public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab) => runner.Reset();
-
-    public DraftTree Draft(IReadOnlyList<int> history, int budget) => Build(history, budget, null, null).Tree;
-
-    public ModelDraft DraftSampled(IReadOnlyList<int> history, int budget, SamplingOptions sampling, Random rng) =>
-        Build(history, budget, new DraftDistribution(sampling, runner.Vocab), rng);
-
-    ModelDraft Build(IReadOnlyList<int> history, int budget, DraftDistribution? dist, Random? rng)
+    private protected override ModelDraft Build(IReadOnlyList<int> history, int budget, DraftDistribution? dist, Random? rng)
     {
         var d = new ModelDraft(history[^1]);
-        budget = Math.Min(budget, runner.Room(history) + 1);
+        budget = Fit(history, budget);
         if (budget < 2) return d;
-        var logits = runner.Sync(history);
+        var logits = Runner.Sync(history);
         int node = 0;
         while (d.Tree.Count < budget)
         {
@@ -41,17 +29,15 @@ public sealed class DraftChain(DraftModelRunner runner, string name = "model") :
             }
             else
             {
-                var row = dist.Row(d, _pool);
+                var row = dist.Row(d, Pool);
                 dist.Fill(logits, row);
                 x = DraftDistribution.Draw(row, rng!);
                 q = d.Q.Count - 1;
                 prob = row[x];
             }
             node = d.AddTrial(node, x, q, d.PathProb[node] * prob).Child;
-            if (d.Tree.Count < budget) logits = runner.Append(x);
+            if (d.Tree.Count < budget) logits = Runner.Append(x);
         }
         return d;
     }
-
-    public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab) { }
 }

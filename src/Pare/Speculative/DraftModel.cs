@@ -63,6 +63,9 @@ public sealed class DraftModelRunner : IDisposable
     float[] _logits = [];
     int[] _ids = new int[64];
     float[] _probs = [];
+    // The tree of the last EvaluateTree, how many of its nodes were evaluated, at which position (incremental levels).
+    DraftTree? _tree;
+    int _treeDone, _treePosition;
 
     /// <param name="ownsModel">Dispose <paramref name="model"/> with this runner (a draft model loaded for it).</param>
     public DraftModelRunner(LlamaModel model, int contextLength, int threads, bool ownsModel = false)
@@ -87,6 +90,9 @@ public sealed class DraftModelRunner : IDisposable
     }
     /// <summary>Bytes of the logits and probability scratch (grows to the largest tree drafted, at most budget x vocab).</summary>
     public long ScratchBytes => ((long)_logits.Length + _probs.Length) * sizeof(float);
+    /// <summary>Evaluate only a grown tree's new nodes (default true); false re-evaluates the whole tree at every level (the
+    /// earlier behaviour, kept for the draft-cost comparison in benchmarks/Pare.Benchmarks).</summary>
+    public bool Incremental { get; init; } = true;
     /// <summary>Draft forward passes and the tokens they evaluated (tree nodes included).</summary>
     public long Passes { get; private set; }
     public long TokensEvaluated { get; private set; }
@@ -94,7 +100,7 @@ public sealed class DraftModelRunner : IDisposable
     public void Dispose() { if (_ownsModel) Model.Dispose(); }
 
     /// <summary>Forgets the cache (a new sequence).</summary>
-    public void Reset() { _session.Reset(); _cached.Clear(); }
+    public void Reset() { _session.Reset(); _cached.Clear(); _tree = null; }
 
     /// <summary>Brings the cache to all of <paramref name="history"/>; returns the draft logits after its last token.</summary>
     public ReadOnlySpan<float> Sync(IReadOnlyList<int> history)
@@ -110,6 +116,7 @@ public sealed class DraftModelRunner : IDisposable
     {
         if (_session.Position >= _session.ContextLength) throw new PareException("the draft model's context is full");
         _ids[0] = token;
+        _tree = null;
         _session.Forward(_ids.AsSpan(0, 1), _logits.AsSpan(0, _vocab), allPositions: false);
         _cached.Add(token);
         Passes++; TokensEvaluated++;
@@ -127,9 +134,21 @@ public sealed class DraftModelRunner : IDisposable
     {
         Catch(history, history.Count - 1);
         if (_session.Position < history.Count - 1) Feed(history, _session.Position, history.Count - 1, _logits.AsSpan(0, _vocab));
-        if (_logits.Length < (long)tree.Count * _vocab) _logits = new float[tree.Count * _vocab];
-        _session.ForwardTree(tree, _logits);
-        Passes++; TokensEvaluated += tree.Count;
+        // The same tree grown since its last pass at this position: its evaluated nodes' KV entries and logits stand,
+        // only the new nodes (a level) are evaluated, in one pass.
+        int from = Incremental && ReferenceEquals(tree, _tree) && _treePosition == _session.Position && _treeDone <= tree.Count ? _treeDone : 0;
+        if (_logits.Length < (long)tree.Count * _vocab)
+        {
+            var grown = new float[tree.Count * _vocab]; // exactly the tree: scratch stays budget x vocab
+            _logits.AsSpan(0, from * _vocab).CopyTo(grown);
+            _logits = grown;
+        }
+        if (from < tree.Count)
+        {
+            _session.ForwardTree(tree, from, _logits.AsSpan(from * _vocab, (tree.Count - from) * _vocab));
+            Passes++; TokensEvaluated += tree.Count - from;
+        }
+        _tree = tree; _treeDone = tree.Count; _treePosition = _session.Position;
         return _logits.AsSpan(0, tree.Count * _vocab);
     }
 
@@ -157,6 +176,7 @@ public sealed class DraftModelRunner : IDisposable
         int n = to - from;
         if (n <= 0) return;
         if (_ids.Length < n) _ids = new int[Math.Max(n, 64)];
+        _tree = null;
         for (int i = 0; i < n; i++) _ids[i] = history[from + i];
         _session.Forward(_ids.AsSpan(0, n), logits, allPositions: false);
         for (int i = 0; i < n; i++) _cached.Add(_ids[i]);

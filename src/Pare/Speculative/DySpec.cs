@@ -15,9 +15,8 @@ namespace Pare.Speculative;
 /// When the target samples, the tree grows level by level and each node's children are samples from q (their number
 /// decided by the same greedy rule before any is drawn), as lossless recursive rejection requires.
 /// </summary>
-public sealed class DySpec(DraftModelRunner runner, string name = "dyspec", int maxRounds = 8, int candidates = 8, double minPathProb = 1e-4) : IModelDrafter
+public sealed class DySpec(DraftModelRunner runner, string name = "dyspec", int maxRounds = 8, int candidates = 8, double minPathProb = 1e-4) : ModelDrafter(runner, name)
 {
-    readonly List<float[]> _pool = [];
     // Calibration of draft probability to acceptance (DySpec's premise is that the two are correlated; here the
     // correlation is measured): per bin of q(child | parent), how often the target's choice at the parent was that child.
     const int Bins = 20;
@@ -34,21 +33,15 @@ public sealed class DySpec(DraftModelRunner runner, string name = "dyspec", int 
         return (_accepted[b] + Prior * q) / (_seen[b] + Prior);
     }
 
-    public string Name { get; } = name;
-    public DraftModelRunner Runner => runner;
     public int MaxRounds { get; } = maxRounds;
 
-    public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab) => runner.Reset();
-
-    public DraftTree Draft(IReadOnlyList<int> history, int budget) => Grow(new ModelDraft(history[^1]), history, budget).Tree;
-
-    public ModelDraft DraftSampled(IReadOnlyList<int> history, int budget, SamplingOptions sampling, Random rng) =>
-        GrowSampled(new ModelDraft(history[^1]), history, budget, new DraftDistribution(sampling, runner.Vocab), rng);
+    private protected override ModelDraft Build(IReadOnlyList<int> history, int budget, DraftDistribution? dist, Random? rng) =>
+        dist == null ? Grow(new ModelDraft(history[^1]), history, budget) : GrowSampled(new ModelDraft(history[^1]), history, budget, dist, rng!);
 
     /// <summary>Greedy growth of <paramref name="d"/> (its nodes not yet evaluated) up to <paramref name="budget"/> nodes.</summary>
     internal ModelDraft Grow(ModelDraft d, IReadOnlyList<int> history, int budget)
     {
-        budget = Math.Min(budget, runner.Room(history) + 1);
+        budget = Fit(history, budget);
         var tree = d.Tree;
         var frontier = Enumerable.Range(0, tree.Count).ToList();
         // Candidates: (node, rank among its draft top tokens, path probability); per evaluated node its top tokens and probabilities.
@@ -61,10 +54,10 @@ public sealed class DySpec(DraftModelRunner runner, string name = "dyspec", int 
         for (int i = 0; i < tree.Count; i++) _lastQ.Add(float.NaN); // nodes given in (retrieval) are not learnt from
         for (int round = 0; round < MaxRounds && tree.Count < budget && frontier.Count > 0; round++)
         {
-            var logits = runner.EvaluateTree(history, tree);
+            var logits = Runner.EvaluateTree(history, tree);
             foreach (int node in frontier)
             {
-                var probs = runner.Probabilities(logits.Slice(node * runner.Vocab, runner.Vocab));
+                var probs = Runner.Probabilities(logits.Slice(node * Runner.Vocab, Runner.Vocab));
                 int k = Math.Min(candidates, probs.Length);
                 top.Select(probs, k);
                 tops[node] = (top.Ids[..k], top.Keys[..k]);
@@ -98,20 +91,20 @@ public sealed class DySpec(DraftModelRunner runner, string name = "dyspec", int 
     /// </summary>
     internal ModelDraft GrowSampled(ModelDraft d, IReadOnlyList<int> history, int budget, DraftDistribution dist, Random rng)
     {
-        budget = Math.Min(budget, runner.Room(history) + 1);
+        budget = Fit(history, budget);
         var tree = d.Tree;
         var sorted = new List<float>();
         for (int depth = 0; depth < MaxRounds && tree.Count < budget; depth++)
         {
             var level = Enumerable.Range(0, tree.Count).Where(i => tree.Depths[i] == depth).ToList();
             if (level.Count == 0) break;
-            var logits = runner.EvaluateTree(history, tree);
+            var logits = Runner.EvaluateTree(history, tree);
             var rows = new Dictionary<int, (float[] Q, int Index, float[] Sorted)>();
             var heap = new PriorityQueue<(int Node, int Rank), double>();
             foreach (int node in level)
             {
-                var q = dist.Row(d, _pool);
-                dist.Fill(logits.Slice(node * runner.Vocab, runner.Vocab), q);
+                var q = dist.Row(d, Pool);
+                dist.Fill(logits.Slice(node * Runner.Vocab, Runner.Vocab), q);
                 var s = q.Where(v => v > 0).OrderDescending().Take(candidates).ToArray();
                 rows[node] = (q, d.Q.Count - 1, s);
                 heap.Enqueue((node, 0), -d.PathProb[node] * s[0]);
@@ -139,7 +132,7 @@ public sealed class DySpec(DraftModelRunner runner, string name = "dyspec", int 
     }
 
     /// <summary>Learns the calibration from a verified greedy tree: was each drafted child the target's choice at its parent?</summary>
-    public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab)
+    public override void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab)
     {
         if (!ReferenceEquals(tree, _lastTree) || _lastQ.Count != tree.Count) return;
         var choice = new Dictionary<int, int>();

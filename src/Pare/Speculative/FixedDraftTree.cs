@@ -11,7 +11,7 @@ namespace Pare.Speculative;
 /// product of its a_r, the best tree of n nodes is the first n nodes taken best first, so every prefix of the
 /// template is the best smaller tree (what <see cref="TreeSizer"/> assumes).
 /// </summary>
-public sealed class FixedDraftTree(DraftModelRunner runner, string name = "tree") : IModelDrafter
+public sealed class FixedDraftTree(DraftModelRunner runner, string name = "tree") : ModelDrafter(runner, name)
 {
     /// <summary>Assumed acceptance rate per rank (Sequoia's positional acceptance vector, typical of a small draft model).</summary>
     public static readonly double[] RankAcceptance = [0.55, 0.15, 0.07, 0.04, 0.03, 0.02, 0.02, 0.02];
@@ -19,22 +19,10 @@ public sealed class FixedDraftTree(DraftModelRunner runner, string name = "tree"
     /// <summary>(parent node, rank): 127 nodes best first, depth at most 8; node i + 1 of the tree is entry i.</summary>
     public static readonly (int Parent, int Rank)[] Template = BuildTemplate(127, 8);
 
-    readonly List<float[]> _pool = [];
-
-    public string Name { get; } = name;
-    public DraftModelRunner Runner => runner;
-
-    public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab) => runner.Reset();
-
-    public DraftTree Draft(IReadOnlyList<int> history, int budget) => Build(history, budget, null, null).Tree;
-
-    public ModelDraft DraftSampled(IReadOnlyList<int> history, int budget, SamplingOptions sampling, Random rng) =>
-        Build(history, budget, new DraftDistribution(sampling, runner.Vocab), rng);
-
-    ModelDraft Build(IReadOnlyList<int> history, int budget, DraftDistribution? dist, Random? rng)
+    private protected override ModelDraft Build(IReadOnlyList<int> history, int budget, DraftDistribution? dist, Random? rng)
     {
         var d = new ModelDraft(history[^1]);
-        int n = Math.Min(Math.Min(budget, runner.Room(history) + 1), Template.Length + 1) - 1; // template entries used
+        int n = Math.Min(Fit(history, budget), Template.Length + 1) - 1; // template entries used
         if (n < 1) return d;
         // Template node -> tree node (repeated samples share a tree node); the first n entries, filled level by level.
         var map = new int[n + 1];
@@ -44,14 +32,14 @@ public sealed class FixedDraftTree(DraftModelRunner runner, string name = "tree"
         var top = new TopSelector();
         for (int level = 1; level <= maxDepth; level++)
         {
-            var logits = runner.EvaluateTree(history, d.Tree);
+            var logits = Runner.EvaluateTree(history, d.Tree);
             var rows = new Dictionary<int, (int[] Tokens, int Q)>();
             for (int i = 0; i < n; i++)
             {
                 if (depth[i + 1] != level) continue;
                 var (parent, rank) = Template[i];
                 int pn = map[parent];
-                var row = logits.Slice(pn * runner.Vocab, runner.Vocab);
+                var row = logits.Slice(pn * Runner.Vocab, Runner.Vocab);
                 int token, q = -1;
                 if (!rows.TryGetValue(pn, out var r))
                 {
@@ -62,7 +50,7 @@ public sealed class FixedDraftTree(DraftModelRunner runner, string name = "tree"
                     }
                     else
                     {
-                        dist.Fill(row, dist.Row(d, _pool));
+                        dist.Fill(row, dist.Row(d, Pool));
                         r = ([], d.Q.Count - 1);
                     }
                     rows[pn] = r;
@@ -74,8 +62,6 @@ public sealed class FixedDraftTree(DraftModelRunner runner, string name = "tree"
         }
         return d;
     }
-
-    public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab) { }
 
     static (int, int)[] BuildTemplate(int nodes, int maxDepth)
     {

@@ -12,45 +12,33 @@ namespace Pare.Speculative;
 /// shared prefixes are verified once. Retrieval proposals are deterministic; under sampling they are verified as point
 /// masses beside the draft model's samples.
 /// </summary>
-public sealed class Rasd : IModelDrafter
+public sealed class Rasd(DraftModelRunner runner, string name = "rasd") : ModelDrafter(runner, name)
 {
-    readonly DraftModelRunner _runner;
-    readonly DySpec _dyspec;
+    readonly DySpec _dyspec = new(runner, name);
     readonly CompositeDrafter _retrieval = new("retrieval", new PromptLookup(minNgram: 2), new LookaheadTrie(), new TokenRecycling());
 
-    public Rasd(DraftModelRunner runner, string name = "rasd")
-    {
-        _runner = runner;
-        _dyspec = new DySpec(runner, name);
-        Name = name;
-    }
-
-    public string Name { get; }
-    public DraftModelRunner Runner => _runner;
     /// <summary>Share of the budget the pruned retrieval tree may take. Default 0.75 (retrieval drafts cost no draft pass).</summary>
     public double RetrievalShare { get; init; } = 0.75;
 
-    public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab)
+    public override void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab)
     {
-        _runner.Reset();
+        base.Start(prompt, promptLogits, vocab);
         _retrieval.Start(prompt, promptLogits, vocab);
     }
 
-    public DraftTree Draft(IReadOnlyList<int> history, int budget) => _dyspec.Grow(Retrieve(history, budget), history, budget).Tree;
-
-    public ModelDraft DraftSampled(IReadOnlyList<int> history, int budget, SamplingOptions sampling, Random rng) =>
-        _dyspec.GrowSampled(Retrieve(history, budget), history, budget, new DraftDistribution(sampling, _runner.Vocab), rng);
+    private protected override ModelDraft Build(IReadOnlyList<int> history, int budget, DraftDistribution? dist, Random? rng) =>
+        dist == null ? _dyspec.Grow(Retrieve(history, budget), history, budget) : _dyspec.GrowSampled(Retrieve(history, budget), history, budget, dist, rng!);
 
     /// <summary>The retrieval tree pruned by the draft model's path probabilities, as deterministic trials.</summary>
     ModelDraft Retrieve(IReadOnlyList<int> history, int budget)
     {
         var d = new ModelDraft(history[^1]);
-        budget = Math.Min(budget, _runner.Room(history) + 1);
+        budget = Fit(history, budget);
         int keep = (int)(budget * RetrievalShare);
         if (keep < 2) return d;
-        var r = _retrieval.Draft(history, Math.Min(2 * budget, _runner.Room(history) + 1));
+        var r = _retrieval.Draft(history, Math.Min(2 * budget, Runner.Room(history) + 1));
         if (r.Count < 2) return d;
-        var logits = _runner.EvaluateTree(history, r);
+        var logits = Runner.EvaluateTree(history, r);
         // Path probabilities: q(child | parent) = exp(logit - max) / sum over the parent's row, the row's max and sum once per parent.
         var pp = new double[r.Count];
         var norm = new Dictionary<int, (float Max, double Sum)>();
@@ -58,7 +46,7 @@ public sealed class Rasd : IModelDrafter
         for (int i = 1; i < r.Count; i++)
         {
             int parent = r.Parents[i];
-            var row = logits.Slice(parent * _runner.Vocab, _runner.Vocab);
+            var row = logits.Slice(parent * Runner.Vocab, Runner.Vocab);
             if (!norm.TryGetValue(parent, out var n))
             {
                 float max = Kernels.Ops.Max(row);
@@ -75,7 +63,7 @@ public sealed class Rasd : IModelDrafter
         return d;
     }
 
-    public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab)
+    public override void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab)
     {
         _retrieval.Update(history, tree, logits, vocab);
         _dyspec.Update(history, tree, logits, vocab);

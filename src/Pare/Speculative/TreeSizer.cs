@@ -19,6 +19,12 @@ internal sealed class TreeSizer
     readonly int[] _seen;
     int _step, _last = 1;
     readonly int _probeEvery;
+    // Steps between the sizer's probes: _probeEvery, doubled after each probe that accepted nothing (up to
+    // MaxProbeBackoff x _probeEvery), back to _probeEvery after one that accepted a draft. On text where nothing is
+    // accepted (out-of-domain prompts) the probes' real cost (drafting, the tree pass, the drafter's update, not only
+    // T(2) - T(1)) is then amortized over ever longer plain runs.
+    int _probeGap, _sinceProbe;
+    const int MaxProbeBackoff = 2;
     const double Decay = 0.85;
     const int ExploreEvery = 8;
     const double ProbeOverhead = 0.01;
@@ -35,6 +41,7 @@ internal sealed class TreeSizer
         // A failed probe costs T(smallest) - T(1) more than a plain step.
         double extra = costs == null || _sizes.Length == 0 ? 1 : costs.Time(_sizes[0]) / costs.Time(1) - 1;
         _probeEvery = (int)Math.Clamp(Math.Ceiling(extra / ProbeOverhead), ExploreEvery, 1 << 20);
+        _probeGap = _probeEvery;
     }
 
     /// <summary>The smallest budget it chooses among (the cheapest probe).</summary>
@@ -57,14 +64,16 @@ internal sealed class TreeSizer
         }
         // Now and then one budget larger than the best, so that the estimates above it do not go stale.
         if (bestI >= 0 && bestI + 1 < _sizes.Length && _step % ExploreEvery == 0) bestI++;
-        Probing = bestI < 0 && _step % _probeEvery == 0;
-        if (Probing) bestI = 0;
+        Probing = bestI < 0 && ++_sinceProbe >= _probeGap;
+        if (Probing) { bestI = 0; _sinceProbe = 0; }
         return _last = bestI < 0 ? 1 : _sizes[bestI];
     }
 
     /// <summary>Records a verified tree: its size and the accepted path (node indices, root first).</summary>
     public void Observe(DraftTree tree, IReadOnlyList<int> path)
     {
+        // A probe that accepted nothing (or had nothing to draft) pushes the next one further away.
+        if (Probing) _probeGap = path.Count > 1 ? _probeEvery : (int)Math.Min(2L * _probeGap, (long)MaxProbeBackoff * _probeEvery);
         if (_costs == null || tree.Count < 2) return;
         for (int i = 0; i < _sizes.Length && _sizes[i] <= Math.Max(_last, tree.Count); i++)
         {

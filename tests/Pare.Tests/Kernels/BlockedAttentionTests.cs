@@ -41,6 +41,33 @@ public class BlockedAttentionTests
             }
     }
 
+    [Theory]
+    [InlineData(32, 8, 4, 20, 200, 7)]   // pare-ref shapes: a tree's last 13 nodes after its first 7
+    [InlineData(32, 8, 4, 40, 13, 1)]    // everything but the root, more than one tile
+    [InlineData(24, 4, 2, 9, 30, 4)]     // head size not a multiple of 16: the portable path only
+    public void A_tree_offset_evaluates_the_later_nodes_as_the_whole_tree_would(int hd, int heads, int kvHeads, int n, int pos0, int offset)
+    {
+        int kvd = kvHeads * hd, qd = heads * hd, capacity = pos0 + n + 5;
+        var q = Random(n * qd, seed: 14);
+        var k = Random((pos0 + n) * kvd, seed: 15);
+        var v = Random((pos0 + n) * kvd, seed: 16);
+        var rng = new Random(n + offset);
+        int[] parents = [.. Enumerable.Range(0, n).Select(i => i == 0 ? -1 : rng.Next(i))];
+        var expected = AttentionTests.Reference(q, n, heads, kvHeads, hd, k, v, pos0, parents).AsSpan(offset * qd).ToArray();
+        var kBlocks = Random((int)BlockedAttention.CacheFloats(capacity, kvHeads, hd), seed: 17, scale: 50f);
+        BlockedAttention.WriteK(k, pos0 + n, kvHeads, hd, kBlocks, capacity, 0);
+        var vCache = new float[capacity * kvd];
+        v.CopyTo(vCache, 0);
+        foreach (bool portable in new[] { false, true })
+        {
+            var y = new float[(n - offset) * qd];
+            BlockedAttention.CausalGqa(q.AsSpan(offset * qd), n - offset, heads, kvHeads, hd, kBlocks, capacity, vCache, pos0, y, 2, parents, portable, treeOffset: offset);
+            double e = Nmse(y, expected);
+            Assert.True(e < 1e-10, $"portable {portable}: nmse {e}");
+        }
+        Assert.Throws<ArgumentException>(() => BlockedAttention.CausalGqa(q, n - offset, heads, kvHeads, hd, kBlocks, capacity, vCache, pos0, new float[n * qd], 1, parents[..(n - 1)], treeOffset: offset));
+    }
+
     [Fact]
     public void WriteK_and_MoveK_keep_every_value_at_its_position()
     {

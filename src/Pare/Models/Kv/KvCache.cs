@@ -193,17 +193,19 @@ public sealed class KvCache
     /// as in <see cref="BlockedAttention.CausalGqa"/>. <paramref name="fused"/>: false forces the decode-to-F32 path.
     /// </summary>
     public void Attend(int l, ReadOnlySpan<float> q, int n, int heads, int pos0, Span<float> output, int threads,
-        ReadOnlySpan<int> parents = default, bool fused = true)
+        ReadOnlySpan<int> parents = default, bool fused = true, int treeOffset = 0)
     {
         int kvHeads = _c.KvHeadsAt(l), hd = _c.HeadDim;
-        if (fused && Fused && Type == KvValueType.F16)
+        // The fused kernels evaluate whole trees; a tree grown level by level (a draft session) goes through the F32 kernel.
+        bool inPlace = fused && Fused && treeOffset == 0;
+        if (inPlace && Type == KvValueType.F16)
             BlockedAttention.CausalGqaF16(q, n, heads, kvHeads, hd, _kh[l], Capacity, _vh[l], pos0, output, threads, parents);
-        else if (fused && Fused && Type == KvValueType.Q8_0)
+        else if (inPlace && Type == KvValueType.Q8_0)
             BlockedAttention.CausalGqaQ8(q, n, heads, kvHeads, hd, _kq[l], _ks[l], Capacity, _vq[l], pos0, output, threads, parents);
         else
         {
-            var (k, v) = Read(l, pos0 + n);
-            BlockedAttention.CausalGqa(q, n, heads, kvHeads, hd, k.Span, Capacity, v.Span, pos0, output, threads, parents);
+            var (k, v) = Read(l, pos0 + treeOffset + n);
+            BlockedAttention.CausalGqa(q, n, heads, kvHeads, hd, k.Span, Capacity, v.Span, pos0, output, threads, parents, treeOffset: treeOffset);
         }
     }
 }

@@ -28,9 +28,11 @@ internal static class NeedleCommand
         var details = new Option<bool>("--details") { Description = "With --json, also list every trial's gold values and answer." };
         var threads = Cli.Threads();
         var kvType = Cli.KvType();
+        var kvPolicy = Cli.KvPolicy();
+        var kvBudget = Cli.KvBudget();
         var json = Cli.Json();
         var cmd = new Command("needle", "Long-context retrieval (passkey and needle-threading tasks): exact-match accuracy per length and depth, greedy, full KV cache.")
-            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, json };
+            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, kvPolicy, kvBudget, json };
         cmd.SetAction((r, ct) => Cli.Guard(() =>
         {
             bool asJson = r.GetValue(json);
@@ -41,8 +43,10 @@ internal static class NeedleCommand
             int ctx = m.Config.ContextLength;
             var lengthList = r.GetValue(lengths) is { } ls ? ParseList(ls, "--lengths", s => int.Parse(s, NumberStyles.Integer, CultureInfo.InvariantCulture))
                 : [ctx / 4, ctx / 2, ctx - NeedleHarness.AnswerTokens];
-            var options = new NeedleOptions { Task = t, Lengths = lengthList, Depths = depthList, Trials = r.GetValue(trials), Seed = r.GetValue(seed), Threads = r.GetValue(threads), KvType = r.GetValue(kvType) };
+            var options = new NeedleOptions { Task = t, Lengths = lengthList, Depths = depthList, Trials = r.GetValue(trials), Seed = r.GetValue(seed), Threads = r.GetValue(threads), KvType = r.GetValue(kvType),
+                KvPolicy = r.GetValue(kvPolicy)!.ToLowerInvariant(), KvBudget = r.GetValue(kvBudget) };
             NeedleHarness.Validate(options, ctx);
+            _ = Cli.MakeKvPolicy(options.KvPolicy, options.KvBudget, m, lengthList.Max() + NeedleHarness.AnswerTokens);   // bad input: one line, before any work
             var text = new TokenText(tok);
             string fillerName = t == NeedleTask.Passkey ? r.GetValue(filler)! : "none";
             var fill = fillerName == "none" || fillerName == "classic" ? Filler.ClassicFiller(text) : new Filler(FillerTokens(tok, fillerName), text);
@@ -54,7 +58,7 @@ internal static class NeedleCommand
             {
                 Cli.PrintJson(new
                 {
-                    model = m.Source, task = NeedleTasks.Name(t), seed = options.Seed, trials = options.Trials, filler = fillerName, context = ctx,
+                    model = m.Source, task = NeedleTasks.Name(t), kv_policy = options.KvPolicy, kv_budget = options.KvBudget, seed = options.Seed, trials = options.Trials, filler = fillerName, context = ctx,
                     lengths = lengthList, depths = depthList, accuracy = overall, seconds = sw.Elapsed.TotalSeconds,
                     cells = cells.Select(c => new { length = c.Length, depth = c.Depth, trials = c.Trials, accuracy = c.Accuracy, measured_depth = c.MeasuredDepth }),
                     runs = r.GetValue(details) ? runs.Select(x => new { length = x.Length, depth = x.Depth, trial = x.Trial, gold = x.Gold, answer = x.Answer, score = x.Score }) : null,

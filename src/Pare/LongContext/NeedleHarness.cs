@@ -19,6 +19,10 @@ public sealed record NeedleOptions
     public int Threads { get; init; } = Environment.ProcessorCount;
     /// <summary>KV cache value type (default F32, exact).</summary>
     public Pare.Kernels.KvValueType KvType { get; init; } = Pare.Kernels.KvValueType.F32;
+    /// <summary>KV policy name (<see cref="KvPolicies.KvPolicy.Names"/>); full = the whole cache.</summary>
+    public string KvPolicy { get; init; } = "full";
+    /// <summary>Positions each head attends to under <see cref="KvPolicy"/> (1 .. the session's context, the longest length + answer).</summary>
+    public int? KvBudget { get; init; }
 }
 
 /// <summary>One (length, depth) cell: mean exact-match score over its trials, and the needles' measured mean depth.</summary>
@@ -66,7 +70,9 @@ public static class NeedleHarness
         NeedleOptions o, IProgress<double>? progress = null, CancellationToken ct = default)
     {
         Validate(o, model.Config.ContextLength);
-        var session = model.CreateSession(new SessionOptions { ContextLength = o.Lengths.Max() + AnswerTokens, Threads = o.Threads, KvType = o.KvType });
+        int ctx = o.Lengths.Max() + AnswerTokens;
+        var policy = o.KvPolicy == "full" && o.KvBudget == null ? null : KvPolicies.KvPolicy.Create(o.KvPolicy, o.KvBudget, model.Config, ctx);
+        var session = model.CreateSession(new SessionOptions { ContextLength = ctx, Threads = o.Threads, KvType = o.KvType, KvPolicy = policy });
         var cells = new List<NeedleCell>();
         var trials = new List<NeedleTrial>();
         int done = 0, total = o.Lengths.Count * o.Depths.Count * o.Trials;

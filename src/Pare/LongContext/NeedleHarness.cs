@@ -100,7 +100,15 @@ public static class NeedleHarness
     public static string Answer(InferenceSession session, TokenText text, int[] prompt, CancellationToken ct = default)
     {
         session.Reset();
-        var logits = session.Forward(prompt);
+        // Under a KV policy the prompt's last token is a decode step, so the first answer token is read through the policy
+        // too (a prefill chunk attends to itself in full).
+        float[] logits;
+        if (session.KvPolicy == null || prompt.Length < 2) logits = session.Forward(prompt);
+        else
+        {
+            session.Forward(prompt[..^1]);
+            logits = session.Forward(prompt[^1..]);
+        }
         var ids = new List<int>();
         for (int i = 0; i < AnswerTokens; i++)
         {

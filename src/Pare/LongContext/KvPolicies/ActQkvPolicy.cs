@@ -40,7 +40,7 @@ public sealed class ActQkvPolicy : IKvPolicy
     readonly long[] _count;
     readonly bool[] _frozen;
     readonly List<float[]>[][] _reps;         // [layer][kvHead][block] = representatives (r x head_dim)
-    readonly Dictionary<int, double[]> _entropy = [];   // slot -> H per layer of the current token
+    readonly Dictionary<int, (int Pos, double[] H)> _entropy = [];   // slot -> the token's position and H per layer
 
     public ActQkvPolicy(ActQkvOptions options, LlamaConfig config)
     {
@@ -113,7 +113,9 @@ public sealed class ActQkvPolicy : IKvPolicy
             entropy += NormalizedEntropy(sc, _o.Temperature) / _s.KvHeads;
         }
         // Dynamic cut-off: this layer's share against the mean entropy of the layers so far (this token).
-        if (!_entropy.TryGetValue(slot, out var hs) || layer == 0) _entropy[slot] = hs = new double[_s.Layers];
+        double[] hs;
+        if (_entropy.TryGetValue(slot, out var e) && e.Pos == p && layer > 0) hs = e.H;
+        else _entropy[slot] = (p, hs = new double[_s.Layers]);
         hs[layer] = entropy;
         double mean = 0; int seen = 0;
         for (int l = 0; l <= layer; l++) if (hs[l] > 0) { mean += hs[l]; seen++; }

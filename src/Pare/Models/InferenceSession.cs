@@ -12,7 +12,7 @@ namespace Pare.Models;
 /// Forward pass per block, as in Llama: x += Wo · attn(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x));
 /// x += Down · (silu(Gate·norm(x)) ⊙ Up·norm(x)). Then logits = Output · norm(x).
 /// </remarks>
-public sealed class InferenceSession
+public sealed partial class InferenceSession
 {
     readonly LlamaModel _model;
     readonly LlamaConfig _c;

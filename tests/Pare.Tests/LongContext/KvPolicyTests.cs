@@ -112,3 +112,63 @@ public class KvPolicyTests
         Assert.Contains("needs --kv-budget", Assert.Throws<PareException>(() => KvPolicy.Create("snapkv", null, m.Config, 100)).Message);
     }
 }
+
+public class LazyLlmTests
+{
+    static string Model() => TestModels.Get("spec", TestModels.OracleShapes[1].Config, GgmlType.F32);
+
+    static int[] Tokens(int n, int vocab, int seed)
+    {
+        var rng = new Random(seed);
+        return [.. Enumerable.Range(0, n).Select(_ => rng.Next(vocab))];
+    }
+
+    static double RelDiff(float[] a, float[] b) => a.Zip(b, (x, y) => Math.Abs(x - y)).Max() / a.Max(Math.Abs);
+
+    [Fact]
+    public void Keep_one_is_the_full_prefill()
+    {
+        using var m = LlamaModel.Load(Model());
+        var prompt = Tokens(120, m.Config.VocabSize, 7);
+        var full = m.CreateSession(new SessionOptions { Threads = 2 }).Forward(prompt);
+        var s = m.CreateSession(new SessionOptions { Threads = 2 });
+        var lp = Pare.LongContext.LazyLlm.Prefill(s, prompt, new Pare.LongContext.LazyLlmOptions { Keep = 1.0 });
+        Assert.Equal(0, lp.Deferred);
+        Assert.True(RelDiff(full, lp.Logits) <= 1e-6, $"{RelDiff(full, lp.Logits):G3}");
+        Assert.Equal(prompt.Length, s.Position);
+    }
+
+    [Fact]
+    public void Pruning_changes_the_first_token_and_revival_completes_the_cache_below_the_first_pruning_layer_exactly()
+    {
+        using var m = LlamaModel.Load(Model());
+        int v = m.Config.VocabSize;
+        var prompt = Tokens(120, v, 8);
+        var fullS = m.CreateSession(new SessionOptions { Threads = 2 });
+        var full = fullS.Forward(prompt);
+        var s = m.CreateSession(new SessionOptions { Threads = 2 });
+        var lp = Pare.LongContext.LazyLlm.Prefill(s, prompt, new Pare.LongContext.LazyLlmOptions { Keep = 0.3, PruneAt = [0.34, 0.67] });
+        Assert.True(lp.Deferred > 0);
+        Assert.True(lp.KeptAtLastLayer < prompt.Length / 2, $"{lp.KeptAtLastLayer} kept");
+        Assert.True(RelDiff(full, lp.Logits) > 1e-4, "pruning should change the logits");
+        lp.Revive();
+        Assert.Equal(0, lp.Deferred);
+        // Layer 0 runs before any pruning: its cache is the full prefill's. Layers above are complete (decoding reads them).
+        var (ka, va) = fullS.Cache.Read(0, prompt.Length);
+        var kaArr = ka.ToArray(); var vaArr = va.ToArray();
+        var (kb, vb) = s.Cache.Read(0, prompt.Length);
+        Assert.True(kaArr.Zip(kb.ToArray(), (x, y) => Math.Abs(x - y)).Max() <= 1e-5);
+        int t = 5;
+        var next = s.Forward([t]);
+        Assert.True(next.All(float.IsFinite));
+        // The last layer's cache has no hole left: every prompt position has a non-zero key.
+        var (kl, _) = s.Cache.Read(m.Config.Layers - 1, prompt.Length + 1);
+        var view = new Pare.Models.Kv.KvView(kl.Span, default, s.ContextLength, m.Config.Heads, m.Config.KvHeads, m.Config.HeadDim);
+        for (int p = 0; p < prompt.Length; p++)
+        {
+            float norm = 0;
+            for (int d = 0; d < m.Config.HeadDim; d++) norm += Math.Abs(view.Key(0, p, d));
+            Assert.True(norm > 0, $"position {p} has no key at the last layer");
+        }
+    }
+}

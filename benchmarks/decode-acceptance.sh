@@ -7,7 +7,8 @@
 #
 # Writes OUT_DIR/report.md (all tables, with the CPU, load average and measured bandwidth) and prints it.
 # Steps:
-#   1. kernel benchmark: per thread, Pare vs llama.cpp's exported vec_dot kernels, in L2 and from DRAM
+#   1. kernel benchmark: per thread, Pare vs llama.cpp's exported vec_dot kernels, in L2 and from DRAM; then the compact
+#      sparse kernel (50% / 70%) against both engines' dense kernels on the same pruned matrix
 #   2. side by side on the 852M random model, F16 / Q8_0 / Q4_K_M, 2 threads then 1 thread (bandwidth, roofline)
 #   3. compact sparse (magnitude 50% / 70%, F16 and Q8_0) in Pare against llama.cpp on the same pruned DENSE file
 #   4. 1 vs 2 threads on pare-ref (F32 as shipped, and Q8_0 made by llama.cpp's quantizer), alternating in one process
@@ -39,6 +40,8 @@ SBS="dotnet benchmarks/Pare.SideBySide/bin/Release/net10.0/Pare.SideBySide.dll"
 
 echo "1/4 kernel benchmark ..." >&2
 $KB --rounds 9 | tail -n +3 >> "$REPORT"
+{ echo; echo "### Compact sparse kernel, one thread (\`Pare.KernelBench sparse --rounds 9\`)"; echo; } >> "$REPORT"
+$KB sparse --rounds 9 | tail -n +3 >> "$REPORT"
 
 echo "2/4 side by side, 852M model ..." >&2
 for t in 2 1; do

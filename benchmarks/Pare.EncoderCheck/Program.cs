@@ -9,7 +9,7 @@
 //     all-MiniLM-L6-v2 pruned by magnitude, Wanda and SparseGPT at 50/70/90% and 2:4 (calibration: CALIB train-split
 //     sentences): retrieval recall@1/10 and MRR on the test split, mean cosine to the dense model's embeddings.
 //
-//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- token-prune [--queries 200] [--layer 3] [--methods a,b] [--out FILE.json]
+//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- token-prune [--queries 200] [--layer 3] [--methods a,b] [--keeps 0.5,0.3] [--out FILE.json]
 //     all-MiniLM-L6-v2 with tokens pruned/merged after block LAYER by each token reducer at keep 0.5 and 0.3: encoder
 //     FLOPs saved, wall speedup (documents + queries, 2 threads) and retrieval recall@1/10, MRR, cosine to dense.
 //
@@ -206,7 +206,7 @@ if (mode == "token-prune")
         new() { ["method"] = "dense", ["keep"] = 1.0, ["flops_saved"] = 0.0, ["speedup"] = 1.0, ["seconds"] = dense.Seconds, ["recall_at_1"] = ds.RecallAt1, ["recall_at_10"] = ds.RecallAt10, ["mrr"] = ds.Mrr, ["cosine_to_dense"] = 1.0 },
     };
     Console.Error.WriteLine($"dense: R@1 {ds.RecallAt1:F3} R@10 {ds.RecallAt10:F3} MRR {ds.Mrr:F3} {dense.Seconds:F1} s ({ds.Queries} queries, {set.Documents.Count} documents)");
-    foreach (var keep in new[] { 0.5, 0.3 })
+    foreach (var keep in Opt("--keeps", "0.5,0.3").Split(',').Select(k => double.Parse(k, CultureInfo.InvariantCulture)))
         foreach (var method in Opt("--methods", string.Join(",", Pare.Pruning.Tokens.TokenPruners.Methods)).Split(','))
         {
             var r = Run(Pare.Pruning.Tokens.TokenPruners.Create(method, new Pare.Pruning.Tokens.TokenPruneOptions { Keep = keep, Layers = [layer] }));

@@ -4,15 +4,22 @@
 // Writes (once) a random llama model (dim 512, 4 layers, 8 heads, FFN 1536, vocab 32000, F16 weights) with the given
 // KV heads and context, fills the cache with a prompt of context - decode random tokens, then decodes greedily.
 // Prints one JSON line: the cache's bytes, bytes per token, peak RSS, prefill seconds, decode tok/s.
+//   ... -- --attention --contexts 4096,8192,16384 [--kv-heads 8] [--threads 2] [--reps 20]
+// Attention only (no model, no prefill): for each type and context, a cache of the same shape (4 layers, 8 heads, head
+// width 64) filled with random rows, then one decode step's attention over every layer, timed with the fused F16/Q8_0
+// kernels and with the decode-to-F32 path they replace (best of --reps). Prints one JSON line per (type, context).
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Pare.Kernels;
 using Pare.Models;
+using Pare.Models.Kv;
 using Pare.Tensors;
 
 string kvType = "f32", dir = ".cache/bench";
-int context = 16384, kvHeads = 8, threads = Environment.ProcessorCount, decode = 32;
+int context = 16384, kvHeads = 8, threads = Environment.ProcessorCount, decode = 32, reps = 20;
+bool attentionOnly = false;
+int[] contexts = [4096, 8192, 16384];
 for (int i = 0; i < args.Length; i++)
 {
     string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -24,9 +31,13 @@ for (int i = 0; i < args.Length; i++)
         case "--threads": threads = int.Parse(Next(), CultureInfo.InvariantCulture); break;
         case "--decode": decode = int.Parse(Next(), CultureInfo.InvariantCulture); break;
         case "--dir": dir = Next(); break;
+        case "--attention": attentionOnly = true; break;
+        case "--reps": reps = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+        case "--contexts": contexts = [.. Next().Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture))]; break;
         default: Console.Error.WriteLine($"kv-bench: error: unknown argument {args[i]}"); return 1;
     }
 }
+if (attentionOnly) return AttentionOnly(contexts, kvHeads, threads, reps);
 var type = kvType.ToLowerInvariant() switch
 {
     "f32" => KvValueType.F32, "f16" => KvValueType.F16, "q8_0" => KvValueType.Q8_0,
@@ -64,3 +75,50 @@ Console.WriteLine(JsonSerializer.Serialize(new
     prefill_s = prefill, decode_tok_s = decodeTokS, load = File.ReadAllText("/proc/loadavg").Split(' ')[0],
 }));
 return 0;
+
+static int AttentionOnly(int[] contexts, int kvHeads, int threads, int reps)
+{
+    foreach (int ctx in contexts)
+        foreach (var type in new[] { KvValueType.F32, KvValueType.F16, KvValueType.Q8_0 })
+        {
+            var cfg = new LlamaConfig
+            {
+                Dim = 512, Layers = 4, Heads = 8, KvHeads = kvHeads, HeadDim = 64, RopeDim = 64, FfnDim = 1536, VocabSize = 32000,
+                ContextLength = ctx, RopeBase = 10000f, RmsEps = 1e-5f,
+            };
+            var cache = new KvCache(cfg, ctx, type);
+            var rng = new Random(3);
+            int kvd = kvHeads * 64, chunk = 1024;
+            var k = new float[chunk * kvd];
+            var v = new float[chunk * kvd];
+            for (int l = 0; l < cfg.Layers; l++)
+                for (int at = 0; at < ctx; at += chunk)
+                {
+                    for (int i = 0; i < k.Length; i++) { k[i] = (float)(rng.NextDouble() * 2 - 1); v[i] = (float)(rng.NextDouble() * 2 - 1); }
+                    cache.Write(l, k, v, Math.Min(chunk, ctx - at), at);
+                }
+            var q = new float[cfg.Heads * 64];
+            for (int i = 0; i < q.Length; i++) q[i] = (float)(rng.NextDouble() * 2 - 1);
+            var o = new float[q.Length];
+            double Time(bool fused)
+            {
+                double best = double.MaxValue;
+                for (int r = 0; r < reps + 2; r++)
+                {
+                    var sw = Stopwatch.StartNew();
+                    for (int l = 0; l < cfg.Layers; l++) cache.Attend(l, q, 1, cfg.Heads, ctx - 1, o, threads, fused: fused);
+                    if (r >= 2) best = Math.Min(best, sw.Elapsed.TotalMilliseconds);
+                }
+                return best;
+            }
+            double cacheMib = cache.Bytes / 1048576.0; // before the decode-to-F32 timing allocates its one-layer scratch
+            double viaF32 = type == KvValueType.F32 ? double.NaN : Time(false), fusedMs = Time(true);
+            Console.WriteLine(JsonSerializer.Serialize(new
+            {
+                kv_type = type.ToString().ToLowerInvariant(), context = ctx, kv_heads = kvHeads, threads, fused = cache.Fused,
+                cache_mib = cacheMib, attention_ms_per_token = fusedMs, decode_to_f32_ms_per_token = viaF32,
+                load = File.ReadAllText("/proc/loadavg").Split(' ')[0],
+            }, new JsonSerializerOptions { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
+        }
+    return 0;
+}

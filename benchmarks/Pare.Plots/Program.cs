@@ -8,6 +8,11 @@
 //     NEEDLE.json = the output of `pare needle MODEL --json`: accuracy heatmap, prompt length x needle depth.
 //   dotnet run -c Release --project benchmarks/Pare.Plots -- encoder-prune PRUNE.json OUT.png
 //     PRUNE.json = the output of `Pare.EncoderCheck prune`: retrieval recall@10 against sparsity, a line per method.
+//   dotnet run -c Release --project benchmarks/Pare.Plots -- encoder-tokens TOKENS.json OUT.png
+//     TOKENS.json = the output of `Pare.EncoderCheck token-prune`: recall@10 and cosine to dense against the fraction of
+//     tokens kept, a line per method.
+//   dotnet run -c Release --project benchmarks/Pare.Plots -- context-pruning CLOZE.json OUT.png
+//     CLOZE.json = the output of `pare rag-eval --set cloze --json`: answer-sentence recall against tokens kept, a line per pruner.
 using System.Globalization;
 using System.Text.Json;
 
@@ -17,6 +22,8 @@ return args switch
     ["loss", var tsv, var png, .. var rest] => LossPlot(tsv, png, rest),
     ["needle", var json, var png, .. var rest] => NeedlePlot(json, png, rest.Length > 0 ? rest[0] : null),
     ["encoder-prune", var json, var png] => EncoderPrunePlot(json, png),
+    ["encoder-tokens", var json, var png] => EncoderTokensPlot(json, png),
+    ["context-pruning", var json, var png] => ContextPruningPlot(json, png),
     _ => Usage(),
 };
 
@@ -38,6 +45,23 @@ static int TnPlot(string jsonPath, string png, string? title)
     ideal.LegendText = "flat (weights-bound, as on a GPU)";
     ideal.LinePattern = ScottPlot.LinePattern.Dashed;
     return Save(plt, png, title ?? "Cost of one forward pass over n tokens", "tokens per forward pass (n)", "T(n) / T(1)", ScottPlot.Alignment.UpperLeft);
+}
+
+static int ContextPruningPlot(string jsonPath, string png)
+{
+    using var doc = JsonDocument.Parse(File.ReadAllText(jsonPath));
+    var rows = doc.RootElement.GetProperty("Recall").EnumerateArray()
+        .Select(e => (Method: e.GetProperty("Method").GetString()!, Kept: e.GetProperty("TokensKept").GetDouble(), Recall: e.GetProperty("Recall").GetDouble())).ToArray();
+    var plt = new ScottPlot.Plot();
+    foreach (var method in rows.Select(r => r.Method).Distinct())
+    {
+        var pts = rows.Where(r => r.Method == method).OrderBy(r => r.Kept).ToArray();
+        var line = plt.Add.Scatter(pts.Select(p => p.Kept * 100).ToArray(), pts.Select(p => p.Recall).ToArray());
+        line.LegendText = method;
+        line.LineWidth = 2;
+    }
+    int q = doc.RootElement.GetProperty("Questions").GetInt32();
+    return Save(plt, png, $"Cloze set (a), {q} questions: answer sentence kept vs context kept", "context tokens kept (%)", "answer-sentence recall", ScottPlot.Alignment.LowerRight);
 }
 
 static int Save(ScottPlot.Plot plt, string png, string title, string xLabel, string yLabel, ScottPlot.Alignment legend)
@@ -163,3 +187,31 @@ static int EncoderPrunePlot(string jsonPath, string png)
     return Save(plt, png, "all-MiniLM-L6-v2 pruned: retrieval on the test split", "sparsity of the linear layers", "recall@10", ScottPlot.Alignment.LowerLeft);
 }
 
+
+static int EncoderTokensPlot(string jsonPath, string png)
+{
+    using var doc = JsonDocument.Parse(File.ReadAllText(jsonPath));
+    var rows = doc.RootElement.GetProperty("rows").EnumerateArray()
+        .Select(e => (Method: e.GetProperty("method").GetString()!, Keep: e.GetProperty("keep").GetDouble(),
+            R10: e.GetProperty("recall_at_10").GetDouble(), Cos: e.GetProperty("cosine_to_dense").GetDouble())).ToArray();
+    var dense = rows.First(r => r.Method == "dense");
+    var plt = new ScottPlot.Plot();
+    var palette = new ScottPlot.Palettes.Category10();
+    int i = 0;
+    foreach (var method in rows.Select(r => r.Method).Where(m => m != "dense").Distinct())
+    {
+        var pts = rows.Where(r => r.Method == method).OrderByDescending(r => r.Keep).ToArray();
+        double[] xs = pts.Select(p => p.Keep).Prepend(1.0).ToArray();
+        var color = palette.GetColor(i++);
+        var r10 = plt.Add.Scatter(xs, pts.Select(p => p.R10).Prepend(dense.R10).ToArray());
+        r10.LegendText = method + " recall@10";
+        r10.LineWidth = 2;
+        r10.Color = color;
+        var cos = plt.Add.Scatter(xs, pts.Select(p => p.Cos).Prepend(1.0).ToArray());
+        cos.LegendText = method + " cosine to dense";
+        cos.LinePattern = ScottPlot.LinePattern.Dashed;
+        cos.Color = color;
+    }
+    return Save(plt, png, "all-MiniLM-L6-v2: token pruning after block " + doc.RootElement.GetProperty("layer").GetInt32(),
+        "fraction of tokens kept (besides [CLS]/[SEP])", "recall@10 (solid), cosine to dense (dashed)", ScottPlot.Alignment.LowerRight);
+}

@@ -23,4 +23,8 @@ root.Subcommands.Add(ImportCommand.Create());
 root.Subcommands.Add(EmbedCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(EncoderPruneCommand.Create());
+root.Subcommands.Add(IndexCommand.Create());
+root.Subcommands.Add(RagCommand.Create());
+root.Subcommands.Add(RagTrainCommand.Create());
+root.Subcommands.Add(RagEvalCommand.Create());
 return await Cli.InvokeAsync(root, args);

@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Pare.Kernels;
 
@@ -53,6 +54,9 @@ public static unsafe class BlockedAttention
     struct Job
     {
         public float* Q, K, V, Out;
+        public void* Kc, Vc;   // F16 / Q8_0 caches (K blocked, V position-major), read by the fused kernels
+        public float* KScales; // Q8_0 K scales: [kvHead][block][group of 32][16 positions]
+        public int VRowBytes;  // Q8_0 V: bytes per position (kvDim / 32 blocks of 34 bytes)
         public int* Parents; // null: a chain; else the tree's parent of each new token (-1 at the root)
         public int N, Heads, Group, HeadDim, QDim, KvDim, Pos0, BlocksPerHead, TilesPerHead;
         public float Scale;
@@ -86,12 +90,128 @@ public static unsafe class BlockedAttention
                 HeadDim = headDim, QDim = qd, KvDim = kvd, Pos0 = pos0, BlocksPerHead = Blocks(capacity), TilesPerHead = tiles,
                 Scale = 1f / MathF.Sqrt(headDim),
             };
-            // Decode over a short cache is about a microsecond of work: not worth waking a second thread. Past that, the
-            // K/V reads (from L3 when the weights have streamed through L2) go faster from two cores.
-            long work = (long)n * heads * (pos0 + n) * headDim;
-            int t = work < 1 << 14 ? 1 : threads;
             bool fast = !portable && Vector512.IsHardwareAccelerated && headDim % Block == 0;
-            KernelThreadPool.Shared.Run(fast ? &Tile : &TilePortable, &job, kvHeads * tiles, t);
+            KernelThreadPool.Shared.Run(fast ? &Tile<F32Kv> : &TilePortable, &job, kvHeads * tiles, Threads(n, heads, pos0, headDim, threads));
+        }
+    }
+
+    static int Threads(int n, int heads, int pos0, int headDim, int threads)
+    {
+        // Decode over a short cache is about a microsecond of work: not worth waking a second thread. Past that, the
+        // K/V reads (from L3 when the weights have streamed through L2) go faster from two cores.
+        long work = (long)n * heads * (pos0 + n) * headDim;
+        return work < 1 << 14 ? 1 : threads;
+    }
+
+    /// <summary>
+    /// Whether <see cref="CausalGqaF16"/> and <see cref="CausalGqaQ8"/> can run on this machine for this head width
+    /// (AVX-512, head width a multiple of 32); otherwise decode the cache to floats and call the F32 kernel.
+    /// </summary>
+    public static bool FusedSupported(int headDim) => Vector512.IsHardwareAccelerated && Avx512F.IsSupported && headDim % 32 == 0;
+
+    /// <summary>
+    /// As <see cref="CausalGqa"/>, over an F16 cache (K blocked as <see cref="KvQuant.WriteKF16"/> stores it, V
+    /// position-major halves), converting each 16-value vector to floats as it is loaded: the kernel reads half the
+    /// bytes of the F32 cache and computes exactly what the F32 kernel computes over the decoded cache.
+    /// </summary>
+    public static void CausalGqaF16(ReadOnlySpan<float> q, int n, int heads, int kvHeads, int headDim,
+        ReadOnlySpan<ushort> kBlocks, int capacity, ReadOnlySpan<ushort> vCache, int pos0, Span<float> output, int threads,
+        ReadOnlySpan<int> parents = default)
+    {
+        Check(q, n, heads, kvHeads, headDim, capacity, pos0, output, parents);
+        int kvd = kvHeads * headDim;
+        if (kBlocks.Length < CacheFloats(capacity, kvHeads, headDim) || vCache.Length < (long)(pos0 + n) * kvd)
+            throw new ArgumentException("the caches must hold pos0 + n positions");
+        fixed (ushort* pk = kBlocks, pv = vCache)
+            RunFused(q, n, heads, kvHeads, headDim, capacity, pos0, output, threads, parents, pk, pv, null, 0, &Tile<F16Kv>);
+    }
+
+    /// <summary>
+    /// As <see cref="CausalGqa"/>, over a Q8_0 cache (K: int8 in the blocked layout with per-(position, group of 32)
+    /// scales, as <see cref="KvQuant.WriteKQ8"/> stores them; V: Q8_0 rows, as <see cref="KvQuant.WriteQ8"/>), each
+    /// vector of 16 int8 values widened and scaled as it is loaded: about a quarter of the F32 cache's bytes read, the
+    /// same results as the F32 kernel over the decoded cache.
+    /// </summary>
+    public static void CausalGqaQ8(ReadOnlySpan<float> q, int n, int heads, int kvHeads, int headDim,
+        ReadOnlySpan<sbyte> kBlocks, ReadOnlySpan<float> kScales, int capacity, ReadOnlySpan<byte> vRows, int pos0,
+        Span<float> output, int threads, ReadOnlySpan<int> parents = default)
+    {
+        Check(q, n, heads, kvHeads, headDim, capacity, pos0, output, parents);
+        int rowBytes = KvQuant.Q8RowBytes(kvHeads * headDim);
+        if (kBlocks.Length < CacheFloats(capacity, kvHeads, headDim) || kScales.Length < KvQuant.KScaleCount(capacity, kvHeads, headDim)
+            || vRows.Length < (long)(pos0 + n) * rowBytes)
+            throw new ArgumentException("the caches must hold pos0 + n positions");
+        fixed (sbyte* pk = kBlocks)
+        fixed (float* ps = kScales)
+        fixed (byte* pv = vRows)
+            RunFused(q, n, heads, kvHeads, headDim, capacity, pos0, output, threads, parents, pk, pv, ps, rowBytes, &Tile<Q8Kv>);
+    }
+
+    static void Check(ReadOnlySpan<float> q, int n, int heads, int kvHeads, int headDim, int capacity, int pos0, Span<float> output, ReadOnlySpan<int> parents)
+    {
+        if (!FusedSupported(headDim)) throw new PlatformNotSupportedException("the fused F16/Q8_0 attention needs AVX-512 and a head width that is a multiple of 32");
+        if (!parents.IsEmpty && parents.Length != n) throw new ArgumentException("parents needs one entry per new token", nameof(parents));
+        if (heads % kvHeads != 0) throw new ArgumentException("heads must be a multiple of kvHeads", nameof(kvHeads));
+        if (q.Length < n * heads * headDim || output.Length < n * heads * headDim) throw new ArgumentException("q and output need n * heads * headDim values");
+        if (pos0 < 0 || pos0 + n > capacity) throw new ArgumentException("the caches must hold pos0 + n positions");
+    }
+
+    static void RunFused(ReadOnlySpan<float> q, int n, int heads, int kvHeads, int headDim, int capacity, int pos0, Span<float> output,
+        int threads, ReadOnlySpan<int> parents, void* kc, void* vc, float* kScales, int vRowBytes, delegate*<void*, int, void> tile)
+    {
+        int group = heads / kvHeads, tiles = (n * group + TileQueries - 1) / TileQueries;
+        fixed (float* pq = q, po = output)
+        fixed (int* pp = parents)
+        {
+            var job = new Job
+            {
+                Q = pq, Kc = kc, Vc = vc, KScales = kScales, VRowBytes = vRowBytes, Out = po, Parents = parents.IsEmpty ? null : pp,
+                N = n, Heads = heads, Group = group, HeadDim = headDim, QDim = heads * headDim, KvDim = kvHeads * headDim, Pos0 = pos0,
+                BlocksPerHead = Blocks(capacity), TilesPerHead = tiles, Scale = 1f / MathF.Sqrt(headDim),
+            };
+            KernelThreadPool.Shared.Run(tile, &job, kvHeads * tiles, Threads(n, heads, pos0, headDim, threads));
+        }
+    }
+
+    /// <summary>How the fast kernel loads 16 cached values as floats: K at (global block, d), V at (position, column).</summary>
+    interface IKv
+    {
+        static abstract Vector512<float> K(in Job j, long block, int d);
+        static abstract Vector512<float> V(in Job j, long position, int column);
+    }
+
+    struct F32Kv : IKv
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> K(in Job j, long block, int d) => Vector512.Load(j.K + (block * j.HeadDim + d) * Block);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> V(in Job j, long position, int column) => Vector512.Load(j.V + position * j.KvDim + column);
+    }
+
+    struct F16Kv : IKv
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> K(in Job j, long block, int d) => Fp16.ToFloatExact16((ushort*)j.Kc + (block * j.HeadDim + d) * Block);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> V(in Job j, long position, int column) => Fp16.ToFloatExact16((ushort*)j.Vc + position * j.KvDim + column);
+    }
+
+    struct Q8Kv : IKv
+    {
+        // The same products as KvQuant.ReadKQ8 / ReadQ8 form (int8 as float times the scale), so the results match the
+        // F32 kernel over the decoded cache bit for bit. V's fp16 scale goes through the branch-free ToFloatFast (exact
+        // but for an infinite scale, which only |v| > 8.3e6 makes; the F32 reference then holds inf * 0 = NaN as well).
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> K(in Job j, long block, int d) =>
+            Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)j.Kc + (block * j.HeadDim + d) * Block)))
+            * Vector512.Load(j.KScales + (block * (j.HeadDim >> 5) + (d >> 5)) * Block);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> V(in Job j, long position, int column)
+        {
+            byte* blk = (byte*)j.Vc + position * j.VRowBytes + (column >> 5) * 34;
+            return Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)blk + 2 + (column & 31))))
+                * Vector512.Create(Fp16.ToFloatFast(*(ushort*)blk));
         }
     }
 
@@ -130,12 +250,12 @@ public static unsafe class BlockedAttention
         }
     }
 
-    static void Tile(void* ctx, int index)
+    static void Tile<TKv>(void* ctx, int index) where TKv : struct, IKv
     {
         ref readonly Job j = ref *(Job*)ctx;
         var tile = new TileInfo(j, index);
         float* s = ThreadBuffers.Scores(tile.Count * tile.RowStride);
-        float* kt = j.K + (long)tile.KvHead * j.BlocksPerHead * j.HeadDim * Block;
+        long kt = (long)tile.KvHead * j.BlocksPerHead;
         float** qs = stackalloc float*[TileQueries];
         float** rows = stackalloc float*[TileQueries];
         for (int i = 0; i < tile.Count; i++)
@@ -148,9 +268,9 @@ public static unsafe class BlockedAttention
         for (int i = 0; i < tile.Count;)
         {
             int left = tile.Count - i;
-            if (left >= 4) { Scores<Q4>(qs + i, kt, j.HeadDim, blocks, rows + i, j.Scale); i += 4; }
-            else if (left >= 2) { Scores<Q2>(qs + i, kt, j.HeadDim, blocks, rows + i, j.Scale); i += 2; }
-            else { Scores<Q1>(qs + i, kt, j.HeadDim, blocks, rows + i, j.Scale); i += 1; }
+            if (left >= 4) { Scores<Q4, TKv>(j, qs + i, kt, blocks, rows + i); i += 4; }
+            else if (left >= 2) { Scores<Q2, TKv>(j, qs + i, kt, blocks, rows + i); i += 2; }
+            else { Scores<Q1, TKv>(j, qs + i, kt, blocks, rows + i); i += 1; }
         }
         // Softmax without its division: the weighted sums are scaled by 1 / sum instead.
         float* inv = stackalloc float[TileQueries];
@@ -163,13 +283,13 @@ public static unsafe class BlockedAttention
         // out = sum_p s[p] v[p]; hidden positions have weight exactly 0.
         float** outs = qs; // the query pointers are no longer needed
         for (int i = 0; i < tile.Count; i++) outs[i] = OutOf(j, tile.KvHead, tile.First + i);
-        float* v = j.V + tile.KvHead * j.HeadDim;
+        int v = tile.KvHead * j.HeadDim;
         for (int i = 0; i < tile.Count;)
         {
             int left = tile.Count - i;
-            if (left >= 4) { WeightedSum<Q4>(rows + i, inv + i, v, j.KvDim, j.HeadDim, tile.Length, outs + i); i += 4; }
-            else if (left >= 2) { WeightedSum<Q2>(rows + i, inv + i, v, j.KvDim, j.HeadDim, tile.Length, outs + i); i += 2; }
-            else { WeightedSum<Q1>(rows + i, inv + i, v, j.KvDim, j.HeadDim, tile.Length, outs + i); i += 1; }
+            if (left >= 4) { WeightedSum<Q4, TKv>(j, rows + i, inv + i, v, tile.Length, outs + i); i += 4; }
+            else if (left >= 2) { WeightedSum<Q2, TKv>(j, rows + i, inv + i, v, tile.Length, outs + i); i += 2; }
+            else { WeightedSum<Q1, TKv>(j, rows + i, inv + i, v, tile.Length, outs + i); i += 1; }
         }
     }
 
@@ -183,23 +303,23 @@ public static unsafe class BlockedAttention
     /// each broadcast query value feeds two FMAs, and even and odd d accumulate apart so that even one query keeps
     /// four FMA chains in flight.
     /// </summary>
-    static void Scores<TQ>(float** qs, float* kt, int hd, int blocks, float** rows, float scale) where TQ : struct, IQueries
+    static void Scores<TQ, TKv>(in Job j, float** qs, long kt, int blocks, float** rows) where TQ : struct, IQueries where TKv : struct, IKv
     {
         float* q0 = qs[0], q1 = qs[TQ.M > 1 ? 1 : 0], q2 = qs[TQ.M > 2 ? 2 : 0], q3 = qs[TQ.M > 2 ? 3 : 0];
-        var sc = Vector512.Create(scale);
-        long blockFloats = (long)hd * Block;
-        for (int b = 0; b < blocks; b += 2, kt += 2 * blockFloats)
+        var sc = Vector512.Create(j.Scale);
+        int hd = j.HeadDim;
+        for (int b = 0; b < blocks; b += 2, kt += 2)
         {
             // A last odd block pairs with itself; its second copy is not stored.
-            float* k1t = b + 1 < blocks ? kt + blockFloats : kt;
+            long k1t = b + 1 < blocks ? kt + 1 : kt;
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
             Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, e0 = default, e1 = default, e2 = default, e3 = default;
             for (int d = 0; d < hd; d += 2)
             {
-                var k = Vector512.Load(kt + d * Block);
-                var k2 = Vector512.Load(kt + (d + 1) * Block);
-                var l = Vector512.Load(k1t + d * Block);
-                var l2 = Vector512.Load(k1t + (d + 1) * Block);
+                var k = TKv.K(j, kt, d);
+                var k2 = TKv.K(j, kt, d + 1);
+                var l = TKv.K(j, k1t, d);
+                var l2 = TKv.K(j, k1t, d + 1);
                 Fma2(Vector512.Create(q0[d]), Vector512.Create(q0[d + 1]), k, k2, l, l2, ref a0, ref b0, ref c0, ref e0);
                 if (TQ.M > 1) Fma2(Vector512.Create(q1[d]), Vector512.Create(q1[d + 1]), k, k2, l, l2, ref a1, ref b1, ref c1, ref e1);
                 if (TQ.M > 2)
@@ -233,22 +353,22 @@ public static unsafe class BlockedAttention
     /// outs[i][0..hd) = scale[i] * sum_p rows[i][p] * v[p * kvd + 0..hd) for TQ.M queries, 32 lanes of the head per
     /// pass (each broadcast weight feeds two FMAs); even and odd positions accumulate apart.
     /// </summary>
-    static void WeightedSum<TQ>(float** rows, float* scale, float* v, int kvd, int hd, int length, float** outs) where TQ : struct, IQueries
+    static void WeightedSum<TQ, TKv>(in Job j, float** rows, float* scale, int v, int length, float** outs) where TQ : struct, IQueries where TKv : struct, IKv
     {
+        int hd = j.HeadDim;
         float* s0 = rows[0], s1 = rows[TQ.M > 1 ? 1 : 0], s2 = rows[TQ.M > 2 ? 2 : 0], s3 = rows[TQ.M > 2 ? 3 : 0];
         for (int c = 0; c < hd; c += 2 * Block)
         {
             // A last odd 16 lanes pair with themselves; the copy is not stored.
             int c2 = c + Block < hd ? c + Block : c;
-            float* vp = v + c, wp = v + c2;
+            int vp = v + c, wp = v + c2;
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
             Vector512<float> d0 = default, d1 = default, d2 = default, d3 = default, e0 = default, e1 = default, e2 = default, e3 = default;
             int p = 0;
             for (; p + 2 <= length; p += 2)
             {
-                long at = (long)p * kvd;
-                var x = Vector512.Load(vp + at); var y = Vector512.Load(vp + at + kvd);
-                var u = Vector512.Load(wp + at); var w = Vector512.Load(wp + at + kvd);
+                var x = TKv.V(j, p, vp); var y = TKv.V(j, p + 1, vp);
+                var u = TKv.V(j, p, wp); var w = TKv.V(j, p + 1, wp);
                 Fma2(Vector512.Create(s0[p]), Vector512.Create(s0[p + 1]), x, y, u, w, ref a0, ref b0, ref d0, ref e0);
                 if (TQ.M > 1) Fma2(Vector512.Create(s1[p]), Vector512.Create(s1[p + 1]), x, y, u, w, ref a1, ref b1, ref d1, ref e1);
                 if (TQ.M > 2)
@@ -260,8 +380,7 @@ public static unsafe class BlockedAttention
             if (p < length)
             {
                 // An odd last position: its partner's weight is 0.
-                long at = (long)p * kvd;
-                var x = Vector512.Load(vp + at); var u = Vector512.Load(wp + at);
+                var x = TKv.V(j, p, vp); var u = TKv.V(j, p, wp);
                 var z = Vector512<float>.Zero;
                 Fma2(Vector512.Create(s0[p]), z, x, z, u, z, ref a0, ref b0, ref d0, ref e0);
                 if (TQ.M > 1) Fma2(Vector512.Create(s1[p]), z, x, z, u, z, ref a1, ref b1, ref d1, ref e1);

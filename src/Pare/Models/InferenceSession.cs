@@ -207,13 +207,13 @@ public sealed partial class InferenceSession
     void Attention(int layer, int n, ITokenTree? tree, ReadOnlySpan<float> q, int heads, int kvHeads)
     {
         var parents = tree == null ? default : tree.ParentIds;
-        var (kCache, vCache) = _kv.Read(layer, Position + n);
         var att = _att.AsSpan(0, n * heads * _c.HeadDim);
         if (_policy == null)
         {
-            BlockedAttention.CausalGqa(q, n, heads, kvHeads, _c.HeadDim, kCache.Span, ContextLength, vCache.Span, Position, att, _threads, parents);
+            _kv.Attend(layer, q, n, heads, Position, att, _threads, parents);
             return;
         }
+        var (kCache, vCache) = _kv.Read(layer, Position + n);
         var view = new KvView(kCache.Span, vCache.Span, ContextLength, heads, kvHeads, _c.HeadDim);
         SelectedAttentionStep(layer, n, tree, q, view, att, parents);
         int qd = heads * _c.HeadDim;
@@ -244,7 +244,7 @@ public sealed partial class InferenceSession
         }
         if (!any)
         {
-            BlockedAttention.CausalGqa(q, n, heads, view.KvHeads, hd, view.K, ContextLength, view.V, Position, att, _threads, parents);
+            _kv.Attend(layer, q, n, heads, Position, att, _threads, parents);   // the full cache's kernel, bitwise
             return;
         }
         if (_selScores.Length < Position + n) _selScores = new float[Position + n];

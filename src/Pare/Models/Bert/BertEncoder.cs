@@ -95,7 +95,7 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
         Attention(qkv, h.Offsets, h.Sizes, ctx, probs, threads);         // ctx: (N, D), heads side by side
         observe?.Invoke(LinearInputs[1], ctx, n);
         Linear(L.Wo, L.Bo, ctx, n, proj, threads);                       // proj: (N, D)
-        AddNorm(x, proj, L.AttnNormW, L.AttnNormB, n);                   // x = LN(x + proj)
+        AddNorm(x, proj, L.AttnNormW, L.AttnNormB, n, threads);                   // x = LN(x + proj)
         long pairs = 0;
         for (int s = 0; s < h.Sentences; s++) pairs += (long)h.Length(s) * h.Length(s);
         int nAttn = n;
@@ -109,11 +109,10 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
         var up = new float[n * f];
         // Feed-forward.                                                     up: (N, F)
         observe?.Invoke(LinearInputs[2], x, n);
-        Linear(L.Up, L.BUp, x, n, up, threads);
-        BertOps.Gelu(up);
+        Linear(L.Up, L.BUp, x, n, up, threads, gelu: true);
         observe?.Invoke(LinearInputs[3], up, n);
         Linear(L.Down, L.BDown, up, n, proj, threads);                   // proj: (N, D)
-        AddNorm(x, proj, L.OutNormW, L.OutNormB, n);                     // x = LN(x + proj)
+        AddNorm(x, proj, L.OutNormW, L.OutNormB, n, threads);                     // x = LN(x + proj)
         return h;
     }
 
@@ -192,31 +191,64 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
     /// (one thread, 32 sentences × 128 tokens: 59 → 47 CPU-ms per sentence).</summary>
     const int TokensPerProduct = 256;
 
-    static void Linear(WeightMatrix w, float[] bias, float[] x, int n, float[] y, int threads)
+    static void Linear(WeightMatrix w, float[] bias, float[] x, int n, float[] y, int threads, bool gelu = false)
     {
         for (int t0 = 0; t0 < n; t0 += TokensPerProduct)
         {
             int m = Math.Min(TokensPerProduct, n - t0);
             MatMul.MatMulRows(w, x.AsSpan(t0 * w.Cols, m * w.Cols), m, y.AsSpan(t0 * w.Rows, m * w.Rows), threads);
         }
-        for (int t = 0; t < n; t++)
+        int cols = w.Rows;
+        // Bias (and GELU) row by row, rows split over the threads: on the calling thread alone this epilogue was a
+        // serial part of every layer while the products ran on all threads.
+        ForRows(n, cols, threads, (t0, t1) =>
         {
-            var row = y.AsSpan(t * w.Rows, w.Rows);
-            for (int i = 0; i < row.Length; i++) row[i] += bias[i];
-        }
+            for (int t = t0; t < t1; t++)
+            {
+                var row = y.AsSpan(t * cols, cols);
+                AddInPlace(row, bias);
+                if (gelu) BertOps.Gelu(row);
+            }
+        });
     }
 
-    void AddNorm(float[] x, float[] delta, float[] w, float[] b, int n)
+    /// <summary>row += add, vectorized (each element's sum is the same float as the scalar loop's).</summary>
+    static void AddInPlace(Span<float> row, ReadOnlySpan<float> add)
+    {
+        int i = 0;
+        if (System.Numerics.Vector.IsHardwareAccelerated)
+            for (int k = System.Numerics.Vector<float>.Count; i <= row.Length - k; i += k)
+                (new System.Numerics.Vector<float>(row[i..]) + new System.Numerics.Vector<float>(add[i..])).CopyTo(row[i..]);
+        for (; i < row.Length; i++) row[i] += add[i];
+    }
+
+    /// <summary>Values of row-wise work below which the rows run on the calling thread.</summary>
+    const int MinParallelRowValues = 1 << 15;
+
+    /// <summary>body(t0, t1) over [0, n) in contiguous row ranges, one per thread (one range when small).</summary>
+    static void ForRows(int n, int cols, int threads, Action<int, int> body)
+    {
+        int parts = threads > 1 && (long)n * cols >= MinParallelRowValues ? Math.Min(threads, n) : 1;
+        if (parts == 1) { body(0, n); return; }
+        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts },
+            p => body((int)((long)n * p / parts), (int)((long)n * (p + 1) / parts)));
+    }
+
+    void AddNorm(float[] x, float[] delta, float[] w, float[] b, int n, int threads)
     {
         int d = Config.Dim;
-        var tmp = new float[d];
-        for (int t = 0; t < n; t++)
+        float eps = Config.LayerNormEps;
+        ForRows(n, d, threads, (t0, t1) =>
         {
-            var row = x.AsSpan(t * d, d);
-            var add = delta.AsSpan(t * d, d);
-            for (int i = 0; i < d; i++) tmp[i] = row[i] + add[i];
-            BertOps.LayerNorm(tmp, w, b, Config.LayerNormEps, row);
-        }
+            var tmp = new float[d];
+            for (int t = t0; t < t1; t++)
+            {
+                var row = x.AsSpan(t * d, d);
+                var add = delta.AsSpan(t * d, d);
+                for (int i = 0; i < d; i++) tmp[i] = row[i] + add[i];
+                BertOps.LayerNorm(tmp, w, b, eps, row);
+            }
+        });
     }
 
     /// <summary>Bidirectional attention of each sentence over its own tokens, per head: softmax(q·kᵀ/√d) v.</summary>

@@ -4,9 +4,10 @@ namespace Pare.Models.Kv;
 
 /// <summary>
 /// A session's KV cache, per layer: K in <see cref="BlockedAttention"/>'s blocked layout, V position-major
-/// (context, kv_heads * head_dim), stored as <see cref="KvValueType"/> says. F32 is read in place; F16 and Q8_0 are
-/// decoded, one layer at a time, into a float scratch of one layer's size before the attention kernel reads it, so the
-/// cache costs 2 or 1.06 bytes per value plus one layer in F32.
+/// (context, kv_heads * head_dim), stored as <see cref="KvValueType"/> says. <see cref="Attend"/> reads every type in
+/// place where <see cref="BlockedAttention.FusedSupported"/> (AVX-512, head width a multiple of 32): the fused kernels
+/// widen F16 / Q8_0 vectors as they load them. Elsewhere (and as the tests' reference) F16 and Q8_0 are decoded, one
+/// layer at a time, into a float scratch of one layer's size before the F32 kernel reads it (<see cref="Read"/>).
 /// </summary>
 public sealed class KvCache
 {
@@ -16,7 +17,8 @@ public sealed class KvCache
     readonly sbyte[][] _kq = [];                // Q8_0 K values (blocked) ...
     readonly float[][] _ks = [];                // ... and their scales
     readonly byte[][] _vq = [];                 // Q8_0 V rows
-    readonly float[] _kScratch = [], _vScratch = [];
+    float[] _kScratch = [], _vScratch = [];
+    readonly long _maxK, _maxV;
 
     public KvCache(LlamaConfig config, int capacity, KvValueType type)
     {
@@ -49,12 +51,12 @@ public sealed class KvCache
                 break;
             default: throw new ArgumentOutOfRangeException(nameof(type));
         }
-        if (type != KvValueType.F32)
-        {
-            _kScratch = new float[maxK];
-            _vScratch = new float[maxV];
-        }
+        (_maxK, _maxV) = (maxK, maxV);
+        Fused = type != KvValueType.F32 && BlockedAttention.FusedSupported(config.HeadDim);
     }
+
+    /// <summary>Whether <see cref="Attend"/> reads the F16 / Q8_0 cache in place (no F32 scratch is allocated then).</summary>
+    public bool Fused { get; }
 
     /// <summary>Positions the cache holds.</summary>
     public int Capacity { get; }
@@ -63,7 +65,8 @@ public sealed class KvCache
     /// <summary>Bytes one cached token takes across all layers (K and V; Q8_0 K scales counted as stored, 4 bytes each).</summary>
     public double BytesPerToken => Enumerable.Range(0, _c.Layers).Sum(l => 2.0 * _c.KvDimAt(l) * BytesPerValue(Type));
 
-    /// <summary>Bytes the cache holds (all layers, at <see cref="Capacity"/>), plus the one-layer F32 scratch of F16/Q8_0.</summary>
+    /// <summary>Bytes the cache holds (all layers, at <see cref="Capacity"/>), plus the one-layer F32 scratch of F16/Q8_0
+    /// where the fused kernels cannot run (or <see cref="Read"/> was called).</summary>
     public long Bytes
     {
         get
@@ -163,6 +166,11 @@ public sealed class KvCache
     public (ReadOnlyMemory<float> K, ReadOnlyMemory<float> V) Read(int l, int positions)
     {
         if (Type == KvValueType.F32) return (_k[l], _v[l]);
+        if (_kScratch.Length == 0)
+        {
+            _kScratch = new float[_maxK];
+            _vScratch = new float[_maxV];
+        }
         int kvHeads = _c.KvHeadsAt(l), kvd = _c.KvDimAt(l), hd = _c.HeadDim;
         var k = _kScratch.AsMemory(0, (int)KFloats(l));
         var v = _vScratch.AsMemory(0, (int)VFloats(l));
@@ -177,5 +185,25 @@ public sealed class KvCache
             KvQuant.ReadQ8(_vq[l].AsSpan(0, positions * KvQuant.Q8RowBytes(kvd)), v.Span[..(positions * kvd)]);
         }
         return (k, v);
+    }
+
+    /// <summary>
+    /// Causal grouped-query attention of n new tokens (queries q, (n, heads * head_dim)) at positions pos0.. over layer
+    /// <paramref name="l"/>'s first pos0 + n positions, into <paramref name="output"/>; a tree's <paramref name="parents"/>
+    /// as in <see cref="BlockedAttention.CausalGqa"/>. <paramref name="fused"/>: false forces the decode-to-F32 path.
+    /// </summary>
+    public void Attend(int l, ReadOnlySpan<float> q, int n, int heads, int pos0, Span<float> output, int threads,
+        ReadOnlySpan<int> parents = default, bool fused = true)
+    {
+        int kvHeads = _c.KvHeadsAt(l), hd = _c.HeadDim;
+        if (fused && Fused && Type == KvValueType.F16)
+            BlockedAttention.CausalGqaF16(q, n, heads, kvHeads, hd, _kh[l], Capacity, _vh[l], pos0, output, threads, parents);
+        else if (fused && Fused && Type == KvValueType.Q8_0)
+            BlockedAttention.CausalGqaQ8(q, n, heads, kvHeads, hd, _kq[l], _ks[l], Capacity, _vq[l], pos0, output, threads, parents);
+        else
+        {
+            var (k, v) = Read(l, pos0 + n);
+            BlockedAttention.CausalGqa(q, n, heads, kvHeads, hd, k.Span, Capacity, v.Span, pos0, output, threads, parents);
+        }
     }
 }

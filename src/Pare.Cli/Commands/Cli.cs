@@ -61,6 +61,20 @@ internal static class Cli
         },
     };
 
+    /// <summary>--kv-policy NAME: which cached positions each head attends to (Pare.LongContext.KvPolicies).</summary>
+    public static Option<string> KvPolicy() => new Option<string>("--kv-policy")
+    {
+        Description = $"KV policy: {string.Join(", ", Pare.LongContext.KvPolicies.KvPolicy.Names)} (default full: every head reads the whole cache). Needs --kv-budget unless full.",
+        DefaultValueFactory = _ => "full",
+    }.Check(v => Pare.LongContext.KvPolicies.KvPolicy.Names.Contains(v.ToLowerInvariant()), $"one of {string.Join(", ", Pare.LongContext.KvPolicies.KvPolicy.Names)}");
+
+    /// <summary>--kv-budget N: positions each head attends to under --kv-policy (at least 1, at most the context).</summary>
+    public static Option<int?> KvBudget() => new Option<int?>("--kv-budget") { Description = "Cached positions each head attends to under --kv-policy (1 .. the context)." }.AtLeast(1);
+
+    /// <summary>The session's policy (null for full without a budget), checked against the session's context.</summary>
+    public static Pare.Models.Kv.IKvPolicy? MakeKvPolicy(string name, int? budget, LlamaModel m, int context) =>
+        name.Equals("full", StringComparison.OrdinalIgnoreCase) && budget == null ? null : Pare.LongContext.KvPolicies.KvPolicy.Create(name, budget, m.Config, context);
+
     /// <summary>The most --threads accepted: beyond 4 threads per core the kernels only lose time to switching.</summary>
     public static int MaxThreads => 4 * Environment.ProcessorCount;
 

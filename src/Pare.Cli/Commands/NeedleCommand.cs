@@ -28,9 +28,15 @@ internal static class NeedleCommand
         var details = new Option<bool>("--details") { Description = "With --json, also list every trial's gold values and answer." };
         var threads = Cli.Threads();
         var kvType = Cli.KvType();
+        var kvPolicy = Cli.KvPolicy();
+        var kvBudget = Cli.KvBudget();
+        var prune = new Option<string>("--prefill-prune") { Description = "Prefill token pruning: none (default) or lazyllm (LazyLLM: defer low-attention prompt tokens layer by layer, revive them before the second token).", DefaultValueFactory = _ => "none" }
+            .Check(v => v is "none" or "lazyllm", "none or lazyllm");
+        var keep = new Option<double>("--keep") { Description = "With --prefill-prune lazyllm: share of the remaining prompt tokens kept at each of the 3 pruning layers, in (0, 1].", DefaultValueFactory = _ => 0.5 }
+            .Check(v => v > 0 && v <= 1, "in (0, 1]");
         var json = Cli.Json();
         var cmd = new Command("needle", "Long-context retrieval (passkey and needle-threading tasks): exact-match accuracy per length and depth, greedy, full KV cache.")
-            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, json };
+            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, kvPolicy, kvBudget, prune, keep, json };
         cmd.SetAction((r, ct) => Cli.Guard(() =>
         {
             bool asJson = r.GetValue(json);
@@ -41,8 +47,11 @@ internal static class NeedleCommand
             int ctx = m.Config.ContextLength;
             var lengthList = r.GetValue(lengths) is { } ls ? ParseList(ls, "--lengths", s => int.Parse(s, NumberStyles.Integer, CultureInfo.InvariantCulture))
                 : [ctx / 4, ctx / 2, ctx - NeedleHarness.AnswerTokens];
-            var options = new NeedleOptions { Task = t, Lengths = lengthList, Depths = depthList, Trials = r.GetValue(trials), Seed = r.GetValue(seed), Threads = r.GetValue(threads), KvType = r.GetValue(kvType) };
+            var options = new NeedleOptions { Task = t, Lengths = lengthList, Depths = depthList, Trials = r.GetValue(trials), Seed = r.GetValue(seed), Threads = r.GetValue(threads), KvType = r.GetValue(kvType),
+                KvPolicy = r.GetValue(kvPolicy)!.ToLowerInvariant(), KvBudget = r.GetValue(kvBudget),
+                Lazy = r.GetValue(prune) == "lazyllm" ? new LazyLlmOptions { Keep = r.GetValue(keep) } : null };
             NeedleHarness.Validate(options, ctx);
+            _ = Cli.MakeKvPolicy(options.KvPolicy, options.KvBudget, m, lengthList.Max() + NeedleHarness.AnswerTokens);   // bad input: one line, before any work
             var text = new TokenText(tok);
             string fillerName = t == NeedleTask.Passkey ? r.GetValue(filler)! : "none";
             var fill = fillerName == "none" || fillerName == "classic" ? Filler.ClassicFiller(text) : new Filler(FillerTokens(tok, fillerName), text);
@@ -54,8 +63,10 @@ internal static class NeedleCommand
             {
                 Cli.PrintJson(new
                 {
-                    model = m.Source, task = NeedleTasks.Name(t), seed = options.Seed, trials = options.Trials, filler = fillerName, context = ctx,
+                    model = m.Source, task = NeedleTasks.Name(t), kv_policy = options.KvPolicy, kv_budget = options.KvBudget, seed = options.Seed, trials = options.Trials, filler = fillerName, context = ctx,
                     lengths = lengthList, depths = depthList, accuracy = overall, seconds = sw.Elapsed.TotalSeconds,
+                    prefill_pruning = options.Lazy == null ? "none" : "lazyllm", keep = options.Lazy?.Keep,
+                    mean_prefill_seconds = runs.Average(x => x.PrefillSeconds),
                     cells = cells.Select(c => new { length = c.Length, depth = c.Depth, trials = c.Trials, accuracy = c.Accuracy, measured_depth = c.MeasuredDepth }),
                     runs = r.GetValue(details) ? runs.Select(x => new { length = x.Length, depth = x.Depth, trial = x.Trial, gold = x.Gold, answer = x.Answer, score = x.Score }) : null,
                 });
@@ -66,7 +77,7 @@ internal static class NeedleCommand
                 Console.Out.WriteLine("length  " + string.Concat(depthList.Select(d => $"{d,7:0.##}")));
                 foreach (int l in lengthList)
                     Console.Out.WriteLine($"{l,6}  " + string.Concat(depthList.Select(d => $"{cells.First(c => c.Length == l && c.Depth == d).Accuracy * 100,6:F0}%")));
-                Console.Out.WriteLine($"overall {overall * 100:F1}% ({sw.Elapsed.TotalSeconds:F0} s)");
+                Console.Out.WriteLine($"overall {overall * 100:F1}% ({sw.Elapsed.TotalSeconds:F0} s; mean time to first token {runs.Average(x => x.PrefillSeconds) * 1000:F0} ms)");
             }
             return Task.FromResult(0);
         }));

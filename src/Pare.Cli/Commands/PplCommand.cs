@@ -19,8 +19,10 @@ internal static class PplCommand
         var stride = new Option<int?>("--stride") { Description = "Distance between window starts (default: the window length, no overlap)." }.AtLeast(1);
         var threads = Cli.Threads();
         var kvType = Cli.KvType();
+        var kvPolicy = Cli.KvPolicy();
+        var kvBudget = Cli.KvBudget();
         var json = Cli.Json();
-        var cmd = new Command("ppl", "Perplexity of a model on a text: windows of the context length, predicting tokens 1..L-1 of each.") { model, file, ctx, stride, threads, kvType, json };
+        var cmd = new Command("ppl", "Perplexity of a model on a text: windows of the context length, predicting tokens 1..L-1 of each.") { model, file, ctx, stride, threads, kvType, kvPolicy, kvBudget, json };
         cmd.SetAction((r, ct) => Cli.Guard(() =>
         {
             bool asJson = r.GetValue(json);
@@ -29,7 +31,13 @@ internal static class PplCommand
             var tok = m.Tokenizer ?? throw new PareException($"{m.Source}: the model has no tokenizer");
             var ids = Cli.Abandonable(() => tok.Encode(text, addSpecial: true), ct);
             Cli.CheckContext(r.GetValue(ctx), m);
-            var options = new PerplexityOptions { Context = r.GetValue(ctx), Stride = r.GetValue(stride), Threads = r.GetValue(threads), KvType = r.GetValue(kvType) };
+            int window = r.GetValue(ctx) ?? m.Config.ContextLength;
+            string policyName = r.GetValue(kvPolicy)!;
+            int? budget = r.GetValue(kvBudget);
+            _ = Cli.MakeKvPolicy(policyName, budget, m, window);   // bad input fails here, before any work
+            Func<int, Pare.Models.Kv.IKvPolicy>? factory = policyName == "full" && budget == null ? null
+                : c => Pare.LongContext.KvPolicies.KvPolicy.Create(policyName, Math.Min(budget ?? c, c), m.Config, c);
+            var options = new PerplexityOptions { Context = r.GetValue(ctx), Stride = r.GetValue(stride), Threads = r.GetValue(threads), KvType = r.GetValue(kvType), KvPolicy = factory };
             var res = Cli.WithProgress(asJson, "perplexity", p => Perplexity.Evaluate(m, ids, options, p, ct));
             if (asJson) Cli.PrintJson(new { ppl = res.Ppl, tokens = res.Tokens, windows = res.Windows, nll = res.MeanNll });
             else Console.Out.WriteLine($"ppl {res.Ppl:F3} over {res.Tokens} tokens in {res.Windows} windows (mean NLL {res.MeanNll:F4} nats)");

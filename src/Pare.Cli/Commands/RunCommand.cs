@@ -29,9 +29,11 @@ internal static class RunCommand
         var maxTree = new Option<int>("--max-tree") { Description = "Largest draft tree verified in one pass (nodes).", DefaultValueFactory = _ => 32 }.Between(1, 256);
         var threads = Cli.Threads();
         var kvType = Cli.KvType();
+        var kvPolicy = Cli.KvPolicy();
+        var kvBudget = Cli.KvBudget();
         var json = Cli.Json();
         var cmd = new Command("run", "Generate a continuation of a prompt, streaming tokens as they come.")
-            { model, prompt, maxTokens, temp, topK, topP, minP, repeat, seed, stop, ctx, draft, maxTree, threads, kvType, json };
+            { model, prompt, maxTokens, temp, topK, topP, minP, repeat, seed, stop, ctx, draft, maxTree, threads, kvType, kvPolicy, kvBudget, json };
         cmd.SetAction((r, ct) => Cli.Guard(async () =>
         {
             bool asJson = r.GetValue(json);
@@ -49,7 +51,9 @@ internal static class RunCommand
                 },
             };
             Cli.CheckContext(r.GetValue(ctx), m);
-            var session = m.CreateSession(new SessionOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx), KvType = r.GetValue(kvType) });
+            int sessionCtx = r.GetValue(ctx) ?? Math.Min(m.Config.ContextLength, 4096);
+            var policy = Cli.MakeKvPolicy(r.GetValue(kvPolicy)!, r.GetValue(kvBudget), m, sessionCtx);
+            var session = m.CreateSession(new SessionOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx), KvType = r.GetValue(kvType), KvPolicy = policy });
             var text = new System.Text.StringBuilder();
             var tokens = new List<int>();
             var sw = Stopwatch.StartNew();

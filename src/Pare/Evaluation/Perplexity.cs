@@ -14,6 +14,12 @@ public sealed record PerplexityOptions
     public int Threads { get; init; } = Environment.ProcessorCount;
     /// <summary>KV cache value type (default F32, exact).</summary>
     public Pare.Kernels.KvValueType KvType { get; init; } = Pare.Kernels.KvValueType.F32;
+    /// <summary>KV policy for a session of the given context (null = full cache). With a policy each window is evaluated in
+    /// chunks of <see cref="PolicyChunk"/> tokens, so that the policy acts while the window fills (tokens of one chunk see
+    /// each other in full).</summary>
+    public Func<int, Pare.Models.Kv.IKvPolicy>? KvPolicy { get; init; }
+    /// <summary>Tokens per forward pass under a KV policy.</summary>
+    public int PolicyChunk { get; init; } = 16;
 }
 
 /// <summary>Perplexity = exp(mean negative log-likelihood in nats) over <see cref="Tokens"/> predicted tokens.</summary>
@@ -38,7 +44,8 @@ public static class Perplexity
         if (S < 1 || S > L) throw new PareException($"stride must be in 1..{L} (got {S})");
         if (tokens.Length < 2) throw new PareException($"the text has {tokens.Length} tokens; perplexity needs at least 2");
         // No window is longer than the text: a long L on a short text needs no cache of L.
-        var session = model.CreateSession(new SessionOptions { ContextLength = Math.Min(L, tokens.Length), Threads = options.Threads, KvType = options.KvType });
+        int sessionCtx = Math.Min(L, tokens.Length);
+        var session = model.CreateSession(new SessionOptions { ContextLength = sessionCtx, Threads = options.Threads, KvType = options.KvType, KvPolicy = options.KvPolicy?.Invoke(sessionCtx) });
         int vocab = model.Config.VocabSize;
         double nll = 0;
         long count = 0;
@@ -51,7 +58,17 @@ public static class Perplexity
             if (end - start < 2 || first >= end) { if (end == tokens.Length) break; continue; }
             session.Reset();
             var window = tokens[start..end];
-            var logits = session.ForwardAll(window);
+            float[] logits;
+            if (options.KvPolicy == null) logits = session.ForwardAll(window);
+            else
+            {
+                logits = new float[(long)window.Length * vocab];
+                for (int c = 0; c < window.Length; c += options.PolicyChunk)
+                {
+                    int len = Math.Min(options.PolicyChunk, window.Length - c);
+                    session.ForwardAll(window.Slice(c, len)).CopyTo(logits.AsSpan(c * vocab));
+                }
+            }
             for (int p = first; p < end; p++)
             {
                 var row = logits.AsSpan((p - 1 - start) * vocab, vocab);

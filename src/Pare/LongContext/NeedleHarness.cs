@@ -19,13 +19,19 @@ public sealed record NeedleOptions
     public int Threads { get; init; } = Environment.ProcessorCount;
     /// <summary>KV cache value type (default F32, exact).</summary>
     public Pare.Kernels.KvValueType KvType { get; init; } = Pare.Kernels.KvValueType.F32;
+    /// <summary>KV policy name (<see cref="KvPolicies.KvPolicy.Names"/>); full = the whole cache.</summary>
+    public string KvPolicy { get; init; } = "full";
+    /// <summary>Positions each head attends to under <see cref="KvPolicy"/> (1 .. the session's context, the longest length + answer).</summary>
+    public int? KvBudget { get; init; }
+    /// <summary>Prefill pruning: null = full prefill; LazyLLM settings = <see cref="LazyLlm.Prefill"/> (deferred tokens revived before the second token).</summary>
+    public LazyLlmOptions? Lazy { get; init; }
 }
 
 /// <summary>One (length, depth) cell: mean exact-match score over its trials, and the needles' measured mean depth.</summary>
 public sealed record NeedleCell(int Length, double Depth, int Trials, double Accuracy, double MeasuredDepth);
 
 /// <summary>One trial as run: what was asked, what came back, its score.</summary>
-public sealed record NeedleTrial(int Length, double Depth, int Trial, string[] Gold, string Answer, double Score);
+public sealed record NeedleTrial(int Length, double Depth, int Trial, string[] Gold, string Answer, double Score, double PrefillSeconds = 0);
 
 /// <summary>
 /// Runs a <see cref="NeedleTask"/> on a model with its full KV cache through the public session API: for each length,
@@ -66,7 +72,9 @@ public static class NeedleHarness
         NeedleOptions o, IProgress<double>? progress = null, CancellationToken ct = default)
     {
         Validate(o, model.Config.ContextLength);
-        var session = model.CreateSession(new SessionOptions { ContextLength = o.Lengths.Max() + AnswerTokens, Threads = o.Threads, KvType = o.KvType });
+        int ctx = o.Lengths.Max() + AnswerTokens;
+        var policy = o.KvPolicy == "full" && o.KvBudget == null ? null : KvPolicies.KvPolicy.Create(o.KvPolicy, o.KvBudget, model.Config, ctx);
+        var session = model.CreateSession(new SessionOptions { ContextLength = ctx, Threads = o.Threads, KvType = o.KvType, KvPolicy = policy });
         var cells = new List<NeedleCell>();
         var trials = new List<NeedleTrial>();
         int done = 0, total = o.Lengths.Count * o.Depths.Count * o.Trials;
@@ -78,11 +86,11 @@ public static class NeedleHarness
                 {
                     ct.ThrowIfCancellationRequested();
                     var s = Sample(o, text, filler, length, depth, t);
-                    string answer = Answer(session, text, s.Prompt, ct);
+                    string answer = Answer(session, text, s.Prompt, ct, o.Lazy, out double prefillS);
                     double sc = NeedleScoring.Score(o.Task, answer, s.Gold);
                     score += sc;
                     measured += s.Depth;
-                    trials.Add(new NeedleTrial(length, depth, t, s.Gold, answer, sc));
+                    trials.Add(new NeedleTrial(length, depth, t, s.Gold, answer, sc, prefillS));
                     progress?.Report(++done / (double)total);
                 }
                 cells.Add(new NeedleCell(length, depth, o.Trials, score / o.Trials, measured / o.Trials));
@@ -91,10 +99,33 @@ public static class NeedleHarness
     }
 
     /// <summary>Greedy answer to a prompt from an empty cache: up to <see cref="AnswerTokens"/> tokens, stopping at a newline or EOS.</summary>
-    public static string Answer(InferenceSession session, TokenText text, int[] prompt, CancellationToken ct = default)
+    public static string Answer(InferenceSession session, TokenText text, int[] prompt, CancellationToken ct = default) =>
+        Answer(session, text, prompt, ct, null, out _);
+
+    /// <summary>As <see cref="Answer(InferenceSession, TokenText, int[], CancellationToken)"/>, with optional LazyLLM prefill;
+    /// <paramref name="prefillSeconds"/> = time to the first token's logits.</summary>
+    public static string Answer(InferenceSession session, TokenText text, int[] prompt, CancellationToken ct, LazyLlmOptions? lazy, out double prefillSeconds)
     {
         session.Reset();
-        var logits = session.Forward(prompt);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        prefillSeconds = 0;
+        // Under a KV policy the prompt's last token is a decode step, so the first answer token is read through the policy
+        // too (a prefill chunk attends to itself in full).
+        float[] logits;
+        if (lazy != null)
+        {
+            var lp = LazyLlm.Prefill(session, prompt, lazy);
+            logits = lp.Logits;
+            prefillSeconds = sw.Elapsed.TotalSeconds;
+            lp.Revive();
+        }
+        else if (session.KvPolicy == null || prompt.Length < 2) logits = session.Forward(prompt);
+        else
+        {
+            session.Forward(prompt[..^1]);
+            logits = session.Forward(prompt[^1..]);
+        }
+        if (lazy == null) prefillSeconds = sw.Elapsed.TotalSeconds;
         var ids = new List<int>();
         for (int i = 0; i < AnswerTokens; i++)
         {

@@ -15,7 +15,7 @@ namespace Pare.Models;
 /// path is rotated into the next basis before each add (x = S_attn·x + Wo·attn(...); x = S_ffn·x + Down·(...)), and
 /// every norm divides the sum of squares by the original width D (<see cref="LlamaConfig.NormWidth"/>), not by d'.
 /// </remarks>
-public sealed class InferenceSession
+public sealed partial class InferenceSession
 {
     readonly LlamaModel _model;
     readonly LlamaConfig _c;
@@ -29,6 +29,10 @@ public sealed class InferenceSession
     // triple is one fused product (one pool dispatch in decode).
     float[] _x = [], _xb = [], _qkv = [], _att = [], _gateUp = [], _o = [], _ropeCos = [], _ropeSin = [];
     readonly WeightMatrix[][] _qkvWeights, _gateUpWeights;
+    // KV policy (null = full cache): which cached positions each head reads; the last tree's queries per layer until CommitTree.
+    readonly IKvPolicy? _policy;
+    float[][] _treeQ = [];
+    float[] _selScores = [];
 
     internal InferenceSession(LlamaModel model, SessionOptions options)
     {
@@ -43,7 +47,12 @@ public sealed class InferenceSession
         _gateUpWeights = [.. model.Weights.Layers.Select(lw => new[] { lw.Gate, lw.Up })];
         // Per-layer widths: heads differ between layers in structured-pruned (deci) models.
         _kv = new KvCache(_c, ctx, options.KvType);
+        _policy = options.KvPolicy;
+        if (_policy != null) _policy.OnRewind(0);
     }
+
+    /// <summary>The KV policy (null: every head reads the whole cache).</summary>
+    public IKvPolicy? KvPolicy => _policy;
 
     public LlamaModel Model => _model;
     /// <summary>Worker threads the kernels use.</summary>
@@ -59,9 +68,14 @@ public sealed class InferenceSession
     {
         if (position < 0 || position > Position) throw new ArgumentOutOfRangeException(nameof(position));
         Position = position;
+        _policy?.OnRewind(position);
     }
 
-    public void Reset() => Position = 0;
+    public void Reset()
+    {
+        Position = 0;
+        _policy?.OnRewind(0);
+    }
 
     /// <summary>Evaluates <paramref name="tokens"/> at the next positions and returns the logits of the last one (vocab).</summary>
     public float[] Forward(ReadOnlySpan<int> tokens)
@@ -124,6 +138,15 @@ public sealed class InferenceSession
             if (node == k) continue;
             for (int l = 0; l < _c.Layers; l++) _kv.Move(l, Position + node, Position + k);
         }
+        if (_policy != null)
+            for (int l = 0; l < _c.Layers; l++)
+            {
+                int qd = _c.HeadsAt(l) * _c.HeadDim;
+                var pq = new float[path.Count * qd];
+                for (int k = 0; k < path.Count; k++) _treeQ[l].AsSpan(path[k] * qd, qd).CopyTo(pq.AsSpan(k * qd, qd));
+                var (kc, vc) = _kv.Read(l, Position + path.Count);
+                _policy.OnAppend(l, pq, path.Count, Position, new KvView(kc.Span, vc.Span, ContextLength, _c.HeadsAt(l), _c.KvHeadsAt(l), _c.HeadDim));
+            }
         Position += path.Count;
     }
 
@@ -204,7 +227,73 @@ public sealed class InferenceSession
     void Attention(int layer, int n, ITokenTree? tree, int from, ReadOnlySpan<float> q, int heads, int kvHeads)
     {
         var parents = tree == null ? default : tree.ParentIds[..(from + n)];
-        _kv.Attend(layer, q, n, heads, Position, _att.AsSpan(0, n * heads * _c.HeadDim), _threads, parents, treeOffset: from);
+        var att = _att.AsSpan(0, n * heads * _c.HeadDim);
+        if (_policy == null)
+        {
+            _kv.Attend(layer, q, n, heads, Position, att, _threads, parents, treeOffset: from);
+            return;
+        }
+        // Trees grown level by level (draft sessions) run without a policy.
+        if (from != 0) throw new InvalidOperationException("a KV policy needs whole-tree evaluation (from = 0)");
+        var (kCache, vCache) = _kv.Read(layer, Position + n);
+        var view = new KvView(kCache.Span, vCache.Span, ContextLength, heads, kvHeads, _c.HeadDim);
+        SelectedAttentionStep(layer, n, tree, q, view, att, parents);
+        int qd = heads * _c.HeadDim;
+        if (tree == null) _policy.OnAppend(layer, q[..(n * qd)], n, Position, view);
+        else
+        {
+            if (_treeQ.Length != _c.Layers) _treeQ = new float[_c.Layers][];
+            if (_treeQ[layer] == null || _treeQ[layer].Length < n * qd) _treeQ[layer] = new float[n * qd];
+            q[..(n * qd)].CopyTo(_treeQ[layer]);
+        }
+    }
+
+    /// <summary>
+    /// The position-selection hook: asks the policy which prefix positions each new token's heads read; when it keeps
+    /// everything for every token the dense kernel runs (bitwise the full cache), else each (token, head) attends to its
+    /// selection plus its own chunk (causal) or tree ancestors.
+    /// </summary>
+    void SelectedAttentionStep(int layer, int n, ITokenTree? tree, ReadOnlySpan<float> q, in KvView view, Span<float> att, ReadOnlySpan<int> parents)
+    {
+        int heads = view.Heads, hd = _c.HeadDim, qd = heads * hd, group = view.Group;
+        var selections = new int[][]?[n];
+        bool any = false;
+        for (int t = 0; t < n; t++)
+        {
+            int qpos = Position + (tree == null ? t : tree.Depths[t]);
+            selections[t] = _policy!.Select(layer, t, q.Slice(t * qd, qd), qpos, Position, view);
+            any |= selections[t] != null;
+        }
+        if (!any)
+        {
+            _kv.Attend(layer, q, n, heads, Position, att, _threads, parents);   // the full cache's kernel, bitwise
+            return;
+        }
+        if (_selScores.Length < Position + n) _selScores = new float[Position + n];
+        int[]? all = null;
+        var own = new List<int>();
+        for (int t = 0; t < n; t++)
+        {
+            own.Clear();
+            if (tree == null) for (int j = 0; j <= t; j++) own.Add(Position + j);
+            else for (int j = t; j >= 0; j = parents[j]) own.Add(Position + j);
+            var ownSpan = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(own);
+            var sel = selections[t];
+            for (int h = 0; h < heads; h++)
+            {
+                ReadOnlySpan<int> prefixSel;
+                if (sel == null) prefixSel = all ??= [.. Enumerable.Range(0, Position)];
+                else
+                {
+                    var s = sel[h];
+                    int cut = s.Length;
+                    while (cut > 0 && s[cut - 1] >= Position) cut--;   // the policy's window may reach into this chunk
+                    prefixSel = s.AsSpan(0, cut);
+                }
+                SelectedAttention.Attend(q.Slice(t * qd + h * hd, hd), view.K, ContextLength, view.V, view.KvHeads, hd, h / group,
+                    prefixSel, ownSpan, _selScores, att.Slice(t * qd + h * hd, hd));
+            }
+        }
     }
 
     static void AddInPlace(Span<float> x, ReadOnlySpan<float> y) => Ops.Axpy(1f, y, x);

@@ -93,4 +93,7 @@ public sealed record SessionOptions
     /// <summary>How the KV cache stores keys and values; default F32 (exact). F16 halves the cache, Q8_0 (llama.cpp's
     /// q8_0 blocks) takes about a quarter.</summary>
     public KvValueType KvType { get; init; } = KvValueType.F32;
+    /// <summary>Which cached positions each head attends to (KV-cache pruning, Pare.LongContext.KvPolicies); null = all. A
+    /// policy holds per-conversation state: one instance per session.</summary>
+    public Pare.Models.Kv.IKvPolicy? KvPolicy { get; init; }
 }

@@ -1,0 +1,79 @@
+using Pare.Models;
+using Pare.Models.Kv;
+
+namespace Pare.LongContext.KvPolicies;
+
+/// <summary>The KV policies by name (<c>--kv-policy</c>), each built with its options record's reference defaults.</summary>
+public static class KvPolicy
+{
+    /// <summary>Names accepted by <see cref="Create"/>.</summary>
+    public static readonly string[] Names = ["full", "streaming", "h2o", "snapkv", "quest", "tokenselect", "actqkv"];
+
+    /// <summary>
+    /// A fresh policy for one session of a model with <paramref name="config"/> whose cache holds <paramref name="context"/>
+    /// positions. Throws a one-line <see cref="PareException"/> for an unknown name, a budget under 1, or a budget beyond the
+    /// context (a budget equal to the context keeps everything: the full cache).
+    /// </summary>
+    public static IKvPolicy Create(string name, int? budget, LlamaConfig config, int context)
+    {
+        string n = name.ToLowerInvariant();
+        if (Array.IndexOf(Names, n) < 0) throw new PareException($"unknown KV policy '{name}' (one of {string.Join(", ", Names)})");
+        if (n == "full")
+        {
+            if (budget is int fb && (fb < 1 || fb > context)) CheckBudget(fb, context);
+            return new FullPolicy();
+        }
+        if (budget is not int b) throw new PareException($"--kv-policy {n} needs --kv-budget N (positions each head attends to)");
+        CheckBudget(b, context);
+        return n switch
+        {
+            "streaming" => new StreamingPolicy(new StreamingOptions { Budget = b }),
+            "h2o" => new H2oPolicy(new H2oOptions { Budget = b }, config),
+            "snapkv" => new SnapKvPolicy(new SnapKvOptions { Budget = b }, config),
+            "quest" => new QuestPolicy(new QuestOptions { Budget = b }, config),
+            "tokenselect" => new TokenSelectPolicy(new TokenSelectOptions { Budget = b }, config),
+            _ => new ActQkvPolicy(new ActQkvOptions { Budget = b }, config),
+        };
+    }
+
+    static void CheckBudget(int b, int context)
+    {
+        if (b < 1) throw new PareException($"--kv-budget must be at least 1 (got {b})");
+        if (b > context) throw new PareException($"--kv-budget {b} is larger than the context of {context} tokens");
+    }
+
+    /// <summary>Positions [from, to) as an array.</summary>
+    internal static int[] Range(int from, int to) => to <= from ? [] : [.. Enumerable.Range(from, to - from)];
+
+    /// <summary>The same selection for every head.</summary>
+    internal static int[][] Shared(int heads, int[] positions)
+    {
+        var r = new int[heads][];
+        Array.Fill(r, positions);
+        return r;
+    }
+
+    /// <summary>Indices of the k largest scores (ties: lower index first), ascending.</summary>
+    internal static int[] TopK(ReadOnlySpan<float> scores, int k)
+    {
+        if (k >= scores.Length) return Range(0, scores.Length);
+        if (k <= 0) return [];
+        var idx = Range(0, scores.Length);
+        var keys = new float[scores.Length];
+        for (int i = 0; i < keys.Length; i++) keys[i] = -scores[i];
+        Array.Sort(keys, idx);  // not stable: break ties by index below
+        var top = idx.AsSpan(0, k).ToArray();
+        Array.Sort(top);
+        return top;
+    }
+
+    /// <summary>Sorted union of ascending position lists.</summary>
+    internal static int[] Union(params int[][] lists) => [.. lists.SelectMany(x => x).Distinct().Order()];
+}
+
+/// <summary>Shape of the model a policy serves.</summary>
+internal readonly record struct Shape(int Layers, int Heads, int KvHeads, int HeadDim)
+{
+    public static Shape Of(LlamaConfig c) => new(c.Layers, c.Heads, c.KvHeads, c.HeadDim);
+    public int Group => Heads / KvHeads;
+}

@@ -1,0 +1,90 @@
+using Pare.Models;
+using Pare.Models.Kv;
+
+namespace Pare.LongContext.KvPolicies;
+
+/// <summary>TokenSelect settings (pzs19/TokenSelect Llama-3 config: n_init 128, n_local 512, top_k 2048; selection cache
+/// off, threshold 0.9), scaled to the budget: n_init = min(128, Budget/8), n_local = min(512, max(16, Budget/4)), top_k = the rest.</summary>
+public sealed record TokenSelectOptions
+{
+    /// <summary>Positions attended per query (n_init + top_k + n_local).</summary>
+    public int Budget { get; init; } = 1024;
+    public int NInit { get; init; } = 128;
+    public int NLocal { get; init; } = 512;
+    /// <summary>Reuse the layer's previous selection while consecutive queries are similar (cosine ≥ <see cref="CacheThreshold"/>).
+    /// Off by default as in the released patch(); with it on, the selection depends on the previous query, so tree verification
+    /// is no longer exactly plain decoding.</summary>
+    public bool SelectionCache { get; init; }
+    public double CacheThreshold { get; init; } = 0.9;
+}
+
+/// <summary>
+/// <c>tokenselect</c>: per head, the criticality of every candidate position (between the first n_init and the last n_local)
+/// is q·k; soft voting: a softmax over the candidates per head, summed over the heads; the top_k positions by votes, shared
+/// by all heads of the layer, plus the first n_init and last n_local.
+/// </summary>
+public sealed class TokenSelectPolicy : IKvPolicy
+{
+    readonly TokenSelectOptions _o;
+    readonly Shape _s;
+    readonly int _init, _local, _topK;
+    readonly (float[] Q, int[] Sel, int End)?[] _cache;
+
+    public TokenSelectPolicy(TokenSelectOptions options, LlamaConfig config)
+    {
+        _o = options;
+        _s = Shape.Of(config);
+        _init = Math.Min(options.NInit, options.Budget / 8);
+        _local = Math.Min(Math.Min(options.NLocal, Math.Max(16, options.Budget / 4)), options.Budget - _init);
+        _topK = options.Budget - _init - _local;
+        _cache = new (float[], int[], int)?[_s.Layers];
+    }
+
+    public string Name => "tokenselect";
+    public int Budget => _o.Budget;
+    public int LocalWindow => _local;
+    /// <summary>Selections served from the selection cache so far.</summary>
+    public long CacheHits { get; private set; }
+
+    public int[][]? Select(int layer, int slot, ReadOnlySpan<float> query, int queryPosition, int prefix, in KvView kv)
+    {
+        int p = queryPosition, hd = _s.HeadDim;
+        if (p <= Budget) return null;
+        int end = p - _local;
+        int[] top;
+        if (_o.SelectionCache && _cache[layer] is { } c && Cosine(c.Q, query) >= _o.CacheThreshold)
+        {
+            CacheHits++;
+            top = [.. c.Sel, .. KvPolicy.Range(c.End, end)];   // positions that left the local window since stay candidates
+            top = top.Length > _topK ? top[^_topK..] : top;
+        }
+        else
+        {
+            var votes = new float[end - _init];
+            var logits = new float[votes.Length];
+            float scale = 1f / MathF.Sqrt(hd);
+            for (int h = 0; h < _s.Heads; h++)
+            {
+                var q = query.Slice(h * hd, hd);
+                float max = float.NegativeInfinity, sum = 0;
+                for (int i = 0; i < logits.Length; i++) { logits[i] = kv.Dot(h / _s.Group, _init + i, q) * scale; max = Math.Max(max, logits[i]); }
+                for (int i = 0; i < logits.Length; i++) { logits[i] = MathF.Exp(logits[i] - max); sum += logits[i]; }
+                for (int i = 0; i < logits.Length; i++) votes[i] += logits[i] / sum;
+            }
+            top = KvPolicy.TopK(votes, _topK);
+            for (int i = 0; i < top.Length; i++) top[i] += _init;
+            if (_o.SelectionCache) _cache[layer] = (query.ToArray(), top, end);
+        }
+        return KvPolicy.Shared(_s.Heads, [.. KvPolicy.Range(0, _init), .. top, .. KvPolicy.Range(end, p)]);
+    }
+
+    static double Cosine(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        double ab = 0, aa = 0, bb = 0;
+        for (int i = 0; i < a.Length; i++) { ab += a[i] * b[i]; aa += a[i] * a[i]; bb += b[i] * b[i]; }
+        return ab / Math.Sqrt(aa * bb + 1e-30);
+    }
+
+    public void OnAppend(int layer, ReadOnlySpan<float> queries, int n, int pos0, in KvView kv) { }
+    public void OnRewind(int position) => Array.Clear(_cache);
+}

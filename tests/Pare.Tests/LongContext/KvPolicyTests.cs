@@ -1,0 +1,174 @@
+using Pare.LongContext.KvPolicies;
+using Pare.Models;
+using Pare.Models.Kv;
+using Pare.Speculative;
+using Pare.Tensors;
+using Pare.Tests.TestSupport;
+
+namespace Pare.Tests.LongContext;
+
+public class KvPolicyTests
+{
+    static string Model() => TestModels.Get("spec", TestModels.OracleShapes[1].Config, GgmlType.F32);
+
+    public static TheoryData<string> Policies() => [.. KvPolicy.Names];
+
+    static int[] Tokens(int n, int vocab, int seed)
+    {
+        var rng = new Random(seed);
+        return [.. Enumerable.Range(0, n).Select(_ => rng.Next(vocab))];
+    }
+
+    [Theory]
+    [MemberData(nameof(Policies))]
+    public void A_budget_of_the_whole_context_gives_the_full_cache_logits_bitwise(string name)
+    {
+        using var m = LlamaModel.Load(Model());
+        int v = m.Config.VocabSize, ctx = 200;
+        var prompt = Tokens(150, v, 1);
+        var full = m.CreateSession(new SessionOptions { Threads = 2, ContextLength = ctx });
+        var pol = m.CreateSession(new SessionOptions { Threads = 2, ContextLength = ctx, KvPolicy = KvPolicy.Create(name, ctx, m.Config, ctx) });
+        Assert.Equal(full.Forward(prompt), pol.Forward(prompt));
+        var rng = new Random(2);
+        for (int i = 0; i < 40; i++)
+        {
+            int t = rng.Next(v);
+            Assert.Equal(full.Forward([t]), pol.Forward([t]));
+        }
+    }
+
+    /// <summary>A policy that selects every position explicitly: the selected-positions kernel against the dense one.</summary>
+    sealed class Everything(int heads) : IKvPolicy
+    {
+        public string Name => "everything";
+        public int Budget => 1;
+        public int LocalWindow => int.MaxValue;
+        public int[][]? Select(int layer, int slot, ReadOnlySpan<float> query, int queryPosition, int prefix, in KvView kv) =>
+            KvPolicy.Shared(heads, KvPolicy.Range(0, queryPosition));
+        public void OnAppend(int layer, ReadOnlySpan<float> queries, int n, int pos0, in KvView kv) { }
+        public void OnRewind(int position) { }
+    }
+
+    [Fact]
+    public void Selecting_every_position_matches_the_dense_kernel()
+    {
+        using var m = LlamaModel.Load(Model());
+        int v = m.Config.VocabSize;
+        var prompt = Tokens(90, v, 3);
+        var full = m.CreateSession(new SessionOptions { Threads = 2 });
+        var sel = m.CreateSession(new SessionOptions { Threads = 2, KvPolicy = new Everything(m.Config.Heads) });
+        full.Forward(prompt[..60]); sel.Forward(prompt[..60]);
+        var a = full.ForwardAll(prompt[60..]);
+        var b = sel.ForwardAll(prompt[60..]);
+        double maxAbs = a.Max(Math.Abs), maxDiff = a.Zip(b, (x, y) => Math.Abs(x - y)).Max();
+        Assert.True(maxDiff <= 1e-5 * maxAbs, $"{maxDiff:G3} of {maxAbs:G3}");
+    }
+
+    [Theory]
+    [MemberData(nameof(Policies))]
+    public void A_small_budget_changes_the_logits_but_tree_verification_matches_plain_decoding(string name)
+    {
+        using var m = LlamaModel.Load(Model());
+        int v = m.Config.VocabSize, ctx = 256, budget = 64;
+        var prefix = Tokens(150, v, 4);
+        var rng = new Random(5);
+        var tree = new DraftTree(rng.Next(v));
+        while (tree.Count < 20) tree.Add(rng.Next(v), rng.Next(tree.Count));
+        Assert.True(tree.Depths.Max() < 16);
+        var s = m.CreateSession(new SessionOptions { Threads = 2, ContextLength = ctx, KvPolicy = KvPolicy.Create(name, budget, m.Config, ctx) });
+        s.Forward(prefix);
+        var logits = s.ForwardTree(tree);
+        bool anyDiffers = false;
+        for (int node = 0; node < tree.Count; node++)
+        {
+            var path = new List<int>();
+            for (int n = node; n >= 0; n = tree.Parents[n]) path.Insert(0, tree.Tokens[n]);
+            var plain = m.CreateSession(new SessionOptions { Threads = 2, ContextLength = ctx, KvPolicy = KvPolicy.Create(name, budget, m.Config, ctx) });
+            plain.Forward(prefix);
+            float[] expected = [];
+            foreach (int t in path) expected = plain.Forward([t]);     // decode steps: the policy acts on each
+            var actual = logits.AsSpan(node * v, v).ToArray();
+            double maxAbs = expected.Max(Math.Abs), maxDiff = expected.Zip(actual, (a, b) => Math.Abs(a - b)).Max();
+            Assert.True(maxDiff <= 1e-5 * maxAbs, $"{name} node {node} (depth {tree.Depths[node]}): {maxDiff:G3}");
+            if (name != "full")
+            {
+                var dense = m.CreateSession(new SessionOptions { Threads = 2, ContextLength = ctx });
+                dense.Forward(prefix);
+                float[] d = [];
+                foreach (int t in path) d = dense.Forward([t]);
+                anyDiffers |= d.Zip(expected, (a, b) => Math.Abs(a - b)).Max() > 1e-4 * maxAbs;
+            }
+        }
+        Assert.True(name == "full" || anyDiffers, $"{name} at budget {budget} of 150 positions should change some logits");
+    }
+
+    [Fact]
+    public void Bad_input_is_one_line()
+    {
+        using var m = LlamaModel.Load(Model());
+        Assert.Contains("unknown KV policy", Assert.Throws<PareException>(() => KvPolicy.Create("lru", 10, m.Config, 100)).Message);
+        Assert.Contains("at least 1", Assert.Throws<PareException>(() => KvPolicy.Create("h2o", 0, m.Config, 100)).Message);
+        Assert.Contains("larger than the context", Assert.Throws<PareException>(() => KvPolicy.Create("quest", 101, m.Config, 100)).Message);
+        Assert.Contains("needs --kv-budget", Assert.Throws<PareException>(() => KvPolicy.Create("snapkv", null, m.Config, 100)).Message);
+    }
+}
+
+public class LazyLlmTests
+{
+    static string Model() => TestModels.Get("spec", TestModels.OracleShapes[1].Config, GgmlType.F32);
+
+    static int[] Tokens(int n, int vocab, int seed)
+    {
+        var rng = new Random(seed);
+        return [.. Enumerable.Range(0, n).Select(_ => rng.Next(vocab))];
+    }
+
+    static double RelDiff(float[] a, float[] b) => a.Zip(b, (x, y) => Math.Abs(x - y)).Max() / a.Max(Math.Abs);
+
+    [Fact]
+    public void Keep_one_is_the_full_prefill()
+    {
+        using var m = LlamaModel.Load(Model());
+        var prompt = Tokens(120, m.Config.VocabSize, 7);
+        var full = m.CreateSession(new SessionOptions { Threads = 2 }).Forward(prompt);
+        var s = m.CreateSession(new SessionOptions { Threads = 2 });
+        var lp = Pare.LongContext.LazyLlm.Prefill(s, prompt, new Pare.LongContext.LazyLlmOptions { Keep = 1.0 });
+        Assert.Equal(0, lp.Deferred);
+        Assert.True(RelDiff(full, lp.Logits) <= 1e-6, $"{RelDiff(full, lp.Logits):G3}");
+        Assert.Equal(prompt.Length, s.Position);
+    }
+
+    [Fact]
+    public void Pruning_changes_the_first_token_and_revival_completes_the_cache_below_the_first_pruning_layer_exactly()
+    {
+        using var m = LlamaModel.Load(Model());
+        int v = m.Config.VocabSize;
+        var prompt = Tokens(120, v, 8);
+        var fullS = m.CreateSession(new SessionOptions { Threads = 2 });
+        var full = fullS.Forward(prompt);
+        var s = m.CreateSession(new SessionOptions { Threads = 2 });
+        var lp = Pare.LongContext.LazyLlm.Prefill(s, prompt, new Pare.LongContext.LazyLlmOptions { Keep = 0.3, PruneAt = [0.34, 0.67] });
+        Assert.True(lp.Deferred > 0);
+        Assert.True(lp.KeptAtLastLayer < prompt.Length / 2, $"{lp.KeptAtLastLayer} kept");
+        Assert.True(RelDiff(full, lp.Logits) > 1e-4, "pruning should change the logits");
+        lp.Revive();
+        Assert.Equal(0, lp.Deferred);
+        // Layer 0 runs before any pruning: its cache is the full prefill's. Layers above are complete (decoding reads them).
+        var (ka, va) = fullS.Cache.Read(0, prompt.Length);
+        var kaArr = ka.ToArray(); var vaArr = va.ToArray();
+        var (kb, vb) = s.Cache.Read(0, prompt.Length);
+        Assert.True(kaArr.Zip(kb.ToArray(), (x, y) => Math.Abs(x - y)).Max() <= 1e-5);
+        int t = 5;
+        var next = s.Forward([t]);
+        Assert.True(next.All(float.IsFinite));
+        // The last layer's cache has no hole left: every prompt position has a non-zero key.
+        var (kl, _) = s.Cache.Read(m.Config.Layers - 1, prompt.Length + 1);
+        var view = new Pare.Models.Kv.KvView(kl.Span, default, s.ContextLength, m.Config.Heads, m.Config.KvHeads, m.Config.HeadDim);
+        for (int p = 0; p < prompt.Length; p++)
+        {
+            float norm = 0;
+            for (int d = 0; d < m.Config.HeadDim; d++) norm += Math.Abs(view.Key(0, p, d));
+            Assert.True(norm > 0, $"position {p} has no key at the last layer");
+        }
+    }
+}

@@ -15,7 +15,7 @@ internal static class PruneCommand
     public static Command Create()
     {
         var model = Cli.ModelArgument();
-        var method = new Option<string>("--method", "-m") { Description = "magnitude, wanda or sparsegpt (unstructured / N:M); flap, flap-uniform, wanda-sp, magnitude-sp or cfsp (structured: heads and FFN channels removed, a smaller dense model).", DefaultValueFactory = _ => "sparsegpt" };
+        var method = new Option<string>("--method", "-m") { Description = "magnitude, wanda, sparsegpt or gblm (unstructured / N:M); flap, flap-uniform, wanda-sp, magnitude-sp or cfsp (structured: heads and FFN channels removed, a smaller dense model).", DefaultValueFactory = _ => "sparsegpt" };
         var ratio = new Option<double>("--ratio", "-r") { Description = "Structured methods: fraction of the block parameters removed, in [0, 1).", DefaultValueFactory = _ => 0.2 }
             .Check(v => v >= 0 && v < 1, "in [0, 1)");
         var sparsity = new Option<double>("--sparsity", "-s") { Description = "Fraction of weights removed from each pruned matrix, in [0, 1).", DefaultValueFactory = _ => 0.5 }
@@ -53,7 +53,8 @@ internal static class PruneCommand
                 "magnitude" => PruneMethod.Magnitude,
                 "wanda" => PruneMethod.Wanda,
                 "sparsegpt" => PruneMethod.SparseGpt,
-                var other => throw new PareException($"unknown method '{other}' (magnitude, wanda, sparsegpt, flap, flap-uniform, wanda-sp, magnitude-sp, cfsp)"),
+                "gblm" => PruneMethod.Gblm,
+                var other => throw new PareException($"unknown method '{other}' (magnitude, wanda, sparsegpt, gblm, flap, flap-uniform, wanda-sp, magnitude-sp, cfsp)"),
             };
             double s = r.GetValue(sparsity);
             var unstructured = SparsityPattern.Unstructured(s); // checks the range even when a pattern is given

@@ -13,6 +13,9 @@
 //     tokens kept, a line per method.
 //   dotnet run -c Release --project benchmarks/Pare.Plots -- context-pruning CLOZE.json OUT.png
 //     CLOZE.json = the output of `pare rag-eval --set cloze --json`: answer-sentence recall against tokens kept, a line per pruner.
+//   dotnet run -c Release --project benchmarks/Pare.Plots -- recovery CURVE.tsv OUT.png --dense PPL [--pruned-label TEXT]
+//     CURVE.tsv = lines "mode<TAB>steps<TAB>ppl" (the `pare ppl` of each `pare finetune --steps N` output): perplexity
+//     against fine-tuning steps, a line per mode, the dense model's perplexity dashed.
 using System.Globalization;
 using System.Text.Json;
 
@@ -24,8 +27,29 @@ return args switch
     ["encoder-prune", var json, var png] => EncoderPrunePlot(json, png),
     ["encoder-tokens", var json, var png] => EncoderTokensPlot(json, png),
     ["context-pruning", var json, var png] => ContextPruningPlot(json, png),
+    ["recovery", var tsv, var png, "--dense", var dense, .. var rest] => RecoveryPlot(tsv, png, double.Parse(dense, CultureInfo.InvariantCulture), rest.Length > 1 ? rest[1] : null),
     _ => Usage(),
 };
+
+static int RecoveryPlot(string tsv, string png, double dense, string? title)
+{
+    var rows = File.ReadLines(tsv).Where(l => !l.StartsWith('#') && l.Trim().Length > 0).Select(l => l.Split('\t'))
+        .Select(c => (Mode: c[0], Steps: double.Parse(c[1], CultureInfo.InvariantCulture), Ppl: double.Parse(c[2], CultureInfo.InvariantCulture))).ToArray();
+    var plt = new ScottPlot.Plot();
+    foreach (var g in rows.GroupBy(r => r.Mode))
+    {
+        var pts = g.OrderBy(r => r.Steps).ToArray();
+        var sc = plt.Add.Scatter(pts.Select(r => r.Steps).ToArray(), pts.Select(r => r.Ppl).ToArray());
+        sc.LegendText = g.Key;
+        sc.LineWidth = 2;
+        sc.MarkerSize = 6;
+    }
+    double maxX = rows.Max(r => r.Steps);
+    var d = plt.Add.Scatter(new double[] { 0, Math.Max(1, maxX) }, new double[] { dense, dense });
+    d.LegendText = "dense";
+    d.LinePattern = ScottPlot.LinePattern.Dashed;
+    return Save(plt, png, title ?? "Recovery fine-tuning of the pruned model", "fine-tuning steps", "test perplexity", ScottPlot.Alignment.UpperRight);
+}
 
 static int Usage()
 {

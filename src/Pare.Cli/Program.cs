@@ -18,6 +18,7 @@ root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(PplCommand.Create());
 root.Subcommands.Add(PplCommand.CreateNgram());
 root.Subcommands.Add(PruneCommand.Create());
+root.Subcommands.Add(FinetuneCommand.Create());
 root.Subcommands.Add(NeedleCommand.Create());
 root.Subcommands.Add(ImportCommand.Create());
 root.Subcommands.Add(EmbedCommand.Create());

@@ -15,7 +15,7 @@ internal static class PruneCommand
     public static Command Create()
     {
         var model = Cli.ModelArgument();
-        var method = new Option<string>("--method", "-m") { Description = "magnitude, wanda or sparsegpt (unstructured / N:M); flap, flap-uniform, wanda-sp, magnitude-sp or cfsp (structured: heads and FFN channels removed, a smaller dense model); slicegpt (embedding dimensions deleted, runs in Pare only).", DefaultValueFactory = _ => "sparsegpt" };
+        var method = new Option<string>("--method", "-m") { Description = "magnitude, wanda, sparsegpt or gblm (unstructured / N:M); flap, flap-uniform, wanda-sp, magnitude-sp or cfsp (structured: heads and FFN channels removed, a smaller dense model); slicegpt (embedding dimensions deleted, runs in Pare only).", DefaultValueFactory = _ => "sparsegpt" };
         var ratio = new Option<double>("--ratio", "-r") { Description = "Structured methods: fraction of the block parameters removed, in [0, 1).", DefaultValueFactory = _ => 0.2 }
             .Check(v => v >= 0 && v < 1, "in [0, 1)");
         var slicing = new Option<double>("--slicing") { Description = "slicegpt: fraction of the embedding dimension deleted, in [0, 1) (kept width rounded down to a multiple of 8).", DefaultValueFactory = _ => 0.25 }
@@ -60,7 +60,8 @@ internal static class PruneCommand
                 "magnitude" => PruneMethod.Magnitude,
                 "wanda" => PruneMethod.Wanda,
                 "sparsegpt" => PruneMethod.SparseGpt,
-                var other => throw new PareException($"unknown method '{other}' (magnitude, wanda, sparsegpt, flap, flap-uniform, wanda-sp, magnitude-sp, cfsp, slicegpt)"),
+                "gblm" => PruneMethod.Gblm,
+                var other => throw new PareException($"unknown method '{other}' (magnitude, wanda, sparsegpt, gblm, flap, flap-uniform, wanda-sp, magnitude-sp, cfsp, slicegpt)"),
             };
             double s = r.GetValue(sparsity);
             var unstructured = SparsityPattern.Unstructured(s); // checks the range even when a pattern is given

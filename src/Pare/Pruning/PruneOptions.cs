@@ -11,6 +11,8 @@ public enum PruneMethod
     Wanda,
     /// <summary>Second-order (OBS) pruning with weight updates (<see cref="SparseGpt"/>).</summary>
     SparseGpt,
+    /// <summary>GBLM-Pruner: |W| x (input norm + LM-loss gradient l2 norm), per output row (<see cref="Gblm"/>).</summary>
+    Gblm,
 }
 
 /// <summary>A per-tensor exception to the global setting, chosen by a glob over GGUF tensor names ("blk.0.*", "*.ffn_down.weight").</summary>
@@ -65,6 +67,8 @@ public sealed record PruneOptions
     public int BlockSize { get; init; } = 128;
     /// <summary>SparseGPT: damping added to the Hessian diagonal, as a fraction of its mean (0.01 in the paper).</summary>
     public double Damp { get; init; } = 0.01;
+    /// <summary>GBLM: factor applied to the per-sample gradients before their l2 norm (100 in the reference code).</summary>
+    public float GradScale { get; init; } = Gblm.DefaultGradScale;
     /// <summary>Calibration tokens kept per layer input to measure the reconstruction error ||WX - W'X||^2 / ||WX||^2.</summary>
     public int ErrorTokens { get; init; } = 256;
     /// <summary>Worker threads for the kernels.</summary>
@@ -85,6 +89,7 @@ public sealed record PruneOptions
         if (SeqLen is < 2) throw new PareException($"--seqlen must be at least 2 (got {SeqLen})");
         if (BlockSize < 1) throw new PareException($"block size must be at least 1 (got {BlockSize})");
         if (!(Damp > 0 && Damp < 1)) throw new PareException($"damping must be in (0, 1) (got {Damp})");
+        if (!(GradScale > 0) || float.IsInfinity(GradScale)) throw new PareException($"gradient scale must be positive (got {GradScale})");
         if (Threads < 1) throw new PareException($"threads must be at least 1 (got {Threads})");
     }
 }

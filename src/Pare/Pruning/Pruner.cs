@@ -111,6 +111,8 @@ public static class Pruner
             if (windows.Length > 0) seqLen = windows[0].Length;
         }
 
+        // GBLM: gradients of the dense model's LM loss over the calibration windows, before any block is pruned.
+        var gblmGrads = options.Method == PruneMethod.Gblm && windows.Length > 0 ? Gblm.Gradients(c, modelPath, windows, options.GradScale, options.Threads, cancel) : null;
         using var src = File.OpenHandle(modelPath, FileMode.Open, FileAccess.Read, FileShare.Read);
         byte[] ReadBytes(GgufTensorInfo info, int r, int cols)
         {
@@ -169,7 +171,7 @@ public static class Pruner
                         var pattern = plan[d.Name];
                         var st = stats?.GetValueOrDefault(d.Input);
                         var pruned = new bool[d.Data.Length];
-                        PruneMatrix(d, pattern, st, options, pruned, lastReader, cancel);
+                        PruneMatrix(d, pattern, st, options, pruned, lastReader, cancel, gblmGrads?.GetValueOrDefault(d.Name), windows.Length);
                         // The unpruned rows are decoded again from the file rather than kept as a copy.
                         var source = f.GetTensor(d.Name);
                         double? err = st != null
@@ -283,7 +285,8 @@ public static class Pruner
         return plan;
     }
 
-    static void PruneMatrix(DenseLinear d, SparsityPattern p, LayerStats? st, PruneOptions o, bool[] pruned, bool lastReader, CancellationToken cancel)
+    static void PruneMatrix(DenseLinear d, SparsityPattern p, LayerStats? st, PruneOptions o, bool[] pruned, bool lastReader, CancellationToken cancel,
+        float[]? gblmGrad = null, int windowCount = 1)
     {
         switch (o.Method)
         {
@@ -294,6 +297,13 @@ public static class Pruner
             case PruneMethod.SparseGpt:
                 SparseGpt.Prune(d.Data, d.Rows, d.Cols, (st ?? throw new PareException("SparseGPT needs calibration statistics")).Hessian(lastReader), p, pruned,
                     o.BlockSize, o.Damp, o.Threads, cancel);
+                break;
+            case PruneMethod.Gblm:
+                // ||X||² as the reference scales it: Σ over tokens / number of windows (not per token).
+                var sqn = (st ?? throw new PareException("GBLM needs calibration statistics")).MeanSq();
+                double perWindow = (double)st.Tokens / Math.Max(1, windowCount);
+                for (int j = 0; j < sqn.Length; j++) sqn[j] *= perWindow;
+                Gblm.Prune(d.Data, d.Rows, d.Cols, sqn, gblmGrad ?? throw new PareException($"GBLM has no gradient for {d.Name}"), p, pruned);
                 break;
             default: throw new PareException($"unknown pruning method {o.Method}");
         }

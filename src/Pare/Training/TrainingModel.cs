@@ -65,6 +65,24 @@ public sealed class TrainingModel
 
     public int SeqLen { get; }
 
+    /// <summary>
+    /// Frozen per-layer output biases of attn_output and ffn_down (FLAP's bias compensation), (dim) each, null = none.
+    /// They are added in the forward pass and not trained; a constant term leaves every other gradient's formula unchanged.
+    /// </summary>
+    public float[]?[]? OutputBias { get; set; }
+    /// <inheritdoc cref="OutputBias"/>
+    public float[]?[]? DownBias { get; set; }
+
+    static void AddBias(Span<float> y, float[]? b, int n, int dim)
+    {
+        if (b == null) return;
+        for (int r = 0; r < n; r++)
+        {
+            var row = y.Slice(r * dim, dim);
+            for (int j = 0; j < dim; j++) row[j] += b[j];
+        }
+    }
+
     /// <summary>The logits of the last <see cref="Forward"/>, (rows, vocab); overwritten by the loss gradient in <see cref="Step"/>.</summary>
     public ReadOnlySpan<float> Logits(int rows) => _logits.AsSpan(0, rows * _c.VocabSize);
 
@@ -109,6 +127,7 @@ public sealed class TrainingModel
             Attention.Forward(a.Q.AsSpan(0, n * qd), a.K.AsSpan(0, n * kvd), a.V.AsSpan(0, n * kvd), a.Att, shape, _threads);
             var o = _dn.AsSpan(0, n * dim); // scratch: nothing needs it during the forward pass
             Forward(a.Att, w.Wo, n, o);
+            AddBias(o, OutputBias?[l], n, dim);
             for (int i = 0; i < x.Length; i++) x[i] += o[i];
             x.CopyTo(a.X2);
             RmsNorm.Forward(x, _p.Value(w.FfnNorm), _c.RmsEps, n, dim, a.Xf, a.RstdF);
@@ -116,6 +135,7 @@ public sealed class TrainingModel
             Forward(a.Xf, w.Up, n, a.U);
             SwiGlu.Forward(a.G.AsSpan(0, n * ffn), a.U.AsSpan(0, n * ffn), a.H.AsSpan(0, n * ffn));
             Forward(a.H, w.Down, n, o);
+            AddBias(o, DownBias?[l], n, dim);
             for (int i = 0; i < x.Length; i++) x[i] += o[i];
         }
         x.CopyTo(_xFinal);

@@ -277,10 +277,7 @@ public sealed class Finetune
     /// <summary>Runs every step, then writes the output. Cancellation stops before the next step and writes nothing.</summary>
     public FinetuneResult Run(string outputPath, IProgress<FinetuneProgress>? progress = null, CancellationToken cancel = default)
     {
-        if (string.IsNullOrWhiteSpace(outputPath)) throw new PareException("no output path given (-o OUT.gguf)");
-        if (Path.GetFullPath(outputPath) == Path.GetFullPath(_modelPath)) throw new PareException("the output path is the input model; choose another");
-        string? outDir = Path.GetDirectoryName(Path.GetFullPath(outputPath));
-        if (outDir != null && !Directory.Exists(outDir)) throw new PareException($"output directory does not exist: {outDir}");
+        Pare.Formats.OutputPath.Check(_modelPath, outputPath);
         var sw = Stopwatch.StartNew();
         var losses = new List<double>();
         while (Step < _o.Steps)

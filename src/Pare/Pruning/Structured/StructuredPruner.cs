@@ -50,10 +50,7 @@ public static class StructuredPruner
         IProgress<PruneProgress>? progress = null, CancellationToken cancel = default)
     {
         options.Validate();
-        if (string.IsNullOrWhiteSpace(outputPath)) throw new PareException("no output path given (-o OUT.gguf)");
-        if (Path.GetFullPath(outputPath) == Path.GetFullPath(modelPath)) throw new PareException("the output path is the input model; choose another");
-        string? outDir = Path.GetDirectoryName(Path.GetFullPath(outputPath));
-        if (outDir != null && !Directory.Exists(outDir)) throw new PareException($"output directory does not exist: {outDir}");
+        Pare.Formats.OutputPath.Check(modelPath, outputPath);
         var sw = Stopwatch.StartNew();
 
         using var model = LlamaModel.Load(modelPath);

@@ -47,7 +47,7 @@ public class RagEncoderTests
         // train split) finds the answer sentence inside its passage for most of 10 valid-split questions. (Across passages
         // its logits are poorly calibrated: the gold passage's best sentence beat an unrelated passage's in only 4 / 10,
         // docs/context-pruning.md; that is measured, not asserted.)
-        string text = File.ReadAllText(Path.Combine(TestCorpus.RepoRoot()!, ".cache/data/corpus/valid.txt"));
+        string text = File.ReadAllText(Pare.Data.CorpusFetcher.Fetch(new Pare.Data.FetchOptions { CacheDir = TestCorpus.CacheDir }).ValidPath);
         var res = ProvenceTraining.Train(e, text, new ProvenceTrainingOptions { Questions = 24, Steps = 150 });
         Assert.True(res.SentenceAccuracy > 0.8, $"{res.SentenceAccuracy}");
         var head = ProvenceHead.Load(Path.Combine(TestCorpus.RepoRoot()!, "models/provence-minilm.json"));

@@ -98,26 +98,7 @@ internal static class PruneCommand
                 return 0;
             }
 
-            PruneResult result;
-            if (Cli.Interactive(asJson))
-            {
-                PruneResult? res = null;
-                AnsiConsole.Progress().AutoClear(true)
-                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
-                    .Start(ctx =>
-                    {
-                        var task = ctx.AddTask("pruning", maxValue: 1.0);
-                        var prog = new Progress<PruneProgress>(e =>
-                        {
-                            task.Description = e.Stage == "writing" ? "writing output" : $"block {Math.Min(e.Block + 1, e.Blocks)}/{e.Blocks} {e.Stage}";
-                            task.Value = e.Fraction;
-                        });
-                        res = Pruner.Run(modelPath, outPath, options, calib, storage, prog, ct);
-                        task.Value = 1.0;
-                    });
-                result = res!;
-            }
-            else result = Pruner.Run(modelPath, outPath, options, calib, storage, null, ct);
+            var result = WithProgress(asJson, "pruning", BlockStage, prog => Pruner.Run(modelPath, outPath, options, calib, storage, prog, ct));
 
             double rss = Cli.PeakRssMb();
             if (asJson)
@@ -150,29 +131,29 @@ internal static class PruneCommand
         return cmd;
     }
 
+    static string BlockStage(PruneProgress e) =>
+        e.Stage == "writing" ? "writing output" : $"block {Math.Min(e.Block + 1, e.Blocks)}/{e.Blocks} {e.Stage}";
+
+    /// <summary>Runs a pruner with a progress bar on an interactive terminal (none with --json or redirected output).</summary>
+    static T WithProgress<T>(bool asJson, string label, Func<PruneProgress, string> describe, Func<IProgress<PruneProgress>?, T> run)
+    {
+        if (!Cli.Interactive(asJson)) return run(null);
+        T result = default!;
+        AnsiConsole.Progress().AutoClear(true)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask(label, maxValue: 1.0);
+                result = run(new Progress<PruneProgress>(e => { task.Description = describe(e); task.Value = e.Fraction; }));
+                task.Value = 1.0;
+            });
+        return result;
+    }
+
     /// <summary>Structured pruning (FLAP, Wanda-sp, magnitude-sp): a smaller dense model, per-layer kept widths printed.</summary>
     static int RunStructured(string modelPath, string outPath, StructuredOptions options, CalibrationSource? calib, bool asJson, CancellationToken ct)
     {
-        StructuredResult res;
-        if (Cli.Interactive(asJson))
-        {
-            StructuredResult? got = null;
-            AnsiConsole.Progress().AutoClear(true)
-                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
-                .Start(ctx =>
-                {
-                    var task = ctx.AddTask("pruning", maxValue: 1.0);
-                    var prog = new Progress<PruneProgress>(e =>
-                    {
-                        task.Description = e.Stage == "writing" ? "writing output" : $"block {Math.Min(e.Block + 1, e.Blocks)}/{e.Blocks} {e.Stage}";
-                        task.Value = e.Fraction;
-                    });
-                    got = StructuredPruner.Run(modelPath, outPath, options, calib, prog, ct);
-                    task.Value = 1.0;
-                });
-            res = got!;
-        }
-        else res = StructuredPruner.Run(modelPath, outPath, options, calib, null, ct);
+        var res = WithProgress(asJson, "pruning", BlockStage, prog => StructuredPruner.Run(modelPath, outPath, options, calib, prog, ct));
         if (asJson)
         {
             Cli.PrintJson(new
@@ -200,22 +181,7 @@ internal static class PruneCommand
     /// <summary>SliceGPT: embedding dimensions deleted; prints the widths and the parameters removed.</summary>
     static int RunSliceGpt(string modelPath, string outPath, SliceGptOptions options, CalibrationSource? calib, bool asJson, CancellationToken ct)
     {
-        SliceGptResult res;
-        if (Cli.Interactive(asJson))
-        {
-            SliceGptResult? got = null;
-            AnsiConsole.Progress().AutoClear(true)
-                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
-                .Start(ctx =>
-                {
-                    var task = ctx.AddTask("slicing", maxValue: 1.0);
-                    var prog = new Progress<PruneProgress>(e => { task.Description = e.Stage; task.Value = e.Fraction; });
-                    got = SliceGpt.Run(modelPath, outPath, options, calib, prog, ct);
-                    task.Value = 1.0;
-                });
-            res = got!;
-        }
-        else res = SliceGpt.Run(modelPath, outPath, options, calib, null, ct);
+        var res = WithProgress(asJson, "slicing", e => e.Stage, prog => SliceGpt.Run(modelPath, outPath, options, calib, prog, ct));
         if (asJson)
         {
             Cli.PrintJson(new

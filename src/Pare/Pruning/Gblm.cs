@@ -85,18 +85,11 @@ public static class Gblm
     {
         if (inputSqNorm.Length != cols) throw new ArgumentException($"{inputSqNorm.Length} input norms for {cols} columns", nameof(inputSqNorm));
         if (gradNorm.Length != (long)rows * cols) throw new ArgumentException($"{gradNorm.Length} gradient norms for {rows}x{cols} weights", nameof(gradNorm));
-        var norm = new float[cols];
-        for (int j = 0; j < cols; j++) norm[j] = (float)Math.Sqrt(inputSqNorm[j]);
-        int k = Masks.Count(pattern.Ratio, cols);
-        var score = new float[cols];
-        for (int r = 0; r < rows; r++)
+        var norm = Wanda.ColumnNorms(inputSqNorm);
+        var grads = gradNorm.ToArray(); // the scorer is a lambda: it cannot capture a span
+        Masks.PruneRows(w, rows, cols, pattern, pruned, (r, row, score) =>
         {
-            var row = w.Slice(r * cols, cols);
-            var g = gradNorm.Slice(r * cols, cols);
-            for (int j = 0; j < cols; j++) score[j] = Score(row[j], norm[j], g[j]);
-            if (pattern.IsNM) Masks.PruneNM(score, pattern.N, pattern.M, pruned.Slice(r * cols, cols));
-            else Masks.PruneSmallest(score, k, pruned.Slice(r * cols, cols));
-        }
-        Masks.Apply(w, pruned);
+            for (int j = 0; j < cols; j++) score[j] = Score(row[j], norm[j], grads[r * cols + j]);
+        });
     }
 }

@@ -69,6 +69,26 @@ public static class Masks
     }
 
     /// <summary>Count of pruned weights for a fraction of <paramref name="total"/>: round to nearest.</summary>
+    /// <summary>Scores one row of weights into <c>score</c> (cols values; higher = keep).</summary>
+    public delegate void RowScorer(int row, ReadOnlySpan<float> weights, Span<float> score);
+
+    /// <summary>
+    /// Per-output-row selection (Wanda's comparison group, also GBLM's): each row is scored, then its lowest scores are
+    /// pruned (the pattern's ratio of the row, or N of every M), and the pruned weights are zeroed.
+    /// </summary>
+    public static void PruneRows(Span<float> w, int rows, int cols, SparsityPattern pattern, Span<bool> pruned, RowScorer scoreRow)
+    {
+        int k = Count(pattern.Ratio, cols);
+        var score = new float[cols];
+        for (int r = 0; r < rows; r++)
+        {
+            scoreRow(r, w.Slice(r * cols, cols), score);
+            if (pattern.IsNM) PruneNM(score, pattern.N, pattern.M, pruned.Slice(r * cols, cols));
+            else PruneSmallest(score, k, pruned.Slice(r * cols, cols));
+        }
+        Apply(w, pruned);
+    }
+
     public static int Count(double ratio, long total) => (int)Math.Round(ratio * total, MidpointRounding.AwayFromZero);
 
     /// <summary>Zeroes the pruned weights.</summary>

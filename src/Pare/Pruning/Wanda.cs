@@ -16,17 +16,18 @@ public static class Wanda
     public static void Prune(Span<float> w, int rows, int cols, ReadOnlySpan<double> inputSqNorm, SparsityPattern pattern, Span<bool> pruned)
     {
         if (inputSqNorm.Length != cols) throw new ArgumentException($"{inputSqNorm.Length} input norms for {cols} columns", nameof(inputSqNorm));
-        var norm = new float[cols];
-        for (int j = 0; j < cols; j++) norm[j] = (float)Math.Sqrt(inputSqNorm[j]);
-        int k = Masks.Count(pattern.Ratio, cols);
-        var score = new float[cols];
-        for (int r = 0; r < rows; r++)
+        var norm = ColumnNorms(inputSqNorm);
+        Masks.PruneRows(w, rows, cols, pattern, pruned, (_, row, score) =>
         {
-            var row = w.Slice(r * cols, cols);
             for (int j = 0; j < cols; j++) score[j] = MathF.Abs(row[j]) * norm[j];
-            if (pattern.IsNM) Masks.PruneNM(score, pattern.N, pattern.M, pruned.Slice(r * cols, cols));
-            else Masks.PruneSmallest(score, k, pruned.Slice(r * cols, cols));
-        }
-        Masks.Apply(w, pruned);
+        });
+    }
+
+    /// <summary>||X_j||: the square roots of the per-column sums of squares.</summary>
+    internal static float[] ColumnNorms(ReadOnlySpan<double> inputSqNorm)
+    {
+        var norm = new float[inputSqNorm.Length];
+        for (int j = 0; j < norm.Length; j++) norm[j] = (float)Math.Sqrt(inputSqNorm[j]);
+        return norm;
     }
 }

@@ -86,6 +86,18 @@ public static unsafe class KvQuant
             }
     }
 
+    /// <summary>Copies every head's int8 K values and scales at position <paramref name="from"/> to <paramref name="to"/> (tree compaction).</summary>
+    public static void MoveKQ8(Span<sbyte> kBlocks, Span<float> scales, int capacity, int kvHeads, int headDim, int from, int to)
+    {
+        for (int h = 0; h < kvHeads; h++)
+        {
+            for (int d = 0; d < headDim; d++)
+                kBlocks[(int)BlockedAttention.Index(capacity, headDim, h, to, d)] = kBlocks[(int)BlockedAttention.Index(capacity, headDim, h, from, d)];
+            for (int g = 0; g < headDim / Group; g++)
+                scales[(int)ScaleIndex(capacity, headDim, h, to, g)] = scales[(int)ScaleIndex(capacity, headDim, h, from, g)];
+        }
+    }
+
     /// <summary>Index of the scale of (head, position, group) in a Q8_0 blocked K cache: [head][block][group][16].</summary>
     static long ScaleIndex(int capacity, int headDim, int kvHead, int position, int group) =>
         (((long)kvHead * ((capacity + B - 1) / B) + position / B) * (headDim / Group) + group) * B + position % B;

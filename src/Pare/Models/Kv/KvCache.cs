@@ -133,29 +133,10 @@ public sealed class KvCache
                 Array.Copy(_vh[l], (long)from * kvd, _vh[l], (long)to * kvd, kvd);
                 break;
             default:
-                // Re-quantizing the decoded row reproduces it exactly (same scale, same integers).
-                Span<float> row = stackalloc float[hd];
-                Span<float> kRow = new float[kvd];
-                for (int h = 0; h < kvHeads; h++)
-                {
-                    ReadKRowQ8(l, h, from, row);
-                    row.CopyTo(kRow.Slice(h * hd, hd));
-                }
-                KvQuant.WriteKQ8(kRow, 1, kvHeads, hd, _kq[l], _ks[l], Capacity, to);
+                KvQuant.MoveKQ8(_kq[l], _ks[l], Capacity, kvHeads, hd, from, to);
                 int rb = KvQuant.Q8RowBytes(kvd);
                 Array.Copy(_vq[l], (long)from * rb, _vq[l], (long)to * rb, rb);
                 break;
-        }
-    }
-
-    void ReadKRowQ8(int l, int h, int p, Span<float> row)
-    {
-        int hd = _c.HeadDim;
-        int blocks = (Capacity + BlockedAttention.Block - 1) / BlockedAttention.Block;
-        for (int d = 0; d < hd; d++)
-        {
-            long scaleAt = (((long)h * blocks + p / BlockedAttention.Block) * (hd / 32) + d / 32) * BlockedAttention.Block + p % BlockedAttention.Block;
-            row[d] = _kq[l][BlockedAttention.Index(Capacity, hd, h, p, d)] * _ks[l][scaleAt];
         }
     }
 

@@ -44,6 +44,15 @@ public sealed class Filler
         return dst;
     }
 
+    /// <summary><paramref name="count"/> tokens each from an independent random place: the corpus' unigram
+    /// distribution with no sequential structure, so nothing in them is predictable except by looking back.</summary>
+    public int[] Shuffled(SplitMix64 rng, int count)
+    {
+        var dst = new int[count];
+        for (int i = 0; i < count; i++) dst[i] = _tokens[rng.NextInt(_tokens.Length)];
+        return dst;
+    }
+
     /// <summary>
     /// A place to insert a needle near <paramref name="index"/> in <paramref name="filler"/>: just after a token that ends a
     /// sentence or line, looking up to 24 tokens back and forth; the index itself when there is none.

@@ -22,6 +22,9 @@ public sealed record LongContextMixOptions
     /// <summary>Share of episodes that are copy episodes instead (a span of train text, a blank line, the same span
     /// again); 0 keeps the windows of configs written before it bit for bit.</summary>
     public double Repeat { get; init; } = 0;
+    /// <summary>Share of copy episodes whose span is shuffled train tokens (each from a random place) instead of running
+    /// text: a language model cannot partly predict them, so the whole loss of the copy pushes towards looking back.</summary>
+    public double ShuffledRepeat { get; init; } = 0;
 
     public void Validate(string source)
     {
@@ -31,6 +34,7 @@ public sealed record LongContextMixOptions
         if (w.Any(x => x < 0) || w.Sum() <= 0) throw new PareException($"{source}: long_context task weights must be >= 0 with a positive sum");
         if (MaxFollowUps < 0) throw new PareException($"{source}: long_context.max_follow_ups must be >= 0");
         if (Repeat is < 0 or > 1) throw new PareException($"{source}: long_context.repeat must be in 0..1");
+        if (ShuffledRepeat is < 0 or > 1) throw new PareException($"{source}: long_context.shuffled_repeat must be in 0..1");
     }
 }
 
@@ -108,7 +112,8 @@ public sealed class LongContextMix
     int[] CopyEpisode(SplitMix64 rng, int length)
     {
         int half = Math.Max(8, (length - 2 * _separator.Length) / 2);
-        var span = _filler.Take(rng, half);
+        // The draw for the kind of span happens only when shuffled spans are on: 0 keeps older configs' windows.
+        var span = _o.ShuffledRepeat > 0 && rng.NextDouble() < _o.ShuffledRepeat ? _filler.Shuffled(rng, half) : _filler.Take(rng, half);
         return [.. span, .. _separator, .. span, .. _separator];
     }
 

@@ -153,6 +153,26 @@ public class NeedleTests
     }
 
     [Fact]
+    public void Shuffled_copy_episodes_repeat_a_span_that_is_not_running_text()
+    {
+        var (tok, text, _) = Ref.Value;
+        var corpus = tok.Encode(string.Concat(Enumerable.Repeat(File.ReadAllText(Path.Combine(RepoRoot(), "README.md")), 3)), addSpecial: false);
+        var textCopies = new LongContextMix(corpus, text, new LongContextMixOptions { Repeat = 1 });
+        Assert.Equal(textCopies.Window(7, 2049), new LongContextMix(corpus, text, new LongContextMixOptions { Repeat = 1, ShuffledRepeat = 0 }).Window(7, 2049));
+        var w = new LongContextMix(corpus, text, new LongContextMixOptions { Repeat = 1, ShuffledRepeat = 1 }).Window(7, 2049);
+        var sep = text.Encode("\n\n");
+        int half = -1;
+        for (int h = 8; 2 * h + sep.Length <= w.Length; h++)
+            if (w.AsSpan(h, sep.Length).SequenceEqual(sep) && w.AsSpan(0, h).SequenceEqual(w.AsSpan(h + sep.Length, h))) { half = h; break; }
+        Assert.True(half >= 60, $"no repeated span at the start (half {half})");
+        // Running text: most adjacent pairs of the span are adjacent in the corpus too; shuffled tokens: few are.
+        var bigrams = new HashSet<(int, int)>(Enumerable.Range(0, corpus.Length - 1).Select(i => (corpus[i], corpus[i + 1])));
+        double inCorpus = Enumerable.Range(0, half - 1).Count(i => bigrams.Contains((w[i], w[i + 1]))) / (double)(half - 1);
+        Assert.True(inCorpus < 0.5, $"{inCorpus:P0} of the span's bigrams occur in the corpus: not shuffled");
+        Assert.Throws<PareException>(() => new LongContextMixOptions { ShuffledRepeat = -0.1 }.Validate("cfg"));
+    }
+
+    [Fact]
     public void A_byte_level_tokenizer_with_too_short_episodes_is_a_config_error()
     {
         var tok = new Gpt2BpeTokenizer(SyntheticModel.ByteLevelVocab(300));

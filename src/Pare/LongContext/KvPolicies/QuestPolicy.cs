@@ -1,3 +1,4 @@
+using Pare.Kernels;
 using Pare.Models;
 using Pare.Models.Kv;
 
@@ -55,9 +56,7 @@ public sealed class QuestPolicy : IKvPolicy
             for (int i = 0; i < pages; i++)
             {
                 var b = Bound(layer, g, i, prefix, kv);
-                float s = 0;
-                for (int d = 0; d < hd; d++) s += Math.Max(q[d] * b[d], q[d] * b[hd + d]);
-                scores[i] = s;
+                scores[i] = SelectedAttention.BoundDot(q, b.AsSpan(0, hd), b.AsSpan(hd, hd));
             }
             var top = KvPolicy.TopK(scores, k);
             var pos = new int[top.Length * ps + local.Length];

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.Intrinsics;
 
 namespace Pare.Kernels;
@@ -61,6 +62,138 @@ public static unsafe class SelectedAttention
                 if (vecs > 2) (a2 * s).Store(po + d0 + 2 * B);
                 if (vecs > 3) (a3 * s).Store(po + d0 + 3 * B);
             }
+        }
+    }
+
+    /// <summary>
+    /// Every query head of one token: head h attends to the first <paramref name="prefixCounts"/>[h] positions of
+    /// <paramref name="prefix"/>[h], then to <paramref name="own"/> (its chunk or tree ancestors). Heads of one K/V group
+    /// given the same array and count (a policy that selects per K/V head, or the same positions for all) are scored
+    /// together, up to four per pass, so each K block and V row is read once for them; units run on up to
+    /// <paramref name="threads"/> threads. Equal, within rounding, to <see cref="Attend"/> per head (test).
+    /// </summary>
+    public static void AttendHeads(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<float> kBlocks, int capacity,
+        ReadOnlySpan<float> v, int[][] prefix, int[] prefixCounts, ReadOnlySpan<int> own, Span<float> output, int threads)
+    {
+        if (!Vector512.IsHardwareAccelerated || headDim % B != 0 || heads % kvHeads != 0)
+        {
+            var scratch = new float[prefixCounts.Max() + own.Length];
+            for (int h = 0; h < heads; h++)
+                Attend(q.Slice(h * headDim, headDim), kBlocks, capacity, v, kvHeads, headDim, h / (heads / kvHeads), prefix[h].AsSpan(0, prefixCounts[h]), own, scratch, output.Slice(h * headDim, headDim));
+            return;
+        }
+        int group = heads / kvHeads, kvd = kvHeads * headDim;
+        if (own.IsEmpty && prefixCounts.AsSpan(0, heads).Contains(0)) throw new ArgumentException("no positions to attend");
+        if (q.Length < heads * headDim || output.Length < heads * headDim || prefix.Length < heads || prefixCounts.Length < heads) throw new ArgumentException("q, output or selections too short");
+        if (kBlocks.Length < BlockedAttention.CacheFloats(capacity, kvHeads, headDim)) throw new ArgumentException("the K cache is smaller than its capacity");
+        // Units: runs of up to 4 heads of one group sharing a selection; their positions copied into one pinned buffer.
+        var unitHead = new int[heads + 1];
+        var unitCount = new int[heads];
+        var unitPos = new int[heads];
+        int units = 0, total = 0, maxLen = 0;
+        for (int h = 0; h < heads;)
+        {
+            int m = 1;
+            while (m < 4 && h + m < heads && (h + m) % group != 0 && ReferenceEquals(prefix[h + m], prefix[h]) && prefixCounts[h + m] == prefixCounts[h]) m++;
+            if (prefixCounts[h] < 0 || prefixCounts[h] > prefix[h].Length) throw new ArgumentException("a selection count exceeds its array");
+            unitHead[units] = h; unitCount[units] = m; unitPos[units] = total;
+            total += prefixCounts[h]; maxLen = Math.Max(maxLen, prefixCounts[h]);
+            units++; h += m;
+        }
+        unitHead[units] = heads;
+        var flat = ArrayPool<int>.Shared.Rent(Math.Max(1, total));
+        int n = maxLen + own.Length;
+        var scores = ArrayPool<float>.Shared.Rent(Math.Max(1, heads * n));
+        try
+        {
+            for (int u = 0; u < units; u++) prefix[unitHead[u]].AsSpan(0, prefixCounts[unitHead[u]]).CopyTo(flat.AsSpan(unitPos[u]));
+            fixed (float* pq = q, pk = kBlocks, pv = v, po = output, ps = scores)
+            fixed (int* pf = flat, po2 = own, ph = unitHead, pc = unitCount, pp = unitPos, pcnt = prefixCounts)
+            {
+                Check(pf, total, capacity, v.Length, kvd);
+                Check(po2, own.Length, capacity, v.Length, kvd);
+                var job = new HeadsJob
+                {
+                    Q = pq, K = pk, V = pv, Out = po, Scores = ps, Flat = pf, Own = po2, OwnCount = own.Length, UnitHead = ph, UnitHeads = pc,
+                    UnitPos = pp, Counts = pcnt, Group = group, HeadDim = headDim, KvDim = kvd, Stride = n, BlocksPerHead = (capacity + B - 1) / B,
+                    Scale = 1f / MathF.Sqrt(headDim),
+                };
+                long work = (long)heads * n * headDim;
+                KernelThreadPool.Shared.Run(&Unit, &job, units, work < 1 << 14 ? 1 : threads);
+            }
+        }
+        finally
+        {
+            ArrayPool<int>.Shared.Return(flat);
+            ArrayPool<float>.Shared.Return(scores);
+        }
+    }
+
+    struct HeadsJob
+    {
+        public float* Q, K, V, Out, Scores;
+        public int* Flat, Own, UnitHead, UnitHeads, UnitPos, Counts;
+        public int OwnCount, Group, HeadDim, KvDim, Stride, BlocksPerHead;
+        public float Scale;
+    }
+
+    /// <summary>One unit: m (1-4) heads of one K/V head over the same positions.</summary>
+    static void Unit(void* ctx, int u)
+    {
+        var j = (HeadsJob*)ctx;
+        int h0 = j->UnitHead[u], m = j->UnitHeads[u], hd = j->HeadDim, kvHead = h0 / j->Group, count = j->Counts[h0], n = count + j->OwnCount;
+        float* k = j->K + (long)kvHead * j->BlocksPerHead * hd * B;
+        float* sc = j->Scores + (long)h0 * j->Stride;
+        ScoreHeads(j->Q + h0 * hd, m, k, hd, j->Flat + j->UnitPos[u], count, sc, j->Stride, j->Scale);
+        ScoreHeads(j->Q + h0 * hd, m, k, hd, j->Own, j->OwnCount, sc + count, j->Stride, j->Scale);
+        Span<float> inv = stackalloc float[4];
+        for (int i = 0; i < m; i++) inv[i] = 1f / Ops.ExpMinusMax(new Span<float>(sc + i * j->Stride, n));
+        float* vHead = j->V + kvHead * hd;
+        for (int d0 = 0; d0 < hd; d0 += B)
+        {
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (int i = 0; i < n; i++)
+            {
+                int p = i < count ? j->Flat[j->UnitPos[u] + i] : j->Own[i - count];
+                var row = Vector512.Load(vHead + (long)p * j->KvDim + d0);
+                a0 += Vector512.Create(sc[i]) * row;
+                if (m > 1) a1 += Vector512.Create(sc[j->Stride + i]) * row;
+                if (m > 2) a2 += Vector512.Create(sc[2 * j->Stride + i]) * row;
+                if (m > 3) a3 += Vector512.Create(sc[3 * j->Stride + i]) * row;
+            }
+            float* o = j->Out + h0 * hd + d0;
+            (a0 * inv[0]).Store(o);
+            if (m > 1) (a1 * inv[1]).Store(o + hd);
+            if (m > 2) (a2 * inv[2]).Store(o + 2 * hd);
+            if (m > 3) (a3 * inv[3]).Store(o + 3 * hd);
+        }
+    }
+
+    /// <summary>Scores of m heads (queries q, q + headDim, ...) over count positions, each K block row loaded once for all m.</summary>
+    static void ScoreHeads(float* q, int m, float* k, int headDim, int* pos, int count, float* dst, int stride, float scale)
+    {
+        float* lanes = stackalloc float[4 * B];
+        int i = 0;
+        while (i < count)
+        {
+            int block = pos[i] / B, e = i + 1;
+            while (e < count && pos[e] / B == block) e++;
+            float* kb = k + (long)block * headDim * B;
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (int d = 0; d < headDim; d++)
+            {
+                var row = Vector512.Load(kb + d * B);
+                a0 += Vector512.Create(q[d]) * row;
+                if (m > 1) a1 += Vector512.Create(q[headDim + d]) * row;
+                if (m > 2) a2 += Vector512.Create(q[2 * headDim + d]) * row;
+                if (m > 3) a3 += Vector512.Create(q[3 * headDim + d]) * row;
+            }
+            (a0 * scale).Store(lanes);
+            if (m > 1) (a1 * scale).Store(lanes + B);
+            if (m > 2) (a2 * scale).Store(lanes + 2 * B);
+            if (m > 3) (a3 * scale).Store(lanes + 3 * B);
+            for (; i < e; i++)
+                for (int h = 0; h < m; h++) dst[h * stride + i] = lanes[h * B + pos[i] % B];
         }
     }
 

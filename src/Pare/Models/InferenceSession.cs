@@ -32,7 +32,6 @@ public sealed partial class InferenceSession
     // KV policy (null = full cache): which cached positions each head reads; the last tree's queries per layer until CommitTree.
     readonly IKvPolicy? _policy;
     float[][] _treeQ = [];
-    float[] _selScores = [];
 
     internal InferenceSession(LlamaModel model, SessionOptions options)
     {
@@ -269,30 +268,25 @@ public sealed partial class InferenceSession
             _kv.Attend(layer, q, n, heads, Position, att, _threads, parents);   // the full cache's kernel, bitwise
             return;
         }
-        if (_selScores.Length < Position + n) _selScores = new float[Position + n];
         int[]? all = null;
         var own = new List<int>();
+        var prefix = new int[heads][];
+        var counts = new int[heads];
         for (int t = 0; t < n; t++)
         {
             own.Clear();
             if (tree == null) for (int j = 0; j <= t; j++) own.Add(Position + j);
             else for (int j = t; j >= 0; j = parents[j]) own.Add(Position + j);
-            var ownSpan = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(own);
             var sel = selections[t];
             for (int h = 0; h < heads; h++)
             {
-                ReadOnlySpan<int> prefixSel;
-                if (sel == null) prefixSel = all ??= [.. Enumerable.Range(0, Position)];
-                else
-                {
-                    var s = sel[h];
-                    int cut = s.Length;
-                    while (cut > 0 && s[cut - 1] >= Position) cut--;   // the policy's window may reach into this chunk
-                    prefixSel = s.AsSpan(0, cut);
-                }
-                SelectedAttention.Attend(q.Slice(t * qd + h * hd, hd), view.K, ContextLength, view.V, view.KvHeads, hd, h / group,
-                    prefixSel, ownSpan, _selScores, att.Slice(t * qd + h * hd, hd));
+                var s = sel?[h] ?? (all ??= [.. Enumerable.Range(0, Position)]);
+                int cut = s.Length;
+                while (cut > 0 && s[cut - 1] >= Position) cut--;   // the policy's window may reach into this chunk
+                prefix[h] = s; counts[h] = cut;
             }
+            SelectedAttention.AttendHeads(q.Slice(t * qd, qd), heads, view.KvHeads, hd, view.K, ContextLength, view.V, prefix, counts,
+                System.Runtime.InteropServices.CollectionsMarshal.AsSpan(own), att.Slice(t * qd, qd), _threads);
         }
     }
 

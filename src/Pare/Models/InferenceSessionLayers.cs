@@ -65,14 +65,15 @@ public sealed partial class InferenceSession
         else
         {
             var (kCache, vCache) = _kv.Read(layer, positions[n - 1] + 1);
-            int group = heads / kvHeads;
-            var scores = new float[positions[n - 1] + 1];
+            var every = System.Linq.Enumerable.Range(0, positions[n - 1] + 1).ToArray();
+            var prefix = new int[heads][];
+            var counts = new int[heads];
+            Array.Fill(prefix, every);
             for (int t = 0; t < n; t++)
             {
-                var upTo = System.Linq.Enumerable.Range(0, positions[t] + 1).ToArray();
-                for (int h = 0; h < heads; h++)
-                    SelectedAttention.Attend(q.Slice(t * qd + h * hd, hd), kCache.Span, ContextLength, vCache.Span, kvHeads, hd, h / group,
-                        upTo, default, scores, att.Slice(t * qd + h * hd, hd));
+                Array.Fill(counts, positions[t] + 1);   // the same positions for every head: K/V groups scored together
+                SelectedAttention.AttendHeads(q.Slice(t * qd, qd), heads, kvHeads, hd, kCache.Span, ContextLength, vCache.Span, prefix, counts,
+                    default, att.Slice(t * qd, qd), _threads);
             }
         }
         var o = _o.AsSpan(0, n * dim);

@@ -62,4 +62,41 @@ public class SelectedAttentionTests
             Assert.True(q.Zip(key, (x, y) => x * y).Sum() <= fast + 1e-4f);
         }
     }
+
+    [Theory]
+    [InlineData(64, 32, 8, true)]    // 852M shape, one selection per K/V group: 4 heads per unit
+    [InlineData(64, 32, 8, false)]   // a selection per query head
+    [InlineData(32, 8, 4, true)]     // pare-ref shape
+    [InlineData(64, 12, 2, true)]    // groups of 6: units of 4 + 2
+    [InlineData(64, 4, 4, false)]    // no grouping
+    public void All_heads_at_once_match_one_head_at_a_time(int hd, int heads, int kvHeads, bool perGroup)
+    {
+        int positions = 700, capacity = 713, kvd = kvHeads * hd, group = heads / kvHeads;
+        var kBlocks = new float[BlockedAttention.CacheFloats(capacity, kvHeads, hd)];
+        BlockedAttention.WriteK(Random(positions * kvd, seed: 1), positions, kvHeads, hd, kBlocks, capacity, 0);
+        var v = Random(capacity * kvd, seed: 3);
+        var q = Random(heads * hd, seed: 4, scale: 3f);
+        var rng = new Random(heads);
+        var prefix = new int[heads][];
+        var counts = new int[heads];
+        for (int h = 0; h < heads; h++)
+        {
+            prefix[h] = perGroup && h % group != 0 ? prefix[h - 1]
+                : [.. Enumerable.Range(0, positions - 4).Where(_ => rng.Next(4) == 0), 9999];   // a padding entry past the count
+            counts[h] = prefix[h].Length - 1;
+        }
+        int[] own = [positions - 1, positions - 3];
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var all = new float[heads * hd];
+            SelectedAttention.AttendHeads(q, heads, kvHeads, hd, kBlocks, capacity, v, prefix, counts, own, all, threads);
+            for (int h = 0; h < heads; h++)
+            {
+                var one = new float[hd];
+                SelectedAttention.AttendReference(q.AsSpan(h * hd, hd), kBlocks, capacity, v, kvHeads, hd, h / group, prefix[h].AsSpan(0, counts[h]), own, new float[counts[h] + 2], one);
+                double e = Nmse(all.AsSpan(h * hd, hd), one);
+                Assert.True(e < 1e-10, $"threads {threads}, head {h}: nmse {e}");
+            }
+        }
+    }
 }

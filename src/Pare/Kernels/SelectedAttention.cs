@@ -129,6 +129,68 @@ public static unsafe class SelectedAttention
         }
     }
 
+    /// <summary>
+    /// Scaled scores q_h·K(p)/√headDim of every query head h for the positions [from, to): logits[h * (to - from) + i].
+    /// Heads of one K/V group are scored together (each K block row read once for up to four), units on up to
+    /// <paramref name="threads"/> threads. The selection pass of policies that score the whole prefix (TokenSelect).
+    /// </summary>
+    public static void Logits(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<float> kBlocks, int capacity,
+        int from, int to, Span<float> logits, int threads)
+    {
+        int n = to - from, group = heads / kvHeads;
+        if (n <= 0) return;
+        if (from < 0 || to > capacity || logits.Length < heads * n || q.Length < heads * headDim || heads % kvHeads != 0) throw new ArgumentException("bad range, heads or buffers");
+        if (kBlocks.Length < BlockedAttention.CacheFloats(capacity, kvHeads, headDim)) throw new ArgumentException("the K cache is smaller than its capacity");
+        float scale = 1f / MathF.Sqrt(headDim);
+        if (!Vector512.IsHardwareAccelerated || headDim % B != 0)
+        {
+            for (int h = 0; h < heads; h++)
+                for (int i = 0; i < n; i++)
+                {
+                    long at = BlockedAttention.Index(capacity, headDim, h / group, from + i, 0);
+                    float sum = 0;
+                    for (int d = 0; d < headDim; d++) sum += q[h * headDim + d] * kBlocks[(int)(at + d * B)];
+                    logits[h * n + i] = sum * scale;
+                }
+            return;
+        }
+        var positions = ArrayPool<int>.Shared.Rent(n);
+        try
+        {
+            for (int i = 0; i < n; i++) positions[i] = from + i;
+            fixed (float* pq = q, pk = kBlocks, pl = logits)
+            fixed (int* pp = positions)
+            {
+                var job = new LogitsJob { Q = pq, K = pk, Out = pl, Pos = pp, N = n, Heads = heads, Group = group, HeadDim = headDim, BlocksPerHead = (capacity + B - 1) / B, Scale = scale };
+                long work = (long)heads * n * headDim;
+                KernelThreadPool.Shared.Run(&LogitsUnit, &job, (heads + 3) / 4, work < 1 << 14 ? 1 : threads);
+            }
+        }
+        finally { ArrayPool<int>.Shared.Return(positions); }
+    }
+
+    struct LogitsJob
+    {
+        public float* Q, K, Out;
+        public int* Pos;
+        public int N, Heads, Group, HeadDim, BlocksPerHead;
+        public float Scale;
+    }
+
+    /// <summary>Heads 4u.. of one K/V head (a unit never crosses a group: groups are a multiple of 4 or split below).</summary>
+    static void LogitsUnit(void* ctx, int u)
+    {
+        var j = (LogitsJob*)ctx;
+        for (int h = 4 * u; h < Math.Min(4 * u + 4, j->Heads);)
+        {
+            int m = 1;
+            while (m < 4 - (h - 4 * u) && h + m < j->Heads && (h + m) / j->Group == h / j->Group) m++;
+            float* k = j->K + (long)(h / j->Group) * j->BlocksPerHead * j->HeadDim * B;
+            ScoreHeads(j->Q + h * j->HeadDim, m, k, j->HeadDim, j->Pos, j->N, j->Out + (long)h * j->N, j->N, j->Scale);
+            h += m;
+        }
+    }
+
     struct HeadsJob
     {
         public float* Q, K, V, Out, Scores;

@@ -144,7 +144,7 @@ public sealed partial class InferenceSession
                 var pq = new float[path.Count * qd];
                 for (int k = 0; k < path.Count; k++) _treeQ[l].AsSpan(path[k] * qd, qd).CopyTo(pq.AsSpan(k * qd, qd));
                 var (kc, vc) = _kv.Read(l, Position + path.Count);
-                _policy.OnAppend(l, pq, path.Count, Position, new KvView(kc.Span, vc.Span, ContextLength, _c.HeadsAt(l), _c.KvHeadsAt(l), _c.HeadDim));
+                _policy.OnAppend(l, pq, path.Count, Position, new KvView(kc.Span, vc.Span, ContextLength, _c.HeadsAt(l), _c.KvHeadsAt(l), _c.HeadDim, _threads));
             }
         Position += path.Count;
     }
@@ -235,7 +235,7 @@ public sealed partial class InferenceSession
         // Trees grown level by level (draft sessions) run without a policy.
         if (from != 0) throw new InvalidOperationException("a KV policy needs whole-tree evaluation (from = 0)");
         var (kCache, vCache) = _kv.Read(layer, Position + n);
-        var view = new KvView(kCache.Span, vCache.Span, ContextLength, heads, kvHeads, _c.HeadDim);
+        var view = new KvView(kCache.Span, vCache.Span, ContextLength, heads, kvHeads, _c.HeadDim, _threads);
         SelectedAttentionStep(layer, n, tree, q, view, att, parents);
         int qd = heads * _c.HeadDim;
         if (tree == null) _policy.OnAppend(layer, q[..(n * qd)], n, Position, view);

@@ -99,4 +99,31 @@ public class SelectedAttentionTests
             }
         }
     }
+
+    [Theory]
+    [InlineData(64, 32, 8, 0, 700)]
+    [InlineData(64, 12, 2, 37, 300)]   // groups of 6: units split at group edges
+    [InlineData(64, 6, 6, 5, 21)]
+    [InlineData(24, 4, 2, 3, 40)]      // the scalar path
+    public void Logits_match_one_dot_product_at_a_time(int hd, int heads, int kvHeads, int from, int to)
+    {
+        int capacity = to + 9, kvd = kvHeads * hd, group = heads / kvHeads, n = to - from;
+        var k = Random(to * kvd, seed: 5);
+        var kBlocks = new float[BlockedAttention.CacheFloats(capacity, kvHeads, hd)];
+        BlockedAttention.WriteK(k, to, kvHeads, hd, kBlocks, capacity, 0);
+        var q = Random(heads * hd, seed: 6);
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var logits = new float[heads * n];
+            SelectedAttention.Logits(q, heads, kvHeads, hd, kBlocks, capacity, from, to, logits, threads);
+            for (int h = 0; h < heads; h++)
+                for (int i = 0; i < n; i++)
+                {
+                    double dot = 0;
+                    for (int d = 0; d < hd; d++) dot += q[h * hd + d] * k[(from + i) * kvd + h / group * hd + d];
+                    dot /= Math.Sqrt(hd);
+                    Assert.True(Math.Abs(logits[h * n + i] - dot) < 1e-4 * (1 + Math.Abs(dot)), $"head {h}, position {from + i}: {logits[h * n + i]} vs {dot}");
+                }
+        }
+    }
 }

@@ -1,3 +1,4 @@
+using Pare.Kernels;
 using Pare.Models;
 using Pare.Models.Kv;
 
@@ -29,6 +30,7 @@ public sealed class TokenSelectPolicy : IKvPolicy
     readonly Shape _s;
     readonly int _init, _local, _topK;
     readonly (float[] Q, int[] Sel, int End)?[] _cache;
+    float[] _logits = [];
 
     public TokenSelectPolicy(TokenSelectOptions options, LlamaConfig config)
     {
@@ -60,16 +62,15 @@ public sealed class TokenSelectPolicy : IKvPolicy
         }
         else
         {
-            var votes = new float[end - _init];
-            var logits = new float[votes.Length];
-            float scale = 1f / MathF.Sqrt(hd);
+            int n = end - _init;
+            var votes = new float[n];
+            if (_logits.Length < _s.Heads * n) _logits = new float[_s.Heads * n];
+            SelectedAttention.Logits(query, _s.Heads, _s.KvHeads, hd, kv.K, kv.Capacity, _init, end, _logits, kv.Threads);
             for (int h = 0; h < _s.Heads; h++)
             {
-                var q = query.Slice(h * hd, hd);
-                float max = float.NegativeInfinity, sum = 0;
-                for (int i = 0; i < logits.Length; i++) { logits[i] = kv.Dot(h / _s.Group, _init + i, q) * scale; max = Math.Max(max, logits[i]); }
-                for (int i = 0; i < logits.Length; i++) { logits[i] = MathF.Exp(logits[i] - max); sum += logits[i]; }
-                for (int i = 0; i < logits.Length; i++) votes[i] += logits[i] / sum;
+                var row = _logits.AsSpan(h * n, n);
+                float sum = Ops.ExpMinusMax(row);   // soft vote: each head's softmax over the candidates
+                Ops.Axpy(1f / sum, row, votes);
             }
             top = KvPolicy.TopK(votes, _topK);
             for (int i = 0; i < top.Length; i++) top[i] += _init;

@@ -52,10 +52,12 @@ public readonly ref struct KvView
 {
     public readonly ReadOnlySpan<float> K, V;
     public readonly int Capacity, Heads, KvHeads, HeadDim;
+    /// <summary>Kernel threads a policy may use for its selection pass (the session's).</summary>
+    public readonly int Threads;
 
-    public KvView(ReadOnlySpan<float> k, ReadOnlySpan<float> v, int capacity, int heads, int kvHeads, int headDim)
+    public KvView(ReadOnlySpan<float> k, ReadOnlySpan<float> v, int capacity, int heads, int kvHeads, int headDim, int threads = 1)
     {
-        K = k; V = v; Capacity = capacity; Heads = heads; KvHeads = kvHeads; HeadDim = headDim;
+        K = k; V = v; Capacity = capacity; Heads = heads; KvHeads = kvHeads; HeadDim = headDim; Threads = Math.Max(1, threads);
     }
 
     /// <summary>Query heads per K/V head.</summary>

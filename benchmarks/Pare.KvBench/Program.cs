@@ -8,6 +8,12 @@
 // Attention only (no model, no prefill): for each type and context, a cache of the same shape (4 layers, 8 heads, head
 // width 64) filled with random rows, then one decode step's attention over every layer, timed with the fused F16/Q8_0
 // kernels and with the decode-to-F32 path they replace (best of --reps). Prints one JSON line per (type, context).
+//   ... -- --policies streaming,quest,tokenselect --budgets 1024,2048 --contexts 4096,8192,16384 [--layers 16] [--heads 32]
+//       [--kv-heads 8] [--threads 2] [--reps 10]
+// KV policies, attention only, on a cache of the 852M model's shape (16 layers, 32 heads, head width 64; F32 cache filled
+// with random rows): per decoded token, every layer's selection (the policy's Select, after OnAppend of the last 64
+// positions' random queries) plus attention over the selection, against the full cache's kernel, same process, best of
+// --reps. Prints one JSON line per (policy, budget, context) with the selection and attention times apart.
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -19,6 +25,9 @@ using Pare.Tensors;
 string kvType = "f32", dir = ".cache/bench";
 int context = 16384, kvHeads = 8, threads = Environment.ProcessorCount, decode = 32, reps = 20;
 bool attentionOnly = false;
+string[] policies = [];
+int[] budgets = [1024, 2048];
+int layers = 16, heads = 32;
 int[] contexts = [4096, 8192, 16384];
 for (int i = 0; i < args.Length; i++)
 {
@@ -33,11 +42,16 @@ for (int i = 0; i < args.Length; i++)
         case "--dir": dir = Next(); break;
         case "--attention": attentionOnly = true; break;
         case "--reps": reps = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+        case "--policies": policies = Next().Split(','); break;
+        case "--budgets": budgets = [.. Next().Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture))]; break;
+        case "--layers": layers = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+        case "--heads": heads = int.Parse(Next(), CultureInfo.InvariantCulture); break;
         case "--contexts": contexts = [.. Next().Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture))]; break;
         default: Console.Error.WriteLine($"kv-bench: error: unknown argument {args[i]}"); return 1;
     }
 }
 if (attentionOnly) return AttentionOnly(contexts, kvHeads, threads, reps);
+if (policies.Length > 0) return PolicyAttention(policies, budgets, contexts, layers, heads, kvHeads, threads, reps);
 var type = kvType.ToLowerInvariant() switch
 {
     "f32" => KvValueType.F32, "f16" => KvValueType.F16, "q8_0" => KvValueType.Q8_0,
@@ -121,4 +135,82 @@ static int AttentionOnly(int[] contexts, int kvHeads, int threads, int reps)
             }, new JsonSerializerOptions { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
         }
     return 0;
+}
+
+static int PolicyAttention(string[] policies, int[] budgets, int[] contexts, int layers, int heads, int kvHeads, int threads, int reps)
+{
+    const int hd = 64;
+    foreach (int ctx in contexts)
+    {
+        var cfg = new LlamaConfig
+        {
+            Dim = heads * hd, Layers = layers, Heads = heads, KvHeads = kvHeads, HeadDim = hd, RopeDim = hd, FfnDim = 4 * heads * hd,
+            VocabSize = 32000, ContextLength = ctx + 1, RopeBase = 10000f, RmsEps = 1e-5f,
+        };
+        int capacity = ctx + 1, kvd = kvHeads * hd, qd = heads * hd, chunk = 1024;
+        var cache = new KvCache(cfg, capacity, KvValueType.F32);
+        var rng = new Random(3);
+        var k = new float[chunk * kvd];
+        var v = new float[chunk * kvd];
+        for (int l = 0; l < layers; l++)
+            for (int at = 0; at < ctx; at += chunk)
+            {
+                for (int i = 0; i < k.Length; i++) { k[i] = (float)(rng.NextDouble() * 2 - 1); v[i] = (float)(rng.NextDouble() * 2 - 1); }
+                cache.Write(l, k, v, Math.Min(chunk, ctx - at), at);
+            }
+        var q = new float[qd];
+        for (int i = 0; i < q.Length; i++) q[i] = (float)(rng.NextDouble() * 2 - 1);
+        var recent = new float[64 * qd];
+        for (int i = 0; i < recent.Length; i++) recent[i] = (float)(rng.NextDouble() * 2 - 1);
+        var o = new float[qd];
+        double full = double.MaxValue;
+        for (int r = 0; r < reps + 2; r++)
+        {
+            var sw = Stopwatch.StartNew();
+            for (int l = 0; l < layers; l++) cache.Attend(l, q, 1, heads, ctx - 1, o, threads);
+            if (r >= 2) full = Math.Min(full, sw.Elapsed.TotalMilliseconds);
+        }
+        Emit("full", ctx, ctx, 0, full, full);
+        foreach (int budget in budgets)
+            foreach (string name in policies)
+            {
+                var policy = Pare.LongContext.KvPolicies.KvPolicy.Create(name, budget, cfg, capacity);
+                policy.OnRewind(0);
+                for (int l = 0; l < layers; l++)
+                {
+                    var (kc, vc) = cache.Read(l, ctx);
+                    policy.OnAppend(l, recent, 64, ctx - 64, new KvView(kc.Span, vc.Span, capacity, heads, kvHeads, hd, threads));
+                }
+                double best = double.MaxValue, bestSelect = 0;
+                var prefix = new int[heads][];
+                var counts = new int[heads];
+                int[] all = [.. Enumerable.Range(0, ctx - 1)];
+                for (int r = 0; r < reps + 2; r++)
+                {
+                    double select = 0;
+                    var sw = Stopwatch.StartNew();
+                    for (int l = 0; l < layers; l++)
+                    {
+                        var (kc, vc) = cache.Read(l, ctx + 1);
+                        var view = new KvView(kc.Span, vc.Span, capacity, heads, kvHeads, hd, threads);
+                        long t0 = Stopwatch.GetTimestamp();
+                        var sel = policy.Select(l, 0, q, ctx, ctx, view);
+                        select += Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                        for (int h = 0; h < heads; h++) { prefix[h] = sel?[h] ?? all; counts[h] = prefix[h].Length; }
+                        SelectedAttention.AttendHeads(q, heads, kvHeads, hd, kc.Span, capacity, vc.Span, prefix, counts, [ctx - 1], o, threads);
+                    }
+                    double ms = sw.Elapsed.TotalMilliseconds;
+                    if (r >= 2 && ms < best) { best = ms; bestSelect = select; }
+                }
+                Emit(name, ctx, budget, bestSelect, best, full);
+            }
+    }
+    return 0;
+
+    void Emit(string policy, int ctx, int budget, double selectMs, double totalMs, double fullMs) =>
+        Console.WriteLine(JsonSerializer.Serialize(new
+        {
+            policy, context = ctx, budget, layers, heads, kv_heads = kvHeads, threads, selection_ms_per_token = selectMs,
+            attention_ms_per_token = totalMs, speedup_vs_full = fullMs / totalMs, load = File.ReadAllText("/proc/loadavg").Split(' ')[0],
+        }));
 }

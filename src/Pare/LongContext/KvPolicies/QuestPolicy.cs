@@ -15,13 +15,17 @@ public sealed record QuestOptions
     public int MinPages { get; init; } = 3;
     /// <summary>The first layers stay dense.</summary>
     public int DenseLayers { get; init; } = 2;
+    /// <summary>One page selection per K/V head from the summed bounds of its query heads (grouped-query models: the group
+    /// then reads each selected K block and V row once); false selects per query head, as the reference does on its
+    /// multi-head models. The same thing when every query head has its own K/V head.</summary>
+    public bool Grouped { get; init; } = true;
 }
 
 /// <summary>
 /// <c>quest</c> (query-aware page selection): the cache is cut in pages of <see cref="QuestOptions.PageSize"/> positions,
 /// each with the per-channel min and max of its keys (per K/V head, computed once per committed page); a page's score for
-/// query q is Σ_d max(q_d·max_d, q_d·min_d), an upper bound of q·k in the page; each query head reads its top pages plus the
-/// pages of the last <see cref="LocalWindow"/> positions.
+/// query q is Σ_d max(q_d·max_d, q_d·min_d), an upper bound of q·k in the page; each query head (by default each K/V
+/// group, scores summed over its heads) reads its top pages plus the pages of the last <see cref="LocalWindow"/> positions.
 /// </summary>
 public sealed class QuestPolicy : IKvPolicy
 {
@@ -49,21 +53,26 @@ public sealed class QuestPolicy : IKvPolicy
         var local = KvPolicy.Range(localStart, p);
         var sel = new int[_s.Heads][];
         var scores = new float[pages];
-        for (int h = 0; h < _s.Heads; h++)
+        int per = _o.Grouped ? _s.Group : 1;   // query heads pooled into one selection
+        for (int h0 = 0; h0 < _s.Heads; h0 += per)
         {
-            int g = h / _s.Group;
-            var q = query.Slice(h * hd, hd);
-            for (int i = 0; i < pages; i++)
+            int g = h0 / _s.Group;
+            Array.Clear(scores);
+            for (int h = h0; h < h0 + per; h++)
             {
-                var b = Bound(layer, g, i, prefix, kv);
-                scores[i] = SelectedAttention.BoundDot(q, b.AsSpan(0, hd), b.AsSpan(hd, hd));
+                var q = query.Slice(h * hd, hd);
+                for (int i = 0; i < pages; i++)
+                {
+                    var b = Bound(layer, g, i, prefix, kv);
+                    scores[i] += SelectedAttention.BoundDot(q, b.AsSpan(0, hd), b.AsSpan(hd, hd));
+                }
             }
             var top = KvPolicy.TopK(scores, k);
             var pos = new int[top.Length * ps + local.Length];
             int n = 0;
             foreach (int page in top) for (int j = 0; j < ps; j++) pos[n++] = page * ps + j;
             local.CopyTo(pos, n);
-            sel[h] = pos;
+            for (int h = h0; h < h0 + per; h++) sel[h] = pos;
         }
         return sel;
     }

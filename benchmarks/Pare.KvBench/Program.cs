@@ -13,7 +13,10 @@
 // KV policies, attention only, on a cache of the 852M model's shape (16 layers, 32 heads, head width 64; F32 cache filled
 // with random rows): per decoded token, every layer's selection (the policy's Select, after OnAppend of the last 64
 // positions' random queries) plus attention over the selection, against the full cache's kernel, same process, best of
-// --reps. Prints one JSON line per (policy, budget, context) with the selection and attention times apart.
+// --reps. Prints one JSON line per (policy, budget, context) with the selection and attention times apart. With
+// --model FILE (e.g. .cache/bench/random-852m-Q8_0.gguf, the same shape) it also times that model's decode step at a
+// short context (median of 32; its attention there is negligible) and reports decode tok/s at each context as
+// 1 / (that step + the measured attention): composed, since a 16k-token prefill of the 852M model takes too long here.
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -26,6 +29,7 @@ string kvType = "f32", dir = ".cache/bench";
 int context = 16384, kvHeads = 8, threads = Environment.ProcessorCount, decode = 32, reps = 20;
 bool attentionOnly = false;
 string[] policies = [];
+string? modelPath = null;
 int[] budgets = [1024, 2048];
 int layers = 16, heads = 32;
 int[] contexts = [4096, 8192, 16384];
@@ -42,6 +46,7 @@ for (int i = 0; i < args.Length; i++)
         case "--dir": dir = Next(); break;
         case "--attention": attentionOnly = true; break;
         case "--reps": reps = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+        case "--model": modelPath = Next(); break;
         case "--policies": policies = Next().Split(','); break;
         case "--budgets": budgets = [.. Next().Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture))]; break;
         case "--layers": layers = int.Parse(Next(), CultureInfo.InvariantCulture); break;
@@ -51,7 +56,7 @@ for (int i = 0; i < args.Length; i++)
     }
 }
 if (attentionOnly) return AttentionOnly(contexts, kvHeads, threads, reps);
-if (policies.Length > 0) return PolicyAttention(policies, budgets, contexts, layers, heads, kvHeads, threads, reps);
+if (policies.Length > 0) return PolicyAttention(policies, budgets, contexts, layers, heads, kvHeads, threads, reps, modelPath);
 var type = kvType.ToLowerInvariant() switch
 {
     "f32" => KvValueType.F32, "f16" => KvValueType.F16, "q8_0" => KvValueType.Q8_0,
@@ -137,9 +142,27 @@ static int AttentionOnly(int[] contexts, int kvHeads, int threads, int reps)
     return 0;
 }
 
-static int PolicyAttention(string[] policies, int[] budgets, int[] contexts, int layers, int heads, int kvHeads, int threads, int reps)
+static int PolicyAttention(string[] policies, int[] budgets, int[] contexts, int layers, int heads, int kvHeads, int threads, int reps, string? modelPath)
 {
     const int hd = 64;
+    double stepMs = double.NaN;
+    if (modelPath != null)
+    {
+        using var model = LlamaModel.Load(modelPath);
+        if (model.Config.Layers != layers || model.Config.Heads != heads || model.Config.HeadDim != hd)
+            throw new ArgumentException($"{modelPath}: {model.Config.Layers} layers, {model.Config.Heads} heads, head width {model.Config.HeadDim}; --layers/--heads must match");
+        var session = model.CreateSession(new SessionOptions { ContextLength = 256, Threads = threads });
+        var logits = session.Forward([1, 2, 3, 4, 5, 6, 7, 8]);
+        var times = new List<double>();
+        for (int i = 0; i < 34; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            logits = session.Forward([Array.IndexOf(logits, logits.Max())]);
+            if (i >= 2) times.Add(sw.Elapsed.TotalMilliseconds);
+        }
+        times.Sort();
+        stepMs = times[times.Count / 2];
+    }
     foreach (int ctx in contexts)
     {
         var cfg = new LlamaConfig
@@ -184,7 +207,6 @@ static int PolicyAttention(string[] policies, int[] budgets, int[] contexts, int
                 double best = double.MaxValue, bestSelect = 0;
                 var prefix = new int[heads][];
                 var counts = new int[heads];
-                int[] all = [.. Enumerable.Range(0, ctx - 1)];
                 for (int r = 0; r < reps + 2; r++)
                 {
                     double select = 0;
@@ -196,7 +218,8 @@ static int PolicyAttention(string[] policies, int[] budgets, int[] contexts, int
                         long t0 = Stopwatch.GetTimestamp();
                         var sel = policy.Select(l, 0, q, ctx, ctx, view);
                         select += Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
-                        for (int h = 0; h < heads; h++) { prefix[h] = sel?[h] ?? all; counts[h] = prefix[h].Length; }
+                        if (sel == null) { cache.Attend(l, q, 1, heads, ctx - 1, o, threads); continue; }   // as the session: the dense kernel
+                        for (int h = 0; h < heads; h++) { prefix[h] = sel[h]; counts[h] = prefix[h].Length; }
                         SelectedAttention.AttendHeads(q, heads, kvHeads, hd, kc.Span, capacity, vc.Span, prefix, counts, [ctx - 1], o, threads);
                     }
                     double ms = sw.Elapsed.TotalMilliseconds;
@@ -211,6 +234,7 @@ static int PolicyAttention(string[] policies, int[] budgets, int[] contexts, int
         Console.WriteLine(JsonSerializer.Serialize(new
         {
             policy, context = ctx, budget, layers, heads, kv_heads = kvHeads, threads, selection_ms_per_token = selectMs,
-            attention_ms_per_token = totalMs, speedup_vs_full = fullMs / totalMs, load = File.ReadAllText("/proc/loadavg").Split(' ')[0],
-        }));
+            attention_ms_per_token = totalMs, speedup_vs_full = fullMs / totalMs,
+            model_step_ms = stepMs, decode_tok_s_composed = 1000 / (stepMs + totalMs), load = File.ReadAllText("/proc/loadavg").Split(' ')[0],
+        }, new JsonSerializerOptions { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
 }

@@ -250,6 +250,16 @@ public static unsafe class SelectedAttention
                 if (m > 2) a2 += Vector512.Create(q[2 * headDim + d]) * row;
                 if (m > 3) a3 += Vector512.Create(q[3 * headDim + d]) * row;
             }
+            if (e - i == B && pos[i] == block * B && pos[e - 1] == block * B + B - 1)
+            {
+                // A whole block in order (pages, windows, the full prefix): the scores are the lanes.
+                (a0 * scale).Store(dst + i);
+                if (m > 1) (a1 * scale).Store(dst + stride + i);
+                if (m > 2) (a2 * scale).Store(dst + 2 * stride + i);
+                if (m > 3) (a3 * scale).Store(dst + 3 * stride + i);
+                i = e;
+                continue;
+            }
             (a0 * scale).Store(lanes);
             if (m > 1) (a1 * scale).Store(lanes + B);
             if (m > 2) (a2 * scale).Store(lanes + 2 * B);

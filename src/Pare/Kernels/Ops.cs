@@ -276,7 +276,7 @@ public static class Ops
         return Avx512F.Scale(p, n);
     }
 
-    static void Scale(Span<float> x, float s)
+    internal static void Scale(Span<float> x, float s)
     {
         ref float p = ref MemoryMarshal.GetReference(x);
         int i = 0;

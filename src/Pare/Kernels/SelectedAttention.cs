@@ -66,6 +66,41 @@ public static unsafe class SelectedAttention
     }
 
     /// <summary>
+    /// The attention weights softmax_p(q·K(kvHead, p)/√headDim) of one query head over <paramref name="positions"/> (any
+    /// order) into <paramref name="weights"/>: what H2O accumulates. Equal to <see cref="AttendReference"/>'s weights (test).
+    /// </summary>
+    public static void Weights(ReadOnlySpan<float> q, ReadOnlySpan<float> kBlocks, int capacity, int kvHeads, int headDim, int kvHead,
+        ReadOnlySpan<int> positions, Span<float> weights)
+    {
+        int n = positions.Length;
+        if (n == 0) return;
+        if (weights.Length < n || q.Length < headDim || (uint)kvHead >= (uint)kvHeads) throw new ArgumentException("weights or q too short, or no such K/V head");
+        if (kBlocks.Length < BlockedAttention.CacheFloats(capacity, kvHeads, headDim)) throw new ArgumentException("the K cache is smaller than its capacity");
+        float scale = 1f / MathF.Sqrt(headDim);
+        if (!Vector512.IsHardwareAccelerated || headDim % B != 0)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                long at = BlockedAttention.Index(capacity, headDim, kvHead, positions[i], 0);
+                float s = 0;
+                for (int d = 0; d < headDim; d++) s += q[d] * kBlocks[(int)(at + d * B)];
+                weights[i] = s * scale;
+            }
+        }
+        else
+        {
+            fixed (float* pq = q, pk = kBlocks, pw = weights)
+            fixed (int* pp = positions)
+            {
+                for (int i = 0; i < n; i++)
+                    if ((uint)pp[i] >= (uint)capacity) throw new ArgumentOutOfRangeException(nameof(positions), $"position {pp[i]} outside the cache");
+                Score(pq, pk + BlockedAttention.Index(capacity, headDim, kvHead, 0, 0), headDim, pp, n, pw, scale);
+            }
+        }
+        Ops.Scale(weights[..n], 1f / Ops.ExpMinusMax(weights[..n]));
+    }
+
+    /// <summary>
     /// Every query head of one token: head h attends to the first <paramref name="prefixCounts"/>[h] positions of
     /// <paramref name="prefix"/>[h], then to <paramref name="own"/> (its chunk or tree ancestors). Heads of one K/V group
     /// given the same array and count (a policy that selects per K/V head, or the same positions for all) are scored

@@ -126,4 +126,20 @@ public class SelectedAttentionTests
                 }
         }
     }
+
+    [Fact]
+    public void Weights_are_the_softmax_of_the_scaled_scores()
+    {
+        int hd = 64, kvHeads = 2, positions = 300, capacity = 310;
+        var k = Random(positions * kvHeads * hd, seed: 7);
+        var kBlocks = new float[BlockedAttention.CacheFloats(capacity, kvHeads, hd)];
+        BlockedAttention.WriteK(k, positions, kvHeads, hd, kBlocks, capacity, 0);
+        var q = Random(hd, seed: 8, scale: 2f);
+        int[] pos = [.. Enumerable.Range(0, positions).Where(p => p % 7 == 0 || p % 16 < 3), 299, 1];
+        var w = new float[pos.Length];
+        SelectedAttention.Weights(q, kBlocks, capacity, kvHeads, hd, 1, pos, w);
+        var s = pos.Select(p => Enumerable.Range(0, hd).Sum(d => (double)q[d] * k[(p * kvHeads + 1) * hd + d]) / Math.Sqrt(hd)).ToArray();
+        double max = s.Max(), z = s.Sum(x => Math.Exp(x - max));
+        for (int i = 0; i < pos.Length; i++) Assert.True(Math.Abs(w[i] - Math.Exp(s[i] - max) / z) < 1e-6, $"position {pos[i]}: {w[i]}");
+    }
 }

@@ -1,3 +1,4 @@
+using Pare.Kernels;
 using Pare.Models;
 using Pare.Models.Kv;
 
@@ -59,6 +60,8 @@ public sealed class H2oPolicy : IKvPolicy
         return sel;
     }
 
+    float[] _w = [];
+
     float[] Scores(int layer, int h, int capacity) => _scores[layer][h] ??= new float[capacity];
 
     /// <summary>Adds the attention of every pending query at a position below <paramref name="before"/> to the scores.</summary>
@@ -66,7 +69,6 @@ public sealed class H2oPolicy : IKvPolicy
     {
         var q = _pending[layer];
         int hd = _s.HeadDim;
-        float scale = 1f / MathF.Sqrt(hd);
         while (q.Count > 0 && q.Peek().Pos < before)
         {
             var (j, qj) = q.Dequeue();
@@ -74,12 +76,10 @@ public sealed class H2oPolicy : IKvPolicy
             for (int h = 0; h < _s.Heads; h++)
             {
                 int[] pos = sel == null ? KvPolicy.Range(0, j + 1) : [.. sel[h], j];
-                var w = new float[pos.Length];
-                float max = float.NegativeInfinity, sum = 0;
-                for (int i = 0; i < pos.Length; i++) { w[i] = kv.Dot(h / _s.Group, pos[i], qj.AsSpan(h * hd, hd)) * scale; max = Math.Max(max, w[i]); }
-                for (int i = 0; i < pos.Length; i++) { w[i] = MathF.Exp(w[i] - max); sum += w[i]; }
+                if (_w.Length < pos.Length) _w = new float[pos.Length];
+                SelectedAttention.Weights(qj.AsSpan(h * hd, hd), kv.K, kv.Capacity, _s.KvHeads, hd, h / _s.Group, pos, _w);
                 var sc = Scores(layer, h, kv.Capacity);
-                for (int i = 0; i < pos.Length; i++) sc[pos[i]] += w[i] / sum;
+                for (int i = 0; i < pos.Length; i++) sc[pos[i]] += _w[i];
             }
         }
     }

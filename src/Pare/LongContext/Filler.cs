@@ -44,14 +44,18 @@ public sealed class Filler
         return dst;
     }
 
-    /// <summary><paramref name="count"/> tokens each from an independent random place: the corpus' unigram
-    /// distribution with no sequential structure, so nothing in them is predictable except by looking back.</summary>
+    /// <summary><paramref name="count"/> tokens drawn uniformly from the distinct tokens of the text: no sequential
+    /// structure, and no frequent token that repeats inside a span (an ambiguous match for a copy), so nothing in them is
+    /// predictable except by looking back.</summary>
     public int[] Shuffled(SplitMix64 rng, int count)
     {
+        _distinct ??= [.. _tokens.Distinct().Order()];
         var dst = new int[count];
-        for (int i = 0; i < count; i++) dst[i] = _tokens[rng.NextInt(_tokens.Length)];
+        for (int i = 0; i < count; i++) dst[i] = _distinct[rng.NextInt(_distinct.Length)];
         return dst;
     }
+
+    int[]? _distinct;
 
     /// <summary>
     /// A place to insert a needle near <paramref name="index"/> in <paramref name="filler"/>: just after a token that ends a

@@ -22,7 +22,7 @@ public sealed record LongContextMixOptions
     /// <summary>Share of episodes that are copy episodes instead (a span of train text, a blank line, the same span
     /// again); 0 keeps the windows of configs written before it bit for bit.</summary>
     public double Repeat { get; init; } = 0;
-    /// <summary>Share of copy episodes whose span is shuffled train tokens (each from a random place) instead of running
+    /// <summary>Share of copy episodes whose span is random train-split tokens (uniform over its distinct tokens) instead of running
     /// text: a language model cannot partly predict them, so the whole loss of the copy pushes towards looking back.</summary>
     public double ShuffledRepeat { get; init; } = 0;
 

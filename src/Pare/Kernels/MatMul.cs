@@ -251,7 +251,8 @@ public static unsafe class MatMul
     /// </summary>
     static PoolWork PlanMatVecF16(WeightMatrix w, float* x, float* y, float* prep, int threads, Job* job)
     {
-        var map = (ulong[])LazyInitializer.EnsureInitialized(ref w.KernelCache,
+        // Where float denormals cost nothing (F16Kernel.DenormalsFree), subnormal halves take the fast path: no map.
+        var map = F16Kernel.DenormalsFree ? [] : (ulong[])LazyInitializer.EnsureInitialized(ref w.KernelCache,
             () => F16Kernel.SubnormalMap((byte*)w.Data, w.Rows, w.Cols, w.RowBytes) ?? []);
         F16Kernel.Prepare(x, w.Cols, prep);
         int chunkRows = StreamChunkRows(w.Rows, threads);

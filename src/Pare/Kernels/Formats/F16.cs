@@ -42,13 +42,21 @@ internal readonly unsafe struct F16Kernel : IRowKernel
 
     public static void Prepare(float* x, int cols, float* prep)
     {
-        float maxAbs = 0;
-        for (int i = 0; i < cols; i++) maxAbs = MathF.Max(maxAbs, MathF.Abs(x[i]));
+        // Vectorized: a scalar pass over x cost about a third of a product of an L2-resident 2048 x 5632 matrix.
+        int v = cols & ~15;
+        var vmax = Vector512<float>.Zero;
+        for (int i = 0; i < v; i += 16) vmax = Vector512.Max(vmax, Vector512.Abs(Vector512.Load(x + i)));
+        var m256 = Vector256.Max(vmax.GetLower(), vmax.GetUpper());
+        var m128 = Vector128.Max(m256.GetLower(), m256.GetUpper());
+        float maxAbs = MathF.Max(MathF.Max(m128[0], m128[1]), MathF.Max(m128[2], m128[3]));
+        for (int i = v; i < cols; i++) maxAbs = MathF.Max(maxAbs, MathF.Abs(x[i]));
         // maxAbs < 2^k; put it at or below 2^120 so x * 2^s and the partial sums stay finite.
         int k = maxAbs == 0 ? 0 : Math.ILogB(maxAbs) + 1;
         int s = Math.Clamp(120 - k, 0, 127);
         float up = BitConverter.Int32BitsToSingle((127 + s) << 23);
-        for (int i = 0; i < cols; i++) prep[i] = x[i] * up;
+        var upv = Vector512.Create(up);
+        for (int i = 0; i < v; i += 16) (Vector512.Load(x + i) * upv).Store(prep + i);
+        for (int i = v; i < cols; i++) prep[i] = x[i] * up;
         prep[cols] = BitConverter.Int32BitsToSingle((127 + 112 - s) << 23);
         // Per full block of 32: the 16 even columns, then the 16 odd ones (the kernels convert even and odd halves apart).
         var even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);

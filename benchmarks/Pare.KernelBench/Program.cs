@@ -22,6 +22,7 @@ CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 if (args.Length > 0 && args[0] == "threads") return ThreadScaling.Run(args[1..]);
 if (args.Length > 0 && args[0] == "sparse") return SparseBench.Run(args[1..]);
+if (args.Length > 0 && args[0] == "subnormals") return Denorm.Run(args[1..]);
 var opt = Options.Parse(args);
 if (opt is null) return 1;
 

@@ -112,7 +112,7 @@ foreach (var (format, path, llamaPath) in rows)
     double gbs = mpd * pare.WeightBytesPerToken / 1e9, roof = bandwidth * 1e9 / pare.WeightBytesPerToken;
     double flopsPerToken = 2.0 * pare.ParameterCount;
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"| {format} | {new FileInfo(path).Length / 1e9:F2} | {mpp:F1} | {mlp:F1} | {mpp / mlp:F2}x | {mpp * flopsPerToken / 1e9:F0} | {mlp * flopsPerToken / 1e9:F0} | {mpd:F1} | {mld:F1} | {mpd / mld:F2}x | {gbs:F1} | {roof:F1} | {mpd / roof:P0} |"));
+        $"| {format} | {FileBytes(path) / 1e9:F2} | {mpp:F1} | {mlp:F1} | {mpp / mlp:F2}x | {mpp * flopsPerToken / 1e9:F0} | {mlp * flopsPerToken / 1e9:F0} | {mpd:F1} | {mld:F1} | {mpd / mld:F2}x | {gbs:F1} | {roof:F1} | {mpd / roof:P0} |"));
 
     void RunPare()
     {
@@ -151,6 +151,10 @@ foreach (var (format, path, llamaPath) in rows)
 Console.WriteLine();
 Console.WriteLine($"Load average at end (1, 5, 15 min): {LoadAverage()}.");
 return 0;
+
+// A symbolic link (the bench files linked from another checkout) reports its own length: measure the target.
+static long FileBytes(string path) =>
+    (new FileInfo(path).ResolveLinkTarget(returnFinalTarget: true) as FileInfo ?? new FileInfo(path)).Length;
 
 static string LoadAverage() =>
     File.Exists("/proc/loadavg") ? string.Join(", ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "unknown";

@@ -79,7 +79,9 @@ internal unsafe interface IInt8Scheme
 /// K-quants (<see cref="KQuant{TF}"/>): 8 weights per row per 64-byte vector, vpmaddubsw gives 4 int16 per row, the
 /// chunks of one scale are added as int16, vpmaddwd applies the scales (2 int32 per row), one float FMA per
 /// super-block applies d * dx. Q8_0 (<see cref="Q8_0Scheme"/>): 4 weights per row per 32-byte vector, AVX-VNNI
-/// vpdpbusd (x + 128 unsigned times the signed weights) gives one int32 per row, one float FMA per block of 32.
+/// vpdpbusd (x + 128 unsigned times the signed weights) gives one int32 per row, one float FMA per block of 32; without
+/// AVX-VNNI (Zen 4: .NET exposes no EVEX vpdpbusd) <see cref="Q8_0WideScheme"/> multiplies int16 in AVX-512 (vpmaddwd),
+/// with the same integer sums and the same float steps, so both give identical results.
 /// </remarks>
 internal static unsafe class Int8Gemm
 {
@@ -94,7 +96,10 @@ internal static unsafe class Int8Gemm
 
     /// <summary>Whether this weight type has an integer prefill kernel on this machine.</summary>
     public static bool Supports(GgmlType type) =>
-        MatMul.Avx512 && (type is GgmlType.Q4_K or GgmlType.Q6_K || (type is GgmlType.Q8_0 && Q8Act.Supported && AvxVnni.IsSupported));
+        MatMul.Avx512 && (type is GgmlType.Q4_K or GgmlType.Q6_K || (type is GgmlType.Q8_0 && Q8Act.Supported));
+
+    /// <summary>Whether Q8_0 takes the AVX-VNNI scheme (<see cref="Q8_0Scheme"/>) or the int16 one (<see cref="Q8_0WideScheme"/>).</summary>
+    internal static bool Q8Vnni => AvxVnni.IsSupported;
 
     /// <summary>Y[t, r] = sum_c W[r, c] * X[t, c] with X rounded per token as llama.cpp does; n &gt;= 1.</summary>
     public static void MatMulRows(WeightMatrix w, float* x, int n, float* y, int threads)
@@ -103,7 +108,8 @@ internal static unsafe class Int8Gemm
         {
             case GgmlType.Q4_K: MatMulRows<KQuant<Q4KKernel>>(w, x, n, y, threads); break;
             case GgmlType.Q6_K: MatMulRows<KQuant<Q6KKernel>>(w, x, n, y, threads); break;
-            case GgmlType.Q8_0: MatMulRows<Q8_0Scheme>(w, x, n, y, threads); break;
+            case GgmlType.Q8_0 when Q8Vnni: MatMulRows<Q8_0Scheme>(w, x, n, y, threads); break;
+            case GgmlType.Q8_0: MatMulRows<Q8_0WideScheme>(w, x, n, y, threads); break;
             default: throw new NotSupportedException($"integer matrix products with {w.Type} weights");
         }
     }
@@ -116,7 +122,8 @@ internal static unsafe class Int8Gemm
     public static void MatMulRowsCompactQ8(Sparse.SparseMatrix m, float* x, int n, float* y, int threads)
     {
         if (m.ValueType != GgmlType.Q8_0) throw new ArgumentException("the compact integer GEMM takes Q8_0 values", nameof(m));
-        MatMulRows<Q8_0Scheme>((byte*)m.Data, GgmlTypeInfo.RowBytes(GgmlType.Q8_0, m.Cols), m.Rows, m.Cols, compact: true, x, n, y, threads);
+        if (Q8Vnni) MatMulRows<Q8_0Scheme>((byte*)m.Data, GgmlTypeInfo.RowBytes(GgmlType.Q8_0, m.Cols), m.Rows, m.Cols, compact: true, x, n, y, threads);
+        else MatMulRows<Q8_0WideScheme>((byte*)m.Data, GgmlTypeInfo.RowBytes(GgmlType.Q8_0, m.Cols), m.Rows, m.Cols, compact: true, x, n, y, threads);
     }
 
     struct Job
@@ -403,7 +410,22 @@ internal readonly unsafe struct Q8_0Scheme : IInt8Scheme
 
     public static void Pack(byte* src, long rowBytes, int nr, byte* dst)
     {
-        // 8 x 8 transpose of 4-byte groups: vector c holds bytes 4c..4c+3 of each row's quants.
+        Transpose(src, rowBytes, nr, dst);
+        var bias = Vector256<int>.Zero;
+        for (int c = 0; c < 8; c++)
+            bias = AvxVnni.MultiplyWideningAndAdd(bias, Vector256.Create((byte)128), Vector256.Load((sbyte*)dst + 32 * c));
+        (-bias).Store((int*)(dst + BiasOffset));
+        long last = (nr - 1) * rowBytes;
+        float* d = (float*)(dst + DOffset);
+        for (int r = 0; r < Int8Gemm.GroupRows; r++) d[r] = Fp16.ToFloatFast(*(ushort*)(src + Math.Min(r * rowBytes, last)));
+    }
+
+    /// <summary>
+    /// The quants of one block of 8 rows as 8 vectors of 32 bytes at dst: vector c holds bytes 4c..4c+3 of each row
+    /// (an 8 x 8 transpose of 4-byte groups; rows nr..7 repeat row nr - 1).
+    /// </summary>
+    internal static void Transpose(byte* src, long rowBytes, int nr, byte* dst)
+    {
         long last = (nr - 1) * rowBytes;
         var r0 = Vector256.Load((float*)(src + 2));
         var r1 = Vector256.Load((float*)(src + Math.Min(rowBytes, last) + 2));
@@ -426,12 +448,6 @@ internal readonly unsafe struct Q8_0Scheme : IInt8Scheme
         Avx.Permute2x128(s2, s6, 0x20).Store(w + 16); Avx.Permute2x128(s3, s7, 0x20).Store(w + 24);
         Avx.Permute2x128(s0, s4, 0x31).Store(w + 32); Avx.Permute2x128(s1, s5, 0x31).Store(w + 40);
         Avx.Permute2x128(s2, s6, 0x31).Store(w + 48); Avx.Permute2x128(s3, s7, 0x31).Store(w + 56);
-        var bias = Vector256<int>.Zero;
-        for (int c = 0; c < 8; c++)
-            bias = AvxVnni.MultiplyWideningAndAdd(bias, Vector256.Create((byte)128), Vector256.Load((sbyte*)dst + 32 * c));
-        (-bias).Store((int*)(dst + BiasOffset));
-        float* d = (float*)(dst + DOffset);
-        for (int r = 0; r < Int8Gemm.GroupRows; r++) d[r] = Fp16.ToFloatFast(*(ushort*)(src + Math.Min(r * rowBytes, last)));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -473,5 +489,101 @@ internal readonly unsafe struct Q8_0Scheme : IInt8Scheme
         (Vector256.Load(part + 8) + f1).Store(part + 8);
         (Vector256.Load(part + 16) + f2).Store(part + 16);
         (Vector256.Load(part + 24) + f3).Store(part + 24);
+    }
+}
+
+/// <summary>
+/// Q8_0 weights against Q8_0 activations without AVX-VNNI: the same rounding of x as <see cref="Q8_0Scheme"/>, multiplied
+/// as int16 in AVX-512 (vpmaddwd: 32 products per instruction, two per int32 lane), which on Zen 4 runs about twice
+/// as many multiply-adds per cycle as F32 FMAs. x per (block, token): 32 int16 and dx (float) at 64. Packed block of
+/// 8 rows: 8 vectors of 8 rows x 4 int16 weights (lanes 2r, 2r + 1 = row r), then each row's scale in lanes 2r and 2r + 1.
+/// Per block, the integer sum of each row is exact (as with vpdpbusd), and dw * dx * sum is applied with the same float
+/// steps, so the results equal <see cref="Q8_0Scheme"/>'s bit for bit. Two tokens share a vector: their pair sums are
+/// merged so that lane 2r holds token A's row r and lane 2r + 1 token B's.
+/// </summary>
+internal readonly unsafe struct Q8_0WideScheme : IInt8Scheme
+{
+    const int X = 72, DOffset = 512;
+
+    public static int BlockValues => Q8Act.BlockSize;
+    public static int XBytes => X;
+    public static int PackedBytes => 576;
+    public static int KBlocks => 16;
+    public static int Lanes => 8;
+
+    public static void QuantizeToken(float* x, int cols, byte* dst, long stride)
+    {
+        sbyte* q = stackalloc sbyte[32];
+        for (int b = 0; b < cols / Q8Act.BlockSize; b++, dst += stride)
+        {
+            float dx = 0;
+            if (x != null) dx = Q8Act.QuantizeBlock(x + 32 * b, q, out _);
+            else Vector256<sbyte>.Zero.Store(q);
+            Avx512BW.ConvertToVector512Int16(Vector256.Load(q)).Store((short*)dst);
+            *(float*)(dst + 64) = dx;
+        }
+    }
+
+    public static void Pack(byte* src, long rowBytes, int nr, byte* dst)
+    {
+        sbyte* t = stackalloc sbyte[256];
+        Q8_0Scheme.Transpose(src, rowBytes, nr, (byte*)t);
+        for (int c = 0; c < 8; c++) Avx512BW.ConvertToVector512Int16(Vector256.Load(t + 32 * c)).Store((short*)dst + 32 * c);
+        long last = (nr - 1) * rowBytes;
+        float* d = (float*)(dst + DOffset);
+        for (int r = 0; r < Int8Gemm.GroupRows; r++) d[2 * r] = d[2 * r + 1] = Fp16.ToFloatFast(*(ushort*)(src + Math.Min(r * rowBytes, last)));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<short> Broadcast4(byte* p) => Vector512.Create(*(long*)p).AsInt16();
+
+    /// <summary>One token's block: lane 2r + p = the sum over the block of row r's products in k = 4c + 2p, 4c + 2p + 1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<int> Sums(Vector512<short> w0, Vector512<short> w1, Vector512<short> w2, Vector512<short> w3,
+        Vector512<short> w4, Vector512<short> w5, Vector512<short> w6, Vector512<short> w7, byte* x)
+    {
+        var a = Avx512BW.MultiplyAddAdjacent(w0, Broadcast4(x)) + Avx512BW.MultiplyAddAdjacent(w1, Broadcast4(x + 8));
+        var b = Avx512BW.MultiplyAddAdjacent(w2, Broadcast4(x + 16)) + Avx512BW.MultiplyAddAdjacent(w3, Broadcast4(x + 24));
+        var c = Avx512BW.MultiplyAddAdjacent(w4, Broadcast4(x + 32)) + Avx512BW.MultiplyAddAdjacent(w5, Broadcast4(x + 40));
+        var e = Avx512BW.MultiplyAddAdjacent(w6, Broadcast4(x + 48)) + Avx512BW.MultiplyAddAdjacent(w7, Broadcast4(x + 56));
+        return (a + b) + (c + e);
+    }
+
+    static readonly Vector512<int> OddLanes = Vector512.Create(0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1);
+
+    /// <summary>Tokens A and B's block: acc + dw * dx * sum, row r of A in lane 2r, of B in lane 2r + 1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> PairBlock(Vector512<short> w0, Vector512<short> w1, Vector512<short> w2, Vector512<short> w3,
+        Vector512<short> w4, Vector512<short> w5, Vector512<short> w6, Vector512<short> w7,
+        Vector512<float> d, byte* xa, byte* xb, Vector512<float> acc)
+    {
+        var a = Sums(w0, w1, w2, w3, w4, w5, w6, w7, xa);
+        var b = Sums(w0, w1, w2, w3, w4, w5, w6, w7, xb);
+        var odd = OddLanes;
+        // lane 2r: a[2r] + a[2r + 1]; lane 2r + 1: b[2r + 1] + b[2r] (integers: exact, any order).
+        var keep = Vector512.ConditionalSelect(odd, b, a);
+        var swap = Avx512F.Shuffle(Vector512.ConditionalSelect(odd, a, b), 0xB1);
+        var sum = keep + swap;
+        var dx = Vector512.ConditionalSelect(odd.AsSingle(), Vector512.Create(*(float*)(xb + 64)), Vector512.Create(*(float*)(xa + 64)));
+        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(sum), d * dx, acc);
+    }
+
+    static readonly Vector512<int> Deinterleave = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+
+    public static void Tile(byte* pk, int blocks, byte* x, long xStride, float* part)
+    {
+        Vector512<float> f01 = default, f23 = default;
+        for (int b = 0; b < blocks; b++, pk += 576, x += xStride)
+        {
+            short* w = (short*)pk;
+            var w0 = Vector512.Load(w); var w1 = Vector512.Load(w + 32); var w2 = Vector512.Load(w + 64); var w3 = Vector512.Load(w + 96);
+            var w4 = Vector512.Load(w + 128); var w5 = Vector512.Load(w + 160); var w6 = Vector512.Load(w + 192); var w7 = Vector512.Load(w + 224);
+            var d = Vector512.Load((float*)(pk + DOffset));
+            f01 = PairBlock(w0, w1, w2, w3, w4, w5, w6, w7, d, x, x + X, f01);
+            f23 = PairBlock(w0, w1, w2, w3, w4, w5, w6, w7, d, x + 2 * X, x + 3 * X, f23);
+        }
+        // [A0 B0 A1 B1 ...] -> [A0..A7 B0..B7]: tokens t and t + 1 at part[8t + r], part[8(t + 1) + r].
+        (Vector512.Load(part) + Avx512F.PermuteVar16x32(f01, Deinterleave)).Store(part);
+        (Vector512.Load(part + 16) + Avx512F.PermuteVar16x32(f23, Deinterleave)).Store(part + 16);
     }
 }

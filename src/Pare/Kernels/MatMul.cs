@@ -39,8 +39,9 @@ public static unsafe class MatMul
             return "AVX2: Q8_0/Q4_0 decode int8 dots (" + (AvxVnni.IsSupported ? "AVX-VNNI" : "vpmaddubsw") +
                 $"); other formats and prefill portable (Vector<float>, {Vector<float>.Count} lanes; no AVX-512)";
         var parts = new List<string> { "AVX-512 (F32, F16, BF16 decode and GEMM)" };
+        parts.Add("F16 subnormal halves: " + (F16Kernel.DenormalsFree ? "fast path (float denormals free on AMD)" : "exact path per marked block"));
         parts.Add("Q8_0/Q4_0 decode int8 dots: " + (AvxVnni.IsSupported ? "AVX-VNNI" : "AVX2 vpmaddubsw (no AVX-VNNI)"));
-        parts.Add(AvxVnni.IsSupported ? "Q8_0 prefill: int8 GEMM (AVX-VNNI)" : "Q8_0 prefill: F32 GEMM (no AVX-VNNI)");
+        parts.Add(AvxVnni.IsSupported ? "Q8_0 prefill: int8 GEMM (AVX-VNNI)" : "Q8_0 prefill: int8 x int16 GEMM (AVX-512BW vpmaddwd; no AVX-VNNI)");
         parts.Add("K-quants int8: AVX-512BW" + (Gfni.IsSupported ? " + GFNI" : ""));
         return string.Join("; ", parts);
     }
@@ -251,7 +252,8 @@ public static unsafe class MatMul
     /// </summary>
     static PoolWork PlanMatVecF16(WeightMatrix w, float* x, float* y, float* prep, int threads, Job* job)
     {
-        var map = (ulong[])LazyInitializer.EnsureInitialized(ref w.KernelCache,
+        // Where float denormals cost nothing (F16Kernel.DenormalsFree), subnormal halves take the fast path: no map.
+        var map = F16Kernel.DenormalsFree ? [] : (ulong[])LazyInitializer.EnsureInitialized(ref w.KernelCache,
             () => F16Kernel.SubnormalMap((byte*)w.Data, w.Rows, w.Cols, w.RowBytes) ?? []);
         F16Kernel.Prepare(x, w.Cols, prep);
         int chunkRows = StreamChunkRows(w.Rows, threads);

@@ -276,6 +276,46 @@ public class MatMulTests
     }
 
     [Fact]
+    public unsafe void F16_four_rows_with_subnormals_agree_with_reference_with_and_without_maps()
+    {
+        // Both F16 decode paths on every CPU: with subnormal maps (the exact conversion in marked blocks, taken where
+        // float denormals are slow) and without (subnormal halves as float denormals, taken where they are free: AMD).
+        const int cols = 550; // 17 blocks of 32 and a tail of 6
+        var rng = new Random(31);
+        var values = Random(4 * cols, seed: 32, scale: 0.05f);
+        for (int i = 0; i < values.Length; i++)
+            if (rng.NextDouble() < 0.1) values[i] = (float)(rng.NextDouble() - 0.5) * 1e-5f; // subnormal in F16
+        for (int i = 0; i < values.Length; i += 13) values[i] = 0;
+        var bytes = Quantizer.Quantize(GgmlType.F16, values);
+        var w = Matrix(GgmlType.F16, 4, cols, bytes, out var pin);
+        foreach (float scale in new[] { 1e-3f, 1f, 1e6f })
+        {
+            var x = Random(cols, seed: 33, scale);
+            var expected = new float[4];
+            MatMulReference.MatVec(w, x, expected);
+            var prep = new float[Pare.Kernels.Formats.F16Kernel.PrepFloats(cols)];
+            int words = Pare.Kernels.Formats.F16Kernel.MapWords(cols);
+            var maps = new ulong[4 * words];
+            var withMaps = new float[4];
+            var without = new float[4];
+            fixed (byte* pw = bytes)
+            fixed (float* px = x, pp = prep, pm = withMaps, pn = without)
+            fixed (ulong* m = maps)
+            {
+                Pare.Kernels.Formats.F16Kernel.Prepare(px, cols, pp);
+                byte* r0 = pw, r1 = pw + 2 * cols, r2 = pw + 4 * cols, r3 = pw + 6 * cols;
+                for (int r = 0; r < 4; r++) Pare.Kernels.Formats.F16Kernel.MapRow((ushort*)(pw + 2 * r * cols), cols, m + r * words);
+                Assert.True(maps.Count(v => v != 0) == 4, "every row has marked blocks");
+                Pare.Kernels.Formats.F16Kernel.Dot4Mapped(r0, r1, r2, r3, m, m + words, m + 2 * words, m + 3 * words, px, pp, cols, pm);
+                Pare.Kernels.Formats.F16Kernel.Dot4Mapped(r0, r1, r2, r3, null, null, null, null, px, pp, cols, pn);
+            }
+            Assert.True(Nmse(withMaps, expected) < Tolerance, $"maps, x scale {scale}: nmse {Nmse(withMaps, expected)}");
+            Assert.True(Nmse(without, expected) < Tolerance, $"no maps, x scale {scale}: nmse {Nmse(without, expected)}");
+        }
+        GC.KeepAlive(pin);
+    }
+
+    [Fact]
     public void Fast_half_conversion_is_exact_for_every_finite_half()
     {
         for (int h = 0; h < 65536; h++)

@@ -29,7 +29,9 @@ internal static class F16Format
 /// it cannot overflow) and each sum rescaled by 2^(112-s). Power-of-two scalings are exact; only products below
 /// ~2^-124 of the largest (which cannot matter to the sum) lose bits to underflow. Blocks of 32 halves holding a
 /// subnormal take the exact conversion (<see cref="Fp16.ToFloatExact16"/>): they are found once per matrix
-/// (<see cref="SubnormalMap"/>, cached on the matrix by the decode driver), not tested in the loop.
+/// (<see cref="SubnormalMap"/>, cached on the matrix by the decode driver), not tested in the loop. Where float denormal
+/// operands cost nothing (<see cref="DenormalsFree"/>: AMD), there is no map: subnormal halves become float denormals
+/// that are exactly 2^-112 times their value, like every other half.
 /// Even and odd halves are converted apart with two shifts and a mask each (<see cref="Even"/>, <see cref="Odd"/>).
 /// Prep layout: x * 2^s, per full block of 32 columns the 16 even then the 16 odd ones ([32 nb, cols) in order);
 /// [cols] = 2^(112-s).
@@ -40,13 +42,21 @@ internal readonly unsafe struct F16Kernel : IRowKernel
 
     public static void Prepare(float* x, int cols, float* prep)
     {
-        float maxAbs = 0;
-        for (int i = 0; i < cols; i++) maxAbs = MathF.Max(maxAbs, MathF.Abs(x[i]));
+        // Vectorized: a scalar pass over x cost about a third of a product of an L2-resident 2048 x 5632 matrix.
+        int v = cols & ~15;
+        var vmax = Vector512<float>.Zero;
+        for (int i = 0; i < v; i += 16) vmax = Vector512.Max(vmax, Vector512.Abs(Vector512.Load(x + i)));
+        var m256 = Vector256.Max(vmax.GetLower(), vmax.GetUpper());
+        var m128 = Vector128.Max(m256.GetLower(), m256.GetUpper());
+        float maxAbs = MathF.Max(MathF.Max(m128[0], m128[1]), MathF.Max(m128[2], m128[3]));
+        for (int i = v; i < cols; i++) maxAbs = MathF.Max(maxAbs, MathF.Abs(x[i]));
         // maxAbs < 2^k; put it at or below 2^120 so x * 2^s and the partial sums stay finite.
         int k = maxAbs == 0 ? 0 : Math.ILogB(maxAbs) + 1;
         int s = Math.Clamp(120 - k, 0, 127);
         float up = BitConverter.Int32BitsToSingle((127 + s) << 23);
-        for (int i = 0; i < cols; i++) prep[i] = x[i] * up;
+        var upv = Vector512.Create(up);
+        for (int i = 0; i < v; i += 16) (Vector512.Load(x + i) * upv).Store(prep + i);
+        for (int i = v; i < cols; i++) prep[i] = x[i] * up;
         prep[cols] = BitConverter.Int32BitsToSingle((127 + 112 - s) << 23);
         // Per full block of 32: the 16 even columns, then the 16 odd ones (the kernels convert even and odd halves apart).
         var even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -82,11 +92,28 @@ internal readonly unsafe struct F16Kernel : IRowKernel
     /// </summary>
     public static void Dot4(byte* r0, byte* r1, byte* r2, byte* r3, float* x, float* prep, int cols, float* y)
     {
+        if (DenormalsFree) { Dot4Mapped(r0, r1, r2, r3, null, null, null, null, x, prep, cols, y); return; }
         int words = MapWords(cols);
         ulong* m = stackalloc ulong[4 * words];
         MapRow((ushort*)r0, cols, m); MapRow((ushort*)r1, cols, m + words);
         MapRow((ushort*)r2, cols, m + 2 * words); MapRow((ushort*)r3, cols, m + 3 * words);
         Dot4Mapped(r0, r1, r2, r3, m, m + words, m + 2 * words, m + 3 * words, x, prep, cols, y);
+    }
+
+    /// <summary>
+    /// Whether float denormal operands cost nothing extra on this CPU, so subnormal halves can take the fast unscaled
+    /// conversion (it turns them into float denormals, exactly 2^-112 times their value) and no subnormal map is needed.
+    /// True on AMD (Zen 4 and later are the AMD CPUs with AVX-512: an FMA with denormal operands runs at full speed,
+    /// measured on a Zen 4 EPYC: 55-57 GB/s in L2 with 0%, 0.3%, 3% and 100% subnormal halves); false elsewhere (Intel
+    /// takes a microcode assist per denormal operand: ~20x slower on such data). Tests check both paths directly (<see cref="Dot4Mapped"/> with and without maps).
+    /// </summary>
+    internal static readonly bool DenormalsFree = IsAmd();
+
+    static bool IsAmd()
+    {
+        if (!X86Base.IsSupported) return false;
+        var (_, ebx, ecx, edx) = X86Base.CpuId(0, 0);
+        return ebx == 0x68747541 && edx == 0x69746E65 && ecx == 0x444D4163; // "Auth" "enti" "cAMD"
     }
 
     /// <summary>64-bit words of a row's subnormal map: one bit per full block of 32 halves.</summary>
@@ -209,7 +236,7 @@ internal readonly unsafe struct F16Kernel : IRowKernel
         int i = 0;
         for (; i + 32 <= cols; i += 32)
         {
-            if (AnySubnormal(h + i, h + i, h + i, h + i))
+            if (!DenormalsFree && AnySubnormal(h + i, h + i, h + i, h + i))
             {
                 Fp16.ToFloatExact16(h + i).Store(dst + i);
                 Fp16.ToFloatExact16(h + i + 16).Store(dst + i + 16);

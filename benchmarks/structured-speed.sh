@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Speed of structured-pruning results, Pare and llama.cpp side by side (issue 13): the 852M random model
-# (.cache/bench/random-852m-F16.gguf, made by benchmarks/Pare.SideBySide) pruned by 20% and 50% with FLAP uniform
-# (plain llama files) and adaptive FLAP (llama.cpp's heterogeneous `deci` files), then prefill and decode tok/s of each
+# (.cache/bench/random-852m-F16.gguf, made by benchmarks/Pare.SideBySide) pruned by 20% and 50% with magnitude-sp
+# (uniform: plain llama files) and adaptive FLAP (llama.cpp's heterogeneous `deci` files), then prefill and decode tok/s of each
 # file in both engines (Pare.SideBySide --pairs: same file for both, alternating rounds, medians), each engine against its
 # own dense model: speedup = pruned tok/s / dense tok/s, beside the bytes ratio dense/pruned (decode reads every weight
 # once per token, so a memory-bound engine's ideal decode speedup is the bytes ratio).
 #
 #   benchmarks/structured-speed.sh [OUT.md]      (default /tmp/structured-speed.md; ~5 min on 2 quiet cores)
-#   env: THREADS=2 PREFILL=64 DECODE=16 ROUNDS=3 RATIOS="20 50" METHODS="flap-uniform flap" BENCH=.cache/bench
+#   env: THREADS=2 PREFILL=64 DECODE=16 ROUNDS=3 RATIOS="20 50" METHODS="magnitude-sp flap" BENCH=.cache/bench
 #
 # The pruned files are made once (random calibration: 8 windows of 64 tokens; pruning the 852M model takes a few
 # minutes) and kept in $BENCH. Runs everything under nice -n 10. Under load the numbers are indicative only.
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/structured-speed.md}
 THREADS=${THREADS:-2} PREFILL=${PREFILL:-64} DECODE=${DECODE:-16} ROUNDS=${ROUNDS:-3}
-RATIOS=${RATIOS:-"20 50"} METHODS=${METHODS:-"flap-uniform flap"} BENCH=${BENCH:-.cache/bench}
+RATIOS=${RATIOS:-"20 50"} METHODS=${METHODS:-"magnitude-sp flap"} BENCH=${BENCH:-.cache/bench}
 DENSE=$BENCH/random-852m-F16.gguf
 [ -f "$DENSE" ] || { echo "structured-speed: error: $DENSE not found (make it with benchmarks/Pare.SideBySide)" >&2; exit 1; }
 nice -n 10 dotnet build -c Release -v q src/Pare.Cli >/dev/null

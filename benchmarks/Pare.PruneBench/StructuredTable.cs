@@ -72,6 +72,20 @@ static class StructuredTable
                 foreach (var r in ratios)
                     foreach (var method in methods)
                     {
+                        if (method == "adapt")
+                        {
+                            // Adapt-Pruner trains between its rounds: one row, its steps the recovery steps (no "without recovery").
+                            var ao = new AdaptPrunerOptions { Ratio = r, StepsPerRound = o.Int("--adapt-round-steps", 25), LearningRate = ft.EffectiveLearningRate,
+                                BatchSize = ft.BatchSize, TrainSeqLen = ft.SeqLen, Threads = threads };
+                            int total = ao.Rounds * ao.StepsPerRound;
+                            if (Have(method, r, total)) continue;
+                            trainTokens ??= TokenizerFiles.EncodeFileCached(new Gpt2BpeTokenizer(TokenizerFiles.Load(model)), train);
+                            string ap = Path.Combine(tmp, $"adapt-{r}.gguf");
+                            var ar = AdaptPruner.Run(model, ap, ao, trainTokens, new CalibrationSource.TextFile(train));
+                            Add(new Row(method, r, ar.TrainSteps, ar.TrainSteps * ar.TokensPerStep, ar.Removed, ar.Architecture, Ppl(ap), dense, new FileInfo(ap).Length, ar.Seconds, 0, testName));
+                            File.Delete(ap);
+                            continue;
+                        }
                         bool slice = method == "slicegpt";
                         bool trainable = !slice && StructuredOptions.Parse(method) is var sm && sm is not (StructuredMethod.Flap or StructuredMethod.Cfsp);
                         bool wantBase = !Have(method, r, 0), wantRec = steps > 0 && trainable && !Have(method, r, steps);
@@ -135,7 +149,7 @@ static class StructuredTable
         var rows = all.Where(r => r.Test == testName).ToList();
         var dense = rows.FirstOrDefault(r => r.Method == "dense");
         var sb = new StringBuilder();
-        string methodsOrder = "flap,flap-uniform,wanda-sp,magnitude-sp,cfsp,slicegpt";
+        string methodsOrder = "flap,flap-uniform,wanda-sp,magnitude-sp,cfsp,slicegpt,adapt";
         sb.AppendLine("| method | target | removed (block params) | arch | ppl | x dense | recovery steps (tokens) | ppl after recovery | x dense | gap recovered | file MiB |");
         sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
         if (dense != null) sb.AppendLine(string.Create(inv, $"| dense | 0% | 0% | llama | {dense.Ppl:F3} | 1.000 | | | | | {dense.Bytes / 1048576.0:F1} |"));
@@ -143,8 +157,16 @@ static class StructuredTable
             foreach (var method in methodsOrder.Split(','))
             {
                 var b = rows.FirstOrDefault(r => r.Method == method && r.Target == target && r.Steps == 0);
-                if (b == null) continue;
                 var rec = rows.Where(r => r.Method == method && r.Target == target && r.Steps > 0).MaxBy(r => r.Steps);
+                if (b == null && rec != null)
+                {
+                    // Adapt-Pruner: trained between rounds, no untrained result; gap measured against flap-uniform's at this ratio.
+                    var fu = rows.FirstOrDefault(r => r.Method == "flap-uniform" && r.Target == target && r.Steps == 0);
+                    string gap = fu != null ? string.Create(inv, $"{(fu.Ppl - rec.Ppl) / (fu.Ppl - rec.Dense):P0} of flap-uniform's") : "";
+                    sb.AppendLine(string.Create(inv, $"| {method} | {target:P0} | {rec.Removed:P1} | {rec.Arch} | (trains between rounds) | | {rec.Steps} ({rec.Tokens:N0}) | {rec.Ppl:F3} | {rec.Ppl / rec.Dense:F3} | {gap} | {rec.Bytes / 1048576.0:F1} |"));
+                    continue;
+                }
+                if (b == null) continue;
                 string recCols = rec == null ? (b.Arch == "llama" ? "not run | | | " : $"n/a ({b.Arch}: trainer runs uniform llama only) | | | ")
                     : string.Create(inv, $"{rec.Steps} ({rec.Tokens:N0}) | {rec.Ppl:F3} | {rec.Ppl / rec.Dense:F3} | {(b.Ppl - rec.Ppl) / (b.Ppl - b.Dense):P0} | ");
                 sb.AppendLine(string.Create(inv, $"| {method} | {target:P0} | {b.Removed:P1} | {b.Arch} | {b.Ppl:F3} | {b.Ppl / b.Dense:F3} | {recCols}{b.Bytes / 1048576.0:F1} |"));

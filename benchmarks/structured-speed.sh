@@ -7,14 +7,14 @@
 # once per token, so a memory-bound engine's ideal decode speedup is the bytes ratio).
 #
 #   benchmarks/structured-speed.sh [OUT.md]      (default /tmp/structured-speed.md; ~5 min on 2 quiet cores)
-#   env: THREADS=2 PREFILL=64 DECODE=16 ROUNDS=3 RATIOS="20 50" METHODS="magnitude-sp flap" BENCH=.cache/bench
+#   env: THREADS=2 PREFILL=32 DECODE=16 ROUNDS=2 RATIOS="20 50" METHODS="magnitude-sp flap" BENCH=.cache/bench
 #
 # The pruned files are made once (random calibration: 8 windows of 64 tokens; pruning the 852M model takes a few
 # minutes) and kept in $BENCH. Runs everything under nice -n 10. Under load the numbers are indicative only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/structured-speed.md}
-THREADS=${THREADS:-2} PREFILL=${PREFILL:-64} DECODE=${DECODE:-16} ROUNDS=${ROUNDS:-3}
+THREADS=${THREADS:-2} PREFILL=${PREFILL:-32} DECODE=${DECODE:-16} ROUNDS=${ROUNDS:-2}
 RATIOS=${RATIOS:-"20 50"} METHODS=${METHODS:-"magnitude-sp flap"} BENCH=${BENCH:-.cache/bench}
 DENSE=$BENCH/random-852m-F16.gguf
 [ -f "$DENSE" ] || { echo "structured-speed: error: $DENSE not found (make it with benchmarks/Pare.SideBySide)" >&2; exit 1; }

@@ -15,6 +15,10 @@
 //   dotnet run -c Release --project benchmarks/Pare.PruneBench -- structured MODEL [--samples 128] [--seqlen 128] [--ratios 0.1,0.2,0.3,0.5] [--methods flap,...,cfsp] [--test F] [--docs DIR]
 //       test perplexity of flap, flap-uniform, wanda-sp, magnitude-sp and cfsp at each ratio of block parameters removed, as a
 //       ratio to dense, with kept widths and sizes: DIR/structured-pruning-results.md and DIR/structured-pruning-ppl.png.
+//   dotnet run -c Release --project benchmarks/Pare.PruneBench -- structured-table MODEL [--tsv ROWS.tsv] [--md TABLE.md] [--ratios ..]
+//       [--methods ..] [--recover-steps N] [--recover-lr 5e-4] [--recover-batch 4] [--recover-seqlen 512] [--test F] [--render]
+//       the acceptance table of issue 13 (every method, without and with recovery fine-tuning), resumable: rows appended to
+//       ROWS.tsv, rows already there skipped; TABLE.md rendered from every row (StructuredTable.cs).
 //   dotnet run -c Release --project benchmarks/Pare.PruneBench -- prune-timing [--samples 128]
 //       pruning time of each method on a random model shaped like pare-ref (dim 256, 8 layers, 8/4 heads, ffn 704,
 //       vocab 8192, context 512, tied head) with the papers' calibration (SAMPLES windows of 512 tokens), 2 threads.
@@ -47,6 +51,7 @@ try
             so.Get("--train", ".cache/data/corpus/train.txt"), so.Get("--docs", "docs"), so.Int("--samples", 128), so.Int("--seqlen", 128),
             so.Int("--threads", Environment.ProcessorCount), so.Get("--ratios", "0.1,0.2,0.3,0.5"), so.Get("--methods", "flap,flap-uniform,wanda-sp,magnitude-sp,cfsp")) : 2,
         ["structured-plot", var tsv, var png] => StructuredSweep.Plot(tsv, png),
+        ["structured-table", var model, .. var rest] => StructuredTable.Run(model, new Options(rest)),
         _ => Usage(),
     };
 }
@@ -63,6 +68,7 @@ static int Usage()
         "       Pare.PruneBench sparse-micro [--copies N]\n" +
         "       Pare.PruneBench prune-timing [--samples N]\n" +
         "       Pare.PruneBench structured MODEL [--samples N] [--seqlen N] [--ratios 0.1,0.2,0.3,0.5] [--docs DIR]\n" +
+        "       Pare.PruneBench structured-table MODEL [--tsv ROWS.tsv] [--md TABLE.md] [--ratios ..] [--methods ..] [--recover-steps N] [--test F] [--render]\n" +
         "       Pare.PruneBench structured-plot ROWS.tsv OUT.png   (rows: method, block params removed 0-1, ppl ratio to dense)");
     return 2;
 }
@@ -350,6 +356,8 @@ sealed class Options(string[] args)
     }
 
     public string Get(string name, string fallback) => GetOrNull(name) ?? fallback;
+
+    public bool Has(string name) => Array.IndexOf(args, name) >= 0;
 
     public int Int(string name, int fallback) => GetOrNull(name) is not { } v ? fallback
         : int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) && n >= 0 ? n : throw new PareException($"{name}: '{v}' is not a whole number");

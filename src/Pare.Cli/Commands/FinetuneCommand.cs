@@ -24,11 +24,12 @@ internal static class FinetuneCommand
         var seqlen = new Option<int?>("--seqlen") { Description = "Tokens per sequence (default min(context, 128))." }.Between(2, 1 << 20);
         var warmup = new Option<int>("--warmup") { Description = "Warmup steps.", DefaultValueFactory = _ => 10 }.Between(0, 10_000_000);
         var seed = new Option<int>("--seed") { Description = "Seed of the data order and the LoRA initialization.", DefaultValueFactory = _ => 1 }.Between(0, int.MaxValue);
+        var saveEvery = new Option<int>("--save-every") { Description = "Also write the model every K steps (before the last) as OUT.stepK.gguf, for a recovery curve from one run; 0 = none.", DefaultValueFactory = _ => 0 }.Between(0, 10_000_000);
         var output = new Option<string>("--output", "-o") { Description = "Output GGUF path.", Required = true };
         var threads = Cli.Threads();
         var json = Cli.Json();
         var cmd = new Command("finetune", "Recovery fine-tuning of a (pruned) model: LoRA (merged at export) or full; pruned zeros stay zero.")
-            { model, text, steps, lora, alpha, lr, batch, seqlen, warmup, seed, output, threads, json };
+            { model, text, steps, lora, alpha, lr, batch, seqlen, warmup, seed, saveEvery, output, threads, json };
         cmd.SetAction((r, ct) => Task.FromResult(Cli.Guard(() =>
         {
             string modelPath = r.GetValue(model)!, textPath = r.GetValue(text)!, outPath = r.GetValue(output)!;
@@ -40,7 +41,7 @@ internal static class FinetuneCommand
             {
                 Steps = r.GetValue(steps), LoraRank = r.GetValue(lora), LoraAlpha = r.GetValue(alpha), LearningRate = r.GetValue(lr),
                 BatchSize = r.GetValue(batch), SeqLen = r.GetValue(seqlen), WarmupSteps = r.GetValue(warmup), Seed = (ulong)r.GetValue(seed),
-                Threads = r.GetValue(threads),
+                Threads = r.GetValue(threads), SaveEvery = r.GetValue(saveEvery),
             };
             options.Validate();
             TokenizerSpec spec;
@@ -52,7 +53,8 @@ internal static class FinetuneCommand
                 Console.Error.WriteLine($"finetune {(options.LoraRank > 0 ? $"LoRA rank {options.LoraRank}" : "full")}: {ft.TrainableParameters:N0} trainable parameters, " +
                     $"{ft.MaskedZeros:N0} pruned zeros kept, {options.BatchSize}x{ft.SeqLen} = {ft.TokensPerStep:N0} tokens per step, lr {options.EffectiveLearningRate:G3}");
             var res = ft.Run(outPath, asJson ? null : new Sync(p =>
-                Console.Out.WriteLine($"step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} lr {p.LearningRate:G3} {p.TokensPerSecond:F0} tok/s")), ct);
+                Console.Out.WriteLine($"step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} lr {p.LearningRate:G3} {p.TokensPerSecond:F0} tok/s" +
+                    (p.Snapshot != null ? $" (wrote {p.Snapshot})" : ""))), ct);
             if (asJson)
                 Cli.PrintJson(new
                 {

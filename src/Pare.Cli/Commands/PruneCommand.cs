@@ -1,7 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
+using Pare.Data;
 using Pare.Pruning;
 using Pare.Pruning.Structured;
+using Pare.Tokenizers;
 using Spectre.Console;
 
 namespace Pare.Cli.Commands;
@@ -15,7 +17,7 @@ internal static class PruneCommand
     public static Command Create()
     {
         var model = Cli.ModelArgument();
-        var method = new Option<string>("--method", "-m") { Description = "magnitude, wanda, sparsegpt or gblm (unstructured / N:M); flap, flap-uniform, wanda-sp, magnitude-sp or cfsp (structured: heads and FFN channels removed, a smaller dense model); slicegpt (embedding dimensions deleted, runs in Pare only).", DefaultValueFactory = _ => "sparsegpt" };
+        var method = new Option<string>("--method", "-m") { Description = "magnitude, wanda, sparsegpt or gblm (unstructured / N:M); flap, flap-uniform, wanda-sp, magnitude-sp or cfsp (structured: heads and FFN channels removed, a smaller dense model); adapt (Adapt-Pruner: a few % per round, fine-tuning between rounds; needs --train-text); slicegpt (embedding dimensions deleted, runs in Pare only).", DefaultValueFactory = _ => "sparsegpt" };
         var ratio = new Option<double>("--ratio", "-r") { Description = "Structured methods: fraction of the block parameters removed, in [0, 1).", DefaultValueFactory = _ => 0.2 }
             .Check(v => v >= 0 && v < 1, "in [0, 1)");
         var slicing = new Option<double>("--slicing") { Description = "slicegpt: fraction of the embedding dimension deleted, in [0, 1) (kept width rounded down to a multiple of 8).", DefaultValueFactory = _ => 0.25 }
@@ -37,11 +39,15 @@ internal static class PruneCommand
                 "16.6 s instead of 0.7 s on pare-ref with 128 windows). Wanda and SparseGPT always report it: their calibration gives it.",
         };
         var repack = new Option<bool>("--repack") { Description = "MODEL is already pruned: only convert it, no pruning: a dense file to Pare's compact bitmask format, a compact file back to a dense GGUF." };
+        var trainText = new Option<string?>("--train-text") { Description = "adapt: fine-tuning text between rounds (a training split, never the test split)." };
+        var adaptStep = new Option<double>("--adapt-step") { Description = "adapt: fraction of the block parameters removed per round (rounds = ratio / step, rounded up).", DefaultValueFactory = _ => 0.05 }
+            .Check(v => v > 0 && v <= 1, "in (0, 1]");
+        var roundSteps = new Option<int>("--round-steps") { Description = "adapt: full fine-tuning steps after each round (batch 4 x 512 tokens, lr 5e-4 with warmup and cosine decay over all rounds).", DefaultValueFactory = _ => 25 }.Between(0, 1_000_000);
         var output = new Option<string>("--output", "-o") { Description = "Output GGUF path.", Required = true };
         var threads = Cli.Threads();
         var json = Cli.Json();
         var cmd = new Command("prune", "Prune a model's linear layers (magnitude, Wanda or SparseGPT) with sequential calibration; write a GGUF.")
-            { model, method, ratio, slicing, sparsity, pattern, calibFile, calibRandom, samples, seqlen, seed, overrides, pruneEmb, format, reportError, repack, output, threads, json };
+            { model, method, ratio, slicing, sparsity, pattern, calibFile, calibRandom, samples, seqlen, seed, overrides, pruneEmb, format, reportError, repack, trainText, adaptStep, roundSteps, output, threads, json };
         cmd.SetAction((r, ct) => Task.FromResult(Cli.Guard(() =>
         {
             if ((r.GetValue(method) ?? "").ToLowerInvariant() == "slicegpt")
@@ -49,6 +55,12 @@ internal static class PruneCommand
                 {
                     Slicing = r.GetValue(slicing), Samples = r.GetValue(samples), SeqLen = r.GetValue(seqlen) ?? 128, Seed = r.GetValue(seed), Threads = r.GetValue(threads),
                 }, r.GetValue(calibFile) is { } gcf ? new CalibrationSource.TextFile(gcf) : r.GetValue(calibRandom) ? new CalibrationSource.RandomTokens() : null, r.GetValue(json), ct);
+            if ((r.GetValue(method) ?? "").ToLowerInvariant() == "adapt")
+                return RunAdapt(r.GetValue(model)!, r.GetValue(output)!, r.GetValue(trainText), new AdaptPrunerOptions
+                {
+                    Ratio = r.GetValue(ratio), Step = r.GetValue(adaptStep), StepsPerRound = r.GetValue(roundSteps), Samples = Math.Min(r.GetValue(samples), 32),
+                    SeqLen = r.GetValue(seqlen) ?? 128, Seed = r.GetValue(seed), Threads = r.GetValue(threads),
+                }, r.GetValue(calibFile) is { } acf ? new CalibrationSource.TextFile(acf) : r.GetValue(calibRandom) ? new CalibrationSource.RandomTokens() : null, r.GetValue(json), ct);
             if ((r.GetValue(method) ?? "").ToLowerInvariant() is "flap" or "flap-uniform" or "wanda-sp" or "magnitude-sp" or "cfsp")
                 return RunStructured(r.GetValue(model)!, r.GetValue(output)!, new StructuredOptions
                 {
@@ -61,7 +73,7 @@ internal static class PruneCommand
                 "wanda" => PruneMethod.Wanda,
                 "sparsegpt" => PruneMethod.SparseGpt,
                 "gblm" => PruneMethod.Gblm,
-                var other => throw new PareException($"unknown method '{other}' (magnitude, wanda, sparsegpt, gblm, flap, flap-uniform, wanda-sp, magnitude-sp, cfsp, slicegpt)"),
+                var other => throw new PareException($"unknown method '{other}' (magnitude, wanda, sparsegpt, gblm, flap, flap-uniform, wanda-sp, magnitude-sp, cfsp, adapt, slicegpt)"),
             };
             double s = r.GetValue(sparsity);
             var unstructured = SparsityPattern.Unstructured(s); // checks the range even when a pattern is given
@@ -171,6 +183,47 @@ internal static class PruneCommand
         var sum = new Table().AddColumns("setting", "value").HideHeaders().Border(TableBorder.Rounded);
         sum.AddRow("method / ratio", Markup.Escape($"{res.Method} / {res.Ratio:0.###}"));
         sum.AddRow("calibration", $"{res.Samples} windows x {res.SeqLen} tokens, seed {res.Seed}, {Markup.Escape(res.Calibration)}");
+        sum.AddRow("removed", $"{res.BlockParamsBefore - res.BlockParamsAfter:N0} of {res.BlockParamsBefore:N0} block parameters ({res.Removed:P2})");
+        sum.AddRow("file", $"{Markup.Escape(res.Output)} (arch {res.Architecture}): {res.OutputBytes / 1048576.0:F1} MiB (input {res.InputBytes / 1048576.0:F1} MiB)");
+        sum.AddRow("time", $"{res.Seconds:F1} s");
+        AnsiConsole.Write(sum);
+        return 0;
+    }
+
+    /// <summary>Adapt-Pruner: rounds of pruning and fine-tuning; prints the kept widths and each round.</summary>
+    static int RunAdapt(string modelPath, string outPath, string? trainPath, AdaptPrunerOptions options, CalibrationSource? calib, bool asJson, CancellationToken ct)
+    {
+        options.Validate();
+        if (trainPath == null) throw new PareException("adapt fine-tunes between rounds: pass --train-text (a training-split text file)");
+        if (!File.Exists(modelPath)) throw new PareException($"model file not found: {modelPath}");
+        if (!File.Exists(trainPath)) throw new PareException($"training text not found: {trainPath}");
+        Pare.Formats.OutputPath.Check(modelPath, outPath);
+        TokenizerSpec spec;
+        try { spec = TokenizerFiles.Load(modelPath); }
+        catch (Exception e) when (e is not PareException) { throw new PareException($"{modelPath}: cannot read its tokenizer: {e.Message}"); }
+        var tokens = TokenizerFiles.EncodeFileCached(new Gpt2BpeTokenizer(spec), trainPath);
+        calib ??= new CalibrationSource.TextFile(trainPath);
+        var res = WithProgress(asJson, "adapt", e => e.Stage, prog => AdaptPruner.Run(modelPath, outPath, options, tokens, calib, prog, ct));
+        if (asJson)
+        {
+            Cli.PrintJson(new
+            {
+                input = res.Input, output = res.Output, method = "adapt", ratio = res.Ratio, removed = res.Removed, architecture = res.Architecture,
+                heads = res.Heads, ffn = res.Ffn, block_params_before = res.BlockParamsBefore, block_params_after = res.BlockParamsAfter,
+                train_steps = res.TrainSteps, tokens_per_step = res.TokensPerStep,
+                rounds = res.Rounds.Select(x => new { round = x.Round, target = x.Target, removed = x.Removed, layer_sparsity = x.LayerSparsity, layer_importance = x.LayerImportance, mean_loss = x.MeanLoss }),
+                seconds = res.Seconds, input_bytes = res.InputBytes, output_bytes = res.OutputBytes, peak_rss_mb = Cli.PeakRssMb(),
+            });
+            return 0;
+        }
+        var t = new Table().AddColumns("round", "target", "removed", "layer sparsity", "mean training loss").Border(TableBorder.Rounded);
+        foreach (var x in res.Rounds)
+            t.AddRow(x.Round.ToString(CultureInfo.InvariantCulture), x.Target.ToString("P1", CultureInfo.InvariantCulture), x.Removed.ToString("P1", CultureInfo.InvariantCulture),
+                string.Join(" ", x.LayerSparsity.Select(v => v.ToString("0.00", CultureInfo.InvariantCulture))), x.MeanLoss.ToString("0.000", CultureInfo.InvariantCulture));
+        AnsiConsole.Write(t);
+        var sum = new Table().AddColumns("setting", "value").HideHeaders().Border(TableBorder.Rounded);
+        sum.AddRow("method / ratio", $"adapt / {res.Ratio:0.###}: {res.Rounds.Count} rounds, {res.TrainSteps} fine-tuning steps x {res.TokensPerStep:N0} tokens");
+        sum.AddRow("kept", $"heads {string.Join(" ", res.Heads)}; FFN {string.Join(" ", res.Ffn)}");
         sum.AddRow("removed", $"{res.BlockParamsBefore - res.BlockParamsAfter:N0} of {res.BlockParamsBefore:N0} block parameters ({res.Removed:P2})");
         sum.AddRow("file", $"{Markup.Escape(res.Output)} (arch {res.Architecture}): {res.OutputBytes / 1048576.0:F1} MiB (input {res.InputBytes / 1048576.0:F1} MiB)");
         sum.AddRow("time", $"{res.Seconds:F1} s");

@@ -28,6 +28,9 @@ public sealed record FinetuneOptions
     /// <summary>Seed of the data order and of the LoRA A initialization.</summary>
     public ulong Seed { get; init; } = 1;
     public int Threads { get; init; } = Environment.ProcessorCount;
+    /// <summary>Write a snapshot of the model every this many steps (before the last), next to the output as
+    /// <c>NAME.stepK.gguf</c> (<see cref="Finetune.SnapshotPath"/>), for a recovery curve from one run; 0 = none.</summary>
+    public int SaveEvery { get; init; }
 
     public float EffectiveLearningRate => LearningRate ?? (LoraRank > 0 ? 1e-3f : 1e-4f);
 
@@ -40,11 +43,13 @@ public sealed record FinetuneOptions
         if (SeqLen is < 2) throw new PareException($"--seqlen must be at least 2 (got {SeqLen})");
         if (!(LoraAlpha > 0)) throw new PareException($"LoRA alpha must be positive (got {LoraAlpha})");
         if (Threads < 1) throw new PareException($"threads must be at least 1 (got {Threads})");
+        if (SaveEvery < 0) throw new PareException($"--save-every must be 0 (none) or a positive number of steps (got {SaveEvery})");
     }
 }
 
 /// <summary>What <see cref="Finetune"/> reports after each step.</summary>
-public readonly record struct FinetuneProgress(int Step, int TotalSteps, double Loss, float LearningRate, double TokensPerSecond);
+/// <summary>What <see cref="Finetune"/> reports after each step; <c>Snapshot</c> is the file written after this step, if any.</summary>
+public readonly record struct FinetuneProgress(int Step, int TotalSteps, double Loss, float LearningRate, double TokensPerSecond, string? Snapshot = null);
 
 /// <summary>What a run did.</summary>
 public sealed record FinetuneResult(string Mode, int Steps, long TokensPerStep, long TrainableParameters, long MaskedZeros,
@@ -144,7 +149,7 @@ public sealed class Finetune
     public ParameterStore Parameters { get; }
     public TrainingModel Model { get; }
     public IReadOnlyList<LoraAdapter> Adapters => _lora;
-    public long MaskedZeros { get; }
+    public long MaskedZeros { get; private set; }
     public int SeqLen => _seqLen;
 
     public Finetune(string modelPath, int[] trainTokens, FinetuneOptions options)
@@ -212,6 +217,52 @@ public sealed class Finetune
             a.Merge(_base.AsSpan((int)a.Target.Offset, (int)a.Target.Length), _zeros.GetValueOrDefault(a.Target.Name), Parameters.Value(a.Target));
     }
 
+    /// <summary>Called after every backward pass (<see cref="TrainStep"/>, <see cref="ComputeGradients"/>) with the masked
+    /// gradients in <see cref="Parameters"/>, before the update: Adapt-Pruner accumulates its Taylor scores here.</summary>
+    public Action? AfterBackward { get; set; }
+
+    void MaskGradients()
+    {
+        foreach (var (name, z) in _zeros)
+        {
+            var g = Parameters.Grad(Parameters.All.First(q => q.Name == name));
+            for (int i = 0; i < z.Length; i++) if (z[i]) g[i] = 0;
+        }
+    }
+
+    /// <summary>Gradients of one training batch (the next of the data order) without an update; returns its mean loss.</summary>
+    public double ComputeGradients()
+    {
+        int T = _seqLen, bs = _o.BatchSize;
+        var inputs = new int[bs * T];
+        var targets = new int[bs * T];
+        _sampler.Next(inputs, targets, bs);
+        if (_lora.Count > 0) MergeAdapters();
+        Parameters.ZeroGrads();
+        float scale = 1f / (bs * T);
+        double loss = Model.Step(inputs, targets, scale) * scale;
+        MaskGradients();
+        AfterBackward?.Invoke();
+        return loss;
+    }
+
+    /// <summary>Full fine-tuning only: block-matrix weights that are now exactly zero (set by a pruner between steps) stay
+    /// zero from here on, as the input's zeros do. Returns the number of masked weights.</summary>
+    public long RefreshMask()
+    {
+        if (_lora.Count > 0) throw new PareException("the pruning mask can be extended during full fine-tuning only (not LoRA)");
+        long zeros = 0;
+        foreach (var p in BlockMatrices())
+        {
+            var v = Parameters.Value(p);
+            var z = _zeros.GetValueOrDefault(p.Name) ?? new bool[v.Length];
+            int n = 0;
+            for (int i = 0; i < v.Length; i++) if (z[i] |= v[i] == 0) n++;
+            if (n > 0) { _zeros[p.Name] = z; zeros += n; }
+        }
+        return MaskedZeros = zeros;
+    }
+
     /// <summary>One optimizer step; returns the mean training loss (nats per token) before the update.</summary>
     public double TrainStep()
     {
@@ -223,12 +274,8 @@ public sealed class Finetune
         Parameters.ZeroGrads();
         float scale = 1f / (bs * T);
         double loss = Model.Step(inputs, targets, scale) * scale;
-        foreach (var (name, z) in _zeros)
-        {
-            var p = Parameters.All.First(q => q.Name == name);
-            var g = Parameters.Grad(p);
-            for (int i = 0; i < z.Length; i++) if (z[i]) g[i] = 0;
-        }
+        MaskGradients();
+        AfterBackward?.Invoke();
         float lr = LrSchedule.At(Step, _o.Steps, Math.Min(_o.WarmupSteps, Math.Max(1, _o.Steps)), _o.EffectiveLearningRate, _o.EffectiveLearningRate * 0.1f);
         if (_adam != null)
         {
@@ -287,13 +334,29 @@ public sealed class Finetune
             double loss = TrainStep();
             losses.Add(loss);
             float lr = LrSchedule.At(Step - 1, _o.Steps, Math.Min(_o.WarmupSteps, Math.Max(1, _o.Steps)), _o.EffectiveLearningRate, _o.EffectiveLearningRate * 0.1f);
-            progress?.Report(new FinetuneProgress(Step, _o.Steps, loss, lr, TokensPerStep / Stopwatch.GetElapsedTime(t0).TotalSeconds));
+            double tps = TokensPerStep / Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            string? snapshot = null;
+            if (_o.SaveEvery > 0 && Step % _o.SaveEvery == 0 && Step < _o.Steps)
+            {
+                snapshot = SnapshotPath(outputPath, Step);
+                Pare.Formats.OutputPath.Check(_modelPath, snapshot);
+                Export(snapshot);   // the adapters are merged after every LoRA step
+            }
+            progress?.Report(new FinetuneProgress(Step, _o.Steps, loss, lr, tps, snapshot));
         }
         cancel.ThrowIfCancellationRequested();
         if (_lora.Count > 0) MergeAdapters();
         Export(outputPath);
         return new FinetuneResult(_lora.Count > 0 ? $"lora-{_o.LoraRank}" : "full", Step, TokensPerStep, TrainableParameters, MaskedZeros,
             losses.Count > 0 ? losses[0] : double.NaN, losses.Count > 0 ? losses[^1] : double.NaN, sw.Elapsed.TotalSeconds, losses);
+    }
+
+    /// <summary>Where the snapshot of step <paramref name="step"/> goes: <c>DIR/NAME.stepK.gguf</c> for output <c>DIR/NAME.gguf</c>.</summary>
+    public static string SnapshotPath(string outputPath, int step)
+    {
+        string dir = Path.GetDirectoryName(outputPath) ?? "";
+        string stem = Path.GetExtension(outputPath).Equals(".gguf", StringComparison.OrdinalIgnoreCase) ? Path.GetFileNameWithoutExtension(outputPath) : Path.GetFileName(outputPath);
+        return Path.Combine(dir, $"{stem}.step{step}.gguf");
     }
 
     /// <summary>The input GGUF with every trained tensor re-encoded in its stored type.</summary>

@@ -107,6 +107,35 @@ public class FinetuneTests
         Assert.Equal(PruneTestSupport.Gqa.Dim, m.Config.Dim);
     }
 
+    [Theory]
+    [InlineData(2)]  // LoRA: the snapshot holds the merged adapters
+    [InlineData(0)]  // full
+    public void Save_every_writes_snapshots_of_the_trained_model(int rank)
+    {
+        var dense = TestModels.Get("gqa-untied", PruneTestSupport.Gqa, GgmlType.F32);
+        var ft = new Finetune(dense, Tokens(3000, PruneTestSupport.Gqa.VocabSize, 3),
+            new FinetuneOptions { Steps = 5, SaveEvery = 2, LoraRank = rank, LearningRate = 1e-2f, BatchSize = 2, SeqLen = 16, WarmupSteps = 1, Threads = 2 });
+        string dir = PruneTestSupport.NewDir(), outPath = Path.Combine(dir, "ft.gguf");
+        var reported = new List<string>();
+        ft.Run(outPath, new SyncProgress(p => { if (p.Snapshot != null) reported.Add(p.Snapshot); }));
+        string s2 = Finetune.SnapshotPath(outPath, 2), s4 = Finetune.SnapshotPath(outPath, 4);
+        Assert.Equal(Path.Combine(dir, "ft.step2.gguf"), s2);
+        Assert.Equal([s2, s4], reported);
+        Assert.Equal(["ft.gguf", "ft.step2.gguf", "ft.step4.gguf"], Directory.GetFiles(dir).Select(p => Path.GetFileName(p)!).Order().ToArray());
+        using var f0 = GgufFile.Open(dense);
+        var w0 = PruneTestSupport.ReadMatrix(f0, "blk.0.ffn_up.weight", out _, out _);
+        float[]? prev = null;
+        foreach (var (path, step) in new[] { (s2, 2L), (s4, 4L), (outPath, 5L) })
+        {
+            using var f = GgufFile.Open(path);
+            Assert.Equal(step, f.GetInt("pare.finetune.steps"));
+            var w = PruneTestSupport.ReadMatrix(f, "blk.0.ffn_up.weight", out _, out _);
+            Assert.NotEqual(w0, w);            // trained (LoRA: B is no longer zero after two steps)
+            if (prev != null) Assert.NotEqual(prev, w);
+            prev = w;
+        }
+    }
+
     [Fact]
     public void Cancellation_writes_nothing()
     {

@@ -168,12 +168,46 @@ public static class StructuredPruner
         int[] kvHeads = [.. keepGroups.Select(g => g.Count(k => k))];
         int[] heads = [.. kvHeads.Select(k => k * qpg)];
         int[] ffn = [.. keepChannels.Select(ch => ch.Count(k => k))];
-        bool uniformOut = heads.All(h => h == heads[0]) && ffn.All(x => x == ffn[0]);
         long before = c.Layers * (c.KvHeads * shape.GroupParams + c.FfnDim * shape.ChannelParams);
         long after = Enumerable.Range(0, c.Layers).Sum(l => kvHeads[l] * shape.GroupParams + ffn[l] * shape.ChannelParams);
 
         // 3. The output file.
         progress?.Report(new(c.Layers, c.Layers, "writing", 1));
+        cancel.ThrowIfCancellationRequested();
+        string arch = WriteKept(f, c, w, src, ReadRow, keepGroups, keepChannels, options.Compensates ? attnMeans : null, options.Compensates ? ffnMeans : null,
+            writer =>
+            {
+                writer.Set("pare.prune.method", options.Name);
+                writer.Set("pare.prune.ratio", (float)options.Ratio);
+                writer.Set("pare.prune.samples", (uint)windows.Length);
+                writer.Set("pare.prune.seqlen", (uint)seqLen);
+                writer.Set("pare.prune.seed", (uint)options.Seed);
+                writer.Set("pare.prune.calibration", calibDesc);
+            }, outputPath);
+        return new StructuredResult
+        {
+            Input = modelPath, Output = outputPath, Method = options.Name, Ratio = options.Ratio, Architecture = arch,
+            Samples = windows.Length, SeqLen = seqLen, Seed = options.Seed, Calibration = calibDesc,
+            Heads = heads, KvHeads = kvHeads, Ffn = ffn, BlockParamsBefore = before, BlockParamsAfter = after,
+            Seconds = sw.Elapsed.TotalSeconds, InputBytes = new FileInfo(modelPath).Length, OutputBytes = new FileInfo(outputPath).Length,
+        };
+    }
+
+    /// <summary>
+    /// Writes the structured file of the kept head groups and FFN channels of every layer: kept rows of q, k, v, gate, up,
+    /// kept columns of attn_output and ffn_down (re-encoded), a plain llama file when every layer keeps the same widths,
+    /// else deci with per-layer arrays; with <paramref name="attnMeans"/> / <paramref name="ffnMeans"/> FLAP's
+    /// compensation biases. <paramref name="metadata"/> adds the method's keys. Returns the architecture written.
+    /// </summary>
+    internal static string WriteKept(GgufFile f, LlamaConfig c, LlamaWeights w, Microsoft.Win32.SafeHandles.SafeFileHandle src, Func<WeightMatrix, int, byte[]> ReadRow,
+        bool[][] keepGroups, bool[][] keepChannels, float[][]? attnMeans, float[][]? ffnMeans, Action<GgufWriter> metadata, string outputPath)
+    {
+        var shape = new BlockShape(c.Dim, c.HeadDim, c.Heads, c.KvHeads, c.FfnDim);
+        int qpg = shape.QueryHeadsPerGroup;
+        int[] kvHeads = [.. keepGroups.Select(g => g.Count(k => k))];
+        int[] heads = [.. kvHeads.Select(k => k * qpg)];
+        int[] ffn = [.. keepChannels.Select(ch => ch.Count(k => k))];
+        bool uniformOut = heads.All(h => h == heads[0]) && ffn.All(x => x == ffn[0]);
         string arch = uniformOut ? c.Architecture : "deci";
         var writer = new GgufWriter { Alignment = f.Alignment };
         string prefix = c.Architecture + ".";
@@ -200,12 +234,7 @@ public static class StructuredPruner
         writer.Set($"{arch}.attention.key_length", (uint)c.HeadDim);
         writer.Set($"{arch}.attention.value_length", (uint)c.HeadDim);
         writer.Set($"{arch}.rope.dimension_count", (uint)c.RopeDim);
-        writer.Set("pare.prune.method", options.Name);
-        writer.Set("pare.prune.ratio", (float)options.Ratio);
-        writer.Set("pare.prune.samples", (uint)windows.Length);
-        writer.Set("pare.prune.seqlen", (uint)seqLen);
-        writer.Set("pare.prune.seed", (uint)options.Seed);
-        writer.Set("pare.prune.calibration", calibDesc);
+        metadata(writer);
 
         foreach (var t in f.Tensors)
         {
@@ -229,12 +258,12 @@ public static class StructuredPruner
                 case "ffn_up": AddRows(lw.Up, ch); break;
                 case "attn_output":
                     AddColumns(lw.Wo, qRows);
-                    if (options.Compensates && qRows.Length < c.QDim)
+                    if (attnMeans != null && qRows.Length < c.QDim)
                         AddBias($"blk.{l}.attn_output.bias", lw.Wo, keepGroups[l].SelectMany(k => Enumerable.Repeat(k, shape.GroupWidth)).ToArray(), attnMeans[l]);
                     break;
                 case "ffn_down":
                     AddColumns(lw.Down, ch);
-                    if (options.Compensates && ch.Length < c.FfnDim) AddBias($"blk.{l}.ffn_down.bias", lw.Down, keepChannels[l], ffnMeans[l]);
+                    if (ffnMeans != null && ch.Length < c.FfnDim) AddBias($"blk.{l}.ffn_down.bias", lw.Down, keepChannels[l], ffnMeans[l]);
                     break;
                 default: writer.AddTensor(t.Name, t.Type, t.Dims, o => CopyRange(src, f.DataOffset + info.Offset, info.ByteSize, o)); break;
             }
@@ -268,15 +297,8 @@ public static class StructuredPruner
             writer.AddTensor(name, GgmlType.F32, [b.Length], System.Runtime.InteropServices.MemoryMarshal.AsBytes(b.AsSpan()).ToArray());
         }
 
-        cancel.ThrowIfCancellationRequested();
         writer.Write(outputPath);
-        return new StructuredResult
-        {
-            Input = modelPath, Output = outputPath, Method = options.Name, Ratio = options.Ratio, Architecture = arch,
-            Samples = windows.Length, SeqLen = seqLen, Seed = options.Seed, Calibration = calibDesc,
-            Heads = heads, KvHeads = kvHeads, Ffn = ffn, BlockParamsBefore = before, BlockParamsAfter = after,
-            Seconds = sw.Elapsed.TotalSeconds, InputBytes = new FileInfo(modelPath).Length, OutputBytes = new FileInfo(outputPath).Length,
-        };
+        return arch;
     }
 
     /// <summary>

@@ -5,9 +5,11 @@
 //     Pare's token ids vs the package tokenizer's and llama.cpp's, Pare vs llama.cpp's embedding API on the GGUF Pare
 //     wrote. Exit code 1 if an acceptance bound fails (ORT cosine < 0.99999, llama.cpp ids differ).
 //
-//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- prune [--queries 200] [--calib 128] [--out FILE.json]
-//     all-MiniLM-L6-v2 pruned by magnitude, Wanda and SparseGPT at 50/70/90% and 2:4 (calibration: CALIB train-split
-//     sentences): retrieval recall@1/10 and MRR on the test split, mean cosine to the dense model's embeddings.
+//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- prune [--queries 200] [--calib 128] [--obert-calib 256]
+//       [--methods magnitude,wanda,sparsegpt,obert] [--patterns 0.5,0.7,0.9,2:4] [--fisher-damp 1e-5] [--fisher-block 50] [--out FILE.json]
+//     all-MiniLM-L6-v2 pruned by each method at each pattern (calibration: CALIB train-split sentences; oBERT: the first
+//     OBERT-CALIB sentences of the same file and seed, one gradient each): retrieval recall@1/10 and MRR on the test split, mean cosine to
+//     the dense model's embeddings.
 //
 //   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- token-prune [--queries 200] [--layer 3] [--methods a,b] [--keeps 0.5,0.3] [--out FILE.json]
 //     all-MiniLM-L6-v2 with tokens pruned/merged after block LAYER by each token reducer at keep 0.5 and 0.3: encoder
@@ -148,10 +150,14 @@ if (mode == "prune")
 {
     int queries = int.Parse(Opt("--queries", "200"), CultureInfo.InvariantCulture);
     int calibCount = int.Parse(Opt("--calib", "128"), CultureInfo.InvariantCulture);
+    int obertCount = int.Parse(Opt("--obert-calib", "256"), CultureInfo.InvariantCulture);
+    double fisherDamp = double.Parse(Opt("--fisher-damp", "1e-5"), CultureInfo.InvariantCulture);
+    int fisherBlock = int.Parse(Opt("--fisher-block", "50"), CultureInfo.InvariantCulture);
     var corpus = Pare.Data.CorpusFetcher.Fetch(new Pare.Data.FetchOptions { CacheDir = Path.Combine(Path.GetTempPath(), "pare-test-corpus") });
     var dense = EncoderModels.Model(EncoderModels.MiniLm);
     var set = Pare.Evaluation.EncoderRetrieval.Build(File.ReadAllText(corpus.TestPath), queries);
     var calib = Pare.Data.SentenceSample.Draw(File.ReadAllText(corpus.TrainPath), calibCount, seed: 1).Select(t => dense.Tokenize(t).Ids).ToArray();
+    var obertCalib = Pare.Data.SentenceSample.Draw(File.ReadAllText(corpus.TrainPath), obertCount, seed: 1).Select(t => dense.Tokenize(t).Ids).ToArray();
     var eo = new EmbedOptions { Threads = 2, BatchSize = 32 };
     (float[][] Docs, float[][] Queries) Vectors(BertModel m) => (m.Embed(set.Documents, eo).Vectors, m.Embed(set.Queries, eo).Vectors);
     var (dDocs, dQueries) = Vectors(dense);
@@ -161,22 +167,24 @@ if (mode == "prune")
         new() { ["method"] = "dense", ["pattern"] = "-", ["sparsity"] = 0.0, ["recall_at_1"] = denseScores.RecallAt1, ["recall_at_10"] = denseScores.RecallAt10, ["mrr"] = denseScores.Mrr, ["cosine_to_dense"] = 1.0, ["prune_seconds"] = 0.0 },
     };
     Console.Error.WriteLine($"dense: R@1 {denseScores.RecallAt1:F3} R@10 {denseScores.RecallAt10:F3} MRR {denseScores.Mrr:F3} ({denseScores.Queries} queries, {set.Documents.Count} documents)");
-    foreach (var method in new[] { Pare.Pruning.PruneMethod.Magnitude, Pare.Pruning.PruneMethod.Wanda, Pare.Pruning.PruneMethod.SparseGpt })
-        foreach (var pattern in new[] { "0.5", "0.7", "0.9", "2:4" })
+    foreach (var method in Opt("--methods", "magnitude,wanda,sparsegpt,obert").Split(',').Select(m => Enum.Parse<Pare.Pruning.PruneMethod>(m, ignoreCase: true)))
+        foreach (var pattern in Opt("--patterns", "0.5,0.7,0.9,2:4").Split(','))
         {
             var pat = pattern.Contains(':') ? Pare.Pruning.SparsityPattern.Parse(pattern, 0) : Pare.Pruning.SparsityPattern.Unstructured(double.Parse(pattern, CultureInfo.InvariantCulture));
             var sw = Stopwatch.StartNew();
-            var pruned = Pare.Pruning.BertPruner.Prune(dense, calib, new Pare.Pruning.BertPruneOptions { Method = method, Pattern = pat, Threads = 2 });
+            bool obert = method == Pare.Pruning.PruneMethod.OBert;
+            var pruned = Pare.Pruning.BertPruner.Prune(dense, obert ? obertCalib : calib,
+                new Pare.Pruning.BertPruneOptions { Method = method, Pattern = pat, Threads = 2, FisherDamp = fisherDamp, FisherBlockSize = fisherBlock });
             double secs = sw.Elapsed.TotalSeconds;
             var m = new BertModel(dense.Config, pruned, dense.Tokenizer.Vocab);
             var (docs, qs) = Vectors(m);
             var sc = Pare.Evaluation.EncoderRetrieval.Score(set, docs, qs);
             double cos = docs.Zip(dDocs).Concat(qs.Zip(dQueries)).Average(p => SentencePooling.Cosine(p.First, p.Second));
             double sparsity = Pare.Pruning.BertPruner.Sparsity(dense.Config, pruned);
-            rows.Add(new() { ["method"] = method.ToString().ToLowerInvariant(), ["pattern"] = pattern, ["sparsity"] = sparsity, ["recall_at_1"] = sc.RecallAt1, ["recall_at_10"] = sc.RecallAt10, ["mrr"] = sc.Mrr, ["cosine_to_dense"] = cos, ["prune_seconds"] = secs });
+            rows.Add(new() { ["method"] = method.ToString().ToLowerInvariant(), ["pattern"] = pattern, ["sparsity"] = sparsity, ["calibration_sentences"] = obert ? obertCalib.Length : calib.Length, ["recall_at_1"] = sc.RecallAt1, ["recall_at_10"] = sc.RecallAt10, ["mrr"] = sc.Mrr, ["cosine_to_dense"] = cos, ["prune_seconds"] = secs });
             Console.Error.WriteLine($"{method,-10} {pattern,-4} sparsity {sparsity:F3}: R@1 {sc.RecallAt1:F3} R@10 {sc.RecallAt10:F3} MRR {sc.Mrr:F3} cosine {cos:F4} ({secs:F1} s)");
         }
-    string text = JsonSerializer.Serialize(new { queries = set.Queries.Count, documents = set.Documents.Count, calibration_sentences = calib.Length, rows }, json);
+    string text = JsonSerializer.Serialize(new { queries = set.Queries.Count, documents = set.Documents.Count, calibration_sentences = calib.Length, obert_calibration_sentences = obertCalib.Length, fisher_block = fisherBlock, fisher_damp = fisherDamp, rows }, json);
     Console.WriteLine(text);
     if (Opt("--out", "") is { Length: > 0 } outPath) File.WriteAllText(outPath, text + "\n");
     return 0;

@@ -15,8 +15,12 @@
 //     all-MiniLM-L6-v2 with tokens pruned/merged after block LAYER by each token reducer at keep 0.5 and 0.3: encoder
 //     FLOPs saved, wall speedup (documents + queries, 2 threads) and retrieval recall@1/10, MRR, cosine to dense.
 //
-//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- speed [--threads 2] [--seq 128] [--seconds 10]
+//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- speed [--threads 2] [--seq 128] [--seconds 10] [--out FILE.json]
 //     Sentences/s of Pare and ONNX Runtime on the same ids (all-MiniLM-L6-v2), batch 1 and 32, sequence SEQ tokens.
+//
+//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- compact-speed [--threads 2] [--seq 128] [--seconds 5] [--patterns 0.5,0.7,0.9,2:4] [--out FILE.json]
+//     all-MiniLM-L6-v2 pruned (magnitude) at each pattern: sentences/s with the linear layers dense (zeros stored) vs in
+//     the compact sparse format (bitmask + packed F32 non-zeros), taking turns batch by batch, batch 1 and 32.
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -26,6 +30,39 @@ using Pare.Tests.TestSupport;
 
 string mode = args.Length > 0 ? args[0] : "check";
 string Opt(string name, string dflt) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : dflt; }
+string LoadAverage() => File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "?";
+List<int[]> FixedLengthInputs(BertModel model, int seq)
+{
+    // Inputs of exactly SEQ tokens: test-split text cut into windows of SEQ-2 pieces, wrapped in [CLS] … [SEP].
+    var pieces = model.Tokenizer.Encode(string.Join(' ', EncoderModels.TestSentences(400)), addSpecial: false);
+    var inputs = new List<int[]>();
+    for (int i = 0; i + seq - 2 <= pieces.Length && inputs.Count < 64; i += seq - 2)
+        inputs.Add([model.Tokenizer.ClsId, .. pieces.AsSpan(i, seq - 2), model.Tokenizer.SepId]);
+    return inputs;
+}
+// Two engines taking turns batch by batch (a shared machine's load falls on both alike) for 2 x SECONDS and at least
+// three rounds each: sentences/s from the median batch time, and process CPU-ms per sentence.
+(double A, double B, double CpuA, double CpuB, int Rounds) TakeTurns(int[][][] batches, int batch, double seconds, Action<int[][]> a, Action<int[][]> b)
+{
+    a(batches[0]); b(batches[0]); // warm up
+    var wall = new List<double>[] { [], [] };
+    var cpu = new double[2];
+    var proc = Process.GetCurrentProcess();
+    var total = Stopwatch.StartNew();
+    for (int k = 0; total.Elapsed.TotalSeconds < 2 * seconds || wall[0].Count < 3; k++)
+        for (int e = 0; e < 2; e++)
+        {
+            proc.Refresh();
+            var c0 = proc.TotalProcessorTime;
+            var sw = Stopwatch.StartNew();
+            (e == 0 ? a : b)(batches[k % batches.Length]);
+            wall[e].Add(sw.Elapsed.TotalSeconds);
+            proc.Refresh();
+            cpu[e] += (proc.TotalProcessorTime - c0).TotalSeconds;
+        }
+    double Median(List<double> l) { l.Sort(); return l[l.Count / 2]; }
+    return (batch / Median(wall[0]), batch / Median(wall[1]), cpu[0] * 1000 / (wall[0].Count * batch), cpu[1] * 1000 / (wall[1].Count * batch), wall[0].Count);
+}
 var json = new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
 if (mode == "check")
@@ -105,44 +142,58 @@ if (mode == "speed")
     int threads = int.Parse(Opt("--threads", "2"), CultureInfo.InvariantCulture);
     int seq = int.Parse(Opt("--seq", "128"), CultureInfo.InvariantCulture);
     double seconds = double.Parse(Opt("--seconds", "10"), CultureInfo.InvariantCulture);
+    string loadBefore = LoadAverage();
     var model = EncoderModels.Model(EncoderModels.MiniLm);
-    // Inputs of exactly SEQ tokens: test-split text cut into windows of SEQ-2 pieces, wrapped in [CLS] … [SEP].
-    var pieces = model.Tokenizer.Encode(string.Join(' ', EncoderModels.TestSentences(400)), addSpecial: false);
-    var inputs = new List<int[]>();
-    for (int i = 0; i + seq - 2 <= pieces.Length && inputs.Count < 64; i += seq - 2)
-        inputs.Add([model.Tokenizer.ClsId, .. pieces.AsSpan(i, seq - 2), model.Tokenizer.SepId]);
+    var inputs = FixedLengthInputs(model, seq);
     using var ort = new OrtEncoder(EncoderModels.Get(EncoderModels.MiniLm).OnnxPath, threads);
     var result = new List<Dictionary<string, object>>();
     foreach (int batch in new[] { 1, 32 })
     {
         var batches = Enumerable.Range(0, inputs.Count / batch).Select(b => inputs.Skip(b * batch).Take(batch).ToArray()).ToArray();
-        // Pare and ONNX Runtime take turns, one batch each, so a shared machine's load falls on both alike.
-        Action<int[][]> runPare = b => model.EmbedIds(b, new EmbedOptions { Threads = threads, BatchSize = batch });
-        Action<int[][]> runOrt = b => ort.Embed(b, BertPooling.Mean);
-        runPare(batches[0]); runOrt(batches[0]); // warm up
-        var wall = new List<double>[] { [], [] };
-        var cpu = new double[2];
-        var proc = Process.GetCurrentProcess();
-        var total = Stopwatch.StartNew();
-        for (int k = 0; total.Elapsed.TotalSeconds < 2 * seconds || wall[0].Count < 3; k++)
-            for (int e = 0; e < 2; e++)
-            {
-                proc.Refresh();
-                var c0 = proc.TotalProcessorTime;
-                var sw = Stopwatch.StartNew();
-                (e == 0 ? runPare : runOrt)(batches[k % batches.Length]);
-                wall[e].Add(sw.Elapsed.TotalSeconds);
-                proc.Refresh();
-                cpu[e] += (proc.TotalProcessorTime - c0).TotalSeconds;
-            }
-        double Median(List<double> l) { l.Sort(); return l[l.Count / 2]; }
-        double pare = batch / Median(wall[0]), onnx = batch / Median(wall[1]);
-        double pareCpu = cpu[0] * 1000 / (wall[0].Count * batch), ortCpu = cpu[1] * 1000 / (wall[1].Count * batch);
-        result.Add(new() { ["batch"] = batch, ["seq"] = seq, ["threads"] = threads, ["pare_sentences_s"] = pare, ["ort_sentences_s"] = onnx, ["pare_vs_ort"] = pare / onnx,
-            ["pare_cpu_ms_per_sentence"] = pareCpu, ["ort_cpu_ms_per_sentence"] = ortCpu, ["rounds"] = wall[0].Count });
-        Console.Error.WriteLine($"batch {batch,2}, seq {seq}, {threads} threads: Pare {pare:F1} sentences/s ({pareCpu:F0} CPU-ms each), ONNX Runtime {onnx:F1} sentences/s ({ortCpu:F0} CPU-ms each), {pare / onnx:F2}x");
+        var r = TakeTurns(batches, batch, seconds, b => model.EmbedIds(b, new EmbedOptions { Threads = threads, BatchSize = batch }), b => ort.Embed(b, BertPooling.Mean));
+        result.Add(new() { ["batch"] = batch, ["seq"] = seq, ["threads"] = threads, ["pare_sentences_s"] = r.A, ["ort_sentences_s"] = r.B, ["pare_vs_ort"] = r.A / r.B,
+            ["pare_cpu_ms_per_sentence"] = r.CpuA, ["ort_cpu_ms_per_sentence"] = r.CpuB, ["rounds"] = r.Rounds });
+        Console.Error.WriteLine($"batch {batch,2}, seq {seq}, {threads} threads: Pare {r.A:F1} sentences/s ({r.CpuA:F0} CPU-ms each), ONNX Runtime {r.B:F1} sentences/s ({r.CpuB:F0} CPU-ms each), {r.A / r.B:F2}x");
     }
-    Console.WriteLine(JsonSerializer.Serialize(result, json));
+    string text = JsonSerializer.Serialize(new { load_average_before = loadBefore, load_average_after = LoadAverage(), runs = result }, json);
+    Console.WriteLine(text);
+    if (Opt("--out", "") is { Length: > 0 } outPath) File.WriteAllText(outPath, text + "\n");
+    return 0;
+}
+
+if (mode == "compact-speed")
+{
+    int threads = int.Parse(Opt("--threads", "2"), CultureInfo.InvariantCulture);
+    int seq = int.Parse(Opt("--seq", "128"), CultureInfo.InvariantCulture);
+    double seconds = double.Parse(Opt("--seconds", "5"), CultureInfo.InvariantCulture);
+    string loadBefore = LoadAverage();
+    var dense = EncoderModels.Model(EncoderModels.MiniLm);
+    var inputs = FixedLengthInputs(dense, seq);
+    var result = new List<Dictionary<string, object>>();
+    foreach (var pattern in Opt("--patterns", "0.5,0.7,0.9,2:4").Split(','))
+    {
+        var pat = pattern.Contains(':') ? Pare.Pruning.SparsityPattern.Parse(pattern, 0) : Pare.Pruning.SparsityPattern.Unstructured(double.Parse(pattern, CultureInfo.InvariantCulture));
+        var pruned = Pare.Pruning.BertPruner.Prune(dense, [], new Pare.Pruning.BertPruneOptions { Method = Pare.Pruning.PruneMethod.Magnitude, Pattern = pat, Threads = threads });
+        var zeros = new BertModel(dense.Config, pruned, dense.Tokenizer.Vocab);
+        var compact = new BertModel(dense.Config, pruned, dense.Tokenizer.Vocab, compact: true);
+        long denseBytes = zeros.Encoder.Weights.Layers.Sum(l => new[] { l.Wqkv, l.Wo, l.Up, l.Down }.Sum(w => w.ByteLength));
+        long compactBytes = compact.Encoder.Weights.Layers.Sum(l => new[] { l.Wqkv, l.Wo, l.Up, l.Down }.Sum(w => w.ByteLength));
+        var check = inputs.Take(8).ToArray();
+        double minCos = zeros.EmbedIds(check).Zip(compact.EmbedIds(check)).Min(p => SentencePooling.Cosine(p.First, p.Second));
+        foreach (int batch in new[] { 1, 32 })
+        {
+            var batches = Enumerable.Range(0, inputs.Count / batch).Select(b => inputs.Skip(b * batch).Take(batch).ToArray()).ToArray();
+            var eo = new EmbedOptions { Threads = threads, BatchSize = batch };
+            var r = TakeTurns(batches, batch, seconds, b => zeros.EmbedIds(b, eo), b => compact.EmbedIds(b, eo));
+            result.Add(new() { ["pattern"] = pattern, ["batch"] = batch, ["seq"] = seq, ["threads"] = threads, ["dense_sentences_s"] = r.A, ["compact_sentences_s"] = r.B,
+                ["compact_vs_dense"] = r.B / r.A, ["dense_cpu_ms_per_sentence"] = r.CpuA, ["compact_cpu_ms_per_sentence"] = r.CpuB, ["rounds"] = r.Rounds,
+                ["linear_bytes_dense"] = denseBytes, ["linear_bytes_compact"] = compactBytes, ["min_cosine_compact_vs_dense"] = minCos });
+            Console.Error.WriteLine($"{pattern,-4} batch {batch,2}: dense {r.A:F1} sentences/s, compact {r.B:F1} sentences/s, {r.B / r.A:F2}x (linear weights {denseBytes / 1e6:F1} -> {compactBytes / 1e6:F1} MB, cosine {minCos:F7})");
+        }
+    }
+    string text = JsonSerializer.Serialize(new { load_average_before = loadBefore, load_average_after = LoadAverage(), runs = result }, json);
+    Console.WriteLine(text);
+    if (Opt("--out", "") is { Length: > 0 } outPath) File.WriteAllText(outPath, text + "\n");
     return 0;
 }
 
@@ -230,5 +281,5 @@ if (mode == "token-prune")
     return 0;
 }
 
-Console.Error.WriteLine("usage: Pare.EncoderCheck check [--count N] [--out F] | prune [--queries N] [--calib N] [--out F] | token-prune [--queries N] [--layer L] [--out F] | speed [--threads N] [--seq N] [--seconds S]");
+Console.Error.WriteLine("usage: Pare.EncoderCheck check [--count N] [--out F] | prune [--queries N] [--calib N] [--out F] | token-prune [--queries N] [--layer L] [--out F] | speed [--threads N] [--seq N] [--seconds S] [--out F] | compact-speed [--threads N] [--seq N] [--seconds S] [--patterns P] [--out F]");
 return 2;

@@ -5,16 +5,22 @@
 //     Pare's token ids vs the package tokenizer's and llama.cpp's, Pare vs llama.cpp's embedding API on the GGUF Pare
 //     wrote. Exit code 1 if an acceptance bound fails (ORT cosine < 0.99999, llama.cpp ids differ).
 //
-//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- prune [--queries 200] [--calib 128] [--out FILE.json]
-//     all-MiniLM-L6-v2 pruned by magnitude, Wanda and SparseGPT at 50/70/90% and 2:4 (calibration: CALIB train-split
-//     sentences): retrieval recall@1/10 and MRR on the test split, mean cosine to the dense model's embeddings.
+//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- prune [--queries 200] [--calib 128] [--obert-calib 256]
+//       [--methods magnitude,wanda,sparsegpt,obert] [--patterns 0.5,0.7,0.9,2:4] [--fisher-damp 1e-5] [--fisher-block 50] [--out FILE.json]
+//     all-MiniLM-L6-v2 pruned by each method at each pattern (calibration: CALIB train-split sentences; oBERT: the first
+//     OBERT-CALIB sentences of the same file and seed, one gradient each): retrieval recall@1/10 and MRR on the test split, mean cosine to
+//     the dense model's embeddings.
 //
 //   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- token-prune [--queries 200] [--layer 3] [--methods a,b] [--keeps 0.5,0.3] [--out FILE.json]
 //     all-MiniLM-L6-v2 with tokens pruned/merged after block LAYER by each token reducer at keep 0.5 and 0.3: encoder
 //     FLOPs saved, wall speedup (documents + queries, 2 threads) and retrieval recall@1/10, MRR, cosine to dense.
 //
-//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- speed [--threads 2] [--seq 128] [--seconds 10]
+//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- speed [--threads 2] [--seq 128] [--seconds 10] [--out FILE.json]
 //     Sentences/s of Pare and ONNX Runtime on the same ids (all-MiniLM-L6-v2), batch 1 and 32, sequence SEQ tokens.
+//
+//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- compact-speed [--threads 2] [--seq 128] [--seconds 5] [--patterns 0.5,0.7,0.9,2:4] [--out FILE.json]
+//     all-MiniLM-L6-v2 pruned (magnitude) at each pattern: sentences/s with the linear layers dense (zeros stored) vs in
+//     the compact sparse format (bitmask + packed F32 non-zeros), taking turns batch by batch, batch 1 and 32.
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -24,6 +30,39 @@ using Pare.Tests.TestSupport;
 
 string mode = args.Length > 0 ? args[0] : "check";
 string Opt(string name, string dflt) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : dflt; }
+string LoadAverage() => File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "?";
+List<int[]> FixedLengthInputs(BertModel model, int seq)
+{
+    // Inputs of exactly SEQ tokens: test-split text cut into windows of SEQ-2 pieces, wrapped in [CLS] … [SEP].
+    var pieces = model.Tokenizer.Encode(string.Join(' ', EncoderModels.TestSentences(400)), addSpecial: false);
+    var inputs = new List<int[]>();
+    for (int i = 0; i + seq - 2 <= pieces.Length && inputs.Count < 64; i += seq - 2)
+        inputs.Add([model.Tokenizer.ClsId, .. pieces.AsSpan(i, seq - 2), model.Tokenizer.SepId]);
+    return inputs;
+}
+// Two engines taking turns batch by batch (a shared machine's load falls on both alike) for 2 x SECONDS and at least
+// three rounds each: sentences/s from the median batch time, and process CPU-ms per sentence.
+(double A, double B, double CpuA, double CpuB, int Rounds) TakeTurns(int[][][] batches, int batch, double seconds, Action<int[][]> a, Action<int[][]> b)
+{
+    a(batches[0]); b(batches[0]); // warm up
+    var wall = new List<double>[] { [], [] };
+    var cpu = new double[2];
+    var proc = Process.GetCurrentProcess();
+    var total = Stopwatch.StartNew();
+    for (int k = 0; total.Elapsed.TotalSeconds < 2 * seconds || wall[0].Count < 3; k++)
+        for (int e = 0; e < 2; e++)
+        {
+            proc.Refresh();
+            var c0 = proc.TotalProcessorTime;
+            var sw = Stopwatch.StartNew();
+            (e == 0 ? a : b)(batches[k % batches.Length]);
+            wall[e].Add(sw.Elapsed.TotalSeconds);
+            proc.Refresh();
+            cpu[e] += (proc.TotalProcessorTime - c0).TotalSeconds;
+        }
+    double Median(List<double> l) { l.Sort(); return l[l.Count / 2]; }
+    return (batch / Median(wall[0]), batch / Median(wall[1]), cpu[0] * 1000 / (wall[0].Count * batch), cpu[1] * 1000 / (wall[1].Count * batch), wall[0].Count);
+}
 var json = new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
 if (mode == "check")
@@ -103,44 +142,58 @@ if (mode == "speed")
     int threads = int.Parse(Opt("--threads", "2"), CultureInfo.InvariantCulture);
     int seq = int.Parse(Opt("--seq", "128"), CultureInfo.InvariantCulture);
     double seconds = double.Parse(Opt("--seconds", "10"), CultureInfo.InvariantCulture);
+    string loadBefore = LoadAverage();
     var model = EncoderModels.Model(EncoderModels.MiniLm);
-    // Inputs of exactly SEQ tokens: test-split text cut into windows of SEQ-2 pieces, wrapped in [CLS] … [SEP].
-    var pieces = model.Tokenizer.Encode(string.Join(' ', EncoderModels.TestSentences(400)), addSpecial: false);
-    var inputs = new List<int[]>();
-    for (int i = 0; i + seq - 2 <= pieces.Length && inputs.Count < 64; i += seq - 2)
-        inputs.Add([model.Tokenizer.ClsId, .. pieces.AsSpan(i, seq - 2), model.Tokenizer.SepId]);
+    var inputs = FixedLengthInputs(model, seq);
     using var ort = new OrtEncoder(EncoderModels.Get(EncoderModels.MiniLm).OnnxPath, threads);
     var result = new List<Dictionary<string, object>>();
     foreach (int batch in new[] { 1, 32 })
     {
         var batches = Enumerable.Range(0, inputs.Count / batch).Select(b => inputs.Skip(b * batch).Take(batch).ToArray()).ToArray();
-        // Pare and ONNX Runtime take turns, one batch each, so a shared machine's load falls on both alike.
-        Action<int[][]> runPare = b => model.EmbedIds(b, new EmbedOptions { Threads = threads, BatchSize = batch });
-        Action<int[][]> runOrt = b => ort.Embed(b, BertPooling.Mean);
-        runPare(batches[0]); runOrt(batches[0]); // warm up
-        var wall = new List<double>[] { [], [] };
-        var cpu = new double[2];
-        var proc = Process.GetCurrentProcess();
-        var total = Stopwatch.StartNew();
-        for (int k = 0; total.Elapsed.TotalSeconds < 2 * seconds || wall[0].Count < 3; k++)
-            for (int e = 0; e < 2; e++)
-            {
-                proc.Refresh();
-                var c0 = proc.TotalProcessorTime;
-                var sw = Stopwatch.StartNew();
-                (e == 0 ? runPare : runOrt)(batches[k % batches.Length]);
-                wall[e].Add(sw.Elapsed.TotalSeconds);
-                proc.Refresh();
-                cpu[e] += (proc.TotalProcessorTime - c0).TotalSeconds;
-            }
-        double Median(List<double> l) { l.Sort(); return l[l.Count / 2]; }
-        double pare = batch / Median(wall[0]), onnx = batch / Median(wall[1]);
-        double pareCpu = cpu[0] * 1000 / (wall[0].Count * batch), ortCpu = cpu[1] * 1000 / (wall[1].Count * batch);
-        result.Add(new() { ["batch"] = batch, ["seq"] = seq, ["threads"] = threads, ["pare_sentences_s"] = pare, ["ort_sentences_s"] = onnx, ["pare_vs_ort"] = pare / onnx,
-            ["pare_cpu_ms_per_sentence"] = pareCpu, ["ort_cpu_ms_per_sentence"] = ortCpu, ["rounds"] = wall[0].Count });
-        Console.Error.WriteLine($"batch {batch,2}, seq {seq}, {threads} threads: Pare {pare:F1} sentences/s ({pareCpu:F0} CPU-ms each), ONNX Runtime {onnx:F1} sentences/s ({ortCpu:F0} CPU-ms each), {pare / onnx:F2}x");
+        var r = TakeTurns(batches, batch, seconds, b => model.EmbedIds(b, new EmbedOptions { Threads = threads, BatchSize = batch }), b => ort.Embed(b, BertPooling.Mean));
+        result.Add(new() { ["batch"] = batch, ["seq"] = seq, ["threads"] = threads, ["pare_sentences_s"] = r.A, ["ort_sentences_s"] = r.B, ["pare_vs_ort"] = r.A / r.B,
+            ["pare_cpu_ms_per_sentence"] = r.CpuA, ["ort_cpu_ms_per_sentence"] = r.CpuB, ["rounds"] = r.Rounds });
+        Console.Error.WriteLine($"batch {batch,2}, seq {seq}, {threads} threads: Pare {r.A:F1} sentences/s ({r.CpuA:F0} CPU-ms each), ONNX Runtime {r.B:F1} sentences/s ({r.CpuB:F0} CPU-ms each), {r.A / r.B:F2}x");
     }
-    Console.WriteLine(JsonSerializer.Serialize(result, json));
+    string text = JsonSerializer.Serialize(new { load_average_before = loadBefore, load_average_after = LoadAverage(), runs = result }, json);
+    Console.WriteLine(text);
+    if (Opt("--out", "") is { Length: > 0 } outPath) File.WriteAllText(outPath, text + "\n");
+    return 0;
+}
+
+if (mode == "compact-speed")
+{
+    int threads = int.Parse(Opt("--threads", "2"), CultureInfo.InvariantCulture);
+    int seq = int.Parse(Opt("--seq", "128"), CultureInfo.InvariantCulture);
+    double seconds = double.Parse(Opt("--seconds", "5"), CultureInfo.InvariantCulture);
+    string loadBefore = LoadAverage();
+    var dense = EncoderModels.Model(EncoderModels.MiniLm);
+    var inputs = FixedLengthInputs(dense, seq);
+    var result = new List<Dictionary<string, object>>();
+    foreach (var pattern in Opt("--patterns", "0.5,0.7,0.9,2:4").Split(','))
+    {
+        var pat = pattern.Contains(':') ? Pare.Pruning.SparsityPattern.Parse(pattern, 0) : Pare.Pruning.SparsityPattern.Unstructured(double.Parse(pattern, CultureInfo.InvariantCulture));
+        var pruned = Pare.Pruning.BertPruner.Prune(dense, [], new Pare.Pruning.BertPruneOptions { Method = Pare.Pruning.PruneMethod.Magnitude, Pattern = pat, Threads = threads });
+        var zeros = new BertModel(dense.Config, pruned, dense.Tokenizer.Vocab);
+        var compact = new BertModel(dense.Config, pruned, dense.Tokenizer.Vocab, compact: true);
+        long denseBytes = zeros.Encoder.Weights.Layers.Sum(l => new[] { l.Wqkv, l.Wo, l.Up, l.Down }.Sum(w => w.ByteLength));
+        long compactBytes = compact.Encoder.Weights.Layers.Sum(l => new[] { l.Wqkv, l.Wo, l.Up, l.Down }.Sum(w => w.ByteLength));
+        var check = inputs.Take(8).ToArray();
+        double minCos = zeros.EmbedIds(check).Zip(compact.EmbedIds(check)).Min(p => SentencePooling.Cosine(p.First, p.Second));
+        foreach (int batch in new[] { 1, 32 })
+        {
+            var batches = Enumerable.Range(0, inputs.Count / batch).Select(b => inputs.Skip(b * batch).Take(batch).ToArray()).ToArray();
+            var eo = new EmbedOptions { Threads = threads, BatchSize = batch };
+            var r = TakeTurns(batches, batch, seconds, b => zeros.EmbedIds(b, eo), b => compact.EmbedIds(b, eo));
+            result.Add(new() { ["pattern"] = pattern, ["batch"] = batch, ["seq"] = seq, ["threads"] = threads, ["dense_sentences_s"] = r.A, ["compact_sentences_s"] = r.B,
+                ["compact_vs_dense"] = r.B / r.A, ["dense_cpu_ms_per_sentence"] = r.CpuA, ["compact_cpu_ms_per_sentence"] = r.CpuB, ["rounds"] = r.Rounds,
+                ["linear_bytes_dense"] = denseBytes, ["linear_bytes_compact"] = compactBytes, ["min_cosine_compact_vs_dense"] = minCos });
+            Console.Error.WriteLine($"{pattern,-4} batch {batch,2}: dense {r.A:F1} sentences/s, compact {r.B:F1} sentences/s, {r.B / r.A:F2}x (linear weights {denseBytes / 1e6:F1} -> {compactBytes / 1e6:F1} MB, cosine {minCos:F7})");
+        }
+    }
+    string text = JsonSerializer.Serialize(new { load_average_before = loadBefore, load_average_after = LoadAverage(), runs = result }, json);
+    Console.WriteLine(text);
+    if (Opt("--out", "") is { Length: > 0 } outPath) File.WriteAllText(outPath, text + "\n");
     return 0;
 }
 
@@ -148,10 +201,14 @@ if (mode == "prune")
 {
     int queries = int.Parse(Opt("--queries", "200"), CultureInfo.InvariantCulture);
     int calibCount = int.Parse(Opt("--calib", "128"), CultureInfo.InvariantCulture);
+    int obertCount = int.Parse(Opt("--obert-calib", "256"), CultureInfo.InvariantCulture);
+    double fisherDamp = double.Parse(Opt("--fisher-damp", "1e-5"), CultureInfo.InvariantCulture);
+    int fisherBlock = int.Parse(Opt("--fisher-block", "50"), CultureInfo.InvariantCulture);
     var corpus = Pare.Data.CorpusFetcher.Fetch(new Pare.Data.FetchOptions { CacheDir = Path.Combine(Path.GetTempPath(), "pare-test-corpus") });
     var dense = EncoderModels.Model(EncoderModels.MiniLm);
     var set = Pare.Evaluation.EncoderRetrieval.Build(File.ReadAllText(corpus.TestPath), queries);
     var calib = Pare.Data.SentenceSample.Draw(File.ReadAllText(corpus.TrainPath), calibCount, seed: 1).Select(t => dense.Tokenize(t).Ids).ToArray();
+    var obertCalib = Pare.Data.SentenceSample.Draw(File.ReadAllText(corpus.TrainPath), obertCount, seed: 1).Select(t => dense.Tokenize(t).Ids).ToArray();
     var eo = new EmbedOptions { Threads = 2, BatchSize = 32 };
     (float[][] Docs, float[][] Queries) Vectors(BertModel m) => (m.Embed(set.Documents, eo).Vectors, m.Embed(set.Queries, eo).Vectors);
     var (dDocs, dQueries) = Vectors(dense);
@@ -161,22 +218,24 @@ if (mode == "prune")
         new() { ["method"] = "dense", ["pattern"] = "-", ["sparsity"] = 0.0, ["recall_at_1"] = denseScores.RecallAt1, ["recall_at_10"] = denseScores.RecallAt10, ["mrr"] = denseScores.Mrr, ["cosine_to_dense"] = 1.0, ["prune_seconds"] = 0.0 },
     };
     Console.Error.WriteLine($"dense: R@1 {denseScores.RecallAt1:F3} R@10 {denseScores.RecallAt10:F3} MRR {denseScores.Mrr:F3} ({denseScores.Queries} queries, {set.Documents.Count} documents)");
-    foreach (var method in new[] { Pare.Pruning.PruneMethod.Magnitude, Pare.Pruning.PruneMethod.Wanda, Pare.Pruning.PruneMethod.SparseGpt })
-        foreach (var pattern in new[] { "0.5", "0.7", "0.9", "2:4" })
+    foreach (var method in Opt("--methods", "magnitude,wanda,sparsegpt,obert").Split(',').Select(m => Enum.Parse<Pare.Pruning.PruneMethod>(m, ignoreCase: true)))
+        foreach (var pattern in Opt("--patterns", "0.5,0.7,0.9,2:4").Split(','))
         {
             var pat = pattern.Contains(':') ? Pare.Pruning.SparsityPattern.Parse(pattern, 0) : Pare.Pruning.SparsityPattern.Unstructured(double.Parse(pattern, CultureInfo.InvariantCulture));
             var sw = Stopwatch.StartNew();
-            var pruned = Pare.Pruning.BertPruner.Prune(dense, calib, new Pare.Pruning.BertPruneOptions { Method = method, Pattern = pat, Threads = 2 });
+            bool obert = method == Pare.Pruning.PruneMethod.OBert;
+            var pruned = Pare.Pruning.BertPruner.Prune(dense, obert ? obertCalib : calib,
+                new Pare.Pruning.BertPruneOptions { Method = method, Pattern = pat, Threads = 2, FisherDamp = fisherDamp, FisherBlockSize = fisherBlock });
             double secs = sw.Elapsed.TotalSeconds;
             var m = new BertModel(dense.Config, pruned, dense.Tokenizer.Vocab);
             var (docs, qs) = Vectors(m);
             var sc = Pare.Evaluation.EncoderRetrieval.Score(set, docs, qs);
             double cos = docs.Zip(dDocs).Concat(qs.Zip(dQueries)).Average(p => SentencePooling.Cosine(p.First, p.Second));
             double sparsity = Pare.Pruning.BertPruner.Sparsity(dense.Config, pruned);
-            rows.Add(new() { ["method"] = method.ToString().ToLowerInvariant(), ["pattern"] = pattern, ["sparsity"] = sparsity, ["recall_at_1"] = sc.RecallAt1, ["recall_at_10"] = sc.RecallAt10, ["mrr"] = sc.Mrr, ["cosine_to_dense"] = cos, ["prune_seconds"] = secs });
+            rows.Add(new() { ["method"] = method.ToString().ToLowerInvariant(), ["pattern"] = pattern, ["sparsity"] = sparsity, ["calibration_sentences"] = obert ? obertCalib.Length : calib.Length, ["recall_at_1"] = sc.RecallAt1, ["recall_at_10"] = sc.RecallAt10, ["mrr"] = sc.Mrr, ["cosine_to_dense"] = cos, ["prune_seconds"] = secs });
             Console.Error.WriteLine($"{method,-10} {pattern,-4} sparsity {sparsity:F3}: R@1 {sc.RecallAt1:F3} R@10 {sc.RecallAt10:F3} MRR {sc.Mrr:F3} cosine {cos:F4} ({secs:F1} s)");
         }
-    string text = JsonSerializer.Serialize(new { queries = set.Queries.Count, documents = set.Documents.Count, calibration_sentences = calib.Length, rows }, json);
+    string text = JsonSerializer.Serialize(new { queries = set.Queries.Count, documents = set.Documents.Count, calibration_sentences = calib.Length, obert_calibration_sentences = obertCalib.Length, fisher_block = fisherBlock, fisher_damp = fisherDamp, rows }, json);
     Console.WriteLine(text);
     if (Opt("--out", "") is { Length: > 0 } outPath) File.WriteAllText(outPath, text + "\n");
     return 0;
@@ -222,5 +281,5 @@ if (mode == "token-prune")
     return 0;
 }
 
-Console.Error.WriteLine("usage: Pare.EncoderCheck check [--count N] [--out F] | prune [--queries N] [--calib N] [--out F] | token-prune [--queries N] [--layer L] [--out F] | speed [--threads N] [--seq N] [--seconds S]");
+Console.Error.WriteLine("usage: Pare.EncoderCheck check [--count N] [--out F] | prune [--queries N] [--calib N] [--out F] | token-prune [--queries N] [--layer L] [--out F] | speed [--threads N] [--seq N] [--seconds S] [--out F] | compact-speed [--threads N] [--seq N] [--seconds S] [--patterns P] [--out F]");
 return 2;

@@ -12,7 +12,7 @@ internal static class EncoderPruneCommand
     public static Command Create()
     {
         var model = new Argument<string>("model") { Description = "BERT encoder: a sentence-transformers folder, a 'bert' GGUF, or an ONNX file with vocab.txt beside it." };
-        var method = new Option<string>("--method", "-m") { Description = "magnitude, wanda or sparsegpt.", DefaultValueFactory = _ => "sparsegpt" };
+        var method = new Option<string>("--method", "-m") { Description = "magnitude, wanda, sparsegpt or obert (block-wise OBS, empirical Fisher of per-sentence gradients; block 50, dampening 1e-5 x mean diagonal).", DefaultValueFactory = _ => "sparsegpt" };
         var sparsity = new Option<double>("--sparsity", "-s") { Description = "Fraction of each linear layer's weights removed, in [0, 1).", DefaultValueFactory = _ => 0.5 };
         var pattern = new Option<string?>("--pattern") { Description = "'unstructured' (default) or N:M, e.g. 2:4 (N kept of every M inputs)." };
         var calibFile = new Option<string>("--calib-file") { Description = "Calibration text, one or more sentences per line (a training split, never the test split).", DefaultValueFactory = _ => Path.Combine(".cache", "data", "corpus", "train.txt") };
@@ -28,7 +28,8 @@ internal static class EncoderPruneCommand
                 "magnitude" => PruneMethod.Magnitude,
                 "wanda" => PruneMethod.Wanda,
                 "sparsegpt" => PruneMethod.SparseGpt,
-                var other => throw new PareException($"unknown method '{other}' (magnitude, wanda, sparsegpt)"),
+                "obert" => PruneMethod.OBert,
+                var other => throw new PareException($"unknown method '{other}' (magnitude, wanda, sparsegpt, obert)"),
             };
             double s = r.GetValue(sparsity);
             if (!(s >= 0 && s < 1)) throw new PareException($"sparsity {s.ToString(CultureInfo.InvariantCulture)} is not in [0, 1)");

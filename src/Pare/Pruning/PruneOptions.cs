@@ -13,6 +13,8 @@ public enum PruneMethod
     SparseGpt,
     /// <summary>GBLM-Pruner: |W| x (input norm + LM-loss gradient l2 norm), per output row (<see cref="Gblm"/>).</summary>
     Gblm,
+    /// <summary>The Optimal BERT Surgeon: block-wise OBS with the empirical Fisher of per-sample gradients (<see cref="OBert"/>; BERT encoders only).</summary>
+    OBert,
 }
 
 /// <summary>A per-tensor exception to the global setting, chosen by a glob over GGUF tensor names ("blk.0.*", "*.ffn_down.weight").</summary>

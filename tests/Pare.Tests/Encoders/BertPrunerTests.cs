@@ -11,6 +11,8 @@ public class BertPrunerTests
     [InlineData(PruneMethod.Magnitude, "0.5")]
     [InlineData(PruneMethod.Wanda, "0.7")]
     [InlineData(PruneMethod.SparseGpt, "2:4")]
+    [InlineData(PruneMethod.OBert, "0.5")]
+    [InlineData(PruneMethod.OBert, "2:4")]
     public void Linear_layers_reach_the_sparsity_and_the_rest_stays_dense(PruneMethod method, string pattern)
     {
         var (c, t) = BertEncoderTests.Random(32, 4, 64, 2, vocab: 60);

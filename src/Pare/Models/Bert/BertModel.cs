@@ -29,13 +29,15 @@ public sealed class BertModel
     public WordPieceTokenizer Tokenizer { get; }
     public BertEncoder Encoder { get; }
 
-    public BertModel(BertConfig config, BertTensors tensors, IReadOnlyList<string> vocab)
+    /// <param name="compact">Store the linear layers in Pare's compact sparse format (bitmask + packed non-zeros) and
+    /// multiply them with its kernels: for pruned weights; the results equal the dense layout's up to float rounding.</param>
+    public BertModel(BertConfig config, BertTensors tensors, IReadOnlyList<string> vocab, bool compact = false)
     {
         config.Validate("BERT model");
         Config = config;
         Tensors = tensors;
         Tokenizer = new WordPieceTokenizer(vocab, new WordPieceOptions { Lowercase = config.Lowercase });
-        Encoder = new BertEncoder(config, new BertWeights(config, tensors));
+        Encoder = new BertEncoder(config, new BertWeights(config, tensors, compact));
     }
 
     /// <summary>Loads a sentence-transformers folder, a llama.cpp <c>bert</c> GGUF, or an ONNX file with vocab.txt beside it.</summary>

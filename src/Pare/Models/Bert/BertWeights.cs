@@ -14,11 +14,14 @@ public sealed record BertLayerWeights(
 
 /// <summary>
 /// The weights the forward pass reads, built from <see cref="BertTensors"/>: matrices live in pinned F32 arrays so the
-/// decoder engine's kernels (<see cref="Kernels.MatMul"/>) multiply them in place.
+/// decoder engine's kernels (<see cref="Kernels.MatMul"/>) multiply them in place; with <c>compact</c>, the linear
+/// layers are stored in Pare's compact sparse format instead (<see cref="Kernels.Sparse.SparseMatrix"/>: bitmask + packed
+/// F32 non-zeros, bit-identical values) and the products run on its kernels.
 /// </summary>
 public sealed class BertWeights
 {
     readonly List<float[]> _pinned = []; // keeps the matrices' memory alive
+    readonly List<byte[]> _pinnedBytes = [];
 
     public float[] WordEmbeddings { get; }
     public float[] PositionEmbeddings { get; }
@@ -27,8 +30,15 @@ public sealed class BertWeights
     public float[] EmbNormB { get; }
     public IReadOnlyList<BertLayerWeights> Layers { get; }
 
-    public BertWeights(BertConfig c, BertTensors t)
+    readonly bool _compact;
+
+    /// <summary>Whether the linear layers are in the compact sparse format.</summary>
+    public bool Compact => _compact;
+
+    public BertWeights(BertConfig c, BertTensors t, bool compact = false)
     {
+        _compact = compact;
+        if (compact && (c.Dim % 32 != 0 || c.FfnDim % 32 != 0)) throw new PareException($"the compact sparse format needs hidden and FFN sizes that are multiples of 32 (got {c.Dim}, {c.FfnDim})");
         t.Validate(c, "BERT weights");
         WordEmbeddings = t.Get("embeddings.word_embeddings.weight");
         PositionEmbeddings = t.Get("embeddings.position_embeddings.weight");
@@ -64,6 +74,15 @@ public sealed class BertWeights
         var pinned = GC.AllocateUninitializedArray<float>(rows * cols, pinned: true);
         int at = 0;
         foreach (var (data, r) in parts) { data.AsSpan(0, r * cols).CopyTo(pinned.AsSpan(at)); at += r * cols; }
+        if (_compact)
+        {
+            var blob = Kernels.Sparse.SparseMatrix.Encode(GgmlType.F32, rows, cols, MemoryMarshal.AsBytes(pinned.AsSpan()));
+            var held = GC.AllocateUninitializedArray<byte>(blob.Length, pinned: true);
+            blob.CopyTo(held, 0);
+            _pinnedBytes.Add(held);
+            nint address = Marshal.UnsafeAddrOfPinnedArrayElement(held, 0);
+            return new WeightMatrix(name, rows, cols, Kernels.Sparse.SparseMatrix.Open(name, address, held.Length, rows, cols));
+        }
         _pinned.Add(pinned);
         return new WeightMatrix(name, GgmlType.F32, rows, cols, Marshal.UnsafeAddrOfPinnedArrayElement(pinned, 0), (long)pinned.Length * 4);
     }

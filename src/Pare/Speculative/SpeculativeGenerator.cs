@@ -46,6 +46,16 @@ public sealed record SpeculativeOptions
     public int MaxProbeInterval { get; init; } = 64;
     /// <summary>Running rate estimates to continue from (share one per session and drafter across prompts); null = fresh ones.</summary>
     public StepRates? Rates { get; init; }
+    /// <summary>
+    /// While speculation is not measured faster than plain decoding, probe only after steps whose last this many tokens
+    /// (the pending one included) occurred earlier in prompt + output, i.e. when the context offers something to draft
+    /// from (prompt lookup would find a match now, and did at <see cref="EvidenceSteps"/> steps). Text that rarely
+    /// repeats itself (out-of-domain prompts under sampling) then costs what plain decoding costs. Once speculation
+    /// measures faster, steps draft regardless. 0 = probe on schedule, evidence or not. Default 3.
+    /// </summary>
+    public int EvidenceNgram { get; init; } = 3;
+    /// <summary>With <see cref="EvidenceNgram"/>: steps with such a match needed before a probe, counted since the last draft that accepted nothing. Default 2.</summary>
+    public int EvidenceSteps { get; init; } = 2;
     /// <summary>Clock for step timing, in seconds; null = <see cref="System.Diagnostics.Stopwatch"/>. A test hook.</summary>
     public Func<double>? Clock { get; init; }
 }
@@ -96,6 +106,10 @@ public static class SpeculativeGenerator
         float[] target = modelDrafter != null ? new float[vocab] : [];
         var trials = new List<(int Token, float[]? Q)>();
         var trialChildren = new List<int>();
+        var evidence = spec.EvidenceNgram > 0 ? new NgramIndex(spec.EvidenceNgram) : null;
+        // Index the prompt with the prompt (before the first token), not inside the first decoding step.
+        evidence?.Latest(history);
+        int evidenceSteps = 0;
         while (true)
         {
             ct.ThrowIfCancellationRequested();
@@ -111,11 +125,16 @@ public static class SpeculativeGenerator
 
             // Draft under the pending token, within the remaining context and token budget; a tree of one is a plain step.
             double t0 = rates?.Now() ?? 0;
-            int budget = Math.Min(sizer.Choose(), Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));
+            // Probes wait for evidence: steps whose last EvidenceNgram tokens occurred before (O(1) per token: an incremental
+            // index), EvidenceSteps of them since the last draft that accepted nothing (one repeated "of the" is no loop).
+            bool match = evidence != null && evidence.Latest(history) >= 0;
+            if (match) evidenceSteps++;
+            bool mayProbe = evidence == null || (match && evidenceSteps >= spec.EvidenceSteps);
+            int budget = Math.Min(sizer.Choose(mayProbe), Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));
             // The measured rates may veto a tree, but not the sizer's cheap probes (they are how it notices text turning predictable).
             if (budget > 1 && !sizer.Probing && rates != null)
             {
-                if (!rates.Speculate()) budget = 1;
+                if (!rates.Speculate(mayProbe)) budget = 1;
                 // A probe while plain decoding measures faster is as small as the sizer allows: it only has to show that
                 // drafts are accepted again (then speculation wins and the sizer chooses freely), and a failed one costs ~T(2) - T(1).
                 else if (rates.Probe) budget = Math.Min(budget, sizer.Smallest);
@@ -171,6 +190,7 @@ public static class SpeculativeGenerator
                 node = child;
             }
             if (drafted) session.CommitTree(path);
+            if (drafted && path.Count == 1) evidenceSteps = 0;
             stats.Tokens += chosen.Count;
             sizer.Observe(tree, path);
             double stepSeconds = (rates?.Now() ?? 0) - t0;

@@ -34,12 +34,15 @@ public sealed class StepRates(SpeculativeOptions spec)
     /// <summary>The tree sizer of the last generation that used these rates (carried over when it fits).</summary>
     internal TreeSizer? Sizer { get; set; }
 
-    /// <summary>Whether the next step should speculate (the sizer asked for a tree); advances the probe schedule.</summary>
-    internal bool Speculate()
+    /// <summary>
+    /// Whether the next step should speculate (the sizer asked for a tree); advances the probe schedule. A probe that is
+    /// due while <paramref name="mayProbe"/> is false waits (plain steps) until it is true.
+    /// </summary>
+    internal bool Speculate(bool mayProbe = true)
     {
         Probe = false;
         if (!_plainSeen) return false;           // price plain decoding first
-        if (!_specSeen) return Probe = true;
+        if (!_specSeen) return Probe = mayProbe;
         if (Winning)
         {
             // Re-time a plain step now and then so the comparison follows the machine's load.
@@ -47,7 +50,7 @@ public sealed class StepRates(SpeculativeOptions spec)
             _specSincePlain = 0;
             return false;
         }
-        if (++_plainSinceProbe < Math.Max(1, _probeGap)) return false;
+        if (++_plainSinceProbe < Math.Max(1, _probeGap) || !mayProbe) return false;
         _plainSinceProbe = 0;
         return Probe = true;
     }

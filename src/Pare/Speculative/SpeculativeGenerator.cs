@@ -87,8 +87,13 @@ public static class SpeculativeGenerator
         float[] all = spec.SeedFromPrompt ? session.ForwardAll([.. prompt]) : session.Forward([.. prompt]);
         var costs = spec.Costs ?? (spec.Adaptive ? CostModel.Measure(session, CostModel.DefaultSizes.Where(n => n <= spec.MaxTreeSize)) : null);
         // The sizer's estimates travel with shared rates (same session and drafter): a new prompt starts from what earlier ones measured.
-        var sizer = rates?.Sizer is { } shared && shared.Fits(costs, spec) ? shared : new TreeSizer(costs, spec);
-        if (rates != null) rates.Sizer = sizer;
+        // A choice among drafters (auto:FILE) has one estimate and one sizer per arm, in the same rates.
+        var choice = drafter as DrafterChoice;
+        int arms = choice?.Arms.Count ?? 1;
+        rates?.SetArms(arms);
+        var sizers = rates?.Sizers is { } shared && shared.Length == arms && shared.All(z => z.Fits(costs, spec)) ? shared
+            : [.. Enumerable.Range(0, arms).Select(_ => new TreeSizer(costs, spec))];
+        if (rates != null) rates.Sizers = sizers;
         int next = sampler.Sample(all.AsSpan(all.Length - vocab), history);
         int emitted = 0;
         var stopper = new StopMatcher(options.StopSequences);
@@ -130,7 +135,13 @@ public static class SpeculativeGenerator
             bool match = evidence != null && evidence.Latest(history) >= 0;
             if (match) evidenceSteps++;
             bool mayProbe = evidence == null || (match && evidenceSteps >= spec.EvidenceSteps);
-            int budget = Math.Min(sizer.Choose(mayProbe), Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));
+            int arm = rates?.ChooseArm() ?? 0;
+            if (choice != null) choice.Current = arm;
+            var sizer = sizers[arm];
+            int want = sizer.Choose(mayProbe);
+            // Re-measuring a losing arm whose own sizer says plain: its smallest tree, a probe of that arm.
+            if (rates != null && rates.Remeasure && want <= 1) want = sizer.Smallest;
+            int budget = Math.Min(want, Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));
             // The measured rates may veto a tree, but not the sizer's cheap probes (they are how it notices text turning predictable).
             if (budget > 1 && !sizer.Probing && rates != null)
             {
@@ -144,7 +155,7 @@ public static class SpeculativeGenerator
             var tree = sampled?.Tree ?? (drafted ? drafter.Draft(history, budget) : new DraftTree(next));
             // Nothing to draft from (no match, no row yet): a plain step, not a probe.
             bool empty = drafted && tree.Count < 2;
-            if (empty) { drafted = false; sampled = null; }
+            if (empty) { drafted = false; sampled = null; rates?.Skipped(); }
             // A plain step is plain decoding's own pass (it moves Position itself); a tree is verified and committed below.
             // Logits go to one reused buffer: a fresh (nodes x vocab) array per step would be a large-object allocation each time.
             if (logitsBuffer.Length < tree.Count * vocab) logitsBuffer = new float[Math.Max(tree.Count, spec.MaxTreeSize) * vocab];

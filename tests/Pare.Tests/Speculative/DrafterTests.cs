@@ -136,6 +136,19 @@ public class DrafterTests
     }
 
     [Fact]
+    public void Cached_costs_are_read_back_and_a_bad_file_is_measured_again()
+    {
+        var c = Pare.Cli.Commands.CostCache.Parse(["1 0.00075", "2 0.0008", "4 0.00092"])!;
+        Assert.Equal(new[] { 1, 2, 4 }, c.Sizes);
+        Assert.Equal(0.0008, c.Seconds[1]);
+        Assert.Null(Pare.Cli.Commands.CostCache.Parse(["2 0.001"]));             // must start at n = 1
+        Assert.Null(Pare.Cli.Commands.CostCache.Parse(["1 0.001", "1 0.002"]));  // sizes increase
+        Assert.Null(Pare.Cli.Commands.CostCache.Parse(["1 -0.001"]));
+        Assert.Null(Pare.Cli.Commands.CostCache.Parse(["{\"Sizes\":[1]}"]));
+        Assert.Null(Pare.Cli.Commands.CostCache.Parse([]));
+    }
+
+    [Fact]
     public void Cost_model_interpolates()
     {
         var c = new CostModel([1, 2, 4], [1.0, 1.5, 3.5]);

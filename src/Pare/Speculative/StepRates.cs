@@ -10,14 +10,17 @@ namespace Pare.Speculative;
 /// text turns repetitive. Timing steers only the choice of tree size, never the output (verification is lossless).
 /// With several drafters (arms of a <see cref="DrafterChoice"/>), each arm has its own estimate and tree sizer: steps
 /// draft with the arm measured fastest, an arm not measured yet is tried first, and every other arm is re-measured
-/// now and then (after <see cref="SpeculativeOptions.ProbeInterval"/> drafted steps, the gap doubling up to
-/// <see cref="SpeculativeOptions.MaxProbeInterval"/> while it keeps losing to the best), so the choice follows the text.
+/// now and then (after <see cref="SpeculativeOptions.ProbeInterval"/> drafted steps, the gap doubling up to 4 x
+/// <see cref="SpeculativeOptions.MaxProbeInterval"/> while it keeps losing to the best, halved when it wins), so the
+/// choice follows the text.
 /// Share one instance across generations with the same session and drafter (as drafters are kept warm) so the
 /// estimates need not be relearnt for every prompt; not thread-safe.
 /// </summary>
 public sealed class StepRates(SpeculativeOptions spec)
 {
     static readonly double TickSeconds = 1.0 / Stopwatch.Frequency;
+    // A losing arm is re-measured after at most this many times MaxProbeInterval drafted steps.
+    const int MaxRemeasureFactor = 4;
 
     readonly Func<double> _clock = spec.Clock ?? (() => Stopwatch.GetTimestamp() * TickSeconds);
     // Per arm, running means of tokens and seconds per speculative step (the rate is their ratio); seconds per plain step.
@@ -144,8 +147,12 @@ public sealed class StepRates(SpeculativeOptions spec)
             if (_specSeen[a] && (bestOther < 0 || Rate(a) > Rate(bestOther))) bestOther = a;
         }
         _since[arm] = 0;
+        // A step that beats it halves the gap (one lucky step on a loaded machine should not bring back frequent
+        // re-measuring; an arm that keeps winning becomes the best through its estimate anyway).
         if (bestOther >= 0)
-            _gap[arm] = tokens / seconds < Rate(bestOther) ? Math.Min(2 * Math.Max(spec.ProbeInterval, _gap[arm]), spec.MaxProbeInterval) : spec.ProbeInterval;
+            _gap[arm] = tokens / seconds < Rate(bestOther)
+                ? Math.Min(2 * Math.Max(spec.ProbeInterval, _gap[arm]), MaxRemeasureFactor * spec.MaxProbeInterval)
+                : Math.Max(spec.ProbeInterval, _gap[arm] / 2);
         _specTokens[arm] = _specSeen[arm] ? keep * _specTokens[arm] + (1 - keep) * tokens : tokens;
         _specSeconds[arm] = _specSeen[arm] ? keep * _specSeconds[arm] + (1 - keep) * seconds : seconds;
         _specSeen[arm] = true;

@@ -45,7 +45,7 @@ public static class Drafters
     public static readonly string[] Names = ["none", "pld", "recycle", "lookahead", "aded", "auto"];
 
     /// <summary>The drafters that draft with a model: a draft model file (same tokenizer as the target), or the target itself with layers skipped.</summary>
-    public static readonly string[] ModelForms = ["model:FILE", "tree:FILE", "dyspec:FILE", "rasd:FILE", "self[:LAYERS]"];
+    public static readonly string[] ModelForms = ["auto:FILE", "model:FILE", "tree:FILE", "dyspec:FILE", "rasd:FILE", "self[:LAYERS]"];
 
     /// <summary>A fresh drafter; null for "none" (plain decoding).</summary>
     public static IDrafter? Create(string name) => name switch
@@ -59,14 +59,16 @@ public static class Drafters
         _ => throw new PareException($"unknown drafter '{name}' (choose one of: {string.Join(", ", Names.Concat(ModelForms))})"),
     };
 
-    /// <summary>Whether <paramref name="spec"/> names a model drafter (model:, tree:, dyspec:, rasd:, self).</summary>
+    /// <summary>Whether <paramref name="spec"/> names a model drafter (auto:, model:, tree:, dyspec:, rasd:, self).</summary>
     public static bool IsModelDrafter(string spec) =>
         spec == "self" || spec.StartsWith("self:", StringComparison.Ordinal) || spec.StartsWith("model:", StringComparison.Ordinal)
+        || spec.StartsWith("auto:", StringComparison.Ordinal)
         || spec.StartsWith("tree:", StringComparison.Ordinal) || spec.StartsWith("dyspec:", StringComparison.Ordinal) || spec.StartsWith("rasd:", StringComparison.Ordinal);
 
     /// <summary>
     /// A fresh drafter for speculation on <paramref name="target"/>: any name of <see cref="Create(string)"/>, or a model
-    /// drafter: model:FILE (chain), tree:FILE (fixed tree), dyspec:FILE, rasd:FILE, self[:LAYERS] (chain of the target
+    /// drafter: auto:FILE (<see cref="DrafterChoice"/>: the fastest by measurement of auto, ADED, Lookahead, DySpec and the
+    /// chain on FILE), model:FILE (chain), tree:FILE (fixed tree), dyspec:FILE, rasd:FILE, self[:LAYERS] (chain of the target
     /// with only LAYERS blocks, default half). Its draft session is as long as the target's context. Dispose the
     /// drafter's <see cref="IModelDrafter.Runner"/> when done.
     /// </summary>
@@ -97,6 +99,7 @@ public static class Drafters
             "model" => new DraftChain(runner),
             "tree" => new FixedDraftTree(runner),
             "dyspec" => new DySpec(runner),
+            "auto" => new DrafterChoice(spec, runner, Create("auto")!, new Aded(), new LookaheadTrie(), new DySpec(runner), new DraftChain(runner)),
             _ => new Rasd(runner),
         };
     }

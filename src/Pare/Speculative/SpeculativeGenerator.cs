@@ -46,6 +46,16 @@ public sealed record SpeculativeOptions
     public int MaxProbeInterval { get; init; } = 64;
     /// <summary>Running rate estimates to continue from (share one per session and drafter across prompts); null = fresh ones.</summary>
     public StepRates? Rates { get; init; }
+    /// <summary>
+    /// While speculation is not measured faster than plain decoding, probe only after steps whose last this many tokens
+    /// (the pending one included) occurred earlier in prompt + output, i.e. when the context offers something to draft
+    /// from (prompt lookup would find a match now, and did at <see cref="EvidenceSteps"/> steps). Text that rarely
+    /// repeats itself (out-of-domain prompts under sampling) then costs what plain decoding costs. Once speculation
+    /// measures faster, steps draft regardless. 0 = probe on schedule, evidence or not. Default 3.
+    /// </summary>
+    public int EvidenceNgram { get; init; } = 3;
+    /// <summary>With <see cref="EvidenceNgram"/>: steps with such a match needed before a probe, counted since the last draft that accepted nothing. Default 2.</summary>
+    public int EvidenceSteps { get; init; } = 2;
     /// <summary>Clock for step timing, in seconds; null = <see cref="System.Diagnostics.Stopwatch"/>. A test hook.</summary>
     public Func<double>? Clock { get; init; }
 }
@@ -77,8 +87,13 @@ public static class SpeculativeGenerator
         float[] all = spec.SeedFromPrompt ? session.ForwardAll([.. prompt]) : session.Forward([.. prompt]);
         var costs = spec.Costs ?? (spec.Adaptive ? CostModel.Measure(session, CostModel.DefaultSizes.Where(n => n <= spec.MaxTreeSize)) : null);
         // The sizer's estimates travel with shared rates (same session and drafter): a new prompt starts from what earlier ones measured.
-        var sizer = rates?.Sizer is { } shared && shared.Fits(costs, spec) ? shared : new TreeSizer(costs, spec);
-        if (rates != null) rates.Sizer = sizer;
+        // A choice among drafters (auto:FILE) has one estimate and one sizer per arm, in the same rates.
+        var choice = drafter as DrafterChoice;
+        int arms = choice?.Arms.Count ?? 1;
+        rates?.SetArms(arms);
+        var sizers = rates?.Sizers is { } shared && shared.Length == arms && shared.All(z => z.Fits(costs, spec)) ? shared
+            : [.. Enumerable.Range(0, arms).Select(_ => new TreeSizer(costs, spec))];
+        if (rates != null) rates.Sizers = sizers;
         int next = sampler.Sample(all.AsSpan(all.Length - vocab), history);
         int emitted = 0;
         var stopper = new StopMatcher(options.StopSequences);
@@ -96,6 +111,10 @@ public static class SpeculativeGenerator
         float[] target = modelDrafter != null ? new float[vocab] : [];
         var trials = new List<(int Token, float[]? Q)>();
         var trialChildren = new List<int>();
+        var evidence = spec.EvidenceNgram > 0 ? new NgramIndex(spec.EvidenceNgram) : null;
+        // Index the prompt with the prompt (before the first token), not inside the first decoding step.
+        evidence?.Latest(history);
+        int evidenceSteps = 0;
         while (true)
         {
             ct.ThrowIfCancellationRequested();
@@ -111,11 +130,22 @@ public static class SpeculativeGenerator
 
             // Draft under the pending token, within the remaining context and token budget; a tree of one is a plain step.
             double t0 = rates?.Now() ?? 0;
-            int budget = Math.Min(sizer.Choose(), Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));
+            // Probes wait for evidence: steps whose last EvidenceNgram tokens occurred before (O(1) per token: an incremental
+            // index), EvidenceSteps of them since the last draft that accepted nothing (one repeated "of the" is no loop).
+            bool match = evidence != null && evidence.Latest(history) >= 0;
+            if (match) evidenceSteps++;
+            bool mayProbe = evidence == null || (match && evidenceSteps >= spec.EvidenceSteps);
+            int arm = rates?.ChooseArm() ?? 0;
+            if (choice != null) choice.Current = arm;
+            var sizer = sizers[arm];
+            int want = sizer.Choose(mayProbe);
+            // Re-measuring a losing arm whose own sizer says plain: its smallest tree, a probe of that arm.
+            if (rates != null && rates.Remeasure && want <= 1) want = sizer.Smallest;
+            int budget = Math.Min(want, Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));
             // The measured rates may veto a tree, but not the sizer's cheap probes (they are how it notices text turning predictable).
             if (budget > 1 && !sizer.Probing && rates != null)
             {
-                if (!rates.Speculate()) budget = 1;
+                if (!rates.Speculate(mayProbe)) budget = 1;
                 // A probe while plain decoding measures faster is as small as the sizer allows: it only has to show that
                 // drafts are accepted again (then speculation wins and the sizer chooses freely), and a failed one costs ~T(2) - T(1).
                 else if (rates.Probe) budget = Math.Min(budget, sizer.Smallest);
@@ -125,7 +155,7 @@ public static class SpeculativeGenerator
             var tree = sampled?.Tree ?? (drafted ? drafter.Draft(history, budget) : new DraftTree(next));
             // Nothing to draft from (no match, no row yet): a plain step, not a probe.
             bool empty = drafted && tree.Count < 2;
-            if (empty) { drafted = false; sampled = null; }
+            if (empty) { drafted = false; sampled = null; rates?.Skipped(); }
             // A plain step is plain decoding's own pass (it moves Position itself); a tree is verified and committed below.
             // Logits go to one reused buffer: a fresh (nodes x vocab) array per step would be a large-object allocation each time.
             if (logitsBuffer.Length < tree.Count * vocab) logitsBuffer = new float[Math.Max(tree.Count, spec.MaxTreeSize) * vocab];
@@ -171,6 +201,7 @@ public static class SpeculativeGenerator
                 node = child;
             }
             if (drafted) session.CommitTree(path);
+            if (drafted && path.Count == 1) evidenceSteps = 0;
             stats.Tokens += chosen.Count;
             sizer.Observe(tree, path);
             double stepSeconds = (rates?.Now() ?? 0) - t0;

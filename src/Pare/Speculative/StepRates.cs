@@ -8,38 +8,102 @@ namespace Pare.Speculative;
 /// tokens emitted per second. While plain steps are faster, <see cref="SpeculativeGenerator"/> decodes plainly and
 /// probes speculation once every few plain steps, the gap doubling while it keeps losing, so it can come back when the
 /// text turns repetitive. Timing steers only the choice of tree size, never the output (verification is lossless).
+/// With several drafters (arms of a <see cref="DrafterChoice"/>), each arm has its own estimate and tree sizer: steps
+/// draft with the arm measured fastest, an arm not measured yet is tried first, and every other arm is re-measured
+/// now and then (after <see cref="SpeculativeOptions.ProbeInterval"/> drafted steps, the gap doubling up to 4 x
+/// <see cref="SpeculativeOptions.MaxProbeInterval"/> while it keeps losing to the best, halved when it wins), so the
+/// choice follows the text.
 /// Share one instance across generations with the same session and drafter (as drafters are kept warm) so the
 /// estimates need not be relearnt for every prompt; not thread-safe.
 /// </summary>
 public sealed class StepRates(SpeculativeOptions spec)
 {
     static readonly double TickSeconds = 1.0 / Stopwatch.Frequency;
+    // A losing arm is re-measured after at most this many times MaxProbeInterval drafted steps.
+    const int MaxRemeasureFactor = 4;
 
     readonly Func<double> _clock = spec.Clock ?? (() => Stopwatch.GetTimestamp() * TickSeconds);
-    // Running means: tokens and seconds per speculative step (the rate is their ratio), seconds per plain step.
-    double _specTokens, _specSeconds, _plainSeconds;
-    bool _specSeen, _plainSeen;
-    int _plainSinceProbe, _specSincePlain, _probeGap;
+    // Per arm, running means of tokens and seconds per speculative step (the rate is their ratio); seconds per plain step.
+    double[] _specTokens = new double[1], _specSeconds = new double[1];
+    bool[] _specSeen = new bool[1];
+    // Per arm: drafted steps since it last drafted, and the gap after which it is re-measured.
+    int[] _since = new int[1], _gap = new int[1];
+    double _plainSeconds;
+    bool _plainSeen;
+    int _plainSinceProbe, _specSincePlain, _probeGap, _arm;
 
-    /// <summary>Measured tokens per second of speculative steps (NaN before the first).</summary>
-    public double SpeculativeRate => _specSeen ? _specTokens / _specSeconds : double.NaN;
+    /// <summary>Measured tokens per second of speculative steps with the best arm (NaN before the first).</summary>
+    public double SpeculativeRate => Best is var b and >= 0 ? Rate(b) : double.NaN;
     /// <summary>Measured tokens per second of plain steps (NaN before the first).</summary>
     public double PlainRate => _plainSeen ? 1 / _plainSeconds : double.NaN;
+    /// <summary>Measured tokens per second of each arm's speculative steps (NaN where not measured yet).</summary>
+    public IReadOnlyList<double> ArmRates => [.. Enumerable.Range(0, _specSeen.Length).Select(Rate)];
 
-    /// <summary>Both rates are known and speculation beats plain decoding by at least <see cref="SpeculativeOptions.MinGain"/>.</summary>
-    bool Winning => _specTokens > _specSeconds * spec.MinGain / _plainSeconds;
+    double Rate(int a) => _specSeen[a] ? _specTokens[a] / _specSeconds[a] : double.NaN;
+
+    /// <summary>The measured arm with the highest rate, or -1.</summary>
+    int Best
+    {
+        get
+        {
+            int best = -1;
+            for (int a = 0; a < _specSeen.Length; a++)
+                if (_specSeen[a] && (best < 0 || Rate(a) > Rate(best))) best = a;
+            return best;
+        }
+    }
+
+    /// <summary>Both rates are known and the best arm beats plain decoding by at least <see cref="SpeculativeOptions.MinGain"/>.</summary>
+    bool Winning => Best is var b and >= 0 && _specTokens[b] > _specSeconds[b] * spec.MinGain / _plainSeconds;
 
     internal double Now() => _clock();
 
-    /// <summary>The tree sizer of the last generation that used these rates (carried over when it fits).</summary>
-    internal TreeSizer? Sizer { get; set; }
+    /// <summary>The tree sizers (one per arm) of the last generation that used these rates (carried over when they fit).</summary>
+    internal TreeSizer[]? Sizers { get; set; }
 
-    /// <summary>Whether the next step should speculate (the sizer asked for a tree); advances the probe schedule.</summary>
-    internal bool Speculate()
+    /// <summary>Sets the number of arms (drafters chosen among); a different number forgets the speculative estimates.</summary>
+    internal void SetArms(int arms)
+    {
+        if (arms == _specSeen.Length) return;
+        _specTokens = new double[arms]; _specSeconds = new double[arms]; _specSeen = new bool[arms];
+        _since = new int[arms]; _gap = new int[arms];
+        _arm = 0;
+    }
+
+    /// <summary>
+    /// The arm the next step drafts with, should it draft: one not measured yet, else one due for re-measuring (in
+    /// turn after the best), else the best.
+    /// </summary>
+    internal int ChooseArm()
+    {
+        int k = _specSeen.Length;
+        Remeasure = false;
+        if (k == 1) return _arm = 0;
+        // Arms not measured yet first, the one waiting longest first (an arm that had nothing to draft waits its turn again).
+        int fresh = -1;
+        for (int a = 0; a < k; a++) if (!_specSeen[a] && (fresh < 0 || _since[a] > _since[fresh])) fresh = a;
+        if (fresh >= 0) return _arm = fresh;
+        int best = Best;
+        for (int i = 1; i < k; i++)
+        {
+            int a = (best + i) % k;
+            if (_since[a] >= Math.Max(spec.ProbeInterval, _gap[a])) { Remeasure = true; return _arm = a; }
+        }
+        return _arm = best;
+    }
+
+    /// <summary>Whether the last <see cref="ChooseArm"/> picked a measured arm other than the best, to re-measure it.</summary>
+    internal bool Remeasure { get; private set; }
+
+    /// <summary>
+    /// Whether the next step should speculate (the sizer asked for a tree); advances the probe schedule. A probe that is
+    /// due while <paramref name="mayProbe"/> is false waits (plain steps) until it is true.
+    /// </summary>
+    internal bool Speculate(bool mayProbe = true)
     {
         Probe = false;
         if (!_plainSeen) return false;           // price plain decoding first
-        if (!_specSeen) return Probe = true;
+        if (!_specSeen[_arm]) return Probe = mayProbe;
         if (Winning)
         {
             // Re-time a plain step now and then so the comparison follows the machine's load.
@@ -47,7 +111,7 @@ public sealed class StepRates(SpeculativeOptions spec)
             _specSincePlain = 0;
             return false;
         }
-        if (++_plainSinceProbe < Math.Max(1, _probeGap)) return false;
+        if (++_plainSinceProbe < Math.Max(1, _probeGap) || !mayProbe) return false;
         _plainSinceProbe = 0;
         return Probe = true;
     }
@@ -55,7 +119,14 @@ public sealed class StepRates(SpeculativeOptions spec)
     /// <summary>Whether the last <see cref="Speculate"/> that said yes was a probe (speculation not measured faster yet).</summary>
     internal bool Probe { get; private set; }
 
-    /// <summary>Records one step: <paramref name="speculative"/> when a tree was drafted, the tokens it emitted and its wall time.</summary>
+    /// <summary>The arm of the last <see cref="ChooseArm"/> had nothing to draft: the other arms get their turn first.</summary>
+    internal void Skipped()
+    {
+        for (int a = 0; a < _since.Length; a++) _since[a]++;
+        _since[_arm] = 0;
+    }
+
+    /// <summary>Records one step: <paramref name="speculative"/> when a tree was drafted (by the arm of the last <see cref="ChooseArm"/>), the tokens it emitted and its wall time.</summary>
     internal void Observe(bool speculative, int tokens, double seconds)
     {
         seconds = Math.Max(seconds, 1e-9);
@@ -66,9 +137,25 @@ public sealed class StepRates(SpeculativeOptions spec)
             _plainSeen = true;
             return;
         }
-        _specTokens = _specSeen ? keep * _specTokens + (1 - keep) * tokens : tokens;
-        _specSeconds = _specSeen ? keep * _specSeconds + (1 - keep) * seconds : seconds;
-        _specSeen = true;
+        int arm = _arm;
+        // Arm bookkeeping: a step that loses to the best other arm pushes this arm's next re-measure further away.
+        int bestOther = -1;
+        for (int a = 0; a < _specSeen.Length; a++)
+        {
+            if (a == arm) continue;
+            _since[a]++;
+            if (_specSeen[a] && (bestOther < 0 || Rate(a) > Rate(bestOther))) bestOther = a;
+        }
+        _since[arm] = 0;
+        // A step that beats it halves the gap (one lucky step on a loaded machine should not bring back frequent
+        // re-measuring; an arm that keeps winning becomes the best through its estimate anyway).
+        if (bestOther >= 0)
+            _gap[arm] = tokens / seconds < Rate(bestOther)
+                ? Math.Min(2 * Math.Max(spec.ProbeInterval, _gap[arm]), MaxRemeasureFactor * spec.MaxProbeInterval)
+                : Math.Max(spec.ProbeInterval, _gap[arm] / 2);
+        _specTokens[arm] = _specSeen[arm] ? keep * _specTokens[arm] + (1 - keep) * tokens : tokens;
+        _specSeconds[arm] = _specSeen[arm] ? keep * _specSeconds[arm] + (1 - keep) * seconds : seconds;
+        _specSeen[arm] = true;
         if (!_plainSeen || Winning) _probeGap = 0;
         // A probe that beat plain decoding by itself is followed at once by another, so the estimate can catch up.
         else if (tokens > seconds * spec.MinGain / _plainSeconds) _probeGap = 1;

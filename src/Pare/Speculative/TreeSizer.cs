@@ -50,7 +50,8 @@ internal sealed class TreeSizer
     /// <summary>Whether the last <see cref="Choose"/> was a probe of the smallest budget while plain decoding was best.</summary>
     public bool Probing { get; private set; }
 
-    public int Choose()
+    /// <summary>The budget for the next step (1 = plain); a probe that is due while <paramref name="mayProbe"/> is false waits until it is true.</summary>
+    public int Choose(bool mayProbe = true)
     {
         if (_costs == null || !_spec.Adaptive || _sizes.Length == 0) return _spec.MaxTreeSize;
         _step++;
@@ -64,7 +65,7 @@ internal sealed class TreeSizer
         }
         // Now and then one budget larger than the best, so that the estimates above it do not go stale.
         if (bestI >= 0 && bestI + 1 < _sizes.Length && _step % ExploreEvery == 0) bestI++;
-        Probing = bestI < 0 && ++_sinceProbe >= _probeGap;
+        Probing = bestI < 0 && ++_sinceProbe >= _probeGap && mayProbe;
         if (Probing) { bestI = 0; _sinceProbe = 0; }
         return _last = bestI < 0 ? 1 : _sizes[bestI];
     }

@@ -43,7 +43,7 @@ public class DraftModelTests
         finally { (d as IModelDrafter)?.Runner.Dispose(); }
     }
 
-    public static TheoryData<string> DrafterSpecs() => ["model:SAME", "tree:SAME", "dyspec:SAME", "rasd:SAME", "model:OTHER", "tree:OTHER", "dyspec:OTHER", "rasd:OTHER", "self", "self:1"];
+    public static TheoryData<string> DrafterSpecs() => ["auto:SAME", "auto:OTHER", "model:SAME", "tree:SAME", "dyspec:SAME", "rasd:SAME", "model:OTHER", "tree:OTHER", "dyspec:OTHER", "rasd:OTHER", "self", "self:1"];
 
     static string Resolve(string spec) => spec.Replace("SAME", Target()).Replace("OTHER", OtherDraft());
 
@@ -61,7 +61,7 @@ public class DraftModelTests
                 var (s, stats) = await Spec(m, prompt, o, Resolve(spec), maxTree);
                 Assert.Equal(plain, s);
                 // The target as its own draft model agrees with itself: every step accepts more than one token.
-                if (spec.EndsWith("SAME", StringComparison.Ordinal) && maxTree > 2) Assert.True(stats.MeanAccepted > 1.5, $"{spec}: MAT {stats.MeanAccepted:F2}");
+                if (spec.EndsWith("SAME", StringComparison.Ordinal) && !spec.StartsWith("auto", StringComparison.Ordinal) && maxTree > 2) Assert.True(stats.MeanAccepted > 1.5, $"{spec}: MAT {stats.MeanAccepted:F2}");
             }
     }
 
@@ -139,6 +139,7 @@ public class DraftModelTests
     [InlineData("dyspec:OTHER")]
     [InlineData("rasd:SAME")]
     [InlineData("tree:OTHER")]
+    [InlineData("auto:OTHER")]
     public async Task Sampled_output_has_the_distribution_of_plain_sampling(string spec)
     {
         // Over many seeds, the second and third generated tokens (the first ones speculation decides) and their pairs
@@ -170,5 +171,58 @@ public class DraftModelTests
             double expected = keys.Sum(k => { double p = (ca.GetValueOrDefault(k) + cb.GetValueOrDefault(k)) / (2.0 * n); return Math.Sqrt(4 * p * (1 - p) / (Math.PI * n)); }) / 2;
             Assert.True(tv < 2.5 * expected + 0.005, $"{what}: total variation {tv:F4}, sampling noise alone about {expected:F4}");
         }
+    }
+
+    /// <summary>Counts the drafts of the drafter it wraps.</summary>
+    sealed class Counted(IDrafter inner) : IDrafter
+    {
+        public int Drafts;
+        public string Name => inner.Name;
+        public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab) => inner.Start(prompt, promptLogits, vocab);
+        public DraftTree Draft(IReadOnlyList<int> history, int budget) { Drafts++; return inner.Draft(history, budget); }
+        public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab) => inner.Update(history, tree, logits, vocab);
+    }
+
+    /// <summary>Drafts the given continuation (shifted by one when <paramref name="wrong"/>).</summary>
+    sealed class Scripted(int[] truth, bool wrong, int vocab) : IDrafter
+    {
+        public string Name => wrong ? "wrong" : "right";
+        public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int v) { }
+        public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int v) { }
+        public DraftTree Draft(IReadOnlyList<int> history, int budget)
+        {
+            int from = history.Count - 1;
+            var chain = truth.AsSpan(from, Math.Min(budget, truth.Length - from)).ToArray();
+            if (wrong) for (int i = 1; i < chain.Length; i++) chain[i] = (chain[i] + 1) % vocab;
+            return DraftTree.Chain(chain);
+        }
+    }
+
+    [Fact]
+    public async Task Auto_with_a_draft_model_is_lossless_and_drafts_mostly_with_the_fastest_arm()
+    {
+        using var m = LlamaModel.Load(Target());
+        var o = new GenerationOptions { MaxTokens = 120, StopAtEos = false, Sampling = SamplingOptions.Greedy };
+        var prompt = RepetitivePrompt(3);
+        var plain = await Plain(m, prompt, o);
+        int[] truth = [.. prompt, .. plain];
+        var session = m.CreateSession();
+        using var runner = new DraftModelRunner(LlamaModel.Load(OtherDraft()), session.ContextLength, 1, ownsModel: true);
+        // Every clock read is one tick (a plain step measures 2); costs are flat, so only the measured rates choose.
+        double now = 0;
+        var spec = new SpeculativeOptions { MaxTreeSize = 8, Costs = new CostModel([1, 2, 4, 8], [1.0, 1.0, 1.0, 1.0]), Clock = () => now++, EvidenceNgram = 0 };
+        var wrong = new Counted(new Scripted(truth, true, Cfg.VocabSize));
+        var model = new Counted(new DySpec(runner));
+        var right = new Counted(new Scripted(truth, false, Cfg.VocabSize));
+        var choice = new DrafterChoice("auto:test", runner, wrong, model, right);
+        var output = new List<int>();
+        var stats = new SpeculationStats();
+        await foreach (var t in SpeculativeGenerator.GenerateAsync(session, prompt, o, choice, spec, stats)) if (t.Id >= 0) output.Add(t.Id);
+
+        Assert.Equal(plain, output);
+        // Every arm was measured, and the one whose drafts are all accepted drafted most steps.
+        Assert.True(wrong.Drafts >= 1 && model.Drafts >= 1, $"wrong {wrong.Drafts}, model {model.Drafts}");
+        Assert.True(right.Drafts > 2 * (wrong.Drafts + model.Drafts), $"right {right.Drafts}, wrong {wrong.Drafts}, model {model.Drafts}");
+        Assert.True(stats.MeanAccepted > 3, $"MAT {stats.MeanAccepted:F2}, steps {stats.Steps}, plain {stats.PlainSteps}, right {right.Drafts}, wrong {wrong.Drafts}, model {model.Drafts}, nodes {stats.NodesEvaluated}");
     }
 }

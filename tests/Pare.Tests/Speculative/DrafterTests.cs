@@ -14,6 +14,47 @@ public class DrafterTests
         Assert.Equal(1, new PromptLookup().Draft([1, 2, 3], 8).Count); // no earlier occurrence: root only
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(5)]
+    public void Ngram_index_finds_what_the_backward_scan_finds(int n)
+    {
+        var rng = new Random(n);
+        var index = new NgramIndex(n);
+        for (int trial = 0; trial < 20; trial++)
+        {
+            // One growing sequence per trial (appended 1-3 tokens at a time), a small alphabet so that n-grams repeat.
+            var seq = new List<int>();
+            int alphabet = 2 + trial % 5;
+            while (seq.Count < 300)
+            {
+                int add = 1 + rng.Next(3);
+                for (int i = 0; i < add; i++) seq.Add(trial % 2 == 0 ? rng.Next(alphabet) : 100_000 + rng.Next(alphabet));
+                Assert.Equal(PromptLookup.Scan(seq, n, n), index.Latest(seq));
+            }
+        }
+        // Another sequence (a fresh array each call) is indexed afresh.
+        Assert.Equal(PromptLookup.Scan(new[] { 1, 2, 1, 2 }, n, n), index.Latest(new[] { 1, 2, 1, 2 }));
+    }
+
+    [Fact]
+    public void Prompt_lookup_drafts_the_longest_latest_match_as_the_scan_does()
+    {
+        var rng = new Random(5);
+        var d = new PromptLookup(maxNgram: 3, minNgram: 2);
+        var seq = new List<int>();
+        for (int step = 0; step < 400; step++)
+        {
+            seq.Add(rng.Next(4));
+            int from = PromptLookup.Scan(seq, 3, 2);
+            var t = d.Draft(seq, 6);
+            int[] expect = from < 0 ? [seq[^1]] : [seq[^1], .. seq.Skip(from).Take(5)];
+            Assert.Equal(expect, t.Tokens);
+        }
+    }
+
     [Fact]
     public void Token_recycling_fills_the_template_from_the_adjacency_matrix()
     {
@@ -92,6 +133,19 @@ public class DrafterTests
         var d = new CompositeDrafter("t", new PromptLookup(), new PromptLookup());
         var t = d.Draft([5, 6, 7, 8, 5, 6], 10);
         Assert.Equal(new[] { 6, 7, 8, 5, 6 }, t.Tokens);
+    }
+
+    [Fact]
+    public void Cached_costs_are_read_back_and_a_bad_file_is_measured_again()
+    {
+        var c = Pare.Cli.Commands.CostCache.Parse(["1 0.00075", "2 0.0008", "4 0.00092"])!;
+        Assert.Equal(new[] { 1, 2, 4 }, c.Sizes);
+        Assert.Equal(0.0008, c.Seconds[1]);
+        Assert.Null(Pare.Cli.Commands.CostCache.Parse(["2 0.001"]));             // must start at n = 1
+        Assert.Null(Pare.Cli.Commands.CostCache.Parse(["1 0.001", "1 0.002"]));  // sizes increase
+        Assert.Null(Pare.Cli.Commands.CostCache.Parse(["1 -0.001"]));
+        Assert.Null(Pare.Cli.Commands.CostCache.Parse(["{\"Sizes\":[1]}"]));
+        Assert.Null(Pare.Cli.Commands.CostCache.Parse([]));
     }
 
     [Fact]

@@ -57,6 +57,7 @@ public class FallbackTests
             Costs = new CostModel([1, 2, 4, 8], [1.0, 1.0, 1.0, 1.0]),
             Clock = clock.Read,
             MaxProbeInterval = 16,
+            EvidenceNgram = 0,
         };
         var drafter = new OracleDrafter([.. plain], clock, h => h < prompt.Length + phase ? 40 : 0);
         var stats = new SpeculationStats();
@@ -104,7 +105,7 @@ public class FallbackTests
         // A tree of 2 costs what a plain step costs, larger ones more: with every draft wrong the sizer's estimates say
         // plain decoding is best for every budget. Without probes it would never draft again.
         var clock = new FakeClock();
-        var spec = new SpeculativeOptions { MaxTreeSize = 8, Costs = new CostModel([1, 2, 4, 8], [1.0, 1.0, 1.6, 2.2]), Clock = clock.Read };
+        var spec = new SpeculativeOptions { MaxTreeSize = 8, Costs = new CostModel([1, 2, 4, 8], [1.0, 1.0, 1.6, 2.2]), Clock = clock.Read, EvidenceNgram = 0 };
         var drafter = new TurningDrafter([.. plain], prompt.Length + phase, m.Config.VocabSize);
         var stats = new SpeculationStats();
         var output = new List<int>();
@@ -131,7 +132,7 @@ public class FallbackTests
         var plain = new List<int>(prompt);
         await foreach (var t in Generator.GenerateAsync(m.CreateSession(), prompt, o)) if (t.Id >= 0) plain.Add(t.Id);
         var clock = new FakeClock();
-        var spec = new SpeculativeOptions { MaxTreeSize = 8, Costs = new CostModel([1, 2, 4, 8], [1.0, 1.0, 1.0, 1.0]), Clock = clock.Read };
+        var spec = new SpeculativeOptions { MaxTreeSize = 8, Costs = new CostModel([1, 2, 4, 8], [1.0, 1.0, 1.0, 1.0]), Clock = clock.Read, EvidenceNgram = 0 };
         var stats = new SpeculationStats();
         var output = new List<int>();
         await foreach (var t in SpeculativeGenerator.GenerateAsync(m.CreateSession(), prompt, o, new OracleDrafter([.. plain], clock, _ => 1), spec, stats))
@@ -139,5 +140,51 @@ public class FallbackTests
         Assert.Equal(plain.Skip(prompt.Length), output);
         // One plain step prices plain decoding; the rest speculate.
         Assert.Equal(1, stats.PlainSteps);
+    }
+
+    /// <summary>Always drafts a wrong chain (the true continuation, every token shifted by one), and records the history at every draft.</summary>
+    sealed class WrongDrafter(int[] truth, int vocab) : IDrafter
+    {
+        public readonly List<int[]> Drafts = [];
+        public string Name => "wrong";
+        public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int v) { }
+        public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int v) { }
+
+        public DraftTree Draft(IReadOnlyList<int> history, int budget)
+        {
+            Drafts.Add([.. history]);
+            int from = history.Count - 1;
+            var chain = truth.AsSpan(from, Math.Min(budget, truth.Length - from)).ToArray();
+            for (int i = 1; i < chain.Length; i++) chain[i] = (chain[i] + 1) % vocab;
+            return DraftTree.Chain(chain);
+        }
+    }
+
+    [Fact]
+    public async Task Without_a_repeated_ngram_in_the_context_a_losing_drafter_is_not_probed()
+    {
+        using var m = LlamaModel.Load(TestModels.Get("spec", TestModels.OracleShapes[1].Config, GgmlType.F32));
+        const int total = 160;
+        var (o, prompt, plain) = await PlainRun(m, total);
+
+        async Task<(WrongDrafter Drafter, SpeculationStats Stats)> Run(int evidence)
+        {
+            var clock = new FakeClock();
+            var spec = new SpeculativeOptions { MaxTreeSize = 4, Costs = new CostModel([1, 2, 4], [1.0, 1.0, 1.0]), Clock = clock.Read, EvidenceNgram = evidence, ProbeInterval = 2, MaxProbeInterval = 4 };
+            var d = new WrongDrafter([.. plain], m.Config.VocabSize);
+            var stats = new SpeculationStats();
+            var output = new List<int>();
+            await foreach (var t in SpeculativeGenerator.GenerateAsync(m.CreateSession(), prompt, o, d, spec, stats)) output.Add(t.Id);
+            Assert.Equal(plain.Skip(prompt.Length), output);
+            return (d, stats);
+        }
+
+        var (gated, gatedStats) = await Run(3);
+        var (free, freeStats) = await Run(0);
+        // Ungated, the probes come on schedule, also where the last three tokens never occurred before (else this test shows nothing).
+        Assert.Contains(free.Drafts, h => PromptLookup.Scan(h, 3, 3) < 0);
+        // Gated, every draft had a trigram match to draft from (drafts are probes here: every one of them fails).
+        Assert.All(gated.Drafts, h => Assert.True(PromptLookup.Scan(h, 3, 3) >= 0, $"probed without a match at {h.Length}"));
+        Assert.True(gatedStats.PlainSteps > freeStats.PlainSteps, $"gated {gatedStats.PlainSteps} plain steps, free {freeStats.PlainSteps}");
     }
 }

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Issue #18's acceptance table in one command: every drafter on every category of benchmarks/spec/prompts.jsonl
+# (prose, quote, lists, out-of-domain), greedy, 2 threads, three bench-spec runs and their medians, then the
+# out-of-domain `pare run` check (ood-run.sh, temperature 0.8, three runs). Writes docs/spec-acceptance-run{1,2,3}.json
+# (raw), docs/spec-acceptance-ood.json and docs/spec-acceptance.json (medians, per category the best single drafter and
+# how auto / auto:DRAFT compare, machine state). Sized for <= 8 minutes on a quiet 2-core machine: LIMIT prompts per
+# category (default 8), N tokens per prompt (default 128). Run from the repository root on a quiet machine:
+#   benchmarks/spec/acceptance.sh [PARE] [MODEL] [DRAFT]
+# (defaults: the Release build of src/Pare.Cli, models/pare-ref.gguf, models/pare-ref-draft.gguf); LIMIT, N, RUNS, OUT
+# (output folder, default docs) from the environment.
+set -euo pipefail
+PARE=${1:-src/Pare.Cli/bin/Release/net10.0/Pare.Cli}
+MODEL=${2:-models/pare-ref.gguf}
+D=${3:-models/pare-ref-draft.gguf}
+LIMIT=${LIMIT:-8}; N=${N:-128}; RUNS=${RUNS:-3}; OUT=${OUT:-docs}
+DRAFTERS="pld,recycle,lookahead,aded,auto,auto:$D,model:$D,tree:$D,dyspec:$D,rasd:$D,self:4"
+mkdir -p "$OUT"
+start=$(date +%s)
+load_before=$(uptime)
+for i in $(seq 1 "$RUNS"); do
+  echo "bench-spec run $i of $RUNS ($(date -u +%T), $(uptime | sed 's/.*load/load/'))" >&2
+  "$PARE" bench-spec "$MODEL" --prompts benchmarks/spec/prompts.jsonl --threads 2 --limit "$LIMIT" -n "$N" \
+    --drafters "$DRAFTERS" --json > "$OUT/spec-acceptance-run$i.json" || { rc=$?; [ $rc -eq 2 ] && echo "output differs from plain decoding (see the JSON)" >&2; exit $rc; }
+done
+echo "ood-run ($(date -u +%T), $(uptime | sed 's/.*load/load/'))" >&2
+benchmarks/spec/ood-run.sh "$PARE" "$MODEL" "$RUNS" "$OUT/spec-acceptance-ood.json"
+load_after=$(uptime)
+python3 - "$OUT" "$RUNS" "$LIMIT" "$N" "$DRAFTERS" "$load_before" "$load_after" "$(( $(date +%s) - start ))" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'PY'
+import json, statistics, sys, datetime
+out, runs, limit, n, drafters, before, after, secs, commit = sys.argv[1:10]
+runs = int(runs)
+data = [json.load(open(f"{out}/spec-acceptance-run{i}.json")) for i in range(1, runs + 1)]
+keys = [(r["category"], r["drafter"]) for r in data[0]["results"]]
+med = {}
+for k in keys:
+    rs = [next(r for r in d["results"] if (r["category"], r["drafter"]) == k) for d in data]
+    med[k] = {"category": k[0], "drafter": k[1], "speedup": [r["speedup"] for r in rs], "mat": [r["mat"] for r in rs],
+              "plain_tok_s" if k[1] == "none" else "tok_s": [r["tok_s"] for r in rs],
+              "median_speedup": statistics.median(r["speedup"] for r in rs), "median_mat": statistics.median(r["mat"] for r in rs),
+              "identical": all(r["identical"] for r in rs)}
+cats = list(dict.fromkeys(k[0] for k in keys))
+verdict = []
+for c in cats:
+    rows = [v for (cc, d), v in med.items() if cc == c and d != "none" and not d.startswith("auto")]
+    best = max(rows, key=lambda v: v["median_speedup"])
+    line = {"category": c, "best_single": best["drafter"], "best_speedup": best["median_speedup"]}
+    for a in [d for (cc, d) in med if cc == c and d.startswith("auto")]:
+        s = med[(c, a)]["median_speedup"]
+        line[a] = {"speedup": s, "vs_best": s / best["median_speedup"]}
+    verdict.append(line)
+ood = json.load(open(f"{out}/spec-acceptance-ood.json"))
+summary = {"date_utc": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), "commit": commit, "seconds": int(secs),
+           "command": f"benchmarks/spec/acceptance.sh (LIMIT={limit} N={n} RUNS={runs})",
+           "settings": f"bench-spec greedy, {n} tokens, --limit {limit} per category, max tree 32, 2 threads, drafters {drafters}; ood-run.sh: pare run defaults, 96 tokens",
+           "uptime_before": before, "uptime_after": after, "identical_to_plain": all(v["identical"] for v in med.values()),
+           "per_category": verdict, "ood_auto_vs_none": {"median_ratio": ood["median_ratio"], "median_ratio_end_to_end": ood["median_ratio_end_to_end"]},
+           "medians": list(med.values())}
+json.dump(summary, open(f"{out}/spec-acceptance.json", "w"), indent=1)
+print(f"{'category':14s} {'drafter':40s} {'speedup (runs)':>28s} {'median':>7s} {'MAT':>5s}")
+for v in med.values():
+    print(f"{v['category']:14s} {v['drafter']:40s} {' / '.join(f'{x:.2f}' for x in v['speedup']):>28s} {v['median_speedup']:6.2f}x {v['median_mat']:5.2f}")
+for l in verdict:
+    autos = "; ".join(f"{a}: {x['speedup']:.2f}x ({x['vs_best']:.3f} of best)" for a, x in l.items() if a.startswith("auto"))
+    print(f"{l['category']}: best single {l['best_single']} {l['best_speedup']:.2f}x; {autos}")
+print(f"out of domain (pare run, sampling): auto/none {ood['median_ratio']:.3f}, end to end {ood['median_ratio_end_to_end']:.3f}")
+print(f"{secs} s; {out}/spec-acceptance.json")
+PY

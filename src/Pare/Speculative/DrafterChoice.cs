@@ -1,0 +1,57 @@
+using Pare.Generation;
+
+namespace Pare.Speculative;
+
+/// <summary>
+/// `auto` with a draft model (`auto:FILE`): several drafters (arms) behind one name, and each step drafts with the one
+/// that measures fastest. The choice is made by the measured fallback itself (<see cref="StepRates"/>: per-arm
+/// tokens per second of wall time, an arm not measured yet tried first, losing arms re-measured at growing gaps, plain
+/// decoding while no arm beats it), each arm with its own tree sizer. Arms: `auto` (prompt lookup + Token Recycling),
+/// ADED, the Lookahead trie, and on the draft model DySpec and the chain, the model arms sharing one draft session
+/// (the session syncs to whatever history it is given, so arms can take turns). Every arm learns from every verified
+/// tree. <see cref="Draft"/> and <see cref="DraftSampled"/> draft with <see cref="Current"/>.
+/// </summary>
+public sealed class DrafterChoice : IModelDrafter
+{
+    readonly IDrafter[] _arms;
+
+    public DrafterChoice(string name, DraftModelRunner runner, params IDrafter[] arms)
+    {
+        if (arms.Length == 0) throw new ArgumentException("at least one arm", nameof(arms));
+        Name = name; Runner = runner; _arms = arms;
+    }
+
+    public string Name { get; }
+    /// <summary>The draft session the model arms share.</summary>
+    public DraftModelRunner Runner { get; }
+    public IReadOnlyList<IDrafter> Arms => _arms;
+    /// <summary>The arm the next draft uses (set by the generator each step).</summary>
+    public int Current { get; set; }
+
+    public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab)
+    {
+        foreach (var a in _arms) a.Start(prompt, promptLogits, vocab);
+    }
+
+    public DraftTree Draft(IReadOnlyList<int> history, int budget) => _arms[Current].Draft(history, budget);
+
+    /// <summary>Drafts for sampling with the current arm: a model arm samples from q; a drafter-free arm's children are point-mass proposals.</summary>
+    public ModelDraft DraftSampled(IReadOnlyList<int> history, int budget, SamplingOptions sampling, Random rng)
+    {
+        if (_arms[Current] is IModelDrafter m) return m.DraftSampled(history, budget, sampling, rng);
+        var tree = _arms[Current].Draft(history, budget);
+        var d = new ModelDraft(tree.Tokens[0]);
+        for (int i = 1; i < tree.Count; i++)
+        {
+            d.Tree.Add(tree.Tokens[i], tree.Parents[i]);
+            d.PathProb.Add(1.0);
+            d.Trials.Add((tree.Parents[i], i, -1));
+        }
+        return d;
+    }
+
+    public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab)
+    {
+        foreach (var a in _arms) a.Update(history, tree, logits, vocab);
+    }
+}

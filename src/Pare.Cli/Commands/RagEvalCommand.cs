@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Pare.Data;
 using Pare.LongContext;
+using Pare.Models.Bert;
 using Pare.Pruning.Tokens;
 using Pare.Rag;
 using Pare.Tokenizers;
@@ -17,8 +18,8 @@ internal static class RagEvalCommand
 {
     public static Command Create()
     {
-        var set = new Option<string>("--set") { Description = "cloze (set a) or needle (set b).", DefaultValueFactory = _ => "cloze" };
-        set.AcceptOnlyFromAmong("cloze", "needle");
+        var set = new Option<string>("--set") { Description = "cloze (set a), idcm (the IDCM latency/MRR sweep on set a) or needle (set b).", DefaultValueFactory = _ => "cloze" };
+        set.AcceptOnlyFromAmong("cloze", "idcm", "needle");
         var text = new Option<string>("--text-file") { Description = "cloze: the split the questions come from.", DefaultValueFactory = _ => ".cache/data/corpus/test.txt" };
         var pool = new Option<int>("--pool") { Description = "cloze: passages in the pool.", DefaultValueFactory = _ => 300 }.AtLeast(2);
         var questions = new Option<int>("--questions") { Description = "cloze: questions.", DefaultValueFactory = _ => 40 }.AtLeast(1);
@@ -28,6 +29,10 @@ internal static class RagEvalCommand
         cascadePrune.AcceptOnlyFromAmong([.. TokenPruners.Methods]);
         var cascadeKeep = new Option<float>("--cascade-keep") { Description = "cloze: tokens kept by the first stage after its pruning layer.", DefaultValueFactory = _ => 0.3f }
             .Check(v => float.IsFinite(v) && v > 0 && v <= 1, "in (0, 1]");
+        var etm = new Option<string>("--etm") { Description = "idcm: the full model: sentence (MiniLM best-sentence cosine) or provence (joint pass, head's best sentence).", DefaultValueFactory = _ => "sentence" };
+        etm.AcceptOnlyFromAmong("sentence", "provence");
+        var esms = new Option<string>("--first-stages") { Description = "idcm: cheap first stages, comma-separated: bi-encoder, layers-N (MiniLM cut to N blocks), tokens (MiniLM token-pruned by --cascade-prune/--cascade-keep), provence-cls.", DefaultValueFactory = _ => "bi-encoder,layers-1,layers-2,layers-3,tokens" };
+        var rescores = new Option<string>("--rescores") { Description = "idcm: candidate counts the full model rescores, comma-separated.", DefaultValueFactory = _ => "1,2,3,4,5,6,7" };
         var xtrTokens = new Option<int>("--xtr-tokens") { Description = "cloze: XTR document tokens retrieved per query token (k').", DefaultValueFactory = _ => 100 }.AtLeast(1);
         var seed = new Option<ulong>("--seed") { Description = "Seed of the set.", DefaultValueFactory = _ => 7UL };
         var reader = new Option<string>("--reader") { Description = "needle: the reader model (GGUF).", DefaultValueFactory = _ => "models/pare-long.gguf" };
@@ -43,11 +48,50 @@ internal static class RagEvalCommand
         var threads = Cli.Threads();
         var json = Cli.Json();
         var cmd = new Command("rag-eval", "Measure the context pruners: cloze set (answer-sentence recall, MRR, IDCM, XTR) or needle tasks with pruned haystacks.")
-            { set, text, pool, questions, candidates, rescore, cascadePrune, cascadeKeep, xtrTokens, seed, reader, task, lengths, depths, trials, rate, pruners, head, encoder, threads, json };
+            { set, text, pool, questions, candidates, rescore, cascadePrune, cascadeKeep, etm, esms, rescores, xtrTokens, seed, reader, task, lengths, depths, trials, rate, pruners, head, encoder, threads, json };
         cmd.SetAction((r, ct) => Cli.Guard(() =>
         {
             bool asJson = r.GetValue(json);
             var e = new Embedder(IndexCommand.LoadEncoder(r.GetValue(encoder)!), r.GetValue(threads));
+            if (r.GetValue(set) == "idcm")
+            {
+                string path = r.GetValue(text)!;
+                if (!File.Exists(path)) throw new PareException($"text file not found: {path} (run 'pare data fetch')");
+                int nc = r.GetValue(candidates);
+                var ns = Parse(r.GetValue(rescores)!, "--rescores", int.Parse);
+                if (ns.Length == 0 || ns.Any(n => n < 1 || n > nc)) throw new PareException($"--rescores: every count must be between 1 and --candidates ({nc})");
+                string tp = r.GetValue(cascadePrune)!;
+                float keep = r.GetValue(cascadeKeep);
+                string tpName = $"{tp} keep {keep.ToString(CultureInfo.InvariantCulture)} after block 1";
+                ITokenReducer Reducer() => TokenPruners.Create(tp, new TokenPruneOptions { Keep = keep, Layers = [1] });
+                ProvenceHead? ph = null;
+                ProvenceHead Head() => ph ??= ProvenceHead.Load(r.GetValue(head)!);
+                int th = r.GetValue(threads), layers = e.Model.Config.Layers;
+                var stages = r.GetValue(esms)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(n => n switch
+                {
+                    "bi-encoder" => new BiEncoderStage(),
+                    "tokens" => new BestSentenceStage(e.Model, th, 0, Reducer(), tpName),
+                    "provence-cls" => new ProvenceClsStage(e, Head(), Reducer(), tpName),
+                    _ when n.StartsWith("layers-", StringComparison.Ordinal) && int.TryParse(n[7..], CultureInfo.InvariantCulture, out int l) && l >= 1 && l <= layers
+                        => (IPassageScorer)new BestSentenceStage(e.Model, th, l),
+                    _ => throw new PareException($"--first-stages: unknown stage '{n}' (bi-encoder, layers-1..layers-{layers}, tokens, provence-cls)"),
+                }).ToList();
+                if (stages.Count == 0) throw new PareException("--first-stages: no stage given");
+                IPassageScorer full = r.GetValue(etm) == "provence" ? new ProvenceStage(e, Head()) : new BestSentenceStage(e.Model, th);
+                var cs = ClozeSets.Build(PassageIndex.ReadText(path), new ClozeOptions { PoolSize = r.GetValue(pool), Questions = r.GetValue(questions), Seed = r.GetValue(seed) });
+                var rep = Cli.WithProgress(asJson, "rag-eval idcm", p => IdcmSweep.Run(e, cs, full, stages, new IdcmSweepOptions { Candidates = nc, Rescore = ns }, p, ct));
+                if (asJson) Cli.PrintJson(rep);
+                else
+                {
+                    Console.Out.WriteLine($"IDCM on the cloze set: {rep.Questions} questions, {rep.Candidates} candidates; full model = {rep.Effective}: MRR {rep.FullMrr:F3}, {rep.FullMs:F0} ms/query");
+                    foreach (var x in rep.Stages) Console.Out.WriteLine($"  stage alone: MRR {x.Mrr:F3} {x.MsPerQuery,8:F1} ms/query  {x.Stage}");
+                    foreach (var x in rep.Points) Console.Out.WriteLine($"  top {x.Rescore}: MRR {x.Mrr:F3} (gold in top {x.Recall:P0}) {x.MsPerQuery,8:F1} ms/query  {x.Selection}");
+                    Console.Out.WriteLine(rep.Cheapest is { } c
+                        ? $"cheapest within {rep.Tolerance}: {c.Selection} -> full on top {c.Rescore}: MRR {c.Mrr:F3} vs {rep.FullMrr:F3}, {c.MsPerQuery:F0} vs {rep.FullMs:F0} ms/query ({rep.FullMs / c.MsPerQuery:F2}x)"
+                        : $"no cascade within {rep.Tolerance} of the full model's MRR");
+                }
+                return Task.FromResult(0);
+            }
             if (r.GetValue(set) == "cloze")
             {
                 string path = r.GetValue(text)!;

@@ -56,8 +56,10 @@ public static class RagEvaluation
             var (a, b) = rr.GetValueOrDefault(m);
             rr[m] = (a + 1.0 / rank, b + ms);
         }
-        var cascade = new IdcmCascade(e, head, new IdcmOptions { Rescore = o.CascadeRescore });
-        var cascadeTp = o.CascadeReducer == null ? null : new IdcmCascade(e, head, new IdcmOptions { Rescore = o.CascadeRescore, FirstStage = o.CascadeReducer });
+        var provence = new ProvenceStage(e, head);
+        var cascade = new IdcmCascade(new BiEncoderStage(), provence, new IdcmOptions { Rescore = o.CascadeRescore });
+        var cascadeTp = o.CascadeReducer == null ? null
+            : new IdcmCascade(new ProvenceClsStage(e, head, o.CascadeReducer, o.CascadeReducerName), provence, new IdcmOptions { Rescore = o.CascadeRescore });
         double contextTokens = 0;
         int done = 0, steps = set.Questions.Count * 2;
         foreach (var (q, qi) in set.Questions.Select((q, i) => (q, i)))

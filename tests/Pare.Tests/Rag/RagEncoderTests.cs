@@ -63,9 +63,56 @@ public class RagEncoderTests
         // IDCM rescoring every candidate is the full ranking.
         var q0 = set.Questions[0];
         var cands = new[] { set.Pool[q0.Gold], Bread, Whales }.Select((p, i) => new Candidate(p, -i)).ToList();
-        var full = new IdcmCascade(e, head).RankFull(q0.Question, cands);
-        Assert.Equal(full, new IdcmCascade(e, head, new IdcmOptions { Rescore = 3 }).Rank(q0.Question, cands));
+        var provence = new ProvenceStage(e, head);
+        var full = new IdcmCascade(new BiEncoderStage(), provence).RankFull(q0.Question, cands);
+        Assert.Equal(full, new IdcmCascade(new BiEncoderStage(), provence, new IdcmOptions { Rescore = 3 }).Rank(q0.Question, cands));
         Assert.Equal(3, full.Distinct().Count());
+    }
+
+    [Fact]
+    public void Idcm_stages_full_best_sentence_matches_the_similarity_pruner_and_a_cascade_only_reorders_its_top()
+    {
+        var e = E();
+        var r = Ask(e, "What waxy oil is found in the head of the sperm whale?", 1000);
+        var full = new BestSentenceStage(e.Model, 2);
+        var sim = new SimilarityThreshold(e).Prune(r).PassageScores;
+        var fs = full.Score(r.Question, r.Candidates);
+        for (int c = 0; c < 3; c++) Assert.Equal(sim[c], fs[c], 5);
+        // Two of six blocks: a different (cheaper) encoder, which still finds the whale passage.
+        var two = new BestSentenceStage(e.Model, 2, layers: 2);
+        var ts = two.Score(r.Question, r.Candidates);
+        Assert.NotEqual(fs[1], ts[1], 3);
+        Assert.Equal(1, IdcmCascade.Order(ts)[0]);
+        Assert.Throws<PareException>(() => new BestSentenceStage(e.Model, 2, layers: 7));
+        // ESM = bi-encoder scores made deliberately wrong (whales last): rescoring 1 keeps the ESM's order, rescoring all
+        // gives the ETM's order, rescoring 2 lets the ETM reorder only the ESM's top 2.
+        var wrong = new[] { new Candidate(Bread, 0.9), new Candidate(Trains, 0.5), new Candidate(Whales, 0.1) };
+        var cascade = new IdcmCascade(new BiEncoderStage(), full);
+        Assert.Equal([0, 1, 2], cascade.Rank(r.Question, wrong, [0.9, 0.5, 0.1], 1));
+        Assert.Equal(2, cascade.Rank(r.Question, wrong, [0.9, 0.5, 0.1], 3)[0]);
+        Assert.Equal(cascade.RankFull(r.Question, wrong), cascade.Rank(r.Question, wrong, [0.9, 0.5, 0.1], 3));
+        Assert.Equal(2, cascade.Rank(r.Question, wrong, [0.9, 0.5, 0.1], 2)[2]);
+    }
+
+    [Fact]
+    public void Idcm_sweep_rescoring_every_candidate_has_the_full_models_mrr()
+    {
+        var e = E();
+        string text = File.ReadAllText(Pare.Data.CorpusFetcher.Fetch(new Pare.Data.FetchOptions { CacheDir = TestCorpus.CacheDir }).ValidPath);
+        var set = ClozeSets.Build(text, new ClozeOptions { PoolSize = 40, Questions = 4, Seed = 5 });
+        var rep = IdcmSweep.Run(e, set, new BestSentenceStage(e.Model, 2), [new BiEncoderStage(), new BestSentenceStage(e.Model, 2, layers: 1)],
+            new IdcmSweepOptions { Candidates = 4, Rescore = [1, 4] });
+        Assert.Equal(4, rep.Points.Count);
+        foreach (var p in rep.Points.Where(p => p.Rescore == 4))
+        {
+            Assert.Equal(rep.FullMrr, p.Mrr, 9);
+            Assert.Equal(1.0, p.Recall);
+        }
+        foreach (var p in rep.Points.Where(p => p.Rescore == 1))
+            Assert.Equal(rep.Stages.First(s => s.Stage == p.Selection).Mrr, p.Mrr, 9);
+        Assert.NotNull(rep.Cheapest);
+        Assert.True(rep.Cheapest!.Mrr >= rep.FullMrr - 0.01);
+        Assert.True(rep.Points.All(p => p.MsPerQuery > 0 || p.Selection.StartsWith("bi-encoder")));
     }
 
     [Fact]
@@ -84,6 +131,7 @@ public class RagEncoderTests
         Assert.Equal(1, r.ExitCode);
         Assert.Single(r.ErrorLines);
         Assert.Contains(contains, r.Stderr, StringComparison.Ordinal);
+        Assert.Empty(r.Stdout);
     }
 
     [Fact]
@@ -114,5 +162,8 @@ public class RagEncoderTests
         string index2 = Path.Combine(dir, "y.idx");
         OneLineError(PareCli.Run("index", docs, "-o", index2, "--encoder", OnnxPath), "binary");
         Assert.Empty(Directory.GetFiles(dir, "y.idx*"));
+
+        OneLineError(PareCli.Run("rag-eval", "--set", "idcm", "--rescores", "1,9", "--encoder", OnnxPath), "--rescores");
+        OneLineError(PareCli.Run("rag-eval", "--set", "idcm", "--first-stages", "layers-9", "--encoder", OnnxPath), "unknown stage");
     }
 }

@@ -10,7 +10,7 @@ namespace Pare.Speculative;
 /// text turns repetitive. Timing steers only the choice of tree size, never the output (verification is lossless).
 /// With several drafters (arms of a <see cref="DrafterChoice"/>), each arm has its own estimate and tree sizer: steps
 /// draft with the arm measured fastest, an arm not measured yet is tried first, and every other arm is re-measured
-/// now and then (after <see cref="SpeculativeOptions.ProbeInterval"/> drafted steps, the gap doubling up to 4 x
+/// now and then (after <see cref="SpeculativeOptions.ProbeInterval"/> drafted steps, the gap growing x4 up to 4 x
 /// <see cref="SpeculativeOptions.MaxProbeInterval"/> while it keeps losing to the best, halved when it wins), so the
 /// choice follows the text.
 /// Share one instance across generations with the same session and drafter (as drafters are kept warm) so the
@@ -151,7 +151,7 @@ public sealed class StepRates(SpeculativeOptions spec)
         // re-measuring; an arm that keeps winning becomes the best through its estimate anyway).
         if (bestOther >= 0)
             _gap[arm] = tokens / seconds < Rate(bestOther)
-                ? Math.Min(2 * Math.Max(spec.ProbeInterval, _gap[arm]), MaxRemeasureFactor * spec.MaxProbeInterval)
+                ? Math.Min(4 * Math.Max(spec.ProbeInterval, _gap[arm]), MaxRemeasureFactor * spec.MaxProbeInterval)
                 : Math.Max(spec.ProbeInterval, _gap[arm] / 2);
         _specTokens[arm] = _specSeen[arm] ? keep * _specTokens[arm] + (1 - keep) * tokens : tokens;
         _specSeconds[arm] = _specSeen[arm] ? keep * _specSeconds[arm] + (1 - keep) * seconds : seconds;

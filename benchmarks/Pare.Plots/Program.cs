@@ -13,6 +13,9 @@
 //     tokens kept, a line per method.
 //   dotnet run -c Release --project benchmarks/Pare.Plots -- context-pruning CLOZE.json OUT.png
 //     CLOZE.json = the output of `pare rag-eval --set cloze --json`: answer-sentence recall against tokens kept, a line per pruner.
+//   dotnet run -c Release --project benchmarks/Pare.Plots -- idcm IDCM.json OUT.png
+//     IDCM.json = the output of `pare rag-eval --set idcm --json`: MRR against ms per query, a line per first stage
+//     (points = rescore counts), the full model as a point and its MRR - tolerance dashed.
 //   dotnet run -c Release --project benchmarks/Pare.Plots -- recovery CURVE.tsv OUT.png --dense PPL [--pruned-label TEXT]
 //     CURVE.tsv = lines "mode<TAB>steps<TAB>ppl" (the `pare ppl` of each `pare finetune --steps N` output): perplexity
 //     against fine-tuning steps, a line per mode, the dense model's perplexity dashed.
@@ -27,6 +30,7 @@ return args switch
     ["encoder-prune", var json, var png] => EncoderPrunePlot(json, png),
     ["encoder-tokens", var json, var png] => EncoderTokensPlot(json, png),
     ["context-pruning", var json, var png] => ContextPruningPlot(json, png),
+    ["idcm", var json, var png] => IdcmPlot(json, png),
     ["recovery", var tsv, var png, "--dense", var dense, .. var rest] => RecoveryPlot(tsv, png, double.Parse(dense, CultureInfo.InvariantCulture), rest.Length > 1 ? rest[1] : null),
     _ => Usage(),
 };
@@ -86,6 +90,35 @@ static int ContextPruningPlot(string jsonPath, string png)
     }
     int q = doc.RootElement.GetProperty("Questions").GetInt32();
     return Save(plt, png, $"Cloze set (a), {q} questions: answer sentence kept vs context kept", "context tokens kept (%)", "answer-sentence recall", ScottPlot.Alignment.LowerRight);
+}
+
+static int IdcmPlot(string jsonPath, string png)
+{
+    using var doc = JsonDocument.Parse(File.ReadAllText(jsonPath));
+    var root = doc.RootElement;
+    var rows = root.GetProperty("Points").EnumerateArray()
+        .Select(e => (Stage: e.GetProperty("Selection").GetString()!, N: e.GetProperty("Rescore").GetInt32(), Mrr: e.GetProperty("Mrr").GetDouble(), Ms: e.GetProperty("MsPerQuery").GetDouble())).ToArray();
+    double fullMrr = root.GetProperty("FullMrr").GetDouble(), fullMs = root.GetProperty("FullMs").GetDouble(), tol = root.GetProperty("Tolerance").GetDouble();
+    var plt = new ScottPlot.Plot();
+    foreach (var g in rows.GroupBy(r => r.Stage))
+    {
+        var pts = g.OrderBy(r => r.N).ToArray();
+        var line = plt.Add.Scatter(pts.Select(p => p.Ms).ToArray(), pts.Select(p => p.Mrr).ToArray());
+        line.LegendText = g.Key + " -> full on top 1.." + pts[^1].N;
+        line.LineWidth = 2;
+        line.MarkerSize = 6;
+    }
+    var full = plt.Add.Scatter(new[] { fullMs }, new[] { fullMrr });
+    full.LegendText = "full encoder on all candidates";
+    full.MarkerSize = 12;
+    full.MarkerShape = ScottPlot.MarkerShape.FilledSquare;
+    double maxMs = Math.Max(fullMs, rows.Max(r => r.Ms));
+    var band = plt.Add.Scatter(new[] { 0, maxMs }, new[] { fullMrr - tol, fullMrr - tol });
+    band.LegendText = $"full MRR - {tol}";
+    band.LinePattern = ScottPlot.LinePattern.Dashed;
+    band.MarkerSize = 0;
+    int q = root.GetProperty("Questions").GetInt32();
+    return Save(plt, png, $"IDCM on the cloze set, {q} questions: MRR vs latency (points: candidates rescored)", "ms per query (wall, shared machine)", "MRR of the gold passage", ScottPlot.Alignment.LowerRight);
 }
 
 static int Save(ScottPlot.Plot plt, string png, string title, string xLabel, string yLabel, ScottPlot.Alignment legend)

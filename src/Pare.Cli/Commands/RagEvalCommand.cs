@@ -31,7 +31,7 @@ internal static class RagEvalCommand
             .Check(v => float.IsFinite(v) && v > 0 && v <= 1, "in (0, 1]");
         var etm = new Option<string>("--etm") { Description = "idcm: the full model: sentence (MiniLM best-sentence cosine) or provence (joint pass, head's best sentence).", DefaultValueFactory = _ => "sentence" };
         etm.AcceptOnlyFromAmong("sentence", "provence");
-        var esms = new Option<string>("--first-stages") { Description = "idcm: cheap first stages, comma-separated: bi-encoder, layers-N (MiniLM cut to N blocks), tokens (MiniLM token-pruned by --cascade-prune/--cascade-keep), provence-cls.", DefaultValueFactory = _ => "bi-encoder,layers-1,layers-2,layers-3,tokens" };
+        var esms = new Option<string>("--first-stages") { Description = "idcm: cheap first stages, comma-separated: bi-encoder, layers-N (MiniLM cut to N blocks), tokens (MiniLM token-pruned by --cascade-prune/--cascade-keep), provence-cls, or A+B (the sum of two stages' scores).", DefaultValueFactory = _ => "bi-encoder,layers-1,layers-2,tokens" };
         var rescores = new Option<string>("--rescores") { Description = "idcm: candidate counts the full model rescores, comma-separated.", DefaultValueFactory = _ => "1,2,3,4,5,6,7" };
         var xtrTokens = new Option<int>("--xtr-tokens") { Description = "cloze: XTR document tokens retrieved per query token (k').", DefaultValueFactory = _ => 100 }.AtLeast(1);
         var seed = new Option<ulong>("--seed") { Description = "Seed of the set.", DefaultValueFactory = _ => 7UL };
@@ -55,8 +55,6 @@ internal static class RagEvalCommand
             var e = new Embedder(IndexCommand.LoadEncoder(r.GetValue(encoder)!), r.GetValue(threads));
             if (r.GetValue(set) == "idcm")
             {
-                string path = r.GetValue(text)!;
-                if (!File.Exists(path)) throw new PareException($"text file not found: {path} (run 'pare data fetch')");
                 int nc = r.GetValue(candidates);
                 var ns = Parse(r.GetValue(rescores)!, "--rescores", int.Parse);
                 if (ns.Length == 0 || ns.Any(n => n < 1 || n > nc)) throw new PareException($"--rescores: every count must be between 1 and --candidates ({nc})");
@@ -67,16 +65,20 @@ internal static class RagEvalCommand
                 ProvenceHead? ph = null;
                 ProvenceHead Head() => ph ??= ProvenceHead.Load(r.GetValue(head)!);
                 int th = r.GetValue(threads), layers = e.Model.Config.Layers;
-                var stages = r.GetValue(esms)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(n => n switch
+                IPassageScorer Stage(string n) => n switch
                 {
+                    _ when n.Contains('+') => new SumStage(Stage(n[..n.IndexOf('+')].Trim()), Stage(n[(n.IndexOf('+') + 1)..].Trim())),
                     "bi-encoder" => new BiEncoderStage(),
                     "tokens" => new BestSentenceStage(e.Model, th, 0, Reducer(), tpName),
                     "provence-cls" => new ProvenceClsStage(e, Head(), Reducer(), tpName),
                     _ when n.StartsWith("layers-", StringComparison.Ordinal) && int.TryParse(n[7..], CultureInfo.InvariantCulture, out int l) && l >= 1 && l <= layers
                         => (IPassageScorer)new BestSentenceStage(e.Model, th, l),
-                    _ => throw new PareException($"--first-stages: unknown stage '{n}' (bi-encoder, layers-1..layers-{layers}, tokens, provence-cls)"),
-                }).ToList();
+                    _ => throw new PareException($"--first-stages: unknown stage '{n}' (bi-encoder, layers-1..layers-{layers}, tokens, provence-cls, or A+B: the sum of two)"),
+                };
+                var stages = r.GetValue(esms)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Stage).ToList();
                 if (stages.Count == 0) throw new PareException("--first-stages: no stage given");
+                string path = r.GetValue(text)!;
+                if (!File.Exists(path)) throw new PareException($"text file not found: {path} (run 'pare data fetch')");
                 IPassageScorer full = r.GetValue(etm) == "provence" ? new ProvenceStage(e, Head()) : new BestSentenceStage(e.Model, th);
                 var cs = ClozeSets.Build(PassageIndex.ReadText(path), new ClozeOptions { PoolSize = r.GetValue(pool), Questions = r.GetValue(questions), Seed = r.GetValue(seed) });
                 var rep = Cli.WithProgress(asJson, "rag-eval idcm", p => IdcmSweep.Run(e, cs, full, stages, new IdcmSweepOptions { Candidates = nc, Rescore = ns }, p, ct));

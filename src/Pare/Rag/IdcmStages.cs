@@ -91,3 +91,16 @@ public sealed class ProvenceClsStage(Embedder embedder, ProvenceHead head, IToke
     public double[] Score(string question, IReadOnlyList<Candidate> candidates, CancellationToken ct = default) =>
         head.Score(embedder, question, [.. candidates.Select(c => c.Passage.Sentences)], reducer, ct).Passages;
 }
+
+/// <summary>The sum of two stages' scores (e.g. the index's free bi-encoder cosine plus a layer-pruned MiniLM's best
+/// sentence): both are cosines, so they are added unweighted; the cost is both stages'.</summary>
+public sealed class SumStage(IPassageScorer a, IPassageScorer b) : IPassageScorer
+{
+    public string Name => $"{a.Name} + {b.Name}";
+    public double[] Score(string question, IReadOnlyList<Candidate> candidates, CancellationToken ct = default)
+    {
+        var x = a.Score(question, candidates, ct);
+        var y = b.Score(question, candidates, ct);
+        return [.. x.Zip(y, (p, q) => p + q)];
+    }
+}

@@ -4,6 +4,10 @@
 //       [--rounds 5] [--formats F16,Q8_0,Q4_K_M] [--dir .cache/bench] [--small] [--leave-output-tensor]
 //       [--pairs LABEL=PARE.gguf:LLAMA.gguf,...]   (Pare on one file, llama.cpp on another: compact sparse vs dense)
 //   dotnet run -c Release --project benchmarks/Pare.SideBySide -- quantize IN.gguf OUT.gguf TYPE   (llama.cpp's quantizer)
+//   dotnet run -c Release --project benchmarks/Pare.SideBySide -- kv-memory MODEL.gguf CONTEXT
+//       KV cache bytes at CONTEXT positions per cache type (f32, f16, q8_0), llama.cpp (the size its context reports in
+//       its log, and the resident memory the context adds) beside Pare's (KvCache.Bytes, and the resident memory a
+//       filled session adds). One JSON line per (engine, type).
 //
 // The model is a non-repeating random-weight llama-shaped model (dim 2048, 16 layers, 32 heads, 8 KV heads,
 // FFN 5632, vocab 32000: about 852M parameters), written in F16 by Pare's writer; Q8_0 and Q4_K_M copies are made
@@ -19,8 +23,11 @@ using Pare.Kernels;
 using Pare.Models;
 using Pare.Tensors;
 
-NativeLibraryConfig.All.WithLogCallback((_, _) => { });
+var llamaLog = new List<string>();
+NativeLibraryConfig.All.WithLogCallback((_, msg) => { lock (llamaLog) llamaLog.Add(msg); });
 NativeApi.llama_empty_call();
+
+if (args is ["kv-memory", var kvModel, var kvContext]) return KvMemory.Run(kvModel, int.Parse(kvContext, CultureInfo.InvariantCulture), llamaLog);
 
 // `quantize IN OUT TYPE`: llama.cpp's own quantizer with its defaults (e.g. pare-ref to Q8_0 for the thread check).
 if (args is ["quantize", var qIn, var qOut, var qType])

@@ -45,7 +45,7 @@ public class BertGradientsTests
         var shapes = BertGradients.Matrices.Select(m => t.Shape($"encoder.layer.{layer}.{m}.weight")).ToArray();
         var grads = shapes.Select(sh => batch.Select(_ => new float[sh[0] * sh[1]]).ToArray()).ToArray();
         g.Backward(tape, dEmb, layer, grads);
-        const float eps = 2e-3f;
+        const float eps = 4e-3f; // float rounding of the reference forward: ~1e-4 noise in the quotient for the unnormalized losses
         int checkedCount = 0;
         double fdSum = 0;
         for (int m = 0; m < BertGradients.Matrices.Length; m++)
@@ -61,7 +61,7 @@ public class BertGradientsTests
                     w[idx] = keep - eps; double down = Loss(c, t, batch[s], targets[s]);
                     w[idx] = keep;
                     double fd = (up - down) / (2 * eps), an = grads[m][s][idx];
-                    Assert.True(Math.Abs(an - fd) <= 1e-3 + 0.02 * Math.Abs(fd), $"{BertGradients.Matrices[m]}[{idx}] sentence {s}: backward {an:G6} vs finite difference {fd:G6}");
+                    Assert.True(Math.Abs(an - fd) <= 2e-4 + 0.02 * Math.Abs(fd), $"{BertGradients.Matrices[m]}[{idx}] sentence {s}: backward {an:G6} vs finite difference {fd:G6}");
                     checkedCount++;
                     fdSum += Math.Abs(fd);
                 }
@@ -71,7 +71,7 @@ public class BertGradientsTests
         Assert.True(grads.Sum(m => m.Sum(s => s.Sum(v => (double)v * v))) > 1e-4);
         Assert.Equal(6 * 6 * 3, checkedCount);
         // ... and the entries checked are well above the absolute tolerance on average.
-        Assert.True(fdSum / checkedCount > 1e-2, $"mean |finite difference| {fdSum / checkedCount:G3}");
+        Assert.True(fdSum / checkedCount > 1e-3, $"mean |finite difference| {fdSum / checkedCount:G3}");
     }
 
     [Fact]

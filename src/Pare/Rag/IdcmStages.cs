@@ -52,25 +52,48 @@ public sealed class BestSentenceStage : IPassageScorer
     // The first blocks' weights of the full model (BertWeights reads only the blocks the config names).
     static BertWeights TruncatedWeights(BertModel m, int layers) => new(m.Config with { Layers = layers }, m.Tensors);
 
-    public double[] Score(string question, IReadOnlyList<Candidate> candidates, CancellationToken ct = default)
+    public double[] Score(string question, IReadOnlyList<Candidate> candidates, CancellationToken ct = default) =>
+        [.. SentenceScores(question, [.. candidates.Select(c => c.Passage.Sentences)], ct).Select(s => s.Length == 0 ? double.NegativeInfinity : s.Max())];
+
+    /// <summary>Cosine of every sentence to the question, embedded by this stage's encoder (one batch, no cache).</summary>
+    public double[][] SentenceScores(string question, IReadOnlyList<IReadOnlyList<string>> passages, CancellationToken ct = default)
     {
         var ids = new List<int[]> { _model.Tokenize(question).Ids };
-        foreach (var c in candidates) ids.AddRange(c.Passage.Sentences.Select(s => _model.Tokenize(s).Ids));
+        foreach (var p in passages) ids.AddRange(p.Select(s => _model.Tokenize(s).Ids));
         var v = new List<float[]>(ids.Count);
         for (int start = 0; start < ids.Count; start += 64)
         {
             var h = _encoder.Forward([.. ids.Skip(start).Take(64)], _threads, _reducer, null, ct);
             v.AddRange(SentencePooling.Pool(h, _model.Config.Pooling, _model.Config.Normalize));
         }
-        var result = new double[candidates.Count];
+        var result = new double[passages.Count][];
         int k = 1;
-        for (int c = 0; c < candidates.Count; c++)
+        for (int c = 0; c < passages.Count; c++)
         {
-            double best = double.NegativeInfinity;
-            foreach (var _ in candidates[c].Passage.Sentences) best = Math.Max(best, Embedder.Dot(v[0], v[k++]));
-            result[c] = best;
+            result[c] = new double[passages[c].Count];
+            for (int s = 0; s < result[c].Length; s++) result[c][s] = Embedder.Dot(v[0], v[k++]);
         }
         return result;
+    }
+}
+
+/// <summary>
+/// IDCM at its own granularity (passages inside a document there, sentences inside a candidate passage here): the cheap
+/// stage scores every sentence of every candidate, the full stage embeds only the <paramref name="perPassage"/> best
+/// sentences of each candidate, and a candidate scores the full stage's best cosine among them. A whole ranker: its cost
+/// is the cheap pass over everything plus the full pass over 8 × <paramref name="perPassage"/> sentences.
+/// </summary>
+public sealed class SentenceCascadeStage(BestSentenceStage cheap, BestSentenceStage full, int perPassage) : IPassageScorer
+{
+    public string Name => $"intra-passage cascade: {cheap.Name} picks {perPassage} sentence(s) per candidate, full MiniLM scores them";
+
+    public double[] Score(string question, IReadOnlyList<Candidate> candidates, CancellationToken ct = default)
+    {
+        if (perPassage < 1) throw new PareException($"sentences per candidate must be at least 1 (got {perPassage})");
+        var esm = cheap.SentenceScores(question, [.. candidates.Select(c => c.Passage.Sentences)], ct);
+        var picked = esm.Select((s, c) => Enumerable.Range(0, s.Length).OrderByDescending(i => s[i]).ThenBy(i => i).Take(perPassage)
+            .Select(i => candidates[c].Passage.Sentences[i]).ToList()).ToList();
+        return [.. full.SentenceScores(question, [.. picked.Select(p => (IReadOnlyList<string>)p)], ct).Select(s => s.Length == 0 ? double.NegativeInfinity : s.Max())];
     }
 }
 

@@ -84,6 +84,19 @@ public class RagEncoderTests
         Assert.NotEqual(fs[1], ts[1], 3);
         Assert.Equal(1, IdcmCascade.Order(ts)[0]);
         Assert.Throws<PareException>(() => new BestSentenceStage(e.Model, 2, layers: 7));
+        // The intra-passage cascade: with every sentence passed on it is the full stage; with one per passage it scores
+        // the sentence the 1-block stage liked best, with the full stage's cosine.
+        var all = new SentenceCascadeStage(new BestSentenceStage(e.Model, 2, layers: 1), full, 3).Score(r.Question, r.Candidates);
+        for (int c = 0; c < 3; c++) Assert.Equal(fs[c], all[c], 5);
+        var one = new SentenceCascadeStage(new BestSentenceStage(e.Model, 2, layers: 1), full, 1).Score(r.Question, r.Candidates);
+        var cheapSent = new BestSentenceStage(e.Model, 2, layers: 1).SentenceScores(r.Question, [.. r.Candidates.Select(c => c.Passage.Sentences)]);
+        var fullSent = full.SentenceScores(r.Question, [.. r.Candidates.Select(c => c.Passage.Sentences)]);
+        for (int c = 0; c < 3; c++)
+        {
+            int pick = Array.IndexOf(cheapSent[c], cheapSent[c].Max());
+            Assert.Equal(fullSent[c][pick], one[c], 5);
+            Assert.True(one[c] <= fs[c] + 1e-5); // batches of other shapes round differently in the last bits
+        }
         // ESM = bi-encoder scores made deliberately wrong (whales last): rescoring 1 keeps the ESM's order, rescoring all
         // gives the ETM's order, rescoring 2 lets the ETM reorder only the ESM's top 2.
         var wrong = new[] { new Candidate(Bread, 0.9), new Candidate(Trains, 0.5), new Candidate(Whales, 0.1) };

@@ -35,16 +35,18 @@ done
 RAW=$(mktemp)
 nice -n 10 dotnet benchmarks/Pare.SideBySide/bin/Release/net10.0/Pare.SideBySide.dll --threads "$THREADS" --prefill "$PREFILL" \
   --decode "$DECODE" --rounds "$ROUNDS" --pairs "$PAIRS" | tee "$RAW"
-python3 - "$RAW" "$OUT" "$BENCH" <<'EOF'
+python3 - "$RAW" "$OUT" "$BENCH" "$DENSE" <<'EOF'
 import sys, os, json
-raw, out, bench = sys.argv[1:4]
+raw, out, bench, dense = sys.argv[1:5]
 lines = open(raw).read().splitlines()
 rows = {}
 for l in lines:
     c = [x.strip() for x in l.strip().strip('|').split('|')]
     if len(c) >= 10 and c[0] not in ('format', '---') and not c[0].startswith('-'):
         # format, file GB, Pare prefill, llama prefill, ratio, Pare GFLOP/s, llama GFLOP/s, Pare decode, llama decode, ...
-        rows[c[0]] = dict(gb=float(c[1]), pp=float(c[2]), lp=float(c[3]), pd=float(c[7]), ld=float(c[8]))
+        # sizes from the files themselves (the dense file may be a symlink: the table's column would show the link's size)
+        path = dense if c[0] == 'dense' else os.path.join(bench, f"random-852m-F16-{c[0]}.gguf")
+        rows[c[0]] = dict(gb=os.path.getsize(path) / 1e9, pp=float(c[2]), lp=float(c[3]), pd=float(c[7]), ld=float(c[8]))
 d = rows['dense']
 res = ["| file | removed (block params) | arch | GB | bytes ratio dense/pruned | Pare prefill tok/s | speedup | llama.cpp prefill tok/s | speedup | Pare decode tok/s | speedup | llama.cpp decode tok/s | speedup | Pare decode speedup / bytes ratio | llama.cpp decode speedup / bytes ratio |",
        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -82,7 +82,7 @@ static class StructuredTable
                             trainTokens ??= TokenizerFiles.EncodeFileCached(new Gpt2BpeTokenizer(TokenizerFiles.Load(model)), train);
                             string ap = Path.Combine(tmp, $"adapt-{r}.gguf");
                             var ar = AdaptPruner.Run(model, ap, ao, trainTokens, new CalibrationSource.TextFile(train));
-                            Add(new Row(method, r, ar.TrainSteps, ar.TrainSteps * ar.TokensPerStep, ar.Removed, ar.Architecture, Ppl(ap), dense, new FileInfo(ap).Length, ar.Seconds, 0, testName));
+                            Add(new Row(method, r, ar.TrainSteps, ar.TrainSteps * ar.TokensPerStep, ar.Removed, ar.Pruned.Architecture, Ppl(ap), dense, new FileInfo(ap).Length, ar.Pruned.Seconds, 0, testName));
                             File.Delete(ap);
                             continue;
                         }

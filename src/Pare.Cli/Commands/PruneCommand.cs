@@ -203,26 +203,27 @@ internal static class PruneCommand
         catch (Exception e) when (e is not PareException) { throw new PareException($"{modelPath}: cannot read its tokenizer: {e.Message}"); }
         var tokens = TokenizerFiles.EncodeFileCached(new Gpt2BpeTokenizer(spec), trainPath);
         calib ??= new CalibrationSource.TextFile(trainPath);
-        var res = WithProgress(asJson, "adapt", e => e.Stage, prog => AdaptPruner.Run(modelPath, outPath, options, tokens, calib, prog, ct));
+        var run = WithProgress(asJson, "adapt", e => e.Stage, prog => AdaptPruner.Run(modelPath, outPath, options, tokens, calib, prog, ct));
+        var res = run.Pruned;
         if (asJson)
         {
             Cli.PrintJson(new
             {
                 input = res.Input, output = res.Output, method = "adapt", ratio = res.Ratio, removed = res.Removed, architecture = res.Architecture,
                 heads = res.Heads, ffn = res.Ffn, block_params_before = res.BlockParamsBefore, block_params_after = res.BlockParamsAfter,
-                train_steps = res.TrainSteps, tokens_per_step = res.TokensPerStep,
-                rounds = res.Rounds.Select(x => new { round = x.Round, target = x.Target, removed = x.Removed, layer_sparsity = x.LayerSparsity, layer_importance = x.LayerImportance, mean_loss = x.MeanLoss }),
+                train_steps = run.TrainSteps, tokens_per_step = run.TokensPerStep,
+                rounds = run.Rounds.Select(x => new { round = x.Round, target = x.Target, removed = x.Removed, layer_sparsity = x.LayerSparsity, layer_importance = x.LayerImportance, mean_loss = x.MeanLoss }),
                 seconds = res.Seconds, input_bytes = res.InputBytes, output_bytes = res.OutputBytes, peak_rss_mb = Cli.PeakRssMb(),
             });
             return 0;
         }
         var t = new Table().AddColumns("round", "target", "removed", "layer sparsity", "mean training loss").Border(TableBorder.Rounded);
-        foreach (var x in res.Rounds)
+        foreach (var x in run.Rounds)
             t.AddRow(x.Round.ToString(CultureInfo.InvariantCulture), x.Target.ToString("P1", CultureInfo.InvariantCulture), x.Removed.ToString("P1", CultureInfo.InvariantCulture),
                 string.Join(" ", x.LayerSparsity.Select(v => v.ToString("0.00", CultureInfo.InvariantCulture))), x.MeanLoss.ToString("0.000", CultureInfo.InvariantCulture));
         AnsiConsole.Write(t);
         var sum = new Table().AddColumns("setting", "value").HideHeaders().Border(TableBorder.Rounded);
-        sum.AddRow("method / ratio", $"adapt / {res.Ratio:0.###}: {res.Rounds.Count} rounds, {res.TrainSteps} fine-tuning steps x {res.TokensPerStep:N0} tokens");
+        sum.AddRow("method / ratio", $"adapt / {res.Ratio:0.###}: {run.Rounds.Count} rounds, {run.TrainSteps} fine-tuning steps x {run.TokensPerStep:N0} tokens");
         sum.AddRow("kept", $"heads {string.Join(" ", res.Heads)}; FFN {string.Join(" ", res.Ffn)}");
         sum.AddRow("removed", $"{res.BlockParamsBefore - res.BlockParamsAfter:N0} of {res.BlockParamsBefore:N0} block parameters ({res.Removed:P2})");
         sum.AddRow("file", $"{Markup.Escape(res.Output)} (arch {res.Architecture}): {res.OutputBytes / 1048576.0:F1} MiB (input {res.InputBytes / 1048576.0:F1} MiB)");

@@ -266,16 +266,7 @@ public sealed class Finetune
     /// <summary>One optimizer step; returns the mean training loss (nats per token) before the update.</summary>
     public double TrainStep()
     {
-        int T = _seqLen, bs = _o.BatchSize;
-        var inputs = new int[bs * T];
-        var targets = new int[bs * T];
-        _sampler.Next(inputs, targets, bs);
-        if (_lora.Count > 0) MergeAdapters();
-        Parameters.ZeroGrads();
-        float scale = 1f / (bs * T);
-        double loss = Model.Step(inputs, targets, scale) * scale;
-        MaskGradients();
-        AfterBackward?.Invoke();
+        double loss = ComputeGradients();
         float lr = LrSchedule.At(Step, _o.Steps, Math.Min(_o.WarmupSteps, Math.Max(1, _o.Steps)), _o.EffectiveLearningRate, _o.EffectiveLearningRate * 0.1f);
         if (_adam != null)
         {

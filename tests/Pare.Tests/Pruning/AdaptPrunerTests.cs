@@ -66,8 +66,8 @@ public class AdaptPrunerTests
         {
             keptGroups[l] = MatchRows(fd, fp, $"blk.{l}.attn_k.weight", hd);
             keptChannels[l] = MatchRows(fd, fp, $"blk.{l}.ffn_up.weight", 1);
-            Assert.Equal(res.Heads[l], keptGroups[l].Count(x => x) * (Shape.Heads / Shape.KvHeads));
-            Assert.Equal(res.Ffn[l], keptChannels[l].Count(x => x));
+            Assert.Equal(res.Pruned.Heads[l], keptGroups[l].Count(x => x) * (Shape.Heads / Shape.KvHeads));
+            Assert.Equal(res.Pruned.Ffn[l], keptChannels[l].Count(x => x));
         }
         foreach (var t in fd.Tensors)
         {

@@ -50,24 +50,10 @@ public sealed record AdaptPrunerOptions
 /// <summary>One round of <see cref="AdaptPruner"/>: the target reached, the layers' sparsities, and the training loss after it.</summary>
 public sealed record AdaptRound(int Round, double Target, double Removed, double[] LayerSparsity, double[] LayerImportance, double MeanLoss);
 
-/// <summary>What an Adapt-Pruner run did.</summary>
-public sealed record AdaptPrunerResult
+/// <summary>What an Adapt-Pruner run did: the structured result (widths, parameters, sizes) plus the training.</summary>
+public sealed record AdaptPrunerResult(StructuredResult Pruned, int TrainSteps, long TokensPerStep, IReadOnlyList<AdaptRound> Rounds)
 {
-    public required string Input { get; init; }
-    public required string Output { get; init; }
-    public required double Ratio { get; init; }
-    public required string Architecture { get; init; }
-    public required int[] Heads { get; init; }
-    public required int[] Ffn { get; init; }
-    public required long BlockParamsBefore { get; init; }
-    public required long BlockParamsAfter { get; init; }
-    public required int TrainSteps { get; init; }
-    public required long TokensPerStep { get; init; }
-    public required IReadOnlyList<AdaptRound> Rounds { get; init; }
-    public required double Seconds { get; init; }
-    public required long InputBytes { get; init; }
-    public required long OutputBytes { get; init; }
-    public double Removed => 1 - (double)BlockParamsAfter / BlockParamsBefore;
+    public double Removed => Pruned.Removed;
 }
 
 /// <summary>
@@ -99,16 +85,13 @@ public static class AdaptPruner
         var sw = Stopwatch.StartNew();
         LlamaConfig c;
         int[][] windows;
+        string calibDesc;
         using (var dense = LlamaModel.Load(modelPath))
         {
             var f = dense.Gguf ?? throw new PareException($"{modelPath}: pruning reads GGUF files only");
-            if (CompactFormat.IsCompact(f)) throw new PareException(CompactFormat.Explain(modelPath));
+            StructuredPruner.CheckInput(dense, f, modelPath);
             c = dense.Config;
-            if (c.Architecture == "deci" || !c.IsUniform || dense.Weights.Layers.Any(lw => lw.Bo != null || lw.BDown != null))
-                throw new PareException($"{modelPath} is already structurally pruned (per-layer shapes or output biases); prune the dense model");
-            if (c.Architecture is not ("llama" or "mistral"))
-                throw new PareException($"{modelPath}: structured pruning writes llama/deci files and reads llama-architecture models only (this one is {c.Architecture})");
-            (windows, _) = Calibration.Load(dense, calibration, options.Samples, Math.Min(options.SeqLen, c.ContextLength), options.Seed, "adapt");
+            (windows, calibDesc) = Calibration.Load(dense, calibration, options.Samples, Math.Min(options.SeqLen, c.ContextLength), options.Seed, "adapt");
         }
         var shape = new BlockShape(c.Dim, c.HeadDim, c.Heads, c.KvHeads, c.FfnDim);
         int rounds = options.Rounds, perRound = options.StepsPerRound;
@@ -171,15 +154,7 @@ public static class AdaptPruner
             {
                 var f = m.Gguf!;
                 using var src = File.OpenHandle(final, FileMode.Open, FileAccess.Read, FileShare.Read);
-                byte[] ReadRow(WeightMatrix w, int r)
-                {
-                    var info = f.GetTensor(w.Name);
-                    long rowBytes = GgmlTypeInfo.RowBytes(info.Type, w.Cols);
-                    var buf = new byte[rowBytes];
-                    RandomAccess.Read(src, buf, f.DataOffset + info.Offset + r * rowBytes);
-                    return buf;
-                }
-                arch = StructuredPruner.WriteKept(f, c, m.Weights, src, ReadRow, keepGroups, keepChannels, null, null, writer =>
+                arch = StructuredPruner.WriteKept(f, c, m.Weights, src, StructuredPruner.RowReader(f, src), keepGroups, keepChannels, null, null, writer =>
                 {
                     writer.Set("pare.prune.method", "adapt");
                     writer.Set("pare.prune.ratio", (float)options.Ratio);
@@ -190,13 +165,15 @@ public static class AdaptPruner
                     writer.Set("pare.prune.seed", (uint)options.Seed);
                 }, outputPath);
             }
-            return new AdaptPrunerResult
+            var pruned = new StructuredResult
             {
-                Input = modelPath, Output = outputPath, Ratio = options.Ratio, Architecture = arch,
-                Heads = [.. keepGroups.Select(g => g.Count(x => x) * shape.QueryHeadsPerGroup)], Ffn = [.. keepChannels.Select(ch => ch.Count(x => x))],
-                BlockParamsBefore = before, BlockParamsAfter = Kept(), TrainSteps = ft.Step, TokensPerStep = ft.TokensPerStep, Rounds = log,
+                Input = modelPath, Output = outputPath, Method = "adapt", Ratio = options.Ratio, Architecture = arch,
+                Samples = windows.Length, SeqLen = windows[0].Length, Seed = options.Seed, Calibration = calibDesc,
+                Heads = [.. keepGroups.Select(g => g.Count(x => x) * shape.QueryHeadsPerGroup)], KvHeads = [.. keepGroups.Select(g => g.Count(x => x))],
+                Ffn = [.. keepChannels.Select(ch => ch.Count(x => x))], BlockParamsBefore = before, BlockParamsAfter = Kept(),
                 Seconds = sw.Elapsed.TotalSeconds, InputBytes = new FileInfo(modelPath).Length, OutputBytes = new FileInfo(outputPath).Length,
             };
+            return new AdaptPrunerResult(pruned, ft.Step, ft.TokensPerStep, log);
         }
         finally { Directory.Delete(tmpDir, true); }
     }

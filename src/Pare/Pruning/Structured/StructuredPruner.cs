@@ -55,13 +55,9 @@ public static class StructuredPruner
 
         using var model = LlamaModel.Load(modelPath);
         var f = model.Gguf ?? throw new PareException($"{modelPath}: pruning reads GGUF files only");
-        if (CompactFormat.IsCompact(f)) throw new PareException(CompactFormat.Explain(modelPath));
+        CheckInput(model, f, modelPath);
         var c = model.Config;
         var w = model.Weights;
-        if (c.Architecture == "deci" || !c.IsUniform || w.Layers.Any(lw => lw.Bo != null || lw.BDown != null))
-            throw new PareException($"{modelPath} is already structurally pruned (per-layer shapes or output biases); prune the dense model");
-        if (c.Architecture is not ("llama" or "mistral"))
-            throw new PareException($"{modelPath}: structured pruning writes llama/deci files and reads llama-architecture models only (this one is {c.Architecture})");
         for (int l = 0; l < c.Layers; l++)
             foreach (var s in Linears)
             {
@@ -89,14 +85,7 @@ public static class StructuredPruner
         }
 
         using var src = File.OpenHandle(modelPath, FileMode.Open, FileAccess.Read, FileShare.Read);
-        byte[] ReadRow(WeightMatrix m, int r)
-        {
-            var info = f.GetTensor(m.Name);
-            long rowBytes = GgmlTypeInfo.RowBytes(info.Type, m.Cols);
-            var buf = new byte[rowBytes];
-            RandomAccess.Read(src, buf, f.DataOffset + info.Offset + r * rowBytes);
-            return buf;
-        }
+        var readRow = RowReader(f, src);
 
         // 1. One pass through the dense model: per block, statistics of the attn_output and ffn_down inputs and the scores.
         var scores = new BlockScores[c.Layers];
@@ -104,14 +93,14 @@ public static class StructuredPruner
         var attnMeans = new float[c.Layers][];
         var ffnMeans = new float[c.Layers][];
         {
-            var hidden = windows.Select(win => { var x = new float[(long)seqLen * c.Dim]; BlockRunner.Embed(w, c.Dim, win, x, ReadRow); return x; }).ToArray();
+            var hidden = windows.Select(win => { var x = new float[(long)seqLen * c.Dim]; BlockRunner.Embed(w, c.Dim, win, x, readRow); return x; }).ToArray();
             var runner = new BlockRunner(c, options.Threads);
             DenseBlock? block = null;
             for (int l = 0; l < c.Layers; l++)
             {
                 cancel.ThrowIfCancellationRequested();
                 progress?.Report(new(l, c.Layers, "calibrating", (double)l / c.Layers));
-                block = DenseBlock.Load(c, w.Layers[l], l, ReadRow, reuse: block);
+                block = DenseBlock.Load(c, w.Layers[l], l, readRow, reuse: block);
                 if (options.Method == StructuredMethod.MagnitudeSp)
                 {
                     scores[l] = MagnitudeSp.Scores(shape, block.Wq.Data, block.Wk.Data, block.Wv.Data, block.Wo.Data, block.Gate.Data, block.Up.Data, block.Down.Data);
@@ -174,7 +163,7 @@ public static class StructuredPruner
         // 3. The output file.
         progress?.Report(new(c.Layers, c.Layers, "writing", 1));
         cancel.ThrowIfCancellationRequested();
-        string arch = WriteKept(f, c, w, src, ReadRow, keepGroups, keepChannels, options.Compensates ? attnMeans : null, options.Compensates ? ffnMeans : null,
+        string arch = WriteKept(f, c, w, src, readRow, keepGroups, keepChannels, options.Compensates ? attnMeans : null, options.Compensates ? ffnMeans : null,
             writer =>
             {
                 writer.Set("pare.prune.method", options.Name);
@@ -192,6 +181,28 @@ public static class StructuredPruner
             Seconds = sw.Elapsed.TotalSeconds, InputBytes = new FileInfo(modelPath).Length, OutputBytes = new FileInfo(outputPath).Length,
         };
     }
+
+    /// <summary>Refuses what structured pruning cannot read: compact files, already structurally pruned models (deci,
+    /// per-layer shapes, output biases) and non-llama architectures (one line each).</summary>
+    internal static void CheckInput(LlamaModel model, GgufFile f, string modelPath)
+    {
+        if (CompactFormat.IsCompact(f)) throw new PareException(CompactFormat.Explain(modelPath));
+        var c = model.Config;
+        if (c.Architecture == "deci" || !c.IsUniform || model.Weights.Layers.Any(lw => lw.Bo != null || lw.BDown != null))
+            throw new PareException($"{modelPath} is already structurally pruned (per-layer shapes or output biases); prune the dense model");
+        if (c.Architecture is not ("llama" or "mistral"))
+            throw new PareException($"{modelPath}: structured pruning writes llama/deci files and reads llama-architecture models only (this one is {c.Architecture})");
+    }
+
+    /// <summary>The stored bytes of row r of a matrix of <paramref name="f"/>, read from <paramref name="src"/>.</summary>
+    internal static Func<WeightMatrix, int, byte[]> RowReader(GgufFile f, Microsoft.Win32.SafeHandles.SafeFileHandle src) => (m, r) =>
+    {
+        var info = f.GetTensor(m.Name);
+        long rowBytes = GgmlTypeInfo.RowBytes(info.Type, m.Cols);
+        var buf = new byte[rowBytes];
+        RandomAccess.Read(src, buf, f.DataOffset + info.Offset + r * rowBytes);
+        return buf;
+    };
 
     /// <summary>
     /// Writes the structured file of the kept head groups and FFN channels of every layer: kept rows of q, k, v, gate, up,

@@ -21,20 +21,10 @@ START=$(date +%s)
 step() { echo "[$(( $(date +%s) - START )) s] $*" >&2; }
 
 step "building ..."
-dotnet build -c Release src/Pare.Cli -v q -nologo >/dev/null
-dotnet build -c Release benchmarks/Pare.KernelBench -v q -nologo >/dev/null
-dotnet build -c Release benchmarks/Pare.SideBySide -v q -nologo >/dev/null
-PARE=src/Pare.Cli/bin/Release/net10.0/Pare.Cli
-KB="dotnet benchmarks/Pare.KernelBench/bin/Release/net10.0/Pare.KernelBench.dll"
-SBS="dotnet benchmarks/Pare.SideBySide/bin/Release/net10.0/Pare.SideBySide.dll"
+source benchmarks/acceptance-common.sh
 
 {
-  echo "# Issue #12 tables, quiet run, $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo
-  echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) logical CPUs; commit $(git rev-parse --short HEAD)."
-  echo "Pare's kernel paths: $($PARE bench models/pare-ref.gguf --prefill 2 --decode 2 --runs 1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["isa"])')."
-  echo "Load average at start: $(cut -d' ' -f1-3 /proc/loadavg)."
-  echo
+  acceptance_header "Issue #12 tables, quiet run"
   echo "## 1. Kernels, one thread (\`Pare.KernelBench --rounds 7\`)"
   echo
 } > "$REPORT"

@@ -66,14 +66,7 @@ public sealed class BestSentenceStage : IPassageScorer
             var h = _encoder.Forward([.. ids.Skip(start).Take(64)], _threads, _reducer, null, ct);
             v.AddRange(SentencePooling.Pool(h, _model.Config.Pooling, _model.Config.Normalize));
         }
-        var result = new double[passages.Count][];
-        int k = 1;
-        for (int c = 0; c < passages.Count; c++)
-        {
-            result[c] = new double[passages[c].Count];
-            for (int s = 0; s < result[c].Length; s++) result[c][s] = Embedder.Dot(v[0], v[k++]);
-        }
-        return result;
+        return SimilarityThreshold.Cosines(v, passages);
     }
 }
 

@@ -28,7 +28,12 @@ public sealed class SimilarityThreshold(Embedder embedder, SimilarityThresholdOp
     {
         var texts = new List<string> { question };
         foreach (var p in passages) texts.AddRange(p);
-        var v = embedder.Embed(texts, null, ct);
+        return Cosines(embedder.Embed(texts, null, ct), passages);
+    }
+
+    /// <summary>v[0] is the question's vector, then one per sentence of each passage in order: cosine of each to v[0].</summary>
+    internal static double[][] Cosines(IReadOnlyList<float[]> v, IReadOnlyList<IReadOnlyList<string>> passages)
+    {
         var result = new double[passages.Count][];
         int k = 1;
         for (int c = 0; c < passages.Count; c++)

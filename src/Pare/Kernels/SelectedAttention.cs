@@ -246,7 +246,12 @@ public static unsafe class SelectedAttention
         Span<float> inv = stackalloc float[4];
         for (int i = 0; i < m; i++) inv[i] = 1f / Ops.ExpMinusMax(new Span<float>(sc + i * j->Stride, n));
         float* vHead = j->V + kvHead * hd;
-        for (int d0 = 0; d0 < hd; d0 += B)
+        int* flat = j->Flat + j->UnitPos[u];
+        int d0 = 0;
+        // 64 values of V at a time: each selected row read once for all m heads (16 accumulators).
+        for (; d0 + 4 * B <= hd; d0 += 4 * B)
+            Weighted64(vHead + d0, j->KvDim, flat, count, j->Own, n, sc, j->Stride, m, j->Out + h0 * hd + d0, hd, inv);
+        for (; d0 < hd; d0 += B)
         {
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (int i = 0; i < n; i++)
@@ -264,6 +269,34 @@ public static unsafe class SelectedAttention
             if (m > 2) (a2 * inv[2]).Store(o + 2 * hd);
             if (m > 3) (a3 * inv[3]).Store(o + 3 * hd);
         }
+    }
+
+    /// <summary>o[h] (64 floats, heads headDim apart) = inv[h] Σ_i sc[h·stride + i] V(p_i)[0..64) for m (1-4) heads, p_i from
+    /// flat (count) then own.</summary>
+    static void Weighted64(float* v, int kvd, int* flat, int count, int* own, int n, float* sc, int stride, int m, float* o, int headDim, Span<float> inv)
+    {
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default,
+            a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
+        for (int i = 0; i < n; i++)
+        {
+            float* row = v + (long)(i < count ? flat[i] : own[i - count]) * kvd;
+            Vector512<float> r0 = Vector512.Load(row), r1 = Vector512.Load(row + B), r2 = Vector512.Load(row + 2 * B), r3 = Vector512.Load(row + 3 * B);
+            var w = Vector512.Create(sc[i]);
+            a00 += w * r0; a01 += w * r1; a02 += w * r2; a03 += w * r3;
+            if (m > 1) { w = Vector512.Create(sc[stride + i]); a10 += w * r0; a11 += w * r1; a12 += w * r2; a13 += w * r3; }
+            if (m > 2) { w = Vector512.Create(sc[2 * stride + i]); a20 += w * r0; a21 += w * r1; a22 += w * r2; a23 += w * r3; }
+            if (m > 3) { w = Vector512.Create(sc[3 * stride + i]); a30 += w * r0; a31 += w * r1; a32 += w * r2; a33 += w * r3; }
+        }
+        Store4(o, inv[0], a00, a01, a02, a03);
+        if (m > 1) Store4(o + headDim, inv[1], a10, a11, a12, a13);
+        if (m > 2) Store4(o + 2 * headDim, inv[2], a20, a21, a22, a23);
+        if (m > 3) Store4(o + 3 * headDim, inv[3], a30, a31, a32, a33);
+    }
+
+    static void Store4(float* o, float s, Vector512<float> x0, Vector512<float> x1, Vector512<float> x2, Vector512<float> x3)
+    {
+        var v = Vector512.Create(s);
+        (x0 * v).Store(o); (x1 * v).Store(o + B); (x2 * v).Store(o + 2 * B); (x3 * v).Store(o + 3 * B);
     }
 
     /// <summary>Scores of m heads (queries q, q + headDim, ...) over count positions, each K block row loaded once for all m.</summary>

@@ -1,5 +1,6 @@
 # Shared set-up of benchmarks/decode-acceptance.sh and benchmarks/quiet-acceptance.sh (sourced, not run): builds the CLI
-# and the two benchmark programs, sets PARE / KB / SBS, and writes the report's header: acceptance_header TITLE.
+# and the two benchmark programs, sets PARE / KB / SBS, and writes the report's header: acceptance_header TITLE;
+# sparse_pairs makes the magnitude-pruned 852M files (dense and compact, once) and sets PAIRS for Pare.SideBySide --pairs.
 dotnet build -c Release src/Pare.Cli -v q -nologo >/dev/null
 dotnet build -c Release benchmarks/Pare.KernelBench -v q -nologo >/dev/null
 dotnet build -c Release benchmarks/Pare.SideBySide -v q -nologo >/dev/null
@@ -14,4 +15,17 @@ acceptance_header() {
   echo "Pare's kernel paths: $($PARE bench models/pare-ref.gguf --prefill 2 --decode 2 --runs 1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["isa"])')."
   echo "Load average at start: $(cut -d' ' -f1-3 /proc/loadavg)."
   echo
+}
+
+sparse_pairs() {
+  PAIRS=""
+  local ty s dense compact
+  for ty in F16 Q8_0; do
+    for s in 0.5 0.7; do
+      dense="$BENCH/mag-$ty-$s.gguf"; compact="$BENCH/mag-$ty-$s-bitmask.gguf"
+      [ -f "$dense" ] || $PARE prune "$BENCH/random-852m-$ty.gguf" --method magnitude --sparsity "$s" --samples 0 -o "$dense" --json >/dev/null
+      [ -f "$compact" ] || $PARE prune "$dense" --repack -o "$compact" --json >/dev/null
+      PAIRS="$PAIRS${PAIRS:+,}$ty-$s-compact=$compact:$dense"
+    done
+  done
 }

@@ -40,15 +40,7 @@ for t in 2 1; do
 done
 
 echo "3/4 compact sparse vs llama.cpp dense ..." >&2
-PAIRS=""
-for ty in F16 Q8_0; do
-  for s in 0.5 0.7; do
-    dense="$BENCH/mag-$ty-$s.gguf"; compact="$BENCH/mag-$ty-$s-bitmask.gguf"
-    [ -f "$dense" ] || $PARE prune "$BENCH/random-852m-$ty.gguf" --method magnitude --sparsity "$s" --samples 0 -o "$dense" --json >/dev/null
-    [ -f "$compact" ] || $PARE prune "$dense" --repack -o "$compact" --json >/dev/null
-    PAIRS="$PAIRS${PAIRS:+,}$ty-$s-compact=$compact:$dense"
-  done
-done
+sparse_pairs
 { echo; echo "## 3. Compact sparse in Pare vs the same pruned dense file in llama.cpp, 2 threads (\`--pairs\`)"; echo; } >> "$REPORT"
 $SBS --threads 2 --rounds 3 --pairs "$PAIRS" | tail -n +3 >> "$REPORT"
 

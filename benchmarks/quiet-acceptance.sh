@@ -43,15 +43,7 @@ for t in 2 1; do
 done
 
 step "4/4 compact sparse vs llama.cpp dense ..."
-PAIRS=""
-for ty in F16 Q8_0; do
-  for s in 0.5 0.7; do
-    dense="$BENCH/mag-$ty-$s.gguf"; compact="$BENCH/mag-$ty-$s-bitmask.gguf"
-    [ -f "$dense" ] || $PARE prune "$BENCH/random-852m-$ty.gguf" --method magnitude --sparsity "$s" --samples 0 -o "$dense" --json >/dev/null
-    [ -f "$compact" ] || $PARE prune "$dense" --repack -o "$compact" --json >/dev/null
-    PAIRS="$PAIRS${PAIRS:+,}$ty-$s-compact=$compact:$dense"
-  done
-done
+sparse_pairs
 { echo; echo "## 4. Compact sparse in Pare vs the same pruned dense file in llama.cpp, 2 threads (\`Pare.SideBySide --threads 2 --rounds 3 --prefill 32 --pairs ...\`)"; echo; } >> "$REPORT"
 $SBS --threads 2 --rounds 3 --prefill 32 --pairs "$PAIRS" | tail -n +3 >> "$REPORT"
 

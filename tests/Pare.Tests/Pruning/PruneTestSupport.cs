@@ -13,6 +13,16 @@ internal static class PruneTestSupport
 
     public static string NewDir() => Directory.CreateTempSubdirectory("pare-prune-").FullName;
 
+    /// <summary>`pare ARGS` fails with one error line containing <paramref name="expected"/>, exit 1, and writes nothing into <paramref name="dir"/>.</summary>
+    public static void RefusedWithoutFile(string dir, string expected, params string[] args)
+    {
+        var r = PareCli.Run(args);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Single(r.ErrorLines);
+        Assert.Contains(expected, r.Stderr, StringComparison.Ordinal);
+        Assert.Empty(Directory.GetFiles(dir));
+    }
+
     public static PruneOptions Options(PruneMethod m, SparsityPattern p, int samples = 16, int seqLen = 32) =>
         new() { Method = m, Pattern = p, Samples = samples, SeqLen = seqLen, Seed = 3, Threads = 2 };
 

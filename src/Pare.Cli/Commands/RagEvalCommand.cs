@@ -31,7 +31,7 @@ internal static class RagEvalCommand
             .Check(v => float.IsFinite(v) && v > 0 && v <= 1, "in (0, 1]");
         var etm = new Option<string>("--etm") { Description = "idcm: the full model: sentence (MiniLM best-sentence cosine) or provence (joint pass, head's best sentence).", DefaultValueFactory = _ => "sentence" };
         etm.AcceptOnlyFromAmong("sentence", "provence");
-        var esms = new Option<string>("--first-stages") { Description = "idcm: cheap first stages, comma-separated: bi-encoder, layers-N (MiniLM cut to N blocks), tokens (MiniLM token-pruned by --cascade-prune/--cascade-keep), provence-cls, sentences-K (1-block MiniLM picks K sentences per candidate, the full MiniLM scores them: a whole ranker, use with --rescores 1), or A+B (the sum of two stages' scores).", DefaultValueFactory = _ => "bi-encoder,layers-1,layers-2,tokens" };
+        var esms = new Option<string>("--first-stages") { Description = "idcm: cheap first stages, comma-separated: bi-encoder, layers-N (MiniLM cut to N blocks), tokens (MiniLM token-pruned by --cascade-prune/--cascade-keep), provence-cls, sentences-K (1-block MiniLM picks K sentences per candidate, the full MiniLM scores them: a whole ranker, use with --rescores 1), bm25 (best sentence by BM25), bm25-sentences-K (BM25 picks the K sentences instead), or A+B (the sum of two stages' scores).", DefaultValueFactory = _ => "bi-encoder,layers-1,layers-2,tokens" };
         var rescores = new Option<string>("--rescores") { Description = "idcm: candidate counts the full model rescores, comma-separated.", DefaultValueFactory = _ => "1,2,3,4,5,6,7" };
         var xtrTokens = new Option<int>("--xtr-tokens") { Description = "cloze: XTR document tokens retrieved per query token (k').", DefaultValueFactory = _ => 100 }.AtLeast(1);
         var seed = new Option<ulong>("--seed") { Description = "Seed of the set.", DefaultValueFactory = _ => 7UL };
@@ -71,11 +71,14 @@ internal static class RagEvalCommand
                     "bi-encoder" => new BiEncoderStage(),
                     _ when n.StartsWith("sentences-", StringComparison.Ordinal) && int.TryParse(n[10..], CultureInfo.InvariantCulture, out int k) && k >= 1
                         => new SentenceCascadeStage(new BestSentenceStage(e.Model, th, 1), new BestSentenceStage(e.Model, th), k),
+                    _ when n.StartsWith("bm25-sentences-", StringComparison.Ordinal) && int.TryParse(n[15..], CultureInfo.InvariantCulture, out int kb) && kb >= 1
+                        => new SentenceCascadeStage(new Bm25Sentences(), new BestSentenceStage(e.Model, th), kb),
+                    "bm25" => new Bm25Sentences(),
                     "tokens" => new BestSentenceStage(e.Model, th, 0, Reducer(), tpName),
                     "provence-cls" => new ProvenceClsStage(e, Head(), Reducer(), tpName),
                     _ when n.StartsWith("layers-", StringComparison.Ordinal) && int.TryParse(n[7..], CultureInfo.InvariantCulture, out int l) && l >= 1 && l <= layers
                         => (IPassageScorer)new BestSentenceStage(e.Model, th, l),
-                    _ => throw new PareException($"--first-stages: unknown stage '{n}' (bi-encoder, layers-1..layers-{layers}, tokens, provence-cls, sentences-K, or A+B: the sum of two)"),
+                    _ => throw new PareException($"--first-stages: unknown stage '{n}' (bi-encoder, layers-1..layers-{layers}, tokens, provence-cls, sentences-K, bm25, bm25-sentences-K, or A+B: the sum of two)"),
                 };
                 var stages = r.GetValue(esms)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Stage).ToList();
                 if (stages.Count == 0) throw new PareException("--first-stages: no stage given");

@@ -26,7 +26,7 @@ public sealed class BiEncoderStage : IPassageScorer
 /// are pruned or merged inside the pass (a token-pruned MiniLM). With neither it is the full encoder, the same scores
 /// as <see cref="SimilarityThreshold"/>'s passage ranking.
 /// </summary>
-public sealed class BestSentenceStage : IPassageScorer
+public sealed class BestSentenceStage : IPassageScorer, ISentenceScorer
 {
     readonly BertModel _model;
     readonly BertEncoder _encoder;
@@ -74,9 +74,10 @@ public sealed class BestSentenceStage : IPassageScorer
 /// IDCM at its own granularity (passages inside a document there, sentences inside a candidate passage here): the cheap
 /// stage scores every sentence of every candidate, the full stage embeds only the <paramref name="perPassage"/> best
 /// sentences of each candidate, and a candidate scores the full stage's best cosine among them. A whole ranker: its cost
-/// is the cheap pass over everything plus the full pass over 8 × <paramref name="perPassage"/> sentences.
+/// is the cheap stage over everything plus the full pass over 8 × <paramref name="perPassage"/> sentences. The cheap
+/// stage is a cut MiniLM or BM25 (<see cref="Bm25Sentences"/>).
 /// </summary>
-public sealed class SentenceCascadeStage(BestSentenceStage cheap, BestSentenceStage full, int perPassage) : IPassageScorer
+public sealed class SentenceCascadeStage(ISentenceScorer cheap, BestSentenceStage full, int perPassage) : IPassageScorer
 {
     public string Name => $"intra-passage cascade: {cheap.Name} picks {perPassage} sentence(s) per candidate, full MiniLM scores them";
 

@@ -99,4 +99,22 @@ public class RagTests
         File.WriteAllBytes(Path.Combine(dir.FullName, "bin.txt"), [72, 0, 1, 2]);
         Assert.Contains("binary", Assert.Throws<PareException>(() => PassageIndex.ReadText(Path.Combine(dir.FullName, "bin.txt"))).Message, StringComparison.Ordinal);
     }
+    [Fact]
+    public void Bm25_ranks_the_sentence_sharing_rare_question_words_first_and_matches_the_formula()
+    {
+        IReadOnlyList<string>[] passages = [["The cat sat on the mat.", "The whale sang in the deep sea."], ["The dog sat by the fire."]];
+        var s = new Bm25Sentences().SentenceScores("whale in the sea", passages);
+        Assert.Equal([2, 1], s.Select(p => p.Length));
+        Assert.True(s[0][1] > s[0][0] && s[0][1] > s[1][0], "the whale sentence shares the rare words");
+        // "the" is in all 3 sentences, so only its small IDF counts for the others: equal length (6 words), equal score.
+        Assert.Equal(s[0][0], s[1][0], 12);
+        double Idf(int df) => Math.Log(1 + (3 - df + 0.5) / (df + 0.5));
+        double avg = (6 + 7 + 6) / 3.0, norm = 1.2 * (1 - 0.75 + 0.75 * 7 / avg);
+        // whale, in, sea: df 1, tf 1; the: df 3, tf 2 in the whale sentence.
+        double want = 3 * Idf(1) * 2.2 / (1 + norm) + Idf(3) * 2 * 2.2 / (2 + norm);
+        Assert.Equal(want, s[0][1], 10);
+        Assert.Equal(["it", "s", "3", "p", "m"], Bm25Sentences.Words("It's 3 p.m."));
+        var ranked = new Bm25Sentences().Score("whale in the sea", [.. passages.Select((p, i) => new Candidate(new Passage($"p{i}", p), 0))]);
+        Assert.Equal(s[0][1], ranked[0]);
+    }
 }

@@ -353,28 +353,30 @@ public static unsafe class SparseMatMul
 
     /// <summary>
     /// Q8_0 decode with int8 activations (<see cref="Q8Act"/>, as the dense Q8_0 kernel): per pair of blocks and row
-    /// one predicate and one 64-byte vpexpandb, then per block the dense kernel's own integer block dot
-    /// (<see cref="Q8_0Kernel.IntBlock"/>) with the same scales in the same order, so the results equal the dense
-    /// kernel's on the dense matrix.
+    /// one predicate and one 64-byte vpexpandb, then both blocks' integer dots in one 512-bit step (<see cref="Q8Rows.Dot2"/>)
+    /// with the same per-lane integer sums, scales and order of float operations as the dense kernel, so the results
+    /// equal the dense kernel's on the dense matrix.
     /// </summary>
     static void VecChunkQ8(void* ctx, int chunk)
     {
         ref readonly Job j = ref *(Job*)ctx;
         int r0 = chunk * RowsPerChunk, r1 = Math.Min(r0 + RowsPerChunk, j.Rows);
         int nb = j.Blocks, ng = Q8Act.Groups(j.Cols);
+        int sb = (nb + 31) & ~15; // scale buffer floats per row: whole 16-float loads past the last pair stay inside
+        float* scales = stackalloc float[2 * sb + 16];
         var q = new Q8Rows
         {
             Blocks = nb, MaskBytes = SparseMatrix.MaskBytes(GgmlType.Q8_0, nb), HeaderBytes = SparseMatrix.RowHeaderBytes(GgmlType.Q8_0, nb),
             Xq = (sbyte*)j.Prep, Dx = j.Prep + ng * 128,
         };
-        float* scratch = stackalloc float[32 + 2];
+        float* y = stackalloc float[2];
         for (int r = r0; r < r1; r += 2)
         {
             int rb = Math.Min(r + 1, r1 - 1);
             byte* next = PrefetchWindow(j, r, rb, r1, out long ahead);
-            q.Dot2(j.RowPtr(r), j.RowPtr(rb), scratch, scratch + 32, next, ahead);
-            j.Y[r] = scratch[32];
-            if (rb != r) j.Y[rb] = scratch[33];
+            q.Dot2(j.RowPtr(r), j.RowPtr(rb), scales, scales + sb, y, next, ahead);
+            j.Y[r] = y[0];
+            if (rb != r) j.Y[rb] = y[1];
         }
     }
 
@@ -386,19 +388,44 @@ public static unsafe class SparseMatMul
         public float* Dx;
 
         /// <summary>
-        /// y = the dense Q8_0 kernel's result for two rows, in its order of operations (so equal to it bit for bit):
-        /// per block the integer dot of the expanded quants times the row's scale times x's.
-        /// Two rows with their pointers in locals: the four-row loop kept them in stack arrays and spilled.
+        /// s[b] = the row's block scale times x's (<see cref="Q8Act.Scale"/> * dx[b], the dense kernel's float product),
+        /// sixteen blocks per step; zero from block <see cref="Blocks"/> on, so the odd block of a last half pair adds 0.
         /// </summary>
-        public readonly void Dot2(byte* row0, byte* row1, float* s, float* y, byte* next, long ahead)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        readonly void RowScales(byte* row, float* s)
+        {
+            short* sc = (short*)(row + MaskBytes);
+            var mask = Vector512.Create(unchecked((int)0x8FFFFFFF));
+            var pow = Vector512.Create(Fp16.Pow2_112);
+            int b = 0;
+            for (; b + 16 <= Blocks; b += 16)
+            {
+                var bits = (Avx512F.ConvertToVector512Int32(Vector256.Load(sc + b)) << 13) & mask;
+                (bits.AsSingle() * pow * Vector512.Load(Dx + b)).Store(s + b);
+            }
+            for (; b < Blocks; b++) s[b] = Q8Act.Scale((byte*)(sc + b)) * Dx[b];
+            Vector512<float>.Zero.Store(s + Blocks);
+        }
+
+        /// <summary>
+        /// y = the dense Q8_0 kernel's result for two rows, bit for bit. Per pair of blocks and row: the expanded 64
+        /// quants (block b in bytes 0-31, b + 1 in 32-63) as |w| times x with w's sign (the dense kernel's
+        /// <see cref="Q8Act.DotSigned"/>, vpsignb replaced by a masked select of x or -x), vpmaddubsw + vpmaddwd into
+        /// sixteen int32 lanes (lanes 0-7: block b's, 8-15: block b + 1's, each the same four products as the dense
+        /// kernel's lane), converted and multiplied by [s[b] x 8, s[b + 1] x 8] into one accumulator whose halves are
+        /// the dense kernel's even- and odd-block accumulators.
+        /// </summary>
+        public readonly void Dot2(byte* row0, byte* row1, float* s0, float* s1, float* y, byte* next, long ahead)
         {
             int perPair = (int)((ahead + 32L * Blocks - 1) / (32L * Blocks)); // lines of the next rows per two blocks
+            RowScales(row0, s0);
+            RowScales(row1, s1);
             byte* v0 = row0 + HeaderBytes, v1 = row1 + HeaderBytes;
             ulong* k0 = (ulong*)row0, k1 = (ulong*)row1;
-            byte* sc0 = row0 + MaskBytes, sc1 = row1 + MaskBytes;
             var test = TestQ8; // a local, as in DotF16x2
-            // Even and odd blocks accumulate apart, as in the dense kernel (Q8Act.Dot4): two FMA chains per row.
-            Vector256<float> a0 = default, a1 = default, e0 = default, e1 = default;
+            var ones = Vector512.Create((short)1);
+            var pairIndex = Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+            Vector512<float> a0 = default, a1 = default;
             for (int b = 0; b < Blocks; b += 2)
             {
                 // Masks broadcast from memory into the AND, counted from separate (volatile) scalar loads, as in DotF16x2.
@@ -407,18 +434,17 @@ public static unsafe class SparseMatMul
                 v0 += BitOperations.PopCount(Volatile.Read(ref k0[b / 2]));
                 v1 += BitOperations.PopCount(Volatile.Read(ref k1[b / 2]));
                 for (int l = 0; l < perPair; l++, next += 64) Sse.Prefetch1(next);
-                var xv = Vector256.Load(Xq + b * 32);
-                float d = Dx[b];
-                a0 = Q8_0Kernel.IntBlock(u0.GetLower(), xv, Q8Act.Scale(sc0 + 2 * b) * d, a0);
-                a1 = Q8_0Kernel.IntBlock(u1.GetLower(), xv, Q8Act.Scale(sc1 + 2 * b) * d, a1);
-                if (b + 1 == Blocks) break;
-                xv = Vector256.Load(Xq + b * 32 + 32);
-                d = Dx[b + 1];
-                e0 = Q8_0Kernel.IntBlock(u0.GetUpper(), xv, Q8Act.Scale(sc0 + 2 * b + 2) * d, e0);
-                e1 = Q8_0Kernel.IntBlock(u1.GetUpper(), xv, Q8Act.Scale(sc1 + 2 * b + 2) * d, e1);
+                var xv = Vector512.Load(Xq + b * 32);
+                var nx = Vector512<sbyte>.Zero - xv;
+                var p0 = Avx512BW.MultiplyAddAdjacent(Avx512BW.Abs(u0), Vector512.ConditionalSelect(Vector512.LessThan(u0, Vector512<sbyte>.Zero), nx, xv));
+                var p1 = Avx512BW.MultiplyAddAdjacent(Avx512BW.Abs(u1), Vector512.ConditionalSelect(Vector512.LessThan(u1, Vector512<sbyte>.Zero), nx, xv));
+                var f0 = Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(p0, ones));
+                var f1 = Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(p1, ones));
+                a0 = Vector512.FusedMultiplyAdd(f0, Avx512F.PermuteVar16x32(Vector512.Load(s0 + b), pairIndex), a0);
+                a1 = Vector512.FusedMultiplyAdd(f1, Avx512F.PermuteVar16x32(Vector512.Load(s1 + b), pairIndex), a1);
             }
-            y[0] = Vector256.Sum(a0 + e0);
-            y[1] = Vector256.Sum(a1 + e1);
+            y[0] = Vector256.Sum(a0.GetLower() + a0.GetUpper());
+            y[1] = Vector256.Sum(a1.GetLower() + a1.GetUpper());
         }
     }
 

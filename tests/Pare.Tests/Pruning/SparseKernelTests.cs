@@ -109,6 +109,28 @@ public unsafe class SparseKernelTests
     }
 
     [Fact]
+    public void Q8_0_quant_of_minus_128_stays_dense()
+    {
+        // The compact Q8_0 decode kernel negates quants, so a -128 quant (no quantizer writes one) is refused at encode
+        // time (the repack then keeps the matrix dense) and at load time.
+        const int rows = 4, cols = 64;
+        var (dense, _) = RandomSparse(GgmlType.Q8_0, rows, cols, 0.5, 2);
+        Assert.True(SparseMatrix.CanEncode(GgmlType.Q8_0, rows, cols, dense));
+        var blob = SparseMatrix.Encode(GgmlType.Q8_0, rows, cols, dense);
+        var bad = (byte[])dense.Clone();
+        int q = Array.FindIndex(bad, 34 + 2, i => i != 0); // a non-zero quant of row 0's second block
+        bad[q] = 0x80;
+        Assert.False(SparseMatrix.CanEncode(GgmlType.Q8_0, rows, cols, bad));
+        Assert.Throws<ArgumentException>(() => SparseMatrix.Encode(GgmlType.Q8_0, rows, cols, bad));
+        // The same value patched into a valid blob: the row's packed quants start after its masks and scales.
+        int valuesAt = (int)BitConverter.ToInt64(blob, SparseMatrix.HeaderBytes) + 8 + 2 * (cols / 32);
+        Open(blob, rows, cols, out _);
+        var badBlob = (byte[])blob.Clone(); badBlob[valuesAt] = 0x80;
+        var e = Assert.Throws<InvalidModelException>(() => Open(badBlob, rows, cols, out _));
+        Assert.Contains("-128", e.Message);
+    }
+
+    [Fact]
     public void Corrupt_blobs_are_rejected()
     {
         var (dense, _) = RandomSparse(GgmlType.F16, 4, 64, 0.5, 1);

@@ -409,8 +409,8 @@ public static unsafe class SparseMatMul
 
         /// <summary>
         /// y = the dense Q8_0 kernel's result for two rows, bit for bit. Per pair of blocks and row: the expanded 64
-        /// quants (block b in bytes 0-31, b + 1 in 32-63) as |w| times x with w's sign (the dense kernel's
-        /// <see cref="Q8Act.DotSigned"/>, vpsignb replaced by a masked select of x or -x), vpmaddubsw + vpmaddwd into
+        /// quants (block b in bytes 0-31, b + 1 in 32-63) times x as |x| times w with x's sign (the dense kernel's
+        /// <see cref="Q8Act.DotSigned"/> has the roles swapped; the products are the same), vpmaddubsw + vpmaddwd into
         /// sixteen int32 lanes (lanes 0-7: block b's, 8-15: block b + 1's, each the same four products as the dense
         /// kernel's lane), converted and multiplied by [s[b] x 8, s[b + 1] x 8] into one accumulator whose halves are
         /// the dense kernel's even- and odd-block accumulators.
@@ -434,10 +434,13 @@ public static unsafe class SparseMatMul
                 v0 += BitOperations.PopCount(Volatile.Read(ref k0[b / 2]));
                 v1 += BitOperations.PopCount(Volatile.Read(ref k1[b / 2]));
                 for (int l = 0; l < perPair; l++, next += 64) Sse.Prefetch1(next);
+                // |x| times w with x's sign: the negation is one masked vpsubb per row (w = -128 would not negate, which
+                // is why compact Q8_0 blobs hold no -128 quant: SparseMatrix.Encode and Open refuse it).
                 var xv = Vector512.Load(Xq + b * 32);
-                var nx = Vector512<sbyte>.Zero - xv;
-                var p0 = Avx512BW.MultiplyAddAdjacent(Avx512BW.Abs(u0), Vector512.ConditionalSelect(Vector512.LessThan(u0, Vector512<sbyte>.Zero), nx, xv));
-                var p1 = Avx512BW.MultiplyAddAdjacent(Avx512BW.Abs(u1), Vector512.ConditionalSelect(Vector512.LessThan(u1, Vector512<sbyte>.Zero), nx, xv));
+                var ax = Avx512BW.Abs(xv);
+                var xneg = Vector512.LessThan(xv, Vector512<sbyte>.Zero);
+                var p0 = Avx512BW.MultiplyAddAdjacent(ax, Vector512.ConditionalSelect(xneg, Vector512<sbyte>.Zero - u0, u0));
+                var p1 = Avx512BW.MultiplyAddAdjacent(ax, Vector512.ConditionalSelect(xneg, Vector512<sbyte>.Zero - u1, u1));
                 var f0 = Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(p0, ones));
                 var f1 = Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(p1, ones));
                 a0 = Vector512.FusedMultiplyAdd(f0, Avx512F.PermuteVar16x32(Vector512.Load(s0 + b), pairIndex), a0);

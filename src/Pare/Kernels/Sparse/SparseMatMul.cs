@@ -43,8 +43,15 @@ public static unsafe class SparseMatMul
     internal static bool Fast => Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Avx512BW.IsSupported && Avx512Vbmi2.IsSupported && Avx512Vbmi2.VL.IsSupported;
 
     /// <summary>Y[t, r] = sum_c W[r, c] X[t, c] for t &lt; n.</summary>
-    public static void MatMulRows(SparseMatrix w, ReadOnlySpan<float> x, int n, Span<float> y, int threads, bool portable = false)
+    public static void MatMulRows(SparseMatrix w, ReadOnlySpan<float> x, int n, Span<float> y, int threads, bool portable = false) =>
+        MatMulRows(w, x, n, y, threads, portable ? Tier.Portable : Tier.Best);
+
+    /// <summary>Which kernels may run: the machine's best, those of a machine without AVX-512 VBMI2, or the scalar reference (tests force each).</summary>
+    internal enum Tier { Best, WithoutVbmi2, Portable }
+
+    internal static void MatMulRows(SparseMatrix w, ReadOnlySpan<float> x, int n, Span<float> y, int threads, Tier tier)
     {
+        bool portable = tier == Tier.Portable, fast = tier == Tier.Best && Fast;
         if (x.Length < (long)n * w.Cols) throw new ArgumentException($"x has {x.Length} values, needs {n} x {w.Cols}", nameof(x));
         if (y.Length < (long)n * w.Rows) throw new ArgumentException($"y has {y.Length} values, needs {n} x {w.Rows}", nameof(y));
         if (n == 0) return;
@@ -55,14 +62,14 @@ public static unsafe class SparseMatMul
             int chunks = (w.Rows + RowsPerChunk - 1) / RowsPerChunk;
             // Q8_0 decode without VBMI2 (AVX2 machines, AVX-512 without VBMI2): rows decoded back to Q8_0 blocks and the
             // dense int8 kernel, so the numbers stay the dense kernel's.
-            if (!portable && !Fast && n == 1 && w.ValueType == GgmlType.Q8_0 && MatMul.QuantizesActivations(GgmlType.Q8_0))
+            if (!portable && !fast && n == 1 && w.ValueType == GgmlType.Q8_0 && MatMul.QuantizesActivations(GgmlType.Q8_0))
             {
                 job.Prep = ThreadBuffers.Prep(Q8Act.PrepFloats(w.Cols));
                 Q8Act.Quantize(px, w.Cols, job.Prep);
                 KernelThreadPool.Shared.Run(&VecChunkQ8Decoded, &job, chunks, threads);
                 return;
             }
-            if (portable || !Fast) { KernelThreadPool.Shared.Run(&ReferenceChunk, &job, chunks, threads); return; }
+            if (portable || !fast) { KernelThreadPool.Shared.Run(&ReferenceChunk, &job, chunks, threads); return; }
             // Q8_0 prefill: the dense integer GEMM on rows decoded back to Q8_0 blocks (expanding to F32 was 2.3x slower).
             if (n >= Int8Gemm.MinTokens && w.ValueType == GgmlType.Q8_0 && Int8Gemm.Supports(GgmlType.Q8_0))
             {

@@ -91,6 +91,7 @@ static unsafe class ExpandParts
         var test = TestF16;
         var evenMask = Vector512.Create(unchecked((int)0x8FFFFFFF));
         var oddMask = Vector512.Create(unchecked((int)0x8FFFE000));
+        var evenShift = Vector512.Create(1 << 13).AsInt16();
         Vector512<float> a0 = default, b0 = default, a1 = default, b1 = default;
         for (int b = 0; b < nb; b++)
         {
@@ -119,9 +120,9 @@ static unsafe class ExpandParts
                 v0 += BitOperations.PopCount(Volatile.Read(ref k0[b])) * 2;
                 v1 += BitOperations.PopCount(Volatile.Read(ref k1[b])) * 2;
             }
-            a0 = Vector512.FusedMultiplyAdd((Vector512.ShiftRightArithmetic(h0 << 16, 3) & evenMask).AsSingle(), xe, a0);
+            a0 = Vector512.FusedMultiplyAdd((Avx512BW.MultiplyAddAdjacent(h0.AsInt16(), evenShift) & evenMask).AsSingle(), xe, a0);
             b0 = Vector512.FusedMultiplyAdd((Vector512.ShiftRightArithmetic(h0, 3) & oddMask).AsSingle(), xo, b0);
-            a1 = Vector512.FusedMultiplyAdd((Vector512.ShiftRightArithmetic(h1 << 16, 3) & evenMask).AsSingle(), xe, a1);
+            a1 = Vector512.FusedMultiplyAdd((Avx512BW.MultiplyAddAdjacent(h1.AsInt16(), evenShift) & evenMask).AsSingle(), xe, a1);
             b1 = Vector512.FusedMultiplyAdd((Vector512.ShiftRightArithmetic(h1, 3) & oddMask).AsSingle(), xo, b1);
         }
         sums[0] = Vector512.Sum(a0 + b0);

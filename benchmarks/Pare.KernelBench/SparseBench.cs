@@ -77,7 +77,7 @@ static unsafe class SparseBench
         return 0;
     }
 
-    /// <summary>Zeroes a random fraction of the values in place (F16 halves; Q8_0 quants, block scales kept).</summary>
+    /// <summary>Zeroes a random fraction of the values in place (F16 halves; Q8_0 quants, block scales kept; Q8_0 -128 becomes -127).</summary>
     static void Prune(RandomMatrix m, GgmlType type, double sparsity, int seed)
     {
         var w = m.Matrix;
@@ -89,6 +89,8 @@ static unsafe class SparseBench
             byte* row = p + (long)r * w.RowBytes;
             for (int c = 0; c < w.Cols; c++)
             {
+                // The random bytes include the quant -128, which no quantizer writes and the compact format refuses.
+                if (type == GgmlType.Q8_0 && row[c / 32 * 34 + 2 + c % 32] == 0x80) row[c / 32 * 34 + 2 + c % 32] = 0x81;
                 if (rng.NextDouble() >= sparsity) continue;
                 if (type == GgmlType.F16) ((ushort*)row)[c] = 0;
                 else row[c / 32 * 34 + 2 + c % 32] = 0;

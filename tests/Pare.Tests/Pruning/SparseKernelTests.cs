@@ -63,6 +63,9 @@ public unsafe class SparseKernelTests
         SparseMatMul.MatMulRows(m, x, n, yFast, threads: 2);
         var yPortable = new float[n * rows];
         SparseMatMul.MatMulRows(m, x, n, yPortable, threads: 2, portable: true);
+        // What a machine without AVX-512 VBMI2 runs (Q8_0 decode: rows decoded to dense blocks and the dense kernel).
+        var yNoVbmi2 = new float[n * rows];
+        SparseMatMul.MatMulRows(m, x, n, yNoVbmi2, 2, SparseMatMul.Tier.WithoutVbmi2);
         // Through WeightMatrix and MatMul's dispatch, as the engine calls it.
         var wm = new WeightMatrix("t", rows, cols, m);
         var yDispatch = new float[n * rows];
@@ -81,6 +84,7 @@ public unsafe class SparseKernelTests
             MatMul.MatMulRows(dm, x, n, yDenseFast, 2);
             Assert.Equal(yDenseFast, yFast);
             Assert.Equal(yDenseFast, yDispatch);
+            if (n == 1) Assert.Equal(yDenseFast, yNoVbmi2);
             if (n == 1)
             {
                 var yAsKernel = new float[rows];
@@ -88,7 +92,7 @@ public unsafe class SparseKernelTests
                 for (int i = 0; i < rows; i++) Assert.True(Math.Abs(yFast[i] - yAsKernel[i]) <= 1e-5 * (1 + Math.Abs(yAsKernel[i])), $"{i}: {yFast[i]} vs {yAsKernel[i]}");
             }
         }
-        foreach (var y in quantized ? new[] { yPortable, yDense } : new[] { yFast, yPortable, yDispatch, yDense })
+        foreach (var y in quantized ? (n == 1 ? new[] { yPortable, yDense } : new[] { yPortable, yNoVbmi2, yDense }) : new[] { yFast, yPortable, yNoVbmi2, yDispatch, yDense })
             for (int i = 0; i < y.Length; i++) Assert.True(Math.Abs(y[i] - yRef[i]) <= 1e-5 * (1 + Math.Abs(yRef[i])), $"{i}: {y[i]} vs {yRef[i]}");
         GC.KeepAlive(keep); GC.KeepAlive(keepDense);
     }
@@ -106,6 +110,28 @@ public unsafe class SparseKernelTests
             double perWeight = (double)(blob.Length - SparseMatrix.HeaderBytes - 8 * (rows + 1) - SparseMatrix.TailPadding) / (rows * cols);
             Assert.Equal(expected, perWeight, 2);
         }
+    }
+
+    [Fact]
+    public void Q8_0_quant_of_minus_128_stays_dense()
+    {
+        // The compact Q8_0 decode kernel negates quants, so a -128 quant (no quantizer writes one) is refused at encode
+        // time (the repack then keeps the matrix dense) and at load time.
+        const int rows = 4, cols = 64;
+        var (dense, _) = RandomSparse(GgmlType.Q8_0, rows, cols, 0.5, 2);
+        Assert.True(SparseMatrix.CanEncode(GgmlType.Q8_0, rows, cols, dense));
+        var blob = SparseMatrix.Encode(GgmlType.Q8_0, rows, cols, dense);
+        var bad = (byte[])dense.Clone();
+        int q = Array.FindIndex(bad, 34 + 2, i => i != 0); // a non-zero quant of row 0's second block
+        bad[q] = 0x80;
+        Assert.False(SparseMatrix.CanEncode(GgmlType.Q8_0, rows, cols, bad));
+        Assert.Throws<ArgumentException>(() => SparseMatrix.Encode(GgmlType.Q8_0, rows, cols, bad));
+        // The same value patched into a valid blob: the row's packed quants start after its masks and scales.
+        int valuesAt = (int)BitConverter.ToInt64(blob, SparseMatrix.HeaderBytes) + 8 + 2 * (cols / 32);
+        Open(blob, rows, cols, out _);
+        var badBlob = (byte[])blob.Clone(); badBlob[valuesAt] = 0x80;
+        var e = Assert.Throws<InvalidModelException>(() => Open(badBlob, rows, cols, out _));
+        Assert.Contains("-128", e.Message);
     }
 
     [Fact]

@@ -28,7 +28,7 @@ public static class SparseGguf
         foreach (var t in f.Tensors)
         {
             var info = t;
-            if (t.Name.StartsWith("blk.", StringComparison.Ordinal) && t.Dims.Length == 2 && SparseMatrix.CanEncode(t.Type, (int)t.Dims[0]))
+            if (t.Name.StartsWith("blk.", StringComparison.Ordinal) && t.Dims.Length == 2 && SparseMatrix.CanEncode(t.Type, (int)t.Dims[1], (int)t.Dims[0], f.TensorBytes(t)))
             {
                 var blob = SparseMatrix.Encode(t.Type, (int)t.Dims[1], (int)t.Dims[0], f.TensorBytes(t));
                 if (blob.Length < t.ByteSize)

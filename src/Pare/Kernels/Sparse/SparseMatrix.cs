@@ -27,7 +27,7 @@ namespace Pare.Kernels.Sparse;
 ///             F16: u32 per 32 columns, bit (i / 2) + 16 (i % 2) = column i (even columns low, odd columns high);
 ///             Q8_0: u64 per 64 columns (two blocks; ceil(cols / 64) of them), bit 8 (i % 8) + i / 8 = column i,
 ///           Q8_0 only: f16 block scales [cols / 32],
-///           the non-zero values in column order (F32 4 bytes, F16 2 bytes, Q8_0 one int8 quant)
+///           the non-zero values in column order (F32 4 bytes, F16 2 bytes, Q8_0 one int8 quant, never -128)
 ///     64 zero bytes of padding after the last row (kernels load whole vectors past a row's last value)
 /// </code>
 /// </summary>
@@ -61,6 +61,21 @@ public sealed unsafe class SparseMatrix
 
     /// <summary>Whether a dense matrix of this type and width can be stored compactly.</summary>
     public static bool CanEncode(GgmlType type, int cols) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.Q8_0 && cols % 32 == 0 && cols > 0;
+
+    /// <summary>
+    /// Whether this dense matrix can be stored compactly: <see cref="CanEncode(GgmlType, int)"/>, and for Q8_0 no quant
+    /// of -128 (the decode kernel negates quants; quantizers write -127..127, so only a hand-made file has one).
+    /// </summary>
+    public static bool CanEncode(GgmlType type, int rows, int cols, ReadOnlySpan<byte> dense) =>
+        CanEncode(type, cols) && !(type == GgmlType.Q8_0 && HasQ8Minus128(dense, rows, cols));
+
+    static bool HasQ8Minus128(ReadOnlySpan<byte> dense, int rows, int cols)
+    {
+        long blocks = (long)rows * (cols / 32);
+        for (long b = 0; b < blocks && (b + 1) * 34 <= dense.Length; b++)
+            if (dense.Slice((int)(b * 34) + 2, 32).Contains((byte)0x80)) return true;
+        return false;
+    }
 
     static int ValueBytes(GgmlType t) => t switch { GgmlType.F32 => 4, GgmlType.F16 => 2, GgmlType.Q8_0 => 1, _ => 0 };
 
@@ -101,6 +116,7 @@ public sealed unsafe class SparseMatrix
         if (!CanEncode(type, cols)) throw new ArgumentException($"cannot store {type} rows of {cols} compactly");
         long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
         if (dense.Length < rowBytes * rows) throw new ArgumentException("dense data is shorter than the matrix", nameof(dense));
+        if (!CanEncode(type, rows, cols, dense)) throw new ArgumentException("a Q8_0 quant of -128 cannot be stored compactly", nameof(dense));
         int nb = cols / 32, vb = ValueBytes(type), maskBytes = MaskBytes(type, nb);
         long fixedBytes = RowHeaderBytes(type, nb);
         bool NonZero(ReadOnlySpan<byte> src, int c) => type switch
@@ -184,6 +200,8 @@ public sealed unsafe class SparseMatrix
             if (a < 0 || b > byteLength || b - a < fixedBytes) throw Bad($"row {i} is outside the blob or too short");
             long nnz = CountBits(p + a, maskBytes);
             if (b - a != fixedBytes + nnz * vb) throw Bad($"row {i} length {b - a} does not match its mask ({nnz} values)");
+            if (vt == GgmlType.Q8_0 && new ReadOnlySpan<byte>(p + a + fixedBytes, (int)(nnz * vb)).Contains((byte)0x80))
+                throw Bad($"row {i} holds a quant of -128 (not allowed in the compact format)");
         }
         if (off[rows] + TailPadding != byteLength) throw Bad($"blob does not end with exactly {TailPadding} bytes of padding");
         return m;

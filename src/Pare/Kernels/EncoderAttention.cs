@@ -23,26 +23,44 @@ public static unsafe class EncoderAttention
     /// <summary>Whether this kernel covers a head size here.</summary>
     public static bool Supports(int headDim) => headDim == HeadDim && MatMul.Avx512;
 
-    /// <summary>Runs the attention; <paramref name="logSize"/> (N values, or empty) is added to each key's scores.</summary>
-    public static void Run(ReadOnlySpan<float> qkv, ReadOnlySpan<int> offsets, int heads, ReadOnlySpan<float> logSize, Span<float> ctx, int threads)
+    /// <summary>Values <see cref="Run"/> writes to its probabilities: heads · Σ len² over the sentences.</summary>
+    public static long ProbabilityCount(ReadOnlySpan<int> offsets, int heads)
+    {
+        long n = 0;
+        for (int s = 0; s + 1 < offsets.Length; s++) n += (long)(offsets[s + 1] - offsets[s]) * (offsets[s + 1] - offsets[s]);
+        return n * heads;
+    }
+
+    /// <summary>
+    /// Runs the attention; <paramref name="logSize"/> (N values, or empty) is added to each key's scores. When
+    /// <paramref name="probs"/> is not empty it receives every (sentence, head)'s probabilities, (len, len) row-major,
+    /// sentence s head h at heads · Σ_{s' &lt; s} len_{s'}² + h · len_s² (<see cref="ProbabilityCount"/> values in all).
+    /// </summary>
+    public static void Run(ReadOnlySpan<float> qkv, ReadOnlySpan<int> offsets, int heads, ReadOnlySpan<float> logSize, Span<float> ctx, int threads, Span<float> probs = default)
     {
         int sentences = offsets.Length - 1, n = offsets[^1], d = heads * HeadDim;
         if (!Supports(HeadDim)) throw new PlatformNotSupportedException("EncoderAttention needs AVX-512");
         if (qkv.Length < (long)n * 3 * d || ctx.Length < (long)n * d || (logSize.Length != 0 && logSize.Length < n))
             throw new ArgumentException("attention buffers too short");
         if (sentences <= 0) return;
-        fixed (float* pq = qkv, pc = ctx, pl = logSize)
+        if (probs.Length != 0 && probs.Length < ProbabilityCount(offsets, heads)) throw new ArgumentException("probability buffer too short");
+        var probStart = probs.Length == 0 ? [] : new long[sentences];
+        for (int s = 1; s < probStart.Length; s++) probStart[s] = probStart[s - 1] + (long)heads * (offsets[s] - offsets[s - 1]) * (offsets[s] - offsets[s - 1]);
+        fixed (float* pq = qkv, pc = ctx, pl = logSize, pp = probs)
         fixed (int* po = offsets)
+        fixed (long* ps = probStart)
         {
-            var job = new Job { Qkv = pq, Ctx = pc, LogSize = logSize.Length == 0 ? null : pl, Offsets = po, Heads = heads, Dim = d };
+            var job = new Job { Qkv = pq, Ctx = pc, LogSize = logSize.Length == 0 ? null : pl, Offsets = po, Heads = heads, Dim = d,
+                Probs = probs.Length == 0 ? null : pp, ProbStart = ps };
             KernelThreadPool.Shared.Run(&Chunk, &job, sentences * heads, threads);
         }
     }
 
     struct Job
     {
-        public float* Qkv, Ctx, LogSize;
+        public float* Qkv, Ctx, LogSize, Probs;
         public int* Offsets;
+        public long* ProbStart;
         public int Heads, Dim;
     }
 
@@ -86,6 +104,9 @@ public static unsafe class EncoderAttention
             float* q1 = qn > 1 ? q0 + stride : q0, q2 = qn > 2 ? q0 + 2 * stride : q0, q3 = qn > 3 ? q0 + 3 * stride : q0;
             Scores(kt, lenPad, q0, q1, q2, q3, keyBias, scores);
             for (int q = 0; q < qn; q++) Ops.Softmax(new Span<float>(scores + q * lenPad, lenPad));
+            if (j.Probs != null)
+                for (int q = 0; q < qn; q++)
+                    new ReadOnlySpan<float>(scores + q * lenPad, len).CopyTo(new Span<float>(j.Probs + j.ProbStart[s] + (long)h * len * len + (long)(i0 + q) * len, len));
             float* o = j.Ctx + (long)(start + i0) * d + h * HeadDim;
             Context(scores, lenPad, v, len, o, d, qn);
         }

@@ -91,8 +91,25 @@ public class EncoderKernelTests
         foreach (int threads in new[] { 1, 2 })
         {
             var ctx = new float[n * d];
-            EncoderAttention.Run(qkv, offsets, heads, logSize, ctx, threads);
+            var probs = new float[EncoderAttention.ProbabilityCount(offsets, heads)];
+            EncoderAttention.Run(qkv, offsets, heads, logSize, ctx, threads, probs);
             for (int i = 0; i < n * d; i++) Assert.True(Math.Abs(ctx[i] - want[i]) < 1e-5, $"threads {threads}, [{i / d}, {i % d}]: {ctx[i]} vs {want[i]}");
+            // Probabilities: each row sums to 1, and they reproduce ctx (sentence 4 = 128 tokens, head 2, query 7).
+            long at = 0;
+            for (int s = 0; s < lengths.Length; s++)
+                for (int h = 0; h < heads; h++)
+                    for (int i = 0; i < lengths[s]; i++, at += lengths[s])
+                        Assert.Equal(1.0, probs.AsSpan((int)at, lengths[s]).ToArray().Sum(v => (double)v), 5);
+            long p0 = (long)heads * (1 + 25 + 256 + 289) + 2L * 128 * 128 + 7L * 128;
+            for (int c = 0; c < 32; c++)
+            {
+                double acc = 0;
+                for (int t = 0; t < 128; t++) acc += probs[p0 + t] * qkv[(offsets[4] + t) * 3 * d + 2 * d + 2 * 32 + c];
+                Assert.Equal(want[(offsets[4] + 7) * d + 2 * 32 + c], acc, 4);
+            }
+            ctx.AsSpan().Clear();
+            EncoderAttention.Run(qkv, offsets, heads, logSize, ctx, threads); // without probabilities: the same context
+            for (int i = 0; i < n * d; i++) Assert.True(Math.Abs(ctx[i] - want[i]) < 1e-5);
         }
     }
 }

@@ -123,7 +123,7 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
     /// faults: the kernel's page clearing was 13% of a batch-1 profile).</summary>
     sealed class Workspace
     {
-        public float[] Qkv = [], Ctx = [], Scratch = [], Up = [], LogSize = [];
+        public float[] Qkv = [], Ctx = [], Scratch = [], Up = [], LogSize = [], Probs = [];
         public static float[] Get(ref float[] a, long n) => a.Length >= n ? a : a = GC.AllocateUninitializedArray<float>(checked((int)n));
     }
 
@@ -147,7 +147,7 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
         var ctx = Workspace.Get(ref ws.Ctx, (long)n * d);
         F32Gemm.Multiply(P.Qkv, x, n, qkv, threads);                                   // qkv: (N, 3D), bias added
         float[][]? probs = null;
-        if (reducer == null && EncoderAttention.Supports(Config.HeadDim))
+        if (EncoderAttention.Supports(Config.HeadDim))
         {
             ReadOnlySpan<float> logSize = default;
             if (h.Sizes is { } sizes)
@@ -156,7 +156,10 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
                 for (int i = 0; i < n; i++) ls[i] = MathF.Log(sizes[i]);
                 logSize = ls.AsSpan(0, n);
             }
-            EncoderAttention.Run(qkv, h.Offsets, Config.Heads, logSize, ctx, threads);
+            Span<float> flat = default;
+            if (reducer != null) flat = Workspace.Get(ref ws.Probs, EncoderAttention.ProbabilityCount(h.Offsets, Config.Heads));
+            EncoderAttention.Run(qkv, h.Offsets, Config.Heads, logSize, ctx, threads, flat);
+            if (reducer != null) probs = SplitProbabilities(ws.Probs, h.Offsets, Config.Heads);
         }
         else
         {
@@ -184,6 +187,19 @@ public sealed class BertEncoder(BertConfig config, BertWeights weights)
             F32Gemm.MultiplyAddNorm(P.Down, up, m, rows, L.OutNormW, L.OutNormB, eps, scratch, threads);
         }
         return h;
+    }
+
+    /// <summary>The (sentence, head) blocks of <see cref="EncoderAttention"/>'s flat probabilities as the arrays <see cref="Reduce"/> reads.</summary>
+    static float[][] SplitProbabilities(float[] flat, int[] offsets, int heads)
+    {
+        var probs = new float[(offsets.Length - 1) * heads][];
+        long at = 0;
+        for (int s = 0; s + 1 < offsets.Length; s++)
+        {
+            int len = offsets[s + 1] - offsets[s];
+            for (int h = 0; h < heads; h++, at += (long)len * len) probs[s * heads + h] = flat.AsSpan((int)at, len * len).ToArray();
+        }
+        return probs;
     }
 
     /// <summary>Asks the reducer for each sentence's slots and builds the reduced batch: a slot's row is the

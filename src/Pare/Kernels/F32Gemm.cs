@@ -78,7 +78,7 @@ public static unsafe class F32Gemm
         Check(w, x, m, y.Length);
         fixed (float* px = x, py = y)
         {
-            var job = Plan(w, px, m, py, threads, fullRows: false);
+            var job = Plan(w, px, m, py, threads);
             job.Gelu = gelu;
             KernelThreadPool.Shared.Run(&Chunk, &job, job.Blocks * job.Groups, threads);
         }
@@ -95,8 +95,10 @@ public static unsafe class F32Gemm
         if (residual.Length < (long)m * w.N || gamma.Length < w.N || beta.Length < w.N) throw new ArgumentException("residual, gamma or beta too short");
         fixed (float* px = x, py = scratch, pr = residual, pg = gamma, pb = beta)
         {
-            var job = Plan(w, px, m, py, threads, fullRows: true);
-            job.Residual = pr; job.Gamma = pg; job.Beta = pb; job.Eps = eps;
+            var job = Plan(w, px, m, py, threads);
+            int* done = stackalloc int[Math.Max(1, job.Blocks)];
+            for (int i = 0; i < job.Blocks; i++) done[i] = 0;
+            job.Residual = pr; job.Gamma = pg; job.Beta = pb; job.Eps = eps; job.Done = done;
             KernelThreadPool.Shared.Run(&Chunk, &job, job.Blocks * job.Groups, threads);
         }
     }
@@ -110,6 +112,7 @@ public static unsafe class F32Gemm
     struct Job
     {
         public float* W, Bias, X, Y, Residual, Gamma, Beta;
+        public int* Done; // per token block: panel groups finished (the last one normalizes the rows)
         public float Eps;
         public bool Gelu;
         public int M, N, K, Panels, BlockTokens, Blocks, PanelsPerGroup, Groups;
@@ -118,23 +121,23 @@ public static unsafe class F32Gemm
     /// <summary>Values of a token block's activations kept within the L2 cache (192 KB).</summary>
     const int BlockValues = 48 * 1024;
 
-    static Job Plan(F32GemmWeights w, float* x, int m, float* y, int threads, bool fullRows)
+    /// <summary>Chunks per thread a product aims at (the pool hands them out dynamically: a slow thread takes fewer).</summary>
+    const int ChunksPerThread = 4;
+
+    static Job Plan(F32GemmWeights w, float* x, int m, float* y, int threads)
     {
         int k = w.K;
         // Token blocks: a multiple of MR tokens, at most BlockValues activations (unless one tile is larger).
         int blocks = Math.Max(1, (int)(((long)m * k + BlockValues - 1) / BlockValues));
-        if (fullRows) blocks = Math.Max(blocks, Math.Min(2 * threads, (m + MR - 1) / MR)); // rows are the only split
         int tiles = Math.Max(1, (m + MR - 1) / MR);
         int blockTiles = Math.Max(1, (tiles + blocks - 1) / blocks);
         int blockTokens = blockTiles * MR;
         blocks = Math.Max(1, (m + blockTokens - 1) / blockTokens);
-        int groups = 1;
-        if (!fullRows && threads > 1)
-        {
-            // Enough chunks for the threads, but few panel groups: every group repacks its token block.
-            groups = Math.Clamp((2 * threads + blocks - 1) / blocks, 1, w.Panels);
-            if (blocks >= 4 * threads) groups = 1;
-        }
+        // Panel groups: enough chunks for the threads. Where the activations are read in place (K = 384 / 1536) a
+        // group costs nothing extra; otherwise each group repacks its token block, so fewer.
+        int want = threads > 1 ? ChunksPerThread * threads : 1;
+        int groups = Math.Clamp((want + blocks - 1) / blocks, 1, w.Panels);
+        if (!Direct(k)) groups = Math.Min(groups, Math.Max(1, (threads + blocks - 1) / blocks));
         int perGroup = (w.Panels + groups - 1) / groups;
         groups = (w.Panels + perGroup - 1) / perGroup;
         return new Job
@@ -143,6 +146,9 @@ public static unsafe class F32Gemm
             BlockTokens = blockTokens, Blocks = m == 0 ? 0 : blocks, PanelsPerGroup = perGroup, Groups = groups,
         };
     }
+
+    /// <summary>K for which the micro-kernel reads the activations in place (row stride a compile-time constant).</summary>
+    static bool Direct(int k) => k == 384 || k == 1536;
 
     [ThreadStatic] static float[]? t_pack;
 
@@ -159,9 +165,16 @@ public static unsafe class F32Gemm
         int block = chunk / j.Groups, group = chunk % j.Groups;
         int t0 = block * j.BlockTokens, t1 = Math.Min(t0 + j.BlockTokens, j.M);
         int p0 = group * j.PanelsPerGroup, p1 = Math.Min(p0 + j.PanelsPerGroup, j.Panels);
-        int k = j.K, tiles = (t1 - t0 + MR - 1) / MR;
-        float* a = PackBuffer(tiles * MR * k);
-        Pack(j.X + (long)t0 * k, t1 - t0, k, a);
+        int k = j.K, n = t1 - t0, tiles = (n + MR - 1) / MR;
+        bool direct = Direct(k);
+        // Packed tiles: all of the block, or (read in place) only a last partial tile, zero-padded to MR rows.
+        int firstPacked = direct ? n / MR : 0;
+        float* a = null;
+        if (firstPacked < tiles)
+        {
+            a = PackBuffer((tiles - firstPacked) * MR * k);
+            Pack(j.X + (long)(t0 + firstPacked * MR) * k, n - firstPacked * MR, k, a);
+        }
         float* acc = stackalloc float[MR * NR];
         for (int p = p0; p < p1; p++)
         {
@@ -169,12 +182,19 @@ public static unsafe class F32Gemm
             int cols = Math.Min(NR, j.N - p * NR);
             for (int t = 0; t < tiles; t++)
             {
-                int rows = Math.Min(MR, t1 - t0 - t * MR);
-                Kernel(a + (long)t * MR * k, b, k, acc);
+                int rows = Math.Min(MR, n - t * MR);
+                if (t < firstPacked)
+                {
+                    float* x = j.X + (long)(t0 + t * MR) * k;
+                    if (k == 384) Kernel<Rows384>(x, b, k, acc); else Kernel<Rows1536>(x, b, k, acc);
+                }
+                else Kernel<Packed>(a + (long)(t - firstPacked) * MR * k, b, k, acc);
                 Epilogue(acc, j.Y + (long)(t0 + t * MR) * j.N + p * NR, j.N, rows, cols, bias, j.Gelu);
             }
         }
-        if (j.Residual != null)
+        // Add-and-norm: the chunk that completes a block's last panel group normalizes its rows (the interlocked
+        // increment orders the other groups' stores before these loads).
+        if (j.Residual != null && (j.Groups == 1 || Interlocked.Increment(ref j.Done[block]) == j.Groups))
             for (int t = t0; t < t1; t++)
                 AddNorm(j.Residual + (long)t * j.N, j.Y + (long)t * j.N, j.Gamma, j.Beta, j.Eps, j.N);
     }
@@ -196,11 +216,19 @@ public static unsafe class F32Gemm
         }
     }
 
-    /// <summary>12 packed tokens times one panel of 32 outputs over all k, the 24 accumulators stored to acc[24·16]
+    /// <summary>Where the micro-kernel finds token r's value at step k: a[r · Row + k · Step].</summary>
+    interface ILayout { static abstract int Row { get; } static abstract int Step { get; } }
+    /// <summary>A packed tile (k-major, MR per step).</summary>
+    struct Packed : ILayout { public static int Row => 1; public static int Step => MR; }
+    /// <summary>Activations in place, rows of 384 / 1536 values.</summary>
+    struct Rows384 : ILayout { public static int Row => 384; public static int Step => 1; }
+    struct Rows1536 : ILayout { public static int Row => 1536; public static int Step => 1; }
+
+    /// <summary>12 tokens times one panel of 32 outputs over all k, the 24 accumulators stored to acc[24·16]
     /// (row r: acc[32r .. 32r + 31]). No calls after the loop: on SysV every vector register is caller-saved, and a call
     /// in the epilogue made the JIT spill the accumulators inside the loop.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Kernel(float* a, float* b, int k, float* acc)
+    static void Kernel<L>(float* a, float* b, int k, float* acc) where L : struct, ILayout
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -211,18 +239,18 @@ public static unsafe class F32Gemm
             var b0 = Vector512.Load(b);
             var b1 = Vector512.Load(b + 16);
             var s = Vector512.Create(a[0]); c00 = Vector512.FusedMultiplyAdd(s, b0, c00); c01 = Vector512.FusedMultiplyAdd(s, b1, c01);
-            s = Vector512.Create(a[1]); c10 = Vector512.FusedMultiplyAdd(s, b0, c10); c11 = Vector512.FusedMultiplyAdd(s, b1, c11);
-            s = Vector512.Create(a[2]); c20 = Vector512.FusedMultiplyAdd(s, b0, c20); c21 = Vector512.FusedMultiplyAdd(s, b1, c21);
-            s = Vector512.Create(a[3]); c30 = Vector512.FusedMultiplyAdd(s, b0, c30); c31 = Vector512.FusedMultiplyAdd(s, b1, c31);
-            s = Vector512.Create(a[4]); c40 = Vector512.FusedMultiplyAdd(s, b0, c40); c41 = Vector512.FusedMultiplyAdd(s, b1, c41);
-            s = Vector512.Create(a[5]); c50 = Vector512.FusedMultiplyAdd(s, b0, c50); c51 = Vector512.FusedMultiplyAdd(s, b1, c51);
-            s = Vector512.Create(a[6]); c60 = Vector512.FusedMultiplyAdd(s, b0, c60); c61 = Vector512.FusedMultiplyAdd(s, b1, c61);
-            s = Vector512.Create(a[7]); c70 = Vector512.FusedMultiplyAdd(s, b0, c70); c71 = Vector512.FusedMultiplyAdd(s, b1, c71);
-            s = Vector512.Create(a[8]); c80 = Vector512.FusedMultiplyAdd(s, b0, c80); c81 = Vector512.FusedMultiplyAdd(s, b1, c81);
-            s = Vector512.Create(a[9]); c90 = Vector512.FusedMultiplyAdd(s, b0, c90); c91 = Vector512.FusedMultiplyAdd(s, b1, c91);
-            s = Vector512.Create(a[10]); ca0 = Vector512.FusedMultiplyAdd(s, b0, ca0); ca1 = Vector512.FusedMultiplyAdd(s, b1, ca1);
-            s = Vector512.Create(a[11]); cb0 = Vector512.FusedMultiplyAdd(s, b0, cb0); cb1 = Vector512.FusedMultiplyAdd(s, b1, cb1);
-            a += MR; b += NR;
+            s = Vector512.Create(a[L.Row]); c10 = Vector512.FusedMultiplyAdd(s, b0, c10); c11 = Vector512.FusedMultiplyAdd(s, b1, c11);
+            s = Vector512.Create(a[2 * L.Row]); c20 = Vector512.FusedMultiplyAdd(s, b0, c20); c21 = Vector512.FusedMultiplyAdd(s, b1, c21);
+            s = Vector512.Create(a[3 * L.Row]); c30 = Vector512.FusedMultiplyAdd(s, b0, c30); c31 = Vector512.FusedMultiplyAdd(s, b1, c31);
+            s = Vector512.Create(a[4 * L.Row]); c40 = Vector512.FusedMultiplyAdd(s, b0, c40); c41 = Vector512.FusedMultiplyAdd(s, b1, c41);
+            s = Vector512.Create(a[5 * L.Row]); c50 = Vector512.FusedMultiplyAdd(s, b0, c50); c51 = Vector512.FusedMultiplyAdd(s, b1, c51);
+            s = Vector512.Create(a[6 * L.Row]); c60 = Vector512.FusedMultiplyAdd(s, b0, c60); c61 = Vector512.FusedMultiplyAdd(s, b1, c61);
+            s = Vector512.Create(a[7 * L.Row]); c70 = Vector512.FusedMultiplyAdd(s, b0, c70); c71 = Vector512.FusedMultiplyAdd(s, b1, c71);
+            s = Vector512.Create(a[8 * L.Row]); c80 = Vector512.FusedMultiplyAdd(s, b0, c80); c81 = Vector512.FusedMultiplyAdd(s, b1, c81);
+            s = Vector512.Create(a[9 * L.Row]); c90 = Vector512.FusedMultiplyAdd(s, b0, c90); c91 = Vector512.FusedMultiplyAdd(s, b1, c91);
+            s = Vector512.Create(a[10 * L.Row]); ca0 = Vector512.FusedMultiplyAdd(s, b0, ca0); ca1 = Vector512.FusedMultiplyAdd(s, b1, ca1);
+            s = Vector512.Create(a[11 * L.Row]); cb0 = Vector512.FusedMultiplyAdd(s, b0, cb0); cb1 = Vector512.FusedMultiplyAdd(s, b1, cb1);
+            a += L.Step; b += NR;
         }
         c00.Store(acc); c01.Store(acc + 16); c10.Store(acc + 32); c11.Store(acc + 48);
         c20.Store(acc + 64); c21.Store(acc + 80); c30.Store(acc + 96); c31.Store(acc + 112);
@@ -237,6 +265,22 @@ public static unsafe class F32Gemm
     {
         var d0 = Vector512.Load(bias);
         var d1 = Vector512.Load(bias + 16);
+        if (cols == NR)
+        {
+            if (gelu)
+                for (int r = 0; r < rows; r++, c += ldc)
+                {
+                    Gelu(Vector512.Load(acc + r * NR) + d0).Store(c);
+                    Gelu(Vector512.Load(acc + r * NR + 16) + d1).Store(c + 16);
+                }
+            else
+                for (int r = 0; r < rows; r++, c += ldc)
+                {
+                    (Vector512.Load(acc + r * NR) + d0).Store(c);
+                    (Vector512.Load(acc + r * NR + 16) + d1).Store(c + 16);
+                }
+            return;
+        }
         for (int r = 0; r < rows; r++)
             Store(c + (long)r * ldc, Vector512.Load(acc + r * NR) + d0, Vector512.Load(acc + r * NR + 16) + d1, cols, gelu);
     }
@@ -252,23 +296,28 @@ public static unsafe class F32Gemm
     }
 
     /// <summary>
-    /// GELU, x Φ(x) = ½ x (1 + erf(x/√2)), with erf by Abramowitz &amp; Stegun 7.1.26 (|error| ≤ 1.5e-7) as
-    /// <c>BertOps.Erf</c> computes it, the exponential by <see cref="Ops.Exp"/>.
+    /// GELU, x Φ(x) = ½ x (1 + erf(x/√2)), with erf as a rational function on [-4, 4] (odd degree-13 numerator,
+    /// even degree-8 denominator: Eigen's <c>generic_fast_erf_float</c>; |erf| rounds to 1 beyond 4 in float). No
+    /// exponential: a third of the cost of the Abramowitz-Stegun form with exp that <c>BertOps.Gelu</c> uses.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Gelu(Vector512<float> x)
     {
-        var z = x * Vector512.Create(0.70710678118654752f);
-        var a = Vector512.Abs(z);
-        var t = Vector512<float>.One / Vector512.FusedMultiplyAdd(Vector512.Create(0.3275911f), a, Vector512<float>.One);
-        var poly = Vector512.FusedMultiplyAdd(Vector512.Create(1.061405429f), t, Vector512.Create(-1.453152027f));
-        poly = Vector512.FusedMultiplyAdd(poly, t, Vector512.Create(1.421413741f));
-        poly = Vector512.FusedMultiplyAdd(poly, t, Vector512.Create(-0.284496736f));
-        poly = Vector512.FusedMultiplyAdd(poly, t, Vector512.Create(0.254829592f));
-        poly *= t;
-        var erfAbs = Vector512<float>.One - poly * Ops.Exp(-(a * a));
-        var erf = Vector512.ConditionalSelect(Vector512.LessThan(z, Vector512<float>.Zero), -erfAbs, erfAbs);
-        return Vector512.Create(0.5f) * x * (Vector512<float>.One + erf);
+        var z = Vector512.Min(Vector512.Max(x * Vector512.Create(0.70710678118654752f), Vector512.Create(-4f)), Vector512.Create(4f));
+        var z2 = z * z;
+        var p = Vector512.FusedMultiplyAdd(Vector512.Create(-2.72614225801306e-10f), z2, Vector512.Create(2.77068142495902e-08f));
+        p = Vector512.FusedMultiplyAdd(p, z2, Vector512.Create(-2.10102402082508e-06f));
+        p = Vector512.FusedMultiplyAdd(p, z2, Vector512.Create(-5.69250639462346e-05f));
+        p = Vector512.FusedMultiplyAdd(p, z2, Vector512.Create(-7.34990630326855e-04f));
+        p = Vector512.FusedMultiplyAdd(p, z2, Vector512.Create(-2.95459980854025e-03f));
+        p = Vector512.FusedMultiplyAdd(p, z2, Vector512.Create(-1.60960333262415e-02f));
+        p *= z;
+        var q = Vector512.FusedMultiplyAdd(Vector512.Create(-1.45660718464996e-05f), z2, Vector512.Create(-2.13374055278905e-04f));
+        q = Vector512.FusedMultiplyAdd(q, z2, Vector512.Create(-1.68282697438203e-03f));
+        q = Vector512.FusedMultiplyAdd(q, z2, Vector512.Create(-7.37332916720468e-03f));
+        q = Vector512.FusedMultiplyAdd(q, z2, Vector512.Create(-1.42647390514189e-02f));
+        var half = Vector512.Create(0.5f) * x;
+        return Vector512.FusedMultiplyAdd(half, p / q, half);
     }
 
     /// <summary>In place over a span: <see cref="Gelu(Vector512{float})"/>, the tail by the scalar formula.</summary>

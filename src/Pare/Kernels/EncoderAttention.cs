@@ -11,14 +11,14 @@ namespace Pare.Kernels;
 /// </summary>
 /// <remarks>
 /// One pool chunk per (sentence, head). K of the head is copied transposed and scaled (hd, len), V as (len, 32); queries
-/// go four at a time: scores with four accumulator chains per 16 keys, a vectorized softmax per row, then the four
-/// context rows in eight accumulators (two vectors per query) over the keys. The plain version is
+/// go eight at a time: scores with eight accumulator chains per 16 keys, a vectorized softmax per row, then the eight
+/// context rows in sixteen accumulators (two vectors per query) over the keys. The plain version is
 /// <c>BertEncoder.Attention</c>'s per-head loop, which the tests compare with.
 /// </remarks>
 public static unsafe class EncoderAttention
 {
     public const int HeadDim = 32;
-    const int QueryBlock = 4;
+    const int QueryBlock = 8;
 
     /// <summary>Whether this kernel covers a head size here.</summary>
     public static bool Supports(int headDim) => headDim == HeadDim && MatMul.Avx512;
@@ -101,8 +101,7 @@ public static unsafe class EncoderAttention
         {
             int qn = Math.Min(QueryBlock, len - i0);
             float* q0 = j.Qkv + (long)(start + i0) * stride + h * HeadDim;
-            float* q1 = qn > 1 ? q0 + stride : q0, q2 = qn > 2 ? q0 + 2 * stride : q0, q3 = qn > 3 ? q0 + 3 * stride : q0;
-            Scores(kt, lenPad, q0, q1, q2, q3, keyBias, scores);
+            Scores(kt, lenPad, q0, qn > 1 ? stride : 0, qn, keyBias, scores);
             for (int q = 0; q < qn; q++) Ops.Softmax(new Span<float>(scores + q * lenPad, lenPad));
             if (j.Probs != null)
                 for (int q = 0; q < qn; q++)
@@ -112,13 +111,17 @@ public static unsafe class EncoderAttention
         }
     }
 
-    /// <summary>scores[q, t] = q_q · kt[:, t] + keyBias[t] for four queries, 16 keys at a time.</summary>
-    static void Scores(float* kt, int lenPad, float* q0, float* q1, float* q2, float* q3, float* keyBias, float* scores)
+    /// <summary>scores[q, t] = q_q · kt[:, t] + keyBias[t] for eight queries (rows q0 + q·qStride; past qn, row qn-1
+    /// again), 16 keys at a time: one key vector feeds eight accumulator chains.</summary>
+    static void Scores(float* kt, int lenPad, float* q0, int qStride, int qn, float* keyBias, float* scores)
     {
+        float* q1 = q0 + Math.Min(1, qn - 1) * qStride, q2 = q0 + Math.Min(2, qn - 1) * qStride, q3 = q0 + Math.Min(3, qn - 1) * qStride;
+        float* q4 = q0 + Math.Min(4, qn - 1) * qStride, q5 = q0 + Math.Min(5, qn - 1) * qStride, q6 = q0 + Math.Min(6, qn - 1) * qStride;
+        float* q7 = q0 + Math.Min(7, qn - 1) * qStride;
         for (int t = 0; t < lenPad; t += 16)
         {
             var bias = Vector512.Load(keyBias + t);
-            Vector512<float> a0 = bias, a1 = bias, a2 = bias, a3 = bias;
+            Vector512<float> a0 = bias, a1 = bias, a2 = bias, a3 = bias, a4 = bias, a5 = bias, a6 = bias, a7 = bias;
             float* k = kt + t;
             for (int c = 0; c < HeadDim; c++, k += lenPad)
             {
@@ -127,29 +130,44 @@ public static unsafe class EncoderAttention
                 a1 = Vector512.FusedMultiplyAdd(Vector512.Create(q1[c]), kv, a1);
                 a2 = Vector512.FusedMultiplyAdd(Vector512.Create(q2[c]), kv, a2);
                 a3 = Vector512.FusedMultiplyAdd(Vector512.Create(q3[c]), kv, a3);
+                a4 = Vector512.FusedMultiplyAdd(Vector512.Create(q4[c]), kv, a4);
+                a5 = Vector512.FusedMultiplyAdd(Vector512.Create(q5[c]), kv, a5);
+                a6 = Vector512.FusedMultiplyAdd(Vector512.Create(q6[c]), kv, a6);
+                a7 = Vector512.FusedMultiplyAdd(Vector512.Create(q7[c]), kv, a7);
             }
             a0.Store(scores + t); a1.Store(scores + lenPad + t); a2.Store(scores + 2 * lenPad + t); a3.Store(scores + 3 * lenPad + t);
+            a4.Store(scores + 4 * lenPad + t); a5.Store(scores + 5 * lenPad + t); a6.Store(scores + 6 * lenPad + t); a7.Store(scores + 7 * lenPad + t);
         }
     }
 
-    /// <summary>out_q = Σ_t p[q, t] v[t] for up to four queries (rows of 32 at o + q·ld).</summary>
+    /// <summary>out_q = Σ_t p[q, t] v[t] for up to eight queries (rows of 32 at o + q·ld); 16 accumulators, the
+    /// probability rows past qn are read but not stored.</summary>
     static void Context(float* p, int lenPad, float* v, int len, float* o, int ld, int qn)
     {
         Vector512<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
-        float* p1 = p + lenPad, p2 = p + 2 * lenPad, p3 = p + 3 * lenPad;
+        Vector512<float> a40 = default, a41 = default, a50 = default, a51 = default, a60 = default, a61 = default, a70 = default, a71 = default;
         for (int t = 0; t < len; t++)
         {
             var v0 = Vector512.Load(v + t * HeadDim);
             var v1 = Vector512.Load(v + t * HeadDim + 16);
-            var s = Vector512.Create(p[t]); a00 = Vector512.FusedMultiplyAdd(s, v0, a00); a01 = Vector512.FusedMultiplyAdd(s, v1, a01);
-            s = Vector512.Create(p1[t]); a10 = Vector512.FusedMultiplyAdd(s, v0, a10); a11 = Vector512.FusedMultiplyAdd(s, v1, a11);
-            s = Vector512.Create(p2[t]); a20 = Vector512.FusedMultiplyAdd(s, v0, a20); a21 = Vector512.FusedMultiplyAdd(s, v1, a21);
-            s = Vector512.Create(p3[t]); a30 = Vector512.FusedMultiplyAdd(s, v0, a30); a31 = Vector512.FusedMultiplyAdd(s, v1, a31);
+            float* pt = p + t;
+            var s = Vector512.Create(pt[0]); a00 = Vector512.FusedMultiplyAdd(s, v0, a00); a01 = Vector512.FusedMultiplyAdd(s, v1, a01);
+            s = Vector512.Create(pt[lenPad]); a10 = Vector512.FusedMultiplyAdd(s, v0, a10); a11 = Vector512.FusedMultiplyAdd(s, v1, a11);
+            s = Vector512.Create(pt[2 * lenPad]); a20 = Vector512.FusedMultiplyAdd(s, v0, a20); a21 = Vector512.FusedMultiplyAdd(s, v1, a21);
+            s = Vector512.Create(pt[3 * lenPad]); a30 = Vector512.FusedMultiplyAdd(s, v0, a30); a31 = Vector512.FusedMultiplyAdd(s, v1, a31);
+            s = Vector512.Create(pt[4 * lenPad]); a40 = Vector512.FusedMultiplyAdd(s, v0, a40); a41 = Vector512.FusedMultiplyAdd(s, v1, a41);
+            s = Vector512.Create(pt[5 * lenPad]); a50 = Vector512.FusedMultiplyAdd(s, v0, a50); a51 = Vector512.FusedMultiplyAdd(s, v1, a51);
+            s = Vector512.Create(pt[6 * lenPad]); a60 = Vector512.FusedMultiplyAdd(s, v0, a60); a61 = Vector512.FusedMultiplyAdd(s, v1, a61);
+            s = Vector512.Create(pt[7 * lenPad]); a70 = Vector512.FusedMultiplyAdd(s, v0, a70); a71 = Vector512.FusedMultiplyAdd(s, v1, a71);
         }
         a00.Store(o); a01.Store(o + 16);
         if (qn > 1) { a10.Store(o + ld); a11.Store(o + ld + 16); }
         if (qn > 2) { a20.Store(o + 2 * ld); a21.Store(o + 2 * ld + 16); }
         if (qn > 3) { a30.Store(o + 3 * ld); a31.Store(o + 3 * ld + 16); }
+        if (qn > 4) { a40.Store(o + 4 * ld); a41.Store(o + 4 * ld + 16); }
+        if (qn > 5) { a50.Store(o + 5 * ld); a51.Store(o + 5 * ld + 16); }
+        if (qn > 6) { a60.Store(o + 6 * ld); a61.Store(o + 6 * ld + 16); }
+        if (qn > 7) { a70.Store(o + 7 * ld); a71.Store(o + 7 * ld + 16); }
     }
 }
 

@@ -186,9 +186,11 @@ public static unsafe class F32Gemm
                 if (t < firstPacked)
                 {
                     float* x = j.X + (long)(t0 + t * MR) * k;
-                    if (k == 384) Kernel<Rows384>(x, b, k, acc); else Kernel<Rows1536>(x, b, k, acc);
+                    if (k == 384) Kernel<Rows384, R12>(x, b, k, acc); else Kernel<Rows1536, R12>(x, b, k, acc);
                 }
-                else Kernel<Packed>(a + (long)(t - firstPacked) * MR * k, b, k, acc);
+                else if (rows <= 4) Kernel<Packed, R4>(a + (long)(t - firstPacked) * MR * k, b, k, acc);
+                else if (rows <= 8) Kernel<Packed, R8>(a + (long)(t - firstPacked) * MR * k, b, k, acc);
+                else Kernel<Packed, R12>(a + (long)(t - firstPacked) * MR * k, b, k, acc);
                 Epilogue(acc, j.Y + (long)(t0 + t * MR) * j.N + p * NR, j.N, rows, cols, bias, j.Gelu);
             }
         }
@@ -224,11 +226,17 @@ public static unsafe class F32Gemm
     struct Rows384 : ILayout { public static int Row => 384; public static int Step => 1; }
     struct Rows1536 : ILayout { public static int Row => 1536; public static int Step => 1; }
 
+    /// <summary>Tokens a kernel instance computes (a last partial tile of up to 4 or 8 skips the other rows' FMAs).</summary>
+    interface IRows { static abstract int N { get; } }
+    struct R4 : IRows { public static int N => 4; }
+    struct R8 : IRows { public static int N => 8; }
+    struct R12 : IRows { public static int N => 12; }
+
     /// <summary>12 tokens times one panel of 32 outputs over all k, the 24 accumulators stored to acc[24·16]
     /// (row r: acc[32r .. 32r + 31]). No calls after the loop: on SysV every vector register is caller-saved, and a call
     /// in the epilogue made the JIT spill the accumulators inside the loop.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Kernel<L>(float* a, float* b, int k, float* acc) where L : struct, ILayout
+    static void Kernel<L, R>(float* a, float* b, int k, float* acc) where L : struct, ILayout where R : struct, IRows
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -242,10 +250,12 @@ public static unsafe class F32Gemm
             s = Vector512.Create(a[L.Row]); c10 = Vector512.FusedMultiplyAdd(s, b0, c10); c11 = Vector512.FusedMultiplyAdd(s, b1, c11);
             s = Vector512.Create(a[2 * L.Row]); c20 = Vector512.FusedMultiplyAdd(s, b0, c20); c21 = Vector512.FusedMultiplyAdd(s, b1, c21);
             s = Vector512.Create(a[3 * L.Row]); c30 = Vector512.FusedMultiplyAdd(s, b0, c30); c31 = Vector512.FusedMultiplyAdd(s, b1, c31);
+            if (R.N <= 4) { a += L.Step; b += NR; continue; }
             s = Vector512.Create(a[4 * L.Row]); c40 = Vector512.FusedMultiplyAdd(s, b0, c40); c41 = Vector512.FusedMultiplyAdd(s, b1, c41);
             s = Vector512.Create(a[5 * L.Row]); c50 = Vector512.FusedMultiplyAdd(s, b0, c50); c51 = Vector512.FusedMultiplyAdd(s, b1, c51);
             s = Vector512.Create(a[6 * L.Row]); c60 = Vector512.FusedMultiplyAdd(s, b0, c60); c61 = Vector512.FusedMultiplyAdd(s, b1, c61);
             s = Vector512.Create(a[7 * L.Row]); c70 = Vector512.FusedMultiplyAdd(s, b0, c70); c71 = Vector512.FusedMultiplyAdd(s, b1, c71);
+            if (R.N <= 8) { a += L.Step; b += NR; continue; }
             s = Vector512.Create(a[8 * L.Row]); c80 = Vector512.FusedMultiplyAdd(s, b0, c80); c81 = Vector512.FusedMultiplyAdd(s, b1, c81);
             s = Vector512.Create(a[9 * L.Row]); c90 = Vector512.FusedMultiplyAdd(s, b0, c90); c91 = Vector512.FusedMultiplyAdd(s, b1, c91);
             s = Vector512.Create(a[10 * L.Row]); ca0 = Vector512.FusedMultiplyAdd(s, b0, ca0); ca1 = Vector512.FusedMultiplyAdd(s, b1, ca1);

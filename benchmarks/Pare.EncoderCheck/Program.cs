@@ -15,8 +15,9 @@
 //     all-MiniLM-L6-v2 with tokens pruned/merged after block LAYER by each token reducer at keep 0.5 and 0.3: encoder
 //     FLOPs saved, wall speedup (documents + queries, 2 threads) and retrieval recall@1/10, MRR, cosine to dense.
 //
-//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- speed [--threads 2] [--seq 128] [--seconds 10] [--out FILE.json]
-//     Sentences/s of Pare and ONNX Runtime on the same ids (all-MiniLM-L6-v2), batch 1 and 32, sequence SEQ tokens.
+//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- speed [--threads 2] [--seq 128] [--seconds 10] [--gap-ms 20] [--out FILE.json]
+//     Sentences/s of Pare and ONNX Runtime on the same ids (all-MiniLM-L6-v2), batch 1 and 32, sequence SEQ tokens;
+//     an untimed pause of GAP_MS before each timed batch lets the other engine's spinning pool threads park.
 //
 //   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- compact-speed [--threads 2] [--seq 128] [--seconds 5] [--patterns 0.5,0.7,0.9,2:4] [--out FILE.json]
 //     all-MiniLM-L6-v2 pruned (magnitude) at each pattern: sentences/s with the linear layers dense (zeros stored) vs in
@@ -41,8 +42,11 @@ List<int[]> FixedLengthInputs(BertModel model, int seq)
     return inputs;
 }
 // Two engines taking turns batch by batch (a shared machine's load falls on both alike) for 2 x SECONDS and at least
-// three rounds each: sentences/s from the median batch time, and process CPU-ms per sentence.
-(double A, double B, double CpuA, double CpuB, int Rounds) TakeTurns(int[][][] batches, int batch, double seconds, Action<int[][]> a, Action<int[][]> b)
+// three rounds each: sentences/s from the median batch time, and process CPU-ms per sentence. With GAP_MS > 0 each
+// timed batch starts after an untimed pause of that length: both engines' pool threads spin for a while after a
+// batch (ONNX Runtime's intra-op pool by default, Pare's kernel pool 200 us), and without the pause one engine's
+// spinning threads hold a core while the other engine is being timed.
+(double A, double B, double CpuA, double CpuB, int Rounds) TakeTurns(int[][][] batches, int batch, double seconds, Action<int[][]> a, Action<int[][]> b, int gapMs = 0)
 {
     a(batches[0]); b(batches[0]); // warm up
     var wall = new List<double>[] { [], [] };
@@ -52,6 +56,7 @@ List<int[]> FixedLengthInputs(BertModel model, int seq)
     for (int k = 0; total.Elapsed.TotalSeconds < 2 * seconds || wall[0].Count < 3; k++)
         for (int e = 0; e < 2; e++)
         {
+            if (gapMs > 0) Thread.Sleep(gapMs);
             proc.Refresh();
             var c0 = proc.TotalProcessorTime;
             var sw = Stopwatch.StartNew();
@@ -142,6 +147,7 @@ if (mode == "speed")
     int threads = int.Parse(Opt("--threads", "2"), CultureInfo.InvariantCulture);
     int seq = int.Parse(Opt("--seq", "128"), CultureInfo.InvariantCulture);
     double seconds = double.Parse(Opt("--seconds", "10"), CultureInfo.InvariantCulture);
+    int gapMs = int.Parse(Opt("--gap-ms", "20"), CultureInfo.InvariantCulture);
     string loadBefore = LoadAverage();
     var model = EncoderModels.Model(EncoderModels.MiniLm);
     var inputs = FixedLengthInputs(model, seq);
@@ -150,8 +156,8 @@ if (mode == "speed")
     foreach (int batch in new[] { 1, 32 })
     {
         var batches = Enumerable.Range(0, inputs.Count / batch).Select(b => inputs.Skip(b * batch).Take(batch).ToArray()).ToArray();
-        var r = TakeTurns(batches, batch, seconds, b => model.EmbedIds(b, new EmbedOptions { Threads = threads, BatchSize = batch }), b => ort.Embed(b, BertPooling.Mean));
-        result.Add(new() { ["batch"] = batch, ["seq"] = seq, ["threads"] = threads, ["pare_sentences_s"] = r.A, ["ort_sentences_s"] = r.B, ["pare_vs_ort"] = r.A / r.B,
+        var r = TakeTurns(batches, batch, seconds, b => model.EmbedIds(b, new EmbedOptions { Threads = threads, BatchSize = batch }), b => ort.Embed(b, BertPooling.Mean), gapMs);
+        result.Add(new() { ["batch"] = batch, ["seq"] = seq, ["threads"] = threads, ["gap_ms"] = gapMs, ["pare_sentences_s"] = r.A, ["ort_sentences_s"] = r.B, ["pare_vs_ort"] = r.A / r.B,
             ["pare_cpu_ms_per_sentence"] = r.CpuA, ["ort_cpu_ms_per_sentence"] = r.CpuB, ["rounds"] = r.Rounds });
         Console.Error.WriteLine($"batch {batch,2}, seq {seq}, {threads} threads: Pare {r.A:F1} sentences/s ({r.CpuA:F0} CPU-ms each), ONNX Runtime {r.B:F1} sentences/s ({r.CpuB:F0} CPU-ms each), {r.A / r.B:F2}x");
     }
@@ -281,5 +287,5 @@ if (mode == "token-prune")
     return 0;
 }
 
-Console.Error.WriteLine("usage: Pare.EncoderCheck check [--count N] [--out F] | prune [--queries N] [--calib N] [--out F] | token-prune [--queries N] [--layer L] [--out F] | speed [--threads N] [--seq N] [--seconds S] [--out F] | compact-speed [--threads N] [--seq N] [--seconds S] [--patterns P] [--out F]");
+Console.Error.WriteLine("usage: Pare.EncoderCheck check [--count N] [--out F] | prune [--queries N] [--calib N] [--out F] | token-prune [--queries N] [--layer L] [--out F] | speed [--threads N] [--seq N] [--seconds S] [--gap-ms G] [--out F] | compact-speed [--threads N] [--seq N] [--seconds S] [--patterns P] [--out F]");
 return 2;

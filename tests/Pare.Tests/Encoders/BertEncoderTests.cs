@@ -24,6 +24,8 @@ public class BertEncoderTests
     [InlineData(48, 3, 80, 1)]
     [InlineData(24, 6, 40, 3)]
     [InlineData(96, 4, 192, 1)]   // 351 x 96 and 351 x 192 values: the bias/GELU and LayerNorm rows split over threads
+    [InlineData(64, 2, 96, 2)]    // head size 32: the EncoderAttention kernel (AVX-512) runs, FFN 96 = three panels
+    [InlineData(128, 4, 520, 1)]  // head size 32, FFN with a partial panel (520 = 16 x 32 + 8), 351 tokens: two FFN slices
     public void Packed_batches_equal_the_reference_forward(int dim, int heads, int ffn, int layers)
     {
         var (c, t) = Random(dim, heads, ffn, layers);

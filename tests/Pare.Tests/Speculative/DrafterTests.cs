@@ -15,14 +15,16 @@ public class DrafterTests
     }
 
     [Theory]
-    [InlineData(1)]
-    [InlineData(2)]
-    [InlineData(3)]
-    [InlineData(5)]
-    public void Ngram_index_finds_what_the_backward_scan_finds(int n)
+    [InlineData(1, 128)]
+    [InlineData(2, 128)]
+    [InlineData(3, 128)]
+    [InlineData(5, 128)]
+    [InlineData(3, 1)]      // the smallest table: grows many times over 300 tokens
+    [InlineData(3, 5000)]   // sized up front (as the generator sizes its evidence index): never grows
+    public void Ngram_index_finds_what_the_backward_scan_finds(int n, int capacity)
     {
         var rng = new Random(n);
-        var index = new NgramIndex(n);
+        var index = new NgramIndex(n, capacity);
         for (int trial = 0; trial < 20; trial++)
         {
             // One growing sequence per trial (appended 1-3 tokens at a time), a small alphabet so that n-grams repeat.

@@ -138,6 +138,33 @@ public class DrafterTests
     }
 
     [Fact]
+    public void Composite_share_bounds_what_the_first_part_drafts()
+    {
+        int[] history = [1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2];
+        // Second part: a fixed chain under the root (never a prompt-lookup token), to see where the first part stopped.
+        var filler = new CompositeDrafter("f", new FixedChain([40, 41, 42, 43, 44, 45]));
+        // Half share: prompt lookup gets 1 + 5 / 2 = 3 nodes (root + 2 tokens), the filler the rest.
+        var half = new CompositeDrafter("half", 0.5, new PromptLookup(minNgram: 2), filler).Draft(history, 6);
+        Assert.Equal(new[] { 2, 3, 4, 40, 41, 42 }, half.Tokens);
+        // Whole share (`auto`): prompt lookup's chain takes the whole budget.
+        var whole = new CompositeDrafter("whole", 1.0, new PromptLookup(minNgram: 2), filler).Draft(history, 6);
+        Assert.Equal(new[] { 2, 3, 4, 5, 6, 7 }, whole.Tokens);
+        // No match: the filler gets everything.
+        var none = new CompositeDrafter("none", 1.0, new PromptLookup(minNgram: 2), filler).Draft([1, 2, 3, 4], 4);
+        Assert.Equal(new[] { 4, 40, 41, 42 }, none.Tokens);
+    }
+
+    /// <summary>Drafts a fixed chain under the root.</summary>
+    sealed class FixedChain(int[] chain) : IDrafter
+    {
+        public string Name => "fixed";
+        public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab) { }
+        public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab) { }
+        public DraftTree Draft(IReadOnlyList<int> history, int budget) =>
+            DraftTree.Chain([history[^1], .. chain.AsSpan(0, Math.Min(chain.Length, budget - 1))]);
+    }
+
+    [Fact]
     public void Cached_costs_are_read_back_and_a_bad_file_is_measured_again()
     {
         var c = Pare.Cli.Commands.CostCache.Parse(["1 0.00075", "2 0.0008", "4 0.00092"])!;

@@ -61,6 +61,60 @@ public sealed record SpeculativeOptions
 }
 
 /// <summary>
+/// The walk over a verified tree and the scratch its sampled form reuses: at each node choose the token as plain
+/// decoding would (argmax / a sample, or speculative sampling over the node's trials when the tree was sampled from a
+/// draft distribution), descend while a child carries it. Kept out of the generator's state machine, so that a run
+/// which never drafts never compiles it.
+/// </summary>
+sealed class TreeWalk(Sampler sampler, GenerationOptions options, int vocab, int? eos, Random rng, bool sampledDrafts)
+{
+    readonly int[] _banned = [.. options.Sampling.BannedTokens];
+    readonly HashSet<int> _seen = [];
+    readonly float[] _target = sampledDrafts ? new float[vocab] : [];
+    readonly List<(int Token, float[]? Q)> _trials = [];
+    readonly List<int> _trialChildren = [];
+
+    /// <summary>
+    /// Fills <paramref name="path"/> (root first, already holding the root) and <paramref name="chosen"/> (empty); accepted
+    /// choices join <paramref name="history"/> at once (the sampler's penalties see them), the last one stays pending.
+    /// </summary>
+    public void Walk(DraftTree tree, ModelDraft? sampled, float[] logits, List<int> history, List<int> path, List<int> chosen, int emitted)
+    {
+        int node = 0;
+        while (true)
+        {
+            var row = logits.AsSpan(node * vocab, vocab);
+            int x, child;
+            if (sampled == null)
+            {
+                x = sampler.Sample(row, history);
+                child = tree.Child(node, x);
+            }
+            else
+            {
+                // The target's processed distribution p at this node, then recursive rejection over its trials.
+                Sampler.Prepare(row, history, options.Sampling, _banned, _seen);
+                var (ids, probs, count) = sampler.Probabilities(row);
+                Array.Clear(_target);
+                for (int i = 0; i < count; i++) _target[ids[i]] = probs[i];
+                _trials.Clear(); _trialChildren.Clear();
+                foreach (var (parent, c, q) in sampled.Trials)
+                    if (parent == node) { _trials.Add((tree.Tokens[c], q >= 0 ? sampled.Q[q] : null)); _trialChildren.Add(c); }
+                var (accepted, token) = SpeculativeSampling.Verify(_target, _trials, rng);
+                x = token;
+                child = accepted >= 0 ? _trialChildren[accepted] : -1;
+            }
+            chosen.Add(x);
+            bool last = child < 0 || (options.StopAtEos && eos == x) || emitted + chosen.Count >= options.MaxTokens;
+            if (last) break;
+            path.Add(child);
+            history.Add(x);
+            node = child;
+        }
+    }
+}
+
+/// <summary>
 /// Lossless speculative generation on a token tree: a drafter proposes a tree under the pending token, one forward
 /// pass verifies every node, and the walk from the root accepts a child only when it carries the token the target
 /// itself chooses at that node (argmax, or a sample from the same processed distribution with the same random
@@ -106,11 +160,8 @@ public static class SpeculativeGenerator
         // (SpeculativeSampling); its randomness is its own stream, seeded from the sampling seed.
         var modelDrafter = options.Sampling.Temperature > 0 ? drafter as IModelDrafter : null;
         var specRng = new Random(unchecked((int)(options.Sampling.Seed * 0x9E3779B97F4A7C15UL >> 33)) ^ 0x5bd1e995);
-        int[] banned = [.. options.Sampling.BannedTokens];
-        var seen = new HashSet<int>();
-        float[] target = modelDrafter != null ? new float[vocab] : [];
-        var trials = new List<(int Token, float[]? Q)>();
-        var trialChildren = new List<int>();
+        // The walk over a tree, made at the first draft.
+        TreeWalk? walk = null;
         // Sized for prompt + output up front: no rehash (and no first-call compilation of one) while decoding.
         var evidence = spec.EvidenceNgram > 0 ? new NgramIndex(spec.EvidenceNgram, prompt.Count + Math.Min(options.MaxTokens, session.ContextLength)) : null;
         // Index the prompt with the prompt (before the first token), not inside the first decoding step.
@@ -184,41 +235,11 @@ public static class SpeculativeGenerator
             if (!drafted) stats.PlainSteps++;
             stats.NodesEvaluated += nodes;
 
-            // Walk: at each node choose as plain decoding would; descend while a child carries that choice. Accepted
-            // choices join history at once (the sampler's penalties see them), the last one stays pending.
+            // Choose as plain decoding would: a plain step samples the pending token's row; a tree is walked (TreeWalk).
             path.Clear(); path.Add(0);
             chosen.Clear();
-            int node = 0;
-            while (true)
-            {
-                var row = logits.AsSpan(node * vocab, vocab);
-                int x, child;
-                if (sampled == null)
-                {
-                    x = sampler.Sample(row, history);
-                    child = tree?.Child(node, x) ?? -1;
-                }
-                else
-                {
-                    // The target's processed distribution p at this node, then recursive rejection over its trials.
-                    Sampler.Prepare(row, history, options.Sampling, banned, seen);
-                    var (ids, probs, count) = sampler.Probabilities(row);
-                    Array.Clear(target);
-                    for (int i = 0; i < count; i++) target[ids[i]] = probs[i];
-                    trials.Clear(); trialChildren.Clear();
-                    foreach (var (parent, c, q) in sampled.Trials)
-                        if (parent == node) { trials.Add((tree!.Tokens[c], q >= 0 ? sampled.Q[q] : null)); trialChildren.Add(c); }
-                    var (accepted, token) = SpeculativeSampling.Verify(target, trials, specRng);
-                    x = token;
-                    child = accepted >= 0 ? trialChildren[accepted] : -1;
-                }
-                chosen.Add(x);
-                bool last = child < 0 || (options.StopAtEos && tok?.EosId == x) || emitted + chosen.Count >= options.MaxTokens;
-                if (last) break;
-                path.Add(child);
-                history.Add(x);
-                node = child;
-            }
+            if (tree == null) chosen.Add(sampler.Sample(logits.AsSpan(0, vocab), history));
+            else (walk ??= new TreeWalk(sampler, options, vocab, tok?.EosId, specRng, modelDrafter != null)).Walk(tree, sampled, logits, history, path, chosen, emitted);
             if (drafted) session.CommitTree(path);
             if (drafted && path.Count == 1) evidenceSteps = 0;
             stats.Tokens += chosen.Count;

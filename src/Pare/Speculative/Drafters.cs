@@ -4,12 +4,16 @@ namespace Pare.Speculative;
 
 /// <summary>
 /// Several drafters in one tree: each adds its draft under the shared root, in order, until the budget is used; every
-/// part but the last drafts into at most half of the budget left, so one long wrong chain cannot crowd out the rest.
-/// `auto` is prompt lookup on matches of 2-3 tokens first (exact quotes are the surest drafts), then Token Recycling
-/// to fill the tree.
+/// part but the last drafts into at most <paramref name="share"/> of the budget left (default half, so one long wrong
+/// chain cannot crowd out the rest; RASD's retrieval tree). `auto` is prompt lookup on matches of 2-3 tokens first
+/// (exact quotes are the surest drafts) with the whole budget to use, then Token Recycling filling what is left
+/// (everything when prompt lookup finds no match).
 /// </summary>
-public sealed class CompositeDrafter(string name, params IDrafter[] parts) : IDrafter
+public sealed class CompositeDrafter(string name, double share, params IDrafter[] parts) : IDrafter
 {
+    /// <summary>A composite whose parts but the last draft into at most half of the budget left.</summary>
+    public CompositeDrafter(string name, params IDrafter[] parts) : this(name, 0.5, parts) { }
+
     public string Name { get; } = name;
 
     public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab)
@@ -24,7 +28,7 @@ public sealed class CompositeDrafter(string name, params IDrafter[] parts) : IDr
         {
             if (tree.Count >= budget) break;
             int room = budget - tree.Count;
-            var d = parts[k].Draft(history, k == parts.Length - 1 ? budget : 1 + Math.Max(1, room / 2));
+            var d = parts[k].Draft(history, k == parts.Length - 1 ? budget : 1 + Math.Max(1, (int)(room * share)));
             // Re-add d's nodes under the matching nodes of tree (shared prefixes merge).
             var map = new int[d.Count];
             for (int i = 1; i < d.Count && tree.Count < budget; i++)
@@ -55,7 +59,9 @@ public static class Drafters
         "recycle" => new TokenRecycling(),
         "lookahead" => new LookaheadTrie(),
         "aded" => new Aded(),
-        "auto" => new CompositeDrafter("auto", new PromptLookup(minNgram: 2), new TokenRecycling()),
+        // Prompt lookup may fill the whole tree: a half share (the composite's default) cost `auto` 5-10% against prompt
+        // lookup alone (docs/speculative.md, session 8).
+        "auto" => new CompositeDrafter("auto", 1.0, new PromptLookup(minNgram: 2), new TokenRecycling()),
         _ => throw new PareException($"unknown drafter '{name}' (choose one of: {string.Join(", ", Names.Concat(ModelForms))})"),
     };
 

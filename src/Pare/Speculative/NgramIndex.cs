@@ -11,16 +11,21 @@ namespace Pare.Speculative;
 public sealed class NgramIndex
 {
     // Open addressing over parallel arrays: n-gram key (tokens packed 21 bits each for n <= 3, else a hash), end + 1 (0 = empty).
-    ulong[] _keys = new ulong[256];
-    int[] _ends = new int[256];
+    ulong[] _keys;
+    int[] _ends;
     int _used;
     object? _seq;
     int _next, _lastToken = -1;
 
-    public NgramIndex(int n)
+    /// <summary>An index of <paramref name="n"/>-grams with room for about <paramref name="capacity"/> of them before the table grows.</summary>
+    public NgramIndex(int n, int capacity = 128)
     {
         if (n < 1) throw new ArgumentOutOfRangeException(nameof(n), n, "n-grams of at least one token");
         N = n;
+        // At most half full: 2 x capacity slots, a power of two, at least 256 and at most 2^24 (the table grows past that).
+        int slots = (int)Math.Min(1L << 24, Math.Max(256L, (long)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(1, capacity)) * 2));
+        _keys = new ulong[slots];
+        _ends = new int[slots];
     }
 
     /// <summary>The n-gram length.</summary>

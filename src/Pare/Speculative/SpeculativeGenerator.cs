@@ -61,6 +61,60 @@ public sealed record SpeculativeOptions
 }
 
 /// <summary>
+/// The walk over a verified tree and the scratch its sampled form reuses: at each node choose the token as plain
+/// decoding would (argmax / a sample, or speculative sampling over the node's trials when the tree was sampled from a
+/// draft distribution), descend while a child carries it. Kept out of the generator's state machine, so that a run
+/// which never drafts never compiles it.
+/// </summary>
+sealed class TreeWalk(Sampler sampler, GenerationOptions options, int vocab, int? eos, Random rng, bool sampledDrafts)
+{
+    readonly int[] _banned = [.. options.Sampling.BannedTokens];
+    readonly HashSet<int> _seen = [];
+    readonly float[] _target = sampledDrafts ? new float[vocab] : [];
+    readonly List<(int Token, float[]? Q)> _trials = [];
+    readonly List<int> _trialChildren = [];
+
+    /// <summary>
+    /// Fills <paramref name="path"/> (root first, already holding the root) and <paramref name="chosen"/> (empty); accepted
+    /// choices join <paramref name="history"/> at once (the sampler's penalties see them), the last one stays pending.
+    /// </summary>
+    public void Walk(DraftTree tree, ModelDraft? sampled, float[] logits, List<int> history, List<int> path, List<int> chosen, int emitted)
+    {
+        int node = 0;
+        while (true)
+        {
+            var row = logits.AsSpan(node * vocab, vocab);
+            int x, child;
+            if (sampled == null)
+            {
+                x = sampler.Sample(row, history);
+                child = tree.Child(node, x);
+            }
+            else
+            {
+                // The target's processed distribution p at this node, then recursive rejection over its trials.
+                Sampler.Prepare(row, history, options.Sampling, _banned, _seen);
+                var (ids, probs, count) = sampler.Probabilities(row);
+                Array.Clear(_target);
+                for (int i = 0; i < count; i++) _target[ids[i]] = probs[i];
+                _trials.Clear(); _trialChildren.Clear();
+                foreach (var (parent, c, q) in sampled.Trials)
+                    if (parent == node) { _trials.Add((tree.Tokens[c], q >= 0 ? sampled.Q[q] : null)); _trialChildren.Add(c); }
+                var (accepted, token) = SpeculativeSampling.Verify(_target, _trials, rng);
+                x = token;
+                child = accepted >= 0 ? _trialChildren[accepted] : -1;
+            }
+            chosen.Add(x);
+            bool last = child < 0 || (options.StopAtEos && eos == x) || emitted + chosen.Count >= options.MaxTokens;
+            if (last) break;
+            path.Add(child);
+            history.Add(x);
+            node = child;
+        }
+    }
+}
+
+/// <summary>
 /// Lossless speculative generation on a token tree: a drafter proposes a tree under the pending token, one forward
 /// pass verifies every node, and the walk from the root accepts a child only when it carries the token the target
 /// itself chooses at that node (argmax, or a sample from the same processed distribution with the same random
@@ -106,12 +160,10 @@ public static class SpeculativeGenerator
         // (SpeculativeSampling); its randomness is its own stream, seeded from the sampling seed.
         var modelDrafter = options.Sampling.Temperature > 0 ? drafter as IModelDrafter : null;
         var specRng = new Random(unchecked((int)(options.Sampling.Seed * 0x9E3779B97F4A7C15UL >> 33)) ^ 0x5bd1e995);
-        int[] banned = [.. options.Sampling.BannedTokens];
-        var seen = new HashSet<int>();
-        float[] target = modelDrafter != null ? new float[vocab] : [];
-        var trials = new List<(int Token, float[]? Q)>();
-        var trialChildren = new List<int>();
-        var evidence = spec.EvidenceNgram > 0 ? new NgramIndex(spec.EvidenceNgram) : null;
+        // The walk over a tree, made at the first draft.
+        TreeWalk? walk = null;
+        // Sized for prompt + output up front: no rehash (and no first-call compilation of one) while decoding.
+        var evidence = spec.EvidenceNgram > 0 ? new NgramIndex(spec.EvidenceNgram, prompt.Count + Math.Min(options.MaxTokens, session.ContextLength)) : null;
         // Index the prompt with the prompt (before the first token), not inside the first decoding step.
         evidence?.Latest(history);
         int evidenceSteps = 0;
@@ -125,8 +177,6 @@ public static class SpeculativeGenerator
             yield return new GeneratedToken(next, text);
             // As plain decoding: stop once the cache is full (the pending token needs one free position).
             if (stop || emitted >= options.MaxTokens || session.Position >= session.ContextLength) break;
-            // The drafter starts after the first token, so that its set-up counts as decoding time, not prompt time.
-            if (!started) { drafter.Start(prompt, spec.SeedFromPrompt ? all : [], vocab); started = true; }
 
             // Draft under the pending token, within the remaining context and token budget; a tree of one is a plain step.
             double t0 = rates?.Now() ?? 0;
@@ -135,75 +185,65 @@ public static class SpeculativeGenerator
             bool match = evidence != null && evidence.Latest(history) >= 0;
             if (match) evidenceSteps++;
             bool mayProbe = evidence == null || (match && evidenceSteps >= spec.EvidenceSteps);
-            int arm = rates?.ChooseArm() ?? 0;
-            if (choice != null) choice.Current = arm;
-            var sizer = sizers[arm];
-            int want = sizer.Choose(mayProbe);
-            // Re-measuring a losing arm whose own sizer says plain: its smallest tree, a probe of that arm.
-            if (rates != null && rates.Remeasure && want <= 1) want = sizer.Smallest;
-            int budget = Math.Min(want, Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));
-            // The measured rates may veto a tree, but not the sizer's cheap probes (they are how it notices text turning predictable).
-            if (budget > 1 && !sizer.Probing && rates != null)
+            int budget = 1;
+            TreeSizer? sizer = null;
+            // Nothing to draft from while plain decoding measures faster: no probe may be made (they wait for evidence) and
+            // the rates would veto any other tree, so the step is plain without asking the sizer or the rates (their
+            // schedules count it). Out of domain nearly every step is such a step: it then runs only plain decoding's code
+            // and the evidence index, and the drafter, the tree path and their first-call compilation wait for a draft.
+            if (!mayProbe && rates != null && !rates.Ahead)
             {
-                if (!rates.Speculate(mayProbe)) budget = 1;
-                // A probe while plain decoding measures faster is as small as the sizer allows: it only has to show that
-                // drafts are accepted again (then speculation wins and the sizer chooses freely), and a failed one costs ~T(2) - T(1).
-                else if (rates.Probe) budget = Math.Min(budget, sizer.Smallest);
+                rates.Idle();
+                sizers[rates.Arm].Idle();
+            }
+            else
+            {
+                int arm = rates?.ChooseArm() ?? 0;
+                if (choice != null) choice.Current = arm;
+                sizer = sizers[arm];
+                int want = sizer.Choose(mayProbe);
+                // Re-measuring a losing arm whose own sizer says plain: its smallest tree, a probe of that arm.
+                if (rates != null && rates.Remeasure && want <= 1) want = sizer.Smallest;
+                budget = Math.Min(want, Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));
+                // The measured rates may veto a tree, but not the sizer's cheap probes (they are how it notices text turning predictable).
+                if (budget > 1 && !sizer.Probing && rates != null)
+                {
+                    if (!rates.Speculate(mayProbe)) budget = 1;
+                    // A probe while plain decoding measures faster is as small as the sizer allows: it only has to show that
+                    // drafts are accepted again (then speculation wins and the sizer chooses freely), and a failed one costs ~T(2) - T(1).
+                    else if (rates.Probe) budget = Math.Min(budget, sizer.Smallest);
+                }
             }
             bool drafted = budget > 1;
+            // The drafter starts at its first draft (its set-up is decoding time, as it should be, but only when it drafts):
+            // it has seen nothing since the prompt, and plain steps do not update it.
+            if (drafted && !started) { drafter.Start(prompt, spec.SeedFromPrompt ? all : [], vocab); started = true; }
             var sampled = drafted && modelDrafter != null ? modelDrafter.DraftSampled(history, budget, options.Sampling, specRng) : null;
-            var tree = sampled?.Tree ?? (drafted ? drafter.Draft(history, budget) : new DraftTree(next));
+            // A plain step has no tree (tree == null): one node, the pending token.
+            var tree = sampled?.Tree ?? (drafted ? drafter.Draft(history, budget) : null);
             // Nothing to draft from (no match, no row yet): a plain step, not a probe.
-            bool empty = drafted && tree.Count < 2;
+            bool empty = drafted && tree!.Count < 2;
             if (empty) { drafted = false; sampled = null; rates?.Skipped(); }
+            int nodes = tree?.Count ?? 1;
             // A plain step is plain decoding's own pass (it moves Position itself); a tree is verified and committed below.
-            // Logits go to one reused buffer: a fresh (nodes x vocab) array per step would be a large-object allocation each time.
-            if (logitsBuffer.Length < tree.Count * vocab) logitsBuffer = new float[Math.Max(tree.Count, spec.MaxTreeSize) * vocab];
+            // Logits go to one reused buffer: a fresh (nodes x vocab) array per step would be a large-object allocation each
+            // time. It holds one row until the first tree (plain steps need no more).
+            if (logitsBuffer.Length < nodes * vocab) logitsBuffer = new float[(nodes > 1 ? Math.Max(nodes, spec.MaxTreeSize) : 1) * vocab];
             var logits = logitsBuffer;
-            if (drafted) session.ForwardTree(tree, logits); else { one[0] = next; session.Forward(one, logits.AsSpan(0, vocab), allPositions: false); }
+            if (drafted) session.ForwardTree(tree!, logits); else { one[0] = next; session.Forward(one, logits.AsSpan(0, vocab), allPositions: false); }
             stats.Steps++;
             if (!drafted) stats.PlainSteps++;
-            stats.NodesEvaluated += tree.Count;
+            stats.NodesEvaluated += nodes;
 
-            // Walk: at each node choose as plain decoding would; descend while a child carries that choice. Accepted
-            // choices join history at once (the sampler's penalties see them), the last one stays pending.
+            // Choose as plain decoding would: a plain step samples the pending token's row; a tree is walked (TreeWalk).
             path.Clear(); path.Add(0);
             chosen.Clear();
-            int node = 0;
-            while (true)
-            {
-                var row = logits.AsSpan(node * vocab, vocab);
-                int x, child;
-                if (sampled == null)
-                {
-                    x = sampler.Sample(row, history);
-                    child = tree.Child(node, x);
-                }
-                else
-                {
-                    // The target's processed distribution p at this node, then recursive rejection over its trials.
-                    Sampler.Prepare(row, history, options.Sampling, banned, seen);
-                    var (ids, probs, count) = sampler.Probabilities(row);
-                    Array.Clear(target);
-                    for (int i = 0; i < count; i++) target[ids[i]] = probs[i];
-                    trials.Clear(); trialChildren.Clear();
-                    foreach (var (parent, c, q) in sampled.Trials)
-                        if (parent == node) { trials.Add((tree.Tokens[c], q >= 0 ? sampled.Q[q] : null)); trialChildren.Add(c); }
-                    var (accepted, token) = SpeculativeSampling.Verify(target, trials, specRng);
-                    x = token;
-                    child = accepted >= 0 ? trialChildren[accepted] : -1;
-                }
-                chosen.Add(x);
-                bool last = child < 0 || (options.StopAtEos && tok?.EosId == x) || emitted + chosen.Count >= options.MaxTokens;
-                if (last) break;
-                path.Add(child);
-                history.Add(x);
-                node = child;
-            }
+            if (tree == null) chosen.Add(sampler.Sample(logits.AsSpan(0, vocab), history));
+            else (walk ??= new TreeWalk(sampler, options, vocab, tok?.EosId, specRng, modelDrafter != null)).Walk(tree, sampled, logits, history, path, chosen, emitted);
             if (drafted) session.CommitTree(path);
             if (drafted && path.Count == 1) evidenceSteps = 0;
             stats.Tokens += chosen.Count;
-            sizer.Observe(tree, path);
+            sizer?.Observe(nodes, path);
             double stepSeconds = (rates?.Now() ?? 0) - t0;
 
             // Emit all but the last choice now; the last becomes the next pending token (its KV is not in the cache yet).
@@ -219,8 +259,12 @@ public static class SpeculativeGenerator
             // Plain steps cost what plain decoding costs: the drafters catch up on history at their next update.
             double t1 = rates?.Now() ?? 0;
             // An empty draft still shows the drafter the root's logits (Token Recycling fills its first rows from them).
-            if (drafted || empty) drafter.Update(history, tree, logits.AsSpan(0, tree.Count * vocab), vocab);
-            rates?.Observe(drafted, chosen.Count, stepSeconds + (rates.Now() - t1));
+            if (drafted || empty) drafter.Update(history, tree!, logits.AsSpan(0, nodes * vocab), vocab);
+            if (rates != null)
+            {
+                double seconds = stepSeconds + (rates.Now() - t1);
+                if (drafted) rates.Observe(true, chosen.Count, seconds); else rates.ObservePlain(seconds);
+            }
             next = chosen[^1];
         }
         // As plain decoding: flush a partial character held by the decoder, unless a stop sequence ended the text.

@@ -31,6 +31,8 @@ public sealed class StepRates(SpeculativeOptions spec)
     double _plainSeconds;
     bool _plainSeen;
     int _plainSinceProbe, _specSincePlain, _probeGap, _arm;
+    // The best measured arm as of the last speculative step (-1: none yet).
+    int _best = -1;
 
     /// <summary>Measured tokens per second of speculative steps with the best arm (NaN before the first).</summary>
     public double SpeculativeRate => Best is var b and >= 0 ? Rate(b) : double.NaN;
@@ -56,6 +58,22 @@ public sealed class StepRates(SpeculativeOptions spec)
     /// <summary>Both rates are known and the best arm beats plain decoding by at least <see cref="SpeculativeOptions.MinGain"/>.</summary>
     bool Winning => Best is var b and >= 0 && _specTokens[b] > _specSeconds[b] * spec.MinGain / _plainSeconds;
 
+    /// <summary><see cref="Winning"/> as of the last <see cref="Observe"/> (a field: read on every step without a loop over the arms).</summary>
+    internal bool Ahead { get; private set; }
+
+    /// <summary>
+    /// A step that the generator decodes plainly without consulting the schedule: no evidence to draft from while
+    /// speculation is not measured faster (then <see cref="Speculate"/> would have said no). The probe schedule
+    /// counts it as <see cref="Speculate"/> would have.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal void Idle()
+    {
+        Probe = false;
+        Remeasure = false;
+        if (_plainSeen && _specSeen[_arm]) _plainSinceProbe++;
+    }
+
     internal double Now() => _clock();
 
     /// <summary>The tree sizers (one per arm) of the last generation that used these rates (carried over when they fit).</summary>
@@ -68,6 +86,8 @@ public sealed class StepRates(SpeculativeOptions spec)
         _specTokens = new double[arms]; _specSeconds = new double[arms]; _specSeen = new bool[arms];
         _since = new int[arms]; _gap = new int[arms];
         _arm = 0;
+        _best = -1;
+        Ahead = false;
     }
 
     /// <summary>
@@ -91,6 +111,9 @@ public sealed class StepRates(SpeculativeOptions spec)
         }
         return _arm = best;
     }
+
+    /// <summary>The arm of the last <see cref="ChooseArm"/>.</summary>
+    internal int Arm => _arm;
 
     /// <summary>Whether the last <see cref="ChooseArm"/> picked a measured arm other than the best, to re-measure it.</summary>
     internal bool Remeasure { get; private set; }
@@ -129,14 +152,9 @@ public sealed class StepRates(SpeculativeOptions spec)
     /// <summary>Records one step: <paramref name="speculative"/> when a tree was drafted (by the arm of the last <see cref="ChooseArm"/>), the tokens it emitted and its wall time.</summary>
     internal void Observe(bool speculative, int tokens, double seconds)
     {
+        if (!speculative) { ObservePlain(seconds); return; }
         seconds = Math.Max(seconds, 1e-9);
         double keep = spec.RateSmoothing;
-        if (!speculative)
-        {
-            _plainSeconds = _plainSeen ? keep * _plainSeconds + (1 - keep) * seconds : seconds;
-            _plainSeen = true;
-            return;
-        }
         int arm = _arm;
         // Arm bookkeeping: a step that loses to the best other arm pushes this arm's next re-measure further away.
         int bestOther = -1;
@@ -160,5 +178,18 @@ public sealed class StepRates(SpeculativeOptions spec)
         // A probe that beat plain decoding by itself is followed at once by another, so the estimate can catch up.
         else if (tokens > seconds * spec.MinGain / _plainSeconds) _probeGap = 1;
         else _probeGap = _probeGap < spec.ProbeInterval ? spec.ProbeInterval : Math.Min(2 * _probeGap, spec.MaxProbeInterval);
+        _best = Best;
+        Ahead = Winning;
+    }
+
+    /// <summary>Records a plain step's wall time (no loop over the arms: a plain step costs what plain decoding costs).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal void ObservePlain(double seconds)
+    {
+        seconds = Math.Max(seconds, 1e-9);
+        double keep = spec.RateSmoothing;
+        _plainSeconds = _plainSeen ? keep * _plainSeconds + (1 - keep) * seconds : seconds;
+        _plainSeen = true;
+        Ahead = _best >= 0 && _specTokens[_best] > _specSeconds[_best] * spec.MinGain / _plainSeconds;
     }
 }

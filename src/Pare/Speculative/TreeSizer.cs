@@ -70,17 +70,31 @@ internal sealed class TreeSizer
         return _last = bestI < 0 ? 1 : _sizes[bestI];
     }
 
-    /// <summary>Records a verified tree: its size and the accepted path (node indices, root first).</summary>
-    public void Observe(DraftTree tree, IReadOnlyList<int> path)
+    /// <summary>
+    /// A plain step the generator decided without <see cref="Choose"/> (no evidence to draft from while plain decoding
+    /// is ahead): counted towards the next probe, as a <see cref="Choose"/> that kept plain decoding would count it.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public void Idle()
+    {
+        Probing = false;
+        _last = 1;
+        if (_costs == null || !_spec.Adaptive || _sizes.Length == 0) return;
+        _step++;
+        _sinceProbe++;
+    }
+
+    /// <summary>Records a verified tree: its size in nodes (1 = a plain step) and the accepted path (node indices, root first).</summary>
+    public void Observe(int nodes, IReadOnlyList<int> path)
     {
         // A probe that accepted nothing (or had nothing to draft) pushes the next one further away.
         if (Probing) _probeGap = path.Count > 1 ? _probeEvery : (int)Math.Min(2L * _probeGap, (long)MaxProbeBackoff * _probeEvery);
-        if (_costs == null || tree.Count < 2) return;
-        for (int i = 0; i < _sizes.Length && _sizes[i] <= Math.Max(_last, tree.Count); i++)
+        if (_costs == null || nodes < 2) return;
+        for (int i = 0; i < _sizes.Length && _sizes[i] <= Math.Max(_last, nodes); i++)
         {
             int c = _sizes[i], tokens = 0;
             while (tokens < path.Count && path[tokens] < c) tokens++;
-            double cost = _costs.Time(Math.Min(c, tree.Count));
+            double cost = _costs.Time(Math.Min(c, nodes));
             _tokens[i] = _seen[i] == 0 ? tokens : Decay * _tokens[i] + (1 - Decay) * tokens;
             _cost[i] = _seen[i] == 0 ? cost : Decay * _cost[i] + (1 - Decay) * cost;
             _seen[i]++;

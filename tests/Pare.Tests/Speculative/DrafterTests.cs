@@ -15,14 +15,16 @@ public class DrafterTests
     }
 
     [Theory]
-    [InlineData(1)]
-    [InlineData(2)]
-    [InlineData(3)]
-    [InlineData(5)]
-    public void Ngram_index_finds_what_the_backward_scan_finds(int n)
+    [InlineData(1, 128)]
+    [InlineData(2, 128)]
+    [InlineData(3, 128)]
+    [InlineData(5, 128)]
+    [InlineData(3, 1)]      // the smallest table: grows many times over 300 tokens
+    [InlineData(3, 5000)]   // sized up front (as the generator sizes its evidence index): never grows
+    public void Ngram_index_finds_what_the_backward_scan_finds(int n, int capacity)
     {
         var rng = new Random(n);
-        var index = new NgramIndex(n);
+        var index = new NgramIndex(n, capacity);
         for (int trial = 0; trial < 20; trial++)
         {
             // One growing sequence per trial (appended 1-3 tokens at a time), a small alphabet so that n-grams repeat.
@@ -133,6 +135,33 @@ public class DrafterTests
         var d = new CompositeDrafter("t", new PromptLookup(), new PromptLookup());
         var t = d.Draft([5, 6, 7, 8, 5, 6], 10);
         Assert.Equal(new[] { 6, 7, 8, 5, 6 }, t.Tokens);
+    }
+
+    [Fact]
+    public void Composite_share_bounds_what_the_first_part_drafts()
+    {
+        int[] history = [1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2];
+        // Second part: a fixed chain under the root (never a prompt-lookup token), to see where the first part stopped.
+        var filler = new CompositeDrafter("f", new FixedChain([40, 41, 42, 43, 44, 45]));
+        // Half share: prompt lookup gets 1 + 5 / 2 = 3 nodes (root + 2 tokens), the filler the rest.
+        var half = new CompositeDrafter("half", 0.5, new PromptLookup(minNgram: 2), filler).Draft(history, 6);
+        Assert.Equal(new[] { 2, 3, 4, 40, 41, 42 }, half.Tokens);
+        // Whole share (`auto`): prompt lookup's chain takes the whole budget.
+        var whole = new CompositeDrafter("whole", 1.0, new PromptLookup(minNgram: 2), filler).Draft(history, 6);
+        Assert.Equal(new[] { 2, 3, 4, 5, 6, 7 }, whole.Tokens);
+        // No match: the filler gets everything.
+        var none = new CompositeDrafter("none", 1.0, new PromptLookup(minNgram: 2), filler).Draft([1, 2, 3, 4], 4);
+        Assert.Equal(new[] { 4, 40, 41, 42 }, none.Tokens);
+    }
+
+    /// <summary>Drafts a fixed chain under the root.</summary>
+    sealed class FixedChain(int[] chain) : IDrafter
+    {
+        public string Name => "fixed";
+        public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab) { }
+        public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab) { }
+        public DraftTree Draft(IReadOnlyList<int> history, int budget) =>
+            DraftTree.Chain([history[^1], .. chain.AsSpan(0, Math.Min(chain.Length, budget - 1))]);
     }
 
     [Fact]

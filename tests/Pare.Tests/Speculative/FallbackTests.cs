@@ -187,4 +187,52 @@ public class FallbackTests
         Assert.All(gated.Drafts, h => Assert.True(PromptLookup.Scan(h, 3, 3) >= 0, $"probed without a match at {h.Length}"));
         Assert.True(gatedStats.PlainSteps > freeStats.PlainSteps, $"gated {gatedStats.PlainSteps} plain steps, free {freeStats.PlainSteps}");
     }
+
+    /// <summary>Counts the calls it gets; drafts a wrong chain.</summary>
+    sealed class CountingDrafter(int[] truth, int vocab) : IDrafter
+    {
+        public int Starts, Drafts, Updates;
+        public string Name => "counting";
+        public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int v) => Starts++;
+        public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int v) => Updates++;
+
+        public DraftTree Draft(IReadOnlyList<int> history, int budget)
+        {
+            Drafts++;
+            int from = history.Count - 1;
+            var chain = truth.AsSpan(from, Math.Min(budget, truth.Length - from)).ToArray();
+            for (int i = 1; i < chain.Length; i++) chain[i] = (chain[i] + 1) % vocab;
+            return DraftTree.Chain(chain);
+        }
+    }
+
+    [Fact]
+    public async Task A_drafter_that_never_gets_to_draft_is_never_started_and_every_step_is_plain()
+    {
+        using var m = LlamaModel.Load(TestModels.Get("spec", TestModels.OracleShapes[1].Config, GgmlType.F32));
+        const int total = 80;
+        var (o, prompt, plain) = await PlainRun(m, total);
+
+        async Task<(CountingDrafter Drafter, SpeculationStats Stats)> Run(int evidenceSteps)
+        {
+            var clock = new FakeClock();
+            var spec = new SpeculativeOptions { MaxTreeSize = 4, Costs = new CostModel([1, 2, 4], [1.0, 1.0, 1.0]), Clock = clock.Read, EvidenceNgram = 1, EvidenceSteps = evidenceSteps, ProbeInterval = 2, MaxProbeInterval = 4 };
+            var d = new CountingDrafter([.. plain], m.Config.VocabSize);
+            var stats = new SpeculationStats();
+            var output = new List<int>();
+            await foreach (var t in SpeculativeGenerator.GenerateAsync(m.CreateSession(), prompt, o, d, spec, stats)) output.Add(t.Id);
+            Assert.Equal(plain.Skip(prompt.Length), output);
+            return (d, stats);
+        }
+
+        // Evidence never suffices (a match needed at more steps than there are): no probe, so the drafter is not even set up.
+        var (idle, idleStats) = await Run(total + 1);
+        Assert.Equal((0, 0, 0), (idle.Starts, idle.Drafts, idle.Updates));
+        Assert.Equal(idleStats.Steps, idleStats.PlainSteps);
+        Assert.Equal(total - 1, idleStats.Steps);
+        // Control: with evidence at every step (any repeated token) the same drafter is started once and probed.
+        var (probed, probedStats) = await Run(1);
+        Assert.Equal(1, probed.Starts);
+        Assert.True(probed.Drafts > 0 && probedStats.PlainSteps < probedStats.Steps, $"{probed.Drafts} drafts, {probedStats.PlainSteps} of {probedStats.Steps} steps plain");
+    }
 }

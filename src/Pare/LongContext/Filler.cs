@@ -46,16 +46,24 @@ public sealed class Filler
 
     /// <summary><paramref name="count"/> tokens drawn uniformly from the distinct tokens of the text: no sequential
     /// structure, and no frequent token that repeats inside a span (an ambiguous match for a copy), so nothing in them is
-    /// predictable except by looking back.</summary>
-    public int[] Shuffled(SplitMix64 rng, int count)
+    /// predictable except by looking back. With <paramref name="vocab"/> &gt; 0, only the that many most frequent tokens
+    /// (ties by id) are drawn.</summary>
+    public int[] Shuffled(SplitMix64 rng, int count, int vocab = 0)
     {
         _distinct ??= [.. _tokens.Distinct().Order()];
+        var from = _distinct;
+        int n = _distinct.Length;
+        if (vocab > 0 && vocab < n)
+        {
+            _frequent ??= [.. _tokens.GroupBy(t => t).OrderByDescending(g => g.Count()).ThenBy(g => g.Key).Select(g => g.Key)];
+            (from, n) = (_frequent, vocab);
+        }
         var dst = new int[count];
-        for (int i = 0; i < count; i++) dst[i] = _distinct[rng.NextInt(_distinct.Length)];
+        for (int i = 0; i < count; i++) dst[i] = from[rng.NextInt(n)];
         return dst;
     }
 
-    int[]? _distinct;
+    int[]? _distinct, _frequent;
 
     /// <summary>
     /// A place to insert a needle near <paramref name="index"/> in <paramref name="filler"/>: just after a token that ends a

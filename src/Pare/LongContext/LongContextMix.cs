@@ -25,6 +25,12 @@ public sealed record LongContextMixOptions
     /// <summary>Share of copy episodes whose span is random train-split tokens (uniform over its distinct tokens) instead of running
     /// text: a language model cannot partly predict them, so the whole loss of the copy pushes towards looking back.</summary>
     public double ShuffledRepeat { get; init; } = 0;
+    /// <summary>How many times a copy episode shows its span (2 = once and one copy): more copies give more tokens that only
+    /// looking back predicts, per window.</summary>
+    public int Copies { get; init; } = 2;
+    /// <summary>Random (shuffled) spans draw from the this many most frequent tokens of the train split; 0 = from all its
+    /// distinct tokens. A small sub-vocabulary of well-trained embeddings is the easy start of a copy curriculum.</summary>
+    public int CopyVocab { get; init; } = 0;
 
     public void Validate(string source)
     {
@@ -35,6 +41,8 @@ public sealed record LongContextMixOptions
         if (MaxFollowUps < 0) throw new PareException($"{source}: long_context.max_follow_ups must be >= 0");
         if (Repeat is < 0 or > 1) throw new PareException($"{source}: long_context.repeat must be in 0..1");
         if (ShuffledRepeat is < 0 or > 1) throw new PareException($"{source}: long_context.shuffled_repeat must be in 0..1");
+        if (Copies is < 2 or > 16) throw new PareException($"{source}: long_context.copies must be in 2..16");
+        if (CopyVocab < 0) throw new PareException($"{source}: long_context.copy_vocab must be >= 0 (0 = all tokens)");
     }
 }
 
@@ -111,10 +119,13 @@ public sealed class LongContextMix
     /// </summary>
     int[] CopyEpisode(SplitMix64 rng, int length)
     {
-        int half = Math.Max(8, (length - 2 * _separator.Length) / 2);
+        int copies = _o.Copies;
+        int half = Math.Max(8, (length - copies * _separator.Length) / copies);
         // The draw for the kind of span happens only when shuffled spans are on: 0 keeps older configs' windows.
-        var span = _o.ShuffledRepeat > 0 && rng.NextDouble() < _o.ShuffledRepeat ? _filler.Shuffled(rng, half) : _filler.Take(rng, half);
-        return [.. span, .. _separator, .. span, .. _separator];
+        var span = _o.ShuffledRepeat > 0 && rng.NextDouble() < _o.ShuffledRepeat ? _filler.Shuffled(rng, half, _o.CopyVocab) : _filler.Take(rng, half);
+        var episode = new List<int>(copies * (half + _separator.Length));
+        for (int c = 0; c < copies; c++) { episode.AddRange(span); episode.AddRange(_separator); }
+        return [.. episode];
     }
 
     NeedleSample Episode(SplitMix64 rng, int length)

@@ -173,6 +173,33 @@ public class NeedleTests
     }
 
     [Fact]
+    public void Copy_episodes_show_their_span_copies_times_from_the_most_frequent_tokens()
+    {
+        var (tok, text, _) = Ref.Value;
+        var corpus = tok.Encode(string.Concat(Enumerable.Repeat(File.ReadAllText(Path.Combine(RepoRoot(), "README.md")), 3)), addSpecial: false);
+        var shuffled = new LongContextMixOptions { Repeat = 1, ShuffledRepeat = 1 };
+        // The defaults (2 copies, every distinct token) leave the windows of older configs unchanged.
+        Assert.Equal(new LongContextMix(corpus, text, shuffled).Window(7, 2049),
+            new LongContextMix(corpus, text, shuffled with { Copies = 2, CopyVocab = 0 }).Window(7, 2049));
+        var w = new LongContextMix(corpus, text, shuffled with { Copies = 4, CopyVocab = 16 }).Window(7, 2049);
+        var sep = text.Encode("\n\n");
+        int half = -1;
+        for (int h = 8; 4 * (h + sep.Length) <= w.Length && half < 0; h++)
+        {
+            bool ok = true;
+            for (int c = 0; c < 4 && ok; c++)
+                ok = w.AsSpan(c * (h + sep.Length), h).SequenceEqual(w.AsSpan(0, h)) && w.AsSpan(c * (h + sep.Length) + h, sep.Length).SequenceEqual(sep);
+            if (ok) half = h;
+        }
+        Assert.True(half >= 24, $"no span shown 4 times at the start (half {half})");
+        var top16 = corpus.GroupBy(t => t).OrderByDescending(g => g.Count()).ThenBy(g => g.Key).Take(16).Select(g => g.Key).ToHashSet();
+        Assert.All(w[..half], t => Assert.Contains(t, top16));
+        Assert.True(w[..half].Distinct().Count() > 8, "the span should use the sub-vocabulary, not one token");
+        Assert.Throws<PareException>(() => new LongContextMixOptions { Copies = 1 }.Validate("cfg"));
+        Assert.Throws<PareException>(() => new LongContextMixOptions { CopyVocab = -1 }.Validate("cfg"));
+    }
+
+    [Fact]
     public void A_byte_level_tokenizer_with_too_short_episodes_is_a_config_error()
     {
         var tok = new Gpt2BpeTokenizer(SyntheticModel.ByteLevelVocab(300));

@@ -128,7 +128,9 @@ public sealed class LoraAdapter
 /// Recovery fine-tuning of a (pruned) Llama model on the trainer: full fine-tuning (AdamW on every weight) or LoRA adapters
 /// on the block linear layers, merged into the weights at export. The pruned structure stays: weights that are exactly zero
 /// in the input stay zero (their gradients are masked and they are re-zeroed after each update), the model's shapes
-/// are kept (a uniform structured model trains at its smaller widths), and FLAP's output biases stay as they are (frozen).
+/// are kept (a structured model trains at its smaller widths, per layer for a non-uniform <c>deci</c> one; a SliceGPT model
+/// at its sliced width, with its shortcut matrices trained as block weights in full fine-tuning, frozen with LoRA), and
+/// FLAP's output biases stay as they are (frozen).
 /// The output copies the input GGUF (metadata, tokenizer, other tensors) with the trained matrices re-encoded in their
 /// stored types, written to a temporary name and renamed: no partial output when cancelled or failing.
 /// </summary>
@@ -162,8 +164,6 @@ public sealed class Finetune
         using (var model = LlamaModel.Load(modelPath))
         {
             _c = model.Config;
-            if (!_c.IsUniform)
-                throw new PareException($"{modelPath} has per-layer shapes (a non-uniform structured model); the trainer runs uniform models only: prune with a uniform method (e.g. flap-uniform) to fine-tune");
             bo = [.. model.Weights.Layers.Select(l => l.Bo)];
             bd = [.. model.Weights.Layers.Select(l => l.BDown)];
         }

@@ -37,6 +37,7 @@ static class StructuredTable
         {
             Steps = steps, LoraRank = o.Int("--recover-lora", 0), LearningRate = float.Parse(o.Get("--recover-lr", "5e-4"), inv),
             BatchSize = o.Int("--recover-batch", 4), SeqLen = o.Int("--recover-seqlen", 512), WarmupSteps = o.Int("--recover-warmup", 20), Threads = threads,
+            TrainShortcuts = o.Has("--recover-train-shortcuts"),
         };
         string[] methods = o.Get("--methods", "flap,flap-uniform,wanda-sp,magnitude-sp,cfsp,slicegpt").Split(',');
         double[] ratios = [.. o.Get("--ratios", "0.1,0.2,0.3,0.5").Split(',').Select(r => double.Parse(r, inv))];
@@ -70,6 +71,15 @@ static class StructuredTable
                 {
                     dense = Ppl(model);
                     Add(new Row("dense", 0, 0, 0, 0, "llama", dense, dense, new FileInfo(model).Length, 0, 0, testName));
+                }
+                if (steps > 0 && !Have("dense", 0, steps))
+                {
+                    // The control: what the same recovery budget does to the dense model itself.
+                    trainTokens ??= TokenizerFiles.EncodeFileCached(new Gpt2BpeTokenizer(TokenizerFiles.Load(model)), train);
+                    string tuned = Path.Combine(tmp, "dense-ft.gguf");
+                    var fr = new Finetune(model, trainTokens, ft).Run(tuned);
+                    Add(new Row("dense", 0, steps, fr.TokensPerStep * fr.Steps, 0, "llama", Ppl(tuned), dense, new FileInfo(model).Length, 0, fr.Seconds, testName));
+                    File.Delete(tuned);
                 }
                 foreach (var r in ratios)
                     foreach (var method in methods)
@@ -193,7 +203,9 @@ static class StructuredTable
         string methodsOrder = "flap,flap-uniform,wanda-sp,magnitude-sp,cfsp,slicegpt,adapt";
         sb.AppendLine("| method | target | removed (block params) | arch | ppl | x dense | recovery steps (tokens) | ppl after recovery | x dense | gap recovered | file MiB |");
         sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
-        if (dense != null) sb.AppendLine(string.Create(inv, $"| dense | 0% | 0% | llama | {dense.Ppl:F3} | 1.000 | | | | | {dense.Bytes / 1048576.0:F1} |"));
+        var denseRec = rows.Where(r => r.Method == "dense" && r.Steps > 0 && (recSteps == 0 || r.Steps == recSteps)).MaxBy(r => r.Steps);
+        if (dense != null) sb.AppendLine(string.Create(inv, $"| dense | 0% | 0% | llama | {dense.Ppl:F3} | 1.000 | ") + (denseRec == null ? " | | | | " :
+            string.Create(inv, $"{denseRec.Steps} ({denseRec.Tokens:N0}) | {denseRec.Ppl:F3} | {denseRec.Ppl / denseRec.Dense:F3} | (control: the budget on the dense model) | ")) + string.Create(inv, $"{dense.Bytes / 1048576.0:F1} |"));
         foreach (var target in rows.Where(r => r.Method != "dense").Select(r => r.Target).Distinct().Order())
             foreach (var method in methodsOrder.Split(','))
             {

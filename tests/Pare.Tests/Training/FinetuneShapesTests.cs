@@ -70,10 +70,11 @@ public class FinetuneShapesTests
     }
 
     [Theory]
-    [InlineData("flap")]      // deci: per-layer widths, FLAP's output biases
-    [InlineData("cfsp")]      // deci: per-layer FFN widths
-    [InlineData("slicegpt")]  // sliced residual stream with shortcuts
-    public void Structured_files_train_with_the_engines_forward_pass_and_keep_their_shapes(string kind)
+    [InlineData("flap", false)]      // deci: per-layer widths, FLAP's output biases
+    [InlineData("cfsp", false)]      // deci: per-layer FFN widths
+    [InlineData("slicegpt", false)]  // sliced residual stream, shortcuts frozen (the default)
+    [InlineData("slicegpt", true)]   // shortcuts trained too
+    public void Structured_files_train_with_the_engines_forward_pass_and_keep_their_shapes(string kind, bool trainShortcuts)
     {
         string dir = PruneTestSupport.NewDir(), pruned = PrunedFile(kind, dir);
         LlamaConfig before;
@@ -81,7 +82,7 @@ public class FinetuneShapesTests
         Assert.True(kind == "slicegpt" ? before.Sliced : !before.IsUniform, $"{kind} gave a uniform, unsliced model");
 
         var tokens = Enumerable.Range(0, 4000).Select(i => (i * 37 + 11 + i / 97) % 512).ToArray();
-        var ft = new Finetune(pruned, tokens, new FinetuneOptions { Steps = 6, LearningRate = 3e-3f, BatchSize = 1, SeqLen = 40, WarmupSteps = 1, Threads = 2 });
+        var ft = new Finetune(pruned, tokens, new FinetuneOptions { Steps = 6, LearningRate = 3e-3f, BatchSize = 1, SeqLen = 40, WarmupSteps = 1, Threads = 2, TrainShortcuts = trainShortcuts });
         // The trainer's forward pass computes the engine's logits on the pruned file.
         ft.Model.Forward(Window);
         Assert.True(PruneTestSupport.MaxRelDiff(EngineLogits(pruned), ft.Model.Logits(Window.Length).ToArray(), before.VocabSize) < 1e-4);
@@ -109,6 +110,10 @@ public class FinetuneShapesTests
         using var fout = GgufFile.Open(outPath);
         Assert.Equal(fin.Tensors.Select(t => (t.Name, string.Join(",", t.Dims))), fout.Tensors.Select(t => (t.Name, string.Join(",", t.Dims))));
         if (kind == "slicegpt")
-            Assert.NotEqual(PruneTestSupport.ReadMatrix(fin, "blk.0.attn_shortcut.weight", out _, out _), PruneTestSupport.ReadMatrix(fout, "blk.0.attn_shortcut.weight", out _, out _));
+            foreach (var name in new[] { "blk.0.attn_shortcut.weight", "blk.1.ffn_shortcut.weight" })
+            {
+                float[] s0 = PruneTestSupport.ReadMatrix(fin, name, out _, out _), s1 = PruneTestSupport.ReadMatrix(fout, name, out _, out _);
+                if (trainShortcuts) Assert.NotEqual(s0, s1); else Assert.Equal(s0, s1);
+            }
     }
 }

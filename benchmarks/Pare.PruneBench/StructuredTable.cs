@@ -12,12 +12,14 @@ using Pare.Training;
 /// <summary>
 /// `structured-table MODEL --tsv ROWS.tsv [--md TABLE.md]`: the acceptance table of issue 13, every structured method
 /// (flap, flap-uniform, wanda-sp, magnitude-sp, cfsp, slicegpt) at every ratio, perplexity on the test text as `pare
-/// ppl` without and with recovery fine-tuning (`pare finetune`, full by default; only uniform `llama` results: the
-/// trainer runs neither `deci` nor `slicegpt` files). Rows go to ROWS.tsv as they are measured and rows already there
+/// ppl` without and with recovery fine-tuning (`pare finetune`, full by default, on every result: uniform `llama`, per-layer
+/// `deci` and `slicegpt` files). Rows go to ROWS.tsv as they are measured and rows already there
 /// (same method, ratio, recovery steps and test text) are skipped, so an interrupted run resumes where it stopped and a
 /// second invocation with other --ratios / --methods adds to the same table. The markdown table (and the published
 /// ordering checks) is rendered from every row of the TSV. For slicegpt the ratio is the slicing (the fraction of the
-/// embedding width deleted); `removed` is then its block linears removed, the shortcuts counted.
+/// embedding width deleted); `removed` is then its block linears removed, the shortcuts counted. `--render` only re-renders
+/// (`--md`, `--plot OUT.png`) from the TSV; `--render-steps N` picks the recovery rows of N steps (default --recover-steps;
+/// 0 = the most steps measured).
 /// </summary>
 static class StructuredTable
 {
@@ -35,6 +37,7 @@ static class StructuredTable
         {
             Steps = steps, LoraRank = o.Int("--recover-lora", 0), LearningRate = float.Parse(o.Get("--recover-lr", "5e-4"), inv),
             BatchSize = o.Int("--recover-batch", 4), SeqLen = o.Int("--recover-seqlen", 512), WarmupSteps = o.Int("--recover-warmup", 20), Threads = threads,
+            TrainShortcuts = o.Has("--recover-train-shortcuts"),
         };
         string[] methods = o.Get("--methods", "flap,flap-uniform,wanda-sp,magnitude-sp,cfsp,slicegpt").Split(',');
         double[] ratios = [.. o.Get("--ratios", "0.1,0.2,0.3,0.5").Split(',').Select(r => double.Parse(r, inv))];
@@ -69,6 +72,15 @@ static class StructuredTable
                     dense = Ppl(model);
                     Add(new Row("dense", 0, 0, 0, 0, "llama", dense, dense, new FileInfo(model).Length, 0, 0, testName));
                 }
+                if (steps > 0 && !Have("dense", 0, steps))
+                {
+                    // The control: what the same recovery budget does to the dense model itself.
+                    trainTokens ??= TokenizerFiles.EncodeFileCached(new Gpt2BpeTokenizer(TokenizerFiles.Load(model)), train);
+                    string tuned = Path.Combine(tmp, "dense-ft.gguf");
+                    var fr = new Finetune(model, trainTokens, ft).Run(tuned);
+                    Add(new Row("dense", 0, steps, fr.TokensPerStep * fr.Steps, 0, "llama", Ppl(tuned), dense, new FileInfo(model).Length, 0, fr.Seconds, testName));
+                    File.Delete(tuned);
+                }
                 foreach (var r in ratios)
                     foreach (var method in methods)
                     {
@@ -87,8 +99,7 @@ static class StructuredTable
                             continue;
                         }
                         bool slice = method == "slicegpt";
-                        bool trainable = !slice && StructuredOptions.Parse(method) is var sm && sm is not (StructuredMethod.Flap or StructuredMethod.Cfsp);
-                        bool wantBase = !Have(method, r, 0), wantRec = steps > 0 && trainable && !Have(method, r, steps);
+                        bool wantBase = !Have(method, r, 0), wantRec = steps > 0 && !Have(method, r, steps);
                         if (!wantBase && !wantRec) continue;
                         string pruned = Path.Combine(tmp, $"{method}-{r}.gguf");
                         double removed, seconds; string arch;
@@ -119,12 +130,51 @@ static class StructuredTable
             }
             finally { Directory.Delete(tmp, true); }
         }
+        int recSteps = o.Int("--render-steps", steps);
         if (md != null)
         {
-            File.WriteAllText(md, Render(rows, testName, steps));
+            File.WriteAllText(md, Render(rows, testName, recSteps));
             Console.WriteLine($"wrote {md}");
         }
+        if (o.Get("--plot", "") is { Length: > 0 } png)
+        {
+            Plot(rows, testName, recSteps, png);
+            Console.WriteLine($"wrote {png}");
+        }
         return 0;
+    }
+
+    /// <summary>`--plot OUT.png`: ppl / dense against the block parameters removed, a colour per method, solid without
+    /// recovery and dashed after <paramref name="recSteps"/> recovery steps (SliceGPT at its block parameters removed, its
+    /// shortcuts counted; Adapt-Pruner a single point). The y axis stops at 2.2 (magnitude-sp's 50% is off the chart).</summary>
+    static void Plot(List<Row> all, string testName, int recSteps, string png)
+    {
+        var rows = all.Where(r => r.Test == testName && r.Method != "dense").ToList();
+        var plt = new ScottPlot.Plot();
+        var palette = new ScottPlot.Palettes.Category10();
+        int ci = 0;
+        foreach (var m in "flap,flap-uniform,wanda-sp,magnitude-sp,cfsp,slicegpt,adapt".Split(','))
+        {
+            var color = palette.GetColor(ci++);
+            foreach (int st in new[] { 0, recSteps })
+            {
+                var pts = rows.Where(r => r.Method == m && (m == "adapt" ? r.Steps > 0 && st > 0 : r.Steps == st)).OrderBy(r => r.Removed).ToArray();
+                if (pts.Length == 0 || (st == 0 && recSteps == 0 && m == "adapt")) continue;
+                // The untrained lines start at the dense model (0, 1); the recovered ones only where they were measured.
+                var xs = pts.Select(p => p.Removed * 100); var ys = pts.Select(p => p.Ppl / p.Dense);
+                var line = st == 0 ? plt.Add.Scatter(xs.Prepend(0).ToArray(), ys.Prepend(1.0).ToArray(), color) : plt.Add.Scatter(xs.ToArray(), ys.ToArray(), color);
+                line.LegendText = m == "adapt" ? string.Create(CultureInfo.InvariantCulture, $"adapt (trains between rounds, {pts[0].Steps} steps)")
+                    : st == 0 ? m : $"{m} + {st} steps";
+                if (st > 0) line.LinePattern = ScottPlot.LinePattern.Dashed;
+                if (recSteps == 0) break;
+            }
+        }
+        plt.Axes.SetLimitsY(0.95, 2.2);
+        plt.XLabel("block parameters removed (%; SliceGPT: its shortcuts counted)");
+        plt.YLabel("ppl / dense (pare-ref, whole test split)");
+        plt.Title(recSteps > 0 ? $"structured pruning: solid = no recovery, dashed = {recSteps} recovery steps" : "structured pruning (no recovery)");
+        plt.ShowLegend(ScottPlot.Alignment.UpperLeft);
+        plt.SavePng(png, 1000, 600);
     }
 
     sealed record Row(string Method, double Target, int Steps, long Tokens, double Removed, string Arch, double Ppl, double Dense,
@@ -142,8 +192,9 @@ static class StructuredTable
             double.Parse(c[7], inv), long.Parse(c[8], inv), double.Parse(c[9], inv), double.Parse(c[10], inv), c[11]))];
     }
 
-    /// <summary>One line per (method, ratio): without recovery, and with the largest number of recovery steps measured.</summary>
-    static string Render(List<Row> all, string testName, int stepsHint)
+    /// <summary>One line per (method, ratio): without recovery, and with <paramref name="recSteps"/> recovery steps (0 = the
+    /// largest number measured; adapt, which trains between its rounds, always shows its own).</summary>
+    static string Render(List<Row> all, string testName, int recSteps)
     {
         var inv = CultureInfo.InvariantCulture;
         var rows = all.Where(r => r.Test == testName).ToList();
@@ -152,12 +203,14 @@ static class StructuredTable
         string methodsOrder = "flap,flap-uniform,wanda-sp,magnitude-sp,cfsp,slicegpt,adapt";
         sb.AppendLine("| method | target | removed (block params) | arch | ppl | x dense | recovery steps (tokens) | ppl after recovery | x dense | gap recovered | file MiB |");
         sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
-        if (dense != null) sb.AppendLine(string.Create(inv, $"| dense | 0% | 0% | llama | {dense.Ppl:F3} | 1.000 | | | | | {dense.Bytes / 1048576.0:F1} |"));
+        var denseRec = rows.Where(r => r.Method == "dense" && r.Steps > 0 && (recSteps == 0 || r.Steps == recSteps)).MaxBy(r => r.Steps);
+        if (dense != null) sb.AppendLine(string.Create(inv, $"| dense | 0% | 0% | llama | {dense.Ppl:F3} | 1.000 | ") + (denseRec == null ? " | | | | " :
+            string.Create(inv, $"{denseRec.Steps} ({denseRec.Tokens:N0}) | {denseRec.Ppl:F3} | {denseRec.Ppl / denseRec.Dense:F3} | (control: the budget on the dense model) | ")) + string.Create(inv, $"{dense.Bytes / 1048576.0:F1} |"));
         foreach (var target in rows.Where(r => r.Method != "dense").Select(r => r.Target).Distinct().Order())
             foreach (var method in methodsOrder.Split(','))
             {
                 var b = rows.FirstOrDefault(r => r.Method == method && r.Target == target && r.Steps == 0);
-                var rec = rows.Where(r => r.Method == method && r.Target == target && r.Steps > 0).MaxBy(r => r.Steps);
+                var rec = rows.Where(r => r.Method == method && r.Target == target && r.Steps > 0 && (recSteps == 0 || method == "adapt" || r.Steps == recSteps)).MaxBy(r => r.Steps);
                 if (b == null && rec != null)
                 {
                     // Adapt-Pruner: trained between rounds, no untrained result; gap measured against flap-uniform's at this ratio.
@@ -167,20 +220,25 @@ static class StructuredTable
                     continue;
                 }
                 if (b == null) continue;
-                string recCols = rec == null ? (b.Arch == "llama" ? "not run | | | " : $"n/a ({b.Arch}: trainer runs uniform llama only) | | | ")
+                string recCols = rec == null ? "not run | | | "
                     : string.Create(inv, $"{rec.Steps} ({rec.Tokens:N0}) | {rec.Ppl:F3} | {rec.Ppl / rec.Dense:F3} | {(b.Ppl - rec.Ppl) / (b.Ppl - b.Dense):P0} | ");
                 sb.AppendLine(string.Create(inv, $"| {method} | {target:P0} | {b.Removed:P1} | {b.Arch} | {b.Ppl:F3} | {b.Ppl / b.Dense:F3} | {recCols}{b.Bytes / 1048576.0:F1} |"));
             }
         sb.AppendLine();
-        sb.AppendLine("Published ordering (FLAP < Wanda-sp at every ratio; SliceGPT and FLAP far better than Wanda-sp at 30%+), no recovery:");
-        sb.AppendLine();
-        foreach (var target in rows.Where(r => r.Method == "wanda-sp" && r.Steps == 0).Select(r => r.Target).Distinct().Order())
+        foreach (int st in recSteps > 0 ? new[] { 0, recSteps } : [0])
         {
-            double? P(string m) => rows.FirstOrDefault(r => r.Method == m && r.Target == target && r.Steps == 0)?.Ppl;
-            double? w = P("wanda-sp"), f = P("flap"), fu = P("flap-uniform"), s = P("slicegpt");
-            string Cmp(string name, double? x) => x is double v && w is double wv ? string.Create(inv, $"{name} {v:F2} {(v < wv ? "<" : ">=")} wanda-sp {wv:F2} ({(v < wv ? "holds" : "does not hold")}, {v / wv:F3}x)") : $"{name}: not measured";
-            sb.AppendLine(string.Create(inv, $"- {target:P0}: {Cmp("flap", f)}; {Cmp("flap-uniform", fu)}; {Cmp("slicegpt (same slicing, fewer parameters removed)", s)}"));
+            sb.AppendLine(st == 0 ? "Published ordering (FLAP < Wanda-sp at every ratio; SliceGPT and FLAP far better than Wanda-sp at 30%+), no recovery:"
+                : string.Create(inv, $"The same after {st} recovery steps (every method the same budget):"));
+            sb.AppendLine();
+            foreach (var target in rows.Where(r => r.Method == "wanda-sp" && r.Steps == st).Select(r => r.Target).Distinct().Order())
+            {
+                double? P(string m) => rows.FirstOrDefault(r => r.Method == m && r.Target == target && r.Steps == st)?.Ppl;
+                double? w = P("wanda-sp"), f = P("flap"), fu = P("flap-uniform"), s = P("slicegpt");
+                string Cmp(string name, double? x) => x is double v && w is double wv ? string.Create(inv, $"{name} {v:F2} {(v < wv ? "<" : ">=")} wanda-sp {wv:F2} ({(v < wv ? "holds" : "does not hold")}, {v / wv:F3}x)") : $"{name}: not measured";
+                sb.AppendLine(string.Create(inv, $"- {target:P0}: {Cmp("flap", f)}; {Cmp("flap-uniform", fu)}; {Cmp("slicegpt (same slicing, fewer parameters removed)", s)}"));
+            }
+            sb.AppendLine();
         }
-        return sb.ToString();
+        return sb.ToString().Replace(" %", "%", StringComparison.Ordinal);   // invariant culture's "10 %"
     }
 }

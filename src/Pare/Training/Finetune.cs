@@ -31,6 +31,9 @@ public sealed record FinetuneOptions
     /// <summary>Write a snapshot of the model every this many steps (before the last), next to the output as
     /// <c>NAME.stepK.gguf</c> (<see cref="Finetune.SnapshotPath"/>), for a recovery curve from one run; 0 = none.</summary>
     public int SaveEvery { get; init; }
+    /// <summary>SliceGPT models: train the shortcut matrices (blk.N.attn_shortcut / ffn_shortcut) in full fine-tuning
+    /// too. Default false: they stay as sliced (the reference's recovery fine-tuning never trains them either).</summary>
+    public bool TrainShortcuts { get; init; }
 
     public float EffectiveLearningRate => LearningRate ?? (LoraRank > 0 ? 1e-3f : 1e-4f);
 
@@ -128,7 +131,9 @@ public sealed class LoraAdapter
 /// Recovery fine-tuning of a (pruned) Llama model on the trainer: full fine-tuning (AdamW on every weight) or LoRA adapters
 /// on the block linear layers, merged into the weights at export. The pruned structure stays: weights that are exactly zero
 /// in the input stay zero (their gradients are masked and they are re-zeroed after each update), the model's shapes
-/// are kept (a uniform structured model trains at its smaller widths), and FLAP's output biases stay as they are (frozen).
+/// are kept (a structured model trains at its smaller widths, per layer for a non-uniform <c>deci</c> one; a SliceGPT model
+/// at its sliced width, its shortcut matrices frozen unless <see cref="FinetuneOptions.TrainShortcuts"/>), and
+/// FLAP's output biases stay as they are (frozen).
 /// The output copies the input GGUF (metadata, tokenizer, other tensors) with the trained matrices re-encoded in their
 /// stored types, written to a temporary name and renamed: no partial output when cancelled or failing.
 /// </summary>
@@ -162,8 +167,6 @@ public sealed class Finetune
         using (var model = LlamaModel.Load(modelPath))
         {
             _c = model.Config;
-            if (!_c.IsUniform)
-                throw new PareException($"{modelPath} has per-layer shapes (a non-uniform structured model); the trainer runs uniform models only: prune with a uniform method (e.g. flap-uniform) to fine-tune");
             bo = [.. model.Weights.Layers.Select(l => l.Bo)];
             bd = [.. model.Weights.Layers.Select(l => l.BDown)];
         }
@@ -206,7 +209,8 @@ public sealed class Finetune
 
     IEnumerable<ParamInfo> BlockMatrices() => Parameters.Layers.SelectMany(l => new[] { l.Wq, l.Wk, l.Wv, l.Wo, l.Gate, l.Up, l.Down });
 
-    public long TrainableParameters => _lora.Count > 0 ? _lora.Sum(a => (long)a.A.Length + a.B.Length) : Parameters.Count - MaskedZeros;
+    public long TrainableParameters => _lora.Count > 0 ? _lora.Sum(a => (long)a.A.Length + a.B.Length)
+        : Parameters.Count - MaskedZeros - (_o.TrainShortcuts ? 0 : Parameters.Layers.Sum(l => (l.AttnShortcut?.Length ?? 0) + (l.FfnShortcut?.Length ?? 0)));
     public long TokensPerStep => (long)_o.BatchSize * _seqLen;
     public int Step { get; private set; }
 
@@ -223,6 +227,10 @@ public sealed class Finetune
 
     void MaskGradients()
     {
+        if (!_o.TrainShortcuts)
+            foreach (var l in Parameters.Layers)
+                foreach (var s in new[] { l.AttnShortcut, l.FfnShortcut })
+                    if (s != null) Parameters.Grad(s).Clear();   // zero gradients from the start: AdamW leaves them unchanged
         foreach (var (name, z) in _zeros)
         {
             var g = Parameters.Grad(Parameters.All.First(q => q.Name == name));

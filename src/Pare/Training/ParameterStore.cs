@@ -10,12 +10,16 @@ public sealed record ParamInfo(string Name, long Offset, int Rows, int Cols, boo
     public long Length => (long)Rows * Cols;
 }
 
-/// <summary>The views of one block's parameters (offsets into the flat buffers).</summary>
+/// <summary>The views of one block's parameters (offsets into the flat buffers); the shortcuts (d' x d') only in a
+/// SliceGPT model (<see cref="LlamaConfig.Sliced"/>).</summary>
 public sealed record LayerParams(ParamInfo AttnNorm, ParamInfo Wq, ParamInfo Wk, ParamInfo Wv, ParamInfo Wo,
-    ParamInfo FfnNorm, ParamInfo Gate, ParamInfo Up, ParamInfo Down);
+    ParamInfo FfnNorm, ParamInfo Gate, ParamInfo Up, ParamInfo Down, ParamInfo? AttnShortcut = null, ParamInfo? FfnShortcut = null);
 
 /// <summary>
 /// All F32 master weights of a Llama model in one array, with a gradient array of the same layout. Names follow GGUF (token_embd, blk.N.attn_q, ...); shapes are (out, in).
+/// Each block has its own widths when the config has per-layer shapes (a structured <c>deci</c> model: heads, KV heads
+/// and FFN width per layer); a SliceGPT model (<see cref="LlamaConfig.Sliced"/>) adds each block's two shortcut
+/// matrices (blk.N.attn_shortcut / ffn_shortcut, d' x d').
 /// </summary>
 public sealed class ParameterStore
 {
@@ -48,16 +52,19 @@ public sealed class ParameterStore
         for (int l = 0; l < c.Layers; l++)
         {
             string p = $"blk.{l}.";
+            int qd = c.QDimAt(l), kvd = c.KvDimAt(l), ffn = c.FfnAt(l);
             layers.Add(new LayerParams(
                 Add(p + "attn_norm.weight", 1, c.Dim, false),
-                Add(p + "attn_q.weight", c.QDim, c.Dim, true),
-                Add(p + "attn_k.weight", c.KvDim, c.Dim, true),
-                Add(p + "attn_v.weight", c.KvDim, c.Dim, true),
-                Add(p + "attn_output.weight", c.Dim, c.QDim, true),
+                Add(p + "attn_q.weight", qd, c.Dim, true),
+                Add(p + "attn_k.weight", kvd, c.Dim, true),
+                Add(p + "attn_v.weight", kvd, c.Dim, true),
+                Add(p + "attn_output.weight", c.Dim, qd, true),
                 Add(p + "ffn_norm.weight", 1, c.Dim, false),
-                Add(p + "ffn_gate.weight", c.FfnDim, c.Dim, true),
-                Add(p + "ffn_up.weight", c.FfnDim, c.Dim, true),
-                Add(p + "ffn_down.weight", c.Dim, c.FfnDim, true)));
+                Add(p + "ffn_gate.weight", ffn, c.Dim, true),
+                Add(p + "ffn_up.weight", ffn, c.Dim, true),
+                Add(p + "ffn_down.weight", c.Dim, ffn, true),
+                c.Sliced ? Add(p + "attn_shortcut.weight", c.Dim, c.Dim, true) : null,
+                c.Sliced ? Add(p + "ffn_shortcut.weight", c.Dim, c.Dim, true) : null));
         }
         Layers = layers;
         OutputNorm = Add("output_norm.weight", 1, c.Dim, false);

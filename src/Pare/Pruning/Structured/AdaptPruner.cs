@@ -71,7 +71,7 @@ public sealed record AdaptPrunerResult(StructuredResult Pruned, int TrainSteps, 
 /// <item>Full fine-tuning (<see cref="Finetune"/>) for <see cref="AdaptPrunerOptions.StepsPerRound"/> steps; removed weights
 /// are masked (their gradients zero, re-zeroed after every update), so the model stays exactly the pruned one.</item>
 /// </list>
-/// The pruned model is trained in the dense shape with zeros (the trainer runs one shape for every block); at the end
+/// The pruned model is trained in the dense shape with masked zeros (no reshaping of the optimizer state between rounds); at the end
 /// the zero groups and channels are deleted (<see cref="StructuredPruner.WriteKept"/>): a plain llama file if every layer
 /// kept the same widths, else deci. No bias compensation.
 /// </summary>

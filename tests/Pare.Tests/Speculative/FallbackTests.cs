@@ -188,9 +188,10 @@ public class FallbackTests
         Assert.True(gatedStats.PlainSteps > freeStats.PlainSteps, $"gated {gatedStats.PlainSteps} plain steps, free {freeStats.PlainSteps}");
     }
 
-    /// <summary>Counts the calls it gets; drafts a wrong chain.</summary>
+    /// <summary>Counts the calls it gets; drafts the wrong chain of <see cref="WrongDrafter"/>.</summary>
     sealed class CountingDrafter(int[] truth, int vocab) : IDrafter
     {
+        readonly WrongDrafter _wrong = new(truth, vocab);
         public int Starts, Drafts, Updates;
         public string Name => "counting";
         public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int v) => Starts++;
@@ -199,10 +200,7 @@ public class FallbackTests
         public DraftTree Draft(IReadOnlyList<int> history, int budget)
         {
             Drafts++;
-            int from = history.Count - 1;
-            var chain = truth.AsSpan(from, Math.Min(budget, truth.Length - from)).ToArray();
-            for (int i = 1; i < chain.Length; i++) chain[i] = (chain[i] + 1) % vocab;
-            return DraftTree.Chain(chain);
+            return _wrong.Draft(history, budget);
         }
     }
 

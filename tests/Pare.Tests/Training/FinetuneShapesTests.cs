@@ -35,18 +35,7 @@ public class FinetuneShapesTests
         Assert.Equal(sliced ? 2 * c.Layers * c.Dim * c.Dim : 0, p.Layers.Sum(l => (l.AttnShortcut?.Length ?? 0) + (l.FfnShortcut?.Length ?? 0)));
         if (!sliced) Assert.Equal([2 * 4, 1 * 4, 10], new[] { p.Layers[1].Wq.Rows, p.Layers[1].Wk.Rows, p.Layers[1].Down.Cols });
         p.Initialize(7, 0.5f);
-        foreach (var info in p.All.Where(i => !i.Decay)) GradCheck.Random(info.Cols, info.Name.Length).Select(v => 1 + 0.3f * v).ToArray().CopyTo(p.Value(info));
-        var model = new TrainingModel(p, 2, 6, 2);
-        var r = new Random(3);
-        int[] inputs = [.. Enumerable.Range(0, 12).Select(_ => r.Next(40))];
-        int[] targets = [.. Enumerable.Range(0, 12).Select(_ => r.Next(40))];
-        p.ZeroGrads();
-        model.Step(inputs, targets, 1f / 12);
-        var grads = (float[])p.Grads.Clone();
-        double Loss() => model.Step(inputs, targets, 0f) / 12;
-        foreach (var info in p.All)
-            GradCheck.Check(info.Name, p.Values, grads.AsSpan((int)info.Offset, (int)info.Length), Loss, eps: 1e-2f, absTol: 1e-3, relTol: 3e-2,
-                maxChecks: 12, offset: (int)info.Offset, length: (int)info.Length);
+        GradCheck.WholeModel(p);
     }
 
     static readonly int[] Window = [.. Enumerable.Range(0, 40).Select(i => (i * 37 + 11) % 512)];

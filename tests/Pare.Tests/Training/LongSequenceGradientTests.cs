@@ -29,30 +29,7 @@ public class LongSequenceGradientTests
         var (dq, dk, dv) = (new float[q.Length], new float[k.Length], new float[v.Length]);
         Attention.Forward(q, k, v, o, s, 2);
         Attention.Backward(q, k, v, dO, dq, dk, dv, s, 2);
-        var (eo, edq, edk, edv) = (new double[o.Length], new double[q.Length], new double[k.Length], new double[v.Length]);
-        int group = heads / kvHeads;
-        double scale = 1 / Math.Sqrt(hd);
-        for (int b = 0; b < 2; b++)
-            for (int h = 0; h < heads; h++)
-                for (int t = 0; t < seqLen; t++)
-                {
-                    int kvh = h / group, qo = (b * seqLen + t) * s.QDim + h * hd;
-                    int Ko(int j) => (b * seqLen + j) * s.KvDim + kvh * hd;
-                    var p = new double[t + 1];
-                    for (int j = 0; j <= t; j++) { for (int d = 0; d < hd; d++) p[j] += (double)q[qo + d] * k[Ko(j) + d]; p[j] *= scale; }
-                    double max = p.Max(), sum = p.Sum(x => Math.Exp(x - max));
-                    for (int j = 0; j <= t; j++) p[j] = Math.Exp(p[j] - max) / sum;
-                    var dp = new double[t + 1];
-                    for (int j = 0; j <= t; j++)
-                        for (int d = 0; d < hd; d++) { eo[qo + d] += p[j] * v[Ko(j) + d]; dp[j] += (double)dO[qo + d] * v[Ko(j) + d]; edv[Ko(j) + d] += p[j] * dO[qo + d]; }
-                    double pd = 0;
-                    for (int j = 0; j <= t; j++) pd += p[j] * dp[j];
-                    for (int j = 0; j <= t; j++)
-                    {
-                        double ds = p[j] * (dp[j] - pd) * scale;
-                        for (int d = 0; d < hd; d++) { edq[qo + d] += ds * k[Ko(j) + d]; edk[Ko(j) + d] += ds * q[qo + d]; }
-                    }
-                }
+        var (eo, edq, edk, edv) = OpGradientTests.DoubleAttention(q, k, v, dO, s);
         Near("o", o, eo); Near("dq", dq, edq); Near("dk", dk, edk); Near("dv", dv, edv);
 
         static void Near(string what, float[] got, double[] want)

@@ -160,9 +160,20 @@ public class OpGradientTests
         var (dq, dk, dv) = (new float[q.Length], new float[k.Length], new float[v.Length]);
         Attention.Forward(q, k, v, o, s, 2);
         Attention.Backward(q, k, v, dO, dq, dk, dv, s, 2);
-        var (eo, edq, edk, edv) = (new double[o.Length], new double[q.Length], new double[k.Length], new double[v.Length]);
-        int group = heads / kvHeads;
-        for (int b = 0; b < 2; b++)
+        var (eo, edq, edk, edv) = DoubleAttention(q, k, v, dO, s);
+        static void Near(string what, float[] got, double[] want)
+        {
+            for (int i = 0; i < got.Length; i++) Assert.True(Math.Abs(got[i] - want[i]) <= 1e-4 * (1 + Math.Abs(want[i])), $"{what}[{i}]: {got[i]} vs {want[i]}");
+        }
+        Near("o", o, eo); Near("dq", dq, edq); Near("dk", dk, edk); Near("dv", dv, edv);
+    }
+
+    /// <summary>Causal attention and its gradients in plain loops in double (batch of <c>s.Batch</c>), the reference of the vector kernels.</summary>
+    internal static (double[] O, double[] Dq, double[] Dk, double[] Dv) DoubleAttention(float[] q, float[] k, float[] v, float[] dO, AttentionShape s)
+    {
+        int seqLen = s.SeqLen, heads = s.Heads, hd = s.HeadDim, group = s.Heads / s.KvHeads;
+        var (eo, edq, edk, edv) = (new double[q.Length], new double[q.Length], new double[k.Length], new double[v.Length]);
+        for (int b = 0; b < s.Batch; b++)
             for (int h = 0; h < heads; h++)
                 for (int t = 0; t < seqLen; t++)
                 {
@@ -182,11 +193,7 @@ public class OpGradientTests
                         for (int d = 0; d < hd; d++) { edq[qo + d] += ds * k[Ko(j) + d]; edk[Ko(j) + d] += ds * q[qo + d]; }
                     }
                 }
-        static void Near(string what, float[] got, double[] want)
-        {
-            for (int i = 0; i < got.Length; i++) Assert.True(Math.Abs(got[i] - want[i]) <= 1e-4 * (1 + Math.Abs(want[i])), $"{what}[{i}]: {got[i]} vs {want[i]}");
-        }
-        Near("o", o, eo); Near("dq", dq, edq); Near("dk", dk, edk); Near("dv", dv, edv);
+        return (eo, edq, edk, edv);
     }
 
     [Fact]

@@ -104,30 +104,6 @@ public static class BertOpsReference
         for (int i = 0; i < x.Length; i++) x[i] = (float)(0.5 * x[i] * (1 + Erf(x[i] / Math.Sqrt(2))));
     }
 
-    /// <summary>erf in double: Maclaurin series below 3, the continued fraction of erfc above.</summary>
-    public static double Erf(double x)
-    {
-        double a = Math.Abs(x);
-        double r;
-        if (a < 3)
-        {
-            double sum = 0, term = a; // term = (-1)^n a^(2n+1) / n!
-            for (int n = 0; n < 100; n++)
-            {
-                double add = term / (2 * n + 1);
-                sum += add;
-                if (Math.Abs(add) < 1e-17 * Math.Abs(sum)) break;
-                term *= -a * a / (n + 1);
-            }
-            r = 2 / Math.Sqrt(Math.PI) * sum;
-        }
-        else
-        {
-            // erfc(a) = exp(-a²)/√π · 1/(a + 1/2/(a + 1/(a + 3/2/(a + 2/(a + ...))))), evaluated from the tail.
-            double f = a;
-            for (int k = 60; k >= 1; k--) f = a + k / 2.0 / f;
-            r = 1 - Math.Exp(-a * a) / Math.Sqrt(Math.PI) / f;
-        }
-        return x < 0 ? -r : r;
-    }
+    /// <summary>erf in double (the encoder GEMM's reference implementation).</summary>
+    public static double Erf(double x) => Pare.Kernels.F32GemmReference.Erf(x);
 }

@@ -41,6 +41,17 @@ public class FallbackTests
         return (o, prompt, plain);
     }
 
+    /// <summary>Speculates with <paramref name="d"/> under a fake clock and checks the output equals the plain run's.</summary>
+    static async Task<SpeculationStats> SpeculateLossless(LlamaModel m, GenerationOptions o, int[] prompt, List<int> plain, IDrafter d, Func<Func<double>, SpeculativeOptions> spec)
+    {
+        var clock = new FakeClock();
+        var stats = new SpeculationStats();
+        var output = new List<int>();
+        await foreach (var t in SpeculativeGenerator.GenerateAsync(m.CreateSession(), prompt, o, d, spec(clock.Read), stats)) output.Add(t.Id);
+        Assert.Equal(plain.Skip(prompt.Length), output);
+        return stats;
+    }
+
     [Fact]
     public async Task Falls_back_to_plain_steps_while_speculation_measures_slower_and_returns_when_it_is_faster()
     {
@@ -169,13 +180,8 @@ public class FallbackTests
 
         async Task<(WrongDrafter Drafter, SpeculationStats Stats)> Run(int evidence)
         {
-            var clock = new FakeClock();
-            var spec = new SpeculativeOptions { MaxTreeSize = 4, Costs = new CostModel([1, 2, 4], [1.0, 1.0, 1.0]), Clock = clock.Read, EvidenceNgram = evidence, ProbeInterval = 2, MaxProbeInterval = 4 };
             var d = new WrongDrafter([.. plain], m.Config.VocabSize);
-            var stats = new SpeculationStats();
-            var output = new List<int>();
-            await foreach (var t in SpeculativeGenerator.GenerateAsync(m.CreateSession(), prompt, o, d, spec, stats)) output.Add(t.Id);
-            Assert.Equal(plain.Skip(prompt.Length), output);
+            var stats = await SpeculateLossless(m, o, prompt, plain, d, clock => new SpeculativeOptions { MaxTreeSize = 4, Costs = new CostModel([1, 2, 4], [1.0, 1.0, 1.0]), Clock = clock, EvidenceNgram = evidence, ProbeInterval = 2, MaxProbeInterval = 4 });
             return (d, stats);
         }
 
@@ -213,13 +219,8 @@ public class FallbackTests
 
         async Task<(CountingDrafter Drafter, SpeculationStats Stats)> Run(int evidenceSteps)
         {
-            var clock = new FakeClock();
-            var spec = new SpeculativeOptions { MaxTreeSize = 4, Costs = new CostModel([1, 2, 4], [1.0, 1.0, 1.0]), Clock = clock.Read, EvidenceNgram = 1, EvidenceSteps = evidenceSteps, ProbeInterval = 2, MaxProbeInterval = 4 };
             var d = new CountingDrafter([.. plain], m.Config.VocabSize);
-            var stats = new SpeculationStats();
-            var output = new List<int>();
-            await foreach (var t in SpeculativeGenerator.GenerateAsync(m.CreateSession(), prompt, o, d, spec, stats)) output.Add(t.Id);
-            Assert.Equal(plain.Skip(prompt.Length), output);
+            var stats = await SpeculateLossless(m, o, prompt, plain, d, clock => new SpeculativeOptions { MaxTreeSize = 4, Costs = new CostModel([1, 2, 4], [1.0, 1.0, 1.0]), Clock = clock, EvidenceNgram = 1, EvidenceSteps = evidenceSteps, ProbeInterval = 2, MaxProbeInterval = 4 });
             return (d, stats);
         }
 

@@ -253,6 +253,26 @@ if (mode == "speed")
     return 0;
 }
 
+if (mode == "pare-loop")
+{
+    // Scratch for profiling: Pare alone, COUNT batches back to back.
+    int threads = int.Parse(Opt("--threads", "1"), CultureInfo.InvariantCulture);
+    int batch = int.Parse(Opt("--batch", "1"), CultureInfo.InvariantCulture);
+    int count = int.Parse(Opt("--count", "200"), CultureInfo.InvariantCulture);
+    var model = EncoderModels.Model(EncoderModels.MiniLm);
+    var inputs = FixedLengthInputs(model, 128);
+    var eo = new EmbedOptions { Threads = threads, BatchSize = batch };
+    var batches = Enumerable.Range(0, inputs.Count / batch).Select(b => inputs.Skip(b * batch).Take(batch).ToArray()).ToArray();
+    for (int i = 0; i < 5; i++) model.EmbedIds(batches[i % batches.Length], eo);
+    long c0 = SelfNs() + OthersNs(); var sw = Stopwatch.StartNew();
+    long a0 = GC.GetTotalAllocatedBytes(true); int g0 = GC.CollectionCount(0), g1 = GC.CollectionCount(1), g2 = GC.CollectionCount(2);
+    for (int i = 0; i < count; i++) model.EmbedIds(batches[i % batches.Length], eo);
+    double cpu = (SelfNs() + OthersNs() - c0) / 1e6;
+    Console.Error.WriteLine($"{count} batches of {batch}, {threads} threads: {sw.Elapsed.TotalMilliseconds / count / batch:F2} ms wall, {cpu / count / batch:F2} CPU-ms per sentence; " +
+        $"{(GC.GetTotalAllocatedBytes(true) - a0) / count / 1024.0:F0} KB allocated per batch, GCs gen0/1/2 {GC.CollectionCount(0) - g0}/{GC.CollectionCount(1) - g1}/{GC.CollectionCount(2) - g2}");
+    return 0;
+}
+
 if (mode == "probe")
 {
     // Scratch: where batch-1 time goes. (1) process CPU while idle after an ORT run; (2) the encoder's products at
@@ -260,7 +280,7 @@ if (mode == "probe")
     int seq = int.Parse(Opt("--seq", "128"), CultureInfo.InvariantCulture);
     int reps = int.Parse(Opt("--reps", "30"), CultureInfo.InvariantCulture);
     var proc = Process.GetCurrentProcess();
-    double Cpu() { proc.Refresh(); return proc.TotalProcessorTime.TotalMilliseconds; }
+    double Cpu() => (SelfNs() + OthersNs()) / 1e6;
     if (Opt("--ort-idle", "1") == "1")
     {
         var model0 = EncoderModels.Model(EncoderModels.MiniLm);
@@ -321,6 +341,26 @@ if (mode == "probe")
         double Min(List<double> l) => l.Min();
         for (int th = 1; th <= 2; th++)
             Console.Error.WriteLine($"Pare batch 1, {th} thread(s): wall median {Med(wallT[th - 1]):F1} ms (min {Min(wallT[th - 1]):F1}), CPU median {Med(cpuT[th - 1]):F1} ms (min {Min(cpuT[th - 1]):F1})");
+    }
+    {
+        // The kernel pool's fork/join cost: a product of 1 token x 64 outputs (two chunks of a few hundred ns) on 2
+        // threads, back to back (the worker spinning) and after 2 ms asleep (the worker parked on its semaphore).
+        var tw = new Pare.Kernels.F32GemmWeights(new float[64 * 16], 64, 16, []);
+        var tx = new float[16]; var ty = new float[64];
+        foreach (bool parked in new[] { false, true })
+            foreach (int th in new[] { 1, 2 })
+            {
+                var l = new List<double>();
+                for (int r = 0; r < (parked ? 200 : 5000); r++)
+                {
+                    if (parked) Thread.Sleep(2);
+                    long t0 = Stopwatch.GetTimestamp();
+                    Pare.Kernels.F32Gemm.Multiply(tw, tx, 1, ty, th);
+                    l.Add(Stopwatch.GetElapsedTime(t0).TotalMicroseconds);
+                }
+                l.Sort();
+                Console.Error.WriteLine($"pool {(parked ? "after 2 ms asleep" : "back to back    ")}, {th} thread(s): median {l[l.Count / 2]:F1} us, p10 {l[l.Count / 10]:F1} us, min {l[0]:F1} us");
+            }
     }
     var rng = new Random(1);
     float[] Rand(int n) { var a = new float[n]; for (int i = 0; i < n; i++) a[i] = (float)(rng.NextDouble() - 0.5) * 0.1f; return a; }

@@ -168,9 +168,11 @@ public static unsafe class F32Gemm
         int p0 = group * j.PanelsPerGroup, p1 = Math.Min(p0 + j.PanelsPerGroup, j.Panels);
         int k = j.K, n = t1 - t0, tiles = (n + MR - 1) / MR;
         bool direct = Direct(k);
-        // Packed tiles: all of the block, or (read in place) only a last partial tile of 9-11 rows, zero-padded to MR
-        // rows (one of up to 8 rows is read in place by the R4 / R8 instances, which touch only their rows).
-        int firstPacked = !direct ? 0 : n % MR > 8 ? n / MR : tiles;
+        // Packed tiles: all of the block, or (read in place) only a last partial tile, zero-padded to MR rows. A last
+        // tile of exactly 4 or 8 rows is read in place too: the R4 / R8 instances read exactly that many rows (any other
+        // count would read rows past m, possibly past the buffer).
+        int tail = n % MR;
+        int firstPacked = !direct ? 0 : tail == 0 || tail == 4 || tail == 8 ? tiles : n / MR;
         float* a = null;
         if (firstPacked < tiles)
         {

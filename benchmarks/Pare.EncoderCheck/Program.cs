@@ -108,8 +108,8 @@ Dictionary<string, object> Duel(int[][][] batches, int batch, double seconds, in
     var roundRatio = new List<double>();
     var cpuNs = new double[2];
     var sentences = new long[2];
-    int timeouts = 0, waits = 0, next = 0;
-    double waited = 0;
+    int timeouts = 0, next = 0;
+    var waited = new List<double>[] { [], [] }; // idle wait after each engine's turn, ms
     var total = Stopwatch.StartNew();
     int rounds = 0;
     var idle = WaitIdle(gapMs);
@@ -131,7 +131,7 @@ Dictionary<string, object> Duel(int[][][] batches, int batch, double seconds, in
             } while (turn.Elapsed.TotalMilliseconds < turnMs);
             selfEnd = SelfNs();
             idle = WaitIdle(gapMs);
-            waits++; waited += idle.Ms; if (!idle.Idle) timeouts++;
+            waited[e].Add(idle.Ms); if (!idle.Idle) timeouts++;
             cpuNs[e] += selfEnd - self0 + OthersNs() - others0;
             sentences[e] += (long)n * batch;
             turnMean[e] = sum / n;
@@ -147,7 +147,7 @@ Dictionary<string, object> Duel(int[][][] batches, int batch, double seconds, in
         ["pare_vs_ort_median_of_rounds"] = Median(roundRatio),
         ["pare_cpu_ms_per_sentence"] = cpuNs[0] / 1e6 / sentences[0], ["ort_cpu_ms_per_sentence"] = cpuNs[1] / 1e6 / sentences[1],
         ["rounds"] = rounds, ["batches_timed_pare"] = times[0].Count, ["batches_timed_ort"] = times[1].Count,
-        ["idle_wait_ms_mean"] = waited / Math.Max(1, waits), ["idle_wait_timeouts"] = timeouts,
+        ["idle_wait_ms_after_pare"] = Median(waited[0]), ["idle_wait_ms_after_ort"] = Median(waited[1]), ["idle_wait_timeouts"] = timeouts,
     };
 }
 var json = new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
@@ -245,7 +245,7 @@ if (mode == "speed")
         r["seq"] = seq; r["threads"] = threads; r["gap_ms"] = gapMs; r["turn_ms"] = turnMs; r["ort_spinning"] = ortSpin;
         result.Add(r);
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"batch {batch,2}, seq {seq}, {threads} threads: Pare {r["pare_sentences_s"]:F1} sentences/s ({r["pare_cpu_ms_per_sentence"]:F1} CPU-ms each), ONNX Runtime {r["ort_sentences_s"]:F1} sentences/s ({r["ort_cpu_ms_per_sentence"]:F1} CPU-ms each): {r["pare_vs_ort"]:F2}x (Pare first {r["pare_vs_ort_pare_first"]:F2}x, ORT first {r["pare_vs_ort_ort_first"]:F2}x, median of rounds {r["pare_vs_ort_median_of_rounds"]:F2}x; {r["rounds"]} rounds, idle wait {r["idle_wait_ms_mean"]:F0} ms, {r["idle_wait_timeouts"]} timeouts)"));
+            $"batch {batch,2}, seq {seq}, {threads} threads: Pare {r["pare_sentences_s"]:F1} sentences/s ({r["pare_cpu_ms_per_sentence"]:F1} CPU-ms each), ONNX Runtime {r["ort_sentences_s"]:F1} sentences/s ({r["ort_cpu_ms_per_sentence"]:F1} CPU-ms each): {r["pare_vs_ort"]:F2}x (Pare first {r["pare_vs_ort_pare_first"]:F2}x, ORT first {r["pare_vs_ort_ort_first"]:F2}x, median of rounds {r["pare_vs_ort_median_of_rounds"]:F2}x; {r["rounds"]} rounds, idle wait after Pare / ORT {r["idle_wait_ms_after_pare"]:F0} / {r["idle_wait_ms_after_ort"]:F0} ms, {r["idle_wait_timeouts"]} timeouts)"));
     }
     string text = JsonSerializer.Serialize(new { load_average_before = loadBefore, load_average_after = LoadAverage(), runs = result }, json);
     Console.WriteLine(text);

@@ -16,11 +16,12 @@
 //     FLOPs saved, wall speedup (documents + queries, 2 threads) and retrieval recall@1/10, MRR, cosine to dense.
 //
 //   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- speed [--threads 2] [--seq 128] [--seconds 10] [--gap-ms 20]
-//       [--turn-ms 150] [--ort-spin 1] [--out FILE.json]
+//       [--turn-ms 150] [--ort-spin 1] [--scaling-seconds 10] [--out FILE.json]
 //     Sentences/s of Pare and ONNX Runtime on the same ids (all-MiniLM-L6-v2), batch 1 and 32, sequence SEQ tokens: the
 //     engines take turns (order alternating round by round; a turn is TURN_MS of back-to-back batches), and before each
 //     turn the process waits GAP_MS and then until the other engine's pool threads have parked (see Duel).
-//     --ort-spin 0 sets ONNX Runtime's session.intra_op.allow_spinning to 0.
+//     --ort-spin 0 sets ONNX Runtime's session.intra_op.allow_spinning to 0. Then, unless --scaling-seconds 0, each engine
+//     at THREADS against itself on one thread at batch 1 (same turns; default 10 s each): what the second thread buys.
 //
 //   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- compact-speed [--threads 2] [--seq 128] [--seconds 5] [--patterns 0.5,0.7,0.9,2:4] [--out FILE.json]
 //     all-MiniLM-L6-v2 pruned (magnitude) at each pattern: sentences/s with the linear layers dense (zeros stored) vs in
@@ -100,8 +101,9 @@ long OthersNs() => selfTid.Length == 0 ? 0 : Directory.GetDirectories("/proc/sel
 // for tens of ms after a run by default and would otherwise hold a core while Pare is timed, and Pare's 200 us).
 // Sentences/s from the median batch time; the ratio also per order and as the median of per-round ratios; CPU-ms per
 // sentence from the threads' schedstat over each turn up to the end of the idle wait after it (tail spinning included).
-Dictionary<string, object> Duel(int[][][] batches, int batch, double seconds, int gapMs, int turnMs, Action<int[][]>[] engines)
+Dictionary<string, object> Duel(int[][][] batches, int batch, double seconds, int gapMs, int turnMs, Action<int[][]>[] engines, string[]? names = null)
 {
+    names ??= ["pare", "ort"];
     foreach (var e in engines) { e(batches[0]); e(batches[^1]); } // warm-up
     var times = new List<double>[] { [], [] };
     var byOrder = new List<double>[2, 2] { { [], [] }, { [], [] } }; // [order, engine]
@@ -140,14 +142,15 @@ Dictionary<string, object> Duel(int[][][] batches, int batch, double seconds, in
     }
     double Median(List<double> l) { var a = l.Order().ToArray(); return a[a.Length / 2]; }
     double pare = batch / Median(times[0]), ort = batch / Median(times[1]);
+    string A = names[0], B = names[1];
     return new()
     {
-        ["batch"] = batch, ["pare_sentences_s"] = pare, ["ort_sentences_s"] = ort, ["pare_vs_ort"] = pare / ort,
-        ["pare_vs_ort_pare_first"] = Median(byOrder[0, 1]) / Median(byOrder[0, 0]), ["pare_vs_ort_ort_first"] = Median(byOrder[1, 1]) / Median(byOrder[1, 0]),
-        ["pare_vs_ort_median_of_rounds"] = Median(roundRatio),
-        ["pare_cpu_ms_per_sentence"] = cpuNs[0] / 1e6 / sentences[0], ["ort_cpu_ms_per_sentence"] = cpuNs[1] / 1e6 / sentences[1],
-        ["rounds"] = rounds, ["batches_timed_pare"] = times[0].Count, ["batches_timed_ort"] = times[1].Count,
-        ["idle_wait_ms_after_pare"] = Median(waited[0]), ["idle_wait_ms_after_ort"] = Median(waited[1]), ["idle_wait_timeouts"] = timeouts,
+        ["batch"] = batch, [$"{A}_sentences_s"] = pare, [$"{B}_sentences_s"] = ort, [$"{A}_vs_{B}"] = pare / ort,
+        [$"{A}_vs_{B}_{A}_first"] = Median(byOrder[0, 1]) / Median(byOrder[0, 0]), [$"{A}_vs_{B}_{B}_first"] = Median(byOrder[1, 1]) / Median(byOrder[1, 0]),
+        [$"{A}_vs_{B}_median_of_rounds"] = Median(roundRatio),
+        [$"{A}_cpu_ms_per_sentence"] = cpuNs[0] / 1e6 / sentences[0], [$"{B}_cpu_ms_per_sentence"] = cpuNs[1] / 1e6 / sentences[1],
+        ["rounds"] = rounds, [$"batches_timed_{A}"] = times[0].Count, [$"batches_timed_{B}"] = times[1].Count,
+        [$"idle_wait_ms_after_{A}"] = Median(waited[0]), [$"idle_wait_ms_after_{B}"] = Median(waited[1]), ["idle_wait_timeouts"] = timeouts,
     };
 }
 var json = new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
@@ -247,7 +250,21 @@ if (mode == "speed")
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"batch {batch,2}, seq {seq}, {threads} threads: Pare {r["pare_sentences_s"]:F1} sentences/s ({r["pare_cpu_ms_per_sentence"]:F1} CPU-ms each), ONNX Runtime {r["ort_sentences_s"]:F1} sentences/s ({r["ort_cpu_ms_per_sentence"]:F1} CPU-ms each): {r["pare_vs_ort"]:F2}x (Pare first {r["pare_vs_ort_pare_first"]:F2}x, ORT first {r["pare_vs_ort_ort_first"]:F2}x, median of rounds {r["pare_vs_ort_median_of_rounds"]:F2}x; {r["rounds"]} rounds, idle wait after Pare / ORT {r["idle_wait_ms_after_pare"]:F0} / {r["idle_wait_ms_after_ort"]:F0} ms, {r["idle_wait_timeouts"]} timeouts)"));
     }
-    string text = JsonSerializer.Serialize(new { load_average_before = loadBefore, load_average_after = LoadAverage(), runs = result }, json);
+    // Each engine against itself on one thread at batch 1 (same turns): what the second thread buys. 0 skips it.
+    double scalingSeconds = double.Parse(Opt("--scaling-seconds", "10"), CultureInfo.InvariantCulture);
+    var scaling = new List<Dictionary<string, object>>();
+    if (scalingSeconds > 0 && threads > 1)
+    {
+        var batches1 = inputs.Select(i => new[] { i }).ToArray();
+        var eo1 = new EmbedOptions { Threads = 1, BatchSize = 1 }; var eoN = new EmbedOptions { Threads = threads, BatchSize = 1 };
+        var p = Duel(batches1, 1, scalingSeconds, gapMs, turnMs, [b => model.EmbedIds(b, eoN), b => model.EmbedIds(b, eo1)], ["pare_n", "pare_1"]);
+        using var ort1 = new OrtEncoder(EncoderModels.Get(EncoderModels.MiniLm).OnnxPath, 1, ortSpin);
+        var o = Duel(batches1, 1, scalingSeconds, gapMs, turnMs, [b => ort.Embed(b, BertPooling.Mean), b => ort1.Embed(b, BertPooling.Mean)], ["ort_n", "ort_1"]);
+        scaling.Add(p); scaling.Add(o);
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"batch  1, {threads} threads vs 1: Pare {p["pare_n_vs_pare_1"]:F2}x ({p["pare_n_cpu_ms_per_sentence"]:F1} vs {p["pare_1_cpu_ms_per_sentence"]:F1} CPU-ms each), ONNX Runtime {o["ort_n_vs_ort_1"]:F2}x ({o["ort_n_cpu_ms_per_sentence"]:F1} vs {o["ort_1_cpu_ms_per_sentence"]:F1} CPU-ms each)"));
+    }
+    string text = JsonSerializer.Serialize(new { load_average_before = loadBefore, load_average_after = LoadAverage(), runs = result, scaling_batch1 = scaling }, json);
     Console.WriteLine(text);
     if (Opt("--out", "") is { Length: > 0 } outPath) File.WriteAllText(outPath, text + "\n");
     return 0;
@@ -510,5 +527,5 @@ if (mode == "token-prune")
     return 0;
 }
 
-Console.Error.WriteLine("usage: Pare.EncoderCheck check [--count N] [--out F] | prune [--queries N] [--calib N] [--out F] | token-prune [--queries N] [--layer L] [--out F] | speed [--threads N] [--seq N] [--seconds S] [--gap-ms G] [--turn-ms T] [--ort-spin 0|1] [--out F] | compact-speed [--threads N] [--seq N] [--seconds S] [--patterns P] [--out F]");
+Console.Error.WriteLine("usage: Pare.EncoderCheck check [--count N] [--out F] | prune [--queries N] [--calib N] [--out F] | token-prune [--queries N] [--layer L] [--out F] | speed [--threads N] [--seq N] [--seconds S] [--gap-ms G] [--turn-ms T] [--ort-spin 0|1] [--scaling-seconds S] [--out F] | compact-speed [--threads N] [--seq N] [--seconds S] [--patterns P] [--out F]");
 return 2;

@@ -23,6 +23,13 @@
 //     --ort-spin 0 sets ONNX Runtime's session.intra_op.allow_spinning to 0. Then, unless --scaling-seconds 0, each engine
 //     at THREADS against itself on one thread at batch 1 (same turns; default 10 s each): what the second thread buys.
 //
+//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- probe [--seq 128] [--reps 30] [--ort-idle 1]
+//     Scratch diagnostics for batch 1: which threads burn CPU after an ONNX Runtime run (per-thread schedstat), Pare
+//     alone on 1 vs 2 threads, the kernel pool's fork/join cost, the four products at SEQ tokens on 1 vs 2 threads.
+//
+//   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- pare-loop [--threads 1] [--batch 1] [--count 200]
+//     Pare alone, COUNT batches back to back (for perf record): ms and CPU-ms per sentence, allocation, GCs.
+//
 //   dotnet run -c Release --project benchmarks/Pare.EncoderCheck -- compact-speed [--threads 2] [--seq 128] [--seconds 5] [--patterns 0.5,0.7,0.9,2:4] [--out FILE.json]
 //     all-MiniLM-L6-v2 pruned (magnitude) at each pattern: sentences/s with the linear layers dense (zeros stored) vs in
 //     the compact sparse format (bitmask + packed F32 non-zeros), taking turns batch by batch, batch 1 and 32.
@@ -527,5 +534,5 @@ if (mode == "token-prune")
     return 0;
 }
 
-Console.Error.WriteLine("usage: Pare.EncoderCheck check [--count N] [--out F] | prune [--queries N] [--calib N] [--out F] | token-prune [--queries N] [--layer L] [--out F] | speed [--threads N] [--seq N] [--seconds S] [--gap-ms G] [--turn-ms T] [--ort-spin 0|1] [--scaling-seconds S] [--out F] | compact-speed [--threads N] [--seq N] [--seconds S] [--patterns P] [--out F]");
+Console.Error.WriteLine("usage: Pare.EncoderCheck check [--count N] [--out F] | prune [--queries N] [--calib N] [--out F] | token-prune [--queries N] [--layer L] [--out F] | speed [--threads N] [--seq N] [--seconds S] [--gap-ms G] [--turn-ms T] [--ort-spin 0|1] [--scaling-seconds S] [--out F] | probe [--seq N] [--reps N] [--ort-idle 0|1] | pare-loop [--threads N] [--batch N] [--count N] | compact-speed [--threads N] [--seq N] [--seconds S] [--patterns P] [--out F]");
 return 2;

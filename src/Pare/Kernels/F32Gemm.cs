@@ -121,8 +121,9 @@ public static unsafe class F32Gemm
     /// <summary>Values of a token block's activations kept within the L2 cache (192 KB).</summary>
     const int BlockValues = 48 * 1024;
 
-    /// <summary>Chunks per thread a product aims at (the pool hands them out dynamically: a slow thread takes fewer).</summary>
-    const int ChunksPerThread = 4;
+    /// <summary>Chunks per thread a product aims at (the pool hands them out dynamically: a slow thread takes fewer, and
+    /// the last chunk is what the other thread may wait for: at 128 tokens, 8 per thread keep that under ~0.1 ms).</summary>
+    const int ChunksPerThread = 8;
 
     static Job Plan(F32GemmWeights w, float* x, int m, float* y, int threads)
     {
@@ -167,8 +168,11 @@ public static unsafe class F32Gemm
         int p0 = group * j.PanelsPerGroup, p1 = Math.Min(p0 + j.PanelsPerGroup, j.Panels);
         int k = j.K, n = t1 - t0, tiles = (n + MR - 1) / MR;
         bool direct = Direct(k);
-        // Packed tiles: all of the block, or (read in place) only a last partial tile, zero-padded to MR rows.
-        int firstPacked = direct ? n / MR : 0;
+        // Packed tiles: all of the block, or (read in place) only a last partial tile, zero-padded to MR rows. A last
+        // tile of exactly 4 or 8 rows is read in place too: the R4 / R8 instances read exactly that many rows (any other
+        // count would read rows past m, possibly past the buffer).
+        int tail = n % MR;
+        int firstPacked = !direct ? 0 : tail == 0 || tail == 4 || tail == 8 ? tiles : n / MR;
         float* a = null;
         if (firstPacked < tiles)
         {
@@ -186,7 +190,15 @@ public static unsafe class F32Gemm
                 if (t < firstPacked)
                 {
                     float* x = j.X + (long)(t0 + t * MR) * k;
-                    if (k == 384) Kernel<Rows384, R12>(x, b, k, acc); else Kernel<Rows1536, R12>(x, b, k, acc);
+                    if (k == 384)
+                    {
+                        if (rows > 8) Kernel<Rows384, R12>(x, b, k, acc);
+                        else if (rows > 4) Kernel<Rows384, R8>(x, b, k, acc);
+                        else Kernel<Rows384, R4>(x, b, k, acc);
+                    }
+                    else if (rows > 8) Kernel<Rows1536, R12>(x, b, k, acc);
+                    else if (rows > 4) Kernel<Rows1536, R8>(x, b, k, acc);
+                    else Kernel<Rows1536, R4>(x, b, k, acc);
                 }
                 else if (rows <= 4) Kernel<Packed, R4>(a + (long)(t - firstPacked) * MR * k, b, k, acc);
                 else if (rows <= 8) Kernel<Packed, R8>(a + (long)(t - firstPacked) * MR * k, b, k, acc);

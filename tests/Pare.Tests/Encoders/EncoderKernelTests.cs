@@ -17,6 +17,11 @@ public class EncoderKernelTests
     [InlineData(128, 1152, 384, false)] // MiniLM q|k|v
     [InlineData(130, 1536, 384, true)]  // MiniLM FFN up with GELU, a partial tile
     [InlineData(300, 96, 1536, false)]  // K = 1536 (several token blocks)
+    [InlineData(140, 64, 384, false)]   // last tile of 8 rows read in place (K = 384)
+    [InlineData(139, 96, 1536, true)]   // last tile of 7 rows: packed (K = 1536)
+    [InlineData(45, 64, 384, false)]    // last tile of 9 rows: packed
+    [InlineData(140, 96, 1536, false)]  // last tile of 8 rows read in place (K = 1536)
+    [InlineData(16, 64, 1536, false)]   // last tile of 4 rows read in place
     public void Gemm_equals_the_reference(int m, int n, int k, bool gelu)
     {
         var w = Random(n * k, 1, 0.1); var b = Random(n, 2); var x = Random(m * k, 3);
@@ -39,6 +44,8 @@ public class EncoderKernelTests
     [InlineData(37, 384, 384)]   // MiniLM attention output, a partial tile
     [InlineData(129, 384, 1536)] // MiniLM FFN down
     [InlineData(20, 40, 8)]      // N not a multiple of 16: the LayerNorm's scalar tail
+    [InlineData(128, 384, 384)]  // batch 1 at 128 tokens: attention output (12 chunks of one panel at 2 threads)
+    [InlineData(128, 384, 1536)] // batch 1 at 128 tokens: FFN down (4 token blocks x 4 panel groups)
     public void Gemm_with_residual_layernorm_equals_the_reference(int m, int n, int k)
     {
         var w = Random(n * k, 4, 0.1); var b = Random(n, 5); var x = Random(m * k, 6);

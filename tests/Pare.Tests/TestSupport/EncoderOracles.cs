@@ -63,9 +63,12 @@ public sealed class OrtEncoder : IDisposable
 {
     readonly InferenceSession _session;
 
-    public OrtEncoder(string onnxPath, int threads = 2)
+    /// <param name="spinning">ONNX Runtime's <c>session.intra_op.allow_spinning</c> (its default: true, the pool's
+    /// threads spin for a while after each parallel section).</param>
+    public OrtEncoder(string onnxPath, int threads = 2, bool spinning = true)
     {
         using var so = new SessionOptions { IntraOpNumThreads = threads, InterOpNumThreads = 1, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        if (!spinning) so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         _session = new InferenceSession(onnxPath, so);
     }
 

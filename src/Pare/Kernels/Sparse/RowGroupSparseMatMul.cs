@@ -1,0 +1,181 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Pare.Kernels.Formats;
+using Pare.Tensors;
+
+namespace Pare.Kernels.Sparse;
+
+/// <summary>
+/// Products of a <see cref="RowGroupSparseMatrix"/> with F32 activations. Per group of rows that share a column mask,
+/// x is compressed once by the mask into a packed copy of K columns (AVX-512 <c>vcompressps</c>, sixteen columns per
+/// step, advancing by the mask's popcount), prepared as the dense kernel prepares x (F16: the power-of-two prescale and
+/// even/odd split of <see cref="F16Kernel"/>; Q8_0: int8 per 32 packed entries, <see cref="Q8Act"/>), and the group's
+/// packed rows, which are a dense K-column matrix, go through the dense decode kernels four rows at a time. The work
+/// is per stored value: no expansion per row. Machines without AVX-512 compress x with scalar code and use the AVX2
+/// Q8_0 kernel, or (F16, and with <c>portable</c>) the scalar reference on the packed row.
+/// </summary>
+public static unsafe class RowGroupSparseMatMul
+{
+    /// <summary>Rows per pool chunk (whole groups: rounded up to a multiple of the group).</summary>
+    const int RowsPerChunk = 128;
+
+    /// <summary>Which path runs: the machine's best, the one of a machine without AVX-512, or the scalar reference (tests force each).</summary>
+    internal enum Tier { Best, WithoutAvx512, Portable }
+
+    internal static bool Fast => Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Avx512BW.IsSupported;
+
+    /// <summary>Y[t, r] = sum_c W[r, c] X[t, c] for t &lt; n.</summary>
+    public static void MatMulRows(RowGroupSparseMatrix w, ReadOnlySpan<float> x, int n, Span<float> y, int threads, bool portable = false) =>
+        MatMulRows(w, x, n, y, threads, portable ? Tier.Portable : Tier.Best);
+
+    internal static void MatMulRows(RowGroupSparseMatrix w, ReadOnlySpan<float> x, int n, Span<float> y, int threads, Tier tier)
+    {
+        if (x.Length < (long)n * w.Cols) throw new ArgumentException($"x has {x.Length} values, needs {n} x {w.Cols}", nameof(x));
+        if (y.Length < (long)n * w.Rows) throw new ArgumentException($"y has {y.Length} values, needs {n} x {w.Rows}", nameof(y));
+        if (n == 0) return;
+        if (tier == Tier.Best && !Fast) tier = Tier.WithoutAvx512;
+        if (tier == Tier.WithoutAvx512 && !(w.ValueType == GgmlType.Q8_0 && Q8Act.Supported)) tier = Tier.Portable;
+        int groupsPerChunk = Math.Max(1, RowsPerChunk / w.GroupRows);
+        int chunks = (w.Groups + groupsPerChunk - 1) / groupsPerChunk;
+        fixed (float* px = x, py = y)
+        {
+            var job = new Job
+            {
+                Blob = (byte*)w.Data, ValueType = w.ValueType, Rows = w.Rows, Cols = w.Cols, GroupRows = w.GroupRows, Groups = w.Groups,
+                GroupsPerChunk = groupsPerChunk, X = px, Y = py, N = n, Tier = tier,
+            };
+            KernelThreadPool.Shared.Run(&Chunk, &job, chunks, Math.Max(1, threads));
+        }
+    }
+
+    /// <summary>Slow, obviously correct: decode each row with the scalar reference, then plain dot products in double.</summary>
+    public static void MatMulRowsReference(RowGroupSparseMatrix w, ReadOnlySpan<float> x, int n, Span<float> y)
+    {
+        var row = new float[w.Cols];
+        for (int r = 0; r < w.Rows; r++)
+        {
+            w.DecodeRow(r, row);
+            for (int t = 0; t < n; t++)
+            {
+                double s = 0;
+                for (int c = 0; c < w.Cols; c++) s += (double)row[c] * x[t * w.Cols + c];
+                y[t * w.Rows + r] = (float)s;
+            }
+        }
+    }
+
+    struct Job
+    {
+        public byte* Blob;
+        public GgmlType ValueType;
+        public int Rows, Cols, GroupRows, Groups, GroupsPerChunk, N;
+        public float* X, Y;
+        public Tier Tier;
+        public readonly byte* GroupPtr(int g) => Blob + ((long*)(Blob + RowGroupSparseMatrix.HeaderBytes))[g];
+    }
+
+    static readonly Vector512<uint> BitsLo = Vector512.Create(1u, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768);
+    static readonly Vector512<uint> BitsHi = BitsLo << 16;
+
+    /// <summary>
+    /// xp = x at the mask's columns in order, then zeros up to the next multiple of 32; returns that padded count.
+    /// AVX-512: per 16 columns one predicate from the broadcast mask word and one vcompressps (full 16-float stores:
+    /// xp has 16 floats of slack).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static int Compress(uint* masks, int nb, float* x, float* xp, bool vector)
+    {
+        int at = 0;
+        if (vector)
+        {
+            for (int b = 0; b < nb; b++)
+            {
+                uint m = masks[b];
+                if (m == 0) continue;
+                var w = Vector512.Create(m);
+                var lo = Vector512.Equals(w & BitsLo, BitsLo).AsSingle();
+                var hi = Vector512.Equals(w & BitsHi, BitsHi).AsSingle();
+                Avx512F.Compress(Vector512<float>.Zero, lo, Vector512.Load(x + 32 * b)).Store(xp + at);
+                at += BitOperations.PopCount(m & 0xFFFF);
+                Avx512F.Compress(Vector512<float>.Zero, hi, Vector512.Load(x + 32 * b + 16)).Store(xp + at);
+                at += BitOperations.PopCount(m >> 16);
+            }
+        }
+        else
+        {
+            for (int b = 0; b < nb; b++)
+            {
+                uint m = masks[b];
+                while (m != 0)
+                {
+                    int i = BitOperations.TrailingZeroCount(m);
+                    xp[at++] = x[32 * b + i];
+                    m &= m - 1;
+                }
+            }
+        }
+        int k = RowGroupSparseMatrix.PaddedCount(at);
+        for (int i = at; i < k; i++) xp[i] = 0;
+        return k;
+    }
+
+    static void Chunk(void* ctx, int chunk)
+    {
+        ref readonly Job j = ref *(Job*)ctx;
+        int g0 = chunk * j.GroupsPerChunk, g1 = Math.Min(j.Groups, g0 + j.GroupsPerChunk);
+        int nb = j.Cols / 32, gh = RowGroupSparseMatrix.GroupHeaderBytes(j.Cols);
+        int kmax = RowGroupSparseMatrix.PaddedCount(j.Cols);
+        bool q8 = j.ValueType == GgmlType.Q8_0;
+        int prepFloats = q8 ? Q8Act.PrepFloats(kmax) : F16Kernel.PrepFloats(kmax);
+        // One thread buffer: packed x (kmax + 16 slack), then the prepared packed x.
+        float* xp = ThreadBuffers.Decoded(kmax + 32 + prepFloats);
+        float* prep = xp + kmax + 32;
+        float* y4 = stackalloc float[4];
+        for (int g = g0; g < g1; g++)
+        {
+            byte* gp = j.GroupPtr(g);
+            int r0 = g * j.GroupRows, nr = Math.Min(j.GroupRows, j.Rows - r0);
+            int k = RowGroupSparseMatrix.PaddedCount((int)((uint*)gp)[nb]);
+            long prb = RowGroupSparseMatrix.PackedRowBytes(j.ValueType, k);
+            byte* rows = gp + gh;
+            // The next group follows this one in the blob: request it into L2 while this one computes (the rows are
+            // short, so the hardware prefetchers start each one late).
+            if (g + 1 < g1)
+            {
+                byte* next = j.GroupPtr(g + 1);
+                long ahead = j.GroupPtr(g + 1 < j.Groups ? g + 2 : g + 1) - next;
+                for (long o = 0; o < ahead; o += 64) Sse.Prefetch1(next + o);
+            }
+            for (int t = 0; t < j.N; t++)
+            {
+                float* x = j.X + (long)t * j.Cols, y = j.Y + (long)t * j.Rows + r0;
+                if (k == 0) { for (int i = 0; i < nr; i++) y[i] = 0; continue; }
+                Compress((uint*)gp, nb, x, xp, j.Tier == Tier.Best);
+                if (j.Tier == Tier.Portable)
+                {
+                    for (int i = 0; i < nr; i++)
+                    {
+                        byte* row = rows + i * prb;
+                        float s = 0;
+                        for (int c = 0; c < k; c++) s += RowGroupSparseMatrix.PackedValue(row, j.ValueType, c) * xp[c];
+                        y[i] = s;
+                    }
+                    continue;
+                }
+                if (q8) Q8Act.Quantize(xp, k, prep);
+                else F16Kernel.Prepare(xp, k, prep);
+                for (int i = 0; i < nr; i += 4)
+                {
+                    int m = Math.Min(4, nr - i);
+                    byte* a0 = rows + i * prb, a1 = rows + (i + Math.Min(1, m - 1)) * prb;
+                    byte* a2 = rows + (i + Math.Min(2, m - 1)) * prb, a3 = rows + (i + m - 1) * prb;
+                    if (q8) Q8Act.Dot4<Q8_0Kernel>(a0, a1, a2, a3, prep, k, y4);
+                    else F16Kernel.Dot4(a0, a1, a2, a3, xp, prep, k, y4);
+                    for (int q = 0; q < m; q++) y[i + q] = y4[q];
+                }
+            }
+        }
+    }
+}

@@ -139,7 +139,8 @@ public unsafe class RowGroupSparseTests
     [Fact]
     public void F16_subnormal_values_are_exact()
     {
-        // Subnormal halves take the dense F16 kernel's exact path (or the free denormal path on AMD): still exact products.
+        // Subnormal halves take the dense F16 kernel's exact path (or the free denormal path on AMD): exact products,
+        // float sums.
         const int rows = 8, cols = 64;
         var v = new float[rows * cols];
         for (int i = 0; i < v.Length; i += 3) v[i] = (i % 2 == 0 ? 1 : -1) * 3e-6f * (1 + i % 7); // below 2^-14: subnormal in f16
@@ -150,7 +151,7 @@ public unsafe class RowGroupSparseTests
         var y = new float[rows];
         RowGroupSparseMatMul.MatMulRowsReference(m, x, 1, yRef);
         RowGroupSparseMatMul.MatMulRows(m, x, 1, y, 1);
-        for (int r = 0; r < rows; r++) Assert.Equal(yRef[r], y[r], 1e-9f);
+        for (int r = 0; r < rows; r++) Assert.Equal(yRef[r], y[r], 1e-6f); // |y| < 0.3: float summation only
     }
 
     [Fact]

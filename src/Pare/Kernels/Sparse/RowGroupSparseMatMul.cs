@@ -46,7 +46,63 @@ public static unsafe class RowGroupSparseMatMul
                 Blob = (byte*)w.Data, ValueType = w.ValueType, Rows = w.Rows, Cols = w.Cols, GroupRows = w.GroupRows, Groups = w.Groups,
                 GroupsPerChunk = groupsPerChunk, X = px, Y = py, N = n, Tier = tier,
             };
+            if (tier == Tier.Best && w.ValueType == GgmlType.F16)
+            {
+                // x times 2^s once per product (the dense F16 kernel's exact power-of-two prescale, chosen from the whole
+                // x: a superset of every group's columns), and 2^(112 - s) per token; groups then only compress.
+                job.Scaled = ThreadBuffers.Prep(n * w.Cols + n);
+                for (int t = 0; t < n; t++) job.Scaled[n * w.Cols + t] = Prescale(px + (long)t * w.Cols, w.Cols, job.Scaled + (long)t * w.Cols);
+            }
             KernelThreadPool.Shared.Run(&Chunk, &job, chunks, Math.Max(1, threads));
+        }
+    }
+
+    /// <summary>dst = x * 2^s with s as <see cref="F16Kernel.Prepare"/> chooses it (max |x| near 2^120); returns 2^(112 - s).</summary>
+    static float Prescale(float* x, int cols, float* dst)
+    {
+        var vmax = Vector512<float>.Zero;
+        int v = cols & ~15;
+        for (int i = 0; i < v; i += 16) vmax = Vector512.Max(vmax, Vector512.Abs(Vector512.Load(x + i)));
+        float maxAbs = MaxOf(vmax);
+        for (int i = v; i < cols; i++) maxAbs = MathF.Max(maxAbs, MathF.Abs(x[i]));
+        int k = maxAbs == 0 ? 0 : Math.ILogB(maxAbs) + 1;
+        int s = Math.Clamp(120 - k, 0, 127);
+        var up = Vector512.Create(BitConverter.Int32BitsToSingle((127 + s) << 23));
+        for (int i = 0; i < v; i += 16) (Vector512.Load(x + i) * up).Store(dst + i);
+        for (int i = v; i < cols; i++) dst[i] = x[i] * up[0];
+        return BitConverter.Int32BitsToSingle((127 + 112 - s) << 23);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float MaxOf(Vector512<float> v)
+    {
+        var m = Vector256.Max(v.GetLower(), v.GetUpper());
+        var n = Vector128.Max(m.GetLower(), m.GetUpper());
+        n = Vector128.Max(n, Vector128.Shuffle(n, Vector128.Create(2, 3, 0, 1)));
+        n = Vector128.Max(n, Vector128.Shuffle(n, Vector128.Create(1, 0, 3, 2)));
+        return n.ToScalar();
+    }
+
+    /// <summary>
+    /// Packed x (k a multiple of 32) to int8 per 32 values in <see cref="Q8Act"/>'s layout (quants, then the block
+    /// scales; the block sums only Q4_0 reads are not written): q = round(v * 127 / max |v|), d = max |v| / 127 (not
+    /// rounded to f16: the product keeps it in float). AVX-512, one block per step.
+    /// </summary>
+    static void QuantizePacked(float* xp, int k, float* prep)
+    {
+        int nb = k / 32, ng = Q8Act.Groups(k);
+        sbyte* q = (sbyte*)prep;
+        float* dx = prep + ng * 128;
+        for (int b = 0; b < nb; b++)
+        {
+            var v0 = Vector512.Load(xp + 32 * b);
+            var v1 = Vector512.Load(xp + 32 * b + 16);
+            float amax = MaxOf(Vector512.Max(Vector512.Abs(v0), Vector512.Abs(v1)));
+            float id = amax != 0 ? 127 / amax : 0;
+            var vid = Vector512.Create(id);
+            Avx512F.ConvertToVector128SByte(Avx512F.ConvertToVector512Int32(v0 * vid)).Store(q + 32 * b);
+            Avx512F.ConvertToVector128SByte(Avx512F.ConvertToVector512Int32(v1 * vid)).Store(q + 32 * b + 16);
+            dx[b] = amax / 127;
         }
     }
 
@@ -72,6 +128,8 @@ public static unsafe class RowGroupSparseMatMul
         public GgmlType ValueType;
         public int Rows, Cols, GroupRows, Groups, GroupsPerChunk, N;
         public float* X, Y;
+        /// <summary>F16, AVX-512: x * 2^s per token ([n x cols]), then 2^(112 - s) per token.</summary>
+        public float* Scaled;
         public Tier Tier;
         public readonly byte* GroupPtr(int g) => Blob + ((long*)(Blob + RowGroupSparseMatrix.HeaderBytes))[g];
     }
@@ -127,11 +185,14 @@ public static unsafe class RowGroupSparseMatMul
         int g0 = chunk * j.GroupsPerChunk, g1 = Math.Min(j.Groups, g0 + j.GroupsPerChunk);
         int nb = j.Cols / 32, gh = RowGroupSparseMatrix.GroupHeaderBytes(j.Cols);
         int kmax = RowGroupSparseMatrix.PaddedCount(j.Cols);
-        bool q8 = j.ValueType == GgmlType.Q8_0;
-        int prepFloats = q8 ? Q8Act.PrepFloats(kmax) : F16Kernel.PrepFloats(kmax);
-        // One thread buffer: packed x (kmax + 16 slack), then the prepared packed x.
-        float* xp = ThreadBuffers.Decoded(kmax + 32 + prepFloats);
-        float* prep = xp + kmax + 32;
+        bool q8 = j.ValueType == GgmlType.Q8_0, best = j.Tier == Tier.Best;
+        // F16 on a CPU where float denormals cost a microcode assist: the dense kernel's subnormal maps need x unscaled,
+        // in the rows' storage order (interleaved per 32).
+        bool f16Exact = !q8 && best && !F16Kernel.DenormalsFree;
+        int prepFloats = q8 ? Q8Act.PrepFloats(kmax) : 0;
+        // One thread buffer: packed x (kmax + 16 slack + 1), the prepared packed x (Q8_0), unscaled interleaved x (F16 exact).
+        float* xp = ThreadBuffers.Decoded(3 * (kmax + 32) + prepFloats);
+        float* xi = xp + kmax + 32, tmp = xi + kmax + 32, prep = tmp + kmax + 32;
         float* y4 = stackalloc float[4];
         for (int g = g0; g < g1; g++)
         {
@@ -140,21 +201,21 @@ public static unsafe class RowGroupSparseMatMul
             int k = RowGroupSparseMatrix.PaddedCount((int)((uint*)gp)[nb]);
             long prb = RowGroupSparseMatrix.PackedRowBytes(j.ValueType, k);
             byte* rows = gp + gh;
-            // The next group follows this one in the blob: request it into L2 while this one computes (the rows are
+            // The next group follows this one in the blob: request it into L2 while this one computes (its rows are
             // short, so the hardware prefetchers start each one late).
             if (g + 1 < g1)
             {
                 byte* next = j.GroupPtr(g + 1);
-                long ahead = j.GroupPtr(g + 1 < j.Groups ? g + 2 : g + 1) - next;
+                long ahead = j.GroupPtr(g + 2) - next;
                 for (long o = 0; o < ahead; o += 64) Sse.Prefetch1(next + o);
             }
             for (int t = 0; t < j.N; t++)
             {
                 float* x = j.X + (long)t * j.Cols, y = j.Y + (long)t * j.Rows + r0;
                 if (k == 0) { for (int i = 0; i < nr; i++) y[i] = 0; continue; }
-                Compress((uint*)gp, nb, x, xp, j.Tier == Tier.Best);
                 if (j.Tier == Tier.Portable)
                 {
+                    Compress((uint*)gp, nb, x, xp, vector: false);
                     for (int i = 0; i < nr; i++)
                     {
                         byte* row = rows + i * prb;
@@ -164,15 +225,30 @@ public static unsafe class RowGroupSparseMatMul
                     }
                     continue;
                 }
-                if (q8) Q8Act.Quantize(xp, k, prep);
-                else F16Kernel.Prepare(xp, k, prep);
+                if (q8)
+                {
+                    Compress((uint*)gp, nb, x, xp, best);
+                    if (best) QuantizePacked(xp, k, prep);
+                    else Q8Act.Quantize(xp, k, prep);
+                }
+                else
+                {
+                    Compress((uint*)gp, nb, j.Scaled + (long)t * j.Cols, xp, vector: true);
+                    xp[k] = j.Scaled[(long)j.N * j.Cols + t];
+                    if (f16Exact)
+                    {
+                        Compress((uint*)gp, nb, x, tmp, vector: true);
+                        for (int c = 0; c < k; c++) xi[RowGroupSparseMatrix.F16Slot(c)] = tmp[c];
+                    }
+                }
                 for (int i = 0; i < nr; i += 4)
                 {
                     int m = Math.Min(4, nr - i);
                     byte* a0 = rows + i * prb, a1 = rows + (i + Math.Min(1, m - 1)) * prb;
                     byte* a2 = rows + (i + Math.Min(2, m - 1)) * prb, a3 = rows + (i + m - 1) * prb;
                     if (q8) Q8Act.Dot4<Q8_0Kernel>(a0, a1, a2, a3, prep, k, y4);
-                    else F16Kernel.Dot4(a0, a1, a2, a3, xp, prep, k, y4);
+                    else if (f16Exact) F16Kernel.Dot4(a0, a1, a2, a3, xi, xp, k, y4);
+                    else F16Kernel.Dot4Mapped(a0, a1, a2, a3, null, null, null, null, xp, xp, k, y4);
                     for (int q = 0; q < m; q++) y[i + q] = y4[q];
                 }
             }

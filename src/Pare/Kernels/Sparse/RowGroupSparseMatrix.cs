@@ -32,7 +32,9 @@ namespace Pare.Kernels.Sparse;
 ///     groups: u32 masks [cols / 32] (bit i of word b = column 32 b + i),
 ///             u32 count (the masks' set bits), u32 reserved = 0,
 ///             then the group's rows (G, the last group rows - G (groups - 1)), each a dense row of K = count rounded up
-///             to 32 columns: F16 2 K bytes; Q8_0 K / 32 blocks of (f16 scale, 32 int8 quants), 34 bytes each;
+///             to 32 columns: F16 2 K bytes, each 32 packed values stored interleaved (v0, v16, v1, v17, ..., v15, v31:
+///             the dense F16 kernel converts the even and the odd halves of a block apart, so packed x needs no
+///             split); Q8_0 K / 32 blocks of (f16 scale, 32 int8 quants), 34 bytes each;
 ///             padding columns hold zero values
 ///     64 zero bytes of padding after the last group
 /// </code>
@@ -162,7 +164,7 @@ public sealed unsafe class RowGroupSparseMatrix
                 for (int c = 0; c < cols; c++)
                 {
                     if ((masks[g * nb + c / 32] >> (c % 32) & 1) == 0) continue;
-                    if (type == GgmlType.F16) src.Slice(c * 2, 2).CopyTo(row[(at * 2)..]);
+                    if (type == GgmlType.F16) src.Slice(c * 2, 2).CopyTo(row[(F16Slot(at) * 2)..]);
                     else packed[at] = DenseValue(type, src, c);
                     at++;
                 }
@@ -219,7 +221,7 @@ public sealed unsafe class RowGroupSparseMatrix
                 if (vt == GgmlType.F16)
                 {
                     for (int j = (int)count; j < k; j++)
-                        if (((ushort*)row)[j] != 0) throw Bad($"group {g}, row {i}: padding column {j} is not zero");
+                        if (((ushort*)row)[F16Slot(j)] != 0) throw Bad($"group {g}, row {i}: padding column {j} is not zero");
                 }
                 else
                 {
@@ -266,8 +268,15 @@ public sealed unsafe class RowGroupSparseMatrix
         }
     }
 
+    /// <summary>Where packed F16 value <paramref name="i"/> is stored in its row: per 32, the first 16 in the even slots, the last 16 in the odd ones.</summary>
+    internal static int F16Slot(int i)
+    {
+        int j = i & 31;
+        return (i & ~31) + (j < 16 ? 2 * j : 2 * (j - 16) + 1);
+    }
+
     /// <summary>Packed value <paramref name="i"/> of a packed row, as F32.</summary>
     internal static float PackedValue(byte* row, GgmlType t, int i) => t == GgmlType.F16
-        ? Fp16.ToFloat(((ushort*)row)[i])
+        ? Fp16.ToFloat(((ushort*)row)[F16Slot(i)])
         : (sbyte)row[i / 32 * 34 + 2 + i % 32] * Fp16.ToFloat(*(ushort*)(row + i / 32 * 34));
 }

@@ -9,12 +9,14 @@ namespace Pare.Kernels.Sparse;
 
 /// <summary>
 /// Products of a <see cref="RowGroupSparseMatrix"/> with F32 activations. Per group of rows that share a column mask,
-/// x is compressed once by the mask into a packed copy of K columns (AVX-512 <c>vcompressps</c>, sixteen columns per
-/// step, advancing by the mask's popcount), prepared as the dense kernel prepares x (F16: the power-of-two prescale and
-/// even/odd split of <see cref="F16Kernel"/>; Q8_0: int8 per 32 packed entries, <see cref="Q8Act"/>), and the group's
-/// packed rows, which are a dense K-column matrix, go through the dense decode kernels four rows at a time. The work
-/// is per stored value: no expansion per row. Machines without AVX-512 compress x with scalar code and use the AVX2
-/// Q8_0 kernel, or (F16, and with <c>portable</c>) the scalar reference on the packed row.
+/// x is compressed once by the mask into a packed copy of K columns, and the group's packed rows, which are a dense
+/// K-column matrix, are multiplied four rows at a time: the work is per stored value, no expansion per row. Decode on
+/// AVX-512: F16 compresses x prescaled once per product by <see cref="F16Kernel"/>'s power of two (<c>vcompressps</c>)
+/// and runs <see cref="F16Kernel.Dot4Mapped"/> on the interleaved halves; Q8_0 rounds x once per product to int16
+/// (<c>vpcompressw</c> per group, AVX-512 VBMI2) and multiplies with <c>vpmovsxbw</c> + <c>vpmaddwd</c>; group g + 1 is
+/// compressed while group g multiplies. Prefill and machines without AVX-512 (or, for Q8_0, without VBMI2) compress
+/// per token and use the dense kernels on the packed rows (Q8_0: <see cref="Q8Act"/> int8 per 32 packed values, AVX2)
+/// or the scalar path on the packed row (F16 without AVX-512, and <c>portable</c>).
 /// </summary>
 public static unsafe class RowGroupSparseMatMul
 {

@@ -14,9 +14,9 @@ namespace Pare.Kernels.Sparse;
 /// AVX-512: F16 compresses x prescaled once per product by <see cref="F16Kernel"/>'s power of two (<c>vcompressps</c>)
 /// and runs <see cref="F16Kernel.Dot4Mapped"/> on the interleaved halves; Q8_0 rounds x once per product to int16
 /// (<c>vpcompressw</c> per group, AVX-512 VBMI2) and multiplies with <c>vpmovsxbw</c> + <c>vpmaddwd</c>; group g + 1 is
-/// compressed while group g multiplies. Prefill and machines without AVX-512 (or, for Q8_0, without VBMI2) compress
-/// per token and use the dense kernels on the packed rows (Q8_0: <see cref="Q8Act"/> int8 per 32 packed values, AVX2)
-/// or the scalar path on the packed row (F16 without AVX-512, and <c>portable</c>).
+/// compressed while group g multiplies. Prefill (several tokens) runs the same kernels token by token per group.
+/// Machines without AVX-512 (or, for Q8_0, without VBMI2) compress with scalar code and use <see cref="Q8Act"/>'s AVX2
+/// kernel with int8 x per 32 packed values (Q8_0), or the scalar path on the packed row (F16, and <c>portable</c>).
 /// </summary>
 public static unsafe class RowGroupSparseMatMul
 {

@@ -8,6 +8,8 @@
 //       (whole-model decode with 1 and with 2 threads, alternating in one process: does the second thread help?)
 //   dotnet run -c Release --project benchmarks/Pare.KernelBench -- sparse [--types F16,Q8_0] [--sparsity 0.5,0.7]
 //       (compact sparse decode kernel vs llama.cpp's and Pare's dense kernels on the same pruned matrix; SparseBench.cs)
+//   dotnet run -c Release --project benchmarks/Pare.KernelBench -- rowgroup [--types F16,Q8_0] [--sparsity 0.5,0.7] [--groups 4,8]
+//       (row-group compact decode kernel vs llama.cpp's dense, Pare's dense and the bitmask kernels; RowGroupBench.cs)
 //   dotnet run -c Release --project benchmarks/Pare.KernelBench -- expand-parts [--rounds 7] [--sparsity 0.5]
 //       (the compact F16 decode loop with and without its vpexpandw: where its time goes; ExpandParts.cs)
 //
@@ -24,6 +26,7 @@ CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 if (args.Length > 0 && args[0] == "threads") return ThreadScaling.Run(args[1..]);
 if (args.Length > 0 && args[0] == "sparse") return SparseBench.Run(args[1..]);
+if (args.Length > 0 && args[0] == "rowgroup") return RowGroupBench.Run(args[1..]);
 if (args.Length > 0 && args[0] == "expand-parts") return ExpandParts.Run(args[1..]);
 if (args.Length > 0 && args[0] == "subnormals") return Denorm.Run(args[1..]);
 var opt = Options.Parse(args);

@@ -25,9 +25,10 @@ internal static class InfoCommand
                     // A matrix in Pare's compact format is stored as a 1-D I8 blob: report the matrix it holds, not the blob.
                     var (type, dims) = CompactFormat.Matrix(g, t) is { } cm
                         ? ($"{cm.ValueType} compact", new long[] { cm.Cols, cm.Rows })
+                        : CompactFormat.RowGroupMatrix(g, t) is { } rg ? ($"{rg.ValueType} compact row groups", new long[] { rg.Cols, rg.Rows })
                         : (t.Type.ToString(), t.Dims);
                     types[type] = types.GetValueOrDefault(type) + dims.Aggregate(1L, (a, b) => a * b);
-                    tensorList.Add(new TensorRow(t.Name, dims, type, t.ByteSize, CompactFormat.Matrix(g, t)?.NonZeros));
+                    tensorList.Add(new TensorRow(t.Name, dims, type, t.ByteSize, CompactFormat.Matrix(g, t)?.NonZeros ?? CompactFormat.RowGroupMatrix(g, t)?.StoredValues));
                 }
             var fileBytes = File.Exists(m.Source) ? new FileInfo(m.Source).Length : 0;
             var info = new

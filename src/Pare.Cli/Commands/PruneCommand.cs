@@ -39,6 +39,7 @@ internal static class PruneCommand
                 "16.6 s instead of 0.7 s on pare-ref with 128 windows). Wanda and SparseGPT always report it: their calibration gives it.",
         };
         var repack = new Option<bool>("--repack") { Description = "MODEL is already pruned: only convert it, no pruning: a dense file to Pare's compact bitmask format, a compact file back to a dense GGUF." };
+        var rowGroup = new Option<int>("--row-group") { Description = "magnitude and wanda: rows per group that keep the same columns (1 = off); with --repack: write F16/Q8_0 matrices in Pare's row-group compact format with one column mask per that many rows (decode work per stored value).", DefaultValueFactory = _ => 1 }.Between(1, 64);
         var trainText = new Option<string?>("--train-text") { Description = "adapt: fine-tuning text between rounds (a training split, never the test split)." };
         var adaptStep = new Option<double>("--adapt-step") { Description = "adapt: fraction of the block parameters removed per round (rounds = ratio / step, rounded up).", DefaultValueFactory = _ => 0.05 }
             .Check(v => v > 0 && v <= 1, "in (0, 1]");
@@ -47,7 +48,7 @@ internal static class PruneCommand
         var threads = Cli.Threads();
         var json = Cli.Json();
         var cmd = new Command("prune", "Prune a model's linear layers (magnitude, Wanda or SparseGPT) with sequential calibration; write a GGUF.")
-            { model, method, ratio, slicing, sparsity, pattern, calibFile, calibRandom, samples, seqlen, seed, overrides, pruneEmb, format, reportError, repack, trainText, adaptStep, roundSteps, output, threads, json };
+            { model, method, ratio, slicing, sparsity, pattern, calibFile, calibRandom, samples, seqlen, seed, overrides, pruneEmb, format, reportError, repack, rowGroup, trainText, adaptStep, roundSteps, output, threads, json };
         cmd.SetAction((r, ct) => Task.FromResult(Cli.Guard(() =>
         {
             if ((r.GetValue(method) ?? "").ToLowerInvariant() == "slicegpt")
@@ -89,7 +90,7 @@ internal static class PruneCommand
                 // Magnitude needs no calibration: its windows would only feed the error report, which is opt-in.
                 Method = m, Pattern = p, Samples = m == PruneMethod.Magnitude && !r.GetValue(reportError) ? 0 : r.GetValue(samples), SeqLen = r.GetValue(seqlen), Seed = r.GetValue(seed),
                 Overrides = [.. (r.GetValue(overrides) ?? []).Select(LayerOverride.Parse)], PruneEmbeddings = r.GetValue(pruneEmb),
-                Threads = r.GetValue(threads),
+                Threads = r.GetValue(threads), RowGroup = r.GetValue(repack) ? 1 : r.GetValue(rowGroup),
             };
             CalibrationSource? calib = r.GetValue(calibFile) is { } cf ? new CalibrationSource.TextFile(cf)
                 : r.GetValue(calibRandom) ? new CalibrationSource.RandomTokens() : null;
@@ -102,7 +103,7 @@ internal static class PruneCommand
                 var sw = System.Diagnostics.Stopwatch.StartNew();
                 bool unpack;
                 using (var g = Formats.Gguf.GgufFile.Open(modelPath)) unpack = CompactFormat.IsCompact(g);
-                int n = unpack ? CompactFormat.Unpack(modelPath, outPath, ct) : CompactFormat.Pack(modelPath, outPath);
+                int n = unpack ? CompactFormat.Unpack(modelPath, outPath, ct) : CompactFormat.Pack(modelPath, outPath, r.GetValue(rowGroup) > 1 ? r.GetValue(rowGroup) : 0);
                 var res = new { input = modelPath, output = outPath, converted = n, seconds = sw.Elapsed.TotalSeconds,
                     input_bytes = new FileInfo(modelPath).Length, output_bytes = new FileInfo(outPath).Length };
                 if (asJson) Cli.PrintJson(res);

@@ -112,6 +112,7 @@ public static unsafe class MatMul
         threads = DecodeThreads(w.Type, (long)w.Rows * w.Cols, (long)w.Rows * w.RowBytes, threads);
         if (path > Isa) path = Isa;
         if (w.Sparse is { } sparse) { Sparse.SparseMatMul.MatMulRows(sparse, x, 1, y, threads, portable: path == IsaPath.Portable); return; }
+        if (w.RowGroup is { } grouped) { Sparse.RowGroupSparseMatMul.MatMulRows(grouped, x, 1, y, threads, portable: path == IsaPath.Portable); return; }
         bool tier = path == IsaPath.Avx512 || (path == IsaPath.Avx2 && QuantizesActivations(w.Type, IsaPath.Avx2));
         if (!tier) { Portable(w, x, 1, y, threads); return; }
         if (!IsDense(w.Type)) throw new NotSupportedException($"matrix products with {w.Type} weights");
@@ -206,7 +207,7 @@ public static unsafe class MatMul
             work += (long)w.Rows * w.Cols;
             rows += w.Rows;
             bytes += (long)w.Rows * w.RowBytes;
-            fuse &= w.Sparse == null && IsDense(w.Type);
+            fuse &= w.Sparse == null && w.RowGroup == null && IsDense(w.Type);
         }
         if (y.Length < n * rows) throw new ArgumentException($"y has {y.Length} values, needs {n} x {rows}", nameof(y));
         threads = n == 1 ? DecodeThreads(ws[0].Type, work, bytes, threads) : threads;
@@ -301,6 +302,7 @@ public static unsafe class MatMul
         long work = (long)w.Rows * w.Cols * n;
         threads = n == 1 ? DecodeThreads(w.Type, work, (long)w.Rows * w.RowBytes, threads) : work < MinParallelWork ? 1 : Math.Max(1, threads);
         if (w.Sparse is { } sparse) { Sparse.SparseMatMul.MatMulRows(sparse, x, n, y, threads, portable); return; }
+        if (w.RowGroup is { } grouped) { Sparse.RowGroupSparseMatMul.MatMulRows(grouped, x, n, y, threads, portable); return; }
         // Without AVX-512, one token still takes the best tier's decode kernel (AVX2 int8 for Q8_0 / Q4_0).
         if (n == 1 && !portable && !Avx512) { MatVec(w, x, y, threads, Isa); return; }
         if (portable || !Avx512) { Portable(w, x, n, y, threads); return; }

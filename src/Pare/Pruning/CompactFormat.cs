@@ -25,20 +25,36 @@ public static class CompactFormat
         return SparseMatrix.Open(t.Name, f.TensorAddress(t), t.ByteSize, rows, cols);
     }
 
+    /// <summary>The matrix a tensor holds in the row-group compact format, or null.</summary>
+    public static RowGroupSparseMatrix? RowGroupMatrix(GgufFile f, GgufTensorInfo t)
+    {
+        if (!IsCompact(f) || t.Type != SparseMatrix.StorageType || t.Dims.Length != 1 || t.ByteSize < RowGroupSparseMatrix.HeaderBytes) return null;
+        var head = f.TensorBytes(t)[..RowGroupSparseMatrix.HeaderBytes];
+        if (BinaryPrimitives.ReadUInt32LittleEndian(head) != RowGroupSparseMatrix.Magic) return null;
+        int rows = (int)BinaryPrimitives.ReadUInt32LittleEndian(head[12..]), cols = (int)BinaryPrimitives.ReadUInt32LittleEndian(head[16..]);
+        return RowGroupSparseMatrix.Open(t.Name, f.TensorAddress(t), t.ByteSize, rows, cols);
+    }
+
     /// <summary>The line that explains a compact file to a command that needs dense matrices.</summary>
     public static string Explain(string path) =>
         $"{path} is in Pare's compact sparse format (bitmask + packed non-zeros, written by --sparse-format bitmask or --repack): " +
         $"its matrices are already pruned; prune the dense original instead, or write a dense copy with 'pare prune {path} --repack -o DENSE.gguf'";
 
     /// <summary>Rewrites a pruned dense GGUF with its block matrices compact (where that is smaller). Returns the matrices converted.</summary>
-    public static int Pack(string src, string dst)
+    public static int Pack(string src, string dst) => Pack(src, dst, 0);
+
+    /// <summary>
+    /// <see cref="Pack(string, string)"/>; <paramref name="groupRows"/> &gt; 0 writes F16 and Q8_0 matrices in the row-group
+    /// format (<see cref="RowGroupSparseMatrix"/>: one column mask per that many rows; for files pruned with --row-group).
+    /// </summary>
+    public static int Pack(string src, string dst, int groupRows)
     {
         using (var f = GgufFile.Open(src))
             if (IsCompact(f)) throw new PareException($"{src} is already in Pare's compact sparse format");
         string tmp = dst + ".pack-" + Environment.ProcessId;
         try
         {
-            int n = SparseGguf.Repack(src, tmp);
+            int n = SparseGguf.Repack(src, tmp, groupRows);
             if (n == 0) throw new PareException($"{src}: no block matrix has enough zeros to store compactly (is the model pruned?); nothing written");
             File.Move(tmp, dst, overwrite: true);
             return n;
@@ -59,12 +75,20 @@ public static class CompactFormat
         using var f = GgufFile.Open(src);
         if (!IsCompact(f)) throw new PareException($"{src} is not in Pare's compact sparse format: it is dense already");
         var w = new GgufWriter { Alignment = f.Alignment };
-        foreach (var (k, v) in f.MetadataList) if (k != SparseMatrix.FormatKey) w.Set(k, v);
+        foreach (var (k, v) in f.MetadataList) if (k != SparseMatrix.FormatKey && k != RowGroupSparseMatrix.GroupKey) w.Set(k, v);
         int converted = 0;
         foreach (var t in f.Tensors)
         {
             ct.ThrowIfCancellationRequested();
             var info = t;
+            if (RowGroupMatrix(f, t) is { } g)
+            {
+                var dense = new float[(long)g.Rows * g.Cols];
+                for (int r = 0; r < g.Rows; r++) g.DecodeRow(r, dense.AsSpan(r * g.Cols, g.Cols));
+                w.AddTensor(t.Name, g.ValueType, [g.Cols, g.Rows], Quantizer.Quantize(g.ValueType, dense));
+                converted++;
+                continue;
+            }
             if (Matrix(f, t) is not { } m) { w.AddTensor(t.Name, t.Type, t.Dims, s => s.Write(f.TensorBytes(info))); continue; }
             int rows = m.Rows, cols = m.Cols;
             var values = new float[(long)rows * cols];

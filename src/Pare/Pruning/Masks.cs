@@ -91,6 +91,44 @@ public static class Masks
 
     public static int Count(double ratio, long total) => (int)Math.Round(ratio * total, MidpointRounding.AwayFromZero);
 
+    /// <summary>Marks every row of group g pruned at column c where <paramref name="groupPruned"/>[g * cols + c] is set.</summary>
+    public static void SpreadGroups(ReadOnlySpan<bool> groupPruned, int rows, int cols, int groupRows, Span<bool> pruned)
+    {
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++)
+                if (groupPruned[r / groupRows * cols + c]) pruned[r * cols + c] = true;
+    }
+
+    /// <summary>
+    /// Per-row-group selection: the rows of each group of <paramref name="groupRows"/> share their pruned columns; a
+    /// column's group score is the sum of the rows' scores (<paramref name="scoreRow"/>), and each group prunes the
+    /// pattern's ratio of its columns (Wanda's per-row comparison group, widened to the row group).
+    /// </summary>
+    public static void PruneRowGroups(Span<float> w, int rows, int cols, SparsityPattern pattern, int groupRows, Span<bool> pruned, RowScorer scoreRow)
+    {
+        if (pattern.IsNM) throw new PareException($"row groups take unstructured sparsity, not the {pattern} pattern");
+        int k = Count(pattern.Ratio, cols);
+        var score = new float[cols];
+        var sum = new float[cols];
+        var groupPruned = new bool[cols];
+        for (int r0 = 0; r0 < rows; r0 += groupRows)
+        {
+            int r1 = Math.Min(rows, r0 + groupRows);
+            sum.AsSpan().Clear();
+            for (int r = r0; r < r1; r++)
+            {
+                scoreRow(r, w.Slice(r * cols, cols), score);
+                for (int c = 0; c < cols; c++) sum[c] += score[c];
+            }
+            groupPruned.AsSpan().Clear();
+            PruneSmallest(sum, k, groupPruned);
+            for (int r = r0; r < r1; r++)
+                for (int c = 0; c < cols; c++)
+                    if (groupPruned[c]) pruned[r * cols + c] = true;
+        }
+        Apply(w, pruned);
+    }
+
     /// <summary>Zeroes the pruned weights.</summary>
     public static void Apply(Span<float> w, ReadOnlySpan<bool> pruned)
     {

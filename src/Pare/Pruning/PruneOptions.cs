@@ -73,6 +73,11 @@ public sealed record PruneOptions
     public float GradScale { get; init; } = Gblm.DefaultGradScale;
     /// <summary>Calibration tokens kept per layer input to measure the reconstruction error ||WX - W'X||^2 / ||WX||^2.</summary>
     public int ErrorTokens { get; init; } = 256;
+    /// <summary>
+    /// Magnitude and Wanda: rows per group that keep the same columns (for the row-group compact format,
+    /// <c>--repack --row-group</c>); 1 (default) = each weight or row on its own.
+    /// </summary>
+    public int RowGroup { get; init; } = 1;
     /// <summary>Worker threads for the kernels.</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
 
@@ -92,6 +97,9 @@ public sealed record PruneOptions
         if (BlockSize < 1) throw new PareException($"block size must be at least 1 (got {BlockSize})");
         if (!(Damp > 0 && Damp < 1)) throw new PareException($"damping must be in (0, 1) (got {Damp})");
         if (!(GradScale > 0) || float.IsInfinity(GradScale)) throw new PareException($"gradient scale must be positive (got {GradScale})");
+        if (RowGroup < 1 || RowGroup > 64) throw new PareException($"--row-group must be in 1..64 (got {RowGroup})");
+        if (RowGroup > 1 && Method is not (PruneMethod.Magnitude or PruneMethod.Wanda)) throw new PareException($"--row-group works with magnitude and wanda only (got {Method})");
+        if (RowGroup > 1 && Pattern.IsNM) throw new PareException($"--row-group takes unstructured sparsity, not the {Pattern} pattern");
         if (Threads < 1) throw new PareException($"threads must be at least 1 (got {Threads})");
     }
 }

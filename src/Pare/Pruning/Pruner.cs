@@ -250,7 +250,7 @@ public static class Pruner
         }
         return new PruneResult
         {
-            Input = modelPath, Output = outputPath, Method = options.Method.ToString().ToLowerInvariant(), Pattern = options.Pattern.ToString(),
+            Input = modelPath, Output = outputPath, Method = options.Method.ToString().ToLowerInvariant(), Pattern = options.Pattern.ToString() + (options.RowGroup > 1 ? $", row groups of {options.RowGroup}" : ""),
             Samples = windows.Length, SeqLen = seqLen, Seed = options.Seed, Calibration = calibDesc,
             Storage = storage.ToString().ToLowerInvariant(), Layers = reports, Seconds = sw.Elapsed.TotalSeconds,
             InputBytes = new FileInfo(modelPath).Length, OutputBytes = new FileInfo(outputPath).Length,
@@ -287,9 +287,9 @@ public static class Pruner
     {
         switch (o.Method)
         {
-            case PruneMethod.Magnitude: Magnitude.Prune(d.Data, d.Rows, d.Cols, p, pruned); break;
+            case PruneMethod.Magnitude: Magnitude.PruneRowGroups(d.Data, d.Rows, d.Cols, p, p.IsNM ? 1 : o.RowGroup, pruned); break;
             case PruneMethod.Wanda:
-                Wanda.Prune(d.Data, d.Rows, d.Cols, (st ?? throw new PareException("Wanda needs calibration statistics")).MeanSq(), p, pruned);
+                Wanda.PruneRowGroups(d.Data, d.Rows, d.Cols, (st ?? throw new PareException("Wanda needs calibration statistics")).MeanSq(), p, p.IsNM ? 1 : o.RowGroup, pruned);
                 break;
             case PruneMethod.SparseGpt:
                 SparseGpt.Prune(d.Data, d.Rows, d.Cols, (st ?? throw new PareException("SparseGPT needs calibration statistics")).Hessian(lastReader), p, pruned,

@@ -23,6 +23,22 @@ public static class Wanda
         });
     }
 
+    /// <summary>
+    /// Row-group Wanda (for the row-group compact format): the rows of every group of <paramref name="groupRows"/> keep
+    /// the same columns; a column's group score is the sum over the group's rows of |W_ij| ||X_j||, and each group
+    /// prunes the ratio of its columns. <paramref name="groupRows"/> = 1 is plain Wanda.
+    /// </summary>
+    public static void PruneRowGroups(Span<float> w, int rows, int cols, ReadOnlySpan<double> inputSqNorm, SparsityPattern pattern, int groupRows, Span<bool> pruned)
+    {
+        if (groupRows <= 1) { Prune(w, rows, cols, inputSqNorm, pattern, pruned); return; }
+        if (inputSqNorm.Length != cols) throw new ArgumentException($"{inputSqNorm.Length} input norms for {cols} columns", nameof(inputSqNorm));
+        var norm = ColumnNorms(inputSqNorm);
+        Masks.PruneRowGroups(w, rows, cols, pattern, groupRows, pruned, (_, row, score) =>
+        {
+            for (int j = 0; j < cols; j++) score[j] = MathF.Abs(row[j]) * norm[j];
+        });
+    }
+
     /// <summary>||X_j||: the square roots of the per-column sums of squares.</summary>
     internal static float[] ColumnNorms(ReadOnlySpan<double> inputSqNorm)
     {

@@ -26,6 +26,15 @@ public sealed class WeightMatrix
     /// <summary>The compact sparse storage when the matrix has one (then <see cref="Row"/> is not available).</summary>
     public Kernels.Sparse.SparseMatrix? Sparse { get; }
 
+    /// <summary>A matrix stored in Pare's row-group compact format (one column mask per group of rows): products dispatch to its own kernels.</summary>
+    public WeightMatrix(string name, int rows, int cols, Kernels.Sparse.RowGroupSparseMatrix rowGroup)
+    {
+        Name = name; Type = rowGroup.ValueType; Rows = rows; Cols = cols; Data = rowGroup.Data; ByteLength = rowGroup.ByteLength; RowGroup = rowGroup;
+    }
+
+    /// <summary>The row-group compact storage when the matrix has one (then <see cref="Row"/> is not available).</summary>
+    public Kernels.Sparse.RowGroupSparseMatrix? RowGroup { get; }
+
     public string Name { get; }
     public GgmlType Type { get; }
     /// <summary>Output features (ggml ne1).</summary>

@@ -56,6 +56,14 @@ public sealed record SpeculativeOptions
     public int EvidenceNgram { get; init; } = 3;
     /// <summary>With <see cref="EvidenceNgram"/>: steps with such a match needed before a probe, counted since the last draft that accepted nothing. Default 2.</summary>
     public int EvidenceSteps { get; init; } = 2;
+    /// <summary>
+    /// With <see cref="EvidenceNgram"/> = n: size trees separately by what the context offers at each step, one tree
+    /// sizer per class (and per arm): the last n tokens occurred earlier in prompt + output; only the last n - 1 did
+    /// (n &gt;= 3); neither. A draft after a repeated trigram is accepted far more often than one without (prompt
+    /// lookup has a quote to copy; elsewhere only Token Recycling's or a trie's guesses), so one running estimate per
+    /// budget over all steps made `auto` verify trees too large for the guesses and too small for the quotes. Default true.
+    /// </summary>
+    public bool SizeByContext { get; init; } = true;
     /// <summary>Clock for step timing, in seconds; null = <see cref="System.Diagnostics.Stopwatch"/>. A test hook.</summary>
     public Func<double>? Clock { get; init; }
 }
@@ -145,8 +153,11 @@ public static class SpeculativeGenerator
         var choice = drafter as DrafterChoice;
         int arms = choice?.Arms.Count ?? 1;
         rates?.SetArms(arms);
-        var sizers = rates?.Sizers is { } shared && shared.Length == arms && shared.All(z => z.Fits(costs, spec)) ? shared
-            : [.. Enumerable.Range(0, arms).Select(_ => new TreeSizer(costs, spec))];
+        // One sizer per arm and context class (SizeByContext): class 0 = the last EvidenceNgram tokens occurred before,
+        // 1 = only the last EvidenceNgram - 1 did (with a trigram or longer), last = neither.
+        int classes = spec.SizeByContext && spec.EvidenceNgram > 0 ? (spec.EvidenceNgram >= 3 ? 3 : 2) : 1;
+        var sizers = rates?.Sizers is { } shared && shared.Length == arms * classes && shared.All(z => z.Fits(costs, spec)) ? shared
+            : [.. Enumerable.Range(0, arms * classes).Select(_ => new TreeSizer(costs, spec))];
         if (rates != null) rates.Sizers = sizers;
         int next = sampler.Sample(all.AsSpan(all.Length - vocab), history);
         int emitted = 0;
@@ -166,6 +177,8 @@ public static class SpeculativeGenerator
         var evidence = spec.EvidenceNgram > 0 ? new NgramIndex(spec.EvidenceNgram, prompt.Count + Math.Min(options.MaxTokens, session.ContextLength)) : null;
         // Index the prompt with the prompt (before the first token), not inside the first decoding step.
         evidence?.Latest(history);
+        // The shorter match of class 1, looked up only at steps that may draft (it catches up on the tokens in between then).
+        var shorter = classes == 3 ? new NgramIndex(spec.EvidenceNgram - 1, prompt.Count + Math.Min(options.MaxTokens, session.ContextLength)) : null;
         int evidenceSteps = 0;
         while (true)
         {
@@ -194,14 +207,17 @@ public static class SpeculativeGenerator
             if (!mayProbe && rates != null && !rates.Ahead)
             {
                 rates.Idle();
-                sizers[rates.Arm].Idle();
+                sizers[rates.Arm * classes + (match ? 0 : classes - 1)].Idle();
             }
             else
             {
                 int arm = rates?.ChooseArm() ?? 0;
                 if (choice != null) choice.Current = arm;
-                sizer = sizers[arm];
-                int want = sizer.Choose(mayProbe);
+                int cls = match || classes == 1 ? 0 : shorter != null && shorter.Latest(history) >= 0 ? 1 : classes - 1;
+                sizer = sizers[arm * classes + cls];
+                // A class without the evidence n-gram is only reached while speculation measures faster (or without the measured
+                // fallback): its sizer's own cheap probes may not wait for a match that its steps by definition lack.
+                int want = sizer.Choose(mayProbe || (cls > 0 && (rates == null || rates.Ahead)));
                 // Re-measuring a losing arm whose own sizer says plain: its smallest tree, a probe of that arm.
                 if (rates != null && rates.Remeasure && want <= 1) want = sizer.Smallest;
                 budget = Math.Min(want, Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));

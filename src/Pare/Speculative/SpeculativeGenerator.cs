@@ -163,7 +163,9 @@ public static class SpeculativeGenerator
         int emitted = 0;
         var stopper = new StopMatcher(options.StopSequences);
         bool started = false, stopped = false;
-        float[] logitsBuffer = [];
+        // Plain steps reuse the prompt pass's row, as plain decoding does (unless the drafter is seeded from every prompt
+        // position at its first draft): a run that never drafts allocates nothing more for logits.
+        float[] logitsBuffer = spec.SeedFromPrompt ? [] : all;
         var one = new int[1];
         var path = new List<int>();
         var chosen = new List<int>();

@@ -143,22 +143,12 @@ public static class SpeculativeGenerator
         var history = new List<int>(prompt);
         await Task.Yield();
 
-        var rates = spec.Adaptive && spec.MeasuredFallback ? spec.Rates ?? new StepRates(spec) : null;
         // Prefill. Seeding the drafter needs the logits of every prompt position, an LM-head pass per position that
         // plain decoding does not pay (it doubles the prefill on pare-ref-draft), so by default only the last is computed.
         float[] all = spec.SeedFromPrompt ? session.ForwardAll([.. prompt]) : session.Forward([.. prompt]);
-        var costs = spec.Costs ?? (spec.Adaptive ? CostModel.Measure(session, CostModel.DefaultSizes.Where(n => n <= spec.MaxTreeSize)) : null);
-        // The sizer's estimates travel with shared rates (same session and drafter): a new prompt starts from what earlier ones measured.
-        // A choice among drafters (auto:FILE) has one estimate and one sizer per arm, in the same rates.
-        var choice = drafter as DrafterChoice;
-        int arms = choice?.Arms.Count ?? 1;
-        rates?.SetArms(arms);
-        // One sizer per arm and context class (SizeByContext): class 0 = the last EvidenceNgram tokens occurred before,
-        // 1 = only the last EvidenceNgram - 1 did (with a trigram or longer), last = neither.
-        int classes = spec.SizeByContext && spec.EvidenceNgram > 0 ? (spec.EvidenceNgram >= 3 ? 3 : 2) : 1;
-        var sizers = rates?.Sizers is { } shared && shared.Length == arms * classes && shared.All(z => z.Fits(costs, spec)) ? shared
-            : [.. Enumerable.Range(0, arms * classes).Select(_ => new TreeSizer(costs, spec))];
-        if (rates != null) rates.Sizers = sizers;
+        // Rates, cost model, sizers and evidence: what each step drafts (StepPlanner).
+        var plan = new StepPlanner(session, spec, drafter, history, prompt.Count + Math.Min(options.MaxTokens, session.ContextLength));
+        var rates = plan.Rates;
         int next = sampler.Sample(all.AsSpan(all.Length - vocab), history);
         int emitted = 0;
         var stopper = new StopMatcher(options.StopSequences);
@@ -175,13 +165,6 @@ public static class SpeculativeGenerator
         var specRng = new Random(unchecked((int)(options.Sampling.Seed * 0x9E3779B97F4A7C15UL >> 33)) ^ 0x5bd1e995);
         // The walk over a tree, made at the first draft.
         TreeWalk? walk = null;
-        // Sized for prompt + output up front: no rehash (and no first-call compilation of one) while decoding.
-        var evidence = spec.EvidenceNgram > 0 ? new NgramIndex(spec.EvidenceNgram, prompt.Count + Math.Min(options.MaxTokens, session.ContextLength)) : null;
-        // Index the prompt with the prompt (before the first token), not inside the first decoding step.
-        evidence?.Latest(history);
-        // The shorter match of class 1, looked up only at steps that may draft (it catches up on the tokens in between then).
-        var shorter = classes == 3 ? new NgramIndex(spec.EvidenceNgram - 1, prompt.Count + Math.Min(options.MaxTokens, session.ContextLength)) : null;
-        int evidenceSteps = 0;
         while (true)
         {
             ct.ThrowIfCancellationRequested();
@@ -195,43 +178,8 @@ public static class SpeculativeGenerator
 
             // Draft under the pending token, within the remaining context and token budget; a tree of one is a plain step.
             double t0 = rates?.Now() ?? 0;
-            // Probes wait for evidence: steps whose last EvidenceNgram tokens occurred before (O(1) per token: an incremental
-            // index), EvidenceSteps of them since the last draft that accepted nothing (one repeated "of the" is no loop).
-            bool match = evidence != null && evidence.Latest(history) >= 0;
-            if (match) evidenceSteps++;
-            bool mayProbe = evidence == null || (match && evidenceSteps >= spec.EvidenceSteps);
-            int budget = 1;
-            TreeSizer? sizer = null;
-            // Nothing to draft from while plain decoding measures faster: no probe may be made (they wait for evidence) and
-            // the rates would veto any other tree, so the step is plain without asking the sizer or the rates (their
-            // schedules count it). Out of domain nearly every step is such a step: it then runs only plain decoding's code
-            // and the evidence index, and the drafter, the tree path and their first-call compilation wait for a draft.
-            if (!mayProbe && rates != null && !rates.Ahead)
-            {
-                rates.Idle();
-                sizers[rates.Arm * classes + (match ? 0 : classes - 1)].Idle();
-            }
-            else
-            {
-                int arm = rates?.ChooseArm() ?? 0;
-                if (choice != null) choice.Current = arm;
-                int cls = match || classes == 1 ? 0 : shorter != null && shorter.Latest(history) >= 0 ? 1 : classes - 1;
-                sizer = sizers[arm * classes + cls];
-                // A class without the evidence n-gram is only reached while speculation measures faster (or without the measured
-                // fallback): its sizer's own cheap probes may not wait for a match that its steps by definition lack.
-                int want = sizer.Choose(mayProbe || (cls > 0 && (rates == null || rates.Ahead)));
-                // Re-measuring a losing arm whose own sizer says plain: its smallest tree, a probe of that arm.
-                if (rates != null && rates.Remeasure && want <= 1) want = sizer.Smallest;
-                budget = Math.Min(want, Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));
-                // The measured rates may veto a tree, but not the sizer's cheap probes (they are how it notices text turning predictable).
-                if (budget > 1 && !sizer.Probing && rates != null)
-                {
-                    if (!rates.Speculate(mayProbe)) budget = 1;
-                    // A probe while plain decoding measures faster is as small as the sizer allows: it only has to show that
-                    // drafts are accepted again (then speculation wins and the sizer chooses freely), and a failed one costs ~T(2) - T(1).
-                    else if (rates.Probe) budget = Math.Min(budget, sizer.Smallest);
-                }
-            }
+            // A step with nothing to draft from while plain decoding measures faster is plain at once (StepPlanner.Idle).
+            int budget = plan.Idle(history) ? 1 : plan.Budget(history, Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));
             bool drafted = budget > 1;
             // The drafter starts at its first draft (its set-up is decoding time, as it should be, but only when it drafts):
             // it has seen nothing since the prompt, and plain steps do not update it.
@@ -259,9 +207,9 @@ public static class SpeculativeGenerator
             if (tree == null) chosen.Add(sampler.Sample(logits.AsSpan(0, vocab), history));
             else (walk ??= new TreeWalk(sampler, options, vocab, tok?.EosId, specRng, modelDrafter != null)).Walk(tree, sampled, logits, history, path, chosen, emitted);
             if (drafted) session.CommitTree(path);
-            if (drafted && path.Count == 1) evidenceSteps = 0;
+            if (drafted && path.Count == 1) plan.Failed();
             stats.Tokens += chosen.Count;
-            sizer?.Observe(nodes, path);
+            plan.Sizer?.Observe(nodes, path);
             double stepSeconds = (rates?.Now() ?? 0) - t0;
 
             // Emit all but the last choice now; the last becomes the next pending token (its KV is not in the cache yet).

@@ -60,8 +60,9 @@ public sealed record SpeculativeOptions
     /// With <see cref="EvidenceNgram"/> = n: size trees separately by what the context offers at each step, one tree
     /// sizer per class (and per arm): the last n tokens occurred earlier in prompt + output; only the last n - 1 did
     /// (n &gt;= 3); neither. A draft after a repeated trigram is accepted far more often than one without (prompt
-    /// lookup has a quote to copy; elsewhere only Token Recycling's or a trie's guesses), so one running estimate per
-    /// budget over all steps made `auto` verify trees too large for the guesses and too small for the quotes. Default true.
+    /// lookup has a quote to copy; elsewhere only Token Recycling's or a trie's guesses), so with one running estimate
+    /// per budget over all steps `auto` verified both kinds in trees sized for their mixture (docs/speculative.md,
+    /// session 9). Default true.
     /// </summary>
     public bool SizeByContext { get; init; } = true;
     /// <summary>Clock for step timing, in seconds; null = <see cref="System.Diagnostics.Stopwatch"/>. A test hook.</summary>

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Out-of-domain check of `auto` as a new user meets it: `pare run` with its defaults (temperature 0.8, seed 0), 96 tokens,
-# each prompt of benchmarks/spec/ood-prompts.jsonl, --draft none and auto alternating, RUNS times; prints per prompt the
+# each prompt of benchmarks/spec/ood-prompts.jsonl, --draft none and auto alternating (none first in odd rounds, auto first
+# in even ones, so neither always runs right after the other), RUNS times; prints per prompt the
 # median decode tok/s of each and their ratio, then the median ratio (decode, and end to end: prompt pass included).
 # Usage: benchmarks/spec/ood-run.sh PARE MODEL [RUNS] [JSON_OUT]   (JSON_OUT: also write the figures there)
 set -euo pipefail
@@ -12,8 +13,8 @@ ratios, e2e, rows = [], [], []
 for line in open("benchmarks/spec/ood-prompts.jsonl"):
     p = json.loads(line)["prompt"]
     tps = {"none": [], "auto": []}; total = {"none": [], "auto": []}; mat = []
-    for _ in range(runs):
-        for d in ("none", "auto"):
+    for r in range(runs):
+        for d in (("none", "auto") if r % 2 == 0 else ("auto", "none")):
             o = json.loads(subprocess.run([pare, "run", model, "-p", p, "-n", "96", "--threads", "2", "--draft", d, "--json"],
                                           check=True, capture_output=True, text=True).stdout)
             tps[d].append(o["decode_tok_s"])
@@ -27,6 +28,6 @@ for line in open("benchmarks/spec/ood-prompts.jsonl"):
     print(f"none {statistics.median(tps['none']):7.1f} tok/s  auto {statistics.median(tps['auto']):7.1f} tok/s  ratio {r:.3f}  end to end {t:.3f}  MAT {statistics.median(mat):.2f}  | {p[:40]}")
 print(f"median ratio auto/none: {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}); end to end {statistics.median(e2e):.3f}")
 if out:
-    json.dump({"settings": "pare run defaults (temperature 0.8, seed 0), 96 tokens, 2 threads, none and auto alternating", "runs": runs,
+    json.dump({"settings": "pare run defaults (temperature 0.8, seed 0), 96 tokens, 2 threads, none and auto alternating, order swapped every round", "runs": runs,
                "median_ratio": statistics.median(ratios), "median_ratio_end_to_end": statistics.median(e2e), "prompts": rows}, open(out, "w"), indent=1)
 PY

@@ -56,6 +56,7 @@ public sealed class NgramIndex
         return e;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     ulong Key(IReadOnlyList<int> seq, int end)
     {
         ulong key = 0;
@@ -70,6 +71,7 @@ public sealed class NgramIndex
         return key;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     int Slot(ulong key)
     {
         int mask = _keys.Length - 1;
@@ -78,12 +80,14 @@ public sealed class NgramIndex
         return i;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     int Get(ulong key)
     {
         int i = Slot(key);
         return _ends[i] - 1;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     void Put(ulong key, int end)
     {
         int i = Slot(key);

@@ -56,6 +56,15 @@ public sealed record SpeculativeOptions
     public int EvidenceNgram { get; init; } = 3;
     /// <summary>With <see cref="EvidenceNgram"/>: steps with such a match needed before a probe, counted since the last draft that accepted nothing. Default 2.</summary>
     public int EvidenceSteps { get; init; } = 2;
+    /// <summary>
+    /// With <see cref="EvidenceNgram"/> = n: size trees separately by what the context offers at each step, one tree
+    /// sizer per class (and per arm): the last n tokens occurred earlier in prompt + output; only the last n - 1 did
+    /// (n &gt;= 3); neither. A draft after a repeated trigram is accepted far more often than one without (prompt
+    /// lookup has a quote to copy; elsewhere only Token Recycling's or a trie's guesses), so with one running estimate
+    /// per budget over all steps `auto` verified both kinds in trees sized for their mixture (docs/speculative.md,
+    /// session 9). Default true.
+    /// </summary>
+    public bool SizeByContext { get; init; } = true;
     /// <summary>Clock for step timing, in seconds; null = <see cref="System.Diagnostics.Stopwatch"/>. A test hook.</summary>
     public Func<double>? Clock { get; init; }
 }
@@ -135,24 +144,19 @@ public static class SpeculativeGenerator
         var history = new List<int>(prompt);
         await Task.Yield();
 
-        var rates = spec.Adaptive && spec.MeasuredFallback ? spec.Rates ?? new StepRates(spec) : null;
         // Prefill. Seeding the drafter needs the logits of every prompt position, an LM-head pass per position that
         // plain decoding does not pay (it doubles the prefill on pare-ref-draft), so by default only the last is computed.
         float[] all = spec.SeedFromPrompt ? session.ForwardAll([.. prompt]) : session.Forward([.. prompt]);
-        var costs = spec.Costs ?? (spec.Adaptive ? CostModel.Measure(session, CostModel.DefaultSizes.Where(n => n <= spec.MaxTreeSize)) : null);
-        // The sizer's estimates travel with shared rates (same session and drafter): a new prompt starts from what earlier ones measured.
-        // A choice among drafters (auto:FILE) has one estimate and one sizer per arm, in the same rates.
-        var choice = drafter as DrafterChoice;
-        int arms = choice?.Arms.Count ?? 1;
-        rates?.SetArms(arms);
-        var sizers = rates?.Sizers is { } shared && shared.Length == arms && shared.All(z => z.Fits(costs, spec)) ? shared
-            : [.. Enumerable.Range(0, arms).Select(_ => new TreeSizer(costs, spec))];
-        if (rates != null) rates.Sizers = sizers;
+        // Rates, cost model, sizers and evidence: what each step drafts (StepPlanner).
+        var plan = new StepPlanner(session, spec, drafter, history, prompt.Count + Math.Min(options.MaxTokens, session.ContextLength));
+        var rates = plan.Rates;
         int next = sampler.Sample(all.AsSpan(all.Length - vocab), history);
         int emitted = 0;
         var stopper = new StopMatcher(options.StopSequences);
         bool started = false, stopped = false;
-        float[] logitsBuffer = [];
+        // Plain steps reuse the prompt pass's row, as plain decoding does (unless the drafter is seeded from every prompt
+        // position at its first draft): a run that never drafts allocates nothing more for logits.
+        float[] logitsBuffer = spec.SeedFromPrompt ? [] : all;
         var one = new int[1];
         var path = new List<int>();
         var chosen = new List<int>();
@@ -162,11 +166,6 @@ public static class SpeculativeGenerator
         var specRng = new Random(unchecked((int)(options.Sampling.Seed * 0x9E3779B97F4A7C15UL >> 33)) ^ 0x5bd1e995);
         // The walk over a tree, made at the first draft.
         TreeWalk? walk = null;
-        // Sized for prompt + output up front: no rehash (and no first-call compilation of one) while decoding.
-        var evidence = spec.EvidenceNgram > 0 ? new NgramIndex(spec.EvidenceNgram, prompt.Count + Math.Min(options.MaxTokens, session.ContextLength)) : null;
-        // Index the prompt with the prompt (before the first token), not inside the first decoding step.
-        evidence?.Latest(history);
-        int evidenceSteps = 0;
         while (true)
         {
             ct.ThrowIfCancellationRequested();
@@ -180,40 +179,8 @@ public static class SpeculativeGenerator
 
             // Draft under the pending token, within the remaining context and token budget; a tree of one is a plain step.
             double t0 = rates?.Now() ?? 0;
-            // Probes wait for evidence: steps whose last EvidenceNgram tokens occurred before (O(1) per token: an incremental
-            // index), EvidenceSteps of them since the last draft that accepted nothing (one repeated "of the" is no loop).
-            bool match = evidence != null && evidence.Latest(history) >= 0;
-            if (match) evidenceSteps++;
-            bool mayProbe = evidence == null || (match && evidenceSteps >= spec.EvidenceSteps);
-            int budget = 1;
-            TreeSizer? sizer = null;
-            // Nothing to draft from while plain decoding measures faster: no probe may be made (they wait for evidence) and
-            // the rates would veto any other tree, so the step is plain without asking the sizer or the rates (their
-            // schedules count it). Out of domain nearly every step is such a step: it then runs only plain decoding's code
-            // and the evidence index, and the drafter, the tree path and their first-call compilation wait for a draft.
-            if (!mayProbe && rates != null && !rates.Ahead)
-            {
-                rates.Idle();
-                sizers[rates.Arm].Idle();
-            }
-            else
-            {
-                int arm = rates?.ChooseArm() ?? 0;
-                if (choice != null) choice.Current = arm;
-                sizer = sizers[arm];
-                int want = sizer.Choose(mayProbe);
-                // Re-measuring a losing arm whose own sizer says plain: its smallest tree, a probe of that arm.
-                if (rates != null && rates.Remeasure && want <= 1) want = sizer.Smallest;
-                budget = Math.Min(want, Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));
-                // The measured rates may veto a tree, but not the sizer's cheap probes (they are how it notices text turning predictable).
-                if (budget > 1 && !sizer.Probing && rates != null)
-                {
-                    if (!rates.Speculate(mayProbe)) budget = 1;
-                    // A probe while plain decoding measures faster is as small as the sizer allows: it only has to show that
-                    // drafts are accepted again (then speculation wins and the sizer chooses freely), and a failed one costs ~T(2) - T(1).
-                    else if (rates.Probe) budget = Math.Min(budget, sizer.Smallest);
-                }
-            }
+            // A step with nothing to draft from while plain decoding measures faster is plain at once (StepPlanner.Idle).
+            int budget = plan.Idle(history) ? 1 : plan.Budget(history, Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));
             bool drafted = budget > 1;
             // The drafter starts at its first draft (its set-up is decoding time, as it should be, but only when it drafts):
             // it has seen nothing since the prompt, and plain steps do not update it.
@@ -241,9 +208,9 @@ public static class SpeculativeGenerator
             if (tree == null) chosen.Add(sampler.Sample(logits.AsSpan(0, vocab), history));
             else (walk ??= new TreeWalk(sampler, options, vocab, tok?.EosId, specRng, modelDrafter != null)).Walk(tree, sampled, logits, history, path, chosen, emitted);
             if (drafted) session.CommitTree(path);
-            if (drafted && path.Count == 1) evidenceSteps = 0;
+            if (drafted && path.Count == 1) plan.Failed();
             stats.Tokens += chosen.Count;
-            sizer?.Observe(nodes, path);
+            plan.Sizer?.Observe(nodes, path);
             double stepSeconds = (rates?.Now() ?? 0) - t0;
 
             // Emit all but the last choice now; the last becomes the next pending token (its KV is not in the cache yet).

@@ -18,11 +18,12 @@ namespace Pare.Speculative;
 /// </summary>
 public sealed class StepRates(SpeculativeOptions spec)
 {
-    static readonly double TickSeconds = 1.0 / Stopwatch.Frequency;
     // A losing arm is re-measured after at most this many times MaxProbeInterval drafted steps.
     const int MaxRemeasureFactor = 4;
 
-    readonly Func<double> _clock = spec.Clock ?? (() => Stopwatch.GetTimestamp() * TickSeconds);
+    // The test hook, or null: then Now reads the Stopwatch directly (no delegate and no lambda of its own to compile
+    // and tier up while decoding: every step reads the clock two to four times).
+    readonly Func<double>? _clock = spec.Clock;
     // Per arm, running means of tokens and seconds per speculative step (the rate is their ratio); seconds per plain step.
     double[] _specTokens = new double[1], _specSeconds = new double[1];
     bool[] _specSeen = new bool[1];
@@ -74,7 +75,8 @@ public sealed class StepRates(SpeculativeOptions spec)
         if (_plainSeen && _specSeen[_arm]) _plainSinceProbe++;
     }
 
-    internal double Now() => _clock();
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal double Now() => _clock == null ? (double)Stopwatch.GetTimestamp() / Stopwatch.Frequency : _clock();
 
     /// <summary>The tree sizers (one per arm) of the last generation that used these rates (carried over when they fit).</summary>
     internal TreeSizer[]? Sizers { get; set; }

@@ -234,4 +234,51 @@ public class FallbackTests
         Assert.Equal(1, probed.Starts);
         Assert.True(probed.Drafts > 0 && probedStats.PlainSteps < probedStats.Steps, $"{probed.Drafts} drafts, {probedStats.PlainSteps} of {probedStats.Steps} steps plain");
     }
+
+    /// <summary>Drafts the true continuation where the last three tokens occurred before, a wrong chain elsewhere; records whether each draft had that match.</summary>
+    sealed class ContextDrafter(int[] truth, int vocab) : IDrafter
+    {
+        public readonly List<bool> DraftedWithMatch = [];
+        public string Name => "context";
+        public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int v) { }
+        public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int v) { }
+
+        public DraftTree Draft(IReadOnlyList<int> history, int budget)
+        {
+            bool match = PromptLookup.Scan(history, 3, 3) >= 0;
+            DraftedWithMatch.Add(match);
+            int from = history.Count - 1;
+            var chain = truth.AsSpan(from, Math.Min(budget, truth.Length - from)).ToArray();
+            if (!match) for (int i = 1; i < chain.Length; i++) chain[i] = (chain[i] + 1) % vocab;
+            return DraftTree.Chain(chain);
+        }
+    }
+
+    [Fact]
+    public async Task Steps_without_a_repeated_ngram_are_sized_apart_and_decode_plainly_when_their_drafts_fail()
+    {
+        using var m = LlamaModel.Load(TestModels.Get("spec", TestModels.OracleShapes[1].Config, GgmlType.F32));
+        const int total = 240;
+        var (o, prompt, plain) = await PlainRun(m, total);
+
+        async Task<(ContextDrafter Drafter, SpeculationStats Stats)> Run(bool byContext)
+        {
+            var d = new ContextDrafter([.. plain], m.Config.VocabSize);
+            var stats = await SpeculateLossless(m, o, prompt, plain, d, clock => new SpeculativeOptions
+            {
+                MaxTreeSize = 8, Costs = new CostModel([1, 2, 4, 8], [1.0, 1.1, 1.2, 1.5]), Clock = clock, SizeByContext = byContext,
+            });
+            return (d, stats);
+        }
+
+        var (apart, apartStats) = await Run(true);
+        var (mixed, mixedStats) = await Run(false);
+        int apartWrong = apart.DraftedWithMatch.Count(x => !x), mixedWrong = mixed.DraftedWithMatch.Count(x => !x);
+        // Without classes the steps that lack a match keep drafting on the strength of those that have one (else this test shows nothing).
+        Assert.True(mixedWrong >= 10, $"one sizer: {mixedWrong} drafts without a match, {mixed.DraftedWithMatch.Count} in all");
+        // Sized apart, a step without a match drafts only the sizer's first tries and its spaced probes.
+        Assert.True(apartWrong * 3 <= mixedWrong, $"by context: {apartWrong} drafts without a match; one sizer: {mixedWrong}");
+        // And the steps with a match still draft.
+        Assert.True(apart.DraftedWithMatch.Count(x => x) >= mixed.DraftedWithMatch.Count(x => x) / 2, $"drafts with a match: {apart.DraftedWithMatch.Count(x => x)} by context, {mixed.DraftedWithMatch.Count(x => x)} with one sizer");
+    }
 }

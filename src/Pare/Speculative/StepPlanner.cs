@@ -1,0 +1,115 @@
+using Pare.Models;
+
+namespace Pare.Speculative;
+
+/// <summary>
+/// What a speculative step drafts: plain or a tree, of which size, with which arm. Holds the measured step rates, one
+/// tree sizer per arm and context class (<see cref="SpeculativeOptions.SizeByContext"/>), and the evidence indexes
+/// (the last <see cref="SpeculativeOptions.EvidenceNgram"/> tokens, and one token fewer, seen before). Kept out of the
+/// generator's state machine (which is compiled fully optimised before the first token): its set-up and the budget
+/// choice are compiled when first used, and a run that never gets to draft only ever calls <see cref="Idle"/>.
+/// </summary>
+internal sealed class StepPlanner
+{
+    readonly SpeculativeOptions _spec;
+    readonly TreeSizer[] _sizers;
+    readonly int _classes;
+    readonly DrafterChoice? _choice;
+    readonly NgramIndex? _evidence, _shorter;
+    int _evidenceSteps;
+    bool _match, _mayProbe;
+
+    /// <summary>After the prompt pass: <paramref name="capacity"/> = prompt + output tokens at most (the indexes never rehash).</summary>
+    public StepPlanner(InferenceSession session, SpeculativeOptions spec, IDrafter drafter, IReadOnlyList<int> history, int capacity)
+    {
+        _spec = spec;
+        Rates = spec.Adaptive && spec.MeasuredFallback ? spec.Rates ?? new StepRates(spec) : null;
+        CostModel? costs = spec.Costs;
+        if (costs == null && spec.Adaptive)
+        {
+            var sizes = new List<int>();
+            foreach (int n in CostModel.DefaultSizes) if (n <= spec.MaxTreeSize) sizes.Add(n);
+            costs = CostModel.Measure(session, sizes);
+        }
+        // The sizer's estimates travel with shared rates (same session and drafter): a new prompt starts from what earlier ones measured.
+        // A choice among drafters (auto:FILE) has one estimate and one sizer per arm, in the same rates.
+        _choice = drafter as DrafterChoice;
+        int arms = _choice?.Arms.Count ?? 1;
+        Rates?.SetArms(arms);
+        // One sizer per arm and context class (SizeByContext): class 0 = the last EvidenceNgram tokens occurred before,
+        // 1 = only the last EvidenceNgram - 1 did (with a trigram or longer), last = neither.
+        _classes = spec.SizeByContext && spec.EvidenceNgram > 0 ? (spec.EvidenceNgram >= 3 ? 3 : 2) : 1;
+        var shared = Rates?.Sizers;
+        bool fits = shared != null && shared.Length == arms * _classes;
+        for (int i = 0; fits && i < shared!.Length; i++) fits = shared[i].Fits(costs, spec);
+        if (fits) _sizers = shared!;
+        else
+        {
+            _sizers = new TreeSizer[arms * _classes];
+            for (int i = 0; i < _sizers.Length; i++) _sizers[i] = new TreeSizer(costs, spec);
+        }
+        if (Rates != null) Rates.Sizers = _sizers;
+        // Sized for prompt + output up front: no rehash (and no first-call compilation of one) while decoding.
+        _evidence = spec.EvidenceNgram > 0 ? new NgramIndex(spec.EvidenceNgram, capacity) : null;
+        // Index the prompt with the prompt (before the first token), not inside the first decoding step.
+        _evidence?.Latest(history);
+        // The shorter match of class 1, looked up only at steps that may draft (it catches up on the tokens in between then).
+        _shorter = _classes == 3 ? new NgramIndex(spec.EvidenceNgram - 1, capacity) : null;
+    }
+
+    /// <summary>The measured step rates (null without the measured fallback).</summary>
+    public StepRates? Rates { get; }
+
+    /// <summary>The sizer that chose the last budget (null after a plain step decided by <see cref="Idle"/>).</summary>
+    public TreeSizer? Sizer { get; private set; }
+
+    /// <summary>
+    /// Looks at the context of the next step: whether it offers evidence to draft from. True when the step is plain without
+    /// asking the sizer or the rates: nothing to draft from while plain decoding measures faster (no probe may be made:
+    /// they wait for evidence; and the rates would veto any other tree). The schedules count it. Out of domain nearly
+    /// every step is such a step: it then runs only plain decoding's code and the evidence index.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public bool Idle(IReadOnlyList<int> history)
+    {
+        // Probes wait for evidence: steps whose last EvidenceNgram tokens occurred before (O(1) per token: an incremental
+        // index), EvidenceSteps of them since the last draft that accepted nothing (one repeated "of the" is no loop).
+        _match = _evidence != null && _evidence.Latest(history) >= 0;
+        if (_match) _evidenceSteps++;
+        _mayProbe = _evidence == null || (_match && _evidenceSteps >= _spec.EvidenceSteps);
+        Sizer = null;
+        if (_mayProbe || Rates == null || Rates.Ahead) return false;
+        Rates.Idle();
+        _sizers[Rates.Arm * _classes + (_match ? 0 : _classes - 1)].Idle();
+        return true;
+    }
+
+    /// <summary>The node budget of a step that <see cref="Idle"/> did not decide (1 = plain), at most <paramref name="room"/>; sets the drafting arm.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    public int Budget(IReadOnlyList<int> history, int room)
+    {
+        var rates = Rates;
+        int arm = rates?.ChooseArm() ?? 0;
+        if (_choice != null) _choice.Current = arm;
+        int cls = _match || _classes == 1 ? 0 : _shorter != null && _shorter.Latest(history) >= 0 ? 1 : _classes - 1;
+        var sizer = Sizer = _sizers[arm * _classes + cls];
+        // A class without the evidence n-gram is only reached while speculation measures faster (or without the measured
+        // fallback): its sizer's own cheap probes may not wait for a match that its steps by definition lack.
+        int want = sizer.Choose(_mayProbe || (cls > 0 && (rates == null || rates.Ahead)));
+        // Re-measuring a losing arm whose own sizer says plain: its smallest tree, a probe of that arm.
+        if (rates != null && rates.Remeasure && want <= 1) want = sizer.Smallest;
+        int budget = Math.Min(want, room);
+        // The measured rates may veto a tree, but not the sizer's cheap probes (they are how it notices text turning predictable).
+        if (budget > 1 && !sizer.Probing && rates != null)
+        {
+            if (!rates.Speculate(_mayProbe)) budget = 1;
+            // A probe while plain decoding measures faster is as small as the sizer allows: it only has to show that
+            // drafts are accepted again (then speculation wins and the sizer chooses freely), and a failed one costs ~T(2) - T(1).
+            else if (rates.Probe) budget = Math.Min(budget, sizer.Smallest);
+        }
+        return budget;
+    }
+
+    /// <summary>A draft accepted nothing: evidence is counted afresh.</summary>
+    public void Failed() => _evidenceSteps = 0;
+}

@@ -71,7 +71,7 @@ public static class LazyLlm
     public static HashSet<int> PruneLayers(LazyLlmOptions options, int layers)
     {
         foreach (double f in options.PruneAt)
-            if (!(f > 0 && f < 1)) throw new PareException($"LazyLLM pruning layers are fractions of the depth in (0, 1) (got {f})");
+            if (!(f > 0 && f < 1)) throw new PareException($"LazyLLM pruning layers (--prune-at) are fractions of the depth in (0, 1) (got {f})");
         return options.PruneAt.Select(f => (int)Math.Round(f * layers)).Where(l => l >= 1 && l < layers).ToHashSet();
     }
 

@@ -32,11 +32,12 @@ internal static class NeedleCommand
         var kvBudget = Cli.KvBudget();
         var prune = new Option<string>("--prefill-prune") { Description = "Prefill token pruning: none (default) or lazyllm (LazyLLM: defer low-attention prompt tokens layer by layer, revive them before the second token).", DefaultValueFactory = _ => "none" }
             .Check(v => v is "none" or "lazyllm", "none or lazyllm");
-        var keep = new Option<double>("--keep") { Description = "With --prefill-prune lazyllm: share of the remaining prompt tokens kept at each of the 3 pruning layers, in (0, 1].", DefaultValueFactory = _ => 0.5 }
+        var keep = new Option<double>("--keep") { Description = "With --prefill-prune lazyllm: share of the remaining prompt tokens kept at each pruning layer (--prune-at), in (0, 1].", DefaultValueFactory = _ => 0.5 }
             .Check(v => v > 0 && v <= 1, "in (0, 1]");
+        var pruneAt = new Option<string>("--prune-at") { Description = "With --prefill-prune lazyllm: the pruning layers as fractions of the depth in (0, 1), comma-separated (layer = round(fraction x layers)).", DefaultValueFactory = _ => "0.25,0.5,0.75" };
         var json = Cli.Json();
         var cmd = new Command("needle", "Long-context retrieval (passkey and needle-threading tasks): exact-match accuracy per length and depth, greedy, full KV cache.")
-            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, kvPolicy, kvBudget, prune, keep, json };
+            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, kvPolicy, kvBudget, prune, keep, pruneAt, json };
         cmd.SetAction((r, ct) => Cli.Guard(() =>
         {
             bool asJson = r.GetValue(json);
@@ -49,7 +50,9 @@ internal static class NeedleCommand
                 : [ctx / 4, ctx / 2, ctx - NeedleHarness.AnswerTokens];
             var options = new NeedleOptions { Task = t, Lengths = lengthList, Depths = depthList, Trials = r.GetValue(trials), Seed = r.GetValue(seed), Threads = r.GetValue(threads), KvType = r.GetValue(kvType),
                 KvPolicy = r.GetValue(kvPolicy)!.ToLowerInvariant(), KvBudget = r.GetValue(kvBudget),
-                Lazy = r.GetValue(prune) == "lazyllm" ? new LazyLlmOptions { Keep = r.GetValue(keep) } : null };
+                Lazy = r.GetValue(prune) == "lazyllm" ? new LazyLlmOptions { Keep = r.GetValue(keep),
+                    PruneAt = ParseList(r.GetValue(pruneAt)!, "--prune-at", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture)) } : null };
+            if (options.Lazy != null) _ = LazyLlm.PruneLayers(options.Lazy, m.Config.Layers);   // bad input: one line, before any work
             NeedleHarness.Validate(options, ctx);
             _ = Cli.MakeKvPolicy(options.KvPolicy, options.KvBudget, m, lengthList.Max() + NeedleHarness.AnswerTokens);   // bad input: one line, before any work
             var text = new TokenText(tok);
@@ -66,6 +69,7 @@ internal static class NeedleCommand
                     model = m.Source, task = NeedleTasks.Name(t), kv_policy = options.KvPolicy, kv_budget = options.KvBudget, seed = options.Seed, trials = options.Trials, filler = fillerName, context = ctx,
                     lengths = lengthList, depths = depthList, accuracy = overall, seconds = sw.Elapsed.TotalSeconds,
                     prefill_pruning = options.Lazy == null ? "none" : "lazyllm", keep = options.Lazy?.Keep,
+                    prune_layers = options.Lazy == null ? null : LazyLlm.PruneLayers(options.Lazy, m.Config.Layers).Order().ToArray(),
                     mean_prefill_seconds = runs.Average(x => x.PrefillSeconds),
                     cells = cells.Select(c => new { length = c.Length, depth = c.Depth, trials = c.Trials, accuracy = c.Accuracy, measured_depth = c.MeasuredDepth }),
                     runs = r.GetValue(details) ? runs.Select(x => new { length = x.Length, depth = x.Depth, trial = x.Trial, gold = x.Gold, answer = x.Answer, score = x.Score }) : null,

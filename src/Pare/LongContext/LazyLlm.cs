@@ -28,11 +28,13 @@ public static class LazyLlm
     {
         if (!(options.Keep > 0 && options.Keep <= 1)) throw new PareException($"--keep must be in (0, 1] (got {options.Keep})");
         var c = session.Model.Config;
+        if (c.Sliced) throw new PareException("LazyLLM does not support SliceGPT models");
         int n = prompt.Length, dim = c.Dim, layers = c.Layers;
         if (n == 0) throw new PareException("no tokens to evaluate");
         if (n > session.ContextLength) throw new PareException($"context is full: {n} tokens exceed the context length {session.ContextLength}");
         session.Reset();
-        var pruneLayers = options.PruneAt.Select(f => (int)Math.Round(f * layers)).Where(l => l >= 1 && l < layers).Distinct().Order().ToHashSet();
+        var pruneLayers = PruneLayers(options, layers);
+        var deferredAt = Enumerable.Repeat(layers, n).ToArray();
         var x = session.Embed(prompt);
         int[] kept = [.. Enumerable.Range(0, n)];
         var aux = new Dictionary<int, (int[] Pos, float[] H)>();
@@ -51,6 +53,7 @@ public static class LazyLlm
                     var h = new float[deferred.Length * dim];
                     for (int j = 0; j < deferred.Length; j++) x.AsSpan(deferred[j] * dim, dim).CopyTo(h.AsSpan(j * dim, dim));
                     aux[l] = ([.. deferred.Select(i => kept[i])], h);
+                    foreach (int i in deferred) deferredAt[kept[i]] = l;
                     var nx = new float[order.Length * dim];
                     for (int j = 0; j < order.Length; j++) x.AsSpan(order[j] * dim, dim).CopyTo(nx.AsSpan(j * dim, dim));
                     x = nx;
@@ -61,7 +64,15 @@ public static class LazyLlm
         }
         session.SetPosition(n);
         var logits = session.Head(x.AsSpan((kept.Length - 1) * dim, dim));
-        return new LazyPrefill(session, aux, kept.Length, n) { Logits = logits };
+        return new LazyPrefill(session, aux, kept.Length, n) { Logits = logits, DeferredAt = deferredAt };
+    }
+
+    /// <summary>The pruning layers of a schedule: round(fraction x layers), those in 1 .. layers-1; fractions outside (0, 1) are an error.</summary>
+    public static HashSet<int> PruneLayers(LazyLlmOptions options, int layers)
+    {
+        foreach (double f in options.PruneAt)
+            if (!(f > 0 && f < 1)) throw new PareException($"LazyLLM pruning layers (--prune-at) are fractions of the depth in (0, 1) (got {f})");
+        return options.PruneAt.Select(f => (int)Math.Round(f * layers)).Where(l => l >= 1 && l < layers).ToHashSet();
     }
 
     /// <summary>Attention of the last kept token over the kept tokens at layer l, averaged over heads.</summary>
@@ -100,6 +111,8 @@ public sealed class LazyPrefill
     }
 
     public float[] Logits { get; internal set; } = [];
+    /// <summary>For each prompt position, the layer at which the prefill deferred it (the model's layer count = never).</summary>
+    public IReadOnlyList<int> DeferredAt { get; internal set; } = [];
     /// <summary>Prompt tokens the last layer computed during prefill.</summary>
     public int KeptAtLastLayer { get; }
     public int PromptLength { get; }

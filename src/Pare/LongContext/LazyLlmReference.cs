@@ -1,0 +1,131 @@
+using Pare.Kernels;
+using Pare.Models;
+
+namespace Pare.LongContext;
+
+/// <summary>
+/// Slow reference of <see cref="LazyLlm"/> + <see cref="LazyPrefill.Revive"/>, written from the method's definition rather
+/// than from the fast code: dequantized weights, scalar loops with double accumulation (<see cref="OpsReference"/>), one
+/// dense masked pass per layer over every prompt position. Each prompt token has exactly one hidden state per layer: at
+/// layer l a token that is still computed by the prefill (not deferred at or below l) attends to the causal prefix of the
+/// tokens still computed at l (what the pruned prefill sees); a deferred token, resumed from its aux-cache state, attends
+/// to every position up to its own at l (what revival sees). The deferral schedule is derived here too: before each
+/// pruning layer l, the prompt's last token's softmax attention at layer l-1 over the tokens still computed, averaged
+/// over heads; the top ceil(count x keep) are kept (ties to the earlier position; the last token always). Tokens decoded
+/// after the prompt attend to every position at every layer.
+/// </summary>
+public static class LazyLlmReference
+{
+    /// <summary>Reference outputs: the first answer token's logits (the pruned prefill's), the layer at which each prompt
+    /// position was deferred (<c>Layers</c> = never), every layer's K (post-RoPE) and V rows (position-major, kv_dim wide)
+    /// after revival, for the prompt and the decoded tokens, and the logits after the last decoded token (null if none).</summary>
+    public sealed record Result(float[] FirstLogits, int[] DeferredAt, float[][] K, float[][] V, float[]? DecodedLogits);
+
+    public static Result Run(LlamaModel model, ReadOnlySpan<int> prompt, LazyLlmOptions options, ReadOnlySpan<int> decode = default)
+    {
+        var c = model.Config;
+        if (c.Sliced) throw new PareException("LazyLLM does not support SliceGPT models");
+        var w = model.Weights;
+        int n = prompt.Length, total = n + decode.Length, dim = c.Dim, layers = c.Layers, hd = c.HeadDim;
+        var pruneLayers = LazyLlm.PruneLayers(options, layers);
+        int[] tokens = [.. prompt, .. decode];
+        var h = new float[total][];
+        for (int t = 0; t < total; t++) { h[t] = new float[dim]; Dequant.Row(w.TokenEmbedding.Type, w.TokenEmbedding.Row(tokens[t]), h[t]); }
+        var deferredAt = Enumerable.Repeat(layers, n).ToArray();
+        var kOut = new float[layers][];
+        var vOut = new float[layers][];
+        double[] lastProbs = [];   // the prompt's last token's attention at the previous layer, mean over heads, by position
+        float[] firstLogits = [];
+        // The prompt is evaluated first (pruned prefill + revival), then each decoded token in turn: positions >= n are
+        // computed in their own pass so they never influence the prompt's states (causality makes this the same as one pass).
+        for (int l = 0; l < layers; l++)
+        {
+            var lw = w.Layers[l];
+            int heads = c.HeadsAt(l), kvHeads = c.KvHeadsAt(l), group = heads / kvHeads, qd = heads * hd, kvd = kvHeads * hd;
+            if (pruneLayers.Contains(l) && options.Keep < 1)
+            {
+                var active = Enumerable.Range(0, n).Where(i => deferredAt[i] > l - 1).ToArray();
+                if (active.Length > 1)
+                {
+                    int keepN = Math.Max(1, (int)Math.Ceiling(active.Length * options.Keep));
+                    var kept = active[..^1].OrderByDescending(i => lastProbs[i]).ThenBy(i => i).Take(keepN - 1).ToHashSet();
+                    foreach (int i in active[..^1])
+                        if (!kept.Contains(i)) deferredAt[i] = l;
+                }
+            }
+            var q = new float[total][];
+            var k = new float[total * kvd];
+            var v = new float[total * kvd];
+            var xb = new float[dim];
+            for (int t = 0; t < total; t++)
+            {
+                OpsReference.RmsNorm(h[t], lw.AttnNorm, c.RmsEps, xb);
+                q[t] = MatVec(lw.Wq, xb, lw.Bq);
+                var kt = MatVec(lw.Wk, xb, lw.Bk);
+                var vt = MatVec(lw.Wv, xb, lw.Bv);
+                OpsReference.Rope(q[t], heads, hd, c.RopeDim, t, c.RopeBase, c.RopeLayout);
+                OpsReference.Rope(kt, kvHeads, hd, c.RopeDim, t, c.RopeBase, c.RopeLayout);
+                kt.CopyTo(k, t * kvd);
+                vt.CopyTo(v, t * kvd);
+            }
+            var probsNow = new double[n];
+            var next = new float[total][];
+            for (int t = 0; t < total; t++)
+            {
+                bool computed = t >= n || deferredAt[t] > l;      // in the prefill's (or the decode's) own pass at l
+                bool decoded = t >= n;
+                var att = new float[qd];
+                var seen = Enumerable.Range(0, t + 1).Where(j => decoded || !computed || deferredAt[j] > l).ToArray();
+                for (int hh = 0; hh < heads; hh++)
+                {
+                    int kh = hh / group;
+                    var s = new float[seen.Length];
+                    for (int a = 0; a < seen.Length; a++)
+                        s[a] = OpsReference.Dot(q[t].AsSpan(hh * hd, hd), k.AsSpan(seen[a] * kvd + kh * hd, hd)) / MathF.Sqrt(hd);
+                    OpsReference.Softmax(s);
+                    for (int a = 0; a < seen.Length; a++)
+                    {
+                        OpsReference.Axpy(s[a], v.AsSpan(seen[a] * kvd + kh * hd, hd), att.AsSpan(hh * hd, hd));
+                        if (t == n - 1) probsNow[seen[a]] += s[a] / heads;
+                    }
+                }
+                var o = MatVec(lw.Wo, att, lw.Bo);
+                var x = h[t].ToArray();
+                for (int d = 0; d < dim; d++) x[d] += o[d];
+                OpsReference.RmsNorm(x, lw.FfnNorm, c.RmsEps, xb);
+                var gate = MatVec(lw.Gate, xb, null);
+                var up = MatVec(lw.Up, xb, null);
+                OpsReference.SwiGlu(gate, up);
+                var down = MatVec(lw.Down, gate, lw.BDown);
+                for (int d = 0; d < dim; d++) x[d] += down[d];
+                next[t] = x;
+            }
+            h = next;
+            lastProbs = probsNow;
+            kOut[l] = k;
+            vOut[l] = v;
+        }
+        firstLogits = Head(model, h[n - 1]);
+        return new Result(firstLogits, deferredAt, kOut, vOut, decode.Length > 0 ? Head(model, h[total - 1]) : null);
+    }
+
+    static float[] Head(LlamaModel model, float[] x)
+    {
+        var xo = new float[x.Length];
+        OpsReference.RmsNorm(x, model.Weights.OutputNorm, model.Config.RmsEps, xo);
+        return MatVec(model.Weights.Output, xo, null);
+    }
+
+    static float[] MatVec(Pare.Tensors.WeightMatrix m, ReadOnlySpan<float> x, float[]? bias)
+    {
+        if (m.Sparse != null) throw new PareException($"{m.Name}: the LazyLLM reference reads dense weights only");
+        var y = new float[m.Rows];
+        var row = new float[m.Cols];
+        for (int r = 0; r < m.Rows; r++)
+        {
+            Dequant.Row(m.Type, m.Row(r), row);
+            y[r] = OpsReference.Dot(row, x) + (bias?[r] ?? 0);
+        }
+        return y;
+    }
+}

@@ -1,0 +1,118 @@
+using Pare.LongContext;
+using Pare.Models;
+using Pare.Models.Kv;
+using Pare.Tensors;
+using Pare.Tests.TestSupport;
+
+namespace Pare.Tests.LongContext;
+
+/// <summary>
+/// LazyLLM's fast prefill (compacted kept tokens, aux cache, layer-by-layer revival) against its slow reference
+/// (<see cref="LazyLlmReference"/>: one dense masked pass per layer, schedule derived independently): the same deferral
+/// schedule, the same first-token logits, the same K/V at every layer and position after revival (deferred tokens resumed
+/// from the right hidden state at their true RoPE positions), and the same logits for tokens decoded afterwards (which
+/// attend to every prompt token at every layer).
+/// </summary>
+public class LazyLlmReferenceTests
+{
+    // 6 layers: the default schedule prunes at layers 2, 3 and 4 (round(0.25/0.5/0.75 x 6)), so tokens are deferred at
+    // three depths and revived across several layers; GQA (8 query heads on 2 K/V heads).
+    static string Model() => TestModels.Get("lazy6", TestModels.Cfg(dim: 64, layers: 6, heads: 8, kvHeads: 2, ffn: 128, tied: false), GgmlType.F32);
+
+    static int[] Tokens(int n, int vocab, int seed)
+    {
+        var rng = new Random(seed);
+        return [.. Enumerable.Range(0, n).Select(_ => rng.Next(vocab))];
+    }
+
+    static double RelDiff(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        double diff = 0, scale = 1e-6;
+        for (int i = 0; i < a.Length; i++) { diff = Math.Max(diff, Math.Abs(a[i] - b[i])); scale = Math.Max(scale, Math.Abs(a[i])); }
+        return diff / scale;
+    }
+
+    [Theory]
+    [InlineData(0.5, 0)]
+    [InlineData(0.8, 1)]
+    [InlineData(0.3, 2)]
+    [InlineData(1.0, 3)]
+    public void Prefill_revival_and_decoding_match_the_slow_reference(double keep, int seed)
+    {
+        using var m = LlamaModel.Load(Model());
+        var c = m.Config;
+        var prompt = Tokens(90, c.VocabSize, 20 + seed);
+        int[] decode = [5, 17];
+        var options = new LazyLlmOptions { Keep = keep };
+        var reference = LazyLlmReference.Run(m, prompt, options, decode);
+
+        var s = m.CreateSession(new SessionOptions { Threads = 2 });
+        var lp = LazyLlm.Prefill(s, prompt, options);
+        Assert.Equal(reference.DeferredAt, lp.DeferredAt);
+        Assert.Equal(keep < 1, lp.Deferred > 0);
+        Assert.True(RelDiff(reference.FirstLogits, lp.Logits) <= 1e-4, $"first token: {RelDiff(reference.FirstLogits, lp.Logits):G3}");
+
+        lp.Revive();
+        Assert.Equal(0, lp.Deferred);
+        for (int l = 0; l < c.Layers; l++)
+        {
+            int kvd = c.KvHeadsAt(l) * c.HeadDim;
+            var (k, v) = s.Cache.Read(l, prompt.Length);
+            var view = new KvView(k.Span, v.Span, s.ContextLength, c.HeadsAt(l), c.KvHeadsAt(l), c.HeadDim);
+            var keys = new float[prompt.Length * kvd];
+            for (int p = 0; p < prompt.Length; p++)
+                for (int kh = 0; kh < c.KvHeadsAt(l); kh++)
+                    for (int d = 0; d < c.HeadDim; d++) keys[p * kvd + kh * c.HeadDim + d] = view.Key(kh, p, d);
+            Assert.True(RelDiff(reference.K[l].AsSpan(0, keys.Length), keys) <= 1e-4, $"layer {l} keys: {RelDiff(reference.K[l].AsSpan(0, keys.Length), keys):G3}");
+            Assert.True(RelDiff(reference.V[l].AsSpan(0, keys.Length), v.Span[..keys.Length]) <= 1e-4, $"layer {l} values");
+        }
+        s.Forward(decode[..1]);
+        var last = s.Forward(decode[1..]);
+        Assert.True(RelDiff(reference.DecodedLogits!, last) <= 1e-4, $"decoded: {RelDiff(reference.DecodedLogits!, last):G3}");
+    }
+
+    [Fact]
+    public void The_reference_at_keep_one_is_the_engines_full_prefill()
+    {
+        using var m = LlamaModel.Load(Model());
+        var prompt = Tokens(70, m.Config.VocabSize, 4);
+        var reference = LazyLlmReference.Run(m, prompt, new LazyLlmOptions { Keep = 1 }, [9]);
+        var s = m.CreateSession(new SessionOptions { Threads = 2 });
+        var full = s.Forward(prompt);
+        Assert.All(reference.DeferredAt, d => Assert.Equal(m.Config.Layers, d));
+        Assert.True(RelDiff(reference.FirstLogits, full) <= 1e-4, $"{RelDiff(reference.FirstLogits, full):G3}");
+        Assert.True(RelDiff(reference.DecodedLogits!, s.Forward([9])) <= 1e-4);
+    }
+
+    [Fact]
+    public void Deferring_every_token_at_the_last_layer_and_reviving_gives_the_full_cache_below_it()
+    {
+        // Pruning only at the top layer: every layer below is the full prefill's for every position.
+        using var m = LlamaModel.Load(Model());
+        var prompt = Tokens(64, m.Config.VocabSize, 6);
+        var full = m.CreateSession(new SessionOptions { Threads = 2 });
+        full.Forward(prompt);
+        var s = m.CreateSession(new SessionOptions { Threads = 2 });
+        var lp = LazyLlm.Prefill(s, prompt, new LazyLlmOptions { Keep = 0.01, PruneAt = [0.9] });
+        Assert.Equal(prompt.Length - 1, lp.Deferred);
+        lp.Revive();
+        for (int l = 0; l < m.Config.Layers - 1; l++)
+        {
+            var a = full.Cache.Read(l, prompt.Length).K.ToArray();
+            var b = s.Cache.Read(l, prompt.Length).K.ToArray();
+            Assert.True(RelDiff(a, b) <= 1e-5, $"layer {l}: {RelDiff(a, b):G3}");
+        }
+    }
+
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(1.0)]
+    [InlineData(-0.5)]
+    public void A_pruning_layer_outside_the_depth_is_one_clear_error(double at)
+    {
+        using var m = LlamaModel.Load(Model());
+        var s = m.CreateSession(new SessionOptions { Threads = 1 });
+        var e = Assert.Throws<PareException>(() => LazyLlm.Prefill(s, [1, 2, 3], new LazyLlmOptions { PruneAt = [at] }));
+        Assert.Contains("(0, 1)", e.Message);
+    }
+}

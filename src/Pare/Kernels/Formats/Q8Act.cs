@@ -97,8 +97,9 @@ internal static unsafe class Q8Act
         return Fp16.ToFloat(Fp16.FromFloat(d));
     }
 
+    /// <summary>Horizontal maximum of the 16 lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float MaxOf(Vector512<float> v)
+    internal static float MaxOf(Vector512<float> v)
     {
         var m = Vector256.Max(v.GetLower(), v.GetUpper());
         var n = Vector128.Max(m.GetLower(), m.GetUpper());

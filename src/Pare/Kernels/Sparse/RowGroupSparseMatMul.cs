@@ -74,7 +74,7 @@ public static unsafe class RowGroupSparseMatMul
     {
         var vmax = Vector512<float>.Zero;
         for (int i = 0; i < cols; i += 16) vmax = Vector512.Max(vmax, Vector512.Abs(Vector512.Load(x + i)));
-        float amax = MaxOf(vmax);
+        float amax = Q8Act.MaxOf(vmax);
         var id = Vector512.Create(amax != 0 ? 32767 / amax : 0);
         for (int i = 0; i < cols; i += 16)
             Avx512F.ConvertToVector256Int16(Avx512F.ConvertToVector512Int32(Vector512.Load(x + i) * id)).Store(q + i);
@@ -132,7 +132,7 @@ public static unsafe class RowGroupSparseMatMul
         var vmax = Vector512<float>.Zero;
         int v = cols & ~15;
         for (int i = 0; i < v; i += 16) vmax = Vector512.Max(vmax, Vector512.Abs(Vector512.Load(x + i)));
-        float maxAbs = MaxOf(vmax);
+        float maxAbs = Q8Act.MaxOf(vmax);
         for (int i = v; i < cols; i++) maxAbs = MathF.Max(maxAbs, MathF.Abs(x[i]));
         int k = maxAbs == 0 ? 0 : Math.ILogB(maxAbs) + 1;
         int s = Math.Clamp(120 - k, 0, 127);
@@ -140,16 +140,6 @@ public static unsafe class RowGroupSparseMatMul
         for (int i = 0; i < v; i += 16) (Vector512.Load(x + i) * up).Store(dst + i);
         for (int i = v; i < cols; i++) dst[i] = x[i] * up[0];
         return BitConverter.Int32BitsToSingle((127 + 112 - s) << 23);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float MaxOf(Vector512<float> v)
-    {
-        var m = Vector256.Max(v.GetLower(), v.GetUpper());
-        var n = Vector128.Max(m.GetLower(), m.GetUpper());
-        n = Vector128.Max(n, Vector128.Shuffle(n, Vector128.Create(2, 3, 0, 1)));
-        n = Vector128.Max(n, Vector128.Shuffle(n, Vector128.Create(1, 0, 3, 2)));
-        return n.ToScalar();
     }
 
     /// <summary>Slow, obviously correct: decode each row with the scalar reference, then plain dot products in double.</summary>

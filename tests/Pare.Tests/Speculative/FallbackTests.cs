@@ -32,6 +32,21 @@ public class FallbackTests
     }
 
     /// <summary>Greedy options for <paramref name="total"/> tokens, the shared prompt, and prompt + plain greedy output.</summary>
+    /// <summary>The small F32 oracle-shaped model every test here decodes with.</summary>
+    static LlamaModel SpecModel() => LlamaModel.Load(TestModels.Get("spec", TestModels.OracleShapes[1].Config, GgmlType.F32));
+
+    /// <summary>
+    /// The true continuation after <paramref name="history"/>, at most <paramref name="budget"/> tokens; when
+    /// <paramref name="wrong"/>, every token after the first shifted by one (a chain the target rejects).
+    /// </summary>
+    static DraftTree TruthChain(int[] truth, IReadOnlyList<int> history, int budget, int vocab, bool wrong)
+    {
+        int from = history.Count - 1;
+        var chain = truth.AsSpan(from, Math.Min(budget, truth.Length - from)).ToArray();
+        if (wrong) for (int i = 1; i < chain.Length; i++) chain[i] = (chain[i] + 1) % vocab;
+        return DraftTree.Chain(chain);
+    }
+
     static async Task<(GenerationOptions Options, int[] Prompt, List<int> Plain)> PlainRun(LlamaModel m, int total)
     {
         var o = new GenerationOptions { MaxTokens = total, StopAtEos = false, Sampling = SamplingOptions.Greedy };
@@ -55,7 +70,7 @@ public class FallbackTests
     [Fact]
     public async Task Falls_back_to_plain_steps_while_speculation_measures_slower_and_returns_when_it_is_faster()
     {
-        using var m = LlamaModel.Load(TestModels.Get("spec", TestModels.OracleShapes[1].Config, GgmlType.F32));
+        using var m = SpecModel();
         const int phase = 100, total = 260;
         var (o, prompt, plain) = await PlainRun(m, total);
 
@@ -98,18 +113,14 @@ public class FallbackTests
 
         public DraftTree Draft(IReadOnlyList<int> history, int budget)
         {
-            int from = history.Count - 1;
-            var chain = truth.AsSpan(from, Math.Min(budget, truth.Length - from)).ToArray();
-            if (history.Count < wrongUntil)
-                for (int i = 1; i < chain.Length; i++) chain[i] = (chain[i] + 1) % vocab;
-            return DraftTree.Chain(chain);
+            return TruthChain(truth, history, budget, vocab, wrong: history.Count < wrongUntil);
         }
     }
 
     [Fact]
     public async Task Probes_after_failed_drafts_and_speculates_again_when_drafts_turn_right()
     {
-        using var m = LlamaModel.Load(TestModels.Get("spec", TestModels.OracleShapes[1].Config, GgmlType.F32));
+        using var m = SpecModel();
         const int phase = 80, total = 200;
         var (o, prompt, plain) = await PlainRun(m, total);
 
@@ -137,7 +148,7 @@ public class FallbackTests
     [Fact]
     public async Task Speculates_throughout_when_speculative_steps_measure_faster()
     {
-        using var m = LlamaModel.Load(TestModels.Get("spec", TestModels.OracleShapes[1].Config, GgmlType.F32));
+        using var m = SpecModel();
         var o = new GenerationOptions { MaxTokens = 64, StopAtEos = false, Sampling = SamplingOptions.Greedy };
         int[] prompt = [7, 7, 21, 7, 7, 21];
         var plain = new List<int>(prompt);
@@ -164,17 +175,14 @@ public class FallbackTests
         public DraftTree Draft(IReadOnlyList<int> history, int budget)
         {
             Drafts.Add([.. history]);
-            int from = history.Count - 1;
-            var chain = truth.AsSpan(from, Math.Min(budget, truth.Length - from)).ToArray();
-            for (int i = 1; i < chain.Length; i++) chain[i] = (chain[i] + 1) % vocab;
-            return DraftTree.Chain(chain);
+            return TruthChain(truth, history, budget, vocab, wrong: true);
         }
     }
 
     [Fact]
     public async Task Without_a_repeated_ngram_in_the_context_a_losing_drafter_is_not_probed()
     {
-        using var m = LlamaModel.Load(TestModels.Get("spec", TestModels.OracleShapes[1].Config, GgmlType.F32));
+        using var m = SpecModel();
         const int total = 160;
         var (o, prompt, plain) = await PlainRun(m, total);
 
@@ -213,7 +221,7 @@ public class FallbackTests
     [Fact]
     public async Task A_drafter_that_never_gets_to_draft_is_never_started_and_every_step_is_plain()
     {
-        using var m = LlamaModel.Load(TestModels.Get("spec", TestModels.OracleShapes[1].Config, GgmlType.F32));
+        using var m = SpecModel();
         const int total = 80;
         var (o, prompt, plain) = await PlainRun(m, total);
 
@@ -247,17 +255,14 @@ public class FallbackTests
         {
             bool match = PromptLookup.Scan(history, 3, 3) >= 0;
             DraftedWithMatch.Add(match);
-            int from = history.Count - 1;
-            var chain = truth.AsSpan(from, Math.Min(budget, truth.Length - from)).ToArray();
-            if (!match) for (int i = 1; i < chain.Length; i++) chain[i] = (chain[i] + 1) % vocab;
-            return DraftTree.Chain(chain);
+            return TruthChain(truth, history, budget, vocab, wrong: !match);
         }
     }
 
     [Fact]
     public async Task Steps_without_a_repeated_ngram_are_sized_apart_and_decode_plainly_when_their_drafts_fail()
     {
-        using var m = LlamaModel.Load(TestModels.Get("spec", TestModels.OracleShapes[1].Config, GgmlType.F32));
+        using var m = SpecModel();
         const int total = 240;
         var (o, prompt, plain) = await PlainRun(m, total);
 

@@ -34,8 +34,7 @@ public static unsafe class RowGroupSparseMatMul
 
     internal static void MatMulRows(RowGroupSparseMatrix w, ReadOnlySpan<float> x, int n, Span<float> y, int threads, Tier tier)
     {
-        if (x.Length < (long)n * w.Cols) throw new ArgumentException($"x has {x.Length} values, needs {n} x {w.Cols}", nameof(x));
-        if (y.Length < (long)n * w.Rows) throw new ArgumentException($"y has {y.Length} values, needs {n} x {w.Rows}", nameof(y));
+        SparseBlob.CheckProduct(w.Rows, w.Cols, x, n, y);
         if (n == 0) return;
         if (tier == Tier.Best && !(Fast && (w.ValueType != GgmlType.Q8_0 || Avx512Vbmi2.IsSupported))) tier = Tier.WithoutAvx512;
         if (tier == Tier.WithoutAvx512 && !(w.ValueType == GgmlType.Q8_0 && Q8Act.Supported)) tier = Tier.Portable;

@@ -139,14 +139,9 @@ public sealed unsafe class RowGroupSparseMatrix
         offsets[groups] = pos;
         var blob = new byte[pos + TailPadding];
         var h = blob.AsSpan();
-        BinaryPrimitives.WriteUInt32LittleEndian(h, Magic);
-        BinaryPrimitives.WriteUInt32LittleEndian(h[4..], Version);
-        BinaryPrimitives.WriteUInt32LittleEndian(h[8..], (uint)type);
-        BinaryPrimitives.WriteUInt32LittleEndian(h[12..], (uint)rows);
-        BinaryPrimitives.WriteUInt32LittleEndian(h[16..], (uint)cols);
+        SparseBlob.WriteHeader(h, Magic, Version, type, rows, cols, HeaderBytes, offsets);
         BinaryPrimitives.WriteUInt32LittleEndian(h[20..], (uint)groupRows);
         BinaryPrimitives.WriteUInt32LittleEndian(h[24..], (uint)groups);
-        MemoryMarshal.AsBytes(offsets.AsSpan()).CopyTo(h[HeaderBytes..]);
         var packed = new float[PaddedCount(cols)];
         for (int g = 0; g < groups; g++)
         {
@@ -198,11 +193,11 @@ public sealed unsafe class RowGroupSparseMatrix
         if (cols % 32 != 0 || cols <= 0 || rows <= 0) throw Bad("cols is not a positive multiple of 32");
         if (gr < 1 || gr > MaxGroupRows) throw Bad($"group rows {gr} is outside 1..{MaxGroupRows}");
         if (groups != (rows + gr - 1) / gr) throw Bad($"{groups} groups do not cover {rows} rows of {gr}");
-        if (byteLength < HeaderBytes + 8L * (groups + 1)) throw Bad("group offset table is truncated");
+        SparseBlob.CheckTableFits(byteLength, HeaderBytes, groups, "group offset table", Bad);
         var m = new RowGroupSparseMatrix(vt, rows, cols, (int)gr, data, byteLength);
         long* off = m.Offsets;
         int nb = cols / 32, gh = GroupHeaderBytes(cols);
-        if (off[0] != HeaderBytes + 8L * (groups + 1)) throw Bad("first group does not follow the offset table");
+        SparseBlob.CheckFirstOffset(off, HeaderBytes, groups, "group", Bad);
         for (int g = 0; g < groups; g++)
         {
             long a = off[g], b = off[g + 1];
@@ -232,7 +227,7 @@ public sealed unsafe class RowGroupSparseMatrix
                 }
             }
         }
-        if (off[groups] + TailPadding != byteLength) throw Bad($"blob does not end with exactly {TailPadding} bytes of padding");
+        SparseBlob.CheckTail(off, groups, TailPadding, byteLength, Bad);
         return m;
     }
 

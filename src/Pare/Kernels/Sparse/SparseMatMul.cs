@@ -52,8 +52,7 @@ public static unsafe class SparseMatMul
     internal static void MatMulRows(SparseMatrix w, ReadOnlySpan<float> x, int n, Span<float> y, int threads, Tier tier)
     {
         bool portable = tier == Tier.Portable, fast = tier == Tier.Best && Fast;
-        if (x.Length < (long)n * w.Cols) throw new ArgumentException($"x has {x.Length} values, needs {n} x {w.Cols}", nameof(x));
-        if (y.Length < (long)n * w.Rows) throw new ArgumentException($"y has {y.Length} values, needs {n} x {w.Rows}", nameof(y));
+        SparseBlob.CheckProduct(w.Rows, w.Cols, x, n, y);
         if (n == 0) return;
         threads = Math.Max(1, threads);
         fixed (float* px = x, py = y)

@@ -140,12 +140,7 @@ public sealed unsafe class SparseMatrix
         // Pass 2: write.
         var blob = new byte[pos + TailPadding];
         var h = blob.AsSpan();
-        BinaryPrimitives.WriteUInt32LittleEndian(h, Magic);
-        BinaryPrimitives.WriteUInt32LittleEndian(h[4..], Version);
-        BinaryPrimitives.WriteUInt32LittleEndian(h[8..], (uint)type);
-        BinaryPrimitives.WriteUInt32LittleEndian(h[12..], (uint)rows);
-        BinaryPrimitives.WriteUInt32LittleEndian(h[16..], (uint)cols);
-        MemoryMarshal.AsBytes(offsets.AsSpan()).CopyTo(h[HeaderBytes..]);
+        SparseBlob.WriteHeader(h, Magic, Version, type, rows, cols, HeaderBytes, offsets);
         for (int r = 0; r < rows; r++)
         {
             var src = dense.Slice((int)(r * rowBytes), (int)rowBytes);
@@ -188,12 +183,12 @@ public sealed unsafe class SparseMatrix
         if (vb == 0) throw Bad($"value type {type} is not supported");
         if (r != rows || c != cols) throw Bad($"shape {c} x {r} does not match the expected {cols} x {rows}");
         if (cols % 32 != 0) throw Bad("cols is not a multiple of 32");
-        if (byteLength < HeaderBytes + 8L * (rows + 1)) throw Bad("offset table is truncated");
+        SparseBlob.CheckTableFits(byteLength, HeaderBytes, rows, "offset table", Bad);
         var m = new SparseMatrix(vt, rows, cols, data, byteLength);
         long* off = m.Offsets;
         int nb = cols / 32, maskBytes = MaskBytes(vt, nb);
         long fixedBytes = RowHeaderBytes(vt, nb);
-        if (off[0] != HeaderBytes + 8L * (rows + 1)) throw Bad("first row does not follow the offset table");
+        SparseBlob.CheckFirstOffset(off, HeaderBytes, rows, "row", Bad);
         for (int i = 0; i < rows; i++)
         {
             long a = off[i], b = off[i + 1];
@@ -203,7 +198,7 @@ public sealed unsafe class SparseMatrix
             if (vt == GgmlType.Q8_0 && new ReadOnlySpan<byte>(p + a + fixedBytes, (int)(nnz * vb)).Contains((byte)0x80))
                 throw Bad($"row {i} holds a quant of -128 (not allowed in the compact format)");
         }
-        if (off[rows] + TailPadding != byteLength) throw Bad($"blob does not end with exactly {TailPadding} bytes of padding");
+        SparseBlob.CheckTail(off, rows, TailPadding, byteLength, Bad);
         return m;
     }
 

@@ -171,7 +171,7 @@ static class StructuredTable
         }
         plt.Axes.SetLimitsY(0.95, 2.2);
         plt.XLabel("block parameters removed (%; SliceGPT: its shortcuts counted)");
-        plt.YLabel("ppl / dense (pare-ref, whole test split)");
+        plt.YLabel(testName.StartsWith("test.txt@", StringComparison.Ordinal) ? "ppl / dense (pare-ref, whole test split)" : $"ppl / dense (pare-ref, {testName[..testName.IndexOf('@')]})");
         plt.Title(recSteps > 0 ? $"structured pruning: solid = no recovery, dashed = {recSteps} recovery steps" : "structured pruning (no recovery)");
         plt.ShowLegend(ScottPlot.Alignment.UpperLeft);
         plt.SavePng(png, 1000, 600);

@@ -12,7 +12,7 @@ namespace Pare.Kernels.Sparse;
 /// x is compressed once by the mask into a packed copy of K columns, and the group's packed rows, which are a dense
 /// K-column matrix, are multiplied four rows (one quad) at a time: the work is per stored value, no expansion per row.
 /// A quad's rows are stored interleaved by block, so a thread reads its chunk of groups as ONE contiguous stream, and
-/// the quad kernels request the stream <see cref="PrefetchBytes"/> ahead into L2. Decode on AVX-512: F16 compresses x
+/// the Q8_0 quad kernel requests the stream <see cref="PrefetchBytes"/> ahead into L2. Decode on AVX-512: F16 compresses x
 /// prescaled once per product by <see cref="F16Kernel"/>'s power of two (<c>vcompressps</c>) and converts the halves
 /// as the dense F16 kernel does; Q8_0 rounds x once per product to int16 (<c>vpcompressw</c> per group, AVX-512
 /// VBMI2) and multiplies with <c>vpmovsxbw</c> + <c>vpmaddwd</c>, the quad's four scales converted in one vector;
@@ -24,10 +24,19 @@ namespace Pare.Kernels.Sparse;
 public static unsafe class RowGroupSparseMatMul
 {
     /// <summary>
-    /// How far ahead of the quad kernels' reads the stream is requested into L2, in bytes. The group rows of a thread
-    /// are one contiguous stream, so this runs across group and quad boundaries.
+    /// How far ahead of the Q8_0 quad kernel's reads its stream is requested into L2, in bytes (a group's rows are one
+    /// contiguous stream, so this runs across quad and group boundaries). KernelBench rowgroup, DRAM, G = 32, one
+    /// thread, load 10: Q8_0 70% 10.4-13.6 GB/s without, 15.8-17.4 with 1024 bytes; F16 was faster without (14.5-20.1
+    /// against 13.8-17.3 GB/s), so its kernel leaves the stream to the hardware prefetchers.
     /// </summary>
-    internal static int PrefetchBytes = Environment.GetEnvironmentVariable("PARE_RG_PF") is { } pf ? int.Parse(pf) : 1024;
+    const int PrefetchBytes = 1024;
+
+    /// <summary>
+    /// Contiguous runs of groups a thread's decode chunk is split into, taken in turn: the thread reads that many long
+    /// streams at once (as the dense decode reads four). Same bench: 2 ahead of 1 and 4 (noisy at that load: F16 70%
+    /// 20.1 / 14.5 / 16.1 GB/s, Q8_0 70% 17.4 / 15.8 / 14.1 GB/s).
+    /// </summary>
+    const int Streams = 2;
 
     /// <summary>Which path runs: the machine's best, the one of a machine without AVX-512, or the scalar reference (tests force each).</summary>
     internal enum Tier { Best, WithoutAvx512, Portable }
@@ -158,11 +167,9 @@ public static unsafe class RowGroupSparseMatMul
         var oddMask = Vector512.Create(unchecked((int)0x8FFFE000));
         long stride = 64L * m;
         int o1 = 64 * Math.Min(1, m - 1), o2 = 64 * Math.Min(2, m - 1), o3 = 64 * (m - 1);
-        byte* pf = p + PrefetchBytes;
         for (int b = 0; b < nb; b++)
         {
-            byte* q = p + b * stride, f = pf + b * stride;
-            Sse.Prefetch1(f); Sse.Prefetch1(f + o1); Sse.Prefetch1(f + o2); Sse.Prefetch1(f + o3);
+            byte* q = p + b * stride;
             var xe = Vector512.Load(xp + 32 * b);
             var xo = Vector512.Load(xp + 32 * b + 16);
             var h0 = Vector512.Load((int*)q); var h1 = Vector512.Load((int*)(q + o1));
@@ -308,17 +315,26 @@ public static unsafe class RowGroupSparseMatMul
     /// </summary>
     static void DecodePipelined(in Job j, int g0, int g1, float* bufA, float* bufB)
     {
-        int nb = j.Cols / 32, gh = RowGroupSparseMatrix.GroupHeaderBytes(j.Cols);
+        int nb = j.Cols / 32, gh = RowGroupSparseMatrix.GroupHeaderBytes(j.Cols), n = g1 - g0;
         float step = j.ValueType == GgmlType.Q8_0 ? j.Scaled[j.ScaleAt] : 0;
-        int kCur = CompressGroup(j, g0, nb, bufA);
-        for (int g = g0; g < g1; g++)
+        // The chunk's groups as Streams contiguous runs, taken in turn: the thread reads that many long streams at once.
+        int streams = Math.Min(Streams, n), run = (n + streams - 1) / streams;
+        int* order = stackalloc int[n];
+        for (int i = 0, at = 0; at < n; i++)
         {
-            float* cur = ((g - g0) & 1) == 0 ? bufA : bufB, nxt = cur == bufA ? bufB : bufA;
-            int kNext = g + 1 < g1 ? CompressGroup(j, g + 1, nb, nxt) : 0;
+            int g = g0 + i % streams * run + i / streams;
+            if (g < g0 + Math.Min(n, (i % streams + 1) * run)) order[at++] = g;
+        }
+        int kCur = CompressGroup(j, order[0], nb, bufA);
+        for (int i = 0; i < n; i++)
+        {
+            int g = order[i];
+            float* cur = (i & 1) == 0 ? bufA : bufB, nxt = cur == bufA ? bufB : bufA;
+            int kNext = i + 1 < n ? CompressGroup(j, order[i + 1], nb, nxt) : 0;
             int r0 = g * j.GroupRows, nr = Math.Min(j.GroupRows, j.Rows - r0), k = kCur;
             kCur = kNext;
             float* y = j.Y + r0;
-            if (k == 0) { for (int i = 0; i < nr; i++) y[i] = 0; continue; }
+            if (k == 0) { for (int r = 0; r < nr; r++) y[r] = 0; continue; }
             GroupBest(j, j.GroupPtr(g) + gh, nr, k, cur, step, y);
         }
     }

@@ -11,8 +11,9 @@ namespace Pare.Kernels.Sparse;
 /// Products of a <see cref="RowGroupSparseMatrix"/> with F32 activations. Per group of rows that share a column mask,
 /// x is compressed once by the mask into a packed copy of K columns, and the group's packed rows, which are a dense
 /// K-column matrix, are multiplied four rows (one quad) at a time: the work is per stored value, no expansion per row.
-/// A quad's rows are stored interleaved by block, so a thread reads its chunk of groups as ONE contiguous stream, and
-/// the Q8_0 quad kernel requests the stream <see cref="PrefetchBytes"/> ahead into L2. Decode on AVX-512: F16 compresses x
+/// A quad's rows are stored interleaved by block, so a run of groups is one contiguous stream; a thread takes its
+/// chunk as <see cref="Streams"/> such runs in turn, and the Q8_0 quad kernel requests its stream
+/// <see cref="PrefetchBytes"/> ahead into L2. Decode on AVX-512: F16 compresses x
 /// prescaled once per product by <see cref="F16Kernel"/>'s power of two (<c>vcompressps</c>) and converts the halves
 /// as the dense F16 kernel does; Q8_0 rounds x once per product to int16 (<c>vpcompressw</c> per group, AVX-512
 /// VBMI2) and multiplies with <c>vpmovsxbw</c> + <c>vpmaddwd</c>, the quad's four scales converted in one vector;

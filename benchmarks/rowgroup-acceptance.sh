@@ -6,6 +6,7 @@
 #
 #   benchmarks/rowgroup-acceptance.sh [G] [OUT_DIR]   (G = rows per shared column mask, default 32; OUT_DIR default
 #                                                      .cache/acceptance; writes OUT_DIR/rowgroup-report.md and prints it)
+#   ROUNDS=1 DECODE=4 KROUNDS=1 benchmarks/rowgroup-acceptance.sh ...   (a quick check that it runs; defaults 3, 32, 3)
 #
 # Files (in .cache/bench): random-852m-{F16,Q8_0}.gguf (Pare.SideBySide writes them), mag$G-T-S.gguf (magnitude
 # row-group pruned, dense layout: what llama.cpp runs), rg$G-T-S.gguf (the same repacked to the row-group layout:
@@ -13,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 G=${1:-32}
+ROUNDS=${ROUNDS:-3}; DECODE=${DECODE:-32}; KROUNDS=${KROUNDS:-3}
 OUT=${2:-.cache/acceptance}
 BENCH=.cache/bench
 mkdir -p "$OUT" "$BENCH"
@@ -39,13 +41,13 @@ acceptance_header "Row-group compact sparse (G = $G) vs llama.cpp's dense model"
 echo "Pare runs rg$G-T-S.gguf (row-group layout), llama.cpp mag$G-T-S.gguf (the same pruned weights, dense); target: decode ratio >= 1.5x at 50%, >= 2.2x at 70%." >> "$REPORT"
 for t in 2 1; do
   step "side by side, $t thread(s) ..."
-  { echo; echo "## Decode, $t thread(s) (\`Pare.SideBySide --threads $t --rounds 3 --prefill 16 --decode 32 --pairs ...\`)"; echo; } >> "$REPORT"
-  $SBS --threads "$t" --rounds 3 --prefill 16 --decode 32 --pairs "$PAIRS" | tail -n +3 >> "$REPORT"
+  { echo; echo "## Decode, $t thread(s) (\`Pare.SideBySide --threads $t --rounds $ROUNDS --prefill 16 --decode $DECODE --pairs ...\`)"; echo; } >> "$REPORT"
+  $SBS --threads "$t" --rounds "$ROUNDS" --prefill 16 --decode "$DECODE" --pairs "$PAIRS" | tail -n +3 >> "$REPORT"
 done
 
 step "kernel, one thread ..."
-{ echo; echo "## Row-group kernel, one thread (\`Pare.KernelBench rowgroup --rounds 3 --groups $G\`)"; echo; } >> "$REPORT"
-$KB rowgroup --rounds 3 --groups "$G" | tail -n +3 >> "$REPORT"
+{ echo; echo "## Row-group kernel, one thread (\`Pare.KernelBench rowgroup --rounds $KROUNDS --groups $G\`)"; echo; } >> "$REPORT"
+$KB rowgroup --rounds "$KROUNDS" --groups "$G" | tail -n +3 >> "$REPORT"
 
 { echo; echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg); $(( $(date +%s) - START )) s in all."; } >> "$REPORT"
 step "done: $REPORT"

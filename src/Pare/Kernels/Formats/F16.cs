@@ -208,12 +208,12 @@ internal readonly unsafe struct F16Kernel : IRowKernel
     /// No shuffle, against a sign-extending load (a shuffle-port operation) per 16 halves.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Even(Vector512<int> h, Vector512<int> evenMask) =>
+    internal static Vector512<float> Even(Vector512<int> h, Vector512<int> evenMask) =>
         (Avx512BW.MultiplyAddAdjacent(h.AsInt16(), Vector512.Create(1 << 13).AsInt16()) & evenMask).AsSingle();
 
     /// <summary>The odd halves, as <see cref="Even"/> (the mask also clears the even half's bits shifted in below).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector512<float> Odd(Vector512<int> h, Vector512<int> oddMask) => (Vector512.ShiftRightArithmetic(h, 3) & oddMask).AsSingle();
+    internal static Vector512<float> Odd(Vector512<int> h, Vector512<int> oddMask) => (Vector512.ShiftRightArithmetic(h, 3) & oddMask).AsSingle();
 
     /// <summary>One row's block of 32 in a block some row marked: exact into e if this row is marked, else the fast path into a, b.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

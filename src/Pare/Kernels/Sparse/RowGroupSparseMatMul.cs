@@ -10,18 +10,34 @@ namespace Pare.Kernels.Sparse;
 /// <summary>
 /// Products of a <see cref="RowGroupSparseMatrix"/> with F32 activations. Per group of rows that share a column mask,
 /// x is compressed once by the mask into a packed copy of K columns, and the group's packed rows, which are a dense
-/// K-column matrix, are multiplied four rows at a time: the work is per stored value, no expansion per row. Decode on
-/// AVX-512: F16 compresses x prescaled once per product by <see cref="F16Kernel"/>'s power of two (<c>vcompressps</c>)
-/// and runs <see cref="F16Kernel.Dot4Mapped"/> on the interleaved halves; Q8_0 rounds x once per product to int16
-/// (<c>vpcompressw</c> per group, AVX-512 VBMI2) and multiplies with <c>vpmovsxbw</c> + <c>vpmaddwd</c>; group g + 1 is
-/// compressed while group g multiplies. Prefill (several tokens) runs the same kernels token by token per group.
-/// Machines without AVX-512 (or, for Q8_0, without VBMI2) compress with scalar code and use <see cref="Q8Act"/>'s AVX2
-/// kernel with int8 x per 32 packed values (Q8_0), or the scalar path on the packed row (F16, and <c>portable</c>).
+/// K-column matrix, are multiplied four rows (one quad) at a time: the work is per stored value, no expansion per row.
+/// A quad's rows are stored interleaved by block, so a run of groups is one contiguous stream; a thread takes its
+/// chunk as <see cref="Streams"/> such runs in turn, and the Q8_0 quad kernel requests its stream
+/// <see cref="PrefetchBytes"/> ahead into L2. Decode on AVX-512: F16 compresses x
+/// prescaled once per product by <see cref="F16Kernel"/>'s power of two (<c>vcompressps</c>) and converts the halves
+/// as the dense F16 kernel does; Q8_0 rounds x once per product to int16 (<c>vpcompressw</c> per group, AVX-512
+/// VBMI2) and multiplies with <c>vpmovsxbw</c> + <c>vpmaddwd</c>, the quad's four scales converted in one vector;
+/// group g + 1 is compressed while group g multiplies. Prefill (several tokens) runs the same kernels token by token
+/// per group. Machines without AVX-512 (or, for Q8_0, without VBMI2) compress with scalar code, copy each quad's rows
+/// out to contiguous rows and use <see cref="Q8Act"/>'s AVX2 kernel with int8 x per 32 packed values (Q8_0), or the
+/// scalar path (F16, and <c>portable</c>).
 /// </summary>
 public static unsafe class RowGroupSparseMatMul
 {
-    /// <summary>Rows per pool chunk (whole groups: rounded up to a multiple of the group).</summary>
-    const int RowsPerChunk = 128;
+    /// <summary>
+    /// How far ahead of the Q8_0 quad kernel's reads its stream is requested into L2, in bytes (a group's rows are one
+    /// contiguous stream, so this runs across quad and group boundaries). KernelBench rowgroup, DRAM, G = 32, one
+    /// thread, load 10: Q8_0 70% 10.4-13.6 GB/s without, 15.8-17.4 with 1024 bytes; F16 was faster without (14.5-20.1
+    /// against 13.8-17.3 GB/s), so its kernel leaves the stream to the hardware prefetchers.
+    /// </summary>
+    const int PrefetchBytes = 1024;
+
+    /// <summary>
+    /// Contiguous runs of groups a thread's decode chunk is split into, taken in turn: the thread reads that many long
+    /// streams at once (as the dense decode reads four). Same bench: 2 ahead of 1 and 4 (noisy at that load: F16 70%
+    /// 20.1 / 14.5 / 16.1 GB/s, Q8_0 70% 17.4 / 15.8 / 14.1 GB/s).
+    /// </summary>
+    const int Streams = 2;
 
     /// <summary>Which path runs: the machine's best, the one of a machine without AVX-512, or the scalar reference (tests force each).</summary>
     internal enum Tier { Best, WithoutAvx512, Portable }
@@ -38,7 +54,8 @@ public static unsafe class RowGroupSparseMatMul
         if (n == 0) return;
         if (tier == Tier.Best && !(Fast && (w.ValueType != GgmlType.Q8_0 || Avx512Vbmi2.IsSupported))) tier = Tier.WithoutAvx512;
         if (tier == Tier.WithoutAvx512 && !(w.ValueType == GgmlType.Q8_0 && Q8Act.Supported)) tier = Tier.Portable;
-        int groupsPerChunk = Math.Max(1, RowsPerChunk / w.GroupRows);
+        // Whole groups per chunk, as many rows as the dense decode's chunks (long streams, a few chunks per thread).
+        int groupsPerChunk = Math.Max(1, MatMul.StreamChunkRows(w.Rows, Math.Max(1, threads)) / w.GroupRows);
         int chunks = (w.Groups + groupsPerChunk - 1) / groupsPerChunk;
         fixed (float* px = x, py = y)
         {
@@ -80,11 +97,15 @@ public static unsafe class RowGroupSparseMatMul
         return amax / 32767;
     }
 
-    static readonly Vector512<ushort> Bits16 = Vector512.Create(
-        (ushort)1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768,
-        1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768);
+    /// <summary>Per 16-bit lane of a broadcast mask word, the bit that keeps that lane's column (<see cref="RowGroupSparseMatrix.LaneBit"/>).</summary>
+    static readonly Vector512<ushort> LaneBits16 = Vector512.Create(
+        (ushort)1, 1, 2, 2, 4, 4, 8, 8, 16, 16, 32, 32, 64, 64, 128, 128,
+        256, 256, 512, 512, 1024, 1024, 2048, 2048, 4096, 4096, 8192, 8192, 16384, 16384, 32768, 32768);
 
-    /// <summary>16-bit x at the mask's columns in order (vpcompressw, 32 columns per step), zeros up to a multiple of 32; returns that count.</summary>
+    /// <summary>
+    /// 16-bit x at the mask's columns in order (vpcompressw, 32 columns per step: one broadcast of the lane-order mask
+    /// word and one test give the predicate), zeros up to a multiple of 32; returns that count.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static int Compress16(uint* masks, int nb, short* x, short* xp)
     {
@@ -93,8 +114,7 @@ public static unsafe class RowGroupSparseMatMul
         {
             uint m = masks[b];
             if (m == 0) continue;
-            var w = Vector512.Create(Vector256.Create((ushort)m), Vector256.Create((ushort)(m >> 16)));
-            var k = Vector512.Equals(w & Bits16, Bits16).AsInt16();
+            var k = Vector512.Equals(Vector512.Create(m).AsUInt16() & LaneBits16, LaneBits16).AsInt16();
             Avx512Vbmi2.Compress(Vector512<short>.Zero, k, Vector512.Load(x + 32 * b)).Store(xp + at);
             at += BitOperations.PopCount(m);
         }
@@ -104,27 +124,88 @@ public static unsafe class RowGroupSparseMatMul
     }
 
     /// <summary>
-    /// Four packed Q8_0 rows (k / 32 blocks of f16 scale + 32 quants) times 16-bit packed x: per block and row the
-    /// quants sign-extended to 16 bits (vpmovsxbw), one vpmaddwd with x into sixteen int32 sums, converted and
-    /// accumulated with the block scale; y = the sums times x's step.
+    /// One quad of Q8_0 rows (<paramref name="m"/> of them, interleaved by block: per block the m f16 scales, then the
+    /// m x 32 quants) times 16-bit packed x: per block and row the quants sign-extended to 16 bits (vpmovsxbw), one
+    /// vpmaddwd with x into sixteen int32 sums, converted and accumulated with the block scale (the quad's scales
+    /// converted together); y = the sums times x's step. Rows past m repeat the last row and are not written.
     /// </summary>
-    static void Dot4Q8x16(byte* r0, byte* r1, byte* r2, byte* r3, short* xp, int k, float step, float* y)
+    static void QuadQ8x16(byte* p, int m, int nb, short* xp, float step, float* y)
     {
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        int nb = k / 32;
+        long stride = 34L * m;
+        int o1 = 2 * m + 32 * Math.Min(1, m - 1), o2 = 2 * m + 32 * Math.Min(2, m - 1), o3 = 2 * m + 32 * (m - 1), o0 = 2 * m;
+        int s1 = Math.Min(1, m - 1), s2 = Math.Min(2, m - 1), s3 = m - 1;
+        var expMask = Vector128.Create(unchecked((int)0x8FFFFFFF));
+        var up = Vector128.Create(Fp16.Pow2_112);
+        byte* pf = p + PrefetchBytes;
         for (int b = 0; b < nb; b++)
         {
+            byte* q = p + b * stride;
+            Sse.Prefetch1(pf + b * stride); Sse.Prefetch1(pf + b * stride + 64); Sse.Prefetch1(pf + b * stride + 128);
             var xv = Vector512.Load(xp + 32 * b);
-            nint o = b * 34;
-            a0 = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)(r0 + o + 2))), xv)), Vector512.Create(Q8Act.Scale(r0 + o)), a0);
-            a1 = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)(r1 + o + 2))), xv)), Vector512.Create(Q8Act.Scale(r1 + o)), a1);
-            a2 = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)(r2 + o + 2))), xv)), Vector512.Create(Q8Act.Scale(r2 + o)), a2);
-            a3 = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)(r3 + o + 2))), xv)), Vector512.Create(Q8Act.Scale(r3 + o)), a3);
+            // The quad's f16 scales as floats (Q8Act.Scale's bit trick on four at once; lanes past m are not used).
+            var sc = ((Sse41.ConvertToVector128Int32((short*)q) << 13) & expMask).AsSingle() * up;
+            a0 = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)(q + o0))), xv)), Vector512.Create(sc.GetElement(0)), a0);
+            a1 = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)(q + o1))), xv)), Vector512.Create(sc.GetElement(s1)), a1);
+            a2 = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)(q + o2))), xv)), Vector512.Create(sc.GetElement(s2)), a2);
+            a3 = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)(q + o3))), xv)), Vector512.Create(sc.GetElement(s3)), a3);
         }
-        y[0] = Vector512.Sum(a0) * step; y[1] = Vector512.Sum(a1) * step;
-        y[2] = Vector512.Sum(a2) * step; y[3] = Vector512.Sum(a3) * step;
+        y[0] = Vector512.Sum(a0) * step;
+        if (m > 1) y[1] = Vector512.Sum(a1) * step;
+        if (m > 2) y[2] = Vector512.Sum(a2) * step;
+        if (m > 3) y[3] = Vector512.Sum(a3) * step;
     }
 
+    /// <summary>
+    /// One quad of F16 rows (<paramref name="m"/> of them, interleaved by 64-byte block) times prescaled packed x
+    /// (<paramref name="xp"/>[k] = 2^(112 - s)): the dense F16 kernel's fast conversion (even halves through vpmaddwd,
+    /// odd ones by a shift) and FMAs, even and odd halves accumulated apart. Rows past m repeat the last row and are not written.
+    /// </summary>
+    static void QuadF16(byte* p, int m, int nb, float* xp, float* y)
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+        var evenMask = Vector512.Create(unchecked((int)0x8FFFFFFF));
+        var oddMask = Vector512.Create(unchecked((int)0x8FFFE000));
+        long stride = 64L * m;
+        int o1 = 64 * Math.Min(1, m - 1), o2 = 64 * Math.Min(2, m - 1), o3 = 64 * (m - 1);
+        for (int b = 0; b < nb; b++)
+        {
+            byte* q = p + b * stride;
+            var xe = Vector512.Load(xp + 32 * b);
+            var xo = Vector512.Load(xp + 32 * b + 16);
+            var h0 = Vector512.Load((int*)q); var h1 = Vector512.Load((int*)(q + o1));
+            var h2 = Vector512.Load((int*)(q + o2)); var h3 = Vector512.Load((int*)(q + o3));
+            a0 = Vector512.FusedMultiplyAdd(F16Kernel.Even(h0, evenMask), xe, a0); b0 = Vector512.FusedMultiplyAdd(F16Kernel.Odd(h0, oddMask), xo, b0);
+            a1 = Vector512.FusedMultiplyAdd(F16Kernel.Even(h1, evenMask), xe, a1); b1 = Vector512.FusedMultiplyAdd(F16Kernel.Odd(h1, oddMask), xo, b1);
+            a2 = Vector512.FusedMultiplyAdd(F16Kernel.Even(h2, evenMask), xe, a2); b2 = Vector512.FusedMultiplyAdd(F16Kernel.Odd(h2, oddMask), xo, b2);
+            a3 = Vector512.FusedMultiplyAdd(F16Kernel.Even(h3, evenMask), xe, a3); b3 = Vector512.FusedMultiplyAdd(F16Kernel.Odd(h3, oddMask), xo, b3);
+        }
+        float down = xp[32 * nb];
+        y[0] = Vector512.Sum(a0 + b0) * down;
+        if (m > 1) y[1] = Vector512.Sum(a1 + b1) * down;
+        if (m > 2) y[2] = Vector512.Sum(a2 + b2) * down;
+        if (m > 3) y[3] = Vector512.Sum(a3 + b3) * down;
+    }
+
+    /// <summary>
+    /// Copies a quad's <paramref name="m"/> interleaved rows out to <paramref name="dst"/> as m contiguous rows in the
+    /// dense layout of <paramref name="k"/> columns (F16: the interleaved 64-byte blocks; Q8_0: 34-byte blocks of
+    /// scale and quants), for the kernels of machines without AVX-512 and the F16 subnormal path.
+    /// </summary>
+    static void Deinterleave(GgmlType t, byte* quad, int m, int k, byte* dst)
+    {
+        int nb = k / 32;
+        long prb = RowGroupSparseMatrix.PackedRowBytes(t, k);
+        for (int l = 0; l < m; l++)
+            for (int b = 0; b < nb; b++)
+            {
+                var (values, scale) = RowGroupSparseMatrix.BlockAt(t, m, k, l, b);
+                byte* d = dst + l * prb + b * RowGroupSparseMatrix.BlockBytes(t);
+                if (t == GgmlType.F16) { Buffer.MemoryCopy(quad + values, d, 64, 64); continue; }
+                *(ushort*)d = *(ushort*)(quad + scale);
+                Buffer.MemoryCopy(quad + values, d + 2, 32, 32);
+            }
+    }
     /// <summary>dst = x * 2^s with s as <see cref="F16Kernel.Prepare"/> chooses it (max |x| near 2^120); returns 2^(112 - s).</summary>
     static float Prescale(float* x, int cols, float* dst)
     {
@@ -171,8 +252,13 @@ public static unsafe class RowGroupSparseMatMul
         public readonly byte* GroupPtr(int g) => Blob + ((long*)(Blob + RowGroupSparseMatrix.HeaderBytes))[g];
     }
 
-    static readonly Vector512<uint> BitsLo = Vector512.Create(1u, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768);
-    static readonly Vector512<uint> BitsHi = BitsLo << 16;
+    /// <summary>Per float lane of a broadcast mask word, the bit of its column: columns 0-15 of the block, then 16-31.</summary>
+    static readonly Vector512<uint> BitsLo = Vector512.Create(
+        1u << 0, 1u << 16, 1u << 1, 1u << 17, 1u << 2, 1u << 18, 1u << 3, 1u << 19, 1u << 4, 1u << 20, 1u << 5, 1u << 21, 1u << 6, 1u << 22, 1u << 7, 1u << 23);
+    static readonly Vector512<uint> BitsHi = BitsLo << 8;
+
+    /// <summary>Mask bits of columns 0-15 of a block (<see cref="RowGroupSparseMatrix.LaneBit"/>).</summary>
+    const uint LowColumns = 0x00FF00FF;
 
     /// <summary>
     /// xp = x at the mask's columns in order, then zeros up to the next multiple of 32; returns that padded count.
@@ -193,27 +279,34 @@ public static unsafe class RowGroupSparseMatMul
                 var lo = Vector512.Equals(w & BitsLo, BitsLo).AsSingle();
                 var hi = Vector512.Equals(w & BitsHi, BitsHi).AsSingle();
                 Avx512F.Compress(Vector512<float>.Zero, lo, Vector512.Load(x + 32 * b)).Store(xp + at);
-                at += BitOperations.PopCount(m & 0xFFFF);
+                at += BitOperations.PopCount(m & LowColumns);
                 Avx512F.Compress(Vector512<float>.Zero, hi, Vector512.Load(x + 32 * b + 16)).Store(xp + at);
-                at += BitOperations.PopCount(m >> 16);
+                at += BitOperations.PopCount(m & ~LowColumns);
             }
         }
         else
         {
             for (int b = 0; b < nb; b++)
-            {
-                uint m = masks[b];
-                while (m != 0)
-                {
-                    int i = BitOperations.TrailingZeroCount(m);
-                    xp[at++] = x[32 * b + i];
-                    m &= m - 1;
-                }
-            }
+                for (int i = 0; i < 32; i++)
+                    if (RowGroupSparseMatrix.Keeps(masks[b], i)) xp[at++] = x[32 * b + i];
         }
         int k = RowGroupSparseMatrix.PaddedCount(at);
         for (int i = at; i < k; i++) xp[i] = 0;
         return k;
+    }
+
+    /// <summary>The quads of one group on AVX-512, x already compressed for it (Q8_0: int16 with <paramref name="step"/>).</summary>
+    static void GroupBest(in Job j, byte* rows, int nr, int k, float* xp, float step, float* y)
+    {
+        int nb = k / 32;
+        long quadBytes = 4 * RowGroupSparseMatrix.PackedRowBytes(j.ValueType, k);
+        for (int i = 0; i < nr; i += 4)
+        {
+            byte* quad = rows + (i >> 2) * quadBytes;
+            int m = Math.Min(4, nr - i);
+            if (j.ValueType == GgmlType.Q8_0) QuadQ8x16(quad, m, nb, (short*)xp, step, y + i);
+            else QuadF16(quad, m, nb, xp, y + i);
+        }
     }
 
     /// <summary>
@@ -221,44 +314,29 @@ public static unsafe class RowGroupSparseMatMul
     /// at 2- or 4-byte offsets; reading them back at once (the first row of the same group) fails store forwarding on
     /// every block and stalled until the stores retired (Q8_0, G = 8, 50%, in L2: 8 -> 25 GB/s without the compress).
     /// </summary>
-    /// <summary>
-    /// Groups requested ahead into L2 (KernelBench rowgroup, DRAM, G = 8, 70%, load 14: Q8_0 5.1 GB/s with one group
-    /// ahead, 7.6 with two, 7.2 with four; F16 unchanged within noise).
-    /// </summary>
-    const int Ahead = 2;
-    static void DecodePipelined(in Job j, int g0, int g1, float* bufA, float* bufB, float* y4)
+    static void DecodePipelined(in Job j, int g0, int g1, float* bufA, float* bufB)
     {
-        int nb = j.Cols / 32, gh = RowGroupSparseMatrix.GroupHeaderBytes(j.Cols);
-        bool q8 = j.ValueType == GgmlType.Q8_0;
-        int kCur = CompressGroup(j, g0, nb, bufA);
-        for (int g = g0; g < g1; g++)
+        int nb = j.Cols / 32, gh = RowGroupSparseMatrix.GroupHeaderBytes(j.Cols), n = g1 - g0;
+        float step = j.ValueType == GgmlType.Q8_0 ? j.Scaled[j.ScaleAt] : 0;
+        // The chunk's groups as Streams contiguous runs, taken in turn: the thread reads that many long streams at once.
+        int streams = Math.Min(Streams, n), run = (n + streams - 1) / streams;
+        int* order = stackalloc int[n];
+        for (int i = 0, at = 0; at < n; i++)
         {
-            float* cur = ((g - g0) & 1) == 0 ? bufA : bufB, nxt = cur == bufA ? bufB : bufA;
-            byte* gp = j.GroupPtr(g);
-            // Two groups ahead (the next one was requested during the previous group; the first pair here).
-            for (int a = g == g0 ? 1 : Ahead; a <= Ahead && g + a < g1; a++)
-            {
-                byte* next = j.GroupPtr(g + a);
-                long ahead = j.GroupPtr(g + a + 1) - next;
-                for (long o = 0; o < ahead; o += 64) Sse.Prefetch1(next + o);
-            }
-            int kNext = g + 1 < g1 ? CompressGroup(j, g + 1, nb, nxt) : 0;
+            int g = g0 + i % streams * run + i / streams;
+            if (g < g0 + Math.Min(n, (i % streams + 1) * run)) order[at++] = g;
+        }
+        int kCur = CompressGroup(j, order[0], nb, bufA);
+        for (int i = 0; i < n; i++)
+        {
+            int g = order[i];
+            float* cur = (i & 1) == 0 ? bufA : bufB, nxt = cur == bufA ? bufB : bufA;
+            int kNext = i + 1 < n ? CompressGroup(j, order[i + 1], nb, nxt) : 0;
             int r0 = g * j.GroupRows, nr = Math.Min(j.GroupRows, j.Rows - r0), k = kCur;
-            float* y = j.Y + r0;
             kCur = kNext;
-            if (k == 0) { for (int i = 0; i < nr; i++) y[i] = 0; continue; }
-            long prb = RowGroupSparseMatrix.PackedRowBytes(j.ValueType, k);
-            byte* rows = gp + gh;
-            float step = q8 ? j.Scaled[j.ScaleAt] : 0;
-            for (int i = 0; i < nr; i += 4)
-            {
-                int m = Math.Min(4, nr - i);
-                byte* a0 = rows + i * prb, a1 = rows + (i + Math.Min(1, m - 1)) * prb;
-                byte* a2 = rows + (i + Math.Min(2, m - 1)) * prb, a3 = rows + (i + m - 1) * prb;
-                if (q8) Dot4Q8x16(a0, a1, a2, a3, (short*)cur, k, step, y4);
-                else F16Kernel.Dot4Mapped(a0, a1, a2, a3, null, null, null, null, cur, cur, k, y4);
-                for (int q = 0; q < m; q++) y[i + q] = y4[q];
-            }
+            float* y = j.Y + r0;
+            if (k == 0) { for (int r = 0; r < nr; r++) y[r] = 0; continue; }
+            GroupBest(j, j.GroupPtr(g) + gh, nr, k, cur, step, y);
         }
     }
 
@@ -280,29 +358,24 @@ public static unsafe class RowGroupSparseMatMul
         int kmax = RowGroupSparseMatrix.PaddedCount(j.Cols);
         bool q8 = j.ValueType == GgmlType.Q8_0, best = j.Tier == Tier.Best;
         // F16 on a CPU where float denormals cost a microcode assist: the dense kernel's subnormal maps need x unscaled,
-        // in the rows' storage order (interleaved per 32).
+        // in the rows' storage order (interleaved per 32), and contiguous rows.
         bool f16Exact = !q8 && best && !F16Kernel.DenormalsFree;
         int prepFloats = q8 ? Q8Act.PrepFloats(kmax) : 0;
-        // One thread buffer: packed x (kmax + 16 slack + 1), the prepared packed x (Q8_0), unscaled interleaved x (F16 exact).
-        float* xp = ThreadBuffers.Decoded(4 * (kmax + 32) + prepFloats);
+        long quadFloats = RowGroupSparseMatrix.PackedRowBytes(j.ValueType, kmax); // 4 rows' bytes, in floats
+        // One thread buffer: packed x (kmax + 16 slack + 1) twice, unscaled x and its interleaved copy (F16 exact),
+        // the prepared packed x (Q8_0), four contiguous rows (paths that read a quad's rows apart).
+        float* xp = ThreadBuffers.Decoded((int)(4 * (kmax + 32) + prepFloats + quadFloats));
         float* xi = xp + kmax + 32, tmp = xi + kmax + 32, xp2 = tmp + kmax + 32, prep = xp2 + kmax + 32;
+        byte* rows4 = (byte*)(prep + prepFloats);
         float* y4 = stackalloc float[4];
-        if (j.N == 1 && best && !f16Exact) { DecodePipelined(j, g0, g1, xp, xp2, y4); return; }
+        if (j.N == 1 && best && !f16Exact) { DecodePipelined(j, g0, g1, xp, xp2); return; }
         for (int g = g0; g < g1; g++)
         {
             byte* gp = j.GroupPtr(g);
             int r0 = g * j.GroupRows, nr = Math.Min(j.GroupRows, j.Rows - r0);
             int k = RowGroupSparseMatrix.PaddedCount((int)((uint*)gp)[nb]);
-            long prb = RowGroupSparseMatrix.PackedRowBytes(j.ValueType, k);
+            long quadBytes = 4 * RowGroupSparseMatrix.PackedRowBytes(j.ValueType, k), prb = quadBytes / 4;
             byte* rows = gp + gh;
-            // The next group follows this one in the blob: request it into L2 while this one computes (its rows are
-            // short, so the hardware prefetchers start each one late).
-            if (g + 1 < g1)
-            {
-                byte* next = j.GroupPtr(g + 1);
-                long ahead = j.GroupPtr(g + 2) - next;
-                for (long o = 0; o < ahead; o += 64) Sse.Prefetch1(next + o);
-            }
             for (int t = 0; t < j.N; t++)
             {
                 float* x = j.X + (long)t * j.Cols, y = j.Y + (long)t * j.Rows + r0;
@@ -312,25 +385,18 @@ public static unsafe class RowGroupSparseMatMul
                     Compress((uint*)gp, nb, x, xp, vector: false);
                     for (int i = 0; i < nr; i++)
                     {
-                        byte* row = rows + i * prb;
                         float s = 0;
-                        for (int c = 0; c < k; c++) s += RowGroupSparseMatrix.PackedValue(row, j.ValueType, c) * xp[c];
+                        for (int c = 0; c < k; c++) s += RowGroupSparseMatrix.PackedValue(rows, j.ValueType, nr, k, i, c) * xp[c];
                         y[i] = s;
                     }
                     continue;
                 }
-                if (q8 && best)
+                if (best && !f16Exact)
                 {
-                    Compress16((uint*)gp, nb, (short*)j.Scaled + (long)t * j.Cols, (short*)xp);
-                    float step = j.Scaled[j.ScaleAt + t];
-                    for (int i = 0; i < nr; i += 4)
-                    {
-                        int m = Math.Min(4, nr - i);
-                        byte* a0 = rows + i * prb, a1 = rows + (i + Math.Min(1, m - 1)) * prb;
-                        byte* a2 = rows + (i + Math.Min(2, m - 1)) * prb, a3 = rows + (i + m - 1) * prb;
-                        Dot4Q8x16(a0, a1, a2, a3, (short*)xp, k, step, y4);
-                        for (int q = 0; q < m; q++) y[i + q] = y4[q];
-                    }
+                    float step = 0;
+                    if (q8) { Compress16((uint*)gp, nb, (short*)j.Scaled + (long)t * j.Cols, (short*)xp); step = j.Scaled[j.ScaleAt + t]; }
+                    else { Compress((uint*)gp, nb, j.Scaled + (long)t * j.Cols, xp, vector: true); xp[k] = j.Scaled[(long)j.N * j.Cols + t]; }
+                    GroupBest(j, rows, nr, k, xp, step, y);
                     continue;
                 }
                 if (q8)
@@ -342,20 +408,16 @@ public static unsafe class RowGroupSparseMatMul
                 {
                     Compress((uint*)gp, nb, j.Scaled + (long)t * j.Cols, xp, vector: true);
                     xp[k] = j.Scaled[(long)j.N * j.Cols + t];
-                    if (f16Exact)
-                    {
-                        Compress((uint*)gp, nb, x, tmp, vector: true);
-                        for (int c = 0; c < k; c++) xi[RowGroupSparseMatrix.F16Slot(c)] = tmp[c];
-                    }
+                    Compress((uint*)gp, nb, x, tmp, vector: true);
+                    for (int c = 0; c < k; c++) xi[RowGroupSparseMatrix.F16Slot(c)] = tmp[c];
                 }
                 for (int i = 0; i < nr; i += 4)
                 {
                     int m = Math.Min(4, nr - i);
-                    byte* a0 = rows + i * prb, a1 = rows + (i + Math.Min(1, m - 1)) * prb;
-                    byte* a2 = rows + (i + Math.Min(2, m - 1)) * prb, a3 = rows + (i + m - 1) * prb;
+                    Deinterleave(j.ValueType, rows + (i >> 2) * quadBytes, m, k, rows4);
+                    byte* a0 = rows4, a1 = rows4 + Math.Min(1, m - 1) * prb, a2 = rows4 + Math.Min(2, m - 1) * prb, a3 = rows4 + (m - 1) * prb;
                     if (q8) Q8Act.Dot4<Q8_0Kernel>(a0, a1, a2, a3, prep, k, y4);
-                    else if (f16Exact) F16Kernel.Dot4(a0, a1, a2, a3, xi, xp, k, y4);
-                    else F16Kernel.Dot4Mapped(a0, a1, a2, a3, null, null, null, null, xp, xp, k, y4);
+                    else F16Kernel.Dot4(a0, a1, a2, a3, xi, xp, k, y4);
                     for (int q = 0; q < m; q++) y[i + q] = y4[q];
                 }
             }

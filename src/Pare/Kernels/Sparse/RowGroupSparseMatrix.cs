@@ -18,10 +18,12 @@ namespace Pare.Kernels.Sparse;
 /// (max |v| / 127, as llama.cpp's quantize_row_q8_0), so a Q8_0 row differs from the dense one by that rounding.</para>
 /// <para>Stored in a GGUF file as a 1-D tensor of type I8 under the matrix's own name (the file carries
 /// <c>pare.sparse.format = "rowgroup"</c>; old <c>"bitmask"</c> files hold <see cref="SparseMatrix"/> blobs and load as
-/// before). Blob layout, little-endian:</para>
+/// before). Version 2 lays a group out as ONE contiguous stream in the order the decode kernel reads it (version 1
+/// stored the rows one after another, which four-row kernels read as four short streams, 8-9 GB/s from DRAM). Blob
+/// layout, little-endian:</para>
 /// <code>
 ///  0  u32  magic "PSPG" (0x47505350)
-///  4  u32  version = 1
+///  4  u32  version = 2
 ///  8  u32  value type (ggml number: F16 = 1, Q8_0 = 8)
 /// 12  u32  rows
 /// 16  u32  cols (a multiple of 32)
@@ -29,20 +31,23 @@ namespace Pare.Kernels.Sparse;
 /// 24  u32  groups = ceil(rows / G)
 /// 28  u32  reserved = 0
 /// 32  u64  group offsets [groups + 1], from the start of the blob; group g is [off[g], off[g + 1])
-///     groups: u32 masks [cols / 32] (bit i of word b = column 32 b + i),
-///             u32 count (the masks' set bits), u32 reserved = 0,
-///             then the group's rows (G, the last group rows - G (groups - 1)), each a dense row of K = count rounded up
-///             to 32 columns: F16 2 K bytes, each 32 packed values stored interleaved (v0, v16, v1, v17, ..., v15, v31:
-///             the dense F16 kernel converts the even and the odd halves of a block apart, so packed x needs no
-///             split); Q8_0 K / 32 blocks of (f16 scale, 32 int8 quants), 34 bytes each;
-///             padding columns hold zero values
+///     groups: u32 masks [cols / 32] in lane order (<see cref="LaneBit"/>: bit j of word b = column 32 b + 2 j,
+///             bit 16 + j = column 32 b + 2 j + 1, so one 32-bit broadcast tests 32 16-bit lanes),
+///             u32 count (the masks' set bits), u32 reserved = 0, zeros up to a multiple of 64 bytes;
+///             then the group's rows (G, the last group rows - G (groups - 1)), each of K = count rounded up to 32
+///             packed columns, in quads of four rows (the last quad of a group may have m &lt; 4) interleaved by
+///             block of 32 columns: quad q, block b holds its m rows' block b one after another.
+///             F16 block: 64 bytes of halves interleaved (v0, v16, v1, v17, ..., v15, v31: the dense F16 kernel
+///             converts the even and the odd halves apart, so packed x needs no split).
+///             Q8_0 block of a quad: the m rows' f16 scales (2 m bytes), then their m x 32 int8 quants.
+///             Padding columns hold zero values
 ///     64 zero bytes of padding after the last group
 /// </code>
 /// </summary>
 public sealed unsafe class RowGroupSparseMatrix
 {
     public const uint Magic = 0x47505350;
-    public const uint Version = 1;
+    public const uint Version = 2;
     public const int HeaderBytes = 32;
     public const int TailPadding = 64;
     /// <summary>Largest group accepted.</summary>
@@ -69,8 +74,29 @@ public sealed unsafe class RowGroupSparseMatrix
     internal long* Offsets => (long*)((byte*)Data + HeaderBytes);
     internal byte* GroupPtr(int g) => (byte*)Data + Offsets[g];
 
-    /// <summary>Bytes of a group's header: the masks, the count and a reserved word.</summary>
-    internal static int GroupHeaderBytes(int cols) => cols / 32 * 4 + 8;
+    /// <summary>Bytes of a group's header: the masks, the count and a reserved word, padded to 64 (rows start on a cache line).</summary>
+    internal static int GroupHeaderBytes(int cols) => (cols / 32 * 4 + 8 + 63) & ~63;
+
+    /// <summary>Bit of a mask word that holds column <paramref name="i"/> (0..31) of its block: lane order of 16-bit lanes of a broadcast word.</summary>
+    internal static int LaneBit(int i) => (i & 1) == 0 ? i >> 1 : 16 + (i >> 1);
+
+    /// <summary>Whether mask word <paramref name="m"/> keeps column <paramref name="i"/> (0..31) of its block.</summary>
+    internal static bool Keeps(uint m, int i) => (m >> LaneBit(i) & 1) != 0;
+
+    /// <summary>Bytes of one block of 32 packed columns of one row (Q8_0: scale and quants).</summary>
+    internal static int BlockBytes(GgmlType t) => t == GgmlType.F16 ? 64 : 34;
+
+    /// <summary>
+    /// Where row <paramref name="i"/> of a group of <paramref name="nr"/> rows stores block <paramref name="b"/> of its
+    /// <paramref name="k"/> packed columns, from the start of the group's rows: its values (F16 halves, Q8_0 quants)
+    /// and (Q8_0) its f16 scale.
+    /// </summary>
+    internal static (long Values, long Scale) BlockAt(GgmlType t, int nr, int k, int i, int b)
+    {
+        int q = i >> 2, l = i & 3, m = Math.Min(4, nr - 4 * q), bb = BlockBytes(t);
+        long block = 4L * q * (k / 32) * bb + (long)b * m * bb;
+        return t == GgmlType.F16 ? (block + 64L * l, 0) : (block + 2 * m + 32L * l, block + 2L * l);
+    }
 
     /// <summary>Columns of the packed rows for <paramref name="count"/> stored columns: rounded up to 32.</summary>
     public static int PaddedCount(int count) => (count + 31) & ~31;
@@ -128,7 +154,7 @@ public sealed unsafe class RowGroupSparseMatrix
             for (int r = r0; r < r1; r++)
             {
                 var src = dense.Slice((int)(r * rowBytes), (int)rowBytes);
-                for (int c = 0; c < cols; c++) if (DenseNonZero(type, src, c)) masks[g * nb + c / 32] |= 1u << (c % 32);
+                for (int c = 0; c < cols; c++) if (DenseNonZero(type, src, c)) masks[g * nb + c / 32] |= 1u << LaneBit(c % 32);
             }
             int count = 0;
             for (int b = 0; b < nb; b++) count += BitOperations.PopCount(masks[g * nb + b]);
@@ -143,6 +169,8 @@ public sealed unsafe class RowGroupSparseMatrix
         BinaryPrimitives.WriteUInt32LittleEndian(h[20..], (uint)groupRows);
         BinaryPrimitives.WriteUInt32LittleEndian(h[24..], (uint)groups);
         var packed = new float[PaddedCount(cols)];
+        var halves = new ushort[PaddedCount(cols)];
+        Span<byte> q8 = stackalloc byte[34];
         for (int g = 0; g < groups; g++)
         {
             int r0 = g * groupRows, r1 = Math.Min(rows, r0 + groupRows);
@@ -150,23 +178,32 @@ public sealed unsafe class RowGroupSparseMatrix
             MemoryMarshal.AsBytes(masks.AsSpan(g * nb, nb)).CopyTo(dst);
             BinaryPrimitives.WriteUInt32LittleEndian(dst[(nb * 4)..], (uint)counts[g]);
             int k = PaddedCount(counts[g]);
-            long prb = PackedRowBytes(type, k);
+            var rowsDst = dst[GroupHeaderBytes(cols)..];
             for (int r = r0; r < r1; r++)
             {
                 var src = dense.Slice((int)(r * rowBytes), (int)rowBytes);
-                var row = dst.Slice((int)(GroupHeaderBytes(cols) + (r - r0) * prb), (int)prb);
                 int at = 0;
                 for (int c = 0; c < cols; c++)
                 {
-                    if ((masks[g * nb + c / 32] >> (c % 32) & 1) == 0) continue;
-                    if (type == GgmlType.F16) src.Slice(c * 2, 2).CopyTo(row[(F16Slot(at) * 2)..]);
-                    else packed[at] = DenseValue(type, src, c);
-                    at++;
+                    if (!Keeps(masks[g * nb + c / 32], c % 32)) continue;
+                    if (type == GgmlType.F16) halves[at] = BinaryPrimitives.ReadUInt16LittleEndian(src[(c * 2)..]);
+                    packed[at++] = DenseValue(type, src, c);
                 }
-                if (type == GgmlType.Q8_0)
+                packed.AsSpan(at, k - at).Clear();
+                halves.AsSpan(at, k - at).Clear();
+                for (int b = 0; b < k / 32; b++)
                 {
-                    packed.AsSpan(at, k - at).Clear();
-                    for (int b = 0; b < k / 32; b++) QuantizeBlock(packed.AsSpan(b * 32, 32), row.Slice(b * 34, 34));
+                    var (values, scale) = BlockAt(type, r1 - r0, k, r - r0, b);
+                    if (type == GgmlType.F16)
+                    {
+                        // The dense halves bit for bit, interleaved per 32 (F16Slot).
+                        for (int i = 0; i < 32; i++)
+                            BinaryPrimitives.WriteUInt16LittleEndian(rowsDst[(int)(values + 2 * F16Slot(i))..], halves[32 * b + i]);
+                        continue;
+                    }
+                    QuantizeBlock(packed.AsSpan(b * 32, 32), q8);
+                    q8[..2].CopyTo(rowsDst[(int)scale..]);
+                    q8[2..].CopyTo(rowsDst[(int)values..]);
                 }
             }
         }
@@ -186,7 +223,7 @@ public sealed unsafe class RowGroupSparseMatrix
         uint magic = *(uint*)p, version = *(uint*)(p + 4), type = *(uint*)(p + 8), r = *(uint*)(p + 12), c = *(uint*)(p + 16);
         uint gr = *(uint*)(p + 20), groups = *(uint*)(p + 24);
         if (magic != Magic) throw Bad("bad magic");
-        if (version != Version) throw Bad($"version {version} is not supported");
+        if (version != Version) throw Bad($"version {version} is not supported (version 1 files: repack the dense pruned file again with --repack --row-group G)");
         var vt = (GgmlType)type;
         if (vt is not (GgmlType.F16 or GgmlType.Q8_0)) throw Bad($"value type {type} is not supported");
         if (r != rows || c != cols) throw Bad($"shape {c} x {r} does not match the expected {cols} x {rows}");
@@ -210,22 +247,16 @@ public sealed unsafe class RowGroupSparseMatrix
             int k = PaddedCount((int)count), groupRowCount = Math.Min(rows - g * (int)gr, (int)gr);
             long prb = PackedRowBytes(vt, k);
             if (b - a != gh + groupRowCount * prb) throw Bad($"group {g}: length {b - a} does not match its mask ({count} columns x {groupRowCount} rows)");
+            byte* rows0 = p + a + gh;
             for (int i = 0; i < groupRowCount; i++)
-            {
-                byte* row = p + a + gh + i * prb;
-                if (vt == GgmlType.F16)
+                for (int blk = 0; blk < k / 32; blk++)
                 {
-                    for (int j = (int)count; j < k; j++)
-                        if (((ushort*)row)[F16Slot(j)] != 0) throw Bad($"group {g}, row {i}: padding column {j} is not zero");
+                    byte* v = rows0 + BlockAt(vt, groupRowCount, k, i, blk).Values;
+                    if (vt == GgmlType.Q8_0 && new ReadOnlySpan<byte>(v, 32).Contains((byte)0x80)) throw Bad($"group {g}, row {i}: a quant of -128");
+                    for (int j = Math.Max((int)count, 32 * blk); j < 32 * blk + 32; j++)
+                        if (vt == GgmlType.F16 ? ((ushort*)v)[F16Slot(j & 31)] != 0 : v[j & 31] != 0)
+                            throw Bad($"group {g}, row {i}: padding column {j} is not zero");
                 }
-                else
-                {
-                    for (int blk = 0; blk < k / 32; blk++)
-                        if (new ReadOnlySpan<byte>(row + blk * 34 + 2, 32).Contains((byte)0x80)) throw Bad($"group {g}, row {i}: a quant of -128");
-                    for (int j = (int)count; j < k; j++)
-                        if (row[j / 32 * 34 + 2 + j % 32] != 0) throw Bad($"group {g}, row {i}: padding column {j} is not zero");
-                }
-            }
         }
         SparseBlob.CheckTail(off, groups, TailPadding, byteLength, Bad);
         return m;
@@ -254,12 +285,12 @@ public sealed unsafe class RowGroupSparseMatrix
         byte* gp = GroupPtr(g);
         uint* masks = (uint*)gp;
         int k = PaddedCount(Count(g));
-        byte* row = gp + GroupHeaderBytes(Cols) + (r - g * GroupRows) * PackedRowBytes(ValueType, k);
-        int at = 0;
+        byte* rows = gp + GroupHeaderBytes(Cols);
+        int nr = Math.Min(GroupRows, Rows - g * GroupRows), at = 0;
         for (int c = 0; c < Cols; c++)
         {
-            if ((masks[c / 32] >> (c % 32) & 1) == 0) { dst[c] = 0; continue; }
-            dst[c] = PackedValue(row, ValueType, at++);
+            if (!Keeps(masks[c / 32], c % 32)) { dst[c] = 0; continue; }
+            dst[c] = PackedValue(rows, ValueType, nr, k, r - g * GroupRows, at++);
         }
     }
 
@@ -270,8 +301,12 @@ public sealed unsafe class RowGroupSparseMatrix
         return (i & ~31) + (j < 16 ? 2 * j : 2 * (j - 16) + 1);
     }
 
-    /// <summary>Packed value <paramref name="i"/> of a packed row, as F32.</summary>
-    internal static float PackedValue(byte* row, GgmlType t, int i) => t == GgmlType.F16
-        ? Fp16.ToFloat(((ushort*)row)[F16Slot(i)])
-        : (sbyte)row[i / 32 * 34 + 2 + i % 32] * Fp16.ToFloat(*(ushort*)(row + i / 32 * 34));
+    /// <summary>Packed value <paramref name="c"/> of row <paramref name="i"/> of a group (<paramref name="nr"/> rows of <paramref name="k"/> packed columns at <paramref name="rows"/>), as F32.</summary>
+    internal static float PackedValue(byte* rows, GgmlType t, int nr, int k, int i, int c)
+    {
+        var (values, scale) = BlockAt(t, nr, k, i, c / 32);
+        return t == GgmlType.F16
+            ? Fp16.ToFloat(((ushort*)(rows + values))[F16Slot(c & 31)])
+            : (sbyte)rows[values + (c & 31)] * Fp16.ToFloat(*(ushort*)(rows + scale));
+    }
 }

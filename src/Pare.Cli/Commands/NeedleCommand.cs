@@ -20,7 +20,7 @@ internal static class NeedleCommand
     {
         var model = Cli.ModelArgument();
         var task = new Option<string>("--task") { Description = $"One of {string.Join(", ", NeedleTasks.All.Select(NeedleTasks.Name))}.", DefaultValueFactory = _ => "passkey" };
-        var lengths = new Option<string?>("--lengths") { Description = $"Prompt lengths in tokens, comma-separated (default: context/4, context/2, context-{NeedleHarness.AnswerTokens})." };
+        var lengths = new Option<string?>("--lengths") { Description = $"Prompt lengths in tokens, comma-separated (default: context/4, context/2, context-{NeedleHarness.AnswerTokens}; each + {NeedleHarness.AnswerTokens} answer tokens up to {NeedleHarness.MaxContextFactor}x the context)." };
         var depths = new Option<string>("--depths") { Description = "Needle depths in 0..1, comma-separated.", DefaultValueFactory = _ => "0,0.25,0.5,0.75,1" };
         var trials = new Option<int>("--trials") { Description = "Trials per (length, depth) cell.", DefaultValueFactory = _ => 10 };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the haystacks.", DefaultValueFactory = _ => 1UL };
@@ -30,6 +30,8 @@ internal static class NeedleCommand
         var kvType = Cli.KvType();
         var kvPolicy = Cli.KvPolicy();
         var kvBudget = Cli.KvBudget();
+        var renumber = new Option<string?>("--kv-renumber") { Description = "tokenselect: RoPE over the gathered sequence (on, default, as the reference: length extrapolation) or over true positions (off)." }
+            .Check(v => v is "on" or "off", "on or off");
         var prune = new Option<string>("--prefill-prune") { Description = "Prefill token pruning: none (default) or lazyllm (LazyLLM: defer low-attention prompt tokens layer by layer, revive them before the second token).", DefaultValueFactory = _ => "none" }
             .Check(v => v is "none" or "lazyllm", "none or lazyllm");
         var keep = new Option<double>("--keep") { Description = "With --prefill-prune lazyllm: share of the remaining prompt tokens kept at each pruning layer (--prune-at), in (0, 1].", DefaultValueFactory = _ => 0.5 }
@@ -37,7 +39,7 @@ internal static class NeedleCommand
         var pruneAt = new Option<string>("--prune-at") { Description = "With --prefill-prune lazyllm: the pruning layers as fractions of the depth in (0, 1), comma-separated (layer = round(fraction x layers)).", DefaultValueFactory = _ => "0.25,0.5,0.75" };
         var json = Cli.Json();
         var cmd = new Command("needle", "Long-context retrieval (passkey and needle-threading tasks): exact-match accuracy per length and depth, greedy, full KV cache.")
-            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, kvPolicy, kvBudget, prune, keep, pruneAt, json };
+            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, kvPolicy, kvBudget, renumber, prune, keep, pruneAt, json };
         cmd.SetAction((r, ct) => Cli.Guard(() =>
         {
             bool asJson = r.GetValue(json);
@@ -49,12 +51,13 @@ internal static class NeedleCommand
             var lengthList = r.GetValue(lengths) is { } ls ? ParseList(ls, "--lengths", s => int.Parse(s, NumberStyles.Integer, CultureInfo.InvariantCulture))
                 : [ctx / 4, ctx / 2, ctx - NeedleHarness.AnswerTokens];
             var options = new NeedleOptions { Task = t, Lengths = lengthList, Depths = depthList, Trials = r.GetValue(trials), Seed = r.GetValue(seed), Threads = r.GetValue(threads), KvType = r.GetValue(kvType),
-                KvPolicy = r.GetValue(kvPolicy)!.ToLowerInvariant(), KvBudget = r.GetValue(kvBudget),
+                KvPolicy = r.GetValue(kvPolicy)!.ToLowerInvariant(), KvBudget = r.GetValue(kvBudget), KvRenumber = r.GetValue(renumber) is { } rn ? rn == "on" : null,
                 Lazy = r.GetValue(prune) == "lazyllm" ? new LazyLlmOptions { Keep = r.GetValue(keep),
                     PruneAt = ParseList(r.GetValue(pruneAt)!, "--prune-at", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture)) } : null };
             if (options.Lazy != null) _ = LazyLlm.PruneLayers(options.Lazy, m.Config.Layers);   // bad input: one line, before any work
             NeedleHarness.Validate(options, ctx);
-            _ = Cli.MakeKvPolicy(options.KvPolicy, options.KvBudget, m, lengthList.Max() + NeedleHarness.AnswerTokens);   // bad input: one line, before any work
+            if (options.KvRenumber != null || options.KvPolicy != "full" || options.KvBudget != null)   // bad input: one line, before any work
+                _ = Pare.LongContext.KvPolicies.KvPolicy.Create(options.KvPolicy, options.KvBudget, m.Config, lengthList.Max() + NeedleHarness.AnswerTokens, options.KvRenumber);
             var text = new TokenText(tok);
             string fillerName = t == NeedleTask.Passkey ? r.GetValue(filler)! : "none";
             var fill = fillerName == "none" || fillerName == "classic" ? Filler.ClassicFiller(text) : new Filler(FillerTokens(tok, fillerName), text);
@@ -66,7 +69,8 @@ internal static class NeedleCommand
             {
                 Cli.PrintJson(new
                 {
-                    model = m.Source, task = NeedleTasks.Name(t), kv_policy = options.KvPolicy, kv_budget = options.KvBudget, seed = options.Seed, trials = options.Trials, filler = fillerName, context = ctx,
+                    model = m.Source, task = NeedleTasks.Name(t), kv_policy = options.KvPolicy, kv_budget = options.KvBudget,
+                    kv_renumber = options.KvPolicy == "tokenselect" ? options.KvRenumber ?? true : (bool?)null, seed = options.Seed, trials = options.Trials, filler = fillerName, context = ctx,
                     lengths = lengthList, depths = depthList, accuracy = overall, seconds = sw.Elapsed.TotalSeconds,
                     prefill_pruning = options.Lazy == null ? "none" : "lazyllm", keep = options.Lazy?.Keep,
                     prune_layers = options.Lazy == null ? null : LazyLlm.PruneLayers(options.Lazy, m.Config.Layers).Order().ToArray(),

@@ -7,7 +7,8 @@ namespace Pare.LongContext;
 public sealed record NeedleOptions
 {
     public NeedleTask Task { get; init; } = NeedleTask.Passkey;
-    /// <summary>Prompt lengths in tokens (haystack + question); each plus <see cref="NeedleHarness.AnswerTokens"/> must fit the context.</summary>
+    /// <summary>Prompt lengths in tokens (haystack + question); each plus <see cref="NeedleHarness.AnswerTokens"/> must fit twice the
+    /// model's context (<see cref="NeedleHarness.MaxContextFactor"/>: beyond the trained context is the length-extrapolation test).</summary>
     public IReadOnlyList<int> Lengths { get; init; } = [512, 1024, 2048 - NeedleHarness.AnswerTokens];
     /// <summary>Needle depths, 0 = start of the haystack, 1 = end.</summary>
     public IReadOnlyList<double> Depths { get; init; } = [0, 0.25, 0.5, 0.75, 1];
@@ -23,6 +24,8 @@ public sealed record NeedleOptions
     public string KvPolicy { get; init; } = "full";
     /// <summary>Positions each head attends to under <see cref="KvPolicy"/> (1 .. the session's context, the longest length + answer).</summary>
     public int? KvBudget { get; init; }
+    /// <summary>TokenSelect's RoPE over the gathered sequence (<c>--kv-renumber on|off</c>); null = the policy's default (on for tokenselect).</summary>
+    public bool? KvRenumber { get; init; }
     /// <summary>Prefill pruning: null = full prefill; LazyLLM settings = <see cref="LazyLlm.Prefill"/> (deferred tokens revived before the second token).</summary>
     public LazyLlmOptions? Lazy { get; init; }
 }
@@ -43,6 +46,11 @@ public static class NeedleHarness
     /// <summary>Most tokens generated per answer (the longest gold answer, three quoted values, is about 14 tokens).</summary>
     public const int AnswerTokens = 24;
 
+    /// <summary>Longest session, as a multiple of the model's context length: up to 2x measures length extrapolation (TokenSelect
+    /// re-numbers positions; <c>full</c> then rotates past the trained range). The session's KV cache is sized to the longest
+    /// prompt, so memory, not RoPE, is what a longer run would cost; 2x is the protocol.</summary>
+    public const int MaxContextFactor = 2;
+
     /// <summary>Checks the options against the model; throws a one-line <see cref="PareException"/> on bad input.</summary>
     public static void Validate(NeedleOptions o, int contextLength)
     {
@@ -52,8 +60,8 @@ public static class NeedleHarness
         foreach (int l in o.Lengths)
         {
             if (l < 64) throw new PareException($"length {l} is too short (at least 64 tokens)");
-            if (l + AnswerTokens > contextLength)
-                throw new PareException($"length {l} + {AnswerTokens} answer tokens does not fit the model's context of {contextLength} tokens");
+            if (l + AnswerTokens > MaxContextFactor * contextLength)
+                throw new PareException($"length {l} + {AnswerTokens} answer tokens exceeds {MaxContextFactor}x the model's context of {contextLength} tokens ({MaxContextFactor * contextLength}, the longest length extrapolation pare needle measures)");
         }
         foreach (double d in o.Depths)
             if (!(d >= 0 && d <= 1)) throw new PareException($"depth {d} is outside 0..1");
@@ -73,7 +81,7 @@ public static class NeedleHarness
     {
         Validate(o, model.Config.ContextLength);
         int ctx = o.Lengths.Max() + AnswerTokens;
-        var policy = o.KvPolicy == "full" && o.KvBudget == null ? null : KvPolicies.KvPolicy.Create(o.KvPolicy, o.KvBudget, model.Config, ctx);
+        var policy = o.KvPolicy == "full" && o.KvBudget == null ? null : KvPolicies.KvPolicy.Create(o.KvPolicy, o.KvBudget, model.Config, ctx, o.KvRenumber);
         var session = model.CreateSession(new SessionOptions { ContextLength = ctx, Threads = o.Threads, KvType = o.KvType, KvPolicy = policy });
         var cells = new List<NeedleCell>();
         var trials = new List<NeedleTrial>();

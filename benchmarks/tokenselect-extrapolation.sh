@@ -5,7 +5,7 @@
 #   TRAINED_LEN: the windows the model was trained on (512 for the shipped stage-4d pare-long, 2048 for stage 4h).
 #   TRIALS: per (length, depth) cell (default 20; 3 depths -> 60 per row and length).
 #   env: DEPTHS=0,0.5,1 TASKS="passkey single" THREADS=1 BUDGETS="TRAINED/2 TRAINED-24" RENUMBER="on off"
-#        LENGTHS="TRAINED-24 2*TRAINED-24" (prompt tokens; 24 more are kept for the answer)
+#        LENGTHS="TRAINED-24 2*TRAINED-24" (prompt tokens; 24 more are kept for the answer) PARE="dotnet path/Pare.Cli.dll"
 # Writes OUT_DIR/<task>-<policy>-<budget>-<renumber>.json and OUT_DIR/tokenselect-extrapolation.md (accuracy % per length).
 set -euo pipefail
 MODEL=${1:?usage: MODEL TRAINED_LEN [TRIALS] [OUT_DIR]}
@@ -17,8 +17,8 @@ BUDGETS=${BUDGETS:-$((TRAINED / 2)) $((TRAINED - 24))}
 RENUMBER=${RENUMBER:-on off}
 LENGTHS=${LENGTHS:-$((TRAINED - 24)),$((2 * TRAINED - 24))}
 mkdir -p "$OUT"
-dotnet build -c Release -v q src/Pare.Cli >/dev/null
-PARE="dotnet src/Pare.Cli/bin/Release/net10.0/Pare.Cli.dll"
+# PARE: the CLI to run (default: build this checkout and use its Release output)
+if [ -z "${PARE:-}" ]; then dotnet build -c Release -v q src/Pare.Cli >/dev/null; PARE="dotnet src/Pare.Cli/bin/Release/net10.0/Pare.Cli.dll"; fi
 # accuracy per length of a run's JSON: "a% / b%" in the order of LENGTHS
 acc() { python3 -c "
 import json,sys

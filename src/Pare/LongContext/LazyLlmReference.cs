@@ -109,14 +109,14 @@ public static class LazyLlmReference
         return new Result(firstLogits, deferredAt, kOut, vOut, decode.Length > 0 ? Head(model, h[total - 1]) : null);
     }
 
-    static float[] Head(LlamaModel model, float[] x)
+    internal static float[] Head(LlamaModel model, float[] x)
     {
         var xo = new float[x.Length];
         OpsReference.RmsNorm(x, model.Weights.OutputNorm, model.Config.RmsEps, xo);
         return MatVec(model.Weights.Output, xo, null);
     }
 
-    static float[] MatVec(Pare.Tensors.WeightMatrix m, ReadOnlySpan<float> x, float[]? bias)
+    internal static float[] MatVec(Pare.Tensors.WeightMatrix m, ReadOnlySpan<float> x, float[]? bias)
     {
         if (m.Sparse != null) throw new PareException($"{m.Name}: the LazyLLM reference reads dense weights only");
         var y = new float[m.Rows];

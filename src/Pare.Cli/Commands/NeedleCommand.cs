@@ -34,12 +34,14 @@ internal static class NeedleCommand
             .Check(v => v is "on" or "off", "on or off");
         var prune = new Option<string>("--prefill-prune") { Description = "Prefill token pruning: none (default) or lazyllm (LazyLLM: defer low-attention prompt tokens layer by layer, revive them before the second token).", DefaultValueFactory = _ => "none" }
             .Check(v => v is "none" or "lazyllm", "none or lazyllm");
-        var keep = new Option<double>("--keep") { Description = "With --prefill-prune lazyllm: share of the remaining prompt tokens kept at each pruning layer (--prune-at), in (0, 1].", DefaultValueFactory = _ => 0.5 }
-            .Check(v => v > 0 && v <= 1, "in (0, 1]");
+        var keep = new Option<string>("--keep") { Description = "With --prefill-prune lazyllm: share of the remaining prompt tokens kept at each pruning layer (--prune-at), in (0, 1]; one value, or one per pruning layer (e.g. 0.9,0.6,0.3: harder in deeper layers).", DefaultValueFactory = _ => "0.5" };
+        var lazyWindow = new Option<int>("--lazy-window") { Description = "With --prefill-prune lazyllm: importance from the attention of the last W prompt tokens (observation window, averaged; always kept). 1 = the paper's last token.", DefaultValueFactory = _ => 1 }.AtLeast(1);
+        var lazyHeads = new Option<string>("--lazy-heads") { Description = "With --prefill-prune lazyllm: reduce the importance over heads by mean (the paper's) or max.", DefaultValueFactory = _ => "mean" }
+            .Check(v => v is "mean" or "max", "mean or max");
         var pruneAt = new Option<string>("--prune-at") { Description = "With --prefill-prune lazyllm: the pruning layers as fractions of the depth in (0, 1), comma-separated (layer = round(fraction x layers)).", DefaultValueFactory = _ => "0.25,0.5,0.75" };
         var json = Cli.Json();
         var cmd = new Command("needle", "Long-context retrieval (passkey and needle-threading tasks): exact-match accuracy per length and depth, greedy, full KV cache.")
-            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, kvPolicy, kvBudget, renumber, prune, keep, pruneAt, json };
+            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, kvPolicy, kvBudget, renumber, prune, keep, pruneAt, lazyWindow, lazyHeads, json };
         cmd.SetAction((r, ct) => Cli.Guard(() =>
         {
             bool asJson = r.GetValue(json);
@@ -52,9 +54,10 @@ internal static class NeedleCommand
                 : [ctx / 4, ctx / 2, ctx - NeedleHarness.AnswerTokens];
             var options = new NeedleOptions { Task = t, Lengths = lengthList, Depths = depthList, Trials = r.GetValue(trials), Seed = r.GetValue(seed), Threads = r.GetValue(threads), KvType = r.GetValue(kvType),
                 KvPolicy = r.GetValue(kvPolicy)!.ToLowerInvariant(), KvBudget = r.GetValue(kvBudget), KvRenumber = r.GetValue(renumber) is { } rn ? rn == "on" : null,
-                Lazy = r.GetValue(prune) == "lazyllm" ? new LazyLlmOptions { Keep = r.GetValue(keep),
+                Lazy = r.GetValue(prune) == "lazyllm" ? KeepShares(ParseList(r.GetValue(keep)!, "--keep", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture))) with {
+                    Window = r.GetValue(lazyWindow), MaxOverHeads = r.GetValue(lazyHeads) == "max",
                     PruneAt = ParseList(r.GetValue(pruneAt)!, "--prune-at", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture)) } : null };
-            if (options.Lazy != null) _ = LazyLlm.PruneLayers(options.Lazy, m.Config.Layers);   // bad input: one line, before any work
+            if (options.Lazy != null) _ = options.Lazy.Schedule(m.Config.Layers);   // bad input: one line, before any work
             NeedleHarness.Validate(options, ctx);
             if (options.KvRenumber != null || options.KvPolicy != "full" || options.KvBudget != null)   // bad input: one line, before any work
                 _ = Pare.LongContext.KvPolicies.KvPolicy.Create(options.KvPolicy, options.KvBudget, m.Config, lengthList.Max() + NeedleHarness.AnswerTokens, options.KvRenumber);
@@ -72,7 +75,8 @@ internal static class NeedleCommand
                     model = m.Source, task = NeedleTasks.Name(t), kv_policy = options.KvPolicy, kv_budget = options.KvBudget,
                     kv_renumber = options.KvPolicy == "tokenselect" ? options.KvRenumber ?? true : (bool?)null, seed = options.Seed, trials = options.Trials, filler = fillerName, context = ctx,
                     lengths = lengthList, depths = depthList, accuracy = overall, seconds = sw.Elapsed.TotalSeconds,
-                    prefill_pruning = options.Lazy == null ? "none" : "lazyllm", keep = options.Lazy?.Keep,
+                    prefill_pruning = options.Lazy == null ? "none" : "lazyllm", keep = options.Lazy == null ? null : options.Lazy.KeepAt ?? [options.Lazy.Keep],
+                    lazy_window = options.Lazy?.Window, lazy_heads = options.Lazy == null ? null : options.Lazy.MaxOverHeads ? "max" : "mean",
                     prune_layers = options.Lazy == null ? null : LazyLlm.PruneLayers(options.Lazy, m.Config.Layers).Order().ToArray(),
                     mean_prefill_seconds = runs.Average(x => x.PrefillSeconds),
                     cells = cells.Select(c => new { length = c.Length, depth = c.Depth, trials = c.Trials, accuracy = c.Accuracy, measured_depth = c.MeasuredDepth }),
@@ -90,6 +94,14 @@ internal static class NeedleCommand
             return Task.FromResult(0);
         }));
         return cmd;
+    }
+
+    /// <summary>One --keep share for every pruning layer, or one per layer.</summary>
+    static LazyLlmOptions KeepShares(double[] keep)
+    {
+        foreach (double k in keep)
+            if (!(k > 0 && k <= 1)) throw new PareException($"--keep must be in (0, 1] (got {k.ToString(CultureInfo.InvariantCulture)})");
+        return keep.Length == 1 ? new LazyLlmOptions { Keep = keep[0] } : new LazyLlmOptions { KeepAt = keep };
     }
 
     static int[] FillerTokens(ITokenizer tok, string path)

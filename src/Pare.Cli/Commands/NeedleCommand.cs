@@ -32,6 +32,7 @@ internal static class NeedleCommand
         var kvBudget = Cli.KvBudget();
         var renumber = new Option<string?>("--kv-renumber") { Description = "tokenselect: RoPE over the gathered sequence (on, default, as the reference: length extrapolation) or over true positions (off)." }
             .Check(v => v is "on" or "off", "on or off");
+        var chunk = new Option<int?>("--prefill-chunk") { Description = "Prefill the prompt in chunks of N tokens, each after the first attending to the KV policy's selection (default: one chunk)." };
         var prune = new Option<string>("--prefill-prune") { Description = "Prefill token pruning: none (default) or lazyllm (LazyLLM: defer low-attention prompt tokens layer by layer, revive them before the second token).", DefaultValueFactory = _ => "none" }
             .Check(v => v is "none" or "lazyllm", "none or lazyllm");
         var keep = new Option<string>("--keep") { Description = "With --prefill-prune lazyllm: share of the remaining prompt tokens kept at each pruning layer (--prune-at), in (0, 1]; one value, or one per pruning layer (e.g. 0.9,0.6,0.3: harder in deeper layers).", DefaultValueFactory = _ => "0.5" };
@@ -41,7 +42,7 @@ internal static class NeedleCommand
         var pruneAt = new Option<string>("--prune-at") { Description = "With --prefill-prune lazyllm: the pruning layers as fractions of the depth in (0, 1), comma-separated (layer = round(fraction x layers)).", DefaultValueFactory = _ => "0.25,0.5,0.75" };
         var json = Cli.Json();
         var cmd = new Command("needle", "Long-context retrieval (passkey and needle-threading tasks): exact-match accuracy per length and depth, greedy, full KV cache.")
-            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, kvPolicy, kvBudget, renumber, prune, keep, pruneAt, lazyWindow, lazyHeads, json };
+            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, kvPolicy, kvBudget, renumber, chunk, prune, keep, pruneAt, lazyWindow, lazyHeads, json };
         cmd.SetAction((r, ct) => Cli.Guard(() =>
         {
             bool asJson = r.GetValue(json);
@@ -53,7 +54,7 @@ internal static class NeedleCommand
             var lengthList = r.GetValue(lengths) is { } ls ? ParseList(ls, "--lengths", s => int.Parse(s, NumberStyles.Integer, CultureInfo.InvariantCulture))
                 : [ctx / 4, ctx / 2, ctx - NeedleHarness.AnswerTokens];
             var options = new NeedleOptions { Task = t, Lengths = lengthList, Depths = depthList, Trials = r.GetValue(trials), Seed = r.GetValue(seed), Threads = r.GetValue(threads), KvType = r.GetValue(kvType),
-                KvPolicy = r.GetValue(kvPolicy)!.ToLowerInvariant(), KvBudget = r.GetValue(kvBudget), KvRenumber = r.GetValue(renumber) is { } rn ? rn == "on" : null,
+                KvPolicy = r.GetValue(kvPolicy)!.ToLowerInvariant(), KvBudget = r.GetValue(kvBudget), KvRenumber = r.GetValue(renumber) is { } rn ? rn == "on" : null, PrefillChunk = r.GetValue(chunk),
                 Lazy = r.GetValue(prune) == "lazyllm" ? KeepShares(ParseList(r.GetValue(keep)!, "--keep", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture))) with {
                     Window = r.GetValue(lazyWindow), MaxOverHeads = r.GetValue(lazyHeads) == "max",
                     PruneAt = ParseList(r.GetValue(pruneAt)!, "--prune-at", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture)) } : null };
@@ -73,7 +74,7 @@ internal static class NeedleCommand
                 Cli.PrintJson(new
                 {
                     model = m.Source, task = NeedleTasks.Name(t), kv_policy = options.KvPolicy, kv_budget = options.KvBudget,
-                    kv_renumber = options.KvPolicy == "tokenselect" ? options.KvRenumber ?? true : (bool?)null, seed = options.Seed, trials = options.Trials, filler = fillerName, context = ctx,
+                    kv_renumber = options.KvPolicy == "tokenselect" ? options.KvRenumber ?? true : (bool?)null, prefill_chunk = options.PrefillChunk, seed = options.Seed, trials = options.Trials, filler = fillerName, context = ctx,
                     lengths = lengthList, depths = depthList, accuracy = overall, seconds = sw.Elapsed.TotalSeconds,
                     prefill_pruning = options.Lazy == null ? "none" : "lazyllm", keep = options.Lazy == null ? null : options.Lazy.KeepAt ?? [options.Lazy.Keep],
                     lazy_window = options.Lazy?.Window, lazy_heads = options.Lazy == null ? null : options.Lazy.MaxOverHeads ? "max" : "mean",

@@ -26,6 +26,10 @@ public sealed record NeedleOptions
     public int? KvBudget { get; init; }
     /// <summary>TokenSelect's RoPE over the gathered sequence (<c>--kv-renumber on|off</c>); null = the policy's default (on for tokenselect).</summary>
     public bool? KvRenumber { get; init; }
+    /// <summary>Prefill the prompt in chunks of this many tokens (null = one chunk): under a KV policy each chunk after the first
+    /// then attends to the policy's selection of what came before (with TokenSelect's re-numbering, no token sees a position
+    /// past budget + chunk: the reference prefills in chunks of 512 too). The prompt's last token is always its own step.</summary>
+    public int? PrefillChunk { get; init; }
     /// <summary>Prefill pruning: null = full prefill; LazyLLM settings = <see cref="LazyLlm.Prefill"/> (deferred tokens revived before the second token).</summary>
     public LazyLlmOptions? Lazy { get; init; }
 }
@@ -56,6 +60,8 @@ public static class NeedleHarness
     {
         if (!Enum.IsDefined(o.Task)) throw new PareException($"unknown needle task {o.Task}");
         if (o.Trials < 1) throw new PareException($"trials must be at least 1 (got {o.Trials})");
+        if (o.PrefillChunk is < 1) throw new PareException($"--prefill-chunk must be at least 1 (got {o.PrefillChunk})");
+        if (o.PrefillChunk != null && o.Lazy != null) throw new PareException("--prefill-chunk and --prefill-prune lazyllm do not combine (LazyLLM prefills the prompt in one pass)");
         if (o.Lengths.Count == 0 || o.Depths.Count == 0) throw new PareException("give at least one length and one depth");
         foreach (int l in o.Lengths)
         {
@@ -94,7 +100,7 @@ public static class NeedleHarness
                 {
                     ct.ThrowIfCancellationRequested();
                     var s = Sample(o, text, filler, length, depth, t);
-                    string answer = Answer(session, text, s.Prompt, ct, o.Lazy, out double prefillS);
+                    string answer = Answer(session, text, s.Prompt, ct, o.Lazy, out double prefillS, o.PrefillChunk);
                     double sc = NeedleScoring.Score(o.Task, answer, s.Gold);
                     score += sc;
                     measured += s.Depth;
@@ -112,7 +118,8 @@ public static class NeedleHarness
 
     /// <summary>As <see cref="Answer(InferenceSession, TokenText, int[], CancellationToken)"/>, with optional LazyLLM prefill;
     /// <paramref name="prefillSeconds"/> = time to the first token's logits.</summary>
-    public static string Answer(InferenceSession session, TokenText text, int[] prompt, CancellationToken ct, LazyLlmOptions? lazy, out double prefillSeconds)
+    public static string Answer(InferenceSession session, TokenText text, int[] prompt, CancellationToken ct, LazyLlmOptions? lazy, out double prefillSeconds,
+        int? prefillChunk = null)
     {
         session.Reset();
         var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -127,10 +134,11 @@ public static class NeedleHarness
             prefillSeconds = sw.Elapsed.TotalSeconds;
             lp.Revive();
         }
-        else if (session.KvPolicy == null || prompt.Length < 2) logits = session.Forward(prompt);
+        else if ((session.KvPolicy == null && prefillChunk == null) || prompt.Length < 2) logits = session.Forward(prompt);
         else
         {
-            session.Forward(prompt[..^1]);
+            int chunk = prefillChunk ?? prompt.Length;
+            for (int i = 0; i < prompt.Length - 1; i += chunk) session.Forward(prompt[i..Math.Min(i + chunk, prompt.Length - 1)]);
             logits = session.Forward(prompt[^1..]);
         }
         if (lazy == null) prefillSeconds = sw.Elapsed.TotalSeconds;

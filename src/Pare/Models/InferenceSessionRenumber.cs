@@ -15,6 +15,9 @@ public sealed partial class InferenceSession
 {
     // cos / sin of every rotation by Δ = 0..ContextLength-1 positions (ContextLength x RopeDim/2), built on first use.
     float[] _deltaCos = [], _deltaSin = [];
+    // The gathered sequence of one token: K blocked and V position-major, laid out for ContextLength positions (the
+    // first G + own are used), reused for every token and layer.
+    float[] _gatherK = [], _gatherV = [];
 
     /// <summary>One token's heads over its renumbered selection: the selected prefix positions (the same for every head) are
     /// gathered into a scratch cache, re-rotated by Δ, followed by the own chunk unchanged; then the selected-positions kernel.</summary>
@@ -33,19 +36,28 @@ public sealed partial class InferenceSession
             return;
         }
         EnsureDeltaAngles();
-        int cap = g + own.Length;
-        var k = new float[BlockedAttention.CacheFloats(cap, kvHeads, hd)];   // gathered K, blocked (cap positions)
-        var v = new float[cap * kvd];                                        // gathered V, position-major
-        var row = new float[kvd];
+        int cap = g + own.Length, layout = ContextLength;   // cap <= ContextLength: own positions are distinct from the selection's
+        if (_gatherK.Length < BlockedAttention.CacheFloats(layout, kvHeads, hd)) _gatherK = new float[BlockedAttention.CacheFloats(layout, kvHeads, hd)];
+        if (_gatherV.Length < layout * kvd) _gatherV = new float[layout * kvd];
+        var k = _gatherK;
+        var v = _gatherV;
+        Span<float> row = stackalloc float[kvd];
         for (int i = 0; i < cap; i++)
         {
             int p = i < g ? sel[i] : own[i - g];
             int delta = i < g ? Position - g + i - p : 0;
             for (int h = 0; h < kvHeads; h++)
-                for (int d = 0; d < hd; d++) row[h * hd + d] = view.Key(h, p, d);
+            {
+                long at = BlockedAttention.Index(ContextLength, hd, h, p, 0);   // K(h, p, d) at at + d x Block
+                for (int d = 0; d < hd; d++) row[h * hd + d] = view.K[(int)(at + d * BlockedAttention.Block)];
+            }
             if (delta != 0)
                 Ops.Rope(row, kvHeads, hd, _deltaCos.AsSpan(delta * half, half), _deltaSin.AsSpan(delta * half, half), _c.RopeLayout);
-            BlockedAttention.WriteK(row, 1, kvHeads, hd, k, cap, i);
+            for (int h = 0; h < kvHeads; h++)
+            {
+                long at = BlockedAttention.Index(layout, hd, h, i, 0);
+                for (int d = 0; d < hd; d++) k[at + d * BlockedAttention.Block] = row[h * hd + d];
+            }
             view.V.Slice(p * kvd, kvd).CopyTo(v.AsSpan(i * kvd, kvd));
         }
         var ranks = new int[heads][];
@@ -53,7 +65,7 @@ public sealed partial class InferenceSession
         var ownRanks = System.Linq.Enumerable.Range(g, own.Length).ToArray();
         var gc = new int[heads];
         Array.Fill(gc, g);
-        SelectedAttention.AttendHeads(q, heads, kvHeads, hd, k, cap, v, ranks, gc, ownRanks, att, _threads);
+        SelectedAttention.AttendHeads(q, heads, kvHeads, hd, k, layout, v, ranks, gc, ownRanks, att, _threads);
     }
 
     void EnsureDeltaAngles()

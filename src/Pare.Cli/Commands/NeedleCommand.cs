@@ -40,9 +40,10 @@ internal static class NeedleCommand
         var lazyHeads = new Option<string>("--lazy-heads") { Description = "With --prefill-prune lazyllm: reduce the importance over heads by mean (the paper's) or max.", DefaultValueFactory = _ => "mean" }
             .Check(v => v is "mean" or "max", "mean or max");
         var pruneAt = new Option<string>("--prune-at") { Description = "With --prefill-prune lazyllm: the pruning layers as fractions of the depth in (0, 1), comma-separated (layer = round(fraction x layers)).", DefaultValueFactory = _ => "0.25,0.5,0.75" };
+        var compareFull = new Option<bool>("--compare-full") { Description = "With --prefill-prune lazyllm: also time a full prefill of each prompt in the same process (alternating order) and report the median speed-up of the time to first token." };
         var json = Cli.Json();
         var cmd = new Command("needle", "Long-context retrieval (passkey and needle-threading tasks): exact-match accuracy per length and depth, greedy, full KV cache.")
-            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, kvPolicy, kvBudget, renumber, chunk, prune, keep, pruneAt, lazyWindow, lazyHeads, json };
+            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, kvPolicy, kvBudget, renumber, chunk, prune, keep, pruneAt, lazyWindow, lazyHeads, compareFull, json };
         cmd.SetAction((r, ct) => Cli.Guard(() =>
         {
             bool asJson = r.GetValue(json);
@@ -54,7 +55,7 @@ internal static class NeedleCommand
             var lengthList = r.GetValue(lengths) is { } ls ? ParseList(ls, "--lengths", s => int.Parse(s, NumberStyles.Integer, CultureInfo.InvariantCulture))
                 : [ctx / 4, ctx / 2, ctx - NeedleHarness.AnswerTokens];
             var options = new NeedleOptions { Task = t, Lengths = lengthList, Depths = depthList, Trials = r.GetValue(trials), Seed = r.GetValue(seed), Threads = r.GetValue(threads), KvType = r.GetValue(kvType),
-                KvPolicy = r.GetValue(kvPolicy)!.ToLowerInvariant(), KvBudget = r.GetValue(kvBudget), KvRenumber = r.GetValue(renumber) is { } rn ? rn == "on" : null, PrefillChunk = r.GetValue(chunk),
+                KvPolicy = r.GetValue(kvPolicy)!.ToLowerInvariant(), KvBudget = r.GetValue(kvBudget), KvRenumber = r.GetValue(renumber) is { } rn ? rn == "on" : null, PrefillChunk = r.GetValue(chunk), CompareFullPrefill = r.GetValue(compareFull),
                 Lazy = r.GetValue(prune) == "lazyllm" ? KeepShares(ParseList(r.GetValue(keep)!, "--keep", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture))) with {
                     Window = r.GetValue(lazyWindow), MaxOverHeads = r.GetValue(lazyHeads) == "max",
                     PruneAt = ParseList(r.GetValue(pruneAt)!, "--prune-at", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture)) } : null };
@@ -80,6 +81,9 @@ internal static class NeedleCommand
                     lazy_window = options.Lazy?.Window, lazy_heads = options.Lazy == null ? null : options.Lazy.MaxOverHeads ? "max" : "mean",
                     prune_layers = options.Lazy == null ? null : LazyLlm.PruneLayers(options.Lazy, m.Config.Layers).Order().ToArray(),
                     mean_prefill_seconds = runs.Average(x => x.PrefillSeconds),
+                    median_prefill_seconds = Median(runs.Select(x => x.PrefillSeconds)),
+                    median_full_prefill_seconds = options.CompareFullPrefill && options.Lazy != null ? Median(runs.Select(x => x.FullPrefillSeconds)) : (double?)null,
+                    median_ttft_speedup = options.CompareFullPrefill && options.Lazy != null ? Median(runs.Select(x => x.FullPrefillSeconds / x.PrefillSeconds)) : (double?)null,
                     cells = cells.Select(c => new { length = c.Length, depth = c.Depth, trials = c.Trials, accuracy = c.Accuracy, measured_depth = c.MeasuredDepth }),
                     runs = r.GetValue(details) ? runs.Select(x => new { length = x.Length, depth = x.Depth, trial = x.Trial, gold = x.Gold, answer = x.Answer, score = x.Score }) : null,
                 });
@@ -95,6 +99,12 @@ internal static class NeedleCommand
             return Task.FromResult(0);
         }));
         return cmd;
+    }
+
+    static double Median(IEnumerable<double> values)
+    {
+        var v = values.Order().ToArray();
+        return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
     }
 
     /// <summary>One --keep share for every pruning layer, or one per layer.</summary>

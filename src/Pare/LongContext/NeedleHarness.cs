@@ -32,13 +32,17 @@ public sealed record NeedleOptions
     public int? PrefillChunk { get; init; }
     /// <summary>Prefill pruning: null = full prefill; LazyLLM settings = <see cref="LazyLlm.Prefill"/> (deferred tokens revived before the second token).</summary>
     public LazyLlmOptions? Lazy { get; init; }
+    /// <summary>With <see cref="Lazy"/>: also time a full prefill of every trial's prompt in the same process, alternating which
+    /// runs first (<see cref="NeedleTrial.FullPrefillSeconds"/>), so the time-to-first-token ratio is measured side by side.</summary>
+    public bool CompareFullPrefill { get; init; }
 }
 
 /// <summary>One (length, depth) cell: mean exact-match score over its trials, and the needles' measured mean depth.</summary>
 public sealed record NeedleCell(int Length, double Depth, int Trials, double Accuracy, double MeasuredDepth);
 
 /// <summary>One trial as run: what was asked, what came back, its score.</summary>
-public sealed record NeedleTrial(int Length, double Depth, int Trial, string[] Gold, string Answer, double Score, double PrefillSeconds = 0);
+public sealed record NeedleTrial(int Length, double Depth, int Trial, string[] Gold, string Answer, double Score, double PrefillSeconds = 0,
+    double FullPrefillSeconds = 0);
 
 /// <summary>
 /// Runs a <see cref="NeedleTask"/> on a model with its full KV cache through the public session API: for each length,
@@ -100,16 +104,30 @@ public static class NeedleHarness
                 {
                     ct.ThrowIfCancellationRequested();
                     var s = Sample(o, text, filler, length, depth, t);
+                    bool compare = o.Lazy != null && o.CompareFullPrefill;
+                    double fullS = compare && t % 2 == 0 ? FullPrefill(session, s.Prompt) : 0;   // even trials: full first
                     string answer = Answer(session, text, s.Prompt, ct, o.Lazy, out double prefillS, o.PrefillChunk);
+                    if (compare && t % 2 == 1) fullS = FullPrefill(session, s.Prompt);
                     double sc = NeedleScoring.Score(o.Task, answer, s.Gold);
                     score += sc;
                     measured += s.Depth;
-                    trials.Add(new NeedleTrial(length, depth, t, s.Gold, answer, sc, prefillS));
+                    trials.Add(new NeedleTrial(length, depth, t, s.Gold, answer, sc, prefillS, fullS));
                     progress?.Report(++done / (double)total);
                 }
                 cells.Add(new NeedleCell(length, depth, o.Trials, score / o.Trials, measured / o.Trials));
             }
         return (cells, trials);
+    }
+
+    /// <summary>Seconds of a full prefill of <paramref name="prompt"/> from an empty cache (the baseline of LazyLLM's time to first token).</summary>
+    static double FullPrefill(InferenceSession session, int[] prompt)
+    {
+        session.Reset();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        session.Forward(prompt);
+        double seconds = sw.Elapsed.TotalSeconds;
+        session.Reset();
+        return seconds;
     }
 
     /// <summary>Greedy answer to a prompt from an empty cache: up to <see cref="AnswerTokens"/> tokens, stopping at a newline or EOS.</summary>

@@ -20,7 +20,7 @@ internal static class NeedleCommand
     {
         var model = Cli.ModelArgument();
         var task = new Option<string>("--task") { Description = $"One of {string.Join(", ", NeedleTasks.All.Select(NeedleTasks.Name))}.", DefaultValueFactory = _ => "passkey" };
-        var lengths = new Option<string?>("--lengths") { Description = $"Prompt lengths in tokens, comma-separated (default: context/4, context/2, context-{NeedleHarness.AnswerTokens})." };
+        var lengths = new Option<string?>("--lengths") { Description = $"Prompt lengths in tokens, comma-separated (default: context/4, context/2, context-{NeedleHarness.AnswerTokens}; each + {NeedleHarness.AnswerTokens} answer tokens up to {NeedleHarness.MaxContextFactor}x the context)." };
         var depths = new Option<string>("--depths") { Description = "Needle depths in 0..1, comma-separated.", DefaultValueFactory = _ => "0,0.25,0.5,0.75,1" };
         var trials = new Option<int>("--trials") { Description = "Trials per (length, depth) cell.", DefaultValueFactory = _ => 10 };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the haystacks.", DefaultValueFactory = _ => 1UL };
@@ -30,14 +30,20 @@ internal static class NeedleCommand
         var kvType = Cli.KvType();
         var kvPolicy = Cli.KvPolicy();
         var kvBudget = Cli.KvBudget();
+        var renumber = new Option<string?>("--kv-renumber") { Description = "tokenselect: RoPE over the gathered sequence (on, default, as the reference: length extrapolation) or over true positions (off)." }
+            .Check(v => v is "on" or "off", "on or off");
+        var chunk = new Option<int?>("--prefill-chunk") { Description = "Prefill the prompt in chunks of N tokens, each after the first attending to the KV policy's selection (default: one chunk)." };
         var prune = new Option<string>("--prefill-prune") { Description = "Prefill token pruning: none (default) or lazyllm (LazyLLM: defer low-attention prompt tokens layer by layer, revive them before the second token).", DefaultValueFactory = _ => "none" }
             .Check(v => v is "none" or "lazyllm", "none or lazyllm");
-        var keep = new Option<double>("--keep") { Description = "With --prefill-prune lazyllm: share of the remaining prompt tokens kept at each pruning layer (--prune-at), in (0, 1].", DefaultValueFactory = _ => 0.5 }
-            .Check(v => v > 0 && v <= 1, "in (0, 1]");
+        var keep = new Option<string>("--keep") { Description = "With --prefill-prune lazyllm: share of the remaining prompt tokens kept at each pruning layer (--prune-at), in (0, 1]; one value, or one per pruning layer (e.g. 0.9,0.6,0.3: harder in deeper layers).", DefaultValueFactory = _ => "0.5" };
+        var lazyWindow = new Option<int>("--lazy-window") { Description = "With --prefill-prune lazyllm: importance from the attention of the last W prompt tokens (observation window, averaged; always kept). 1 = the paper's last token.", DefaultValueFactory = _ => 1 }.AtLeast(1);
+        var lazyHeads = new Option<string>("--lazy-heads") { Description = "With --prefill-prune lazyllm: reduce the importance over heads by mean (the paper's) or max.", DefaultValueFactory = _ => "mean" }
+            .Check(v => v is "mean" or "max", "mean or max");
         var pruneAt = new Option<string>("--prune-at") { Description = "With --prefill-prune lazyllm: the pruning layers as fractions of the depth in (0, 1), comma-separated (layer = round(fraction x layers)).", DefaultValueFactory = _ => "0.25,0.5,0.75" };
+        var compareFull = new Option<bool>("--compare-full") { Description = "With --prefill-prune lazyllm: also time a full prefill of each prompt in the same process (alternating order) and report the median speed-up of the time to first token." };
         var json = Cli.Json();
         var cmd = new Command("needle", "Long-context retrieval (passkey and needle-threading tasks): exact-match accuracy per length and depth, greedy, full KV cache.")
-            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, kvPolicy, kvBudget, prune, keep, pruneAt, json };
+            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, kvPolicy, kvBudget, renumber, chunk, prune, keep, pruneAt, lazyWindow, lazyHeads, compareFull, json };
         cmd.SetAction((r, ct) => Cli.Guard(() =>
         {
             bool asJson = r.GetValue(json);
@@ -49,12 +55,14 @@ internal static class NeedleCommand
             var lengthList = r.GetValue(lengths) is { } ls ? ParseList(ls, "--lengths", s => int.Parse(s, NumberStyles.Integer, CultureInfo.InvariantCulture))
                 : [ctx / 4, ctx / 2, ctx - NeedleHarness.AnswerTokens];
             var options = new NeedleOptions { Task = t, Lengths = lengthList, Depths = depthList, Trials = r.GetValue(trials), Seed = r.GetValue(seed), Threads = r.GetValue(threads), KvType = r.GetValue(kvType),
-                KvPolicy = r.GetValue(kvPolicy)!.ToLowerInvariant(), KvBudget = r.GetValue(kvBudget),
-                Lazy = r.GetValue(prune) == "lazyllm" ? new LazyLlmOptions { Keep = r.GetValue(keep),
+                KvPolicy = r.GetValue(kvPolicy)!.ToLowerInvariant(), KvBudget = r.GetValue(kvBudget), KvRenumber = r.GetValue(renumber) is { } rn ? rn == "on" : null, PrefillChunk = r.GetValue(chunk), CompareFullPrefill = r.GetValue(compareFull),
+                Lazy = r.GetValue(prune) == "lazyllm" ? KeepShares(ParseList(r.GetValue(keep)!, "--keep", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture))) with {
+                    Window = r.GetValue(lazyWindow), MaxOverHeads = r.GetValue(lazyHeads) == "max",
                     PruneAt = ParseList(r.GetValue(pruneAt)!, "--prune-at", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture)) } : null };
-            if (options.Lazy != null) _ = LazyLlm.PruneLayers(options.Lazy, m.Config.Layers);   // bad input: one line, before any work
+            if (options.Lazy != null) _ = options.Lazy.Schedule(m.Config.Layers);   // bad input: one line, before any work
             NeedleHarness.Validate(options, ctx);
-            _ = Cli.MakeKvPolicy(options.KvPolicy, options.KvBudget, m, lengthList.Max() + NeedleHarness.AnswerTokens);   // bad input: one line, before any work
+            if (options.KvRenumber != null || options.KvPolicy != "full" || options.KvBudget != null)   // bad input: one line, before any work
+                _ = Pare.LongContext.KvPolicies.KvPolicy.Create(options.KvPolicy, options.KvBudget, m.Config, lengthList.Max() + NeedleHarness.AnswerTokens, options.KvRenumber);
             var text = new TokenText(tok);
             string fillerName = t == NeedleTask.Passkey ? r.GetValue(filler)! : "none";
             var fill = fillerName == "none" || fillerName == "classic" ? Filler.ClassicFiller(text) : new Filler(FillerTokens(tok, fillerName), text);
@@ -66,11 +74,16 @@ internal static class NeedleCommand
             {
                 Cli.PrintJson(new
                 {
-                    model = m.Source, task = NeedleTasks.Name(t), kv_policy = options.KvPolicy, kv_budget = options.KvBudget, seed = options.Seed, trials = options.Trials, filler = fillerName, context = ctx,
+                    model = m.Source, task = NeedleTasks.Name(t), kv_policy = options.KvPolicy, kv_budget = options.KvBudget,
+                    kv_renumber = options.KvPolicy == "tokenselect" ? options.KvRenumber ?? true : (bool?)null, prefill_chunk = options.PrefillChunk, seed = options.Seed, trials = options.Trials, filler = fillerName, context = ctx,
                     lengths = lengthList, depths = depthList, accuracy = overall, seconds = sw.Elapsed.TotalSeconds,
-                    prefill_pruning = options.Lazy == null ? "none" : "lazyllm", keep = options.Lazy?.Keep,
+                    prefill_pruning = options.Lazy == null ? "none" : "lazyllm", keep = options.Lazy == null ? null : options.Lazy.KeepAt ?? [options.Lazy.Keep],
+                    lazy_window = options.Lazy?.Window, lazy_heads = options.Lazy == null ? null : options.Lazy.MaxOverHeads ? "max" : "mean",
                     prune_layers = options.Lazy == null ? null : LazyLlm.PruneLayers(options.Lazy, m.Config.Layers).Order().ToArray(),
                     mean_prefill_seconds = runs.Average(x => x.PrefillSeconds),
+                    median_prefill_seconds = Median(runs.Select(x => x.PrefillSeconds)),
+                    median_full_prefill_seconds = options.CompareFullPrefill && options.Lazy != null ? Median(runs.Select(x => x.FullPrefillSeconds)) : (double?)null,
+                    median_ttft_speedup = options.CompareFullPrefill && options.Lazy != null ? Median(runs.Select(x => x.FullPrefillSeconds / x.PrefillSeconds)) : (double?)null,
                     cells = cells.Select(c => new { length = c.Length, depth = c.Depth, trials = c.Trials, accuracy = c.Accuracy, measured_depth = c.MeasuredDepth }),
                     runs = r.GetValue(details) ? runs.Select(x => new { length = x.Length, depth = x.Depth, trial = x.Trial, gold = x.Gold, answer = x.Answer, score = x.Score }) : null,
                 });
@@ -86,6 +99,20 @@ internal static class NeedleCommand
             return Task.FromResult(0);
         }));
         return cmd;
+    }
+
+    static double Median(IEnumerable<double> values)
+    {
+        var v = values.Order().ToArray();
+        return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
+    }
+
+    /// <summary>One --keep share for every pruning layer, or one per layer.</summary>
+    static LazyLlmOptions KeepShares(double[] keep)
+    {
+        foreach (double k in keep)
+            if (!(k > 0 && k <= 1)) throw new PareException($"--keep must be in (0, 1] (got {k.ToString(CultureInfo.InvariantCulture)})");
+        return keep.Length == 1 ? new LazyLlmOptions { Keep = keep[0] } : new LazyLlmOptions { KeepAt = keep };
     }
 
     static int[] FillerTokens(ITokenizer tok, string path)

@@ -10,6 +10,27 @@ public sealed record LazyLlmOptions
     /// <summary>Pruning layers as fractions of the depth (layer = round(fraction x layers), 1 .. layers-1); at the j-th the prompt
     /// keeps Keep^j of its tokens, so deeper layers see fewer.</summary>
     public IReadOnlyList<double> PruneAt { get; init; } = [0.25, 0.5, 0.75];
+    /// <summary>Per pruning layer (ascending) its own keep share, overriding <see cref="Keep"/> (a schedule that prunes harder
+    /// in deeper layers, e.g. 0.9, 0.6, 0.3); null (default) = <see cref="Keep"/> at every pruning layer.</summary>
+    public IReadOnlyList<double>? KeepAt { get; init; }
+    /// <summary>Observation window: the importance is the attention from the last <see cref="Window"/> still-computed prompt tokens
+    /// (each over its causal prefix), averaged over them (SnapKV's window; the window itself is always kept). 1 (default) = the
+    /// paper's last token only.</summary>
+    public int Window { get; init; } = 1;
+    /// <summary>Reduce the per-head importance by the maximum over heads instead of the paper's mean (a token one head needs stays).</summary>
+    public bool MaxOverHeads { get; init; }
+
+    /// <summary>The keep share at each pruning layer (ascending) of <paramref name="layers"/>; a one-line error for a bad schedule.</summary>
+    public IReadOnlyDictionary<int, double> Schedule(int layers)
+    {
+        var at = LazyLlm.PruneLayers(this, layers).Order().ToArray();
+        if (Window < 1) throw new PareException($"the LazyLLM observation window must be at least 1 token (got {Window})");
+        if (KeepAt != null && KeepAt.Count != at.Length)
+            throw new PareException($"--keep gives {KeepAt.Count} shares for {at.Length} pruning layers ({string.Join(", ", at)}): give one, or one per layer");
+        foreach (double k in KeepAt ?? [Keep])
+            if (!(k > 0 && k <= 1)) throw new PareException($"--keep must be in (0, 1] (got {k})");
+        return at.Select((l, i) => (l, k: KeepAt?[i] ?? Keep)).ToDictionary(e => e.l, e => e.k);
+    }
 }
 
 /// <summary>
@@ -26,26 +47,27 @@ public static class LazyLlm
     /// <summary>Prefills <paramref name="prompt"/> from an empty cache with pruning; returns the last token's logits and the aux cache.</summary>
     public static LazyPrefill Prefill(InferenceSession session, ReadOnlySpan<int> prompt, LazyLlmOptions options)
     {
-        if (!(options.Keep > 0 && options.Keep <= 1)) throw new PareException($"--keep must be in (0, 1] (got {options.Keep})");
         var c = session.Model.Config;
+        var schedule = options.Schedule(c.Layers);
         if (c.Sliced) throw new PareException("LazyLLM does not support SliceGPT models");
         int n = prompt.Length, dim = c.Dim, layers = c.Layers;
         if (n == 0) throw new PareException("no tokens to evaluate");
         if (n > session.ContextLength) throw new PareException($"context is full: {n} tokens exceed the context length {session.ContextLength}");
         session.Reset();
-        var pruneLayers = PruneLayers(options, layers);
         var deferredAt = Enumerable.Repeat(layers, n).ToArray();
         var x = session.Embed(prompt);
         int[] kept = [.. Enumerable.Range(0, n)];
         var aux = new Dictionary<int, (int[] Pos, float[] H)>();
-        var lastQ = new float[c.Heads * c.HeadDim];
+        var lastQ = new float[options.Window * c.Heads * c.HeadDim];   // the observation window's queries (last token last)
         for (int l = 0; l < layers; l++)
         {
-            if (pruneLayers.Contains(l) && options.Keep < 1 && kept.Length > 1)
+            int m = Math.Min(options.Window, kept.Length);                // window tokens: the last m still computed, always kept
+            if (schedule.TryGetValue(l, out double keep) && keep < 1 && kept.Length > m)
             {
-                var score = Importance(session, l - 1, kept, lastQ);
-                int keepN = Math.Max(1, (int)Math.Ceiling(kept.Length * options.Keep));
-                var order = Enumerable.Range(0, kept.Length - 1).OrderByDescending(i => score[i]).ThenBy(i => i).Take(keepN - 1).Append(kept.Length - 1).Order().ToArray();
+                var score = Importance(session, l - 1, kept, lastQ.AsSpan(0, m * c.Heads * c.HeadDim), m, options.MaxOverHeads);
+                int keepN = Math.Max(m, (int)Math.Ceiling(kept.Length * keep));
+                var order = Enumerable.Range(0, kept.Length - m).OrderByDescending(i => score[i]).ThenBy(i => i).Take(keepN - m)
+                    .Concat(Enumerable.Range(kept.Length - m, m)).Order().ToArray();
                 var keepSet = new HashSet<int>(order);
                 var deferred = Enumerable.Range(0, kept.Length).Where(i => !keepSet.Contains(i)).ToArray();
                 if (deferred.Length > 0)
@@ -60,7 +82,7 @@ public static class LazyLlm
                     kept = [.. order.Select(i => kept[i])];
                 }
             }
-            session.ForwardBlock(l, x, kept, compact: true, lastQ);
+            session.ForwardBlock(l, x, kept, compact: true, lastQ.AsSpan(0, Math.Min(options.Window, kept.Length) * c.Heads * c.HeadDim));
         }
         session.SetPosition(n);
         var logits = session.Head(x.AsSpan((kept.Length - 1) * dim, dim));
@@ -75,22 +97,32 @@ public static class LazyLlm
         return options.PruneAt.Select(f => (int)Math.Round(f * layers)).Where(l => l >= 1 && l < layers).ToHashSet();
     }
 
-    /// <summary>Attention of the last kept token over the kept tokens at layer l, averaged over heads.</summary>
-    static float[] Importance(InferenceSession session, int l, int[] kept, float[] lastQ)
+    /// <summary>Importance of the kept tokens at layer l: the softmax attention from each of the last m kept tokens (queries in
+    /// <paramref name="windowQ"/>, m x heads x head_dim) over its causal prefix of kept tokens, averaged over the m queries per
+    /// head, then the mean over heads (the paper's, m = 1) or the maximum.</summary>
+    static float[] Importance(InferenceSession session, int l, int[] kept, ReadOnlySpan<float> windowQ, int m, bool maxOverHeads)
     {
         var c = session.Model.Config;
-        int heads = c.HeadsAt(l), kvHeads = c.KvHeadsAt(l), hd = c.HeadDim, group = heads / kvHeads;
+        int heads = c.HeadsAt(l), kvHeads = c.KvHeadsAt(l), hd = c.HeadDim, group = heads / kvHeads, n = kept.Length;
         var (k, v) = session.Cache.Read(l, kept[^1] + 1);
         var view = new Pare.Models.Kv.KvView(k.Span, v.Span, session.ContextLength, heads, kvHeads, hd);
-        var score = new float[kept.Length];
-        var a = new float[kept.Length];
+        var score = new float[n];
+        var perHead = new float[n];
+        var a = new float[n];
         float scale = 1f / MathF.Sqrt(hd);
         for (int h = 0; h < heads; h++)
         {
-            float max = float.NegativeInfinity, sum = 0;
-            for (int i = 0; i < kept.Length; i++) { a[i] = view.Dot(h / group, kept[i], lastQ.AsSpan(h * hd, hd)) * scale; max = Math.Max(max, a[i]); }
-            for (int i = 0; i < kept.Length; i++) { a[i] = MathF.Exp(a[i] - max); sum += a[i]; }
-            for (int i = 0; i < kept.Length; i++) score[i] += a[i] / sum / heads;
+            Array.Clear(perHead);
+            for (int w = 0; w < m; w++)
+            {
+                int len = n - m + w + 1;   // query w is kept token n - m + w: it sees the kept tokens up to itself
+                var q = windowQ.Slice((w * heads + h) * hd, hd);
+                float max = float.NegativeInfinity, sum = 0;
+                for (int i = 0; i < len; i++) { a[i] = view.Dot(h / group, kept[i], q) * scale; max = Math.Max(max, a[i]); }
+                for (int i = 0; i < len; i++) { a[i] = MathF.Exp(a[i] - max); sum += a[i]; }
+                for (int i = 0; i < len; i++) perHead[i] += a[i] / sum / m;
+            }
+            for (int i = 0; i < n; i++) score[i] = maxOverHeads ? Math.Max(score[i], perHead[i]) : score[i] + perHead[i] / heads;
         }
         return score;
     }

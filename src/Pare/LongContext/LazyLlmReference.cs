@@ -10,8 +10,9 @@ namespace Pare.LongContext;
 /// layer l a token that is still computed by the prefill (not deferred at or below l) attends to the causal prefix of the
 /// tokens still computed at l (what the pruned prefill sees); a deferred token, resumed from its aux-cache state, attends
 /// to every position up to its own at l (what revival sees). The deferral schedule is derived here too: before each
-/// pruning layer l, the prompt's last token's softmax attention at layer l-1 over the tokens still computed, averaged
-/// over heads; the top ceil(count x keep) are kept (ties to the earlier position; the last token always). Tokens decoded
+/// pruning layer l, the softmax attention at layer l-1 of the observation window (the last Window prompt tokens still
+/// computed; the paper's last token by default) over the tokens still computed, averaged over the window per head, then
+/// the mean (or maximum) over heads; the top ceil(count x keep) are kept (ties to the earlier position; the window always). Tokens decoded
 /// after the prompt attend to every position at every layer.
 /// </summary>
 public static class LazyLlmReference
@@ -27,7 +28,7 @@ public static class LazyLlmReference
         if (c.Sliced) throw new PareException("LazyLLM does not support SliceGPT models");
         var w = model.Weights;
         int n = prompt.Length, total = n + decode.Length, dim = c.Dim, layers = c.Layers, hd = c.HeadDim;
-        var pruneLayers = LazyLlm.PruneLayers(options, layers);
+        var schedule = options.Schedule(layers);
         int[] tokens = [.. prompt, .. decode];
         var h = new float[total][];
         for (int t = 0; t < total; t++) { h[t] = new float[dim]; Dequant.Row(w.TokenEmbedding.Type, w.TokenEmbedding.Row(tokens[t]), h[t]); }
@@ -42,17 +43,20 @@ public static class LazyLlmReference
         {
             var lw = w.Layers[l];
             int heads = c.HeadsAt(l), kvHeads = c.KvHeadsAt(l), group = heads / kvHeads, qd = heads * hd, kvd = kvHeads * hd;
-            if (pruneLayers.Contains(l) && options.Keep < 1)
+            if (schedule.TryGetValue(l, out double keep) && keep < 1)
             {
                 var active = Enumerable.Range(0, n).Where(i => deferredAt[i] > l - 1).ToArray();
-                if (active.Length > 1)
+                int m = Math.Min(options.Window, active.Length);   // the observation window stays
+                if (active.Length > m)
                 {
-                    int keepN = Math.Max(1, (int)Math.Ceiling(active.Length * options.Keep));
-                    var kept = active[..^1].OrderByDescending(i => lastProbs[i]).ThenBy(i => i).Take(keepN - 1).ToHashSet();
-                    foreach (int i in active[..^1])
+                    int keepN = Math.Max(m, (int)Math.Ceiling(active.Length * keep));
+                    var kept = active[..^m].OrderByDescending(i => lastProbs[i]).ThenBy(i => i).Take(keepN - m).ToHashSet();
+                    foreach (int i in active[..^m])
                         if (!kept.Contains(i)) deferredAt[i] = l;
                 }
             }
+            // The observation window at this layer: the last Window prompt tokens still computed here.
+            var window = Enumerable.Range(0, n).Where(i => deferredAt[i] > l).TakeLast(options.Window).ToHashSet();
             var q = new float[total][];
             var k = new float[total * kvd];
             var v = new float[total * kvd];
@@ -68,7 +72,7 @@ public static class LazyLlmReference
                 kt.CopyTo(k, t * kvd);
                 vt.CopyTo(v, t * kvd);
             }
-            var probsNow = new double[n];
+            var probsHead = new double[heads, n];   // per head: the window's attention, averaged over its queries
             var next = new float[total][];
             for (int t = 0; t < total; t++)
             {
@@ -86,7 +90,7 @@ public static class LazyLlmReference
                     for (int a = 0; a < seen.Length; a++)
                     {
                         OpsReference.Axpy(s[a], v.AsSpan(seen[a] * kvd + kh * hd, hd), att.AsSpan(hh * hd, hd));
-                        if (t == n - 1) probsNow[seen[a]] += s[a] / heads;
+                        if (window.Contains(t)) probsHead[hh, seen[a]] += s[a] / (double)window.Count;
                     }
                 }
                 var o = MatVec(lw.Wo, att, lw.Bo);
@@ -101,7 +105,10 @@ public static class LazyLlmReference
                 next[t] = x;
             }
             h = next;
-            lastProbs = probsNow;
+            lastProbs = new double[n];   // mean over heads (the paper's) or the maximum
+            for (int i = 0; i < n; i++)
+                for (int hh = 0; hh < heads; hh++)
+                    lastProbs[i] = options.MaxOverHeads ? Math.Max(lastProbs[i], probsHead[hh, i]) : lastProbs[i] + probsHead[hh, i] / heads;
             kOut[l] = k;
             vOut[l] = v;
         }
@@ -109,14 +116,14 @@ public static class LazyLlmReference
         return new Result(firstLogits, deferredAt, kOut, vOut, decode.Length > 0 ? Head(model, h[total - 1]) : null);
     }
 
-    static float[] Head(LlamaModel model, float[] x)
+    internal static float[] Head(LlamaModel model, float[] x)
     {
         var xo = new float[x.Length];
         OpsReference.RmsNorm(x, model.Weights.OutputNorm, model.Config.RmsEps, xo);
         return MatVec(model.Weights.Output, xo, null);
     }
 
-    static float[] MatVec(Pare.Tensors.WeightMatrix m, ReadOnlySpan<float> x, float[]? bias)
+    internal static float[] MatVec(Pare.Tensors.WeightMatrix m, ReadOnlySpan<float> x, float[]? bias)
     {
         if (m.Sparse != null) throw new PareException($"{m.Name}: the LazyLLM reference reads dense weights only");
         var y = new float[m.Rows];

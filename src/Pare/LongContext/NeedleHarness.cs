@@ -7,7 +7,8 @@ namespace Pare.LongContext;
 public sealed record NeedleOptions
 {
     public NeedleTask Task { get; init; } = NeedleTask.Passkey;
-    /// <summary>Prompt lengths in tokens (haystack + question); each plus <see cref="NeedleHarness.AnswerTokens"/> must fit the context.</summary>
+    /// <summary>Prompt lengths in tokens (haystack + question); each plus <see cref="NeedleHarness.AnswerTokens"/> must fit twice the
+    /// model's context (<see cref="NeedleHarness.MaxContextFactor"/>: beyond the trained context is the length-extrapolation test).</summary>
     public IReadOnlyList<int> Lengths { get; init; } = [512, 1024, 2048 - NeedleHarness.AnswerTokens];
     /// <summary>Needle depths, 0 = start of the haystack, 1 = end.</summary>
     public IReadOnlyList<double> Depths { get; init; } = [0, 0.25, 0.5, 0.75, 1];
@@ -23,15 +24,25 @@ public sealed record NeedleOptions
     public string KvPolicy { get; init; } = "full";
     /// <summary>Positions each head attends to under <see cref="KvPolicy"/> (1 .. the session's context, the longest length + answer).</summary>
     public int? KvBudget { get; init; }
+    /// <summary>TokenSelect's RoPE over the gathered sequence (<c>--kv-renumber on|off</c>); null = the policy's default (on for tokenselect).</summary>
+    public bool? KvRenumber { get; init; }
+    /// <summary>Prefill the prompt in chunks of this many tokens (null = one chunk): under a KV policy each chunk after the first
+    /// then attends to the policy's selection of what came before (with TokenSelect's re-numbering, no token sees a position
+    /// past budget + chunk: the reference prefills in chunks of 512 too). The prompt's last token is always its own step.</summary>
+    public int? PrefillChunk { get; init; }
     /// <summary>Prefill pruning: null = full prefill; LazyLLM settings = <see cref="LazyLlm.Prefill"/> (deferred tokens revived before the second token).</summary>
     public LazyLlmOptions? Lazy { get; init; }
+    /// <summary>With <see cref="Lazy"/>: also time a full prefill of every trial's prompt in the same process, alternating which
+    /// runs first (<see cref="NeedleTrial.FullPrefillSeconds"/>), so the time-to-first-token ratio is measured side by side.</summary>
+    public bool CompareFullPrefill { get; init; }
 }
 
 /// <summary>One (length, depth) cell: mean exact-match score over its trials, and the needles' measured mean depth.</summary>
 public sealed record NeedleCell(int Length, double Depth, int Trials, double Accuracy, double MeasuredDepth);
 
 /// <summary>One trial as run: what was asked, what came back, its score.</summary>
-public sealed record NeedleTrial(int Length, double Depth, int Trial, string[] Gold, string Answer, double Score, double PrefillSeconds = 0);
+public sealed record NeedleTrial(int Length, double Depth, int Trial, string[] Gold, string Answer, double Score, double PrefillSeconds = 0,
+    double FullPrefillSeconds = 0);
 
 /// <summary>
 /// Runs a <see cref="NeedleTask"/> on a model with its full KV cache through the public session API: for each length,
@@ -43,17 +54,24 @@ public static class NeedleHarness
     /// <summary>Most tokens generated per answer (the longest gold answer, three quoted values, is about 14 tokens).</summary>
     public const int AnswerTokens = 24;
 
+    /// <summary>Longest session, as a multiple of the model's context length: up to 2x measures length extrapolation (TokenSelect
+    /// re-numbers positions; <c>full</c> then rotates past the trained range). The session's KV cache is sized to the longest
+    /// prompt, so memory, not RoPE, is what a longer run would cost; 2x is the protocol.</summary>
+    public const int MaxContextFactor = 2;
+
     /// <summary>Checks the options against the model; throws a one-line <see cref="PareException"/> on bad input.</summary>
     public static void Validate(NeedleOptions o, int contextLength)
     {
         if (!Enum.IsDefined(o.Task)) throw new PareException($"unknown needle task {o.Task}");
         if (o.Trials < 1) throw new PareException($"trials must be at least 1 (got {o.Trials})");
+        if (o.PrefillChunk is < 1) throw new PareException($"--prefill-chunk must be at least 1 (got {o.PrefillChunk})");
+        if (o.PrefillChunk != null && o.Lazy != null) throw new PareException("--prefill-chunk and --prefill-prune lazyllm do not combine (LazyLLM prefills the prompt in one pass)");
         if (o.Lengths.Count == 0 || o.Depths.Count == 0) throw new PareException("give at least one length and one depth");
         foreach (int l in o.Lengths)
         {
             if (l < 64) throw new PareException($"length {l} is too short (at least 64 tokens)");
-            if (l + AnswerTokens > contextLength)
-                throw new PareException($"length {l} + {AnswerTokens} answer tokens does not fit the model's context of {contextLength} tokens");
+            if (l + AnswerTokens > MaxContextFactor * contextLength)
+                throw new PareException($"length {l} + {AnswerTokens} answer tokens exceeds {MaxContextFactor}x the model's context of {contextLength} tokens ({MaxContextFactor * contextLength}, the longest length extrapolation pare needle measures)");
         }
         foreach (double d in o.Depths)
             if (!(d >= 0 && d <= 1)) throw new PareException($"depth {d} is outside 0..1");
@@ -73,7 +91,7 @@ public static class NeedleHarness
     {
         Validate(o, model.Config.ContextLength);
         int ctx = o.Lengths.Max() + AnswerTokens;
-        var policy = o.KvPolicy == "full" && o.KvBudget == null ? null : KvPolicies.KvPolicy.Create(o.KvPolicy, o.KvBudget, model.Config, ctx);
+        var policy = o.KvPolicy == "full" && o.KvBudget == null ? null : KvPolicies.KvPolicy.Create(o.KvPolicy, o.KvBudget, model.Config, ctx, o.KvRenumber);
         var session = model.CreateSession(new SessionOptions { ContextLength = ctx, Threads = o.Threads, KvType = o.KvType, KvPolicy = policy });
         var cells = new List<NeedleCell>();
         var trials = new List<NeedleTrial>();
@@ -86,16 +104,30 @@ public static class NeedleHarness
                 {
                     ct.ThrowIfCancellationRequested();
                     var s = Sample(o, text, filler, length, depth, t);
-                    string answer = Answer(session, text, s.Prompt, ct, o.Lazy, out double prefillS);
+                    bool compare = o.Lazy != null && o.CompareFullPrefill;
+                    double fullS = compare && t % 2 == 0 ? FullPrefill(session, s.Prompt) : 0;   // even trials: full first
+                    string answer = Answer(session, text, s.Prompt, ct, o.Lazy, out double prefillS, o.PrefillChunk);
+                    if (compare && t % 2 == 1) fullS = FullPrefill(session, s.Prompt);
                     double sc = NeedleScoring.Score(o.Task, answer, s.Gold);
                     score += sc;
                     measured += s.Depth;
-                    trials.Add(new NeedleTrial(length, depth, t, s.Gold, answer, sc, prefillS));
+                    trials.Add(new NeedleTrial(length, depth, t, s.Gold, answer, sc, prefillS, fullS));
                     progress?.Report(++done / (double)total);
                 }
                 cells.Add(new NeedleCell(length, depth, o.Trials, score / o.Trials, measured / o.Trials));
             }
         return (cells, trials);
+    }
+
+    /// <summary>Seconds of a full prefill of <paramref name="prompt"/> from an empty cache (the baseline of LazyLLM's time to first token).</summary>
+    static double FullPrefill(InferenceSession session, int[] prompt)
+    {
+        session.Reset();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        session.Forward(prompt);
+        double seconds = sw.Elapsed.TotalSeconds;
+        session.Reset();
+        return seconds;
     }
 
     /// <summary>Greedy answer to a prompt from an empty cache: up to <see cref="AnswerTokens"/> tokens, stopping at a newline or EOS.</summary>
@@ -104,7 +136,8 @@ public static class NeedleHarness
 
     /// <summary>As <see cref="Answer(InferenceSession, TokenText, int[], CancellationToken)"/>, with optional LazyLLM prefill;
     /// <paramref name="prefillSeconds"/> = time to the first token's logits.</summary>
-    public static string Answer(InferenceSession session, TokenText text, int[] prompt, CancellationToken ct, LazyLlmOptions? lazy, out double prefillSeconds)
+    public static string Answer(InferenceSession session, TokenText text, int[] prompt, CancellationToken ct, LazyLlmOptions? lazy, out double prefillSeconds,
+        int? prefillChunk = null)
     {
         session.Reset();
         var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -119,10 +152,11 @@ public static class NeedleHarness
             prefillSeconds = sw.Elapsed.TotalSeconds;
             lp.Revive();
         }
-        else if (session.KvPolicy == null || prompt.Length < 2) logits = session.Forward(prompt);
+        else if ((session.KvPolicy == null && prefillChunk == null) || prompt.Length < 2) logits = session.Forward(prompt);
         else
         {
-            session.Forward(prompt[..^1]);
+            int chunk = prefillChunk ?? prompt.Length;
+            for (int i = 0; i < prompt.Length - 1; i += chunk) session.Forward(prompt[i..Math.Min(i + chunk, prompt.Length - 1)]);
             logits = session.Forward(prompt[^1..]);
         }
         if (lazy == null) prefillSeconds = sw.Elapsed.TotalSeconds;

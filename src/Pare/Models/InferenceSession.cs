@@ -255,6 +255,12 @@ public sealed partial class InferenceSession
     void SelectedAttentionStep(int layer, int n, ITokenTree? tree, ReadOnlySpan<float> q, in KvView view, Span<float> att, ReadOnlySpan<int> parents)
     {
         int heads = view.Heads, hd = _c.HeadDim, qd = heads * hd, group = view.Group;
+        if (Position == 0)
+        {
+            // Nothing committed: a selection could only name positions of this chunk, which it reads in full anyway.
+            _kv.Attend(layer, q, n, heads, Position, att, _threads, parents);
+            return;
+        }
         var selections = new int[][]?[n];
         bool any = false;
         for (int t = 0; t < n; t++)
@@ -285,8 +291,10 @@ public sealed partial class InferenceSession
                 while (cut > 0 && s[cut - 1] >= Position) cut--;   // the policy's window may reach into this chunk
                 prefix[h] = s; counts[h] = cut;
             }
-            SelectedAttention.AttendHeads(q.Slice(t * qd, qd), heads, view.KvHeads, hd, view.K, ContextLength, view.V, prefix, counts,
-                System.Runtime.InteropServices.CollectionsMarshal.AsSpan(own), att.Slice(t * qd, qd), _threads);
+            var ownSpan = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(own);
+            if (_policy!.Renumber) AttendRenumbered(q.Slice(t * qd, qd), view, prefix, counts, ownSpan, att.Slice(t * qd, qd));
+            else SelectedAttention.AttendHeads(q.Slice(t * qd, qd), heads, view.KvHeads, hd, view.K, ContextLength, view.V, prefix, counts,
+                ownSpan, att.Slice(t * qd, qd), _threads);
         }
     }
 

@@ -28,8 +28,8 @@ public sealed partial class InferenceSession
     /// Runs block <paramref name="layer"/> on hidden states x (n, dim) of tokens at <paramref name="positions"/> (ascending),
     /// in place, and stores their K/V at those positions. <paramref name="compact"/>: the tokens attend causally to each other
     /// only (a pruned sequence; dense kernel over a compacted copy); otherwise each attends to every cached position up to its
-    /// own (the cache must hold them at this layer). <paramref name="lastQuery"/>, if not empty, receives the last token's
-    /// queries (heads x head_dim) after RoPE.
+    /// own (the cache must hold them at this layer). <paramref name="lastQuery"/>, if not empty, receives the queries after RoPE
+    /// of the last lastQuery.Length / (heads x head_dim) tokens (LazyLLM's observation window; the last token last).
     /// </summary>
     internal void ForwardBlock(int layer, Span<float> x, ReadOnlySpan<int> positions, bool compact, Span<float> lastQuery = default)
     {
@@ -54,7 +54,7 @@ public sealed partial class InferenceSession
             Ops.Rope(k.Slice(t * kvd, kvd), kvHeads, hd, cos, sin, _c.RopeLayout);
             _kv.Write(layer, k.Slice(t * kvd, kvd), v.Slice(t * kvd, kvd), 1, positions[t]);
         }
-        if (!lastQuery.IsEmpty) q.Slice((n - 1) * qd, qd).CopyTo(lastQuery);
+        if (!lastQuery.IsEmpty) q.Slice((n - lastQuery.Length / qd) * qd, lastQuery.Length / qd * qd).CopyTo(lastQuery);
         var att = _att.AsSpan(0, n * qd);
         if (compact)
         {

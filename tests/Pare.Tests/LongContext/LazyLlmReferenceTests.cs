@@ -37,18 +37,32 @@ public class LazyLlmReferenceTests
     [InlineData(0.8, 1)]
     [InlineData(0.3, 2)]
     [InlineData(1.0, 3)]
-    public void Prefill_revival_and_decoding_match_the_slow_reference(double keep, int seed)
+    public void Prefill_revival_and_decoding_match_the_slow_reference(double keep, int seed) =>
+        MatchesTheReference(new LazyLlmOptions { Keep = keep }, seed);
+
+    // The documented variants: an observation window of the last W tokens, the maximum over heads, a per-layer schedule.
+    [Theory]
+    [InlineData(8, false, null, 4)]
+    [InlineData(1, true, null, 5)]
+    [InlineData(1, false, "0.9,0.6,0.3", 6)]
+    [InlineData(16, true, "0.8,0.5,0.2", 7)]
+    public void Window_max_over_heads_and_schedules_match_the_slow_reference(int window, bool maxOverHeads, string? keepAt, int seed) =>
+        MatchesTheReference(new LazyLlmOptions { Keep = 0.5, Window = window, MaxOverHeads = maxOverHeads,
+            KeepAt = keepAt == null ? null : [.. keepAt.Split(',').Select(x => double.Parse(x, System.Globalization.CultureInfo.InvariantCulture))] }, seed);
+
+    static void MatchesTheReference(LazyLlmOptions options, int seed)
     {
         using var m = LlamaModel.Load(Model());
         var c = m.Config;
         var prompt = Tokens(90, c.VocabSize, 20 + seed);
         int[] decode = [5, 17];
-        var options = new LazyLlmOptions { Keep = keep };
+        double keep = options.KeepAt?.Min() ?? options.Keep;
         var reference = LazyLlmReference.Run(m, prompt, options, decode);
 
         var s = m.CreateSession(new SessionOptions { Threads = 2 });
         var lp = LazyLlm.Prefill(s, prompt, options);
         Assert.Equal(reference.DeferredAt, lp.DeferredAt);
+        Assert.All(reference.DeferredAt[^options.Window..], d => Assert.Equal(c.Layers, d));   // the window is never deferred
         Assert.Equal(keep < 1, lp.Deferred > 0);
         Assert.True(RelDiff(reference.FirstLogits, lp.Logits) <= 1e-4, $"first token: {RelDiff(reference.FirstLogits, lp.Logits):G3}");
 
@@ -114,5 +128,14 @@ public class LazyLlmReferenceTests
         var s = m.CreateSession(new SessionOptions { Threads = 1 });
         var e = Assert.Throws<PareException>(() => LazyLlm.Prefill(s, [1, 2, 3], new LazyLlmOptions { PruneAt = [at] }));
         Assert.Contains("(0, 1)", e.Message);
+    }
+
+    [Fact]
+    public void A_schedule_with_the_wrong_number_of_shares_or_window_is_one_clear_error()
+    {
+        using var m = LlamaModel.Load(Model());
+        var s = m.CreateSession(new SessionOptions { Threads = 1 });
+        Assert.Contains("2 shares for 3 pruning layers", Assert.Throws<PareException>(() => LazyLlm.Prefill(s, [1, 2, 3], new LazyLlmOptions { KeepAt = [0.5, 0.5] })).Message);
+        Assert.Contains("at least 1 token", Assert.Throws<PareException>(() => LazyLlm.Prefill(s, [1, 2, 3], new LazyLlmOptions { Window = 0 })).Message);
     }
 }

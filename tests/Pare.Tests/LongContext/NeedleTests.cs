@@ -226,7 +226,7 @@ public class NeedleTests
     {
         { ["--task", "haystack"], "unknown needle task 'haystack'" },
         { ["--trials", "0"], "trials must be at least 1" },
-        { ["--lengths", "600"], "does not fit the model's context of 512" },
+        { ["--lengths", "1001"], "exceeds 2x the model's context of 512" },
         { ["--lengths", "10"], "too short" },
         { ["--lengths", "100,x"], "not a comma-separated list" },
         { ["--depths", "1.5"], "outside 0..1" },

@@ -12,12 +12,15 @@ public static class KvPolicy
     /// <summary>
     /// A fresh policy for one session of a model with <paramref name="config"/> whose cache holds <paramref name="context"/>
     /// positions. Throws a one-line <see cref="PareException"/> for an unknown name, a budget under 1, or a budget beyond the
-    /// context (a budget equal to the context keeps everything: the full cache).
+    /// context (a budget equal to the context keeps everything: the full cache). <paramref name="renumber"/>: TokenSelect's
+    /// RoPE over the gathered sequence (<see cref="TokenSelectOptions.Renumber"/>, default on); the other policies keep true
+    /// positions, and asking them to renumber is an error.
     /// </summary>
-    public static IKvPolicy Create(string name, int? budget, LlamaConfig config, int context)
+    public static IKvPolicy Create(string name, int? budget, LlamaConfig config, int context, bool? renumber = null)
     {
         string n = name.ToLowerInvariant();
         if (Array.IndexOf(Names, n) < 0) throw new PareException($"unknown KV policy '{name}' (one of {string.Join(", ", Names)})");
+        if (renumber == true && n != "tokenselect") throw new PareException($"--kv-renumber on applies to tokenselect only (got --kv-policy {n})");
         if (n == "full")
         {
             if (budget is int fb && (fb < 1 || fb > context)) CheckBudget(fb, context);
@@ -31,7 +34,7 @@ public static class KvPolicy
             "h2o" => new H2oPolicy(new H2oOptions { Budget = b }, config),
             "snapkv" => new SnapKvPolicy(new SnapKvOptions { Budget = b }, config),
             "quest" => new QuestPolicy(new QuestOptions { Budget = b }, config),
-            "tokenselect" => new TokenSelectPolicy(new TokenSelectOptions { Budget = b }, config),
+            "tokenselect" => new TokenSelectPolicy(new TokenSelectOptions { Budget = b, Renumber = renumber ?? true }, config),
             _ => new ActQkvPolicy(new ActQkvOptions { Budget = b }, config),
         };
     }

@@ -17,6 +17,10 @@ public sealed record TokenSelectOptions
     /// is no longer exactly plain decoding.</summary>
     public bool SelectionCache { get; init; }
     public double CacheThreshold { get; init; } = 0.9;
+    /// <summary>RoPE over the gathered sequence (n_init + top-k + n_local at positions 0..Budget-1, the query at Budget), as the
+    /// reference does with pre-RoPE keys; this is what lets it run past the trained context (length extrapolation). On by
+    /// default (the reference's behaviour); false = keys keep their true positions (<c>--kv-renumber off</c>).</summary>
+    public bool Renumber { get; init; } = true;
 }
 
 /// <summary>
@@ -45,6 +49,7 @@ public sealed class TokenSelectPolicy : IKvPolicy
     public string Name => "tokenselect";
     public int Budget => _o.Budget;
     public int LocalWindow => _local;
+    public bool Renumber => _o.Renumber;
     /// <summary>Selections served from the selection cache so far.</summary>
     public long CacheHits { get; private set; }
 

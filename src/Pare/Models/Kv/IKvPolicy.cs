@@ -45,6 +45,14 @@ public interface IKvPolicy
 
     /// <summary>The session forgot every position from <paramref name="position"/> on (0 = a new conversation).</summary>
     void OnRewind(int position);
+
+    /// <summary>
+    /// Re-number positions over the gathered sequence (TokenSelect's length extrapolation): a query then sees its selected
+    /// prefix keys as if they sat at positions 0..G-1 (G = the selection's size, in its order), its own chunk or tree
+    /// ancestors after them, and itself at G + its index, so RoPE distances never exceed the budget plus the chunk.
+    /// False (default): keys keep the rotation of their true positions.
+    /// </summary>
+    bool Renumber => false;
 }
 
 /// <summary>One layer of the KV cache as floats: K in <see cref="BlockedAttention"/>'s blocked layout, V position-major.</summary>

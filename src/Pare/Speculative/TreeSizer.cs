@@ -30,7 +30,7 @@ internal sealed class TreeSizer
     // Measured seconds of this sizer's drafted steps per second of T(nodes) (running mean; NaN before the first): what a
     // tree really costs beside the forward pass that T(n) prices (drafting, the walk, the commit, the drafter's update,
     // attention at the current position rather than at the measurement's, and T(n) itself measured early in the process).
-    double _scale = double.NaN;
+    double _scale = double.NaN, _plainRatio = double.NaN;
     const int MaxProbeBackoff = 2;
     const double Decay = 0.85;
     const int ExploreEvery = 8;
@@ -69,7 +69,8 @@ internal sealed class TreeSizer
         // first one, the plain step's own ratio to T(1): then the choice is the unmeasured one). T(n) alone priced
         // Token Recycling's guesses where nothing repeats (out of domain) as paying when they did not (docs/speculative.md, session 10).
         bool measured = _spec.MeasuredSizing && plainSeconds > 0 && double.IsFinite(plainSeconds);
-        double scale = !measured ? 1 : double.IsNaN(_scale) ? plainSeconds / _costs.Time(1) : _scale;
+        if (measured) _plainRatio = plainSeconds / _costs.Time(1);
+        double scale = !measured ? 1 : double.IsNaN(_scale) ? _plainRatio : _scale;
         double best = measured ? 1.0 / plainSeconds : 1.0 / _costs.Time(1);
         int bestI = -1;
         for (int i = 0; i < _sizes.Length; i++)
@@ -80,8 +81,10 @@ internal sealed class TreeSizer
         }
         // Now and then one budget larger than the best, so that the estimates above it do not go stale.
         if (bestI >= 0 && bestI + 1 < _sizes.Length && _step % ExploreEvery == 0) bestI++;
+        // Measured, at most MaxProbeInterval apart (times the back-off): a scale inflated by a few preempted steps on a busy
+        // machine must not keep the sizer from ever measuring again.
         int every = !measured ? _probeEvery
-            : (int)Math.Clamp(Math.Ceiling((_costs.Time(_sizes[0]) * scale / plainSeconds - 1) / ProbeOverhead), ExploreEvery, 1 << 20);
+            : (int)Math.Clamp(Math.Ceiling((_costs.Time(_sizes[0]) * scale / plainSeconds - 1) / ProbeOverhead), ExploreEvery, Math.Max(_probeEvery, _spec.MaxProbeInterval));
         Probing = bestI < 0 && ++_sinceProbe >= every * _backoff && mayProbe;
         if (Probing) { bestI = 0; _sinceProbe = 0; }
         return _last = bestI < 0 ? 1 : _sizes[bestI];
@@ -106,7 +109,10 @@ internal sealed class TreeSizer
     {
         if (_costs == null || nodes < 2 || !(seconds > 0)) return;
         double r = seconds / _costs.Time(nodes);
-        _scale = double.IsNaN(_scale) ? r : Decay * _scale + (1 - Decay) * r;
+        // One step counts for at most twice the running scale: a step preempted by another process (tens of plain steps
+        // long on a loaded machine) moves it by at most 15%.
+        // The first one against the plain step's own ratio to T(1) (the prior Choose used).
+        _scale = double.IsNaN(_scale) ? (double.IsNaN(_plainRatio) ? r : Math.Min(r, 2 * _plainRatio)) : Decay * _scale + (1 - Decay) * Math.Min(r, 2 * _scale);
     }
 
     /// <summary>Records a verified tree: its size in nodes (1 = a plain step) and the accepted path (node indices, root first).</summary>

@@ -43,7 +43,10 @@ public sealed class NgramIndex
     /// A <see cref="List{T}"/> (the generator's history) or an array is read in place as a span: no interface call per
     /// token read, so `auto`'s plain steps do not make the runtime tier up List&lt;int&gt;'s indexer and Count in the
     /// background while decoding (three compilations seen in session 8's JIT listing). Other lists are copied first.
+    /// Compiled fully optimised at its first call (it has no loop of its own, so it would otherwise start at tier 0 and be
+    /// recompiled twice in the background while decoding, List's AsSpan with it).
     /// </remarks>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public int Latest(IReadOnlyList<int> seq) => seq switch
     {
         List<int> list => Latest(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(list), list),

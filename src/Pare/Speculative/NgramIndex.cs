@@ -39,10 +39,25 @@ public sealed class NgramIndex
     }
 
     /// <summary>The end (exclusive) of the latest earlier occurrence of the last N tokens of <paramref name="seq"/>, or -1; indexes what was appended since the last call.</summary>
-    public int Latest(IReadOnlyList<int> seq)
+    /// <remarks>
+    /// A <see cref="List{T}"/> (the generator's history) or an array is read in place as a span: no interface call per
+    /// token read, so `auto`'s plain steps do not make the runtime tier up List&lt;int&gt;'s indexer and Count in the
+    /// background while decoding (three compilations seen in session 8's JIT listing). Other lists are copied first.
+    /// Compiled fully optimised at its first call (it has no loop of its own, so it would otherwise start at tier 0 and be
+    /// recompiled twice in the background while decoding, List's AsSpan with it).
+    /// </remarks>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public int Latest(IReadOnlyList<int> seq) => seq switch
     {
-        int count = seq.Count;
-        if (!ReferenceEquals(seq, _seq) || count < _next || (_next > 0 && seq[_next - 1] != _lastToken)) { Reset(); _seq = seq; }
+        List<int> list => Latest(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(list), list),
+        int[] array => Latest(array, array),
+        _ => Latest([.. seq], seq),
+    };
+
+    int Latest(ReadOnlySpan<int> seq, object identity)
+    {
+        int count = seq.Length;
+        if (!ReferenceEquals(identity, _seq) || count < _next || (_next > 0 && seq[_next - 1] != _lastToken)) { Reset(); _seq = identity; }
         // Every n-gram ending before the last position is indexed; the suffix itself (end = count) is the query.
         for (; _next < count; _next++)
             if (_next >= N) Put(Key(seq, _next), _next);
@@ -57,7 +72,7 @@ public sealed class NgramIndex
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    ulong Key(IReadOnlyList<int> seq, int end)
+    ulong Key(ReadOnlySpan<int> seq, int end)
     {
         ulong key = 0;
         if (N <= 3)

@@ -65,6 +65,14 @@ public sealed record SpeculativeOptions
     /// session 9). Default true.
     /// </summary>
     public bool SizeByContext { get; init; } = true;
+    /// <summary>
+    /// With <see cref="MeasuredFallback"/>: the tree sizer prices a plain step by its measured wall time and a tree by
+    /// T(n) scaled by what its own drafted steps measured against T(n) (drafting, walk, commit and the drafter's update
+    /// included), instead of by T(n) alone: T(n) is the forward pass only, measured once at the start, and plain decoding
+    /// ran at 0.88-1.32x 1/T(1) in session 9's quiet acceptance run (1.03-1.32x in the out-of-domain category), so trees
+    /// that lost to plain steps were priced as winning. Default true.
+    /// </summary>
+    public bool MeasuredSizing { get; init; } = true;
     /// <summary>Clock for step timing, in seconds; null = <see cref="System.Diagnostics.Stopwatch"/>. A test hook.</summary>
     public Func<double>? Clock { get; init; }
 }
@@ -230,7 +238,8 @@ public static class SpeculativeGenerator
             if (rates != null)
             {
                 double seconds = stepSeconds + (rates.Now() - t1);
-                if (drafted) rates.Observe(true, chosen.Count, seconds); else rates.ObservePlain(seconds);
+                if (drafted) { rates.Observe(true, chosen.Count, seconds); plan.Sizer?.Timed(nodes, seconds); }
+                else rates.ObservePlain(seconds);
             }
             next = chosen[^1];
         }

@@ -95,7 +95,7 @@ internal sealed class StepPlanner
         var sizer = Sizer = _sizers[arm * _classes + cls];
         // A class without the evidence n-gram is only reached while speculation measures faster (or without the measured
         // fallback): its sizer's own cheap probes may not wait for a match that its steps by definition lack.
-        int want = sizer.Choose(_mayProbe || (cls > 0 && (rates == null || rates.Ahead)));
+        int want = sizer.Choose(_mayProbe || (cls > 0 && (rates == null || rates.Ahead)), rates?.PlainSeconds ?? double.NaN);
         // Re-measuring a losing arm whose own sizer says plain: its smallest tree, a probe of that arm.
         if (rates != null && rates.Remeasure && want <= 1) want = sizer.Smallest;
         int budget = Math.Min(want, room);

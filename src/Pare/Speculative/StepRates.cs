@@ -39,6 +39,8 @@ public sealed class StepRates(SpeculativeOptions spec)
     public double SpeculativeRate => Best is var b and >= 0 ? Rate(b) : double.NaN;
     /// <summary>Measured tokens per second of plain steps (NaN before the first).</summary>
     public double PlainRate => _plainSeen ? 1 / _plainSeconds : double.NaN;
+    /// <summary>Measured wall time of a plain step, in seconds (NaN before the first).</summary>
+    internal double PlainSeconds => _plainSeen ? _plainSeconds : double.NaN;
     /// <summary>Measured tokens per second of each arm's speculative steps (NaN where not measured yet).</summary>
     public IReadOnlyList<double> ArmRates => [.. Enumerable.Range(0, _specSeen.Length).Select(Rate)];
 

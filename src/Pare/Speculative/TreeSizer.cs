@@ -8,6 +8,8 @@ namespace Pare.Speculative;
 /// and every few steps the next larger budget is tried. While plain decoding is best, the smallest budget is probed
 /// every few steps (as often as its cost allows: at most 1% slower than plain decoding when every probe fails), so
 /// that output turning repetitive (a loop, a quote) is noticed.
+/// With <see cref="SpeculativeOptions.MeasuredSizing"/> the trees and the plain step are priced as measured while
+/// decoding rather than by T(n) alone (see <see cref="Timed"/>).
 /// </summary>
 internal sealed class TreeSizer
 {
@@ -19,11 +21,16 @@ internal sealed class TreeSizer
     readonly int[] _seen;
     int _step, _last = 1;
     readonly int _probeEvery;
-    // Steps between the sizer's probes: _probeEvery, doubled after each probe that accepted nothing (up to
-    // MaxProbeBackoff x _probeEvery), back to _probeEvery after one that accepted a draft. On text where nothing is
+    // Steps between the sizer's probes: _probeEvery (or, measured, what keeps a failed probe's measured extra cost
+    // within ProbeOverhead), times _backoff: doubled after each probe that accepted nothing (up to MaxProbeBackoff),
+    // back to 1 after one that accepted a draft. On text where nothing is
     // accepted (out-of-domain prompts) the probes' real cost (drafting, the tree pass, the drafter's update, not only
     // T(2) - T(1)) is then amortized over ever longer plain runs.
-    int _probeGap, _sinceProbe;
+    int _backoff = 1, _sinceProbe;
+    // Measured seconds of this sizer's drafted steps per second of T(nodes) (running mean; NaN before the first): what a
+    // tree really costs beside the forward pass that T(n) prices (drafting, the walk, the commit, the drafter's update,
+    // attention at the current position rather than at the measurement's, and T(n) itself measured early in the process).
+    double _scale = double.NaN, _plainRatio = double.NaN;
     const int MaxProbeBackoff = 2;
     const double Decay = 0.85;
     const int ExploreEvery = 8;
@@ -31,7 +38,8 @@ internal sealed class TreeSizer
 
     /// <summary>Whether this sizer was built for these costs and options (then it can carry over to another generation).</summary>
     public bool Fits(CostModel? costs, SpeculativeOptions spec) =>
-        ReferenceEquals(costs, _costs) && spec.MaxTreeSize == _spec.MaxTreeSize && spec.MinGain == _spec.MinGain && spec.Adaptive == _spec.Adaptive;
+        ReferenceEquals(costs, _costs) && spec.MaxTreeSize == _spec.MaxTreeSize && spec.MinGain == _spec.MinGain && spec.Adaptive == _spec.Adaptive
+        && spec.MeasuredSizing == _spec.MeasuredSizing;
 
     public TreeSizer(CostModel? costs, SpeculativeOptions spec)
     {
@@ -41,7 +49,6 @@ internal sealed class TreeSizer
         // A failed probe costs T(smallest) - T(1) more than a plain step.
         double extra = costs == null || _sizes.Length == 0 ? 1 : costs.Time(_sizes[0]) / costs.Time(1) - 1;
         _probeEvery = (int)Math.Clamp(Math.Ceiling(extra / ProbeOverhead), ExploreEvery, 1 << 20);
-        _probeGap = _probeEvery;
     }
 
     /// <summary>The smallest budget it chooses among (the cheapest probe).</summary>
@@ -50,22 +57,35 @@ internal sealed class TreeSizer
     /// <summary>Whether the last <see cref="Choose"/> was a probe of the smallest budget while plain decoding was best.</summary>
     public bool Probing { get; private set; }
 
-    /// <summary>The budget for the next step (1 = plain); a probe that is due while <paramref name="mayProbe"/> is false waits until it is true.</summary>
-    public int Choose(bool mayProbe = true)
+    /// <summary>
+    /// The budget for the next step (1 = plain); a probe that is due while <paramref name="mayProbe"/> is false waits until
+    /// it is true. <paramref name="plainSeconds"/>: the measured wall time of a plain step (NaN = not measured: T(1) prices it).
+    /// </summary>
+    public int Choose(bool mayProbe = true, double plainSeconds = double.NaN)
     {
         if (_costs == null || !_spec.Adaptive || _sizes.Length == 0) return _spec.MaxTreeSize;
         _step++;
-        double best = 1.0 / _costs.Time(1);
+        // Measured sizing: a plain step costs what it measured, a tree T(n) x the scale its steps measured (before the
+        // first one, the plain step's own ratio to T(1): then the choice is the unmeasured one). T(n) alone priced
+        // Token Recycling's guesses where nothing repeats (out of domain) as paying when they did not (docs/speculative.md, session 10).
+        bool measured = _spec.MeasuredSizing && plainSeconds > 0 && double.IsFinite(plainSeconds);
+        if (measured) _plainRatio = plainSeconds / _costs.Time(1);
+        double scale = !measured ? 1 : double.IsNaN(_scale) ? _plainRatio : _scale;
+        double best = measured ? 1.0 / plainSeconds : 1.0 / _costs.Time(1);
         int bestI = -1;
         for (int i = 0; i < _sizes.Length; i++)
         {
             // Untried budgets start optimistic so that they get tried.
-            double rate = _seen[i] == 0 ? Math.Min(1 + Math.Log2(_sizes[i]), 4.0) / _costs.Time(_sizes[i]) : _tokens[i] / _cost[i];
+            double rate = (_seen[i] == 0 ? Math.Min(1 + Math.Log2(_sizes[i]), 4.0) / _costs.Time(_sizes[i]) : _tokens[i] / _cost[i]) / scale;
             if (rate > best * _spec.MinGain) { best = rate; bestI = i; }
         }
         // Now and then one budget larger than the best, so that the estimates above it do not go stale.
         if (bestI >= 0 && bestI + 1 < _sizes.Length && _step % ExploreEvery == 0) bestI++;
-        Probing = bestI < 0 && ++_sinceProbe >= _probeGap && mayProbe;
+        // Measured, at most MaxProbeInterval apart (times the back-off): a scale inflated by a few preempted steps on a busy
+        // machine must not keep the sizer from ever measuring again.
+        int every = !measured ? _probeEvery
+            : (int)Math.Clamp(Math.Ceiling((_costs.Time(_sizes[0]) * scale / plainSeconds - 1) / ProbeOverhead), ExploreEvery, Math.Max(_probeEvery, _spec.MaxProbeInterval));
+        Probing = bestI < 0 && ++_sinceProbe >= every * _backoff && mayProbe;
         if (Probing) { bestI = 0; _sinceProbe = 0; }
         return _last = bestI < 0 ? 1 : _sizes[bestI];
     }
@@ -84,11 +104,22 @@ internal sealed class TreeSizer
         _sinceProbe++;
     }
 
+    /// <summary>The measured wall time of a drafted step of <paramref name="nodes"/> nodes (whole step: drafting to the drafter's update).</summary>
+    public void Timed(int nodes, double seconds)
+    {
+        if (_costs == null || nodes < 2 || !(seconds > 0)) return;
+        double r = seconds / _costs.Time(nodes);
+        // One step counts for at most twice the running scale: a step preempted by another process (tens of plain steps
+        // long on a loaded machine) moves it by at most 15%.
+        // The first one against the plain step's own ratio to T(1) (the prior Choose used).
+        _scale = double.IsNaN(_scale) ? (double.IsNaN(_plainRatio) ? r : Math.Min(r, 2 * _plainRatio)) : Decay * _scale + (1 - Decay) * Math.Min(r, 2 * _scale);
+    }
+
     /// <summary>Records a verified tree: its size in nodes (1 = a plain step) and the accepted path (node indices, root first).</summary>
     public void Observe(int nodes, IReadOnlyList<int> path)
     {
         // A probe that accepted nothing (or had nothing to draft) pushes the next one further away.
-        if (Probing) _probeGap = path.Count > 1 ? _probeEvery : (int)Math.Min(2L * _probeGap, (long)MaxProbeBackoff * _probeEvery);
+        if (Probing) _backoff = path.Count > 1 ? 1 : Math.Min(2 * _backoff, MaxProbeBackoff);
         if (_costs == null || nodes < 2) return;
         for (int i = 0; i < _sizes.Length && _sizes[i] <= Math.Max(_last, nodes); i++)
         {

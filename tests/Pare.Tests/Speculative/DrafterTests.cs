@@ -25,16 +25,21 @@ public class DrafterTests
     {
         var rng = new Random(n);
         var index = new NgramIndex(n, capacity);
+        // The same sequences through a read-only view (not a List or an array: the copying path).
+        var viewed = new NgramIndex(n, capacity);
         for (int trial = 0; trial < 20; trial++)
         {
             // One growing sequence per trial (appended 1-3 tokens at a time), a small alphabet so that n-grams repeat.
             var seq = new List<int>();
+            var view = seq.AsReadOnly();
             int alphabet = 2 + trial % 5;
             while (seq.Count < 300)
             {
                 int add = 1 + rng.Next(3);
                 for (int i = 0; i < add; i++) seq.Add(trial % 2 == 0 ? rng.Next(alphabet) : 100_000 + rng.Next(alphabet));
-                Assert.Equal(PromptLookup.Scan(seq, n, n), index.Latest(seq));
+                int expected = PromptLookup.Scan(seq, n, n);
+                Assert.Equal(expected, index.Latest(seq));
+                Assert.Equal(expected, viewed.Latest(view));
             }
         }
         // Another sequence (a fresh array each call) is indexed afresh.

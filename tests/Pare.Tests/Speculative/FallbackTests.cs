@@ -84,6 +84,8 @@ public class FallbackTests
             Clock = clock.Read,
             MaxProbeInterval = 16,
             EvidenceNgram = 0,
+            // The measured rates alone (the sizer priced by T(n)): measured sizing would also price these trees as losing.
+            MeasuredSizing = false,
         };
         var drafter = new OracleDrafter([.. plain], clock, h => h < prompt.Length + phase ? 40 : 0);
         var stats = new SpeculationStats();
@@ -272,6 +274,9 @@ public class FallbackTests
             var stats = await SpeculateLossless(m, o, prompt, plain, d, clock => new SpeculativeOptions
             {
                 MaxTreeSize = 8, Costs = new CostModel([1, 2, 4, 8], [1.0, 1.1, 1.2, 1.5]), Clock = clock, SizeByContext = byContext,
+                // The classes alone: under this fake clock a tree costs what a plain step costs, which measured sizing would
+                // take as cheap probes (Measured_sizing_... covers that).
+                MeasuredSizing = false,
             });
             return (d, stats);
         }
@@ -285,5 +290,62 @@ public class FallbackTests
         Assert.True(apartWrong * 3 <= mixedWrong, $"by context: {apartWrong} drafts without a match; one sizer: {mixedWrong}");
         // And the steps with a match still draft.
         Assert.True(apart.DraftedWithMatch.Count(x => x) >= mixed.DraftedWithMatch.Count(x => x) / 2, $"drafts with a match: {apart.DraftedWithMatch.Count(x => x)} by context, {mixed.DraftedWithMatch.Count(x => x)} with one sizer");
+    }
+
+    /// <summary>
+    /// Drafts the true continuation where the last two tokens occurred before (free); elsewhere a chain whose first
+    /// drafted token is right and the rest wrong (2 tokens per step), charging <paramref name="cost"/> ticks for it.
+    /// </summary>
+    sealed class CostlyGuessDrafter(int[] truth, int vocab, FakeClock clock, double cost) : IDrafter
+    {
+        public readonly List<bool> DraftedWithMatch = [];
+        public string Name => "costly-guess";
+        public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int v) { }
+        public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int v) { }
+
+        public DraftTree Draft(IReadOnlyList<int> history, int budget)
+        {
+            bool match = PromptLookup.Scan(history, 2, 2) >= 0;
+            DraftedWithMatch.Add(match);
+            int from = history.Count - 1;
+            var chain = truth.AsSpan(from, Math.Min(budget, truth.Length - from)).ToArray();
+            if (!match)
+            {
+                for (int i = 2; i < chain.Length; i++) chain[i] = (chain[i] + 1) % vocab;
+                clock.Now += cost;
+            }
+            return DraftTree.Chain(chain);
+        }
+    }
+
+    [Fact]
+    public async Task Measured_sizing_stops_drafting_where_trees_cost_more_than_the_forward_pass_model_says()
+    {
+        using var m = SpecModel();
+        const int total = 240;
+        var (o, prompt, plain) = await PlainRun(m, total);
+
+        async Task<int> Guesses(bool measured, double cost)
+        {
+            var clock = new FakeClock();
+            var d = new CostlyGuessDrafter([.. plain], m.Config.VocabSize, clock, cost);
+            var stats = new SpeculationStats();
+            var output = new List<int>();
+            // T(n) says a 2-node tree costs 1.1 plain steps, so 2 tokens per step look like a win whatever the guess costs.
+            // Measured, a plain step costs 2 ticks (4 clock reads of 1 tick, two inside the step timings), a guessed step 2 + cost.
+            var spec = new SpeculativeOptions { MaxTreeSize = 8, Costs = new CostModel([1, 2, 4, 8], [1.0, 1.1, 1.2, 1.5]), Clock = clock.Read, MeasuredSizing = measured, EvidenceNgram = 2 };
+            await foreach (var t in SpeculativeGenerator.GenerateAsync(m.CreateSession(), prompt, o, d, spec, stats)) output.Add(t.Id);
+            Assert.Equal(plain.Skip(prompt.Length), output);
+            return d.DraftedWithMatch.Count(x => !x);
+        }
+
+        // Guesses that lose (2 tokens per 6 ticks against plain's 1 per 2): priced by T(n) they keep being drafted whenever
+        // the matched drafts keep speculation ahead; measured, only as the sizer's first tries and its spaced probes.
+        int model = await Guesses(false, cost: 4), measured = await Guesses(true, cost: 4);
+        Assert.True(model >= 12, $"by T(n): {model} losing guesses drafted (else this test shows nothing)");
+        Assert.True(measured * 3 <= model, $"measured: {measured} losing guesses drafted; by T(n): {model}");
+        // Guesses that win (2 tokens per 3 ticks) are drafted as often measured as by T(n).
+        int modelWin = await Guesses(false, cost: 1), measuredWin = await Guesses(true, cost: 1);
+        Assert.True(measuredWin * 10 >= modelWin * 9 && measuredWin >= 20, $"winning guesses drafted: measured {measuredWin}, by T(n) {modelWin}");
     }
 }

@@ -31,6 +31,10 @@ public sealed record LongContextMixOptions
     /// <summary>Random (shuffled) spans draw from the this many most frequent tokens of the train split; 0 = from all its
     /// distinct tokens. A small sub-vocabulary of well-trained embeddings is the easy start of a copy curriculum.</summary>
     public int CopyVocab { get; init; } = 0;
+    /// <summary>Share of needle episodes whose needle sits at an edge of the haystack (depth 0 or 1, half each) instead of
+    /// a uniform depth. The harness's depths 0 and 1 are the first and last pair, which a uniform depth almost never
+    /// supervises (stages 4f/4h: 0-50% there against 85-100% mid-haystack). 0 keeps older configs' windows bit for bit.</summary>
+    public double EdgeDepth { get; init; } = 0;
 
     public void Validate(string source)
     {
@@ -43,6 +47,7 @@ public sealed record LongContextMixOptions
         if (ShuffledRepeat is < 0 or > 1) throw new PareException($"{source}: long_context.shuffled_repeat must be in 0..1");
         if (Copies is < 2 or > 16) throw new PareException($"{source}: long_context.copies must be in 2..16");
         if (CopyVocab < 0) throw new PareException($"{source}: long_context.copy_vocab must be >= 0 (0 = all tokens)");
+        if (EdgeDepth is < 0 or > 1) throw new PareException($"{source}: long_context.edge_depth must be in 0..1");
     }
 }
 
@@ -138,6 +143,8 @@ public sealed class LongContextMix
     NeedleSample Episode(SplitMix64 rng, int length, NeedleTask task)
     {
         double depth = rng.NextDouble();
+        // The extra draws happen only when edges are on: 0 keeps older configs' windows.
+        if (_o.EdgeDepth > 0 && rng.NextDouble() < _o.EdgeDepth) depth = rng.NextDouble() < 0.5 ? 0 : 1;
         return task switch
         {
             NeedleTask.Passkey => Passkey.Build(rng, _text, _filler, length, depth),

@@ -153,6 +153,29 @@ public class NeedleTests
     }
 
     [Fact]
+    public void Edge_depth_puts_the_asked_pair_first_or_last_and_0_leaves_windows_unchanged()
+    {
+        var (tok, text, _) = Ref.Value;
+        var corpus = tok.Encode(string.Concat(Enumerable.Repeat(File.ReadAllText(Path.Combine(RepoRoot(), "README.md")), 3)), addSpecial: false);
+        var single = new LongContextMixOptions { Fraction = 1, Passkey = 0, Single = 1, Multi = 0, Conditional = 0, Threading = 0, MultiThread = 0, MaxFollowUps = 0 };
+        Assert.Equal(new LongContextMix(corpus, text, single).Window(3, 2049), new LongContextMix(corpus, text, single with { EdgeDepth = 0 }).Window(3, 2049));
+        var edges = new LongContextMix(corpus, text, single with { EdgeDepth = 1 });
+        var uniform = new LongContextMix(corpus, text, single);
+        int AtEdge(LongContextMix mix, ulong seed)
+        {
+            // The window's first episode: "{" + pairs + "\n}" + the question about one key, answered.
+            string s = text.Decode(mix.Window(seed, 2049));
+            var m = System.Text.RegularExpressions.Regex.Match(s, "The value of \"(\\d{4})\" is");
+            Assert.True(m.Success, "no question in the window");
+            var lines = s[..s.IndexOf("\n}", StringComparison.Ordinal)].Split('\n').Where(l => l.StartsWith('"')).ToArray();
+            return lines[0].StartsWith($"\"{m.Groups[1].Value}\"") || lines[^1].StartsWith($"\"{m.Groups[1].Value}\"") ? 1 : 0;
+        }
+        Assert.Equal(12, Enumerable.Range(0, 12).Sum(i => AtEdge(edges, (ulong)i)));
+        Assert.True(Enumerable.Range(0, 12).Sum(i => AtEdge(uniform, (ulong)i)) <= 3, "uniform depths put most needles at an edge");
+        Assert.Throws<PareException>(() => new LongContextMixOptions { EdgeDepth = 1.5 }.Validate("cfg"));
+    }
+
+    [Fact]
     public void Shuffled_copy_episodes_repeat_a_span_that_is_not_running_text()
     {
         var (tok, text, _) = Ref.Value;

@@ -18,6 +18,8 @@ public sealed partial class InferenceSession
     // The gathered sequence of one token: K blocked and V position-major, laid out for ContextLength positions (the
     // first G + own are used), reused for every token and layer.
     float[] _gatherK = [], _gatherV = [];
+    // 0, 1, 2, ...: the gathered sequence's ranks (the selection is ranks 0..G-1, the own chunk G..G+own-1), grown as needed.
+    int[] _ranks = [];
 
     /// <summary>One token's heads over its renumbered selection: the selected prefix positions (the same for every head) are
     /// gathered into a scratch cache, re-rotated by Δ, followed by the own chunk unchanged; then the selected-positions kernel.</summary>
@@ -27,7 +29,7 @@ public sealed partial class InferenceSession
         int[] sel = prefix[0];
         int g = counts[0];
         for (int h = 1; h < heads; h++)
-            if (!ReferenceEquals(prefix[h], sel) && !prefix[h].AsSpan(0, counts[h]).SequenceEqual(sel.AsSpan(0, g)) || counts[h] != g)
+            if (counts[h] != g || (!ReferenceEquals(prefix[h], sel) && !prefix[h].AsSpan(0, g).SequenceEqual(sel.AsSpan(0, g))))
                 throw new InvalidOperationException("position re-numbering needs one selection for every head of a layer");
         if (g == 0 || sel[0] == Position - g)
         {
@@ -60,12 +62,10 @@ public sealed partial class InferenceSession
             }
             view.V.Slice(p * kvd, kvd).CopyTo(v.AsSpan(i * kvd, kvd));
         }
-        var ranks = new int[heads][];
-        Array.Fill(ranks, System.Linq.Enumerable.Range(0, g).ToArray());
-        var ownRanks = System.Linq.Enumerable.Range(g, own.Length).ToArray();
-        var gc = new int[heads];
-        Array.Fill(gc, g);
-        SelectedAttention.AttendHeads(q, heads, kvHeads, hd, k, layout, v, ranks, gc, ownRanks, att, _threads);
+        if (_ranks.Length < cap) _ranks = System.Linq.Enumerable.Range(0, layout).ToArray();
+        // Every head reads the same gathered ranks with the count checked equal above; the caller refills prefix for each token.
+        Array.Fill(prefix, _ranks);
+        SelectedAttention.AttendHeads(q, heads, kvHeads, hd, k, layout, v, prefix, counts, _ranks.AsSpan(g, own.Length), att, _threads);
     }
 
     void EnsureDeltaAngles()

@@ -35,6 +35,11 @@ public sealed record LongContextMixOptions
     /// a uniform depth. The harness's depths 0 and 1 are the first and last pair, which a uniform depth almost never
     /// supervises (stages 4f/4h: 0-50% there against 85-100% mid-haystack). 0 keeps older configs' windows bit for bit.</summary>
     public double EdgeDepth { get; init; } = 0;
+    /// <summary>Share of episodes that fill the rest of the window instead of a log-uniform length: with log-uniform
+    /// lengths from 768 only ~13% of 2048-token windows hold an episode longer than 1,800 tokens, so needles far back at
+    /// the trained length are rarely supervised (stage 4i: single needle 0-40% at 2,024 tokens). 0 keeps older configs'
+    /// windows bit for bit.</summary>
+    public double FullWindow { get; init; } = 0;
 
     public void Validate(string source)
     {
@@ -48,6 +53,7 @@ public sealed record LongContextMixOptions
         if (Copies is < 2 or > 16) throw new PareException($"{source}: long_context.copies must be in 2..16");
         if (CopyVocab < 0) throw new PareException($"{source}: long_context.copy_vocab must be >= 0 (0 = all tokens)");
         if (EdgeDepth is < 0 or > 1) throw new PareException($"{source}: long_context.edge_depth must be in 0..1");
+        if (FullWindow is < 0 or > 1) throw new PareException($"{source}: long_context.full_window must be in 0..1");
     }
 }
 
@@ -103,6 +109,8 @@ public sealed class LongContextMix
             }
             int max = Math.Max(_o.MinEpisode, remaining);
             int episode = (int)Math.Round(_o.MinEpisode * Math.Pow((double)max / _o.MinEpisode, rng.NextDouble()));
+            // The extra draw happens only when full windows are on: 0 keeps older configs' windows.
+            if (_o.FullWindow > 0 && rng.NextDouble() < _o.FullWindow) episode = remaining;
             if (_o.Repeat > 0 && rng.NextDouble() < _o.Repeat)
             {
                 ids.AddRange(CopyEpisode(rng, episode));

@@ -176,6 +176,22 @@ public class NeedleTests
     }
 
     [Fact]
+    public void Full_window_fills_the_window_with_one_episode_and_0_leaves_windows_unchanged()
+    {
+        var (tok, text, _) = Ref.Value;
+        var corpus = tok.Encode(string.Concat(Enumerable.Repeat(File.ReadAllText(Path.Combine(RepoRoot(), "README.md")), 3)), addSpecial: false);
+        var single = new LongContextMixOptions { Fraction = 1, MinEpisode = 256, Passkey = 0, Single = 1, Multi = 0, Conditional = 0, Threading = 0, MultiThread = 0, MaxFollowUps = 0 };
+        Assert.Equal(new LongContextMix(corpus, text, single).Window(3, 2049), new LongContextMix(corpus, text, single with { FullWindow = 0 }).Window(3, 2049));
+        int Questions(LongContextMix mix, ulong seed) =>
+            System.Text.RegularExpressions.Regex.Matches(text.Decode(mix.Window(seed, 2049)), "The value of \"\\d{4}\" is").Count;
+        var full = new LongContextMix(corpus, text, single with { FullWindow = 1 });
+        var logUniform = new LongContextMix(corpus, text, single);
+        for (ulong seed = 0; seed < 6; seed++) Assert.Equal(1, Questions(full, seed));
+        Assert.True(Enumerable.Range(0, 6).Sum(i => Questions(logUniform, (ulong)i)) > 6, "log-uniform episodes of 256..2049 tokens should put several questions in a window");
+        Assert.Throws<PareException>(() => new LongContextMixOptions { FullWindow = 2 }.Validate("cfg"));
+    }
+
+    [Fact]
     public void Shuffled_copy_episodes_repeat_a_span_that_is_not_running_text()
     {
         var (tok, text, _) = Ref.Value;

@@ -190,6 +190,48 @@ public unsafe class RowGroupSparseTests
         for (int r = 0; r < rows; r++) Assert.Equal(yRef[r], y[r], 1e-6f); // |y| < 0.3: float summation only
     }
 
+    /// <summary>
+    /// The F16 decode kernel (prescaled x, halves converted 2^-112 times too small, four rows reduced together, the
+    /// stream prefetched ahead) on groups of 32 with a partial last quad, halves that are subnormal, and activations at
+    /// the ends of the float range: the prescale 2^s is clamped there (s = 0 for max |x| near 2^127, s = 127 for tiny x),
+    /// and every row still equals the reference within float summation.
+    /// </summary>
+    [Theory]
+    [InlineData(1.0)]
+    [InlineData(1e30)]   // max |x| above 2^99: s clamped low, the sums scaled up by up to 2^112 afterwards
+    [InlineData(3e38)]   // max |x| near float max: s = 0
+    [InlineData(1e-30)]  // tiny x: s = 127
+    public void F16_decode_matches_reference_with_subnormals_and_extreme_activations(double scale)
+    {
+        const int rows = 70, cols = 1024, groupRows = 32; // groups 32, 32, 6: the last quad of each group 4, 4, 2 rows
+        var (_, values) = RandomGrouped(GgmlType.F16, rows, cols, 0.6, groupRows, true, 17);
+        var rng = new Random(4);
+        for (int i = 0; i < values.Length; i++)
+            if (values[i] != 0 && rng.NextDouble() < 0.2) values[i] = (float)((rng.NextDouble() * 2 - 1) * 6e-5); // below 2^-14: subnormal
+        var dense = Quantizer.Quantize(GgmlType.F16, values);
+        var m = Open(RowGroupSparseMatrix.Encode(GgmlType.F16, rows, cols, groupRows, dense), rows, cols, out var keep);
+        var x = new float[cols];
+        double spread = scale == 3e38 ? 1e35 : 0.1 * scale;
+        for (int i = 0; i < cols; i++) x[i] = (float)((rng.NextDouble() * 2 - 1) * spread);
+        if (scale == 3e38) x[7] = 3e38f; // one value near the top (the sums stay finite: |w| <= 0.1)
+        var yRef = new float[rows];
+        RowGroupSparseMatMul.MatMulRowsReference(m, x, 1, yRef);
+        var row = new float[cols];
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var y = new float[rows];
+            RowGroupSparseMatMul.MatMulRows(m, x, 1, y, threads);
+            for (int r = 0; r < rows; r++)
+            {
+                m.DecodeRow(r, row);
+                double absDot = 0;
+                for (int c = 0; c < cols; c++) absDot += Math.Abs((double)row[c] * x[c]);
+                Assert.True(float.IsFinite(y[r]), $"{threads} thread(s), row {r}: {y[r]}");
+                Assert.True(Math.Abs(y[r] - (double)yRef[r]) <= 1e-5 * absDot + 1e-45, $"{threads} thread(s), row {r}: {y[r]} vs {yRef[r]}");
+            }
+        }
+    }
+
     [Fact]
     public void Bytes_per_weight_follow_the_packed_count()
     {

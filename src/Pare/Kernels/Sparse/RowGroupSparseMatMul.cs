@@ -33,6 +33,15 @@ public static unsafe class RowGroupSparseMatMul
     const int PrefetchBytes = 1024;
 
     /// <summary>
+    /// The same for the F16 quad kernel (<c>prefetcht0</c>, four lines per 256-byte quad block). KernelBench
+    /// rg-variants, DRAM, G = 32, one thread, load 10-16, GB/s of the row-group bytes at 50% / 70%: none 18.0 / 19.7,
+    /// 2048 bytes 20.8 / 22.0, 4096 21.7 / 23.3, 8192 21.5 / 22.8, 16384 20.5 / 22.9; <c>prefetcht1</c> at 8192
+    /// 19.2 / 19.8. A quad block is one 256-byte step of a single stream, so the hardware prefetchers (which stop at
+    /// 4 KB pages) leave it waiting at every page; the dense kernel reads four streams at once and needs none.
+    /// </summary>
+    const int F16PrefetchBytes = 4096;
+
+    /// <summary>
     /// Contiguous runs of groups a thread's decode chunk is split into, taken in turn: the thread reads that many long
     /// streams at once (as the dense decode reads four). Same bench: 2 ahead of 1 and 4 (noisy at that load: F16 70%
     /// 20.1 / 14.5 / 16.1 GB/s, Q8_0 70% 17.4 / 15.8 / 14.1 GB/s).
@@ -159,32 +168,56 @@ public static unsafe class RowGroupSparseMatMul
     /// <summary>
     /// One quad of F16 rows (<paramref name="m"/> of them, interleaved by 64-byte block) times prescaled packed x
     /// (<paramref name="xp"/>[k] = 2^(112 - s)): the dense F16 kernel's fast conversion (even halves through vpmaddwd,
-    /// odd ones by a shift) and FMAs, even and odd halves accumulated apart. Rows past m repeat the last row and are not written.
+    /// odd ones by a shift; each half becomes a float 2^-112 times its value, subnormals included) and FMAs, even and
+    /// odd halves accumulated apart, the stream requested <see cref="F16PrefetchBytes"/> ahead, the four sums reduced
+    /// together (<see cref="Sum4"/>). Rows past m repeat the last row and are not written.
     /// </summary>
     static void QuadF16(byte* p, int m, int nb, float* xp, float* y)
     {
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
         var evenMask = Vector512.Create(unchecked((int)0x8FFFFFFF));
         var oddMask = Vector512.Create(unchecked((int)0x8FFFE000));
+        // F16Kernel.Even's vpmaddwd factor, held here: built inside the loop, the JIT broadcast it on every block.
+        var shift = Vector512.Create(1 << 13).AsInt16();
         long stride = 64L * m;
         int o1 = 64 * Math.Min(1, m - 1), o2 = 64 * Math.Min(2, m - 1), o3 = 64 * (m - 1);
         for (int b = 0; b < nb; b++)
         {
-            byte* q = p + b * stride;
+            byte* q = p + b * stride, f = q + F16PrefetchBytes;
+            Sse.Prefetch0(f); Sse.Prefetch0(f + 64); Sse.Prefetch0(f + 128); Sse.Prefetch0(f + 192);
             var xe = Vector512.Load(xp + 32 * b);
             var xo = Vector512.Load(xp + 32 * b + 16);
             var h0 = Vector512.Load((int*)q); var h1 = Vector512.Load((int*)(q + o1));
             var h2 = Vector512.Load((int*)(q + o2)); var h3 = Vector512.Load((int*)(q + o3));
-            a0 = Vector512.FusedMultiplyAdd(F16Kernel.Even(h0, evenMask), xe, a0); b0 = Vector512.FusedMultiplyAdd(F16Kernel.Odd(h0, oddMask), xo, b0);
-            a1 = Vector512.FusedMultiplyAdd(F16Kernel.Even(h1, evenMask), xe, a1); b1 = Vector512.FusedMultiplyAdd(F16Kernel.Odd(h1, oddMask), xo, b1);
-            a2 = Vector512.FusedMultiplyAdd(F16Kernel.Even(h2, evenMask), xe, a2); b2 = Vector512.FusedMultiplyAdd(F16Kernel.Odd(h2, oddMask), xo, b2);
-            a3 = Vector512.FusedMultiplyAdd(F16Kernel.Even(h3, evenMask), xe, a3); b3 = Vector512.FusedMultiplyAdd(F16Kernel.Odd(h3, oddMask), xo, b3);
+            a0 = Vector512.FusedMultiplyAdd(Even(h0, shift, evenMask), xe, a0); b0 = Vector512.FusedMultiplyAdd(F16Kernel.Odd(h0, oddMask), xo, b0);
+            a1 = Vector512.FusedMultiplyAdd(Even(h1, shift, evenMask), xe, a1); b1 = Vector512.FusedMultiplyAdd(F16Kernel.Odd(h1, oddMask), xo, b1);
+            a2 = Vector512.FusedMultiplyAdd(Even(h2, shift, evenMask), xe, a2); b2 = Vector512.FusedMultiplyAdd(F16Kernel.Odd(h2, oddMask), xo, b2);
+            a3 = Vector512.FusedMultiplyAdd(Even(h3, shift, evenMask), xe, a3); b3 = Vector512.FusedMultiplyAdd(F16Kernel.Odd(h3, oddMask), xo, b3);
         }
-        float down = xp[32 * nb];
-        y[0] = Vector512.Sum(a0 + b0) * down;
-        if (m > 1) y[1] = Vector512.Sum(a1 + b1) * down;
-        if (m > 2) y[2] = Vector512.Sum(a2 + b2) * down;
-        if (m > 3) y[3] = Vector512.Sum(a3 + b3) * down;
+        var sums = Sum4(a0 + b0, a1 + b1, a2 + b2, a3 + b3) * Vector128.Create(xp[32 * nb]);
+        if (m == 4) { sums.Store(y); return; }
+        for (int r = 0; r < m; r++) y[r] = sums.GetElement(r);
+    }
+
+    /// <summary><see cref="F16Kernel.Even"/> with its vpmaddwd factor [2^13, 0] passed in (hoisted out of the loop).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Even(Vector512<int> h, Vector512<short> shift, Vector512<int> evenMask) =>
+        (Avx512BW.MultiplyAddAdjacent(h.AsInt16(), shift) & evenMask).AsSingle();
+
+    /// <summary>
+    /// The sums of four vectors as one vector: 128-bit lanes paired across the four (vshuff32x4, two levels), then the
+    /// four floats within each lane: 18 instructions where four Vector512.Sum took ~110 (the loop of a quad of 640 packed
+    /// columns runs ~800).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector128<float> Sum4(Vector512<float> s0, Vector512<float> s1, Vector512<float> s2, Vector512<float> s3)
+    {
+        var t01 = Avx512F.Shuffle4x128(s0, s1, 0x44) + Avx512F.Shuffle4x128(s0, s1, 0xEE); // s0 lanes 0+2, 1+3, s1 lanes 0+2, 1+3
+        var t23 = Avx512F.Shuffle4x128(s2, s3, 0x44) + Avx512F.Shuffle4x128(s2, s3, 0xEE);
+        var u = Avx512F.Shuffle4x128(t01, t23, 0x88) + Avx512F.Shuffle4x128(t01, t23, 0xDD); // lane r: row r's four partial sums
+        u += Avx512F.Permute4x32(u, 0xB1);
+        u += Avx512F.Permute4x32(u, 0x4E);
+        return Avx512F.PermuteVar16x32(u, Vector512.Create(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)).GetLower().GetLower();
     }
 
     /// <summary>
@@ -271,16 +304,21 @@ public static unsafe class RowGroupSparseMatMul
         int at = 0;
         if (vector)
         {
+            // On int lanes (the floats' bits) with the bit patterns in registers: compressing floats with a predicate
+            // reinterpreted from the compare made the JIT move each predicate through a vector and back
+            // (vpmovm2d + vpmovd2m) and reload both patterns per block.
+            var bitsLo = BitsLo.AsInt32();
+            var bitsHi = BitsHi.AsInt32();
             for (int b = 0; b < nb; b++)
             {
                 uint m = masks[b];
                 if (m == 0) continue;
-                var w = Vector512.Create(m);
-                var lo = Vector512.Equals(w & BitsLo, BitsLo).AsSingle();
-                var hi = Vector512.Equals(w & BitsHi, BitsHi).AsSingle();
-                Avx512F.Compress(Vector512<float>.Zero, lo, Vector512.Load(x + 32 * b)).Store(xp + at);
+                var w = Vector512.Create((int)m);
+                var lo = Vector512.Equals(w & bitsLo, bitsLo);
+                var hi = Vector512.Equals(w & bitsHi, bitsHi);
+                Avx512F.Compress(Vector512<int>.Zero, lo, Vector512.Load((int*)x + 32 * b)).Store((int*)xp + at);
                 at += BitOperations.PopCount(m & LowColumns);
-                Avx512F.Compress(Vector512<float>.Zero, hi, Vector512.Load(x + 32 * b + 16)).Store(xp + at);
+                Avx512F.Compress(Vector512<int>.Zero, hi, Vector512.Load((int*)x + 32 * b + 16)).Store((int*)xp + at);
                 at += BitOperations.PopCount(m & ~LowColumns);
             }
         }

@@ -12,9 +12,9 @@ namespace Pare.Kernels.Sparse;
 /// x is compressed once by the mask into a packed copy of K columns, and the group's packed rows, which are a dense
 /// K-column matrix, are multiplied four rows (one quad) at a time: the work is per stored value, no expansion per row.
 /// A quad's rows are stored interleaved by block, so a run of groups is one contiguous stream; a thread takes its
-/// chunk as <see cref="Streams"/> such runs in turn, and the Q8_0 quad kernel requests its stream
-/// <see cref="PrefetchBytes"/> ahead into L2. Decode on AVX-512: F16 compresses x
-/// prescaled once per product by <see cref="F16Kernel"/>'s power of two (<c>vcompressps</c>) and converts the halves
+/// chunk as <see cref="Streams"/> such runs in turn, and the quad kernels request their stream ahead
+/// (Q8_0 <see cref="PrefetchBytes"/> into L2, F16 <see cref="F16PrefetchBytes"/> into L1). Decode on AVX-512: F16 compresses x
+/// prescaled once per product by <see cref="F16Kernel"/>'s power of two (<c>vpcompressd</c>) and converts the halves
 /// as the dense F16 kernel does; Q8_0 rounds x once per product to int16 (<c>vpcompressw</c> per group, AVX-512
 /// VBMI2) and multiplies with <c>vpmovsxbw</c> + <c>vpmaddwd</c>, the quad's four scales converted in one vector;
 /// group g + 1 is compressed while group g multiplies. Prefill (several tokens) runs the same kernels token by token
@@ -27,8 +27,8 @@ public static unsafe class RowGroupSparseMatMul
     /// <summary>
     /// How far ahead of the Q8_0 quad kernel's reads its stream is requested into L2, in bytes (a group's rows are one
     /// contiguous stream, so this runs across quad and group boundaries). KernelBench rowgroup, DRAM, G = 32, one
-    /// thread, load 10: Q8_0 70% 10.4-13.6 GB/s without, 15.8-17.4 with 1024 bytes; F16 was faster without (14.5-20.1
-    /// against 13.8-17.3 GB/s), so its kernel leaves the stream to the hardware prefetchers.
+    /// thread, load 10: Q8_0 70% 10.4-13.6 GB/s without, 15.8-17.4 with 1024 bytes (F16, 1024 bytes into L2
+    /// was no better than none; it takes <see cref="F16PrefetchBytes"/> into L1).
     /// </summary>
     const int PrefetchBytes = 1024;
 

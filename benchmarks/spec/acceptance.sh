@@ -8,7 +8,8 @@
 # runs), so RUNS more bench-spec runs of only plain decoding, auto and each category's best single drafter (from the
 # table's medians), every one in LANES independent copies (own warm state and step rates) run per prompt in alternating
 # order (bench-spec --lanes): auto / best per category and run from the pooled decode times, its median over the runs,
-# and the A/A noise beside it (the even lanes' time over the odd lanes' for auto and for the best: the run's resolution);
+# the median over prompts of the per-prompt ratio (a burst on one prompt cannot move it), and the A/A noise beside them
+# (the even lanes' time over the odd lanes' for auto and for the best: the run's resolution);
 # docs/spec-acceptance-paired{1,2,3}.json. Sized for <= 9 minutes on a quiet 2-core machine: LIMIT prompts per
 # category (default 8), N tokens per prompt (default 128), LANES (default 4). Run from the repository root on a quiet machine:
 #   benchmarks/spec/acceptance.sh [PARE] [MODEL] [DRAFT]
@@ -80,14 +81,16 @@ paired_runs = [json.load(open(f"{out}/spec-acceptance-paired{i}.json")) for i in
 paired = []
 for line in verdict:
     c, b = line["category"], line["best_single"]
-    ratios, noise, autos, mats = [], [], [], []
+    ratios, noise, autos, mats, per_prompt = [], [], [], [], []
     for d in paired_runs:
         a = next(r for r in d["results"] if (r["category"], r["drafter"]) == (c, "auto"))
         s = next(r for r in d["results"] if (r["category"], r["drafter"]) == (c, b))
         ratios.append(a["speedup"] / s["speedup"]); autos.append(a["speedup"]); mats.append((a["mat"], s["mat"]))
+        per_prompt.append(statistics.median(y / x for x, y in zip(a["prompt_decode_seconds"], s["prompt_decode_seconds"])))
         noise.append(max(abs(1 - a["aa"]), abs(1 - s["aa"])) if a.get("aa") is not None else None)
         if not (a["identical"] and s["identical"]): raise SystemExit(f"paired run: output differs from plain decoding ({c})")
     paired.append({"category": c, "best_single": b, "auto_vs_best_runs": ratios, "auto_vs_best": statistics.median(ratios),
+                   "auto_vs_best_prompt_median_runs": per_prompt, "auto_vs_best_prompt_median": statistics.median(per_prompt),
                    "aa_noise_runs": noise, "aa_noise": statistics.median(x for x in noise if x is not None) if any(x is not None for x in noise) else None,
                    "auto_speedup_runs": autos, "auto_vs_plain": statistics.median(autos), "mat_auto_best_runs": mats})
 ood = json.load(open(f"{out}/spec-acceptance-ood.json"))
@@ -107,7 +110,7 @@ for l in verdict:
     print(f"{l['category']}: best single {l['best_single']} {l['best_speedup']:.2f}x; {autos}")
 for p in paired:
     print(f"paired ({lanes} lanes x {runs} runs) {p['category']}: auto / {p['best_single']} {p['auto_vs_best']:.3f} (runs {' / '.join(f'{x:.3f}' for x in p['auto_vs_best_runs'])}), "
-          f"A/A noise {p['aa_noise']:.3f} (runs {' / '.join(f'{x:.3f}' for x in p['aa_noise_runs'])}); auto / plain {p['auto_vs_plain']:.2f}x")
+          f"per-prompt median {p['auto_vs_best_prompt_median']:.3f}, A/A noise {p['aa_noise']:.3f} (runs {' / '.join(f'{x:.3f}' for x in p['aa_noise_runs'])}); auto / plain {p['auto_vs_plain']:.2f}x")
 print(f"out of domain (pare run, sampling): auto/none {ood['median_ratio']:.3f} (per run {' / '.join(f'{x:.3f}' for x in ood.get('run_median_ratios', []))}), end to end {ood['median_ratio_end_to_end']:.3f}")
 print(f"{secs} s; {out}/spec-acceptance.json")
 PY

@@ -55,7 +55,7 @@ internal static class BenchSpecCommand
                 return o with { Rates = new StepRates(o) };
             });
             // Seconds: after the first token (decoding); Total: prompt pass included.
-            var rows = new List<(string Category, string Drafter, int Lane, double Seconds, double Total, int Tokens, int Steps, long Nodes, bool Identical)>();
+            var rows = new List<(string Category, string Drafter, int Lane, int Prompt, double Seconds, double Total, int Tokens, int Steps, long Nodes, bool Identical)>();
             int total = set.Count * (names.Length + 1) * laneCount, done = 0;
             // Untimed warm-up of every code path on the first prompt, with throw-away drafters.
             {
@@ -96,7 +96,7 @@ internal static class BenchSpecCommand
                         {
                             var (plain, first, end) = await Timed(Generator.GenerateAsync(session, ids, opt, ct));
                             outputs.Add((rows.Count, plain));
-                            rows.Add((category, "none", lane, end - first, end, plain.Count - 1, plain.Count - 1, plain.Count - 1, true));
+                            rows.Add((category, "none", lane, p, end - first, end, plain.Count - 1, plain.Count - 1, plain.Count - 1, true));
                         }
                         else
                         {
@@ -104,7 +104,7 @@ internal static class BenchSpecCommand
                             var (outp, sFirst, sEnd) = await Timed(SpeculativeGenerator.GenerateAsync(session, ids, opt, live[(n, lane)], specs[(n, lane)], stats, ct));
                             // Tokens and steps after the first token (the prompt pass's): MAT = tokens per verification step.
                             outputs.Add((rows.Count, outp));
-                            rows.Add((category, n, lane, sEnd - sFirst, sEnd, outp.Count - 1, stats.Steps, stats.NodesEvaluated, true));
+                            rows.Add((category, n, lane, p, sEnd - sFirst, sEnd, outp.Count - 1, stats.Steps, stats.NodesEvaluated, true));
                         }
                         progress?.Report(++done / (double)total);
                     }
@@ -134,6 +134,8 @@ internal static class BenchSpecCommand
                     aa = laneCount < 2 ? (double?)null : laneSecs.Where((_, l) => l % 2 == 0).Sum() / laneSecs.Where((_, l) => l % 2 == 1).Sum() * (laneCount / 2) / (double)((laneCount + 1) / 2),
                     speedup_end_to_end = plainRows.Sum(x => x.Total) / total,
                     prompt_seconds = (total - secs) / g.Count(),
+                    // Decode seconds per prompt (all lanes): per-prompt ratios between drafters, whose median a burst on one prompt cannot move.
+                    prompt_decode_seconds = g.GroupBy(x => x.Prompt).Select(h => h.Sum(x => x.Seconds)).ToArray(),
                     lane_mat = Enumerable.Range(0, laneCount).Select(l => g.Where(x => x.Lane == l).Average(x => (double)x.Tokens / Math.Max(1, x.Steps))).ToArray(),
                     identical = g.All(x => x.Identical),
                 };

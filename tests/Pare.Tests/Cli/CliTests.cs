@@ -116,6 +116,7 @@ public class CliTests
             Assert.Equal(2, x.GetProperty("prompts").GetInt32());
             Assert.Equal(3, x.GetProperty("lane_speedups").GetArrayLength());
             Assert.Equal(3, x.GetProperty("lane_mat").GetArrayLength());
+            Assert.Equal(2, x.GetProperty("prompt_decode_seconds").GetArrayLength());
             Assert.True(x.GetProperty("aa").GetDouble() > 0);
         }
         // Prompt lookup is deterministic under greedy decoding given its sizes: every lane of it accepts tokens.

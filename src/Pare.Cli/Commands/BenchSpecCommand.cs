@@ -26,11 +26,12 @@ internal static class BenchSpecCommand
         var maxTree = new Option<int>("--max-tree") { Description = "Largest draft tree per step (adaptive sizing chooses at most this).", DefaultValueFactory = _ => 32 }.Between(1, 256);
         var limit = new Option<int>("--limit") { Description = "Use at most this many prompts per category (0 = all).", DefaultValueFactory = _ => 0 }.AtLeast(0);
         var fixedSize = new Option<bool>("--fixed-size") { Description = "Verify trees of --max-tree nodes at every step (no adaptive sizing, no plain fallback): acceptance at equal tree size." };
+        var lanes = new Option<int>("--lanes") { Description = "Independent copies of every drafter (each its own warm state and step rates, each meeting every prompt once), run per prompt in alternating order: speedups pool them, and the spread between halves of them (A/A) is the run's noise.", DefaultValueFactory = _ => 1 }.Between(1, 16);
         var threads = Cli.Threads();
         var kvType = Cli.KvType();
         var json = Cli.Json();
         var cmd = new Command("bench-spec", "Compare speculative drafters with plain greedy decoding on a prompt set (MAT, tok/s, speedup).")
-            { model, prompts, maxTokens, drafters, maxTree, limit, fixedSize, threads, kvType, json };
+            { model, prompts, maxTokens, drafters, maxTree, limit, fixedSize, lanes, threads, kvType, json };
         cmd.SetAction((r, ct) => Cli.Guard(async () =>
         {
             bool asJson = r.GetValue(json);
@@ -44,22 +45,24 @@ internal static class BenchSpecCommand
             var opt = new GenerationOptions { MaxTokens = r.GetValue(maxTokens), Sampling = SamplingOptions.Greedy, StopAtEos = false };
             var session = m.CreateSession(new SessionOptions { Threads = r.GetValue(threads), KvType = r.GetValue(kvType) });
             var costs = CostModel.Measure(session, CostModel.DefaultSizes.Where(n => n <= Math.Max(1, r.GetValue(maxTree))));
-            // Drafters persist across prompts (Token Recycling warms up over a session, as in the paper).
-            var live = names.ToDictionary(n => n, n => Drafters.Create(n, session)!);
-            // So do the measured step rates that choose between speculative and plain steps (one set per drafter).
-            var specs = names.ToDictionary(n => n, _ =>
+            int laneCount = r.GetValue(lanes);
+            // Drafters persist across prompts (Token Recycling warms up over a session, as in the paper); one per lane.
+            var live = names.SelectMany(n => Enumerable.Range(0, laneCount).Select(l => (n, l))).ToDictionary(k => k, k => Drafters.Create(k.n, session)!);
+            // So do the measured step rates that choose between speculative and plain steps (one set per drafter and lane).
+            var specs = live.Keys.ToDictionary(k => k, _ =>
             {
                 var o = new SpeculativeOptions { MaxTreeSize = r.GetValue(maxTree), Costs = costs, Adaptive = !r.GetValue(fixedSize) };
                 return o with { Rates = new StepRates(o) };
             });
             // Seconds: after the first token (decoding); Total: prompt pass included.
-            var rows = new List<(string Category, string Drafter, double Seconds, double Total, int Tokens, int Steps, long Nodes, bool Identical)>();
-            int total = set.Count * (names.Length + 1), done = 0;
-            // Untimed warm-up of every code path on the first prompt, with throw-away drafters.
+            var rows = new List<(string Category, string Drafter, int Lane, int Prompt, double Seconds, double Total, int Tokens, int Steps, long Nodes, bool Identical)>();
+            int total = set.Count * (names.Length + 1) * laneCount, done = 0;
+            // Untimed warm-up of every code path on the first prompt, with throw-away drafters: as many tokens as a timed run
+            // (8 left the per-step methods at tier 0 for the first timed prompts: fewer calls than the runtime's 30 to tier up).
             {
                 var warm = tok.Encode(set[0].Prompt);
                 warm = warm[^Math.Min(warm.Length, 64)..];
-                var wopt = opt with { MaxTokens = 8 };
+                var wopt = opt with { MaxTokens = Math.Min(opt.MaxTokens, 128) };
                 session.Reset();
                 await foreach (var _ in Generator.GenerateAsync(session, warm, wopt, ct)) { }
                 foreach (var n in names)
@@ -69,44 +72,72 @@ internal static class BenchSpecCommand
                     await foreach (var _ in SpeculativeGenerator.GenerateAsync(session, warm, wopt, wd, new SpeculativeOptions { MaxTreeSize = r.GetValue(maxTree), Costs = costs, Adaptive = !r.GetValue(fixedSize) }, new SpeculationStats(), ct)) { }
                     (wd as IModelDrafter)?.Runner.Dispose();
                 }
+                // Methods called often during the warm-up are recompiled (tier 1) in the background after a quiet spell:
+                // let that finish before the first timed prompt rather than inside it.
+                Thread.Sleep(300);
             }
             await Cli.WithProgressAsync(asJson, "prompts", async progress =>
             {
-                foreach (var (category, text) in set)
+                for (int p = 0; p < set.Count; p++)
                 {
+                    var (category, text) = set[p];
                     var ids = tok.Encode(text);
                     if (ids.Length + opt.MaxTokens + r.GetValue(maxTree) > session.ContextLength) ids = ids[^Math.Max(1, session.ContextLength - opt.MaxTokens - r.GetValue(maxTree))..];
-                    session.Reset();
-                    var (plain, first, end) = await Timed(Generator.GenerateAsync(session, ids, opt, ct));
-                    rows.Add((category, "none", end - first, end, plain.Count - 1, plain.Count - 1, plain.Count - 1, true));
-                    progress?.Report(++done / (double)total);
-                    foreach (var n in names)
+                    // Outputs of this prompt's runs by row: checked against plain decoding's once all have run.
+                    var outputs = new List<(int Row, List<int> Ids)>();
+                    // Plain decoding and every drafter of every lane on this prompt, in alternating order (ABBA over lanes
+                    // and prompts): a drift of the machine's speed within the prompt's runs then falls on every drafter alike.
+                    foreach (var (n, lane) in RunOrder(names, laneCount, p))
                     {
                         session.Reset();
-                        var stats = new SpeculationStats();
-                        var (outp, sFirst, sEnd) = await Timed(SpeculativeGenerator.GenerateAsync(session, ids, opt, live[n], specs[n], stats, ct));
-                        // Tokens and steps after the first token (the prompt pass's): MAT = tokens per verification step.
-                        rows.Add((category, n, sEnd - sFirst, sEnd, outp.Count - 1, stats.Steps, stats.NodesEvaluated, outp.SequenceEqual(plain)));
+                        // A collection left over from an earlier generation's garbage would be timed against this one.
+                        GC.Collect();
+                        GC.WaitForPendingFinalizers();
+                        if (n == "none")
+                        {
+                            var (plain, first, end) = await Timed(Generator.GenerateAsync(session, ids, opt, ct));
+                            outputs.Add((rows.Count, plain));
+                            rows.Add((category, "none", lane, p, end - first, end, plain.Count - 1, plain.Count - 1, plain.Count - 1, true));
+                        }
+                        else
+                        {
+                            var stats = new SpeculationStats();
+                            var (outp, sFirst, sEnd) = await Timed(SpeculativeGenerator.GenerateAsync(session, ids, opt, live[(n, lane)], specs[(n, lane)], stats, ct));
+                            // Tokens and steps after the first token (the prompt pass's): MAT = tokens per verification step.
+                            outputs.Add((rows.Count, outp));
+                            rows.Add((category, n, lane, p, sEnd - sFirst, sEnd, outp.Count - 1, stats.Steps, stats.NodesEvaluated, true));
+                        }
                         progress?.Report(++done / (double)total);
                     }
+                    var reference = outputs.First(o => rows[o.Row].Drafter == "none").Ids;
+                    foreach (var (row, outp) in outputs) rows[row] = rows[row] with { Identical = outp.SequenceEqual(reference) };
                 }
             });
             var summary = rows.GroupBy(x => (x.Category, x.Drafter)).Select(g =>
             {
                 var plainRows = rows.Where(x => x.Category == g.Key.Category && x.Drafter == "none").ToList();
                 double secs = g.Sum(x => x.Seconds), total = g.Sum(x => x.Total);
+                double plainSecs = plainRows.Sum(x => x.Seconds) / laneCount;
+                // Each lane's decode time against plain decoding's mean over lanes, and (two lanes or more) the A/A ratio:
+                // the decode time of the even lanes over that of the odd ones, the same method against itself.
+                var laneSecs = Enumerable.Range(0, laneCount).Select(l => g.Where(x => x.Lane == l).Sum(x => x.Seconds)).ToArray();
                 return new
                 {
                     category = g.Key.Category,
                     drafter = g.Key.Drafter,
-                    prompts = g.Count(),
+                    prompts = g.Count() / laneCount,
                     mat = g.Average(x => (double)x.Tokens / Math.Max(1, x.Steps)),
                     // Accepted tokens per verified tree node (bonus included): acceptance at a given tree size.
                     tokens_per_node = g.Sum(x => (double)x.Tokens) / Math.Max(1, g.Sum(x => x.Nodes)),
                     tok_s = g.Sum(x => x.Tokens) / secs,
                     speedup = plainRows.Sum(x => x.Seconds) / secs,
+                    lane_speedups = laneSecs.Select(x => plainSecs / x).ToArray(),
+                    aa = laneCount < 2 ? (double?)null : laneSecs.Where((_, l) => l % 2 == 0).Sum() / laneSecs.Where((_, l) => l % 2 == 1).Sum() * (laneCount / 2) / (double)((laneCount + 1) / 2),
                     speedup_end_to_end = plainRows.Sum(x => x.Total) / total,
                     prompt_seconds = (total - secs) / g.Count(),
+                    // Decode seconds per prompt (all lanes): per-prompt ratios between drafters, whose median a burst on one prompt cannot move.
+                    prompt_decode_seconds = g.GroupBy(x => x.Prompt).Select(h => h.Sum(x => x.Seconds)).ToArray(),
+                    lane_mat = Enumerable.Range(0, laneCount).Select(l => g.Where(x => x.Lane == l).Average(x => (double)x.Tokens / Math.Max(1, x.Steps))).ToArray(),
                     identical = g.All(x => x.Identical),
                 };
             }).ToList();
@@ -115,16 +146,20 @@ internal static class BenchSpecCommand
             var tn = costs.Sizes.Select((n, i) => new { n, seconds = costs.Seconds[i], ratio = costs.Seconds[i] / costs.Seconds[0] }).ToList();
             if (asJson)
             {
-                Cli.PrintJson(new { model = m.Source, threads = r.GetValue(threads), max_tokens = opt.MaxTokens, max_tree = r.GetValue(maxTree), fixed_size = r.GetValue(fixedSize), t_n = tn, results = summary, draft_memory = memory });
+                Cli.PrintJson(new { model = m.Source, threads = r.GetValue(threads), max_tokens = opt.MaxTokens, max_tree = r.GetValue(maxTree), fixed_size = r.GetValue(fixedSize), lanes = laneCount, t_n = tn, results = summary, draft_memory = memory });
                 foreach (var d in live.Values) (d as IModelDrafter)?.Runner.Dispose();
                 return summary.All(s => s.identical) ? 0 : 2;
             }
             // Redirected output (a file, CI log) gets a table wide enough for its columns instead of Spectre's 80.
             if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 150);
             var table = new Table().AddColumns("category", "drafter", "prompts", "MAT", "tokens/node", "decode tok/s", "speedup", "prompt pass (ms)", "end to end", "identical to plain");
+            if (laneCount > 1) table.AddColumn("A/A (lanes)");
             foreach (var s in summary)
-                table.AddRow(Markup.Escape(s.category), Markup.Escape(s.drafter), s.prompts.ToString(System.Globalization.CultureInfo.InvariantCulture), $"{s.mat:F2}", $"{s.tokens_per_node:F2}", $"{s.tok_s:F1}", $"{s.speedup:F2}x",
-                    $"{s.prompt_seconds * 1000:F1}", $"{s.speedup_end_to_end:F2}x", s.identical ? "yes" : "[red]NO[/]");
+            {
+                string[] cells = [Markup.Escape(s.category), Markup.Escape(s.drafter), s.prompts.ToString(System.Globalization.CultureInfo.InvariantCulture), $"{s.mat:F2}", $"{s.tokens_per_node:F2}", $"{s.tok_s:F1}", $"{s.speedup:F2}x",
+                    $"{s.prompt_seconds * 1000:F1}", $"{s.speedup_end_to_end:F2}x", s.identical ? "yes" : "[red]NO[/]"];
+                table.AddRow(laneCount > 1 ? [.. cells, $"{s.aa:F3}"] : cells);
+            }
             AnsiConsole.Write(table);
             foreach (var x in memory) AnsiConsole.MarkupLine(Markup.Escape($"draft memory, {x.drafter}: KV cache {x.kv_cache_bytes / 1024.0:F0} KiB, tree scratch {x.scratch_bytes / 1024.0:F0} KiB"));
             foreach (var d in live.Values) (d as IModelDrafter)?.Runner.Dispose();
@@ -134,6 +169,20 @@ internal static class BenchSpecCommand
             return summary.All(s => s.identical) ? 0 : 2;
         }));
         return cmd;
+    }
+
+    /// <summary>
+    /// The runs of prompt <paramref name="prompt"/>: plain decoding ("none") and every drafter, once per lane; the order
+    /// is reversed every other lane and every other prompt (lane 0 of prompt 0: none, A, B; lane 1: B, A, none; prompt 1
+    /// starts reversed), so no drafter always runs first, last or next to the same neighbour.
+    /// </summary>
+    internal static IEnumerable<(string Drafter, int Lane)> RunOrder(IReadOnlyList<string> drafters, int lanes, int prompt)
+    {
+        for (int l = 0; l < lanes; l++)
+        {
+            var order = new[] { "none" }.Concat(drafters);
+            foreach (var n in (prompt + l) % 2 == 0 ? order : order.Reverse()) yield return (n, l);
+        }
     }
 
     /// <summary>Drains a generation: the token ids, and the seconds to the first token and to the end.</summary>

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using Pare.Models;
 using Pare.Speculative;
 
@@ -13,6 +14,13 @@ namespace Pare.Cli.Commands;
 internal static class CostCache
 {
     static readonly int[] Sizes = [1, 2, 4, 8, 16, 32, 64];
+
+    /// <summary>Compiles <see cref="Get"/> and <see cref="Parse"/> (with <see cref="SpeculativeGenerator.Prepare"/>: off the path to the first token).</summary>
+    public static void Prepare()
+    {
+        RuntimeHelpers.PrepareMethod(typeof(CostCache).GetMethod(nameof(Get))!.MethodHandle);
+        RuntimeHelpers.PrepareMethod(typeof(CostCache).GetMethod(nameof(Parse), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!.MethodHandle);
+    }
 
     public static CostModel Get(LlamaModel m, InferenceSession session)
     {

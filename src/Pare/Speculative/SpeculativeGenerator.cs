@@ -1,3 +1,4 @@
+using System.Reflection;
 using System.Runtime.CompilerServices;
 using Pare.Generation;
 using Pare.Models;
@@ -139,6 +140,26 @@ sealed class TreeWalk(Sampler sampler, GenerationOptions options, int vocab, int
 /// </summary>
 public static class SpeculativeGenerator
 {
+    /// <summary>
+    /// Compiles what every speculative run compiles before its first token and plain decoding does not: the generator's
+    /// state machine (3 KB of IL, compiled fully optimised at once since it has loops: QuickJitForLoops is off), the step
+    /// planner's set-up, the evidence index and the cost model's lookup. Called on another core while the model loads
+    /// (`pare run`), it takes that compilation off the path to the first token: out of domain, where `auto` decodes
+    /// plainly, it was what a fresh process's prompt pass cost `auto` more than `--draft none` (docs/speculative.md,
+    /// session 11). Compiling twice is not possible: a method being compiled elsewhere is waited for. Thread-safe.
+    /// </summary>
+    public static void Prepare()
+    {
+        const BindingFlags all = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
+        // PrepareMethod passes over the iterator's MoveNext (measured: nothing compiled), so run it instead: an empty prompt
+        // is refused by its first statement, before anything else is touched (the fault stays in the returned task).
+        _ = GenerateAsync(null!, [], new GenerationOptions(), null!, new SpeculativeOptions(), new SpeculationStats()).GetAsyncEnumerator().MoveNextAsync();
+        foreach (var c in typeof(StepPlanner).GetConstructors(all)) RuntimeHelpers.PrepareMethod(c.MethodHandle);
+        foreach (var c in typeof(TreeSizer).GetConstructors(all)) RuntimeHelpers.PrepareMethod(c.MethodHandle);
+        foreach (var m in typeof(NgramIndex).GetMethods(all)) if (m.Name == nameof(NgramIndex.Latest)) RuntimeHelpers.PrepareMethod(m.MethodHandle);
+        RuntimeHelpers.PrepareMethod(typeof(CostModel).GetMethod(nameof(CostModel.Time))!.MethodHandle);
+    }
+
     public static async IAsyncEnumerable<GeneratedToken> GenerateAsync(InferenceSession session, IReadOnlyList<int> prompt,
         GenerationOptions options, IDrafter drafter, SpeculativeOptions spec, SpeculationStats stats,
         [EnumeratorCancellation] CancellationToken ct = default)

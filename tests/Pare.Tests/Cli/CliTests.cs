@@ -101,6 +101,44 @@ public class CliTests
     }
 
     [Fact]
+    public void Bench_spec_lanes_run_independent_copies_of_each_drafter_and_report_their_spread()
+    {
+        string f = Path.Combine(TestModels.Dir, "cli-prompts-lanes.jsonl");
+        File.WriteAllLines(f, ["{\"category\":\"repeat\",\"prompt\":\"ab ab ab ab ab\"}", "{\"category\":\"repeat\",\"prompt\":\"cd cd cd cd\"}"]);
+        var r = PareCli.Run("bench-spec", Model(), "--prompts", f, "-n", "10", "--max-tree", "8", "--drafters", "pld,auto", "--lanes", "3", "--json");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Equal(3, r.Json.GetProperty("lanes").GetInt32());
+        var results = r.Json.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal(3, results.Count);
+        foreach (var x in results)
+        {
+            Assert.True(x.GetProperty("identical").GetBoolean());
+            Assert.Equal(2, x.GetProperty("prompts").GetInt32());
+            Assert.Equal(3, x.GetProperty("lane_speedups").GetArrayLength());
+            Assert.Equal(3, x.GetProperty("lane_mat").GetArrayLength());
+            Assert.Equal(2, x.GetProperty("prompt_decode_seconds").GetArrayLength());
+            Assert.True(x.GetProperty("aa").GetDouble() > 0);
+        }
+        // Prompt lookup is deterministic under greedy decoding given its sizes: every lane of it accepts tokens.
+        Assert.All(results.Single(x => x.GetProperty("drafter").GetString() == "pld").GetProperty("lane_mat").EnumerateArray(), m => Assert.True(m.GetDouble() >= 1));
+
+        var bad = PareCli.Run("bench-spec", Model(), "--prompts", f, "--lanes", "0");
+        Assert.Equal(1, bad.ExitCode);
+    }
+
+    [Fact]
+    public void Bench_spec_alternates_the_order_of_its_runs_over_lanes_and_prompts()
+    {
+        var p0 = Pare.Cli.Commands.BenchSpecCommand.RunOrder(["a", "b"], 2, 0).ToList();
+        Assert.Equal([("none", 0), ("a", 0), ("b", 0), ("b", 1), ("a", 1), ("none", 1)], p0);
+        var p1 = Pare.Cli.Commands.BenchSpecCommand.RunOrder(["a", "b"], 2, 1).ToList();
+        Assert.Equal([("b", 0), ("a", 0), ("none", 0), ("none", 1), ("a", 1), ("b", 1)], p1);
+        // One lane: ABBA over prompts.
+        Assert.Equal(["none", "a", "b"], Pare.Cli.Commands.BenchSpecCommand.RunOrder(["a", "b"], 1, 2).Select(x => x.Drafter));
+        Assert.Equal(["b", "a", "none"], Pare.Cli.Commands.BenchSpecCommand.RunOrder(["a", "b"], 1, 3).Select(x => x.Drafter));
+    }
+
+    [Fact]
     public void Tokenize_json()
     {
         string f = Path.Combine(TestModels.Dir, "cli-text.txt");

@@ -35,6 +35,25 @@ public class LosslessTests
         return [.. phrase, .. phrase, .. phrase, .. Enumerable.Range(0, 4).Select(_ => rng.Next(300)), .. phrase[..3]];
     }
 
+    [Fact]
+    public async Task Preparing_the_speculative_path_compiles_the_generator_and_changes_no_output()
+    {
+        // Concurrently, as `pare run` does (on another thread while the model loads), and more than once.
+        Parallel.Invoke(SpeculativeGenerator.Prepare, SpeculativeGenerator.Prepare, Pare.Cli.Commands.CostCache.Prepare);
+        // The generator's state machine (3 KB of IL) is compiled now: starting a generation compiles at most small methods here.
+        var gen = SpeculativeGenerator.GenerateAsync(null!, [], new GenerationOptions(), null!, new SpeculativeOptions(), new SpeculationStats());
+        long il = System.Runtime.JitInfo.GetCompiledILBytes(currentThread: true);
+        var first = gen.GetAsyncEnumerator().MoveNextAsync();
+        long compiled = System.Runtime.JitInfo.GetCompiledILBytes(currentThread: true) - il;
+        Assert.True(compiled < 1000, $"{compiled} bytes of IL compiled");
+        await Assert.ThrowsAsync<PareException>(async () => await first);
+
+        using var m = LlamaModel.Load(Model());
+        var o = new GenerationOptions { MaxTokens = 24, StopAtEos = false, Sampling = SamplingOptions.Greedy };
+        var prompt = RepetitivePrompt(3);
+        Assert.Equal(await Plain(m, prompt, o), (await Spec(m, prompt, o, "auto")).Tokens);
+    }
+
     [Theory]
     [InlineData("pld")]
     [InlineData("recycle")]

@@ -35,13 +35,14 @@ try
     var settings = settingsText.Split(';', StringSplitOptions.RemoveEmptyEntries).Select(Setting).ToArray();
     using var model = LlamaModel.Load(args[0]);
     var c = model.Config;
+    foreach (int n in lengths)
+        if (n < 2 || n > c.ContextLength) throw new PareException($"--lengths: {n} is outside 2 .. {c.ContextLength}");
     Console.WriteLine($"{DateTime.UtcNow:yyyy-MM-ddTHH:mm}Z, load {File.ReadAllText("/proc/loadavg").Split(' ')[0]}, {args[0]}, {reps} reps");
     Console.WriteLine("| tokens | threads | setting | ideal (multiply-adds) | CPU ms, pruned vs full | wall ms, pruned vs full | speed-up CPU / wall |");
     Console.WriteLine("|---|---|---|---|---|---|---|");
     foreach (int n in lengths)
         foreach (int threads in threadCounts)
         {
-            if (n < 2 || n > c.ContextLength) throw new PareException($"--lengths: {n} is outside 2 .. {c.ContextLength}");
             var session = model.CreateSession(new SessionOptions { ContextLength = n, Threads = threads });
             var rng = new Random(1);
             int[] prompt = [.. Enumerable.Range(0, n).Select(_ => rng.Next(c.VocabSize))];

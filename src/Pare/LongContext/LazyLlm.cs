@@ -66,20 +66,30 @@ public static class LazyLlm
             {
                 var score = Importance(session, l - 1, kept, lastQ.AsSpan(0, m * c.Heads * c.HeadDim), m, options.MaxOverHeads);
                 int keepN = Math.Max(m, (int)Math.Ceiling(kept.Length * keep));
-                var order = Enumerable.Range(0, kept.Length - m).OrderByDescending(i => score[i]).ThenBy(i => i).Take(keepN - m)
-                    .Concat(Enumerable.Range(kept.Length - m, m)).Order().ToArray();
-                var keepSet = new HashSet<int>(order);
-                var deferred = Enumerable.Range(0, kept.Length).Where(i => !keepSet.Contains(i)).ToArray();
-                if (deferred.Length > 0)
+                var keepMask = KeepMask(score, kept.Length - m, keepN - m);
+                int deferredN = kept.Length - keepN;
+                if (deferredN > 0)
                 {
-                    var h = new float[deferred.Length * dim];
-                    for (int j = 0; j < deferred.Length; j++) x.AsSpan(deferred[j] * dim, dim).CopyTo(h.AsSpan(j * dim, dim));
-                    aux[l] = ([.. deferred.Select(i => kept[i])], h);
-                    foreach (int i in deferred) deferredAt[kept[i]] = l;
-                    var nx = new float[order.Length * dim];
-                    for (int j = 0; j < order.Length; j++) x.AsSpan(order[j] * dim, dim).CopyTo(nx.AsSpan(j * dim, dim));
-                    x = nx;
-                    kept = [.. order.Select(i => kept[i])];
+                    // Deferred rows go to the aux cache; kept rows move up in place (ascending, so a row never overwrites
+                    // one still to be read): no new (n, dim) array per pruning layer.
+                    var h = GC.AllocateUninitializedArray<float>(deferredN * dim);
+                    var pos = new int[deferredN];
+                    var nextKept = new int[keepN];
+                    for (int i = 0, j = 0, d = 0; i < kept.Length; i++)
+                    {
+                        var row = x.AsSpan(i * dim, dim);
+                        if (i < keepMask.Length && !keepMask[i])
+                        {
+                            row.CopyTo(h.AsSpan(d * dim, dim));
+                            pos[d++] = kept[i];
+                            deferredAt[kept[i]] = l;
+                            continue;
+                        }
+                        if (j != i) row.CopyTo(x.AsSpan(j * dim, dim));
+                        nextKept[j++] = kept[i];
+                    }
+                    aux[l] = (pos, h);
+                    kept = nextKept;
                 }
             }
             session.ForwardBlock(l, x, kept, compact: true, lastQ.AsSpan(0, Math.Min(options.Window, kept.Length) * c.Heads * c.HeadDim));
@@ -87,6 +97,18 @@ public static class LazyLlm
         session.SetPosition(n);
         var logits = session.Head(x.AsSpan((kept.Length - 1) * dim, dim));
         return new LazyPrefill(session, aux, kept.Length, n) { Logits = logits, DeferredAt = deferredAt };
+    }
+
+    /// <summary>Which of the first <paramref name="candidates"/> scores are among the top <paramref name="take"/> (ties to the
+    /// lower index, as a stable descending order); a sort of indices, not of (score, index) pairs through LINQ.</summary>
+    static bool[] KeepMask(float[] score, int candidates, int take)
+    {
+        var idx = new int[candidates];
+        for (int i = 0; i < candidates; i++) idx[i] = i;
+        Array.Sort(idx, (a, b) => score[b].CompareTo(score[a]) is var c && c != 0 ? c : a.CompareTo(b));
+        var keep = new bool[candidates];
+        for (int i = 0; i < take; i++) keep[idx[i]] = true;
+        return keep;
     }
 
     /// <summary>The pruning layers of a schedule: round(fraction x layers), those in 1 .. layers-1; fractions outside (0, 1) are an error.</summary>

@@ -11,11 +11,14 @@ namespace Pare.Models;
 /// </summary>
 public sealed partial class InferenceSession
 {
+    // Layer-at-a-time scratch: RoPE angles by position (grown on demand) and the compacted K of a pruned sequence.
+    float[] _ropeTableCos = [], _ropeTableSin = [], _kCompact = [];
+
     /// <summary>Token embeddings (n, dim).</summary>
     internal float[] Embed(ReadOnlySpan<int> tokens)
     {
         var w = _model.Weights;
-        var x = new float[tokens.Length * _c.Dim];
+        var x = GC.AllocateUninitializedArray<float>(tokens.Length * _c.Dim);   // every row is written below
         for (int t = 0; t < tokens.Length; t++)
         {
             if ((uint)tokens[t] >= (uint)_c.VocabSize) throw new PareException($"token id {tokens[t]} is out of range (vocabulary size {_c.VocabSize})");
@@ -43,22 +46,33 @@ public sealed partial class InferenceSession
         var k = _qkv.AsSpan(n * qd, n * kvd);
         var v = _qkv.AsSpan(n * (qd + kvd), n * kvd);
         MatMul.MatMulRowsFused(_qkvWeights[layer], xb, n, _qkv.AsSpan(0, n * (qd + 2 * kvd)), _threads);
-        Span<float> cos = stackalloc float[half], sin = stackalloc float[half];
+        var (cosAll, sinAll) = RopeTable(positions[n - 1] + 1);
         for (int t = 0; t < n; t++)
         {
             if (lw.Bq != null) AddInPlace(q.Slice(t * qd, qd), lw.Bq);
             if (lw.Bk != null) AddInPlace(k.Slice(t * kvd, kvd), lw.Bk);
             if (lw.Bv != null) AddInPlace(v.Slice(t * kvd, kvd), lw.Bv);
-            Ops.RopeAngles(positions[t], _c.RopeDim, _c.RopeBase, cos, sin);
+            var cos = cosAll.AsSpan(positions[t] * half, half);
+            var sin = sinAll.AsSpan(positions[t] * half, half);
             Ops.Rope(q.Slice(t * qd, qd), heads, hd, cos, sin, _c.RopeLayout);
             Ops.Rope(k.Slice(t * kvd, kvd), kvHeads, hd, cos, sin, _c.RopeLayout);
-            _kv.Write(layer, k.Slice(t * kvd, kvd), v.Slice(t * kvd, kvd), 1, positions[t]);
+        }
+        // One cache write per run of consecutive positions (the whole batch before the first pruning layer).
+        for (int t = 0, e; t < n; t = e)
+        {
+            for (e = t + 1; e < n && positions[e] == positions[e - 1] + 1; e++) { }
+            _kv.Write(layer, k.Slice(t * kvd, (e - t) * kvd), v.Slice(t * kvd, (e - t) * kvd), e - t, positions[t]);
         }
         if (!lastQuery.IsEmpty) q.Slice((n - lastQuery.Length / qd) * qd, lastQuery.Length / qd * qd).CopyTo(lastQuery);
         var att = _att.AsSpan(0, n * qd);
         if (compact)
         {
-            var kc = new float[BlockedAttention.CacheFloats(n, kvHeads, hd)];
+            // The compacted K in a reused scratch (a fresh array per layer cost page faults and GC); cleared so the
+            // last block's unused positions are zeros, as in a fresh one.
+            long kcn = BlockedAttention.CacheFloats(n, kvHeads, hd);
+            if (_kCompact.Length < kcn) _kCompact = new float[kcn];
+            var kc = _kCompact.AsSpan(0, (int)kcn);
+            kc.Clear();
             BlockedAttention.WriteK(k, n, kvHeads, hd, kc, n, 0);
             BlockedAttention.CausalGqa(q, n, heads, kvHeads, hd, kc, n, v, 0, att, _threads);
         }
@@ -88,6 +102,22 @@ public sealed partial class InferenceSession
         MatMul.MatMulRows(lw.Down, gate, n, o, _threads);
         if (lw.BDown != null) AddBias(o, lw.BDown, n);
         AddInPlace(x[..(n * dim)], o);
+    }
+
+    /// <summary>cos and sin of the RoPE angles of positions 0 .. <paramref name="positions"/> - 1, (positions, rope_dim / 2) each:
+    /// computed once per session and position (as <see cref="Ops.RopeAngles"/>, so bitwise the same), not per layer and token.</summary>
+    (float[] Cos, float[] Sin) RopeTable(int positions)
+    {
+        int half = _c.RopeDim / 2, have = _ropeTableCos.Length / Math.Max(half, 1);
+        if (positions > have)
+        {
+            int grow = Math.Max(positions, Math.Min(ContextLength, 2 * have));
+            Array.Resize(ref _ropeTableCos, grow * half);
+            Array.Resize(ref _ropeTableSin, grow * half);
+            for (int p = have; p < grow; p++)
+                Ops.RopeAngles(p, _c.RopeDim, _c.RopeBase, _ropeTableCos.AsSpan(p * half, half), _ropeTableSin.AsSpan(p * half, half));
+        }
+        return (_ropeTableCos, _ropeTableSin);
     }
 
     /// <summary>Logits (vocab) of one final hidden state (dim).</summary>

@@ -1,0 +1,116 @@
+// LazyLLM's prefill against the full prefill, side by side in one process, on random prompt tokens:
+//   dotnet run -c Release --project benchmarks/Pare.LazyBench -- MODEL [--lengths 488,2024] [--threads 1,2] [--reps 7]
+//       [--settings "1@0.625;0.2@0.625;0.7@0.625,0.75,0.875"]
+// A setting is keep@prune-at (one keep, or one per pruning layer: "0.9,0.5,0.2@0.625,0.75,0.875"); keep 1 runs the
+// layer-at-a-time path without pruning, i.e. the pruned prefill's own overhead over InferenceSession.Forward. Each rep runs
+// the full prefill and every setting, the order rotating per rep; the first rep warms up. Prints a markdown row per
+// (length, threads, setting): median process CPU time (all threads: less sensitive to a loaded machine than wall time)
+// and wall time of the setting and of the full prefill, the median of the per-rep ratios (CPU and wall), and the ideal
+// speed-up from multiply-adds (projections and FFN per token plus causal attention, as benchmarks/lazyllm-ttft.sh).
+using System.Diagnostics;
+using System.Globalization;
+using Pare;
+using Pare.LongContext;
+using Pare.Models;
+
+try
+{
+    if (args.Length < 1) throw new PareException("usage: Pare.LazyBench MODEL [--lengths 488,2024] [--threads 1,2] [--reps 7] [--settings S]");
+    int[] lengths = [488, 2024], threadCounts = [1, 2];
+    int reps = 7;
+    string settingsText = "1@0.625;0.2@0.625;0.7@0.625,0.75,0.875";
+    for (int i = 1; i < args.Length; i++)
+    {
+        string Next() => i + 1 < args.Length ? args[++i] : throw new PareException($"{args[i]} needs a value");
+        switch (args[i])
+        {
+            case "--lengths": lengths = Ints(Next()); break;
+            case "--threads": threadCounts = Ints(Next()); break;
+            case "--reps": reps = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+            case "--settings": settingsText = Next(); break;
+            default: throw new PareException($"unknown option {args[i]}");
+        }
+    }
+    if (reps < 1) throw new PareException($"--reps must be at least 1 (got {reps})");
+    var settings = settingsText.Split(';', StringSplitOptions.RemoveEmptyEntries).Select(Setting).ToArray();
+    using var model = LlamaModel.Load(args[0]);
+    var c = model.Config;
+    foreach (int n in lengths)
+        if (n < 2 || n > c.ContextLength) throw new PareException($"--lengths: {n} is outside 2 .. {c.ContextLength}");
+    Console.WriteLine($"{DateTime.UtcNow:yyyy-MM-ddTHH:mm}Z, load {File.ReadAllText("/proc/loadavg").Split(' ')[0]}, {args[0]}, {reps} reps");
+    Console.WriteLine("| tokens | threads | setting | ideal (multiply-adds) | CPU ms, pruned vs full | wall ms, pruned vs full | speed-up CPU / wall |");
+    Console.WriteLine("|---|---|---|---|---|---|---|");
+    foreach (int n in lengths)
+        foreach (int threads in threadCounts)
+        {
+            var session = model.CreateSession(new SessionOptions { ContextLength = n, Threads = threads });
+            var rng = new Random(1);
+            int[] prompt = [.. Enumerable.Range(0, n).Select(_ => rng.Next(c.VocabSize))];
+            int runs = settings.Length + 1;   // run 0 = full prefill
+            var cpu = new List<double>[runs];
+            var wall = new List<double>[runs];
+            for (int r = 0; r < runs; r++) { cpu[r] = []; wall[r] = []; }
+            for (int rep = 0; rep <= reps; rep++)
+                for (int j = 0; j < runs; j++)
+                {
+                    int run = (j + rep) % runs;
+                    session.Reset();
+                    double cpu0 = Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds;
+                    var sw = Stopwatch.StartNew();
+                    if (run == 0) session.Forward(prompt);
+                    else LazyLlm.Prefill(session, prompt, settings[run - 1].Options);
+                    double w = sw.Elapsed.TotalMilliseconds, t = Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds - cpu0;
+                    if (rep == 0) continue;   // warm-up
+                    cpu[run].Add(t);
+                    wall[run].Add(w);
+                }
+            for (int s = 0; s < settings.Length; s++)
+            {
+                double sc = Median(cpu[0].Zip(cpu[s + 1], (f, p) => f / p)), swr = Median(wall[0].Zip(wall[s + 1], (f, p) => f / p));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| {n} | {threads} | {settings[s].Label} | {1 / IdealWork(c, settings[s].Options, n):F2}x | {Median(cpu[s + 1]):F1} vs {Median(cpu[0]):F1} | {Median(wall[s + 1]):F1} vs {Median(wall[0]):F1} | {sc:F2}x / {swr:F2}x |"));
+            }
+        }
+    return 0;
+}
+catch (Exception e) when (e is PareException or FormatException or IOException)
+{
+    Console.Error.WriteLine(e.Message);
+    return 1;
+}
+
+static int[] Ints(string s) => [.. s.Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture))];
+
+static double Median(IEnumerable<double> xs)
+{
+    var a = xs.Order().ToArray();
+    return a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2;
+}
+
+static (string Label, LazyLlmOptions Options) Setting(string s)
+{
+    var parts = s.Split('@');
+    if (parts.Length != 2) throw new PareException($"--settings: '{s}' is not keep@prune-at");
+    double[] D(string x) => [.. x.Split(',').Select(v => double.Parse(v, CultureInfo.InvariantCulture))];
+    var keep = D(parts[0]);
+    var at = D(parts[1]);
+    return ($"keep {parts[0]} at {parts[1]}", new LazyLlmOptions { PruneAt = at, KeepAt = keep.Length == 1 ? null : keep, Keep = keep[0] });
+}
+
+// Share of the full prefill's multiply-adds the pruned prefill does: per layer, tokens x (projections + SwiGLU) plus
+// causal attention (QK and AV: heads x head_dim x t(t+1)); the tokens a layer computes follow the schedule (ceil).
+static double IdealWork(LlamaConfig c, LazyLlmOptions o, int n)
+{
+    var schedule = o.Schedule(c.Layers);
+    double Cost(int l, double t) => t * ((double)c.Dim * (c.HeadsAt(l) + 2 * c.KvHeadsAt(l)) * c.HeadDim + (double)c.HeadsAt(l) * c.HeadDim * c.Dim
+        + 3.0 * c.Dim * c.FfnAt(l)) + (double)c.HeadsAt(l) * c.HeadDim * t * (t + 1);
+    double pruned = 0, full = 0;
+    int kept = n;
+    for (int l = 0; l < c.Layers; l++)
+    {
+        if (schedule.TryGetValue(l, out double k) && k < 1 && kept > o.Window) kept = Math.Max(o.Window, (int)Math.Ceiling(kept * k));
+        pruned += Cost(l, kept);
+        full += Cost(l, n);
+    }
+    return pruned / full;
+}

@@ -20,6 +20,12 @@ public sealed class StepRates(SpeculativeOptions spec)
 {
     // A losing arm is re-measured after at most this many times MaxProbeInterval drafted steps.
     const int MaxRemeasureFactor = 4;
+    // The default arm (0) is re-measured after at most MaxProbeInterval / this many drafted steps.
+    const int DefaultRemeasureDivisor = 4;
+    // A losing arm's re-measures may cost at most this share of the drafted time between them (per arm).
+    const double RemeasureShare = 0.01;
+    // ... up to this many times MaxProbeInterval drafted steps apart (one draft-model re-measure per ~1,000 steps).
+    const int CostlyRemeasureFactor = 16;
 
     // The test hook, or null: then Now reads the Stopwatch directly (no delegate and no lambda of its own to compile
     // and tier up while decoding: every step reads the clock two to four times).
@@ -46,7 +52,13 @@ public sealed class StepRates(SpeculativeOptions spec)
 
     double Rate(int a) => _specSeen[a] ? _specTokens[a] / _specSeconds[a] : double.NaN;
 
-    /// <summary>The measured arm with the highest rate, or -1.</summary>
+    /// <summary>
+    /// The measured arm with the highest rate, or -1; arm 0 (the default: `auto`'s drafter-free arm) unless another beats
+    /// it by <see cref="SpeculativeOptions.MinGain"/>. Without that margin, step-to-step noise on a loaded machine (one
+    /// step weighs 1 - RateSmoothing) let any arm that measured a lucky step take over, and a draft-model arm that
+    /// accepted more but cost more per token held whole prompts: `auto:FILE` ran at 0.86-0.91 of prompt lookup where
+    /// drafter-free `auto` ran at 0.93-0.99 (docs/speculative.md, session 11).
+    /// </summary>
     int Best
     {
         get
@@ -54,6 +66,7 @@ public sealed class StepRates(SpeculativeOptions spec)
             int best = -1;
             for (int a = 0; a < _specSeen.Length; a++)
                 if (_specSeen[a] && (best < 0 || Rate(a) > Rate(best))) best = a;
+            if (best > 0 && _specSeen[0] && Rate(best) < Rate(0) * spec.MinGain) best = 0;
             return best;
         }
     }
@@ -171,10 +184,27 @@ public sealed class StepRates(SpeculativeOptions spec)
         _since[arm] = 0;
         // A step that beats it halves the gap (one lucky step on a loaded machine should not bring back frequent
         // re-measuring; an arm that keeps winning becomes the best through its estimate anyway).
+        // The default arm (0) is re-measured at most DefaultRemeasureDivisor-th of MaxProbeInterval apart: its steps cost
+        // about a plain step, so keeping its estimate fresh is cheap, and a stale low one (taken in a load spike or a
+        // context with nothing to copy) is what left other arms in charge for whole prompts.
+        int most = arm == 0 ? Math.Max(spec.ProbeInterval, spec.MaxProbeInterval / DefaultRemeasureDivisor) : MaxRemeasureFactor * spec.MaxProbeInterval;
         if (bestOther >= 0)
-            _gap[arm] = tokens / seconds < Rate(bestOther)
-                ? Math.Min(4 * Math.Max(spec.ProbeInterval, _gap[arm]), MaxRemeasureFactor * spec.MaxProbeInterval)
-                : Math.Max(spec.ProbeInterval, _gap[arm] / 2);
+        {
+            // The bar to beat: the best other arm's rate, the default arm's raised by MinGain (as Best does).
+            double bestRate = 0;
+            for (int a = 0; a < _specSeen.Length; a++)
+                if (a != arm && _specSeen[a]) bestRate = Math.Max(bestRate, a == 0 ? Rate(a) * spec.MinGain : Rate(a));
+            if (tokens / seconds < bestRate)
+            {
+                // A re-measure costs what its step lost against the best arm (seconds beyond the best arm's for as many
+                // tokens): an arm whose steps lose much (a draft model's passes: 2-5 plain steps each against an 8M target
+                // on 2 cores) waits until that loss is at most RemeasureShare of the drafted time in between, rather than
+                // being tried again after 4, 16 and 64 steps.
+                double byCost = (seconds - tokens / bestRate) / (RemeasureShare * _specSeconds[bestOther]);
+                _gap[arm] = Math.Max(Math.Min(4 * Math.Max(spec.ProbeInterval, _gap[arm]), most), (int)Math.Min(arm == 0 ? most : CostlyRemeasureFactor * spec.MaxProbeInterval, byCost));
+            }
+            else _gap[arm] = Math.Max(spec.ProbeInterval, _gap[arm] / 2);
+        }
         _specTokens[arm] = _specSeen[arm] ? keep * _specTokens[arm] + (1 - keep) * tokens : tokens;
         _specSeconds[arm] = _specSeen[arm] ? keep * _specSeconds[arm] + (1 - keep) * seconds : seconds;
         _specSeen[arm] = true;

@@ -9,10 +9,11 @@ namespace Pare.Speculative;
 /// probes speculation once every few plain steps, the gap doubling while it keeps losing, so it can come back when the
 /// text turns repetitive. Timing steers only the choice of tree size, never the output (verification is lossless).
 /// With several drafters (arms of a <see cref="DrafterChoice"/>), each arm has its own estimate and tree sizer: steps
-/// draft with the arm measured fastest, an arm not measured yet is tried first, and every other arm is re-measured
-/// now and then (after <see cref="SpeculativeOptions.ProbeInterval"/> drafted steps, the gap growing x4 up to 4 x
-/// <see cref="SpeculativeOptions.MaxProbeInterval"/> while it keeps losing to the best, halved when it wins), so the
-/// choice follows the text.
+/// draft with the arm measured fastest (arm 0, the default, unless another beats it by <see cref="SpeculativeOptions.MinGain"/>),
+/// an arm not measured yet is tried first, and every other arm is re-measured now and then (after
+/// <see cref="SpeculativeOptions.ProbeInterval"/> drafted steps, the gap growing x4 up to 4 x
+/// <see cref="SpeculativeOptions.MaxProbeInterval"/> while it keeps losing to the best, or longer where a re-measure
+/// loses much (a draft model's passes), halved when it wins; arm 0's at most MaxProbeInterval / 4), so the choice follows the text.
 /// Share one instance across generations with the same session and drafter (as drafters are kept warm) so the
 /// estimates need not be relearnt for every prompt; not thread-safe.
 /// </summary>

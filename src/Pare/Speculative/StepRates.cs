@@ -9,10 +9,11 @@ namespace Pare.Speculative;
 /// probes speculation once every few plain steps, the gap doubling while it keeps losing, so it can come back when the
 /// text turns repetitive. Timing steers only the choice of tree size, never the output (verification is lossless).
 /// With several drafters (arms of a <see cref="DrafterChoice"/>), each arm has its own estimate and tree sizer: steps
-/// draft with the arm measured fastest, an arm not measured yet is tried first, and every other arm is re-measured
-/// now and then (after <see cref="SpeculativeOptions.ProbeInterval"/> drafted steps, the gap growing x4 up to 4 x
-/// <see cref="SpeculativeOptions.MaxProbeInterval"/> while it keeps losing to the best, halved when it wins), so the
-/// choice follows the text.
+/// draft with the arm measured fastest (arm 0, the default, unless another beats it by <see cref="SpeculativeOptions.MinGain"/>),
+/// an arm not measured yet is tried first, and every other arm is re-measured now and then (after
+/// <see cref="SpeculativeOptions.ProbeInterval"/> drafted steps, the gap growing x4 up to 4 x
+/// <see cref="SpeculativeOptions.MaxProbeInterval"/> while it keeps losing to the best, or longer where a re-measure
+/// loses much (a draft model's passes), halved when it wins; arm 0's at most MaxProbeInterval / 4), so the choice follows the text.
 /// Share one instance across generations with the same session and drafter (as drafters are kept warm) so the
 /// estimates need not be relearnt for every prompt; not thread-safe.
 /// </summary>
@@ -20,6 +21,12 @@ public sealed class StepRates(SpeculativeOptions spec)
 {
     // A losing arm is re-measured after at most this many times MaxProbeInterval drafted steps.
     const int MaxRemeasureFactor = 4;
+    // The default arm (0) is re-measured after at most MaxProbeInterval / this many drafted steps.
+    const int DefaultRemeasureDivisor = 4;
+    // A losing arm's re-measures may cost at most this share of the drafted time between them (per arm).
+    const double RemeasureShare = 0.01;
+    // ... up to this many times MaxProbeInterval drafted steps apart (one draft-model re-measure per ~1,000 steps).
+    const int CostlyRemeasureFactor = 16;
 
     // The test hook, or null: then Now reads the Stopwatch directly (no delegate and no lambda of its own to compile
     // and tier up while decoding: every step reads the clock two to four times).
@@ -46,7 +53,13 @@ public sealed class StepRates(SpeculativeOptions spec)
 
     double Rate(int a) => _specSeen[a] ? _specTokens[a] / _specSeconds[a] : double.NaN;
 
-    /// <summary>The measured arm with the highest rate, or -1.</summary>
+    /// <summary>
+    /// The measured arm with the highest rate, or -1; arm 0 (the default: `auto`'s drafter-free arm) unless another beats
+    /// it by <see cref="SpeculativeOptions.MinGain"/>. Without that margin, step-to-step noise on a loaded machine (one
+    /// step weighs 1 - RateSmoothing) let any arm that measured a lucky step take over, and a draft-model arm that
+    /// accepted more but cost more per token held whole prompts: `auto:FILE` ran at 0.86-0.91 of prompt lookup where
+    /// drafter-free `auto` ran at 0.93-0.99 (docs/speculative.md, session 11).
+    /// </summary>
     int Best
     {
         get
@@ -54,6 +67,7 @@ public sealed class StepRates(SpeculativeOptions spec)
             int best = -1;
             for (int a = 0; a < _specSeen.Length; a++)
                 if (_specSeen[a] && (best < 0 || Rate(a) > Rate(best))) best = a;
+            if (best > 0 && _specSeen[0] && Rate(best) < Rate(0) * spec.MinGain) best = 0;
             return best;
         }
     }
@@ -171,10 +185,27 @@ public sealed class StepRates(SpeculativeOptions spec)
         _since[arm] = 0;
         // A step that beats it halves the gap (one lucky step on a loaded machine should not bring back frequent
         // re-measuring; an arm that keeps winning becomes the best through its estimate anyway).
+        // The default arm (0) is re-measured at most DefaultRemeasureDivisor-th of MaxProbeInterval apart: its steps cost
+        // about a plain step, so keeping its estimate fresh is cheap, and a stale low one (taken in a load spike or a
+        // context with nothing to copy) is what left other arms in charge for whole prompts.
+        int most = arm == 0 ? Math.Max(spec.ProbeInterval, spec.MaxProbeInterval / DefaultRemeasureDivisor) : MaxRemeasureFactor * spec.MaxProbeInterval;
         if (bestOther >= 0)
-            _gap[arm] = tokens / seconds < Rate(bestOther)
-                ? Math.Min(4 * Math.Max(spec.ProbeInterval, _gap[arm]), MaxRemeasureFactor * spec.MaxProbeInterval)
-                : Math.Max(spec.ProbeInterval, _gap[arm] / 2);
+        {
+            // The bar to beat: the best other arm's rate, the default arm's raised by MinGain (as Best does).
+            double bestRate = 0;
+            for (int a = 0; a < _specSeen.Length; a++)
+                if (a != arm && _specSeen[a]) bestRate = Math.Max(bestRate, a == 0 ? Rate(a) * spec.MinGain : Rate(a));
+            if (tokens / seconds < bestRate)
+            {
+                // A re-measure costs what its step lost against the best arm (seconds beyond the best arm's for as many
+                // tokens): an arm whose steps lose much (a draft model's passes: 2-5 plain steps each against an 8M target
+                // on 2 cores) waits until that loss is at most RemeasureShare of the drafted time in between, rather than
+                // being tried again after 4, 16 and 64 steps.
+                double byCost = (seconds - tokens / bestRate) / (RemeasureShare * _specSeconds[bestOther]);
+                _gap[arm] = Math.Max(Math.Min(4 * Math.Max(spec.ProbeInterval, _gap[arm]), most), (int)Math.Min(arm == 0 ? most : CostlyRemeasureFactor * spec.MaxProbeInterval, byCost));
+            }
+            else _gap[arm] = Math.Max(spec.ProbeInterval, _gap[arm] / 2);
+        }
         _specTokens[arm] = _specSeen[arm] ? keep * _specTokens[arm] + (1 - keep) * tokens : tokens;
         _specSeconds[arm] = _specSeen[arm] ? keep * _specSeconds[arm] + (1 - keep) * seconds : seconds;
         _specSeen[arm] = true;

@@ -1,6 +1,12 @@
-# Shared set-up of benchmarks/decode-acceptance.sh and benchmarks/quiet-acceptance.sh (sourced, not run): builds the CLI
+# Shared set-up of benchmarks/decode-acceptance.sh, quiet-acceptance.sh and rowgroup-acceptance.sh (sourced, not run): builds the CLI
 # and the two benchmark programs, sets PARE / KB / SBS, and writes the report's header: acceptance_header TITLE;
 # sparse_pairs makes the magnitude-pruned 852M files (dense and compact, once) and sets PAIRS for Pare.SideBySide --pairs.
+# The sourcing script sets OUT first; this makes OUT and BENCH (.cache/bench) and defines step (progress with seconds).
+BENCH=.cache/bench
+mkdir -p "$OUT" "$BENCH"
+START=$(date +%s)
+step() { echo "[$(( $(date +%s) - START )) s] $*" >&2; }
+step "building ..."
 dotnet build -c Release src/Pare.Cli -v q -nologo >/dev/null
 dotnet build -c Release benchmarks/Pare.KernelBench -v q -nologo >/dev/null
 dotnet build -c Release benchmarks/Pare.SideBySide -v q -nologo >/dev/null

@@ -15,11 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-.cache/acceptance}
-BENCH=.cache/bench
-mkdir -p "$OUT" "$BENCH"
 REPORT="$OUT/report.md"
 
-echo "building ..." >&2
 source benchmarks/acceptance-common.sh
 
 {

@@ -14,13 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-.cache/acceptance}
-BENCH=.cache/bench
-mkdir -p "$OUT" "$BENCH"
 REPORT="$OUT/quiet-report.md"
-START=$(date +%s)
-step() { echo "[$(( $(date +%s) - START )) s] $*" >&2; }
 
-step "building ..."
 source benchmarks/acceptance-common.sh
 
 {

@@ -16,13 +16,8 @@ cd "$(dirname "$0")/.."
 G=${1:-32}
 ROUNDS=${ROUNDS:-3}; DECODE=${DECODE:-32}; KROUNDS=${KROUNDS:-3}
 OUT=${2:-.cache/acceptance}
-BENCH=.cache/bench
-mkdir -p "$OUT" "$BENCH"
 REPORT="$OUT/rowgroup-report.md"
-START=$(date +%s)
-step() { echo "[$(( $(date +%s) - START )) s] $*" >&2; }
 
-step "building ..."
 source benchmarks/acceptance-common.sh
 
 step "files ..."

@@ -27,14 +27,16 @@ public static class KeyValueHaystack
         if (followUps == 0) return sample;
         // Training only: more questions about other pairs of the same haystack, each answered, after the first answer.
         var extra = new List<int>(sample.Prompt);
-        extra.AddRange(text.Encode(sample.AnswerText));
+        var answers = new List<(int, int)>();
+        void Answer(string a) { var ids = text.Encode(a); answers.Add((extra.Count, ids.Length)); extra.AddRange(ids); }
+        Answer(sample.AnswerText);
         for (int i = 0; i < followUps; i++)
         {
             var p = pairs[rng.NextInt(pairs.Count)];
             extra.AddRange(text.Encode($"\nThe value of \"{p.Key}\" is \""));
-            extra.AddRange(text.Encode($"{p.Value}\"."));
+            Answer($"{p.Value}\".");
         }
-        return sample with { Prompt = [.. extra], AnswerText = "" };
+        return sample with { Prompt = [.. extra], AnswerText = "", EmbeddedAnswers = answers };
     }
 
     public static NeedleSample Multi(SplitMix64 rng, TokenText text, int length, double depth, int needles = 3)

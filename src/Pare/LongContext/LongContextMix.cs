@@ -40,6 +40,10 @@ public sealed record LongContextMixOptions
     /// the trained length are rarely supervised (stage 4i: single needle 0-40% at 2,024 tokens). 0 keeps older configs'
     /// windows bit for bit.</summary>
     public double FullWindow { get; init; } = 0;
+    /// <summary>Loss weight of answer tokens (the values a needle episode asks for, follow-up answers included) relative to
+    /// every other token's 1: a 2,048-token window supervises only a few dozen answer tokens, ~1% of its loss, so the
+    /// retrieval signal is small beside the language-model and haystack tokens. 1 = unweighted (older configs' loss).</summary>
+    public double AnswerWeight { get; init; } = 1;
 
     public void Validate(string source)
     {
@@ -54,6 +58,7 @@ public sealed record LongContextMixOptions
         if (CopyVocab < 0) throw new PareException($"{source}: long_context.copy_vocab must be >= 0 (0 = all tokens)");
         if (EdgeDepth is < 0 or > 1) throw new PareException($"{source}: long_context.edge_depth must be in 0..1");
         if (FullWindow is < 0 or > 1) throw new PareException($"{source}: long_context.full_window must be in 0..1");
+        if (AnswerWeight is < 1 or > 1000 || double.IsNaN(AnswerWeight)) throw new PareException($"{source}: long_context.answer_weight must be in 1..1000");
     }
 }
 
@@ -95,10 +100,15 @@ public sealed class LongContextMix
     public bool IsSynthetic(double u) => u < _o.Fraction;
 
     /// <summary>A synthetic window of exactly <paramref name="length"/> tokens from <paramref name="seed"/>.</summary>
-    public int[] Window(ulong seed, int length)
+    public int[] Window(ulong seed, int length) => Window(seed, length, out _);
+
+    /// <summary>A synthetic window and its per-token loss weights (null when <see cref="LongContextMixOptions.AnswerWeight"/>
+    /// is 1): answer tokens weigh AnswerWeight, the others 1.</summary>
+    public int[] Window(ulong seed, int length, out float[]? weights)
     {
         var rng = new SplitMix64(seed);
         var ids = new List<int>(length + 64);
+        var answers = _o.AnswerWeight != 1 ? new List<(int Start, int Length)>() : null;
         while (ids.Count < length)
         {
             int remaining = length - ids.Count;
@@ -118,9 +128,23 @@ public sealed class LongContextMix
             }
             // Leave room for the answer and the separator; the window is cut to length at the end anyway.
             var sample = Episode(rng, Math.Max(_o.MinEpisode - 16, episode - 16));
+            foreach (var (start, count) in sample.EmbeddedAnswers) answers?.Add((ids.Count + start, count));
             ids.AddRange(sample.Prompt);
-            if (sample.AnswerText.Length > 0) ids.AddRange(_text.Encode(sample.AnswerText));
+            if (sample.AnswerText.Length > 0)
+            {
+                var answer = _text.Encode(sample.AnswerText);
+                answers?.Add((ids.Count, answer.Length));
+                ids.AddRange(answer);
+            }
             ids.AddRange(_separator);
+        }
+        weights = null;
+        if (answers != null)
+        {
+            weights = new float[length];
+            Array.Fill(weights, 1f);
+            foreach (var (start, count) in answers)
+                for (int i = start; i < Math.Min(length, start + count); i++) weights[i] = (float)_o.AnswerWeight;
         }
         return [.. ids.Take(length)];
     }

@@ -32,6 +32,10 @@ public enum NeedleTask
 public sealed record NeedleSample(NeedleTask Task, int[] Prompt, string[] Gold, string AnswerText, int[] NeedlePositions,
     int HaystackStart, int HaystackLength)
 {
+    /// <summary>Training only: spans of <see cref="Prompt"/> that are answers already written into it (a single-needle
+    /// episode's follow-up questions and their answers), so the trainer can weight them like <see cref="AnswerText"/>.</summary>
+    public IReadOnlyList<(int Start, int Length)> EmbeddedAnswers { get; init; } = [];
+
     /// <summary>Relative position of the first needle inside the haystack, 0 = start, 1 = end.</summary>
     public double Depth => HaystackLength <= 1 ? 0 : (double)(NeedlePositions[0] - HaystackStart) / (HaystackLength - 1);
 }

@@ -13,17 +13,24 @@ public sealed class TokenSampler(int[] tokens, int seqLen, ulong seed, LongConte
 {
     public SplitMix64 Rng { get; } = new(seed);
 
-    /// <summary>Fills (sequences · seqLen) inputs and targets.</summary>
-    public void Next(Span<int> inputs, Span<int> targets, int sequences)
+    /// <summary>Whether <see cref="Next"/> gives per-target loss weights (a mix that weights its answers).</summary>
+    public bool Weighted => mix is { Options.AnswerWeight: not 1.0 };
+
+    /// <summary>Fills (sequences · seqLen) inputs and targets, and, when <see cref="Weighted"/>, one loss weight per target.</summary>
+    public void Next(Span<int> inputs, Span<int> targets, int sequences, Span<float> weights = default)
     {
+        if (Weighted && weights.Length != targets.Length) throw new ArgumentException("a weighted sampler needs one weight per target");
+        if (Weighted) weights.Fill(1f);
         if (tokens.Length < seqLen + 1) throw new PareException($"the training text has {tokens.Length} tokens, fewer than one window of {seqLen + 1}");
         for (int b = 0; b < sequences; b++)
         {
             if (mix != null && mix.IsSynthetic(Rng.NextDouble()))
             {
-                var w = mix.Window(Rng.NextULong(), seqLen + 1);
+                var w = mix.Window(Rng.NextULong(), seqLen + 1, out var tokenWeights);
                 w.AsSpan(0, seqLen).CopyTo(inputs.Slice(b * seqLen, seqLen));
                 w.AsSpan(1, seqLen).CopyTo(targets.Slice(b * seqLen, seqLen));
+                // Target t is window token t + 1: its weight is that token's.
+                if (Weighted) tokenWeights.AsSpan(1, seqLen).CopyTo(weights.Slice(b * seqLen, seqLen));
                 continue;
             }
             int start = Rng.NextInt(tokens.Length - seqLen);

@@ -61,12 +61,15 @@ public sealed class Trainer
         int T = _cfg.SeqLen, mb = _cfg.MicroBatch;
         var inputs = new int[_cfg.BatchSize * T];
         var targets = new int[_cfg.BatchSize * T];
-        _sampler.Next(inputs, targets, _cfg.BatchSize);
+        float[] weights = _sampler.Weighted ? new float[_cfg.BatchSize * T] : [];
+        _sampler.Next(inputs, targets, _cfg.BatchSize, weights);
         Parameters.ZeroGrads();
-        float scale = 1f / (_cfg.BatchSize * T);
+        // Weighted: the loss is the weighted mean (Σ w·loss / Σ w), so the step size does not grow with the weights.
+        float scale = 1f / (weights.Length > 0 ? weights.Sum() : _cfg.BatchSize * T);
         double loss = 0;
         for (int b = 0; b < _cfg.BatchSize; b += mb)
-            loss += _model.Step(inputs.AsSpan(b * T, mb * T), targets.AsSpan(b * T, mb * T), scale);
+            loss += _model.Step(inputs.AsSpan(b * T, mb * T), targets.AsSpan(b * T, mb * T), scale,
+                weights.Length > 0 ? weights.AsSpan(b * T, mb * T) : default);
         double norm = GradClip.Clip(Parameters.Grads, _cfg.GradClip, _threads);
         float lr = LrSchedule.At(Step, _cfg.Steps, _cfg.WarmupSteps, _cfg.LearningRate, _cfg.MinLearningRate);
         Optimizer.Update(lr, _threads);

@@ -96,13 +96,14 @@ public sealed class TrainingModel
 
     /// <summary>
     /// Forward pass over <paramref name="inputs"/> (sequences · seqLen tokens) and, when <paramref name="gradScale"/> ≠ 0,
-    /// the backward pass of gradScale · Σ loss, adding into the parameter gradients. Returns Σ_t loss_t (nats).
+    /// the backward pass of gradScale · Σ loss, adding into the parameter gradients. Returns Σ_t loss_t (nats); with
+    /// <paramref name="weights"/> (one per target), Σ_t w_t · loss_t and its gradient.
     /// </summary>
-    public double Step(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, float gradScale)
+    public double Step(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, float gradScale, ReadOnlySpan<float> weights = default)
     {
         int rows = inputs.Length;
         Forward(inputs);
-        double loss = CrossEntropy.ForwardBackward(_logits.AsSpan(0, rows * _c.VocabSize), targets, _c.VocabSize, gradScale, _threads);
+        double loss = CrossEntropy.ForwardBackward(_logits.AsSpan(0, rows * _c.VocabSize), targets, _c.VocabSize, gradScale, _threads, weights);
         if (gradScale != 0) Backward(inputs);
         return loss;
     }

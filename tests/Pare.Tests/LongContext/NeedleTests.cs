@@ -192,6 +192,61 @@ public class NeedleTests
     }
 
     [Fact]
+    public void Answer_weight_marks_exactly_the_answers_and_1_leaves_windows_unweighted()
+    {
+        var (tok, text, _) = Ref.Value;
+        var corpus = tok.Encode(string.Concat(Enumerable.Repeat(File.ReadAllText(Path.Combine(RepoRoot(), "README.md")), 3)), addSpecial: false);
+        var single = new LongContextMixOptions { Fraction = 1, MinEpisode = 256, Passkey = 0, Single = 1, Multi = 0, Conditional = 0, Threading = 0, MultiThread = 0, MaxFollowUps = 4 };
+        var plain = new LongContextMix(corpus, text, single).Window(5, 2049, out var none);
+        Assert.Null(none);
+        var ids = new LongContextMix(corpus, text, single with { AnswerWeight = 8 }).Window(5, 2049, out var w);
+        Assert.Equal(plain, ids);
+        Assert.NotNull(w);
+        Assert.Equal(ids.Length, w!.Length);
+        Assert.All(w, x => Assert.True(x is 1f or 8f));
+        // Every question "The value of "K" is "" is followed by weighted tokens that spell its value and nothing else
+        // (the last answer may be cut by the window's end).
+        string decoded = text.Decode(ids);
+        int questions = System.Text.RegularExpressions.Regex.Matches(decoded, "The value of \"\\d{4}\" is \"").Count;
+        var spans = new List<string>();
+        for (int i = 0; i < ids.Length; i++)
+            if (w[i] == 8f && (i == 0 || w[i - 1] != 8f))
+            {
+                int j = i;
+                while (j < ids.Length && w[j] == 8f) j++;
+                spans.Add(text.Decode(ids[i..j]));
+                Assert.EndsWith("\" is \"", text.Decode(ids[Math.Max(0, i - 8)..i]));
+            }
+        Assert.True(questions >= 2, $"{questions} questions");
+        Assert.InRange(spans.Count, questions - 1, questions);
+        Assert.All(spans.Take(questions - 1), a => Assert.Matches("^\\d{4}\"\\.$", a));
+        Assert.Throws<PareException>(() => new LongContextMixOptions { AnswerWeight = 0.5 }.Validate("cfg"));
+    }
+
+    [Fact]
+    public void Weighted_cross_entropy_scales_each_rows_loss_and_gradient_and_zero_weight_rows_get_no_gradient()
+    {
+        const int vocab = 37, n = 5;
+        var rng = new Random(3);
+        var z = Enumerable.Range(0, n * vocab).Select(_ => (float)rng.NextDouble() * 4 - 2).ToArray();
+        int[] targets = [3, 0, 36, 7, 7];
+        float[] weights = [1, 0, 2.5f, 1, 4];
+        var dzPlain = (float[])z.Clone();
+        double plain = Pare.Training.Ops.CrossEntropy.ForwardBackward(dzPlain, targets, vocab, 0.5f, 1);
+        var dz = (float[])z.Clone();
+        double weighted = Pare.Training.Ops.CrossEntropy.ForwardBackward(dz, targets, vocab, 0.5f, 2, weights);
+        double expected = 0;
+        for (int t = 0; t < n; t++)
+        {
+            expected += weights[t] * Pare.Training.Ops.CrossEntropy.ForwardBackward((float[])z[(t * vocab)..((t + 1) * vocab)].Clone(), [targets[t]], vocab, 0f, 1);
+            for (int v = 0; v < vocab; v++) Assert.Equal(weights[t] * dzPlain[t * vocab + v], dz[t * vocab + v], 5);
+        }
+        Assert.Equal(expected, weighted, 6);
+        Assert.NotEqual(plain, weighted);
+        Assert.All(dz[vocab..(2 * vocab)], g => Assert.Equal(0f, g));
+    }
+
+    [Fact]
     public void Shuffled_copy_episodes_repeat_a_span_that_is_not_running_text()
     {
         var (tok, text, _) = Ref.Value;

@@ -6,27 +6,36 @@ namespace Pare.Training.Ops;
 /// <summary>
 /// Softmax cross-entropy of next-token logits: loss_t = logsumexp(z_t) − z_t[target_t] (in double).
 /// Backward (of the mean over <c>normalizer</c> predictions): dz = (softmax(z) − onehot(target)) / normalizer.
+/// With per-position weights w_t the loss is Σ_t w_t · loss_t and each row's gradient is scaled by w_t.
 /// </summary>
 public static class CrossEntropy
 {
     /// <summary>Returns Σ_t loss_t and, when <paramref name="gradScale"/> is not 0, overwrites the logits with their gradient times gradScale.</summary>
     /// <param name="logits">(n, vocab), overwritten by dz when a gradient is asked for</param>
-    public static double ForwardBackward(Span<float> logits, ReadOnlySpan<int> targets, int vocab, float gradScale, int threads)
+    /// <param name="weights">empty (every position weighs 1) or one weight >= 0 per position</param>
+    public static double ForwardBackward(Span<float> logits, ReadOnlySpan<int> targets, int vocab, float gradScale, int threads,
+        ReadOnlySpan<float> weights = default)
     {
         int n = targets.Length;
+        if (!weights.IsEmpty && weights.Length != n) throw new ArgumentException($"{weights.Length} weights for {n} positions");
         var losses = new double[n];
         unsafe
         {
             fixed (float* pz = logits)
             fixed (int* pt = targets)
+            fixed (float* pw = weights)
             {
-                nint z = (nint)pz, tg = (nint)pt;
+                nint z = (nint)pz, tg = (nint)pt, wt = (nint)pw;
+                bool weighted = !weights.IsEmpty;
                 FixedParallel.For(n, threads, (a, b) =>
                 {
                     for (int t = a; t < b; t++)
                     {
                         var row = new Span<float>((float*)z + (long)t * vocab, vocab);
-                        losses[t] = Row(row, ((int*)tg)[t], gradScale);
+                        float w = weighted ? ((float*)wt)[t] : 1f;
+                        losses[t] = w * Row(row, ((int*)tg)[t], gradScale * w);
+                        // A zero-weight row still holds logits, which the backward pass would read as a gradient.
+                        if (gradScale != 0 && w == 0) row.Clear();
                     }
                 });
             }

@@ -9,7 +9,8 @@ namespace Pare.Speculative;
 /// decoding while no arm beats it), each arm with its own tree sizer. Arms: `auto` (prompt lookup + Token Recycling),
 /// ADED, the Lookahead trie, and on the draft model DySpec and the chain, the model arms sharing one draft session
 /// (the session syncs to whatever history it is given, so arms can take turns, and it is not advanced while a
-/// drafter-free arm drafts: it catches up on the text, in one batched pass, when a model arm drafts again). Arm 0 and the
+/// drafter-free arm drafts: it catches up on the text, in one batched pass of at most <see cref="CatchUpWindow"/> recent
+/// tokens, when a model arm drafts again). Arm 0 and the
 /// drafting arm learn from every verified tree; the other drafter-free arms that learn from the text alone
 /// (<see cref="IHistoryLearner"/>: ADED, the Lookahead trie) skip the update and catch up on the text before they draft
 /// (their updates were ~2% of a step of `auto:FILE`, for arms that draft a few percent of the steps).
@@ -18,6 +19,13 @@ namespace Pare.Speculative;
 public sealed class DrafterChoice : IModelDrafter
 {
     readonly IDrafter[] _arms;
+
+    /// <summary>
+    /// The model arms' draft session (<see cref="Drafters.Create(string, Models.InferenceSession)"/>) catches up on at most
+    /// this many recent tokens (<see cref="DraftModelRunner.CatchUpWindow"/>): a model arm re-measured after hundreds of
+    /// drafter-free steps, or at a new prompt, then prefills 64 tokens on the draft model rather than the whole text.
+    /// </summary>
+    public const int CatchUpWindow = 64;
 
     public DrafterChoice(string name, DraftModelRunner runner, params IDrafter[] arms)
     {

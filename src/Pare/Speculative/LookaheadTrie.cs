@@ -80,9 +80,10 @@ public sealed class LookaheadTrie(int branchLength = 12, int nodeBudget = 200_00
                     n = c;
                 }
             }
+            // Checked per token, not per call: a trie caught up late decays where one updated every step did.
+            if (NodeCount > NodeBudget) Decay();
         }
         _inserted = count;
-        if (NodeCount > NodeBudget) Decay();
     }
 
     Node? Walk(params int[] key)

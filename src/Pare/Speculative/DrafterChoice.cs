@@ -42,7 +42,11 @@ public sealed class DrafterChoice : IModelDrafter
 
     public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab)
     {
-        foreach (var a in _arms) a.Start(prompt, promptLogits, vocab);
+        // Text-learning arms other than arm 0 start empty and read the prompt when they first draft (CatchUp): the
+        // Lookahead trie's insertion of every prompt n-gram is otherwise paid at every prompt by an arm that drafts rarely.
+        for (int a = 0; a < _arms.Length; a++)
+            if (a > 0 && _arms[a] is IHistoryLearner) _arms[a].Start([], [], vocab);
+            else _arms[a].Start(prompt, promptLogits, vocab);
     }
 
     public DraftTree Draft(IReadOnlyList<int> history, int budget) => Arm(history).Draft(history, budget);

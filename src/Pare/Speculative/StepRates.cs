@@ -213,8 +213,8 @@ public sealed class StepRates(SpeculativeOptions spec)
                 _streak[arm] = 0;
                 // A re-measure costs what its step lost against the best arm (seconds beyond the best arm's for as many
                 // tokens): an arm whose steps lose much (a draft model's passes: 2-5 plain steps each against an 8M target
-                // on 2 cores) waits until that loss is at most RemeasureShare of the drafted time in between, rather than
-                // being tried again after 4, 16 and 64 steps.
+                // on 2 cores) waits until that loss is at most its part of RemeasureShare (shared by all arms but the
+                // best) of the drafted time in between, rather than being tried again after 4, 16 and 64 steps.
                 double byCost = (seconds - tokens / bestRate) / (RemeasureShare / (_specSeen.Length - 1) * _specSeconds[bestOther]);
                 _gap[arm] = Math.Max(Math.Min(4 * Math.Max(spec.ProbeInterval, _gap[arm]), most), (int)Math.Min(arm == 0 ? most : CostlyRemeasureFactor * spec.MaxProbeInterval, byCost));
             }

@@ -7,7 +7,7 @@ namespace Pare.Speculative;
 /// an exploration bonus for continuations tried less often (an upper-confidence rule, as in MCTS), so the drafter
 /// keeps learning which continuations the model actually takes.
 /// </summary>
-public sealed class Aded(double exploration = 0.3) : IDrafter
+public sealed class Aded(double exploration = 0.3) : IHistoryLearner
 {
     // (t-2, t-1) -> next-token counts, and a bigram fallback t-1 -> counts.
     readonly Dictionary<(int, int), Dictionary<int, int>> _tri = [];
@@ -22,7 +22,7 @@ public sealed class Aded(double exploration = 0.3) : IDrafter
     public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab)
     {
         _learned = 0;
-        Learn(prompt);
+        Learn(prompt, prompt.Count);
         // The model's own argmax after each prompt token is a verified output too.
         int n = promptLogits.Length / vocab;
         for (int i = 1; i < n && i < prompt.Count; i++)
@@ -64,7 +64,7 @@ public sealed class Aded(double exploration = 0.3) : IDrafter
 
     public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab)
     {
-        Learn(history);
+        Learn(history, history.Count);
         // Each verified node also tells what the model predicts after it.
         for (int i = 0; i < tree.Count; i++)
         {
@@ -74,11 +74,14 @@ public sealed class Aded(double exploration = 0.3) : IDrafter
         }
     }
 
-    void Learn(IReadOnlyList<int> history)
+    /// <summary>The trigrams of the text not learnt yet (what the skipped trees' other nodes would have taught is lost).</summary>
+    public void CatchUp(IReadOnlyList<int> history, int count) => Learn(history, count);
+
+    void Learn(IReadOnlyList<int> history, int count)
     {
-        if (history.Count < _learned) _learned = 0;
-        for (int i = Math.Max(2, _learned); i < history.Count; i++) Add(history[i - 2], history[i - 1], history[i]);
-        _learned = history.Count;
+        if (count < _learned) _learned = 0;
+        for (int i = Math.Max(2, _learned); i < count; i++) Add(history[i - 2], history[i - 1], history[i]);
+        _learned = count;
     }
 
     void Add(int t2, int t1, int next)

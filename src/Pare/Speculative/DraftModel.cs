@@ -58,7 +58,9 @@ public sealed class DraftModelRunner : IDisposable
 {
     readonly InferenceSession _session;
     readonly bool _ownsModel;
+    // The cache holds history[_offset..][.._cached.Count] at positions 0.. (_offset > 0 after a windowed catch-up).
     readonly List<int> _cached = [];
+    int _offset;
     readonly int _vocab;
     float[] _logits = [];
     int[] _ids = new int[64];
@@ -93,6 +95,14 @@ public sealed class DraftModelRunner : IDisposable
     /// <summary>Evaluate only a grown tree's new nodes (default true); false re-evaluates the whole tree at every level (the
     /// earlier behaviour, kept for the draft-cost comparison in benchmarks/Pare.Benchmarks).</summary>
     public bool Incremental { get; init; } = true;
+    /// <summary>
+    /// When the cache lags the history by more than this many tokens, start it afresh on the last this many (0 = always
+    /// catch up on all of it; default). The draft session of `auto:FILE` is not advanced while drafter-free arms draft,
+    /// and a model arm re-measured hundreds of steps later (or at a new prompt) caught up on the whole text first: a
+    /// prefill of the prompt and output on the draft model charged to one step. Drafts need the recent text only (they
+    /// are verified: a shorter context can cost acceptance, never correctness).
+    /// </summary>
+    public int CatchUpWindow { get; init; }
     /// <summary>Draft forward passes and the tokens they evaluated (tree nodes included).</summary>
     public long Passes { get; private set; }
     public long TokensEvaluated { get; private set; }
@@ -100,14 +110,14 @@ public sealed class DraftModelRunner : IDisposable
     public void Dispose() { if (_ownsModel) Model.Dispose(); }
 
     /// <summary>Forgets the cache (a new sequence).</summary>
-    public void Reset() { _session.Reset(); _cached.Clear(); _tree = null; }
+    public void Reset() { _session.Reset(); _cached.Clear(); _offset = 0; _tree = null; }
 
     /// <summary>Brings the cache to all of <paramref name="history"/>; returns the draft logits after its last token.</summary>
     public ReadOnlySpan<float> Sync(IReadOnlyList<int> history)
     {
         // The last token is re-evaluated when already cached: its logits are what the caller needs.
         Catch(history, history.Count - 1);
-        Feed(history, _session.Position, history.Count, _logits.AsSpan(0, _vocab));
+        Feed(history, _offset + _session.Position, history.Count, _logits.AsSpan(0, _vocab));
         return _logits.AsSpan(0, _vocab);
     }
 
@@ -133,7 +143,7 @@ public sealed class DraftModelRunner : IDisposable
     public ReadOnlySpan<float> EvaluateTree(IReadOnlyList<int> history, DraftTree tree)
     {
         Catch(history, history.Count - 1);
-        if (_session.Position < history.Count - 1) Feed(history, _session.Position, history.Count - 1, _logits.AsSpan(0, _vocab));
+        if (_offset + _session.Position < history.Count - 1) Feed(history, _offset + _session.Position, history.Count - 1, _logits.AsSpan(0, _vocab));
         // The same tree grown since its last pass at this position: its evaluated nodes' KV entries and logits stand,
         // only the new nodes (a level) are evaluated, in one pass.
         int from = Incremental && ReferenceEquals(tree, _tree) && _treePosition == _session.Position && _treeDone <= tree.Count ? _treeDone : 0;
@@ -162,11 +172,19 @@ public sealed class DraftModelRunner : IDisposable
         return p;
     }
 
-    /// <summary>Rewinds the cache to the longest prefix shared with history, at most <paramref name="limit"/> tokens.</summary>
+    /// <summary>
+    /// Rewinds the cache to the longest prefix shared with history (up to <paramref name="limit"/> tokens), or, when more
+    /// than <see cref="CatchUpWindow"/> tokens would then be left to feed, empties it to start at limit - window.
+    /// </summary>
     void Catch(IReadOnlyList<int> history, int limit)
     {
-        int common = 0, max = Math.Min(limit, _cached.Count);
-        while (common < max && _cached[common] == history[common]) common++;
+        int common = 0, max = Math.Min(limit - _offset, _cached.Count);
+        while (common < max && _cached[common] == history[_offset + common]) common++;
+        if (common == 0 || (CatchUpWindow > 0 && limit - (_offset + common) > CatchUpWindow))
+        {
+            common = 0;
+            _offset = CatchUpWindow > 0 ? Math.Max(0, limit - CatchUpWindow) : 0;
+        }
         _session.Rewind(common);
         _cached.RemoveRange(common, _cached.Count - common);
     }

@@ -8,12 +8,24 @@ namespace Pare.Speculative;
 /// tokens per second of wall time, an arm not measured yet tried first, losing arms re-measured at growing gaps, plain
 /// decoding while no arm beats it), each arm with its own tree sizer. Arms: `auto` (prompt lookup + Token Recycling),
 /// ADED, the Lookahead trie, and on the draft model DySpec and the chain, the model arms sharing one draft session
-/// (the session syncs to whatever history it is given, so arms can take turns). Every arm learns from every verified
-/// tree. <see cref="Draft"/> and <see cref="DraftSampled"/> draft with <see cref="Current"/>.
+/// (the session syncs to whatever history it is given, so arms can take turns, and it is not advanced while a
+/// drafter-free arm drafts: it catches up on the text, in one batched pass of at most <see cref="CatchUpWindow"/> recent
+/// tokens, when a model arm drafts again). Arm 0 and the
+/// drafting arm learn from every verified tree; the other drafter-free arms that learn from the text alone
+/// (<see cref="IHistoryLearner"/>: ADED, the Lookahead trie) skip the update and catch up on the text before they draft
+/// (their updates were ~2% of a step of `auto:FILE`, for arms that draft a few percent of the steps).
+/// <see cref="Draft"/> and <see cref="DraftSampled"/> draft with <see cref="Current"/>.
 /// </summary>
 public sealed class DrafterChoice : IModelDrafter
 {
     readonly IDrafter[] _arms;
+
+    /// <summary>
+    /// The model arms' draft session (<see cref="Drafters.Create(string, Models.InferenceSession)"/>) catches up on at most
+    /// this many recent tokens (<see cref="DraftModelRunner.CatchUpWindow"/>): a model arm re-measured after hundreds of
+    /// drafter-free steps, or at a new prompt, then prefills 64 tokens on the draft model rather than the whole text.
+    /// </summary>
+    public const int CatchUpWindow = 64;
 
     public DrafterChoice(string name, DraftModelRunner runner, params IDrafter[] arms)
     {
@@ -30,16 +42,29 @@ public sealed class DrafterChoice : IModelDrafter
 
     public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab)
     {
-        foreach (var a in _arms) a.Start(prompt, promptLogits, vocab);
+        // Text-learning arms other than arm 0 start empty and read the prompt when they first draft (CatchUp): the
+        // Lookahead trie's insertion of every prompt n-gram is otherwise paid at every prompt by an arm that drafts rarely.
+        for (int a = 0; a < _arms.Length; a++)
+            if (a > 0 && _arms[a] is IHistoryLearner) _arms[a].Start([], [], vocab);
+            else _arms[a].Start(prompt, promptLogits, vocab);
     }
 
-    public DraftTree Draft(IReadOnlyList<int> history, int budget) => _arms[Current].Draft(history, budget);
+    public DraftTree Draft(IReadOnlyList<int> history, int budget) => Arm(history).Draft(history, budget);
+
+    /// <summary>The current arm, caught up on the text before the pending token (history[^1]) if it skipped updates.</summary>
+    IDrafter Arm(IReadOnlyList<int> history)
+    {
+        var arm = _arms[Current];
+        if (arm is IHistoryLearner h) h.CatchUp(history, history.Count - 1);
+        return arm;
+    }
 
     /// <summary>Drafts for sampling with the current arm: a model arm samples from q; a drafter-free arm's children are point-mass proposals.</summary>
     public ModelDraft DraftSampled(IReadOnlyList<int> history, int budget, SamplingOptions sampling, Random rng)
     {
-        if (_arms[Current] is IModelDrafter m) return m.DraftSampled(history, budget, sampling, rng);
-        var tree = _arms[Current].Draft(history, budget);
+        var arm = Arm(history);
+        if (arm is IModelDrafter m) return m.DraftSampled(history, budget, sampling, rng);
+        var tree = arm.Draft(history, budget);
         var d = new ModelDraft(tree.Tokens[0]);
         for (int i = 1; i < tree.Count; i++)
         {
@@ -52,6 +77,7 @@ public sealed class DrafterChoice : IModelDrafter
 
     public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab)
     {
-        foreach (var a in _arms) a.Update(history, tree, logits, vocab);
+        for (int a = 0; a < _arms.Length; a++)
+            if (a == 0 || a == Current || _arms[a] is not IHistoryLearner) _arms[a].Update(history, tree, logits, vocab);
     }
 }

@@ -99,7 +99,8 @@ public static class Drafters
             m.Dispose();
             throw new PareException($"{arg}: the draft model's vocabulary ({m.Config.VocabSize}) is not the target's ({target.Model.Config.VocabSize}); it needs the same tokenizer");
         }
-        var runner = new DraftModelRunner(m, target.ContextLength, target.Threads, ownsModel: true);
+        // auto:FILE's model arms draft now and then: their session catches up on a window of recent text, not all of it.
+        var runner = new DraftModelRunner(m, target.ContextLength, target.Threads, ownsModel: true) { CatchUpWindow = kind == "auto" ? DrafterChoice.CatchUpWindow : 0 };
         return kind switch
         {
             "model" => new DraftChain(runner),

@@ -7,7 +7,7 @@ namespace Pare.Speculative;
 /// most frequent nodes up to the budget, giving a multi-branch tree. The trie stays under <see cref="NodeBudget"/>
 /// nodes: when it outgrows it, all counts are halved and nodes that reach zero are removed.
 /// </summary>
-public sealed class LookaheadTrie(int branchLength = 12, int nodeBudget = 200_000) : IDrafter
+public sealed class LookaheadTrie(int branchLength = 12, int nodeBudget = 200_000) : IHistoryLearner
 {
     sealed class Node
     {
@@ -27,7 +27,7 @@ public sealed class LookaheadTrie(int branchLength = 12, int nodeBudget = 200_00
     public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab)
     {
         _inserted = 0;
-        InsertNew(prompt);
+        InsertNew(prompt, prompt.Count);
     }
 
     public DraftTree Draft(IReadOnlyList<int> history, int budget)
@@ -51,13 +51,16 @@ public sealed class LookaheadTrie(int branchLength = 12, int nodeBudget = 200_00
         return tree;
     }
 
-    public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab) => InsertNew(history);
+    public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab) => InsertNew(history, history.Count);
 
-    /// <summary>Inserts the n-grams that end in tokens not inserted yet.</summary>
-    void InsertNew(IReadOnlyList<int> history)
+    /// <summary>The trie learns from the text only: inserting late inserts the same n-grams (drafts are those of a trie updated every step).</summary>
+    public void CatchUp(IReadOnlyList<int> history, int count) => InsertNew(history, count);
+
+    /// <summary>Inserts the n-grams of the first <paramref name="count"/> tokens that end in tokens not inserted yet.</summary>
+    void InsertNew(IReadOnlyList<int> history, int count)
     {
-        if (history.Count < _inserted) _inserted = 0; // a new sequence
-        for (int end = _inserted + 1; end <= history.Count; end++)
+        if (count < _inserted) _inserted = 0; // a new sequence
+        for (int end = _inserted + 1; end <= count; end++)
         {
             // Every n-gram ending at end-1 (n = 1..BranchLength) extends the path from its first token by one node.
             int first = Math.Max(0, end - BranchLength);
@@ -77,9 +80,10 @@ public sealed class LookaheadTrie(int branchLength = 12, int nodeBudget = 200_00
                     n = c;
                 }
             }
+            // Checked per token, not per call: a trie caught up late decays where one updated every step did.
+            if (NodeCount > NodeBudget) Decay();
         }
-        _inserted = history.Count;
-        if (NodeCount > NodeBudget) Decay();
+        _inserted = count;
     }
 
     Node? Walk(params int[] key)

@@ -13,7 +13,9 @@ namespace Pare.Speculative;
 /// an arm not measured yet is tried first, and every other arm is re-measured now and then (after
 /// <see cref="SpeculativeOptions.ProbeInterval"/> drafted steps, the gap growing x4 up to 4 x
 /// <see cref="SpeculativeOptions.MaxProbeInterval"/> while it keeps losing to the best, or longer where a re-measure
-/// loses much (a draft model's passes), halved when it wins; arm 0's at most MaxProbeInterval / 4), so the choice follows the text.
+/// loses much (a draft model's passes: all losing re-measures together cost at most ~1% of the drafted time), halved when
+/// it wins; arm 0's at most MaxProbeInterval / 4), so the choice follows the text; an arm takes over from arm 0 only after
+/// two winning steps in a row.
 /// Share one instance across generations with the same session and drafter (as drafters are kept warm) so the
 /// estimates need not be relearnt for every prompt; not thread-safe.
 /// </summary>
@@ -23,10 +25,15 @@ public sealed class StepRates(SpeculativeOptions spec)
     const int MaxRemeasureFactor = 4;
     // The default arm (0) is re-measured after at most MaxProbeInterval / this many drafted steps.
     const int DefaultRemeasureDivisor = 4;
-    // A losing arm's re-measures may cost at most this share of the drafted time between them (per arm).
+    // The losing arms' re-measures together may cost at most this share of the drafted time (each arm its part of it).
     const double RemeasureShare = 0.01;
-    // ... up to this many times MaxProbeInterval drafted steps apart (one draft-model re-measure per ~1,000 steps).
-    const int CostlyRemeasureFactor = 16;
+    // ... a costly arm's up to this many times MaxProbeInterval drafted steps apart (one draft-model re-measure per ~4,000
+    // steps: at 16 x, ~1,000, the two model arms' re-measures and first trials were ~3-5% of a bench-spec lane's time).
+    const int CostlyRemeasureFactor = 64;
+    // An arm other than the default becomes the best only after this many measured steps in a row beat the bar (the
+    // default's rate x MinGain, or the best other arm's): one lucky step (a long accepted run under a noisy clock) no
+    // longer hands it the steps. A winning re-measure is followed at once by another (ChooseArm).
+    const int ConfirmSteps = 2;
 
     // The test hook, or null: then Now reads the Stopwatch directly (no delegate and no lambda of its own to compile
     // and tier up while decoding: every step reads the clock two to four times).
@@ -36,6 +43,8 @@ public sealed class StepRates(SpeculativeOptions spec)
     bool[] _specSeen = new bool[1];
     // Per arm: drafted steps since it last drafted, and the gap after which it is re-measured.
     int[] _since = new int[1], _gap = new int[1];
+    // Per arm: its measured steps in a row that beat the bar (ConfirmSteps).
+    int[] _streak = new int[1];
     double _plainSeconds;
     bool _plainSeen;
     int _plainSinceProbe, _specSincePlain, _probeGap, _arm;
@@ -66,7 +75,7 @@ public sealed class StepRates(SpeculativeOptions spec)
         {
             int best = -1;
             for (int a = 0; a < _specSeen.Length; a++)
-                if (_specSeen[a] && (best < 0 || Rate(a) > Rate(best))) best = a;
+                if (_specSeen[a] && (a == 0 || a == _best || _streak[a] >= ConfirmSteps) && (best < 0 || Rate(a) > Rate(best))) best = a;
             if (best > 0 && _specSeen[0] && Rate(best) < Rate(0) * spec.MinGain) best = 0;
             return best;
         }
@@ -102,15 +111,15 @@ public sealed class StepRates(SpeculativeOptions spec)
     {
         if (arms == _specSeen.Length) return;
         _specTokens = new double[arms]; _specSeconds = new double[arms]; _specSeen = new bool[arms];
-        _since = new int[arms]; _gap = new int[arms];
+        _since = new int[arms]; _gap = new int[arms]; _streak = new int[arms];
         _arm = 0;
         _best = -1;
         Ahead = false;
     }
 
     /// <summary>
-    /// The arm the next step drafts with, should it draft: one not measured yet, else one due for re-measuring (in
-    /// turn after the best), else the best.
+    /// The arm the next step drafts with, should it draft: one not measured yet, else one whose last step beat the best
+    /// but is not confirmed yet (ConfirmSteps), else one due for re-measuring (in turn after the best), else the best.
     /// </summary>
     internal int ChooseArm()
     {
@@ -122,6 +131,8 @@ public sealed class StepRates(SpeculativeOptions spec)
         for (int a = 0; a < k; a++) if (!_specSeen[a] && (fresh < 0 || _since[a] > _since[fresh])) fresh = a;
         if (fresh >= 0) return _arm = fresh;
         int best = Best;
+        // A win to confirm first (ConfirmSteps): the arm drafts again at once.
+        for (int a = 1; a < k; a++) if (a != best && _streak[a] is > 0 and < ConfirmSteps) { Remeasure = true; return _arm = a; }
         for (int i = 1; i < k; i++)
         {
             int a = (best + i) % k;
@@ -165,6 +176,8 @@ public sealed class StepRates(SpeculativeOptions spec)
     {
         for (int a = 0; a < _since.Length; a++) _since[a]++;
         _since[_arm] = 0;
+        // A win waiting for confirmation is not confirmed by a step without a draft (nor chosen again at once for ever).
+        if (_streak[_arm] < ConfirmSteps) _streak[_arm] = 0;
     }
 
     /// <summary>Records one step: <paramref name="speculative"/> when a tree was drafted (by the arm of the last <see cref="ChooseArm"/>), the tokens it emitted and its wall time.</summary>
@@ -197,14 +210,19 @@ public sealed class StepRates(SpeculativeOptions spec)
                 if (a != arm && _specSeen[a]) bestRate = Math.Max(bestRate, a == 0 ? Rate(a) * spec.MinGain : Rate(a));
             if (tokens / seconds < bestRate)
             {
+                _streak[arm] = 0;
                 // A re-measure costs what its step lost against the best arm (seconds beyond the best arm's for as many
                 // tokens): an arm whose steps lose much (a draft model's passes: 2-5 plain steps each against an 8M target
-                // on 2 cores) waits until that loss is at most RemeasureShare of the drafted time in between, rather than
-                // being tried again after 4, 16 and 64 steps.
-                double byCost = (seconds - tokens / bestRate) / (RemeasureShare * _specSeconds[bestOther]);
+                // on 2 cores) waits until that loss is at most its part of RemeasureShare (shared by all arms but the
+                // best) of the drafted time in between, rather than being tried again after 4, 16 and 64 steps.
+                double byCost = (seconds - tokens / bestRate) / (RemeasureShare / (_specSeen.Length - 1) * _specSeconds[bestOther]);
                 _gap[arm] = Math.Max(Math.Min(4 * Math.Max(spec.ProbeInterval, _gap[arm]), most), (int)Math.Min(arm == 0 ? most : CostlyRemeasureFactor * spec.MaxProbeInterval, byCost));
             }
-            else _gap[arm] = Math.Max(spec.ProbeInterval, _gap[arm] / 2);
+            else
+            {
+                _streak[arm]++;
+                _gap[arm] = Math.Max(spec.ProbeInterval, _gap[arm] / 2);
+            }
         }
         _specTokens[arm] = _specSeen[arm] ? keep * _specTokens[arm] + (1 - keep) * tokens : tokens;
         _specSeconds[arm] = _specSeen[arm] ? keep * _specSeconds[arm] + (1 - keep) * seconds : seconds;

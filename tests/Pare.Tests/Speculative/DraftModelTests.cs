@@ -199,6 +199,35 @@ public class DraftModelTests
     }
 
     [Fact]
+    public void A_draft_session_caught_up_late_gives_the_logits_of_one_advanced_every_step_or_of_its_window()
+    {
+        // auto:FILE does not advance the draft session while drafter-free arms draft; a model arm syncs it when it drafts.
+        using var model = LlamaModel.Load(OtherDraft());
+        var rng = new Random(5);
+        var text = Enumerable.Range(0, 200).Select(_ => rng.Next(Cfg.VocabSize)).ToArray();
+        using var every = new DraftModelRunner(model, 256, 1);
+        using var lazy = new DraftModelRunner(model, 256, 1) { CatchUpWindow = 32 };
+        using var fresh = new DraftModelRunner(model, 256, 1);
+        for (int n = 2; n <= text.Length; n++)
+        {
+            var a = every.Sync(text[..n]).ToArray();
+            if (n % 9 != 0) continue;
+            // Lagging by less than the window (9 tokens): one batched catch-up, the logits of a session advanced every step.
+            var b = lazy.Sync(text[..n]).ToArray();
+            Assert.True(MaxDiff(a, b) < 1e-3f, $"at {n}: max |diff| {MaxDiff(a, b)}");
+        }
+        // A long pause: 150 tokens behind, the session starts afresh on the last 32 tokens before the pending one.
+        lazy.Reset();
+        lazy.Sync(text[..20]);
+        var late = lazy.Sync(text[..170]).ToArray();
+        fresh.Reset();
+        Assert.Equal(fresh.Sync(text[(170 - 1 - 32)..170]).ToArray(), late);
+        Assert.True(MaxDiff(late, every.Sync(text[..170]).ToArray()) > 0, "a 32-token window is another context");
+
+        static float MaxDiff(float[] x, float[] y) => x.Zip(y, (p, q) => Math.Abs(p - q)).Max();
+    }
+
+    [Fact]
     public async Task Auto_with_a_draft_model_is_lossless_and_drafts_mostly_with_the_fastest_arm()
     {
         using var m = LlamaModel.Load(Target());

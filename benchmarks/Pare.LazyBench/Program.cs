@@ -7,6 +7,12 @@
 // (length, threads, setting): median process CPU time (all threads: less sensitive to a loaded machine than wall time)
 // and wall time of the setting and of the full prefill, the median of the per-rep ratios (CPU and wall), and the ideal
 // speed-up from multiply-adds (projections and FFN per token plus causal attention, as benchmarks/lazyllm-ttft.sh).
+// A setting may end in @flags, comma-separated: max (max over heads), wN (observation window of N), wmax (max over the
+// window), poolK (max-pool over K neighbours), e.g. "0.2@0.5@w8,wmax,pool5".
+//   ... -- MODEL --recall passkey|single [--lengths 2024] [--depths 0,0.5,1] [--trials 5] [--settings S]
+// instead prints, per setting and depth, the share of the needle's tokens (from its start to the end of the answer value)
+// that the pruned prefill still computes at the last layer (what the first answer token can read), on pare needle's
+// haystacks (seed 1): a cheap look at which importance signal finds the needle, before running the accuracy.
 using System.Diagnostics;
 using System.Globalization;
 using Pare;
@@ -19,6 +25,9 @@ try
     int[] lengths = [488, 2024], threadCounts = [1, 2];
     int reps = 7;
     string settingsText = "1@0.625;0.2@0.625;0.7@0.625,0.75,0.875";
+    string? recall = null;
+    double[] depths = [0, 0.5, 1];
+    int trials = 5;
     for (int i = 1; i < args.Length; i++)
     {
         string Next() => i + 1 < args.Length ? args[++i] : throw new PareException($"{args[i]} needs a value");
@@ -28,6 +37,9 @@ try
             case "--threads": threadCounts = Ints(Next()); break;
             case "--reps": reps = int.Parse(Next(), CultureInfo.InvariantCulture); break;
             case "--settings": settingsText = Next(); break;
+            case "--recall": recall = Next(); break;
+            case "--depths": depths = [.. Next().Split(',').Select(x => double.Parse(x, CultureInfo.InvariantCulture))]; break;
+            case "--trials": trials = int.Parse(Next(), CultureInfo.InvariantCulture); break;
             default: throw new PareException($"unknown option {args[i]}");
         }
     }
@@ -37,6 +49,7 @@ try
     var c = model.Config;
     foreach (int n in lengths)
         if (n < 2 || n > c.ContextLength) throw new PareException($"--lengths: {n} is outside 2 .. {c.ContextLength}");
+    if (recall != null) return Recall(model, recall, lengths, depths, trials, settings);
     Console.WriteLine($"{DateTime.UtcNow:yyyy-MM-ddTHH:mm}Z, load {File.ReadAllText("/proc/loadavg").Split(' ')[0]}, {args[0]}, {reps} reps");
     Console.WriteLine("| tokens | threads | setting | ideal (multiply-adds) | CPU ms, pruned vs full | wall ms, pruned vs full | speed-up CPU / wall |");
     Console.WriteLine("|---|---|---|---|---|---|---|");
@@ -90,11 +103,57 @@ static double Median(IEnumerable<double> xs)
 static (string Label, LazyLlmOptions Options) Setting(string s)
 {
     var parts = s.Split('@');
-    if (parts.Length != 2) throw new PareException($"--settings: '{s}' is not keep@prune-at");
     double[] D(string x) => [.. x.Split(',').Select(v => double.Parse(v, CultureInfo.InvariantCulture))];
+    if (parts.Length is not (2 or 3)) throw new PareException($"--settings: '{s}' is not keep@prune-at[@flags]");
     var keep = D(parts[0]);
     var at = D(parts[1]);
-    return ($"keep {parts[0]} at {parts[1]}", new LazyLlmOptions { PruneAt = at, KeepAt = keep.Length == 1 ? null : keep, Keep = keep[0] });
+    var o = new LazyLlmOptions { PruneAt = at, KeepAt = keep.Length == 1 ? null : keep, Keep = keep[0] };
+    foreach (var f in parts.Length == 3 ? parts[2].Split(',') : [])
+        o = f switch
+        {
+            "max" => o with { MaxOverHeads = true },
+            "wmax" => o with { MaxOverWindow = true },
+            _ when f.StartsWith('w') => o with { Window = int.Parse(f[1..], CultureInfo.InvariantCulture) },
+            _ when f.StartsWith("pool") => o with { Pool = int.Parse(f[4..], CultureInfo.InvariantCulture) },
+            _ => throw new PareException($"--settings: unknown flag '{f}' (max, wN, wmax, poolK)"),
+        };
+    _ = o.Schedule(8);
+    return ($"keep {parts[0]} at {parts[1]}{(parts.Length == 3 ? " " + parts[2] : "")}", o);
+}
+
+// Share of each needle's tokens (its start up to the end of the first gold value) still computed at the last layer.
+static int Recall(LlamaModel model, string taskName, int[] lengths, double[] depths, int trials, (string Label, LazyLlmOptions Options)[] settings)
+{
+    var task = NeedleTasks.Parse(taskName);
+    var tok = model.Tokenizer ?? throw new PareException("the model has no tokenizer");
+    var text = new TokenText(tok);
+    const string fillerPath = ".cache/data/corpus/test.txt";
+    if (!File.Exists(fillerPath)) throw new PareException($"filler text not found: {fillerPath}");
+    var filler = new Filler(tok is Pare.Tokenizers.Gpt2BpeTokenizer g ? Pare.Data.TokenizerFiles.EncodeFileCached(g, fillerPath)
+        : tok.Encode(File.ReadAllText(fillerPath), addSpecial: false), text);
+    var o = new NeedleOptions { Task = task, Lengths = lengths, Depths = depths, Trials = trials };
+    var session = model.CreateSession(new SessionOptions { ContextLength = lengths.Max(), Threads = 1 });
+    Console.WriteLine($"{DateTime.UtcNow:yyyy-MM-ddTHH:mm}Z, load {File.ReadAllText("/proc/loadavg").Split(' ')[0]}, {model.Source}, {taskName}, {trials} trials per depth");
+    Console.WriteLine($"| length | setting | {string.Join(" | ", depths.Select(d => $"depth {d}"))} | all |");
+    Console.WriteLine($"|---|---|{string.Concat(depths.Select(_ => "---|"))}---|");
+    foreach (int n in lengths)
+    {
+        var samples = depths.Select(d => Enumerable.Range(0, trials).Select(t => NeedleHarness.Sample(o, text, filler, n, d, t)).ToArray()).ToArray();
+        foreach (var (label, opt) in settings)
+        {
+            var shares = samples.Select(ds => ds.Average(smp =>
+            {
+                int start = smp.NeedlePositions[0], end = start;
+                while (end < smp.Prompt.Length && !text.Decode(smp.Prompt.AsSpan(start, end - start + 1)).Contains(smp.Gold[0])) end++;
+                var lp = LazyLlm.Prefill(session, smp.Prompt, opt);
+                int layers = model.Config.Layers;
+                return Enumerable.Range(start, end - start + 1).Count(p => lp.DeferredAt[p] == layers) / (double)(end - start + 1);
+            })).ToArray();
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {n} | {label} | {string.Join(" | ", shares.Select(x => $"{100 * x:F0}%"))} | {100 * shares.Average():F0}% |"));
+        }
+    }
+    return 0;
 }
 
 // Share of the full prefill's multiply-adds the pruned prefill does: per layer, tokens x (projections + SwiGLU) plus

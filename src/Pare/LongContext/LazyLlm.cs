@@ -19,12 +19,21 @@ public sealed record LazyLlmOptions
     public int Window { get; init; } = 1;
     /// <summary>Reduce the per-head importance by the maximum over heads instead of the paper's mean (a token one head needs stays).</summary>
     public bool MaxOverHeads { get; init; }
+    /// <summary>Reduce over the observation window's queries by the maximum instead of the mean (a variant, not the paper's: a
+    /// question token that looks at the needle keeps it even if the other window tokens look elsewhere). Only with Window > 1.</summary>
+    public bool MaxOverWindow { get; init; }
+    /// <summary>Max-pool the importance over this many neighbours (odd; centred; in the sequence of tokens still computed), as
+    /// SnapKV's pooling kernel: a kept token keeps its neighbours, so a key's digits stay with the words that locate it (a
+    /// variant, not the paper's). 1 (default) = no pooling.</summary>
+    public int Pool { get; init; } = 1;
 
     /// <summary>The keep share at each pruning layer (ascending) of <paramref name="layers"/>; a one-line error for a bad schedule.</summary>
     public IReadOnlyDictionary<int, double> Schedule(int layers)
     {
         var at = LazyLlm.PruneLayers(this, layers).Order().ToArray();
         if (Window < 1) throw new PareException($"the LazyLLM observation window must be at least 1 token (got {Window})");
+        if (Pool < 1 || Pool % 2 == 0) throw new PareException($"the LazyLLM pooling kernel (--lazy-pool) must be an odd number of tokens >= 1 (got {Pool})");
+        if (MaxOverWindow && Window < 2) throw new PareException("the maximum over the observation window (--lazy-window-reduce max) needs --lazy-window of at least 2");
         if (KeepAt != null && KeepAt.Count != at.Length)
             throw new PareException($"--keep gives {KeepAt.Count} shares for {at.Length} pruning layers ({string.Join(", ", at)}): give one, or one per layer");
         foreach (double k in KeepAt ?? [Keep])
@@ -64,7 +73,7 @@ public static class LazyLlm
             int m = Math.Min(options.Window, kept.Length);                // window tokens: the last m still computed, always kept
             if (schedule.TryGetValue(l, out double keep) && keep < 1 && kept.Length > m)
             {
-                var score = Importance(session, l - 1, kept, lastQ.AsSpan(0, m * c.Heads * c.HeadDim), m, options.MaxOverHeads);
+                var score = Importance(session, l - 1, kept, lastQ.AsSpan(0, m * c.Heads * c.HeadDim), m, options);
                 int keepN = Math.Max(m, (int)Math.Ceiling(kept.Length * keep));
                 var keepMask = KeepMask(score, kept.Length - m, keepN - m);
                 int deferredN = kept.Length - keepN;
@@ -121,9 +130,11 @@ public static class LazyLlm
 
     /// <summary>Importance of the kept tokens at layer l: the softmax attention from each of the last m kept tokens (queries in
     /// <paramref name="windowQ"/>, m x heads x head_dim) over its causal prefix of kept tokens, averaged over the m queries per
-    /// head, then the mean over heads (the paper's, m = 1) or the maximum.</summary>
-    static float[] Importance(InferenceSession session, int l, int[] kept, ReadOnlySpan<float> windowQ, int m, bool maxOverHeads)
+    /// head (or the maximum over them), then the mean over heads (the paper's, m = 1) or the maximum; then max-pooled over
+    /// <see cref="LazyLlmOptions.Pool"/> neighbours.</summary>
+    static float[] Importance(InferenceSession session, int l, int[] kept, ReadOnlySpan<float> windowQ, int m, LazyLlmOptions o)
     {
+        bool maxOverHeads = o.MaxOverHeads, maxOverWindow = o.MaxOverWindow;
         var c = session.Model.Config;
         int heads = c.HeadsAt(l), kvHeads = c.KvHeadsAt(l), hd = c.HeadDim, group = heads / kvHeads, n = kept.Length;
         var (k, v) = session.Cache.Read(l, kept[^1] + 1);
@@ -142,11 +153,25 @@ public static class LazyLlm
                 float max = float.NegativeInfinity, sum = 0;
                 for (int i = 0; i < len; i++) { a[i] = view.Dot(h / group, kept[i], q) * scale; max = Math.Max(max, a[i]); }
                 for (int i = 0; i < len; i++) { a[i] = MathF.Exp(a[i] - max); sum += a[i]; }
-                for (int i = 0; i < len; i++) perHead[i] += a[i] / sum / m;
+                if (maxOverWindow) for (int i = 0; i < len; i++) perHead[i] = Math.Max(perHead[i], a[i] / sum);
+                else for (int i = 0; i < len; i++) perHead[i] += a[i] / sum / m;
             }
             for (int i = 0; i < n; i++) score[i] = maxOverHeads ? Math.Max(score[i], perHead[i]) : score[i] + perHead[i] / heads;
         }
-        return score;
+        return o.Pool > 1 ? MaxPool(score, o.Pool / 2) : score;
+    }
+
+    /// <summary>Each score replaced by the maximum over its neighbours within <paramref name="r"/> (clipped at the ends).</summary>
+    static float[] MaxPool(float[] score, int r)
+    {
+        var pooled = new float[score.Length];
+        for (int i = 0; i < score.Length; i++)
+        {
+            float best = score[i];
+            for (int j = Math.Max(0, i - r); j <= Math.Min(score.Length - 1, i + r); j++) best = Math.Max(best, score[j]);
+            pooled[i] = best;
+        }
+        return pooled;
     }
 }
 

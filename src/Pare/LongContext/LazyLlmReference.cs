@@ -11,8 +11,8 @@ namespace Pare.LongContext;
 /// tokens still computed at l (what the pruned prefill sees); a deferred token, resumed from its aux-cache state, attends
 /// to every position up to its own at l (what revival sees). The deferral schedule is derived here too: before each
 /// pruning layer l, the softmax attention at layer l-1 of the observation window (the last Window prompt tokens still
-/// computed; the paper's last token by default) over the tokens still computed, averaged over the window per head, then
-/// the mean (or maximum) over heads; the top ceil(count x keep) are kept (ties to the earlier position; the window always). Tokens decoded
+/// computed; the paper's last token by default) over the tokens still computed, averaged over the window per head (or its
+/// maximum), then the mean (or maximum) over heads, then optionally max-pooled over neighbouring computed tokens; the top ceil(count x keep) are kept (ties to the earlier position; the window always). Tokens decoded
 /// after the prompt attend to every position at every layer.
 /// </summary>
 public static class LazyLlmReference
@@ -90,7 +90,9 @@ public static class LazyLlmReference
                     for (int a = 0; a < seen.Length; a++)
                     {
                         OpsReference.Axpy(s[a], v.AsSpan(seen[a] * kvd + kh * hd, hd), att.AsSpan(hh * hd, hd));
-                        if (window.Contains(t)) probsHead[hh, seen[a]] += s[a] / (double)window.Count;
+                        if (window.Contains(t))
+                            probsHead[hh, seen[a]] = options.MaxOverWindow ? Math.Max(probsHead[hh, seen[a]], s[a])
+                                : probsHead[hh, seen[a]] + s[a] / (double)window.Count;
                     }
                 }
                 var o = MatVec(lw.Wo, att, lw.Bo);
@@ -109,6 +111,16 @@ public static class LazyLlmReference
             for (int i = 0; i < n; i++)
                 for (int hh = 0; hh < heads; hh++)
                     lastProbs[i] = options.MaxOverHeads ? Math.Max(lastProbs[i], probsHead[hh, i]) : lastProbs[i] + probsHead[hh, i] / heads;
+            if (options.Pool > 1)
+            {
+                // Max-pool over the neighbours among the tokens still computed at this layer (those that were scored).
+                var active = Enumerable.Range(0, n).Where(i => deferredAt[i] > l).ToArray();
+                var pooled = (double[])lastProbs.Clone();
+                for (int a = 0; a < active.Length; a++)
+                    for (int b = Math.Max(0, a - options.Pool / 2); b <= Math.Min(active.Length - 1, a + options.Pool / 2); b++)
+                        pooled[active[a]] = Math.Max(pooled[active[a]], lastProbs[active[b]]);
+                lastProbs = pooled;
+            }
             kOut[l] = k;
             vOut[l] = v;
         }

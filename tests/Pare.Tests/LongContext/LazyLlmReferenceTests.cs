@@ -50,6 +50,16 @@ public class LazyLlmReferenceTests
         MatchesTheReference(new LazyLlmOptions { Keep = 0.5, Window = window, MaxOverHeads = maxOverHeads,
             KeepAt = keepAt == null ? null : [.. keepAt.Split(',').Select(x => double.Parse(x, System.Globalization.CultureInfo.InvariantCulture))] }, seed);
 
+    // The variants for small models whose early layers' last token does not look at the needle: the maximum over the
+    // observation window's queries, and max-pooling the importance over neighbours (alone, and with the others).
+    [Theory]
+    [InlineData(8, false, 1, 0.5, 8)]
+    [InlineData(1, false, 5, 0.5, 9)]
+    [InlineData(12, true, 5, 0.3, 10)]
+    [InlineData(4, false, 3, 0.8, 11)]
+    public void Max_over_the_window_and_pooling_match_the_slow_reference(int window, bool maxOverHeads, int pool, double keep, int seed) =>
+        MatchesTheReference(new LazyLlmOptions { Keep = keep, Window = window, MaxOverWindow = window > 1, MaxOverHeads = maxOverHeads, Pool = pool }, seed);
+
     static void MatchesTheReference(LazyLlmOptions options, int seed)
     {
         using var m = LlamaModel.Load(Model());
@@ -137,5 +147,7 @@ public class LazyLlmReferenceTests
         var s = m.CreateSession(new SessionOptions { Threads = 1 });
         Assert.Contains("2 shares for 3 pruning layers", Assert.Throws<PareException>(() => LazyLlm.Prefill(s, [1, 2, 3], new LazyLlmOptions { KeepAt = [0.5, 0.5] })).Message);
         Assert.Contains("at least 1 token", Assert.Throws<PareException>(() => LazyLlm.Prefill(s, [1, 2, 3], new LazyLlmOptions { Window = 0 })).Message);
+        Assert.Contains("odd number of tokens", Assert.Throws<PareException>(() => LazyLlm.Prefill(s, [1, 2, 3], new LazyLlmOptions { Pool = 2 })).Message);
+        Assert.Contains("needs --lazy-window of at least 2", Assert.Throws<PareException>(() => LazyLlm.Prefill(s, [1, 2, 3], new LazyLlmOptions { MaxOverWindow = true })).Message);
     }
 }

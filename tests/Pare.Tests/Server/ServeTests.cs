@@ -293,7 +293,8 @@ public class ServeQueueTests
         using var server = ServeProcess.With("--parallel", "1", "--queue", "0", "--draft", "none");
         using var http = server.Http(key: null);
         using var req = new HttpRequestMessage(HttpMethod.Post, "v1/completions")
-        { Content = new StringContent("""{"prompt":"Once upon a time","max_tokens":400,"stream":true}""", Encoding.UTF8, "application/json") };
+        // Greedy: a sampled continuation can end early (end of text), and then the slot is free again before the third request.
+        { Content = new StringContent("""{"prompt":"Once upon a time","max_tokens":400,"stream":true,"temperature":0}""", Encoding.UTF8, "application/json") };
         using var resp = await http.SendAsync(req, HttpCompletionOption.ResponseHeadersRead);
         using var reader = new StreamReader(await resp.Content.ReadAsStreamAsync());
         await reader.ReadLineAsync(); // the slot is taken and generating

@@ -43,9 +43,10 @@ internal static class Endpoints
         }
         finally
         {
-            lease.Dispose();
+            // Count the request before freeing its slot, so whoever sees the slot idle also sees it counted.
             long at = Volatile.Read(ref abortedAt);
             state.Finished(at != 0 ? System.Diagnostics.Stopwatch.GetElapsedTime(at).TotalMilliseconds : null);
+            lease.Dispose();
         }
     }
 

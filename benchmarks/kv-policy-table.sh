@@ -26,9 +26,12 @@ acc() { python3 -c "import json,sys; print('%.1f' % (100*json.load(open(sys.argv
       row="| $p | $b ($((100 * b / CTX))%) |"
       for t in $TASKS; do
         f="$OUT/$t-$p-$b.json"
-        $PARE needle "$MODEL" --task "$t" --lengths "$LENGTH" --depths "$DEPTHS" --trials "$TRIALS" --threads "$THREADS" \
-          --kv-policy "$p" --kv-budget "$b" --json > "$f.tmp" && mv "$f.tmp" "$f"
-        $PLOTS needle "$f" "$OUT/$t-$p-$b.png" "$t, $p, budget $b of $CTX" >/dev/null
+        # A run already in OUT_DIR is kept (the table resumes after an interruption; delete the JSON to redo it).
+        if [ ! -s "$f" ]; then
+          $PARE needle "$MODEL" --task "$t" --lengths "$LENGTH" --depths "$DEPTHS" --trials "$TRIALS" --threads "$THREADS" \
+            --kv-policy "$p" --kv-budget "$b" --json > "$f.tmp" && mv "$f.tmp" "$f"
+          $PLOTS needle "$f" "$OUT/$t-$p-$b.png" "$t, $p, budget $b of $CTX" >/dev/null
+        fi
         row="$row $(acc "$f")% |"
       done
       echo "$row"

@@ -36,6 +36,8 @@ internal sealed class StepPlanner
         _choice = drafter as DrafterChoice;
         int arms = _choice?.Arms.Count ?? 1;
         Rates?.SetArms(arms);
+        // A draft-model arm's first trial waits until it fits the exploration budget (StepRates.SetTrialCosts).
+        if (_choice != null && costs != null) Rates?.SetTrialCosts(_choice.TrialSeconds(costs, session.Model.ParameterCount));
         // One sizer per arm and context class (SizeByContext): class 0 = the last EvidenceNgram tokens occurred before,
         // 1 = only the last EvidenceNgram - 1 did (with a trigram or longer), last = neither.
         _classes = spec.SizeByContext && spec.EvidenceNgram > 0 ? (spec.EvidenceNgram >= 3 ? 3 : 2) : 1;
@@ -91,7 +93,8 @@ internal sealed class StepPlanner
         var rates = Rates;
         int arm = rates?.ChooseArm() ?? 0;
         if (_choice != null) _choice.Current = arm;
-        int cls = _match || _classes == 1 ? 0 : _shorter != null && _shorter.Latest(history) >= 0 ? 1 : _classes - 1;
+        int cls = Class = _match || _classes == 1 ? 0 : _shorter != null && _shorter.Latest(history) >= 0 ? 1 : _classes - 1;
+        Arm = arm;
         var sizer = Sizer = _sizers[arm * _classes + cls];
         // A class without the evidence n-gram is only reached while speculation measures faster (or without the measured
         // fallback): its sizer's own cheap probes may not wait for a match that its steps by definition lack.
@@ -109,6 +112,11 @@ internal sealed class StepPlanner
         }
         return budget;
     }
+
+    /// <summary>The context class and the arm of the last <see cref="Budget"/> (<see cref="SpeculationStats.ClassSteps"/>).</summary>
+    public int Class { get; private set; }
+    /// <inheritdoc cref="Class"/>
+    public int Arm { get; private set; }
 
     /// <summary>A draft accepted nothing: evidence is counted afresh.</summary>
     public void Failed() => _evidenceSteps = 0;

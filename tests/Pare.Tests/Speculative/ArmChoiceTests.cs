@@ -93,6 +93,32 @@ public class ArmChoiceTests
     }
 
     [Fact]
+    public void A_costly_first_trial_waits_until_it_fits_the_exploration_budget_and_a_winning_arm_still_takes_over()
+    {
+        // Arms 0 and 1 drafter-free (no trial cost), arm 2 a draft-model arm whose first trial is estimated at 3 s beyond a
+        // plain step. With 3 arms each losing arm's share of the budget is 1% / 2 of the time observed, so arm 2 is not
+        // tried before 600 s of steps: here 600 steps of 1 s.
+        var rates = Rates(3);
+        rates.SetTrialCosts([5.0, 0, 3.0]);
+        int first = -1;
+        for (int i = 0; i < 2000 && first < 0; i++)
+        {
+            int arm = rates.ChooseArm();
+            if (arm == 2) first = i;
+            rates.Observe(true, arm == 2 ? 6 : 2, 1.0);
+        }
+        Assert.InRange(first, 590, 610);
+        // Tried, it measures 3x faster per second (6 tokens for 1 s against 2): it takes the steps, as before.
+        var counts = Run(rates, 3, 400, (arm, _) => arm == 2 ? (6, 1.0) : (2, 1.0));
+        Assert.True(counts[2] >= 350, $"the faster draft-model arm drafted {counts[2]} of 400 steps");
+        // Arm 0 is never deferred (some arm must be measured first), whatever cost it is given; arm 1 (no cost) at once.
+        rates = Rates(3);
+        rates.SetTrialCosts([5.0, 0, 3.0]);
+        var early = Run(rates, 3, 4, (_, _) => (2, 1.0));
+        Assert.True(early[0] >= 1 && early[1] >= 1 && early[2] == 0, $"first steps per arm: {string.Join(", ", early)}");
+    }
+
+    [Fact]
     public void Remeasuring_losing_arms_costs_at_most_a_percent_or_two_of_the_time()
     {
         // Arm 0: 2 tokens per 1.0 s. Arm 1 (drafter-free, a little slower): 2 per 1.2. Arms 2 and 3 (draft-model arms on a

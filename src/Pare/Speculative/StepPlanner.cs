@@ -48,7 +48,12 @@ internal sealed class StepPlanner
         else
         {
             _sizers = new TreeSizer[arms * _classes];
-            for (int i = 0; i < _sizers.Length; i++) _sizers[i] = new TreeSizer(costs, spec);
+            // One measured price of trees per arm, shared by its classes' sizers (TreeScale).
+            for (int a = 0; a < arms; a++)
+            {
+                var price = new TreeScale();
+                for (int c = 0; c < _classes; c++) _sizers[a * _classes + c] = new TreeSizer(costs, spec, price);
+            }
         }
         if (Rates != null) Rates.Sizers = _sizers;
         // Sized for prompt + output up front: no rehash (and no first-call compilation of one) while decoding.

@@ -103,5 +103,19 @@ for name, rows in (("base", old), ("this build", new)):
     for l in rows:
         cell = lambda k: f"{l[k + '_pooled']:.3f} [{l[k + '_ci90'][0]:.3f}, {l[k + '_ci90'][1]:.3f}] {l[k + '_verdict']}"
         print(f"  {l['category']:14s} auto:draft / pld {cell('autod_vs_pld')}; auto / pld {cell('auto_vs_pld')}; auto:draft / auto {cell('autod_vs_auto')}")
+# Counts (all runs and lanes): tokens per step and tree nodes per step (plain steps included), and auto:DRAFT's drafted
+# steps per arm (auto, ADED, Lookahead, DySpec, chain): where the time goes, whatever the load.
+def tally(cs):
+    cs = [c for c in cs if c]
+    if not cs: return None
+    steps = sum(c["steps"] for c in cs); plain = sum(c["plain_steps"] for c in cs)
+    tokens = plain + sum(b["tokens"] for c in cs for b in c["by_context"]); nodes = plain + sum(b["nodes"] for c in cs for b in c["by_context"])
+    arms = [sum(c["arms"][a]["steps"] for c in cs if a < len(c["arms"])) for a in range(max(len(c["arms"]) for c in cs))]
+    return f"{tokens / steps:.2f} tokens, {nodes / steps:.2f} nodes per step" + (f", drafted steps per arm {arms}" if len(arms) > 1 else "")
+print("  counts (all runs and lanes):")
+for l in new:
+    for k in ("auto", "auto:draft", "pld"):
+        t = tally([r[k] for r in l["counts"]])
+        if t: print(f"  {l['category']:14s} {k:10s} {t}")
 print(f"{secs} s; {out}/spec-autodraft.json")
 PY

@@ -96,7 +96,7 @@ internal sealed class StepPlanner
     public int Budget(IReadOnlyList<int> history, int room)
     {
         var rates = Rates;
-        int arm = rates?.ChooseArm() ?? 0;
+        int arm = rates?.ChooseArm(_mayProbe) ?? 0;
         if (_choice != null) _choice.Current = arm;
         int cls = Class = _match || _classes == 1 ? 0 : _shorter != null && _shorter.Latest(history) >= 0 ? 1 : _classes - 1;
         Arm = arm;

@@ -119,6 +119,26 @@ public class ArmChoiceTests
     }
 
     [Fact]
+    public void An_arm_not_measured_yet_waits_for_a_step_that_may_try_it_while_the_best_drafts_the_others()
+    {
+        // A first trial drafts only where a probe may (evidence in the context); chosen on another step it would only
+        // make that step plain. Arm 0 is measured; arm 1 is new: on steps that may not try it, arm 0 drafts.
+        var rates = Rates(2);
+        Assert.Equal(0, rates.ChooseArm());
+        rates.Observe(true, 2, 1.0);
+        for (int i = 0; i < 20; i++)
+        {
+            Assert.Equal(0, rates.ChooseArm(mayTry: false));
+            Assert.False(rates.Remeasure);
+            rates.Observe(true, 2, 1.0);
+        }
+        Assert.Equal(1, rates.ChooseArm(mayTry: true));
+        // With no arm measured at all, the first is chosen whatever the step (the step decides itself whether it drafts).
+        var fresh = Rates(2);
+        Assert.Equal(0, fresh.ChooseArm(mayTry: false));
+    }
+
+    [Fact]
     public void Remeasuring_losing_arms_costs_at_most_a_percent_or_two_of_the_time()
     {
         // Arm 0: 2 tokens per 1.0 s. Arm 1 (drafter-free, a little slower): 2 per 1.2. Arms 2 and 3 (draft-model arms on a

@@ -27,11 +27,12 @@ internal static class BenchSpecCommand
         var limit = new Option<int>("--limit") { Description = "Use at most this many prompts per category (0 = all).", DefaultValueFactory = _ => 0 }.AtLeast(0);
         var fixedSize = new Option<bool>("--fixed-size") { Description = "Verify trees of --max-tree nodes at every step (no adaptive sizing, no plain fallback): acceptance at equal tree size." };
         var lanes = new Option<int>("--lanes") { Description = "Independent copies of every drafter (each its own warm state and step rates, each meeting every prompt once), run per prompt in alternating order: speedups pool them, and the spread between halves of them (A/A) is the run's noise.", DefaultValueFactory = _ => 1 }.Between(1, 16);
+        var clock = new Option<string>("--clock") { Description = "What decode time is: wall (elapsed time) or cpu (this process's CPU time, user + system, for the timings and for the step rates that choose trees: with --threads 1 it does not count the time other processes take from it, so a loaded machine still ranks methods; with more threads it also counts the kernel workers' spinning).", DefaultValueFactory = _ => "wall" }.AcceptOnlyFromAmong("wall", "cpu");
         var threads = Cli.Threads();
         var kvType = Cli.KvType();
         var json = Cli.Json();
         var cmd = new Command("bench-spec", "Compare speculative drafters with plain greedy decoding on a prompt set (MAT, tok/s, speedup).")
-            { model, prompts, maxTokens, drafters, maxTree, limit, fixedSize, lanes, threads, kvType, json };
+            { model, prompts, maxTokens, drafters, maxTree, limit, fixedSize, lanes, clock, threads, kvType, json };
         cmd.SetAction((r, ct) => Cli.Guard(async () =>
         {
             bool asJson = r.GetValue(json);
@@ -44,18 +45,24 @@ internal static class BenchSpecCommand
             var tok = m.Tokenizer ?? throw new PareException($"{m.Source}: the model has no tokenizer");
             var opt = new GenerationOptions { MaxTokens = r.GetValue(maxTokens), Sampling = SamplingOptions.Greedy, StopAtEos = false };
             var session = m.CreateSession(new SessionOptions { Threads = r.GetValue(threads), KvType = r.GetValue(kvType) });
-            var costs = CostModel.Measure(session, CostModel.DefaultSizes.Where(n => n <= Math.Max(1, r.GetValue(maxTree))));
             int laneCount = r.GetValue(lanes);
+            // CPU time: Environment.CpuUsage (getrusage, ~4 us a read), for the generations' timing and the step rates alike.
+            Func<double>? cpu = r.GetValue(clock) == "cpu" ? () => Environment.CpuUsage.TotalTime.TotalSeconds : null;
+            Func<double> now = cpu ?? (() => Stopwatch.GetTimestamp() / (double)Stopwatch.Frequency);
+            var costs = CostModel.Measure(session, CostModel.DefaultSizes.Where(n => n <= Math.Max(1, r.GetValue(maxTree))), clock: cpu);
             // Drafters persist across prompts (Token Recycling warms up over a session, as in the paper); one per lane.
             var live = names.SelectMany(n => Enumerable.Range(0, laneCount).Select(l => (n, l))).ToDictionary(k => k, k => Drafters.Create(k.n, session)!);
+            // Each lane loads its own draft model: its one-time preparation is load time (the target's happens in the cost
+            // model's warm-up), not the first timed step a model arm drafts.
+            foreach (var d in live.Values) (d as IModelDrafter)?.Runner.Prepare();
             // So do the measured step rates that choose between speculative and plain steps (one set per drafter and lane).
             var specs = live.Keys.ToDictionary(k => k, _ =>
             {
-                var o = new SpeculativeOptions { MaxTreeSize = r.GetValue(maxTree), Costs = costs, Adaptive = !r.GetValue(fixedSize) };
+                var o = new SpeculativeOptions { MaxTreeSize = r.GetValue(maxTree), Costs = costs, Adaptive = !r.GetValue(fixedSize), Clock = cpu };
                 return o with { Rates = new StepRates(o) };
             });
             // Seconds: after the first token (decoding); Total: prompt pass included.
-            var rows = new List<(string Category, string Drafter, int Lane, int Prompt, double Seconds, double Total, int Tokens, int Steps, long Nodes, bool Identical)>();
+            var rows = new List<(string Category, string Drafter, int Lane, int Prompt, double Seconds, double Total, int Tokens, int Steps, long Nodes, bool Identical, SpeculationStats? Stats)>();
             int total = set.Count * (names.Length + 1) * laneCount, done = 0;
             // Untimed warm-up of every code path on the first prompt, with throw-away drafters: as many tokens as a timed run
             // (8 left the per-step methods at tier 0 for the first timed prompts: fewer calls than the runtime's 30 to tier up).
@@ -95,17 +102,17 @@ internal static class BenchSpecCommand
                         GC.WaitForPendingFinalizers();
                         if (n == "none")
                         {
-                            var (plain, first, end) = await Timed(Generator.GenerateAsync(session, ids, opt, ct));
+                            var (plain, first, end) = await Timed(Generator.GenerateAsync(session, ids, opt, ct), now);
                             outputs.Add((rows.Count, plain));
-                            rows.Add((category, "none", lane, p, end - first, end, plain.Count - 1, plain.Count - 1, plain.Count - 1, true));
+                            rows.Add((category, "none", lane, p, end - first, end, plain.Count - 1, plain.Count - 1, plain.Count - 1, true, null));
                         }
                         else
                         {
                             var stats = new SpeculationStats();
-                            var (outp, sFirst, sEnd) = await Timed(SpeculativeGenerator.GenerateAsync(session, ids, opt, live[(n, lane)], specs[(n, lane)], stats, ct));
+                            var (outp, sFirst, sEnd) = await Timed(SpeculativeGenerator.GenerateAsync(session, ids, opt, live[(n, lane)], specs[(n, lane)], stats, ct), now);
                             // Tokens and steps after the first token (the prompt pass's): MAT = tokens per verification step.
                             outputs.Add((rows.Count, outp));
-                            rows.Add((category, n, lane, p, sEnd - sFirst, sEnd, outp.Count - 1, stats.Steps, stats.NodesEvaluated, true));
+                            rows.Add((category, n, lane, p, sEnd - sFirst, sEnd, outp.Count - 1, stats.Steps, stats.NodesEvaluated, true, stats));
                         }
                         progress?.Report(++done / (double)total);
                     }
@@ -139,6 +146,9 @@ internal static class BenchSpecCommand
                     prompt_decode_seconds = g.GroupBy(x => x.Prompt).Select(h => h.Sum(x => x.Seconds)).ToArray(),
                     lane_mat = Enumerable.Range(0, laneCount).Select(l => g.Where(x => x.Lane == l).Average(x => (double)x.Tokens / Math.Max(1, x.Steps))).ToArray(),
                     identical = g.All(x => x.Identical),
+                    // What the steps were, summed over prompts and lanes (load-independent given the choices): where a drafter's
+                    // time goes without a profiler (docs/speculative.md, session 13).
+                    counts = Counts(g.Select(x => x.Stats)),
                 };
             }).ToList();
             // Draft sessions: KV cache (bounded by the context) and the tree scratch at its largest.
@@ -146,7 +156,7 @@ internal static class BenchSpecCommand
             var tn = costs.Sizes.Select((n, i) => new { n, seconds = costs.Seconds[i], ratio = costs.Seconds[i] / costs.Seconds[0] }).ToList();
             if (asJson)
             {
-                Cli.PrintJson(new { model = m.Source, threads = r.GetValue(threads), max_tokens = opt.MaxTokens, max_tree = r.GetValue(maxTree), fixed_size = r.GetValue(fixedSize), lanes = laneCount, t_n = tn, results = summary, draft_memory = memory });
+                Cli.PrintJson(new { model = m.Source, threads = r.GetValue(threads), clock = r.GetValue(clock), max_tokens = opt.MaxTokens, max_tree = r.GetValue(maxTree), fixed_size = r.GetValue(fixedSize), lanes = laneCount, t_n = tn, results = summary, draft_memory = memory });
                 foreach (var d in live.Values) (d as IModelDrafter)?.Runner.Dispose();
                 return summary.All(s => s.identical) ? 0 : 2;
             }
@@ -185,18 +195,38 @@ internal static class BenchSpecCommand
         }
     }
 
-    /// <summary>Drains a generation: the token ids, and the seconds to the first token and to the end.</summary>
-    static async Task<(List<int> Ids, double First, double End)> Timed(IAsyncEnumerable<GeneratedToken> tokens)
+    /// <summary>
+    /// Step counts of a drafter's generations (null for plain decoding): plain steps (idle = decided without asking the
+    /// sizer; empty = the drafter had nothing), drafted steps by context class (steps, emitted tokens, tree nodes) and,
+    /// for `auto:FILE`, drafted steps and tokens per arm.
+    /// </summary>
+    static object? Counts(IEnumerable<SpeculationStats?> all)
     {
-        var sw = Stopwatch.StartNew();
-        double first = 0;
+        var stats = all.OfType<SpeculationStats>().ToList();
+        if (stats.Count == 0) return null;
+        int arms = stats.Max(s => s.ArmSteps.Length);
+        return new
+        {
+            steps = stats.Sum(s => s.Steps),
+            plain_steps = stats.Sum(s => s.PlainSteps),
+            idle_steps = stats.Sum(s => s.IdleSteps),
+            empty_drafts = stats.Sum(s => s.EmptyDrafts),
+            by_context = Enumerable.Range(0, 3).Select(c => new { steps = stats.Sum(s => s.ClassSteps[c]), tokens = stats.Sum(s => s.ClassTokens[c]), nodes = stats.Sum(s => s.ClassNodes[c]) }).ToArray(),
+            arms = Enumerable.Range(0, arms).Select(a => new { steps = stats.Sum(s => a < s.ArmSteps.Length ? s.ArmSteps[a] : 0), tokens = stats.Sum(s => a < s.ArmTokens.Length ? s.ArmTokens[a] : 0) }).ToArray(),
+        };
+    }
+
+    /// <summary>Drains a generation: the token ids, and the seconds to the first token and to the end.</summary>
+    static async Task<(List<int> Ids, double First, double End)> Timed(IAsyncEnumerable<GeneratedToken> tokens, Func<double> now)
+    {
+        double start = now(), first = 0;
         var ids = new List<int>();
         await foreach (var t in tokens)
         {
-            if (ids.Count == 0) first = sw.Elapsed.TotalSeconds;
+            if (ids.Count == 0) first = now() - start;
             if (t.Id >= 0) ids.Add(t.Id);
         }
-        return (ids, first, sw.Elapsed.TotalSeconds);
+        return (ids, first, now() - start);
     }
 
     static List<(string Category, string Prompt)> ReadPrompts(string path, int limit)

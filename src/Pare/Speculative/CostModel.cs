@@ -31,9 +31,10 @@ public sealed class CostModel
     /// <summary>
     /// Times chain trees of each size on <paramref name="session"/> (its state is left unchanged): the lower quartile of
     /// <paramref name="repeats"/> interleaved rounds, then made non-decreasing in n (a larger tree never costs less; a
-    /// size that measured above a larger one was disturbed, by the machine or a collection).
+    /// size that measured above a larger one was disturbed, by the machine or a collection). <paramref name="clock"/>: seconds
+    /// (null = the Stopwatch; bench-spec --clock cpu passes the process's CPU time, which a loaded machine distorts less).
     /// </summary>
-    public static CostModel Measure(InferenceSession session, IEnumerable<int>? sizes = null, int repeats = 9)
+    public static CostModel Measure(InferenceSession session, IEnumerable<int>? sizes = null, int repeats = 9, Func<double>? clock = null)
     {
         int room = session.ContextLength - session.Position;
         var ns = (sizes ?? DefaultSizes).Where(n => n <= room).ToArray();
@@ -52,9 +53,10 @@ public sealed class CostModel
         for (int r = 0; r < repeats; r++)
             for (int i = 0; i < ns.Length; i++)
             {
-                var sw = Stopwatch.StartNew();
+                long t0 = Stopwatch.GetTimestamp();
+                double c0 = clock?.Invoke() ?? 0;
                 session.ForwardTree(trees[i], logits);
-                times[i][r] = sw.Elapsed.TotalSeconds;
+                times[i][r] = clock != null ? clock() - c0 : Stopwatch.GetElapsedTime(t0).TotalSeconds;
             }
         var secs = times.Select(t => { Array.Sort(t); return t[t.Length / 4]; }).ToArray();
         for (int i = secs.Length - 2; i >= 0; i--) secs[i] = Math.Min(secs[i], secs[i + 1]);

@@ -40,6 +40,21 @@ public sealed class DrafterChoice : IModelDrafter
     /// <summary>The arm the next draft uses (set by the generator each step).</summary>
     public int Current { get; set; }
 
+    /// <summary>
+    /// The estimated cost of each arm's first trial beyond a plain step of the target (seconds; 0 for the drafter-free
+    /// arms), from the target's measured pass times <paramref name="costs"/> scaled by the draft model's share of the
+    /// target's weights (<paramref name="targetParameters"/>): a catch-up prefill of <see cref="CatchUpWindow"/> tokens,
+    /// four single-token draft passes, and a verified tree of 8 nodes that accepts nothing. <see cref="StepRates.SetTrialCosts"/>
+    /// defers such a trial until it fits the exploration budget. Indicative (load moves every term), as the budget is.
+    /// </summary>
+    public double[] TrialSeconds(CostModel costs, long targetParameters)
+    {
+        double share = (double)Runner.Model.ParameterCount / Math.Max(1, targetParameters);
+        int window = Runner.CatchUpWindow > 0 ? Runner.CatchUpWindow : CatchUpWindow;
+        double model = share * (costs.Time(window) + 4 * costs.Time(1)) + costs.Time(8) - costs.Time(1);
+        return [.. _arms.Select(a => a is IModelDrafter ? model : 0)];
+    }
+
     public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab)
     {
         // Text-learning arms other than arm 0 start empty and read the prompt when they first draft (CatchUp): the

@@ -19,6 +19,33 @@ public sealed class SpeculationStats
     public long NodesEvaluated { get; internal set; }
     /// <summary>Mean accepted tokens per verification step, bonus included (plain decoding = 1).</summary>
     public double MeanAccepted => Steps == 0 ? 0 : (double)Tokens / Steps;
+    /// <summary>Plain steps decided before asking the sizer or the rates (nothing to draft from while plain decoding measured faster).</summary>
+    public int IdleSteps { get; internal set; }
+    /// <summary>Steps whose drafter had nothing to propose (counted among the plain steps).</summary>
+    public int EmptyDrafts { get; internal set; }
+    /// <summary>
+    /// Drafted steps, their emitted tokens (bonus included) and tree nodes by the context class of the step
+    /// (<see cref="SpeculativeOptions.SizeByContext"/>: 0 = the last EvidenceNgram tokens occurred before, 1 = only the last
+    /// EvidenceNgram - 1 did, 2 = neither; one class without it). Counts, not times: they do not depend on the machine's
+    /// load, only on the choices the measured rates made.
+    /// </summary>
+    public int[] ClassSteps { get; } = new int[3];
+    /// <inheritdoc cref="ClassSteps"/>
+    public int[] ClassTokens { get; } = new int[3];
+    /// <inheritdoc cref="ClassSteps"/>
+    public long[] ClassNodes { get; } = new long[3];
+    /// <summary>Drafted steps and their emitted tokens per arm of a <see cref="DrafterChoice"/> (`auto:FILE`; one arm otherwise).</summary>
+    public int[] ArmSteps { get; private set; } = new int[1];
+    /// <inheritdoc cref="ArmSteps"/>
+    public int[] ArmTokens { get; private set; } = new int[1];
+
+    internal void Drafted(int cls, int arm, int tokens, int nodes)
+    {
+        cls = Math.Clamp(cls, 0, 2);
+        ClassSteps[cls]++; ClassTokens[cls] += tokens; ClassNodes[cls] += nodes;
+        if (arm >= ArmSteps.Length) { ArmSteps = [.. ArmSteps, .. new int[arm + 1 - ArmSteps.Length]]; ArmTokens = [.. ArmTokens, .. new int[arm + 1 - ArmTokens.Length]]; }
+        ArmSteps[arm]++; ArmTokens[arm] += tokens;
+    }
 }
 
 /// <summary>Options of speculative generation.</summary>
@@ -219,7 +246,7 @@ public static class SpeculativeGenerator
             var tree = sampled?.Tree ?? (drafted ? drafter.Draft(history, budget) : null);
             // Nothing to draft from (no match, no row yet): a plain step, not a probe.
             bool empty = drafted && tree!.Count < 2;
-            if (empty) { drafted = false; sampled = null; rates?.Skipped(); }
+            if (empty) { drafted = false; sampled = null; rates?.Skipped(); stats.EmptyDrafts++; }
             int nodes = tree?.Count ?? 1;
             // A plain step is plain decoding's own pass (it moves Position itself); a tree is verified and committed below.
             // Logits go to one reused buffer: a fresh (nodes x vocab) array per step would be a large-object allocation each
@@ -239,6 +266,8 @@ public static class SpeculativeGenerator
             if (drafted) session.CommitTree(path);
             if (drafted && path.Count == 1) plan.Failed();
             stats.Tokens += chosen.Count;
+            if (drafted) stats.Drafted(plan.Class, plan.Arm, chosen.Count, nodes);
+            else if (plan.Sizer == null && budget == 1) stats.IdleSteps++;
             plan.Sizer?.Observe(nodes, path);
             double stepSeconds = (rates?.Now() ?? 0) - t0;
 

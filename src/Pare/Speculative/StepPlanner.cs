@@ -36,6 +36,8 @@ internal sealed class StepPlanner
         _choice = drafter as DrafterChoice;
         int arms = _choice?.Arms.Count ?? 1;
         Rates?.SetArms(arms);
+        // A draft-model arm's first trial waits until it fits the exploration budget (StepRates.SetTrialCosts).
+        if (_choice != null && costs != null) Rates?.SetTrialCosts(_choice.TrialSeconds(costs, session.Model.ParameterCount));
         // One sizer per arm and context class (SizeByContext): class 0 = the last EvidenceNgram tokens occurred before,
         // 1 = only the last EvidenceNgram - 1 did (with a trigram or longer), last = neither.
         _classes = spec.SizeByContext && spec.EvidenceNgram > 0 ? (spec.EvidenceNgram >= 3 ? 3 : 2) : 1;
@@ -46,7 +48,12 @@ internal sealed class StepPlanner
         else
         {
             _sizers = new TreeSizer[arms * _classes];
-            for (int i = 0; i < _sizers.Length; i++) _sizers[i] = new TreeSizer(costs, spec);
+            // One measured price of trees per arm, shared by its classes' sizers (TreeScale).
+            for (int a = 0; a < arms; a++)
+            {
+                var price = new TreeScale();
+                for (int c = 0; c < _classes; c++) _sizers[a * _classes + c] = new TreeSizer(costs, spec, price);
+            }
         }
         if (Rates != null) Rates.Sizers = _sizers;
         // Sized for prompt + output up front: no rehash (and no first-call compilation of one) while decoding.
@@ -89,9 +96,10 @@ internal sealed class StepPlanner
     public int Budget(IReadOnlyList<int> history, int room)
     {
         var rates = Rates;
-        int arm = rates?.ChooseArm() ?? 0;
+        int arm = rates?.ChooseArm(_mayProbe) ?? 0;
         if (_choice != null) _choice.Current = arm;
-        int cls = _match || _classes == 1 ? 0 : _shorter != null && _shorter.Latest(history) >= 0 ? 1 : _classes - 1;
+        int cls = Class = _match || _classes == 1 ? 0 : _shorter != null && _shorter.Latest(history) >= 0 ? 1 : _classes - 1;
+        Arm = arm;
         var sizer = Sizer = _sizers[arm * _classes + cls];
         // A class without the evidence n-gram is only reached while speculation measures faster (or without the measured
         // fallback): its sizer's own cheap probes may not wait for a match that its steps by definition lack.
@@ -109,6 +117,11 @@ internal sealed class StepPlanner
         }
         return budget;
     }
+
+    /// <summary>The context class and the arm of the last <see cref="Budget"/> (<see cref="SpeculationStats.ClassSteps"/>).</summary>
+    public int Class { get; private set; }
+    /// <inheritdoc cref="Class"/>
+    public int Arm { get; private set; }
 
     /// <summary>A draft accepted nothing: evidence is counted afresh.</summary>
     public void Failed() => _evidenceSteps = 0;

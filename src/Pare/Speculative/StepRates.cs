@@ -15,7 +15,8 @@ namespace Pare.Speculative;
 /// <see cref="SpeculativeOptions.MaxProbeInterval"/> while it keeps losing to the best, or longer where a re-measure
 /// loses much (a draft model's passes: all losing re-measures together cost at most ~1% of the drafted time), halved when
 /// it wins; arm 0's at most MaxProbeInterval / 4), so the choice follows the text; an arm takes over from arm 0 only after
-/// two winning steps in a row.
+/// two winning steps in a row. An arm with a costly first trial (a draft model's) waits for it until the time observed
+/// makes that cost its part of the same exploration budget (<see cref="SetTrialCosts"/>).
 /// Share one instance across generations with the same session and drafter (as drafters are kept warm) so the
 /// estimates need not be relearnt for every prompt; not thread-safe.
 /// </summary>
@@ -45,6 +46,10 @@ public sealed class StepRates(SpeculativeOptions spec)
     int[] _since = new int[1], _gap = new int[1];
     // Per arm: its measured steps in a row that beat the bar (ConfirmSteps).
     int[] _streak = new int[1];
+    // Per arm: the estimated cost of its first trial beyond a plain step (0 = none: tried at once; SetTrialCosts), and the
+    // seconds of all steps observed so far (the time a first trial's cost is weighed against).
+    double[] _trialSeconds = new double[1];
+    double _observedSeconds;
     double _plainSeconds;
     bool _plainSeen;
     int _plainSinceProbe, _specSincePlain, _probeGap, _arm;
@@ -112,31 +117,53 @@ public sealed class StepRates(SpeculativeOptions spec)
         if (arms == _specSeen.Length) return;
         _specTokens = new double[arms]; _specSeconds = new double[arms]; _specSeen = new bool[arms];
         _since = new int[arms]; _gap = new int[arms]; _streak = new int[arms];
+        _trialSeconds = new double[arms];
         _arm = 0;
         _best = -1;
         Ahead = false;
     }
 
     /// <summary>
+    /// The estimated cost of each arm's first trial beyond a plain step, in seconds (after <see cref="SetArms"/>; 0 = tried
+    /// at once, as drafter-free arms are). An arm with a cost is first tried only once that cost is at most its part of the
+    /// exploration budget (<see cref="RemeasureShare"/> shared by all arms but one) of the time observed so far, as its
+    /// re-measures are: a draft-model arm's first trial (a catch-up prefill on the draft model, draft passes, a losing tree)
+    /// cost `auto:FILE` ~3% of the first category's time in session 12's quiet runs, in every lane and process, for arms that
+    /// then drafted under 3% of the steps.
+    /// </summary>
+    internal void SetTrialCosts(IReadOnlyList<double> seconds)
+    {
+        // Arm 0, the default, is never deferred: some arm must be measured first.
+        for (int a = 1; a < _trialSeconds.Length; a++) _trialSeconds[a] = a < seconds.Count ? Math.Max(0, seconds[a]) : 0;
+    }
+
+    /// <summary>An arm not measured yet whose first trial does not fit its share of the exploration budget yet.</summary>
+    bool Deferred(int a) => !_specSeen[a] && _trialSeconds[a] > RemeasureShare / Math.Max(1, _specSeen.Length - 1) * _observedSeconds;
+
+    /// <summary>
     /// The arm the next step drafts with, should it draft: one not measured yet, else one whose last step beat the best
     /// but is not confirmed yet (ConfirmSteps), else one due for re-measuring (in turn after the best), else the best.
     /// </summary>
-    internal int ChooseArm()
+    /// <param name="mayTry">Whether this step may make an arm's first trial: an arm not measured yet drafts only where a
+    /// probe may (<see cref="Speculate"/>: the context offers evidence), so on other steps it would only make the step
+    /// plain; the best arm drafts those instead. In session 13's trace, steps of `auto:FILE` waiting for a model arm's
+    /// first trial were plain 38 times in one category's 2 lanes (quote), where `auto` drafted them.</param>
+    internal int ChooseArm(bool mayTry = true)
     {
         int k = _specSeen.Length;
         Remeasure = false;
         if (k == 1) return _arm = 0;
         // Arms not measured yet first, the one waiting longest first (an arm that had nothing to draft waits its turn again).
         int fresh = -1;
-        for (int a = 0; a < k; a++) if (!_specSeen[a] && (fresh < 0 || _since[a] > _since[fresh])) fresh = a;
-        if (fresh >= 0) return _arm = fresh;
+        for (int a = 0; a < k; a++) if (!_specSeen[a] && !Deferred(a) && (fresh < 0 || _since[a] > _since[fresh])) fresh = a;
         int best = Best;
+        if (fresh >= 0 && (mayTry || best < 0)) return _arm = fresh;
         // A win to confirm first (ConfirmSteps): the arm drafts again at once.
         for (int a = 1; a < k; a++) if (a != best && _streak[a] is > 0 and < ConfirmSteps) { Remeasure = true; return _arm = a; }
         for (int i = 1; i < k; i++)
         {
             int a = (best + i) % k;
-            if (_since[a] >= Math.Max(spec.ProbeInterval, _gap[a])) { Remeasure = true; return _arm = a; }
+            if (_specSeen[a] && _since[a] >= Math.Max(spec.ProbeInterval, _gap[a])) { Remeasure = true; return _arm = a; }
         }
         return _arm = best;
     }
@@ -185,6 +212,7 @@ public sealed class StepRates(SpeculativeOptions spec)
     {
         if (!speculative) { ObservePlain(seconds); return; }
         seconds = Math.Max(seconds, 1e-9);
+        _observedSeconds += seconds;
         double keep = spec.RateSmoothing;
         int arm = _arm;
         // Arm bookkeeping: a step that loses to the best other arm pushes this arm's next re-measure further away.
@@ -240,6 +268,7 @@ public sealed class StepRates(SpeculativeOptions spec)
     internal void ObservePlain(double seconds)
     {
         seconds = Math.Max(seconds, 1e-9);
+        _observedSeconds += seconds;
         double keep = spec.RateSmoothing;
         _plainSeconds = _plainSeen ? keep * _plainSeconds + (1 - keep) * seconds : seconds;
         _plainSeen = true;

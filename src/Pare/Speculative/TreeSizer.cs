@@ -27,10 +27,10 @@ internal sealed class TreeSizer
     // accepted (out-of-domain prompts) the probes' real cost (drafting, the tree pass, the drafter's update, not only
     // T(2) - T(1)) is then amortized over ever longer plain runs.
     int _backoff = 1, _sinceProbe;
-    // Measured seconds of this sizer's drafted steps per second of T(nodes) (running mean; NaN before the first): what a
-    // tree really costs beside the forward pass that T(n) prices (drafting, the walk, the commit, the drafter's update,
-    // attention at the current position rather than at the measurement's, and T(n) itself measured early in the process).
-    double _scale = double.NaN, _plainRatio = double.NaN;
+    // Measured seconds of this sizer's drafted steps per second of T(nodes) (running mean; NaN before the first), and the
+    // same over all the sizers of its drafter (TreeScale): the price of trees until this sizer has timed its own.
+    double _scale = double.NaN;
+    readonly TreeScale _price;
     const int MaxProbeBackoff = 2;
     const double Decay = 0.85;
     const int ExploreEvery = 8;
@@ -41,9 +41,11 @@ internal sealed class TreeSizer
         ReferenceEquals(costs, _costs) && spec.MaxTreeSize == _spec.MaxTreeSize && spec.MinGain == _spec.MinGain && spec.Adaptive == _spec.Adaptive
         && spec.MeasuredSizing == _spec.MeasuredSizing;
 
-    public TreeSizer(CostModel? costs, SpeculativeOptions spec)
+    /// <param name="price">The measured price of trees, shared with the other sizers of the same drafter (one per context
+    /// class); null = its own.</param>
+    public TreeSizer(CostModel? costs, SpeculativeOptions spec, TreeScale? price = null)
     {
-        _costs = costs; _spec = spec;
+        _costs = costs; _spec = spec; _price = price ?? new TreeScale();
         _sizes = costs == null ? [spec.MaxTreeSize] : [.. costs.Sizes.Where(n => n > 1 && n <= spec.MaxTreeSize)];
         _tokens = new double[_sizes.Length]; _cost = new double[_sizes.Length]; _seen = new int[_sizes.Length];
         // A failed probe costs T(smallest) - T(1) more than a plain step.
@@ -69,8 +71,8 @@ internal sealed class TreeSizer
         // first one, the plain step's own ratio to T(1): then the choice is the unmeasured one). T(n) alone priced
         // Token Recycling's guesses where nothing repeats (out of domain) as paying when they did not (docs/speculative.md, session 10).
         bool measured = _spec.MeasuredSizing && plainSeconds > 0 && double.IsFinite(plainSeconds);
-        if (measured) _plainRatio = plainSeconds / _costs.Time(1);
-        double scale = !measured ? 1 : double.IsNaN(_scale) ? _plainRatio : _scale;
+        if (measured) _price.PlainRatio = plainSeconds / _costs.Time(1);
+        double scale = !measured ? 1 : double.IsNaN(_scale) ? _price.Current : _scale;
         double best = measured ? 1.0 / plainSeconds : 1.0 / _costs.Time(1);
         int bestI = -1;
         for (int i = 0; i < _sizes.Length; i++)
@@ -112,7 +114,14 @@ internal sealed class TreeSizer
         // One step counts for at most twice the running scale: a step preempted by another process (tens of plain steps
         // long on a loaded machine) moves it by at most 15%.
         // The first one against the plain step's own ratio to T(1) (the prior Choose used).
-        _scale = double.IsNaN(_scale) ? (double.IsNaN(_plainRatio) ? r : Math.Min(r, 2 * _plainRatio)) : Decay * _scale + (1 - Decay) * Math.Min(r, 2 * _scale);
+        _scale = Next(_scale, r);
+        _price.Scale = Next(_price.Scale, r);
+    }
+
+    double Next(double scale, double r)
+    {
+        double first = double.IsNaN(_price.PlainRatio) ? r : Math.Min(r, 2 * Math.Max(1, _price.PlainRatio));
+        return double.IsNaN(scale) ? first : Decay * scale + (1 - Decay) * Math.Min(r, 2 * scale);
     }
 
     /// <summary>Records a verified tree: its size in nodes (1 = a plain step) and the accepted path (node indices, root first).</summary>
@@ -131,4 +140,29 @@ internal sealed class TreeSizer
             _seen[i]++;
         }
     }
+}
+
+/// <summary>
+/// What a drafter's trees really cost against T(n): measured seconds of its drafted steps per second of T(nodes) (a
+/// running mean, NaN before the first), beside the forward pass that T(n) prices (drafting, the walk, the commit, the
+/// drafter's update, attention at the current position rather than at the measurement's, T(n) itself measured early in
+/// the process). One per drafter (arm), fed by its sizers of every context class: a class's sizer prices its trees with
+/// it until it has timed trees of its own (then with its own scale: a class may draft costlier trees). Before, a class
+/// the drafter rarely meets (a context with only a bigram match: 5% of `auto`'s steps in the quote category) priced its
+/// first trees by the plain step's ratio to T(1).
+/// </summary>
+internal sealed class TreeScale
+{
+    /// <summary>The running mean (NaN before the first drafted step).</summary>
+    public double Scale { get; set; } = double.NaN;
+    /// <summary>The last measured plain step over T(1) (NaN before one).</summary>
+    public double PlainRatio { get; set; } = double.NaN;
+
+    /// <summary>
+    /// The scale to price trees with: the measured one, else the plain step's ratio to T(1) but never below 1. T(1) is a
+    /// tree pass of one node (lower quartile, measured at the start), and on the quiet machine of session 12 plain decoding
+    /// ran at 0.87 T(1) (1,340 tok/s against T(1) = 0.85 ms): a tree priced at 0.87 T(n) before its first timing was a
+    /// tree priced below its own pass.
+    /// </summary>
+    public double Current => double.IsNaN(Scale) ? Math.Max(1, PlainRatio) : Scale;
 }

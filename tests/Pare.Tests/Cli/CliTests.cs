@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Pare.Models;
 using Pare.Tensors;
 using Pare.Tests.TestSupport;
@@ -124,6 +125,30 @@ public class CliTests
 
         var bad = PareCli.Run("bench-spec", Model(), "--prompts", f, "--lanes", "0");
         Assert.Equal(1, bad.ExitCode);
+    }
+
+    [Fact]
+    public void Bench_spec_times_in_cpu_time_on_request_and_counts_the_steps()
+    {
+        string f = Path.Combine(TestModels.Dir, "cli-prompts-clock.jsonl");
+        File.WriteAllLines(f, ["{\"category\":\"repeat\",\"prompt\":\"ab ab ab ab ab\"}"]);
+        var r = PareCli.Run("bench-spec", Model(), "--prompts", f, "-n", "12", "--max-tree", "8", "--drafters", "pld,auto", "--clock", "cpu", "--threads", "1", "--json");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Equal("cpu", r.Json.GetProperty("clock").GetString());
+        foreach (var x in r.Json.GetProperty("results").EnumerateArray())
+        {
+            Assert.True(x.GetProperty("identical").GetBoolean());
+            if (x.GetProperty("drafter").GetString() == "none") { Assert.Equal(JsonValueKind.Null, x.GetProperty("counts").ValueKind); continue; }
+            // The counts add up: every step is plain or drafted in one context class, and the drafted ones by arm too.
+            var c = x.GetProperty("counts");
+            int steps = c.GetProperty("steps").GetInt32(), plain = c.GetProperty("plain_steps").GetInt32();
+            int drafted = c.GetProperty("by_context").EnumerateArray().Sum(k => k.GetProperty("steps").GetInt32());
+            Assert.Equal(steps, plain + drafted);
+            Assert.Equal(drafted, c.GetProperty("arms").EnumerateArray().Sum(k => k.GetProperty("steps").GetInt32()));
+            Assert.True(c.GetProperty("idle_steps").GetInt32() + c.GetProperty("empty_drafts").GetInt32() <= plain);
+            Assert.Equal(11, c.GetProperty("by_context").EnumerateArray().Sum(k => k.GetProperty("tokens").GetInt32()) + plain);
+        }
+        Assert.Equal(1, PareCli.Run("bench-spec", Model(), "--prompts", f, "--clock", "sundial").ExitCode);
     }
 
     [Fact]

@@ -93,6 +93,52 @@ public class ArmChoiceTests
     }
 
     [Fact]
+    public void A_costly_first_trial_waits_until_it_fits_the_exploration_budget_and_a_winning_arm_still_takes_over()
+    {
+        // Arms 0 and 1 drafter-free (no trial cost), arm 2 a draft-model arm whose first trial is estimated at 3 s beyond a
+        // plain step. With 3 arms each losing arm's share of the budget is 1% / 2 of the time observed, so arm 2 is not
+        // tried before 600 s of steps: here 600 steps of 1 s.
+        var rates = Rates(3);
+        rates.SetTrialCosts([5.0, 0, 3.0]);
+        int first = -1;
+        for (int i = 0; i < 2000 && first < 0; i++)
+        {
+            int arm = rates.ChooseArm();
+            if (arm == 2) first = i;
+            rates.Observe(true, arm == 2 ? 6 : 2, 1.0);
+        }
+        Assert.InRange(first, 590, 610);
+        // Tried, it measures 3x faster per second (6 tokens for 1 s against 2): it takes the steps, as before.
+        var counts = Run(rates, 3, 400, (arm, _) => arm == 2 ? (6, 1.0) : (2, 1.0));
+        Assert.True(counts[2] >= 350, $"the faster draft-model arm drafted {counts[2]} of 400 steps");
+        // Arm 0 is never deferred (some arm must be measured first), whatever cost it is given; arm 1 (no cost) at once.
+        rates = Rates(3);
+        rates.SetTrialCosts([5.0, 0, 3.0]);
+        var early = Run(rates, 3, 4, (_, _) => (2, 1.0));
+        Assert.True(early[0] >= 1 && early[1] >= 1 && early[2] == 0, $"first steps per arm: {string.Join(", ", early)}");
+    }
+
+    [Fact]
+    public void An_arm_not_measured_yet_waits_for_a_step_that_may_try_it_while_the_best_drafts_the_others()
+    {
+        // A first trial drafts only where a probe may (evidence in the context); chosen on another step it would only
+        // make that step plain. Arm 0 is measured; arm 1 is new: on steps that may not try it, arm 0 drafts.
+        var rates = Rates(2);
+        Assert.Equal(0, rates.ChooseArm());
+        rates.Observe(true, 2, 1.0);
+        for (int i = 0; i < 20; i++)
+        {
+            Assert.Equal(0, rates.ChooseArm(mayTry: false));
+            Assert.False(rates.Remeasure);
+            rates.Observe(true, 2, 1.0);
+        }
+        Assert.Equal(1, rates.ChooseArm(mayTry: true));
+        // With no arm measured at all, the first is chosen whatever the step (the step decides itself whether it drafts).
+        var fresh = Rates(2);
+        Assert.Equal(0, fresh.ChooseArm(mayTry: false));
+    }
+
+    [Fact]
     public void Remeasuring_losing_arms_costs_at_most_a_percent_or_two_of_the_time()
     {
         // Arm 0: 2 tokens per 1.0 s. Arm 1 (drafter-free, a little slower): 2 per 1.2. Arms 2 and 3 (draft-model arms on a

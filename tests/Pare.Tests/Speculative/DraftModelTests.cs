@@ -228,6 +228,20 @@ public class DraftModelTests
     }
 
     [Fact]
+    public void A_prepared_draft_session_starts_empty_and_gives_the_logits_of_a_fresh_one()
+    {
+        // Prepare (bench-spec: the draft model's one-time set-up at load) runs passes of its own and must leave nothing behind.
+        using var model = LlamaModel.Load(OtherDraft());
+        var rng = new Random(6);
+        var text = Enumerable.Range(0, 40).Select(_ => rng.Next(Cfg.VocabSize)).ToArray();
+        using var prepared = new DraftModelRunner(model, 128, 1);
+        using var fresh = new DraftModelRunner(model, 128, 1);
+        prepared.Sync(text[..10]);
+        prepared.Prepare();
+        Assert.Equal(fresh.Sync(text).ToArray(), prepared.Sync(text).ToArray());
+    }
+
+    [Fact]
     public async Task Auto_with_a_draft_model_is_lossless_and_drafts_mostly_with_the_fastest_arm()
     {
         using var m = LlamaModel.Load(Target());

@@ -241,7 +241,8 @@ static int Recall(LlamaModel model, string taskName, int[] lengths, double[] dep
 }
 
 // Share of the full prefill's multiply-adds the pruned prefill does: per layer, tokens x (projections + SwiGLU) plus
-// causal attention (QK and AV: heads x head_dim x t(t+1)); the tokens a layer computes follow the schedule (ceil).
+// causal attention (QK and AV: heads x head_dim x t(t+1)); the tokens a layer computes follow the schedule (ceil); with
+// same-layer scoring, plus the pruning layer's keys of every remaining token and the window's queries and scores.
 static double IdealWork(LlamaConfig c, LazyLlmOptions o, int n)
 {
     var schedule = o.Schedule(c.Layers);
@@ -251,7 +252,12 @@ static double IdealWork(LlamaConfig c, LazyLlmOptions o, int n)
     int kept = n;
     for (int l = 0; l < c.Layers; l++)
     {
-        if (schedule.TryGetValue(l, out double k) && k < 1 && kept > o.Window) kept = Math.Max(o.Window, (int)Math.Ceiling(kept * k));
+        if (schedule.TryGetValue(l, out double k) && k < 1 && kept > o.Window)
+        {
+            // Same-layer scoring: the layer's keys of every remaining token, the window's queries and their scores.
+            if (o.SameLayer) pruned += (double)kept * c.Dim * c.KvHeadsAt(l) * c.HeadDim + o.Window * (double)c.HeadsAt(l) * c.HeadDim * (c.Dim + kept);
+            kept = Math.Max(o.Window, (int)Math.Ceiling(kept * k));
+        }
         pruned += Cost(l, kept);
         full += Cost(l, n);
     }

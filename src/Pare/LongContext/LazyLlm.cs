@@ -80,9 +80,11 @@ public static class LazyLlm
             int m = Math.Min(options.Window, kept.Length);                // window tokens: the last m still computed, always kept
             if (schedule.TryGetValue(l, out double keep) && keep < 1 && kept.Length > m)
             {
-                float[]? keys = null;
-                if (options.SameLayer) keys = session.LayerKeys(l, x, kept, lastQ.AsSpan(0, m * c.HeadsAt(l) * c.HeadDim));
-                var score = Importance(session, options.SameLayer ? l : l - 1, kept, lastQ.AsSpan(0, m * c.HeadsAt(options.SameLayer ? l : l - 1) * c.HeadDim), m, options, keys);
+                // The paper's importance: the layer below's attention (its window queries kept by ForwardBlock); SameLayer: this
+                // layer's, from its keys of every kept token and the window's queries, computed first.
+                var windowQ = lastQ.AsSpan(0, m * (options.SameLayer ? c.HeadsAt(l) : c.Heads) * c.HeadDim);
+                var score = options.SameLayer ? Importance(session, l, kept, windowQ, m, options, session.LayerKeys(l, x, kept, windowQ))
+                    : Importance(session, l - 1, kept, windowQ, m, options, null);
                 int keepN = Math.Max(m, (int)Math.Ceiling(kept.Length * keep));
                 var keepMask = KeepMask(score, kept.Length - m, keepN - m);
                 int deferredN = kept.Length - keepN;

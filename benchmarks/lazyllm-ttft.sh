@@ -9,7 +9,8 @@
 # the speed-up is the median over trials of full / pruned time to first token. "work" is the share of (token, layer) blocks
 # the pruned prefill computes (ceil(kept x keep) at each pruning layer), then the share of its multiply-adds (projections
 # and FFN per token, plus causal attention, quadratic in the tokens a layer computes): the speed-up an unloaded machine can
-# approach (the second counts attention's share, large at long prompts).
+# approach (the second counts attention's share, large at long prompts; with --lazy-score same it includes the scoring pass:
+# the pruning layer's keys of every remaining token and the window's queries and scores).
 # Writes OUT_DIR/<task>-<n>.json and OUT_DIR/lazyllm-ttft.md.
 set -euo pipefail
 MODEL=${1:?usage: MODEL [LENGTH] [TRIALS] [OUT_DIR]}
@@ -60,8 +61,11 @@ per_token = c['dim'] * (qd + 2 * kvd) + qd * c['dim'] + 3 * c['dim'] * c['ffn_di
 cost = lambda t: t * per_token + qd * t * (t + 1)                                       # + causal QK and AV
 t, blocks, macs = n, 0, 0
 window = j.get('lazy_window') or 1
+same = j.get('lazy_score') == 'same'
 for l in range(layers):
-    if k.get(l, 1.0) < 1 and t > window: t = max(window, math.ceil(t * k[l]))
+    if k.get(l, 1.0) < 1 and t > window:
+        if same: macs += t * c['dim'] * kvd + window * (c['dim'] * qd + qd * t)   # the layer's keys of every token, the window's queries and scores
+        t = max(window, math.ceil(t * k[l]))
     blocks += t; macs += cost(t)
 full = j.get('median_full_prefill_seconds') or j['median_prefill_seconds']
 print('%.1f %.0f %.0f %.2fx %.3f %.3f' % (100 * j['accuracy'], 1000 * j['median_prefill_seconds'], 1000 * full, j.get('median_ttft_speedup') or 1.0, blocks / (layers * n), macs / (layers * cost(n))))

@@ -8,7 +8,13 @@
 // and wall time of the setting and of the full prefill, the median of the per-rep ratios (CPU and wall), and the ideal
 // speed-up from multiply-adds (projections and FFN per token plus causal attention, as benchmarks/lazyllm-ttft.sh).
 // A setting may end in @flags, comma-separated: max (max over heads), wN (observation window of N), wmax (max over the
-// window), poolK (max-pool over K neighbours), e.g. "0.2@0.5@w8,wmax,pool5".
+// window), poolK (max-pool over K neighbours), same (score a pruning layer by its own attention), e.g. "0.2@0.5@w8,wmax,pool5".
+//   ... -- MODEL --probe passkey|single [--lengths 2024] [--depths 0,0.5,1] [--trials 5]
+// instead prints, per layer, where the full prefill's attention ranks the needle's value tokens (the best-ranked of them, as
+// a percentile of the prompt: 0% = the most attended token) under three importances: the last token's attention, mean
+// over heads (the paper's); max over heads; the last 10 tokens' (the question's), max over them and over heads; and the
+// last token's attention mass on the needle line (max over heads). Medians over the haystacks: at which layer the
+// question finds the needle, i.e. which layer's importance can keep it.
 //   ... -- MODEL --recall passkey|single [--lengths 2024] [--depths 0,0.5,1] [--trials 5] [--settings S]
 // instead prints, per setting and depth, the share of the needle's tokens (from its start to the end of the answer value)
 // that the pruned prefill still computes at the last layer (what the first answer token can read), on pare needle's
@@ -25,7 +31,7 @@ try
     int[] lengths = [488, 2024], threadCounts = [1, 2];
     int reps = 7;
     string settingsText = "1@0.625;0.2@0.625;0.7@0.625,0.75,0.875";
-    string? recall = null;
+    string? recall = null, probe = null;
     double[] depths = [0, 0.5, 1];
     int trials = 5;
     for (int i = 1; i < args.Length; i++)
@@ -38,6 +44,7 @@ try
             case "--reps": reps = int.Parse(Next(), CultureInfo.InvariantCulture); break;
             case "--settings": settingsText = Next(); break;
             case "--recall": recall = Next(); break;
+            case "--probe": probe = Next(); break;
             case "--depths": depths = [.. Next().Split(',').Select(x => double.Parse(x, CultureInfo.InvariantCulture))]; break;
             case "--trials": trials = int.Parse(Next(), CultureInfo.InvariantCulture); break;
             default: throw new PareException($"unknown option {args[i]}");
@@ -50,6 +57,7 @@ try
     foreach (int n in lengths)
         if (n < 2 || n > c.ContextLength) throw new PareException($"--lengths: {n} is outside 2 .. {c.ContextLength}");
     if (recall != null) return Recall(model, recall, lengths, depths, trials, settings);
+    if (probe != null) return Probe(model, probe, lengths, depths, trials);
     Console.WriteLine($"{DateTime.UtcNow:yyyy-MM-ddTHH:mm}Z, load {File.ReadAllText("/proc/loadavg").Split(' ')[0]}, {args[0]}, {reps} reps");
     Console.WriteLine("| tokens | threads | setting | ideal (multiply-adds) | CPU ms, pruned vs full | wall ms, pruned vs full | speed-up CPU / wall |");
     Console.WriteLine("|---|---|---|---|---|---|---|");
@@ -113,16 +121,17 @@ static (string Label, LazyLlmOptions Options) Setting(string s)
         {
             "max" => o with { MaxOverHeads = true },
             "wmax" => o with { MaxOverWindow = true },
+            "same" => o with { SameLayer = true },
             _ when f.StartsWith('w') => o with { Window = int.Parse(f[1..], CultureInfo.InvariantCulture) },
             _ when f.StartsWith("pool") => o with { Pool = int.Parse(f[4..], CultureInfo.InvariantCulture) },
-            _ => throw new PareException($"--settings: unknown flag '{f}' (max, wN, wmax, poolK)"),
+            _ => throw new PareException($"--settings: unknown flag '{f}' (max, wN, wmax, poolK, same)"),
         };
     _ = o.Schedule(8);
     return ($"keep {parts[0]} at {parts[1]}{(parts.Length == 3 ? " " + parts[2] : "")}", o);
 }
 
-// Share of each needle's tokens (its start up to the end of the first gold value) still computed at the last layer.
-static int Recall(LlamaModel model, string taskName, int[] lengths, double[] depths, int trials, (string Label, LazyLlmOptions Options)[] settings)
+// pare needle's haystacks (seed 1) for a task, per depth.
+static (TokenText Text, NeedleSample[][] Samples) Haystacks(LlamaModel model, string taskName, int n, double[] depths, int trials)
 {
     var task = NeedleTasks.Parse(taskName);
     var tok = model.Tokenizer ?? throw new PareException("the model has no tokenizer");
@@ -131,20 +140,95 @@ static int Recall(LlamaModel model, string taskName, int[] lengths, double[] dep
     if (!File.Exists(fillerPath)) throw new PareException($"filler text not found: {fillerPath}");
     var filler = new Filler(tok is Pare.Tokenizers.Gpt2BpeTokenizer g ? Pare.Data.TokenizerFiles.EncodeFileCached(g, fillerPath)
         : tok.Encode(File.ReadAllText(fillerPath), addSpecial: false), text);
-    var o = new NeedleOptions { Task = task, Lengths = lengths, Depths = depths, Trials = trials };
+    var o = new NeedleOptions { Task = task, Lengths = [n], Depths = depths, Trials = trials };
+    return (text, depths.Select(d => Enumerable.Range(0, trials).Select(t => NeedleHarness.Sample(o, text, filler, n, d, t)).ToArray()).ToArray());
+}
+
+// The needle line (its start up to the end of the first gold value) and its value tokens (the shortest tail of it that
+// still decodes to the gold value).
+static (int Start, int ValueStart, int End) NeedleSpan(TokenText text, NeedleSample smp)
+{
+    int start = smp.NeedlePositions[0], end = start;
+    while (end < smp.Prompt.Length && !text.Decode(smp.Prompt.AsSpan(start, end - start + 1)).Contains(smp.Gold[0])) end++;
+    int vs = end;
+    while (vs > start && !text.Decode(smp.Prompt.AsSpan(vs, end - vs + 1)).Contains(smp.Gold[0])) vs--;
+    return (start, vs, end);
+}
+
+static int Probe(LlamaModel model, string taskName, int[] lengths, double[] depths, int trials)
+{
+    const int window = 10;
+    var c = model.Config;
+    Console.WriteLine($"{DateTime.UtcNow:yyyy-MM-ddTHH:mm}Z, load {File.ReadAllText("/proc/loadavg").Split(' ')[0]}, {model.Source}, {taskName}, {trials} trials per depth");
+    Console.WriteLine("| length | depth | layer | rank of the value, last token mean over heads | max over heads | question (last 10) max, heads max | needle line's attention mass, last token, best head |");
+    Console.WriteLine("|---|---|---|---|---|---|---|");
+    foreach (int n in lengths)
+    {
+        var session = model.CreateSession(new SessionOptions { ContextLength = n, Threads = 1 });
+        var (text, samples) = Haystacks(model, taskName, n, depths, trials);
+        for (int di = 0; di < depths.Length; di++)
+        {
+            var rows = new List<double[]>[c.Layers];
+            for (int l = 0; l < c.Layers; l++) rows[l] = [];
+            foreach (var smp in samples[di])
+            {
+                var (start, vs, end) = NeedleSpan(text, smp);
+                var att = LazyLlmProbe.Attention(session, smp.Prompt, window);
+                int np = smp.Prompt.Length, cand = np - window;   // the window is always kept: rank among the others
+                for (int l = 0; l < c.Layers; l++)
+                {
+                    int heads = c.HeadsAt(l);
+                    float At(int h, int w, int i) => att[l][(h * window + w) * np + i];
+                    var mean = new float[cand];
+                    var hmax = new float[cand];
+                    var qmax = new float[cand];
+                    double mass = 0;
+                    for (int h = 0; h < heads; h++)
+                    {
+                        double m = 0;
+                        for (int i = start; i <= end; i++) m += At(h, window - 1, i);
+                        mass = Math.Max(mass, m);
+                        for (int i = 0; i < cand; i++)
+                        {
+                            float last = At(h, window - 1, i);
+                            mean[i] += last / heads;
+                            hmax[i] = Math.Max(hmax[i], last);
+                            for (int w = 0; w < window; w++) qmax[i] = Math.Max(qmax[i], At(h, w, i));
+                        }
+                    }
+                    double Rank(float[] s)
+                    {
+                        if (vs >= cand) return 0;   // the value is inside the window, always kept
+                        float best = float.NegativeInfinity;
+                        for (int i = vs; i <= Math.Min(end, cand - 1); i++) best = Math.Max(best, s[i]);
+                        return s.Count(x => x > best) / (double)cand;
+                    }
+                    rows[l].Add([Rank(mean), Rank(hmax), Rank(qmax), mass]);
+                }
+            }
+            for (int l = 0; l < c.Layers; l++)
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| {n} | {depths[di]} | {l} | {100 * Median(rows[l].Select(r => r[0])):F0}% | {100 * Median(rows[l].Select(r => r[1])):F0}% | {100 * Median(rows[l].Select(r => r[2])):F0}% | {Median(rows[l].Select(r => r[3])):F3} |"));
+        }
+    }
+    return 0;
+}
+
+// Share of each needle's tokens (its start up to the end of the first gold value) still computed at the last layer.
+static int Recall(LlamaModel model, string taskName, int[] lengths, double[] depths, int trials, (string Label, LazyLlmOptions Options)[] settings)
+{
     var session = model.CreateSession(new SessionOptions { ContextLength = lengths.Max(), Threads = 1 });
     Console.WriteLine($"{DateTime.UtcNow:yyyy-MM-ddTHH:mm}Z, load {File.ReadAllText("/proc/loadavg").Split(' ')[0]}, {model.Source}, {taskName}, {trials} trials per depth");
     Console.WriteLine($"| length | setting | {string.Join(" | ", depths.Select(d => $"depth {d}"))} | all |");
     Console.WriteLine($"|---|---|{string.Concat(depths.Select(_ => "---|"))}---|");
     foreach (int n in lengths)
     {
-        var samples = depths.Select(d => Enumerable.Range(0, trials).Select(t => NeedleHarness.Sample(o, text, filler, n, d, t)).ToArray()).ToArray();
+        var (text, samples) = Haystacks(model, taskName, n, depths, trials);
         foreach (var (label, opt) in settings)
         {
             var shares = samples.Select(ds => ds.Average(smp =>
             {
-                int start = smp.NeedlePositions[0], end = start;
-                while (end < smp.Prompt.Length && !text.Decode(smp.Prompt.AsSpan(start, end - start + 1)).Contains(smp.Gold[0])) end++;
+                var (start, _, end) = NeedleSpan(text, smp);
                 var lp = LazyLlm.Prefill(session, smp.Prompt, opt);
                 int layers = model.Config.Layers;
                 return Enumerable.Range(start, end - start + 1).Count(p => lp.DeferredAt[p] == layers) / (double)(end - start + 1);
@@ -157,7 +241,8 @@ static int Recall(LlamaModel model, string taskName, int[] lengths, double[] dep
 }
 
 // Share of the full prefill's multiply-adds the pruned prefill does: per layer, tokens x (projections + SwiGLU) plus
-// causal attention (QK and AV: heads x head_dim x t(t+1)); the tokens a layer computes follow the schedule (ceil).
+// causal attention (QK and AV: heads x head_dim x t(t+1)); the tokens a layer computes follow the schedule (ceil); with
+// same-layer scoring, plus the pruning layer's keys of every remaining token and the window's queries and scores.
 static double IdealWork(LlamaConfig c, LazyLlmOptions o, int n)
 {
     var schedule = o.Schedule(c.Layers);
@@ -167,7 +252,12 @@ static double IdealWork(LlamaConfig c, LazyLlmOptions o, int n)
     int kept = n;
     for (int l = 0; l < c.Layers; l++)
     {
-        if (schedule.TryGetValue(l, out double k) && k < 1 && kept > o.Window) kept = Math.Max(o.Window, (int)Math.Ceiling(kept * k));
+        if (schedule.TryGetValue(l, out double k) && k < 1 && kept > o.Window)
+        {
+            // Same-layer scoring: the layer's keys of every remaining token, the window's queries and their scores.
+            if (o.SameLayer) pruned += (double)kept * c.Dim * c.KvHeadsAt(l) * c.HeadDim + o.Window * (double)c.HeadsAt(l) * c.HeadDim * (c.Dim + kept);
+            kept = Math.Max(o.Window, (int)Math.Ceiling(kept * k));
+        }
         pruned += Cost(l, kept);
         full += Cost(l, n);
     }

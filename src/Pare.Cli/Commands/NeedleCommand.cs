@@ -42,11 +42,13 @@ internal static class NeedleCommand
         var lazyWindowReduce = new Option<string>("--lazy-window-reduce") { Description = "With --prefill-prune lazyllm and --lazy-window >= 2: reduce over the window's queries by mean (default) or max (a variant: a question token that looks at the needle keeps it).", DefaultValueFactory = _ => "mean" }
             .Check(v => v is "mean" or "max", "mean or max");
         var lazyPool = new Option<int>("--lazy-pool") { Description = "With --prefill-prune lazyllm: max-pool the importance over K neighbouring tokens (odd; SnapKV's kernel; a variant). 1 = none.", DefaultValueFactory = _ => 1 };
+        var lazyScore = new Option<string>("--lazy-score") { Description = "With --prefill-prune lazyllm: score a pruning layer by the attention of the layer below (the paper's) or by its own (same: its keys computed for every remaining token first; a variant for models whose look-up layer is the one to prune at).", DefaultValueFactory = _ => "below" }
+            .Check(v => v is "below" or "same", "below or same");
         var pruneAt = new Option<string>("--prune-at") { Description = "With --prefill-prune lazyllm: the pruning layers as fractions of the depth in (0, 1), comma-separated (layer = round(fraction x layers)).", DefaultValueFactory = _ => "0.25,0.5,0.75" };
         var compareFull = new Option<bool>("--compare-full") { Description = "With --prefill-prune lazyllm: also time a full prefill of each prompt in the same process (alternating order) and report the median speed-up of the time to first token." };
         var json = Cli.Json();
         var cmd = new Command("needle", "Long-context retrieval (passkey and needle-threading tasks): exact-match accuracy per length and depth, greedy, full KV cache.")
-            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, kvPolicy, kvBudget, renumber, chunk, prune, keep, pruneAt, lazyWindow, lazyHeads, lazyWindowReduce, lazyPool, compareFull, json };
+            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, kvPolicy, kvBudget, renumber, chunk, prune, keep, pruneAt, lazyWindow, lazyHeads, lazyWindowReduce, lazyPool, lazyScore, compareFull, json };
         cmd.SetAction((r, ct) => Cli.Guard(() =>
         {
             bool asJson = r.GetValue(json);
@@ -61,7 +63,7 @@ internal static class NeedleCommand
                 KvPolicy = r.GetValue(kvPolicy)!.ToLowerInvariant(), KvBudget = r.GetValue(kvBudget), KvRenumber = r.GetValue(renumber) is { } rn ? rn == "on" : null, PrefillChunk = r.GetValue(chunk), CompareFullPrefill = r.GetValue(compareFull),
                 Lazy = r.GetValue(prune) == "lazyllm" ? KeepShares(ParseList(r.GetValue(keep)!, "--keep", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture))) with {
                     Window = r.GetValue(lazyWindow), MaxOverHeads = r.GetValue(lazyHeads) == "max",
-                    MaxOverWindow = r.GetValue(lazyWindowReduce) == "max", Pool = r.GetValue(lazyPool),
+                    MaxOverWindow = r.GetValue(lazyWindowReduce) == "max", Pool = r.GetValue(lazyPool), SameLayer = r.GetValue(lazyScore) == "same",
                     PruneAt = ParseList(r.GetValue(pruneAt)!, "--prune-at", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture)) } : null };
             if (options.Lazy != null) _ = options.Lazy.Schedule(m.Config.Layers);   // bad input: one line, before any work
             NeedleHarness.Validate(options, ctx);
@@ -84,6 +86,7 @@ internal static class NeedleCommand
                     prefill_pruning = options.Lazy == null ? "none" : "lazyllm", keep = options.Lazy == null ? null : options.Lazy.KeepAt ?? [options.Lazy.Keep],
                     lazy_window = options.Lazy?.Window, lazy_heads = options.Lazy == null ? null : options.Lazy.MaxOverHeads ? "max" : "mean",
                     lazy_window_reduce = options.Lazy == null ? null : options.Lazy.MaxOverWindow ? "max" : "mean", lazy_pool = options.Lazy?.Pool,
+                    lazy_score = options.Lazy == null ? null : options.Lazy.SameLayer ? "same" : "below",
                     prune_layers = options.Lazy == null ? null : LazyLlm.PruneLayers(options.Lazy, m.Config.Layers).Order().ToArray(),
                     mean_prefill_seconds = runs.Average(x => x.PrefillSeconds),
                     median_prefill_seconds = Median(runs.Select(x => x.PrefillSeconds)),

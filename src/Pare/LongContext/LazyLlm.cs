@@ -26,6 +26,13 @@ public sealed record LazyLlmOptions
     /// SnapKV's pooling kernel: a kept token keeps its neighbours, so a key's digits stay with the words that locate it (a
     /// variant, not the paper's). 1 (default) = no pooling.</summary>
     public int Pool { get; init; } = 1;
+    /// <summary>Score a pruning layer by its own attention instead of the layer below's (a variant, not the paper's): before
+    /// pruning at layer l, layer l's keys of every still-computed token and the observation window's queries are computed
+    /// (a K projection over the tokens about to be deferred: about 4% of a layer's work for them), so the importance is the
+    /// look-up layer l is about to do. For a model whose retrieval happens in one middle layer and whose layers below it
+    /// do not look at the needle (pare-long 4m: layers 4 and 6), the only signal that can prune at that layer. false
+    /// (default) = the paper's layer below.</summary>
+    public bool SameLayer { get; init; }
 
     /// <summary>The keep share at each pruning layer (ascending) of <paramref name="layers"/>; a one-line error for a bad schedule.</summary>
     public IReadOnlyDictionary<int, double> Schedule(int layers)
@@ -73,7 +80,11 @@ public static class LazyLlm
             int m = Math.Min(options.Window, kept.Length);                // window tokens: the last m still computed, always kept
             if (schedule.TryGetValue(l, out double keep) && keep < 1 && kept.Length > m)
             {
-                var score = Importance(session, l - 1, kept, lastQ.AsSpan(0, m * c.Heads * c.HeadDim), m, options);
+                // The paper's importance: the layer below's attention (its window queries kept by ForwardBlock); SameLayer: this
+                // layer's, from its keys of every kept token and the window's queries, computed first.
+                var windowQ = lastQ.AsSpan(0, m * (options.SameLayer ? c.HeadsAt(l) : c.Heads) * c.HeadDim);
+                var score = options.SameLayer ? Importance(session, l, kept, windowQ, m, options, session.LayerKeys(l, x, kept, windowQ))
+                    : Importance(session, l - 1, kept, windowQ, m, options, null);
                 int keepN = Math.Max(m, (int)Math.Ceiling(kept.Length * keep));
                 var keepMask = KeepMask(score, kept.Length - m, keepN - m);
                 int deferredN = kept.Length - keepN;
@@ -131,13 +142,15 @@ public static class LazyLlm
     /// <summary>Importance of the kept tokens at layer l: the softmax attention from each of the last m kept tokens (queries in
     /// <paramref name="windowQ"/>, m x heads x head_dim) over its causal prefix of kept tokens, averaged over the m queries per
     /// head (or the maximum over them), then the mean over heads (the paper's, m = 1) or the maximum; then max-pooled over
-    /// <see cref="LazyLlmOptions.Pool"/> neighbours.</summary>
-    static float[] Importance(InferenceSession session, int l, int[] kept, ReadOnlySpan<float> windowQ, int m, LazyLlmOptions o)
+    /// <see cref="LazyLlmOptions.Pool"/> neighbours. Keys from the cache at layer l, or, given <paramref name="keys"/> (the kept
+    /// tokens' keys at layer l, (n, kv_dim): <see cref="LazyLlmOptions.SameLayer"/>), from those.</summary>
+    static float[] Importance(InferenceSession session, int l, int[] kept, ReadOnlySpan<float> windowQ, int m, LazyLlmOptions o, float[]? keys)
     {
         bool maxOverHeads = o.MaxOverHeads, maxOverWindow = o.MaxOverWindow;
         var c = session.Model.Config;
         int heads = c.HeadsAt(l), kvHeads = c.KvHeadsAt(l), hd = c.HeadDim, group = heads / kvHeads, n = kept.Length;
-        var (k, v) = session.Cache.Read(l, kept[^1] + 1);
+        int kvd = kvHeads * hd;
+        var (k, v) = keys == null ? session.Cache.Read(l, kept[^1] + 1) : default;
         var view = new Pare.Models.Kv.KvView(k.Span, v.Span, session.ContextLength, heads, kvHeads, hd);
         var score = new float[n];
         var perHead = new float[n];
@@ -151,7 +164,11 @@ public static class LazyLlm
                 int len = n - m + w + 1;   // query w is kept token n - m + w: it sees the kept tokens up to itself
                 var q = windowQ.Slice((w * heads + h) * hd, hd);
                 float max = float.NegativeInfinity, sum = 0;
-                for (int i = 0; i < len; i++) { a[i] = view.Dot(h / group, kept[i], q) * scale; max = Math.Max(max, a[i]); }
+                for (int i = 0; i < len; i++)
+                {
+                    a[i] = (keys == null ? view.Dot(h / group, kept[i], q) : Pare.Kernels.Ops.Dot(q, keys.AsSpan(i * kvd + h / group * hd, hd))) * scale;
+                    max = Math.Max(max, a[i]);
+                }
                 for (int i = 0; i < len; i++) { a[i] = MathF.Exp(a[i] - max); sum += a[i]; }
                 if (maxOverWindow) for (int i = 0; i < len; i++) perHead[i] = Math.Max(perHead[i], a[i] / sum);
                 else for (int i = 0; i < len; i++) perHead[i] += a[i] / sum / m;

@@ -12,7 +12,9 @@ namespace Pare.LongContext;
 /// to every position up to its own at l (what revival sees). The deferral schedule is derived here too: before each
 /// pruning layer l, the softmax attention at layer l-1 of the observation window (the last Window prompt tokens still
 /// computed; the paper's last token by default) over the tokens still computed, averaged over the window per head (or its
-/// maximum), then the mean (or maximum) over heads, then optionally max-pooled over neighbouring computed tokens; the top ceil(count x keep) are kept (ties to the earlier position; the window always). Tokens decoded
+/// maximum), then the mean (or maximum) over heads, then optionally max-pooled over neighbouring computed tokens; the top ceil(count x keep) are kept (ties to the earlier position; the window always).
+/// With SameLayer the attention is layer l's own (the window's queries over the keys at l of the tokens still computed
+/// before the cut), reduced the same way. Tokens decoded
 /// after the prompt attend to every position at every layer.
 /// </summary>
 public static class LazyLlmReference
@@ -43,18 +45,6 @@ public static class LazyLlmReference
         {
             var lw = w.Layers[l];
             int heads = c.HeadsAt(l), kvHeads = c.KvHeadsAt(l), group = heads / kvHeads, qd = heads * hd, kvd = kvHeads * hd;
-            if (schedule.TryGetValue(l, out double keep) && keep < 1)
-            {
-                var active = Enumerable.Range(0, n).Where(i => deferredAt[i] > l - 1).ToArray();
-                int m = Math.Min(options.Window, active.Length);   // the observation window stays
-                if (active.Length > m)
-                {
-                    int keepN = Math.Max(m, (int)Math.Ceiling(active.Length * keep));
-                    var kept = active[..^m].OrderByDescending(i => lastProbs[i]).ThenBy(i => i).Take(keepN - m).ToHashSet();
-                    foreach (int i in active[..^m])
-                        if (!kept.Contains(i)) deferredAt[i] = l;
-                }
-            }
             // The observation window at this layer: the last Window prompt tokens still computed here.
             var window = Enumerable.Range(0, n).Where(i => deferredAt[i] > l).TakeLast(options.Window).ToHashSet();
             var q = new float[total][];
@@ -71,6 +61,22 @@ public static class LazyLlmReference
                 OpsReference.Rope(kt, kvHeads, hd, c.RopeDim, t, c.RopeBase, c.RopeLayout);
                 kt.CopyTo(k, t * kvd);
                 vt.CopyTo(v, t * kvd);
+            }
+            // The deferral at a pruning layer (q, k and v above depend only on each token's own state, not on it).
+            if (schedule.TryGetValue(l, out double keep) && keep < 1)
+            {
+                var active = Enumerable.Range(0, n).Where(i => deferredAt[i] > l - 1).ToArray();
+                int m = Math.Min(options.Window, active.Length);   // the observation window stays
+                if (active.Length > m)
+                {
+                    // The importance: the layer below's (the paper's), or this layer's own attention of the window over the
+                    // tokens still computed (SameLayer).
+                    var score = options.SameLayer ? SameLayerImportance(options, q, k, active, m, heads, group, hd, kvd, n) : lastProbs;
+                    int keepN = Math.Max(m, (int)Math.Ceiling(active.Length * keep));
+                    var kept = active[..^m].OrderByDescending(i => score[i]).ThenBy(i => i).Take(keepN - m).ToHashSet();
+                    foreach (int i in active[..^m])
+                        if (!kept.Contains(i)) deferredAt[i] = l;
+                }
             }
             var probsHead = new double[heads, n];   // per head: the window's attention, averaged over its queries
             var next = new float[total][];
@@ -107,25 +113,52 @@ public static class LazyLlmReference
                 next[t] = x;
             }
             h = next;
-            lastProbs = new double[n];   // mean over heads (the paper's) or the maximum
-            for (int i = 0; i < n; i++)
-                for (int hh = 0; hh < heads; hh++)
-                    lastProbs[i] = options.MaxOverHeads ? Math.Max(lastProbs[i], probsHead[hh, i]) : lastProbs[i] + probsHead[hh, i] / heads;
-            if (options.Pool > 1)
-            {
-                // Max-pool over the neighbours among the tokens still computed at this layer (those that were scored).
-                var active = Enumerable.Range(0, n).Where(i => deferredAt[i] > l).ToArray();
-                var pooled = (double[])lastProbs.Clone();
-                for (int a = 0; a < active.Length; a++)
-                    for (int b = Math.Max(0, a - options.Pool / 2); b <= Math.Min(active.Length - 1, a + options.Pool / 2); b++)
-                        pooled[active[a]] = Math.Max(pooled[active[a]], lastProbs[active[b]]);
-                lastProbs = pooled;
-            }
+            lastProbs = Reduce(options, probsHead, heads, [.. Enumerable.Range(0, n).Where(i => deferredAt[i] > l)]);
             kOut[l] = k;
             vOut[l] = v;
         }
         firstLogits = Head(model, h[n - 1]);
         return new Result(firstLogits, deferredAt, kOut, vOut, decode.Length > 0 ? Head(model, h[total - 1]) : null);
+    }
+
+    /// <summary>Per-head window attention (heads, n) reduced over heads (mean, the paper's, or maximum), then max-pooled over
+    /// neighbours among the <paramref name="active"/> tokens (those that were scored).</summary>
+    static double[] Reduce(LazyLlmOptions options, double[,] probsHead, int heads, int[] active)
+    {
+        int n = probsHead.GetLength(1);
+        var probs = new double[n];
+        for (int i = 0; i < n; i++)
+            for (int hh = 0; hh < heads; hh++)
+                probs[i] = options.MaxOverHeads ? Math.Max(probs[i], probsHead[hh, i]) : probs[i] + probsHead[hh, i] / heads;
+        if (options.Pool <= 1) return probs;
+        var pooled = (double[])probs.Clone();
+        for (int a = 0; a < active.Length; a++)
+            for (int b = Math.Max(0, a - options.Pool / 2); b <= Math.Min(active.Length - 1, a + options.Pool / 2); b++)
+                pooled[active[a]] = Math.Max(pooled[active[a]], probs[active[b]]);
+        return pooled;
+    }
+
+    /// <summary>SameLayer's importance at a pruning layer: this layer's softmax attention of each of the last m
+    /// <paramref name="active"/> tokens (its queries q) over the active tokens up to it (their keys k), averaged over the m per
+    /// head (or the maximum), then reduced as the layer below's importance is.</summary>
+    static double[] SameLayerImportance(LazyLlmOptions options, float[][] q, float[] k, int[] active, int m, int heads, int group, int hd, int kvd, int n)
+    {
+        var probsHead = new double[heads, n];
+        for (int w = active.Length - m; w < active.Length; w++)
+        {
+            int t = active[w];
+            var seen = active[..(w + 1)];
+            for (int hh = 0; hh < heads; hh++)
+            {
+                var s = new float[seen.Length];
+                for (int a = 0; a < seen.Length; a++)
+                    s[a] = OpsReference.Dot(q[t].AsSpan(hh * hd, hd), k.AsSpan(seen[a] * kvd + hh / group * hd, hd)) / MathF.Sqrt(hd);
+                OpsReference.Softmax(s);
+                for (int a = 0; a < seen.Length; a++)
+                    probsHead[hh, seen[a]] = options.MaxOverWindow ? Math.Max(probsHead[hh, seen[a]], s[a]) : probsHead[hh, seen[a]] + s[a] / (double)m;
+            }
+        }
+        return Reduce(options, probsHead, heads, active);
     }
 
     internal static float[] Head(LlamaModel model, float[] x)

@@ -104,6 +104,39 @@ public sealed partial class InferenceSession
         AddInPlace(x[..(n * dim)], o);
     }
 
+    /// <summary>
+    /// Layer <paramref name="layer"/>'s keys after RoPE, (n, kv_dim), of hidden states x (n, dim) at <paramref name="positions"/>,
+    /// and in <paramref name="lastQuery"/> the queries after RoPE of the last lastQuery.Length / (heads x head_dim) tokens, as
+    /// <see cref="ForwardBlock"/> computes them, without running the block: x and the cache are untouched (LazyLLM's
+    /// same-layer importance scores the keys the layer is about to attend over, then runs it on the kept tokens only).
+    /// </summary>
+    internal float[] LayerKeys(int layer, ReadOnlySpan<float> x, ReadOnlySpan<int> positions, Span<float> lastQuery)
+    {
+        int n = positions.Length, dim = _c.Dim, hd = _c.HeadDim, half = _c.RopeDim / 2;
+        Ensure(n);
+        var lw = _model.Weights.Layers[layer];
+        int heads = _c.HeadsAt(layer), kvHeads = _c.KvHeadsAt(layer), qd = heads * hd, kvd = kvHeads * hd, m = lastQuery.Length / qd;
+        var xb = _xb.AsSpan(0, n * dim);
+        for (int t = 0; t < n; t++) Ops.RmsNorm(x.Slice(t * dim, dim), lw.AttnNorm, _c.RmsEps, xb.Slice(t * dim, dim));
+        var k = GC.AllocateUninitializedArray<float>(n * kvd);   // every row is written below
+        MatMul.MatMulRows(lw.Wk, xb, n, k, _threads);
+        MatMul.MatMulRows(lw.Wq, xb[((n - m) * dim)..], m, lastQuery[..(m * qd)], _threads);
+        var (cosAll, sinAll) = RopeTable(positions[n - 1] + 1);
+        for (int t = 0; t < n; t++)
+        {
+            if (lw.Bk != null) AddInPlace(k.AsSpan(t * kvd, kvd), lw.Bk);
+            Ops.Rope(k.AsSpan(t * kvd, kvd), kvHeads, hd, cosAll.AsSpan(positions[t] * half, half), sinAll.AsSpan(positions[t] * half, half), _c.RopeLayout);
+        }
+        for (int w = 0; w < m; w++)
+        {
+            int p = positions[n - m + w];
+            var qw = lastQuery.Slice(w * qd, qd);
+            if (lw.Bq != null) AddInPlace(qw, lw.Bq);
+            Ops.Rope(qw, heads, hd, cosAll.AsSpan(p * half, half), sinAll.AsSpan(p * half, half), _c.RopeLayout);
+        }
+        return k;
+    }
+
     /// <summary>cos and sin of the RoPE angles of positions 0 .. <paramref name="positions"/> - 1, (positions, rope_dim / 2) each:
     /// computed once per session and position (as <see cref="Ops.RopeAngles"/>, so bitwise the same), not per layer and token.</summary>
     (float[] Cos, float[] Sin) RopeTable(int positions)

@@ -60,6 +60,30 @@ public class LazyLlmReferenceTests
     public void Max_over_the_window_and_pooling_match_the_slow_reference(int window, bool maxOverHeads, int pool, double keep, int seed) =>
         MatchesTheReference(new LazyLlmOptions { Keep = keep, Window = window, MaxOverWindow = window > 1, MaxOverHeads = maxOverHeads, Pool = pool }, seed);
 
+    // Scoring a pruning layer by its own attention (its keys computed for every remaining token before the cut): alone, at
+    // one layer and at the default three, with the window, the maxima and pooling, and a per-layer schedule.
+    [Theory]
+    [InlineData(1, false, 1, 0.5, null, 12)]
+    [InlineData(1, false, 1, 0.3, "0.5", 13)]
+    [InlineData(10, true, 5, 0.3, "0.5", 14)]
+    [InlineData(4, true, 3, 0.6, null, 15)]
+    public void Scoring_by_the_pruning_layers_own_attention_matches_the_slow_reference(int window, bool max, int pool, double keep, string? at, int seed) =>
+        MatchesTheReference(new LazyLlmOptions { Keep = keep, Window = window, MaxOverWindow = max && window > 1, MaxOverHeads = max, Pool = pool, SameLayer = true,
+            PruneAt = at == null ? [0.25, 0.5, 0.75] : [double.Parse(at, System.Globalization.CultureInfo.InvariantCulture)] }, seed);
+
+    [Fact]
+    public void Scoring_by_the_same_layer_defers_other_tokens_than_the_layer_below()
+    {
+        // The option is not a no-op: on random tokens the two importances pick different tokens to defer.
+        using var m = LlamaModel.Load(Model());
+        var prompt = Tokens(90, m.Config.VocabSize, 16);
+        var s = m.CreateSession(new SessionOptions { Threads = 1 });
+        var below = LazyLlm.Prefill(s, prompt, new LazyLlmOptions { Keep = 0.5, PruneAt = [0.5] }).DeferredAt.ToArray();
+        var same = LazyLlm.Prefill(s, prompt, new LazyLlmOptions { Keep = 0.5, PruneAt = [0.5], SameLayer = true }).DeferredAt.ToArray();
+        Assert.Equal(below.Count(d => d < m.Config.Layers), same.Count(d => d < m.Config.Layers));
+        Assert.NotEqual(below, same);
+    }
+
     static void MatchesTheReference(LazyLlmOptions options, int seed)
     {
         using var m = LlamaModel.Load(Model());

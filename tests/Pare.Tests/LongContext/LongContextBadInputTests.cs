@@ -28,6 +28,7 @@ public class LongContextBadInputTests
         { ["needle", "--lengths", "200", "--prefill-prune", "lazyllm", "--lazy-pool", "0"], "(--lazy-pool) must be an odd number of tokens >= 1 (got 0)" },
         { ["needle", "--lengths", "200", "--prefill-prune", "lazyllm", "--lazy-window-reduce", "max"], "(--lazy-window-reduce max) needs --lazy-window of at least 2" },
         { ["needle", "--lengths", "200", "--prefill-prune", "lazyllm", "--lazy-window", "4", "--lazy-window-reduce", "sum"], "--lazy-window-reduce must be mean or max" },
+        { ["needle", "--lengths", "200", "--prefill-prune", "lazyllm", "--lazy-score", "above"], "--lazy-score must be below or same" },
         { ["run", "--prompt", "hi", "--max-tokens", "2", "--kv-policy", "h2o", "--kv-budget", "100000"], "--kv-budget 100000 is larger than the context of 512 tokens" },
         { ["run", "--prompt", "hi", "--max-tokens", "2", "--kv-policy", "h2o", "--kv-budget", "0"], "--kv-budget must be at least 1" },
         { ["run", "--prompt", "hi", "--max-tokens", "2", "--kv-policy", "lru", "--kv-budget", "8"], "--kv-policy must be one of" },

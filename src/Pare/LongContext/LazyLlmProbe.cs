@@ -37,10 +37,8 @@ public static class LazyLlmProbe
                     var row = a.AsSpan((h * window + w) * n, n);
                     var qw = q.AsSpan((w * heads + h) * hd, hd);
                     int len = n - window + w + 1;
-                    float max = float.NegativeInfinity, sum = 0;
-                    for (int i = 0; i < len; i++) { row[i] = view.Dot(h / group, i, qw) * scale; max = Math.Max(max, row[i]); }
-                    for (int i = 0; i < len; i++) { row[i] = MathF.Exp(row[i] - max); sum += row[i]; }
-                    for (int i = 0; i < len; i++) row[i] /= sum;
+                    for (int i = 0; i < len; i++) row[i] = view.Dot(h / group, i, qw) * scale;
+                    Pare.Kernels.Ops.Softmax(row[..len]);
                 }
         }
         session.Reset();

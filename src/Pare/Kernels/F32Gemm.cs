@@ -24,8 +24,8 @@ public sealed unsafe class F32GemmWeights
     internal float* Data => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_data));
     internal float* Bias => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_bias));
 
-    /// <summary>Packs a dense F32 <see cref="Tensors.WeightMatrix"/> [out, in] and its bias.</summary>
-    public static F32GemmWeights Pack(Tensors.WeightMatrix w, ReadOnlySpan<float> bias)
+    /// <summary>Packs a dense F32 <see cref="WeightMatrix"/> [out, in] and its bias.</summary>
+    public static F32GemmWeights Pack(WeightMatrix w, ReadOnlySpan<float> bias)
     {
         if (w.Type != Tensors.GgmlType.F32 || w.Sparse != null || w.RowBytes != w.Cols * 4) throw new ArgumentException($"'{w.Name}' is not a dense F32 matrix", nameof(w));
         return new F32GemmWeights(new ReadOnlySpan<float>((void*)w.Data, checked(w.Rows * w.Cols)), w.Rows, w.Cols, bias);

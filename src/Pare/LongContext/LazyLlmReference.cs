@@ -168,7 +168,7 @@ public static class LazyLlmReference
         return MatVec(model.Weights.Output, xo, null);
     }
 
-    internal static float[] MatVec(Pare.Tensors.WeightMatrix m, ReadOnlySpan<float> x, float[]? bias)
+    internal static float[] MatVec(Pare.Kernels.WeightMatrix m, ReadOnlySpan<float> x, float[]? bias)
     {
         if (m.Sparse != null) throw new PareException($"{m.Name}: the LazyLLM reference reads dense weights only");
         var y = new float[m.Rows];

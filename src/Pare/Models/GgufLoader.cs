@@ -1,4 +1,5 @@
 using Pare.Formats.Gguf;
+using Pare.Kernels;
 using Pare.Tensors;
 
 namespace Pare.Models;
@@ -64,7 +65,7 @@ public static class GgufLoader
 
         WeightMatrix M(string name, int rows, int cols)
         {
-            if (Kernels.Sparse.SparseGguf.TryMatrix(f, name, rows, cols) is { } sparse) return sparse;
+            if (SparseGguf.TryMatrix(f, name, rows, cols) is { } sparse) return sparse;
             var t = f.GetTensor(name);
             if (!GgmlTypeInfo.IsSupportedWeight(t.Type))
                 throw new InvalidModelException($"{f.Path}: tensor '{name}' has type {t.Type}, which Pare cannot compute with yet (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)");

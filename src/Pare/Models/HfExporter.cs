@@ -1,4 +1,5 @@
 using Pare.Formats.Safetensors;
+using Pare.Kernels;
 using Pare.Tensors;
 
 namespace Pare.Models;

@@ -1,3 +1,4 @@
+using Pare.Kernels;
 using Pare.Tensors;
 
 namespace Pare.Models;

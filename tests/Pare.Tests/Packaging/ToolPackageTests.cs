@@ -14,12 +14,7 @@ public class ToolPackageTests
     const string Configuration = "Release";
 #endif
 
-    static string RepoRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "Pare.slnx"))) return d.FullName;
-        throw new InvalidOperationException("Pare.slnx not found above " + AppContext.BaseDirectory);
-    }
+    static string RepoRoot() => Pare.Tests.TestSupport.RepoPaths.Root();
 
     static (int Code, string Out) Run(string file, string workDir, IDictionary<string, string>? env, params string[] args)
     {

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Pare.Kernels;
 using Pare.Models;
 using Pare.Tensors;
 

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Pare.Kernels;
 using Pare.Tensors;
 
 namespace Pare.Formats.Safetensors;

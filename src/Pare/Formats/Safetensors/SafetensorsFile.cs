@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using System.Text.Json;
+using Pare.Kernels;
 using Pare.Tensors;
 
 namespace Pare.Formats.Safetensors;

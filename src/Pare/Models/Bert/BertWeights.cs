@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Pare.Kernels;
 using Pare.Tensors;
 
 namespace Pare.Models.Bert;

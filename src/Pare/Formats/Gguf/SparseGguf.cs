@@ -1,7 +1,8 @@
-using Pare.Formats.Gguf;
+using Pare.Kernels.Sparse;
+using Pare.Kernels;
 using Pare.Tensors;
 
-namespace Pare.Kernels.Sparse;
+namespace Pare.Formats.Gguf;
 
 /// <summary>The loader hook: a GGUF tensor holding a <see cref="SparseMatrix"/> blob becomes a sparse <see cref="WeightMatrix"/>.</summary>
 public static class SparseGguf

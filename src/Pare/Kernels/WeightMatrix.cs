@@ -1,4 +1,7 @@
-namespace Pare.Tensors;
+using Pare.Kernels.Sparse;
+using Pare.Tensors;
+
+namespace Pare.Kernels;
 
 /// <summary>
 /// A 2-D weight in its stored type: <see cref="Rows"/> rows of <see cref="Cols"/> values, row-major, each row
@@ -18,22 +21,22 @@ public sealed class WeightMatrix
     }
 
     /// <summary>A matrix stored in Pare's compact sparse format: products dispatch to its own kernels.</summary>
-    public WeightMatrix(string name, int rows, int cols, Kernels.Sparse.SparseMatrix sparse)
+    public WeightMatrix(string name, int rows, int cols, SparseMatrix sparse)
     {
         Name = name; Type = sparse.ValueType; Rows = rows; Cols = cols; Data = sparse.Data; ByteLength = sparse.ByteLength; Sparse = sparse;
     }
 
     /// <summary>The compact sparse storage when the matrix has one (then <see cref="Row"/> is not available).</summary>
-    public Kernels.Sparse.SparseMatrix? Sparse { get; }
+    public SparseMatrix? Sparse { get; }
 
     /// <summary>A matrix stored in Pare's row-group compact format (one column mask per group of rows): products dispatch to its own kernels.</summary>
-    public WeightMatrix(string name, int rows, int cols, Kernels.Sparse.RowGroupSparseMatrix rowGroup)
+    public WeightMatrix(string name, int rows, int cols, RowGroupSparseMatrix rowGroup)
     {
         Name = name; Type = rowGroup.ValueType; Rows = rows; Cols = cols; Data = rowGroup.Data; ByteLength = rowGroup.ByteLength; RowGroup = rowGroup;
     }
 
     /// <summary>The row-group compact storage when the matrix has one (then <see cref="Row"/> is not available).</summary>
-    public Kernels.Sparse.RowGroupSparseMatrix? RowGroup { get; }
+    public RowGroupSparseMatrix? RowGroup { get; }
 
     public string Name { get; }
     public GgmlType Type { get; }
@@ -53,14 +56,14 @@ public sealed class WeightMatrix
     /// </summary>
     public bool Mutable { get; init; }
 
-    Kernels.F32Panels? _panels;
+    F32Panels? _panels;
 
     /// <summary>Derived data the decode kernels cache for this matrix (the F16 subnormal map); not used when <see cref="Mutable"/>.</summary>
     internal object? KernelCache;
 
     /// <summary>The F32 panel copy for products with a few tokens, built on first use (null when it does not apply).</summary>
-    internal Kernels.F32Panels? Panels =>
-        Kernels.F32Panels.Applies(this) ? LazyInitializer.EnsureInitialized(ref _panels, () => Kernels.F32Panels.Pack(this)) : null;
+    internal F32Panels? Panels =>
+        F32Panels.Applies(this) ? LazyInitializer.EnsureInitialized(ref _panels, () => F32Panels.Pack(this)) : null;
 
     /// <summary>The stored bytes of one row.</summary>
     public unsafe ReadOnlySpan<byte> Row(int r) => new((byte*)Data + (long)r * RowBytes, RowBytes);

@@ -276,7 +276,7 @@ public static class SpeculativeGenerator
             stats.Tokens += chosen.Count;
             if (drafted) stats.Drafted(plan.Class, plan.Arm, chosen.Count, nodes);
             else if (plan.Sizer == null && budget == 1) stats.IdleSteps++;
-            plan.Sizer?.Observe(nodes, path);
+            plan.Observe(nodes, path);
             double stepSeconds = (rates?.Now() ?? 0) - t0;
 
             // Emit all but the last choice now; the last becomes the next pending token (its KV is not in the cache yet).
@@ -296,7 +296,7 @@ public static class SpeculativeGenerator
             if (rates != null)
             {
                 double seconds = stepSeconds + (rates.Now() - t1);
-                if (drafted) { rates.Observe(true, chosen.Count, seconds); plan.Sizer?.Timed(nodes, seconds); stats.ClassSeconds[Math.Clamp(plan.Class, 0, 2)] += seconds; }
+                if (drafted) { rates.Observe(true, chosen.Count, seconds); plan.Sizer?.Timed(nodes, chosen.Count, seconds); stats.ClassSeconds[Math.Clamp(plan.Class, 0, 2)] += seconds; }
                 else { rates.ObservePlain(seconds); stats.PlainSeconds += seconds; }
             }
             next = chosen[^1];

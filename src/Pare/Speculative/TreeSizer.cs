@@ -189,8 +189,15 @@ internal sealed class TreeSizer
     /// </summary>
     public void Observe(int nodes, IReadOnlyList<int> path, int lead = 0)
     {
-        // A probe that accepted nothing (or had nothing to draft) pushes the next one further away.
-        if (Probing) _backoff = path.Count > 1 ? 1 : Math.Min(2 * _backoff, MaxProbeBackoff);
+        // A probe that accepted nothing (or had nothing to draft) pushes the next one further away. One that accepted a
+        // draft may mean the text turned: the class's drafted steps are measured afresh (its trees, not the probe's smallest
+        // one, decide whether it loses: in session 14's first traces the 2-node probes of a class whose 4-6-node trees paid
+        // never lifted its measured rate above plain again, and `auto` decoded out-of-domain text plainly after quote).
+        if (Probing)
+        {
+            _backoff = path.Count > 1 ? 1 : Math.Min(2 * _backoff, MaxProbeBackoff);
+            if (path.Count > 1) _realSteps = 0;
+        }
         if (_costs == null || nodes < 2) return;
         // A tree that was not filled says nothing about filled budgets past its own size, and its own size is where the
         // first parts' draft ended (a filled budget learnt only from the long ones would look better than it is): the

@@ -68,7 +68,7 @@ internal sealed class TreeSizer
     /// <summary>The smallest budget it chooses among (the cheapest probe).</summary>
     public int Smallest => _sizes.Length > 0 ? _sizes[0] : _spec.MaxTreeSize;
 
-    /// <summary>Whether the last <see cref="Choose"/> was a probe of the smallest budget while plain decoding was best.</summary>
+    /// <summary>Whether the last <see cref="Choose"/> was a probe while plain decoding was best: of the smallest budget, or of the tree it would draft where its estimates say trees pay but its drafted steps measure losing (<see cref="Losing"/>).</summary>
     public bool Probing { get; private set; }
 
     /// <summary>
@@ -96,29 +96,29 @@ internal sealed class TreeSizer
         double scale = !measured ? 1 : double.IsNaN(_scale) ? _price.Current : _scale;
         double best = measured ? 1.0 / plainSeconds : 1.0 / _costs.Time(1);
         int bestI = -1;
-        // Measured, a class whose drafted steps emit fewer tokens per second than plain steps by MinGain decodes plain
-        // (with its probes). The estimates per budget below are cut from verified trees and the best of them is chosen, so
-        // where acceptance is low and uneven (no n-gram evidence: Token Recycling's guesses alone) the chosen one was the
-        // luckiest: in session 14's traces (quote) such trees were predicted at 1.5x plain and measured at 0.97x.
-        bool losing = measured && Losing(plainSeconds);
-        if (!losing)
-            for (int i = 0; i < _sizes.Length; i++)
-            {
-                // Untried budgets start optimistic so that they get tried.
-                double rate = (_seen[i] == 0 ? Math.Min(1 + Math.Log2(_sizes[i]), 4.0) / _costs.Time(_sizes[i]) : _tokens[i] / _cost[i]) / scale;
-                if (rate > best * _spec.MinGain) { best = rate; bestI = i; }
-            }
+        for (int i = 0; i < _sizes.Length; i++)
+        {
+            // Untried budgets start optimistic so that they get tried.
+            double rate = (_seen[i] == 0 ? Math.Min(1 + Math.Log2(_sizes[i]), 4.0) / _costs.Time(_sizes[i]) : _tokens[i] / _cost[i]) / scale;
+            if (rate > best * _spec.MinGain) { best = rate; bestI = i; }
+        }
         // Trees without filling, as measured (beside the filled ones: MinGain is the bar against plain decoding only).
         int leadI = -1;
-        if (!losing)
-            for (int i = 0; i < _sizes.Length; i++)
-            {
-                if (_leadSeen[i] == 0) continue;
-                double rate = _leadTokens[i] / _leadCost[i] / scale;
-                if (rate > best * (bestI < 0 ? _spec.MinGain : 1)) { best = rate; leadI = i; }
-            }
+        for (int i = 0; i < _sizes.Length; i++)
+        {
+            if (_leadSeen[i] == 0) continue;
+            double rate = _leadTokens[i] / _leadCost[i] / scale;
+            if (rate > best * (bestI < 0 ? _spec.MinGain : 1)) { best = rate; leadI = i; }
+        }
         _fill = leadI < 0;
         if (leadI >= 0) bestI = leadI;
+        // Measured, a class whose drafted steps emit fewer tokens per second than plain steps by MinGain decodes plain,
+        // probing the tree it would draft (not the smallest: its trees decide). The estimates per budget are cut from
+        // verified trees and the best of them is chosen, so where acceptance is low and uneven (no n-gram evidence: Token
+        // Recycling's guesses alone) the chosen one was the luckiest: in session 14's traces (quote) such trees were
+        // predicted at 1.5x plain and measured at 0.97x.
+        int vetoed = -1;
+        if (bestI >= 0 && measured && Losing(plainSeconds)) { vetoed = bestI; bestI = -1; }
         // Now and then one budget larger than the best, so that the estimates above it do not go stale.
         // Without filling, every fourth time the filled tree of the same budget instead (its estimates above the chain's
         // length are only learnt from filled trees).
@@ -129,10 +129,11 @@ internal sealed class TreeSizer
         }
         // Measured, at most MaxProbeInterval apart (times the back-off): a scale inflated by a few preempted steps on a busy
         // machine must not keep the sizer from ever measuring again.
+        int probe = Math.Max(vetoed, 0);
         int every = !measured ? _probeEvery
-            : (int)Math.Clamp(Math.Ceiling((_costs.Time(_sizes[0]) * scale / plainSeconds - 1) / ProbeOverhead), ExploreEvery, Math.Max(_probeEvery, _spec.MaxProbeInterval));
+            : (int)Math.Clamp(Math.Ceiling((_costs.Time(_sizes[probe]) * scale / plainSeconds - 1) / ProbeOverhead), ExploreEvery, Math.Max(_probeEvery, _spec.MaxProbeInterval));
         Probing = bestI < 0 && ++_sinceProbe >= every * _backoff && mayProbe;
-        if (Probing) { bestI = 0; _sinceProbe = 0; _fill = true; }
+        if (Probing) { bestI = probe; _sinceProbe = 0; _fill = _fill || vetoed < 0; }
         return _last = bestI < 0 ? 1 : _sizes[bestI];
     }
 
@@ -189,15 +190,8 @@ internal sealed class TreeSizer
     /// </summary>
     public void Observe(int nodes, IReadOnlyList<int> path, int lead = 0)
     {
-        // A probe that accepted nothing (or had nothing to draft) pushes the next one further away. One that accepted a
-        // draft may mean the text turned: the class's drafted steps are measured afresh (its trees, not the probe's smallest
-        // one, decide whether it loses: in session 14's first traces the 2-node probes of a class whose 4-6-node trees paid
-        // never lifted its measured rate above plain again, and `auto` decoded out-of-domain text plainly after quote).
-        if (Probing)
-        {
-            _backoff = path.Count > 1 ? 1 : Math.Min(2 * _backoff, MaxProbeBackoff);
-            if (path.Count > 1) _realSteps = 0;
-        }
+        // A probe that accepted nothing (or had nothing to draft) pushes the next one further away.
+        if (Probing) _backoff = path.Count > 1 ? 1 : Math.Min(2 * _backoff, MaxProbeBackoff);
         if (_costs == null || nodes < 2) return;
         // A tree that was not filled says nothing about filled budgets past its own size, and its own size is where the
         // first parts' draft ended (a filled budget learnt only from the long ones would look better than it is): the

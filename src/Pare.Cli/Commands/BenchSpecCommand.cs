@@ -197,7 +197,7 @@ internal static class BenchSpecCommand
 
     /// <summary>
     /// Step counts of a drafter's generations (null for plain decoding): plain steps (idle = decided without asking the
-    /// sizer; empty = the drafter had nothing), drafted steps by context class (steps, emitted tokens, tree nodes) and,
+    /// sizer; empty = the drafter had nothing), drafted steps by context class (steps, emitted tokens, tree nodes, measured seconds), the plain steps' measured seconds and,
     /// for `auto:FILE`, drafted steps and tokens per arm.
     /// </summary>
     static object? Counts(IEnumerable<SpeculationStats?> all)
@@ -211,7 +211,8 @@ internal static class BenchSpecCommand
             plain_steps = stats.Sum(s => s.PlainSteps),
             idle_steps = stats.Sum(s => s.IdleSteps),
             empty_drafts = stats.Sum(s => s.EmptyDrafts),
-            by_context = Enumerable.Range(0, 3).Select(c => new { steps = stats.Sum(s => s.ClassSteps[c]), tokens = stats.Sum(s => s.ClassTokens[c]), nodes = stats.Sum(s => s.ClassNodes[c]) }).ToArray(),
+            plain_seconds = stats.Sum(s => s.PlainSeconds),
+            by_context = Enumerable.Range(0, 3).Select(c => new { steps = stats.Sum(s => s.ClassSteps[c]), tokens = stats.Sum(s => s.ClassTokens[c]), nodes = stats.Sum(s => s.ClassNodes[c]), seconds = stats.Sum(s => s.ClassSeconds[c]) }).ToArray(),
             arms = Enumerable.Range(0, arms).Select(a => new { steps = stats.Sum(s => a < s.ArmSteps.Length ? s.ArmSteps[a] : 0), tokens = stats.Sum(s => a < s.ArmTokens.Length ? s.ArmTokens[a] : 0) }).ToArray(),
         };
     }

@@ -16,6 +16,15 @@ public sealed class CompositeDrafter(string name, double share, params IDrafter[
 
     public string Name { get; } = name;
 
+    /// <summary>
+    /// Whether the last part fills the budget left by the others (default); false: it drafts only where they drafted
+    /// nothing. Set per step from measurement (<see cref="TreeSizer.Fill"/>).
+    /// </summary>
+    public bool Fill { get; set; } = true;
+
+    /// <summary>The nodes of the last <see cref="Draft"/> that came before the last part's (root included; 1 = none).</summary>
+    public int Lead { get; private set; } = 1;
+
     public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab)
     {
         foreach (var p in parts) p.Start(prompt, promptLogits, vocab);
@@ -24,9 +33,11 @@ public sealed class CompositeDrafter(string name, double share, params IDrafter[
     public DraftTree Draft(IReadOnlyList<int> history, int budget)
     {
         var tree = new DraftTree(history[^1]);
+        Lead = 0;
         for (int k = 0; k < parts.Length; k++)
         {
-            if (tree.Count >= budget) break;
+            if (k == parts.Length - 1) Lead = tree.Count;
+            if (tree.Count >= budget || (k == parts.Length - 1 && k > 0 && !Fill && tree.Count > 1)) break;
             int room = budget - tree.Count;
             var d = parts[k].Draft(history, k == parts.Length - 1 ? budget : 1 + Math.Max(1, (int)(room * share)));
             // Re-add d's nodes under the matching nodes of tree (shared prefixes merge).
@@ -34,6 +45,8 @@ public sealed class CompositeDrafter(string name, double share, params IDrafter[
             for (int i = 1; i < d.Count && tree.Count < budget; i++)
                 map[i] = tree.Add(d.Tokens[i], map[d.Parents[i]]);
         }
+        // The budget was used before the last part: the whole tree is the first parts'.
+        if (Lead == 0) Lead = tree.Count;
         return tree;
     }
 

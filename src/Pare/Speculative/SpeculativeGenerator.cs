@@ -34,6 +34,14 @@ public sealed class SpeculationStats
     public int[] ClassTokens { get; } = new int[3];
     /// <inheritdoc cref="ClassSteps"/>
     public long[] ClassNodes { get; } = new long[3];
+    /// <summary>
+    /// Measured seconds of the drafted steps by context class (drafting to the drafter's update, as the step rates time
+    /// them) and of the plain steps; 0 without the measured fallback. Beside <see cref="ClassTokens"/>: whether a class's
+    /// trees paid against plain steps, in the process's own clock.
+    /// </summary>
+    public double[] ClassSeconds { get; } = new double[3];
+    /// <inheritdoc cref="ClassSeconds"/>
+    public double PlainSeconds { get; internal set; }
     /// <summary>Drafted steps and their emitted tokens per arm of a <see cref="DrafterChoice"/> (`auto:FILE`; one arm otherwise).</summary>
     public int[] ArmSteps { get; private set; } = new int[1];
     /// <inheritdoc cref="ArmSteps"/>
@@ -268,7 +276,7 @@ public static class SpeculativeGenerator
             stats.Tokens += chosen.Count;
             if (drafted) stats.Drafted(plan.Class, plan.Arm, chosen.Count, nodes);
             else if (plan.Sizer == null && budget == 1) stats.IdleSteps++;
-            plan.Sizer?.Observe(nodes, path);
+            plan.Observe(nodes, path);
             double stepSeconds = (rates?.Now() ?? 0) - t0;
 
             // Emit all but the last choice now; the last becomes the next pending token (its KV is not in the cache yet).
@@ -288,8 +296,8 @@ public static class SpeculativeGenerator
             if (rates != null)
             {
                 double seconds = stepSeconds + (rates.Now() - t1);
-                if (drafted) { rates.Observe(true, chosen.Count, seconds); plan.Sizer?.Timed(nodes, seconds); }
-                else rates.ObservePlain(seconds);
+                if (drafted) { rates.Observe(true, chosen.Count, seconds); plan.Sizer?.Timed(nodes, chosen.Count, seconds); stats.ClassSeconds[Math.Clamp(plan.Class, 0, 2)] += seconds; }
+                else { rates.ObservePlain(seconds); stats.PlainSeconds += seconds; }
             }
             next = chosen[^1];
         }

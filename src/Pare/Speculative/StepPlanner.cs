@@ -16,6 +16,9 @@ internal sealed class StepPlanner
     readonly int _classes;
     readonly DrafterChoice? _choice;
     readonly NgramIndex? _evidence, _shorter;
+    // The drafter (or arm) that fills its trees from a last part (`auto`), which the sizers decide for: the one drafting now.
+    readonly CompositeDrafter? _single;
+    CompositeDrafter? _composite;
     int _evidenceSteps;
     bool _match, _mayProbe;
 
@@ -34,6 +37,7 @@ internal sealed class StepPlanner
         // The sizer's estimates travel with shared rates (same session and drafter): a new prompt starts from what earlier ones measured.
         // A choice among drafters (auto:FILE) has one estimate and one sizer per arm, in the same rates.
         _choice = drafter as DrafterChoice;
+        _single = drafter as CompositeDrafter;
         int arms = _choice?.Arms.Count ?? 1;
         Rates?.SetArms(arms);
         // A draft-model arm's first trial waits until it fits the exploration budget (StepRates.SetTrialCosts).
@@ -85,6 +89,7 @@ internal sealed class StepPlanner
         if (_match) _evidenceSteps++;
         _mayProbe = _evidence == null || (_match && _evidenceSteps >= _spec.EvidenceSteps);
         Sizer = null;
+        _composite = null;
         if (_mayProbe || Rates == null || Rates.Ahead) return false;
         Rates.Idle();
         _sizers[Rates.Arm * _classes + (_match ? 0 : _classes - 1)].Idle();
@@ -101,6 +106,7 @@ internal sealed class StepPlanner
         int cls = Class = _match || _classes == 1 ? 0 : _shorter != null && _shorter.Latest(history) >= 0 ? 1 : _classes - 1;
         Arm = arm;
         var sizer = Sizer = _sizers[arm * _classes + cls];
+        _composite = _choice == null ? _single : _choice.Arms[arm] as CompositeDrafter;
         // A class without the evidence n-gram is only reached while speculation measures faster (or without the measured
         // fallback): its sizer's own cheap probes may not wait for a match that its steps by definition lack.
         int want = sizer.Choose(_mayProbe || (cls > 0 && (rates == null || rates.Ahead)), rates?.PlainSeconds ?? double.NaN);
@@ -115,8 +121,16 @@ internal sealed class StepPlanner
             // drafts are accepted again (then speculation wins and the sizer chooses freely), and a failed one costs ~T(2) - T(1).
             else if (rates.Probe) budget = Math.Min(budget, sizer.Smallest);
         }
+        // Filled to the budget or not, as the sizer measured (a composite drafter: `auto`).
+        if (_composite != null) _composite.Fill = sizer.Fill || budget <= 1;
         return budget;
     }
+
+    /// <summary>
+    /// Records a verified tree with the sizer that chose its budget: its nodes, the accepted path and, for a composite
+    /// drafter, where its first parts' nodes end (<see cref="CompositeDrafter.Lead"/>).
+    /// </summary>
+    public void Observe(int nodes, IReadOnlyList<int> path) => Sizer?.Observe(nodes, path, _composite != null && nodes > 1 ? _composite.Lead : 0);
 
     /// <summary>The context class and the arm of the last <see cref="Budget"/> (<see cref="SpeculationStats.ClassSteps"/>).</summary>
     public int Class { get; private set; }

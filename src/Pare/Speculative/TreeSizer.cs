@@ -19,6 +19,12 @@ internal sealed class TreeSizer
     // Per candidate budget: running means of the tokens a step emits and of its cost T(nodes drafted), and a count.
     readonly double[] _tokens, _cost;
     readonly int[] _seen;
+    // The same for the drafter's trees without filling (Observe's lead): a composite's first parts only (`auto`: prompt
+    // lookup's chain), the last part drafting only where they had nothing. Learnt from every verified tree that says where
+    // its lead ends (its first `lead` nodes are that tree), never tried on optimism: chosen only once seen.
+    readonly double[] _leadTokens, _leadCost;
+    readonly int[] _leadSeen;
+    bool _fill = true;
     int _step, _last = 1;
     readonly int _probeEvery;
     // Steps between the sizer's probes: _probeEvery (or, measured, what keeps a failed probe's measured extra cost
@@ -31,6 +37,11 @@ internal sealed class TreeSizer
     // same over all the sizers of its drafter (TreeScale): the price of trees until this sizer has timed its own.
     double _scale = double.NaN;
     readonly TreeScale _price;
+    // Measured tokens and seconds of this sizer's drafted steps (running means over the last ~1 / (1 - Decay) of them,
+    // the first MinMeasured averaged alike), and how many: what its trees really gave per second, everything included.
+    double _realTokens, _realSeconds;
+    int _realSteps;
+    const int MinMeasured = 4;
     const int MaxProbeBackoff = 2;
     const double Decay = 0.85;
     const int ExploreEvery = 8;
@@ -48,6 +59,7 @@ internal sealed class TreeSizer
         _costs = costs; _spec = spec; _price = price ?? new TreeScale();
         _sizes = costs == null ? [spec.MaxTreeSize] : [.. costs.Sizes.Where(n => n > 1 && n <= spec.MaxTreeSize)];
         _tokens = new double[_sizes.Length]; _cost = new double[_sizes.Length]; _seen = new int[_sizes.Length];
+        _leadTokens = new double[_sizes.Length]; _leadCost = new double[_sizes.Length]; _leadSeen = new int[_sizes.Length];
         // A failed probe costs T(smallest) - T(1) more than a plain step.
         double extra = costs == null || _sizes.Length == 0 ? 1 : costs.Time(_sizes[0]) / costs.Time(1) - 1;
         _probeEvery = (int)Math.Clamp(Math.Ceiling(extra / ProbeOverhead), ExploreEvery, 1 << 20);
@@ -56,8 +68,17 @@ internal sealed class TreeSizer
     /// <summary>The smallest budget it chooses among (the cheapest probe).</summary>
     public int Smallest => _sizes.Length > 0 ? _sizes[0] : _spec.MaxTreeSize;
 
-    /// <summary>Whether the last <see cref="Choose"/> was a probe of the smallest budget while plain decoding was best.</summary>
+    /// <summary>Whether the last <see cref="Choose"/> was a probe while plain decoding was best: of the smallest budget, or of the tree it would draft where its estimates say trees pay but its drafted steps measure losing (<see cref="Losing"/>).</summary>
     public bool Probing { get; private set; }
+
+    /// <summary>
+    /// Whether the tree of the last <see cref="Choose"/> is filled to the budget (false: a composite drafter's first parts
+    /// only, where they draft: <see cref="CompositeDrafter.Fill"/>). With prompt lookup's chain short of the budget, `auto`
+    /// filled the rest with Token Recycling's guesses, so in the quote category its sizer chose 4-8 nodes (guesses past 6
+    /// cost more than they gave) where prompt lookup alone verified 8-10-node chains at budgets 12-32 for 6-7 tokens
+    /// (session 14's traces).
+    /// </summary>
+    public bool Fill => _fill;
 
     /// <summary>
     /// The budget for the next step (1 = plain); a probe that is due while <paramref name="mayProbe"/> is false waits until
@@ -81,14 +102,38 @@ internal sealed class TreeSizer
             double rate = (_seen[i] == 0 ? Math.Min(1 + Math.Log2(_sizes[i]), 4.0) / _costs.Time(_sizes[i]) : _tokens[i] / _cost[i]) / scale;
             if (rate > best * _spec.MinGain) { best = rate; bestI = i; }
         }
+        // Trees without filling, as measured (beside the filled ones: MinGain is the bar against plain decoding only).
+        int leadI = -1;
+        for (int i = 0; i < _sizes.Length; i++)
+        {
+            if (_leadSeen[i] == 0) continue;
+            double rate = _leadTokens[i] / _leadCost[i] / scale;
+            if (rate > best * (bestI < 0 ? _spec.MinGain : 1)) { best = rate; leadI = i; }
+        }
+        _fill = leadI < 0;
+        if (leadI >= 0) bestI = leadI;
+        // Measured, a class whose drafted steps emit fewer tokens per second than plain steps by MinGain decodes plain,
+        // probing the tree it would draft (not the smallest: its trees decide). The estimates per budget are cut from
+        // verified trees and the best of them is chosen, so where acceptance is low and uneven (no n-gram evidence: Token
+        // Recycling's guesses alone) the chosen one was the luckiest: in session 14's traces (quote) such trees were
+        // predicted at 1.5x plain and measured at 0.97x.
+        int vetoed = -1;
+        if (bestI >= 0 && measured && Losing(plainSeconds)) { vetoed = bestI; bestI = -1; }
         // Now and then one budget larger than the best, so that the estimates above it do not go stale.
-        if (bestI >= 0 && bestI + 1 < _sizes.Length && _step % ExploreEvery == 0) bestI++;
+        // Without filling, every fourth time the filled tree of the same budget instead (its estimates above the chain's
+        // length are only learnt from filled trees).
+        if (bestI >= 0 && _step % ExploreEvery == 0)
+        {
+            if (!_fill && _step / ExploreEvery % 4 == 0) _fill = true;
+            else if (bestI + 1 < _sizes.Length) bestI++;
+        }
         // Measured, at most MaxProbeInterval apart (times the back-off): a scale inflated by a few preempted steps on a busy
         // machine must not keep the sizer from ever measuring again.
+        int probe = Math.Max(vetoed, 0);
         int every = !measured ? _probeEvery
-            : (int)Math.Clamp(Math.Ceiling((_costs.Time(_sizes[0]) * scale / plainSeconds - 1) / ProbeOverhead), ExploreEvery, Math.Max(_probeEvery, _spec.MaxProbeInterval));
+            : (int)Math.Clamp(Math.Ceiling((_costs.Time(_sizes[probe]) * scale / plainSeconds - 1) / ProbeOverhead), ExploreEvery, Math.Max(_probeEvery, _spec.MaxProbeInterval));
         Probing = bestI < 0 && ++_sinceProbe >= every * _backoff && mayProbe;
-        if (Probing) { bestI = 0; _sinceProbe = 0; }
+        if (Probing) { bestI = probe; _sinceProbe = 0; _fill = _fill || vetoed < 0; }
         return _last = bestI < 0 ? 1 : _sizes[bestI];
     }
 
@@ -100,16 +145,30 @@ internal sealed class TreeSizer
     public void Idle()
     {
         Probing = false;
+        _fill = true;
         _last = 1;
         if (_costs == null || !_spec.Adaptive || _sizes.Length == 0) return;
         _step++;
         _sinceProbe++;
     }
 
-    /// <summary>The measured wall time of a drafted step of <paramref name="nodes"/> nodes (whole step: drafting to the drafter's update).</summary>
-    public void Timed(int nodes, double seconds)
+    /// <summary>
+    /// Whether this sizer's drafted steps, as measured (at least <see cref="MinMeasured"/> of them), emitted fewer tokens per
+    /// second than plain steps of <paramref name="plainSeconds"/> by <see cref="SpeculativeOptions.MinGain"/>.
+    /// </summary>
+    public bool Losing(double plainSeconds) => _realSteps >= MinMeasured && _realTokens * plainSeconds < _realSeconds * _spec.MinGain;
+
+    /// <summary>
+    /// The measured wall time of a drafted step of <paramref name="nodes"/> nodes (whole step: drafting to the drafter's
+    /// update) that emitted <paramref name="tokens"/> tokens.
+    /// </summary>
+    public void Timed(int nodes, int tokens, double seconds)
     {
         if (_costs == null || nodes < 2 || !(seconds > 0)) return;
+        // The measured rate: a step counts for at most twice the running mean's seconds (a preempted step, as below).
+        double w = Math.Max(1 - Decay, 1.0 / ++_realSteps);
+        _realTokens += w * (tokens - _realTokens);
+        _realSeconds += w * ((_realSteps == 1 ? seconds : Math.Min(seconds, 2 * _realSeconds)) - _realSeconds);
         double r = seconds / _costs.Time(nodes);
         // One step counts for at most twice the running scale: a step preempted by another process (tens of plain steps
         // long on a loaded machine) moves it by at most 15%.
@@ -124,20 +183,37 @@ internal sealed class TreeSizer
         return double.IsNaN(scale) ? first : Decay * scale + (1 - Decay) * Math.Min(r, 2 * scale);
     }
 
-    /// <summary>Records a verified tree: its size in nodes (1 = a plain step) and the accepted path (node indices, root first).</summary>
-    public void Observe(int nodes, IReadOnlyList<int> path)
+    /// <summary>
+    /// Records a verified tree: its size in nodes (1 = a plain step), the accepted path (node indices, root first) and,
+    /// for a composite drafter, <paramref name="lead"/>: how many of its first nodes its first parts drafted (root
+    /// included; 1 = they had nothing, then the tree is all the last part's). 0 = a drafter that does not fill.
+    /// </summary>
+    public void Observe(int nodes, IReadOnlyList<int> path, int lead = 0)
     {
         // A probe that accepted nothing (or had nothing to draft) pushes the next one further away.
         if (Probing) _backoff = path.Count > 1 ? 1 : Math.Min(2 * _backoff, MaxProbeBackoff);
         if (_costs == null || nodes < 2) return;
-        for (int i = 0; i < _sizes.Length && _sizes[i] <= Math.Max(_last, nodes); i++)
+        // A tree that was not filled says nothing about filled budgets past its own size, and its own size is where the
+        // first parts' draft ended (a filled budget learnt only from the long ones would look better than it is): the
+        // filled estimates are learnt from filled trees (every 32nd step while unfilled ones are chosen).
+        if (_fill) Update(_tokens, _cost, _seen, Math.Max(_last, nodes), nodes, path);
+        // Without filling, the tree would have been its first `lead` nodes (all of it where the first parts had nothing).
+        if (lead > 0) Update(_leadTokens, _leadCost, _leadSeen, Math.Max(_last, nodes), lead >= 2 ? Math.Min(lead, nodes) : nodes, path);
+    }
+
+    // The estimates of every budget up to `upTo` from a tree of `nodes` nodes (cut to its first c for budget c).
+    void Update(double[] tokensOf, double[] costOf, int[] seen, int upTo, int nodes, IReadOnlyList<int> path)
+    {
+        for (int i = 0; i < _sizes.Length && _sizes[i] <= upTo; i++)
         {
-            int c = _sizes[i], tokens = 0;
+            int c = Math.Min(_sizes[i], nodes), tokens = 0;
             while (tokens < path.Count && path[tokens] < c) tokens++;
-            double cost = _costs.Time(Math.Min(c, nodes));
-            _tokens[i] = _seen[i] == 0 ? tokens : Decay * _tokens[i] + (1 - Decay) * tokens;
-            _cost[i] = _seen[i] == 0 ? cost : Decay * _cost[i] + (1 - Decay) * cost;
-            _seen[i]++;
+            double cost = _costs!.Time(c);
+            // The first observations averaged alike, then a running mean over the last ~1 / (1 - Decay): a lucky first
+            // tree (Token Recycling's 7 guesses all accepted once) no longer holds a budget's estimate for ten steps.
+            double w = Math.Max(1 - Decay, 1.0 / ++seen[i]);
+            tokensOf[i] += w * (tokens - tokensOf[i]);
+            costOf[i] += w * (cost - costOf[i]);
         }
     }
 }

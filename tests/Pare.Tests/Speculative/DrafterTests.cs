@@ -193,6 +193,26 @@ public class DrafterTests
         Assert.Equal(new[] { 4, 40, 41, 42 }, none.Tokens);
     }
 
+    [Fact]
+    public void An_unfilled_composite_drafts_only_its_first_parts_where_they_match_and_says_where_they_end()
+    {
+        int[] history = [1, 2, 3, 4, 5, 1, 2];
+        var filler = new CompositeDrafter("f", new FixedChain([40, 41, 42, 43, 44, 45]));
+        var d = new CompositeDrafter("auto-like", 1.0, new PromptLookup(minNgram: 2), filler);
+        // Filled (the default): prompt lookup's chain (3, 4, 5, 1, 2: up to the end of the text), then the filler.
+        Assert.Equal(new[] { 2, 3, 4, 5, 1, 2, 40, 41 }, d.Draft(history, 8).Tokens);
+        Assert.Equal(6, d.Lead);
+        // Unfilled: the chain alone; the filler still drafts where prompt lookup has no match.
+        d.Fill = false;
+        Assert.Equal(new[] { 2, 3, 4, 5, 1, 2 }, d.Draft(history, 8).Tokens);
+        Assert.Equal(6, d.Lead);
+        Assert.Equal(new[] { 4, 40, 41, 42 }, d.Draft([1, 2, 3, 4], 4).Tokens);
+        Assert.Equal(1, d.Lead);
+        // A budget the chain uses up: the whole tree is the lead.
+        Assert.Equal(new[] { 2, 3, 4 }, d.Draft(history, 3).Tokens);
+        Assert.Equal(3, d.Lead);
+    }
+
     /// <summary>Drafts a fixed chain under the root.</summary>
     sealed class FixedChain(int[] chain) : IDrafter
     {

@@ -27,7 +27,7 @@ public class TreeScaleTests
             int n = often.Choose(true, 1.0);
             if (n <= 1) continue;
             often.Observe(n, [0, 1, 2]);
-            often.Timed(n, 5 * Costs.Time(n));
+            often.Timed(n, 3, 5 * Costs.Time(n));
         }
         Assert.Equal(1, often.Choose(true, 1.0));
         // A class not seen yet tries its budgets on optimistic acceptance; priced with the shared scale it sees that even
@@ -46,5 +46,82 @@ public class TreeScaleTests
         sizer.Choose(true, 0.7);
         sizer.Observe(2, [0, 1]);
         for (int i = 0; i < 5; i++) Assert.Equal(1, sizer.Choose(false, 0.7));
+    }
+
+    [Fact]
+    public void A_class_whose_drafted_steps_measure_slower_than_plain_decodes_plain_probes_its_smallest_tree_and_comes_back()
+    {
+        var costs = new CostModel([1, 2, 4, 8], [1.0, 1.1, 1.2, 1.5]);
+        var sizer = new TreeSizer(costs, Spec);
+        // Guesses where nothing repeats: every tree accepts one guess (2 tokens) and its step measures 2.5 s, against
+        // 1-second plain steps: 0.8 tokens per second. (Its trees priced at their measured scale say the same here; what
+        // is tested is the plain decoding, the probes and the return of a class measured slower.)
+        int trees = 0, probes = 0, steps = 0;
+        for (int i = 0; i < 1000; i++)
+        {
+            int n = sizer.Choose(true, 1.0);
+            if (i >= 100) steps++;
+            if (n <= 1) continue;
+            if (i >= 100) { trees++; if (sizer.Probing) probes++; }
+            sizer.Observe(n, [0, 1]);
+            sizer.Timed(n, 2, 2.5);
+        }
+        // After the first steps, mostly plain: a probe of the smallest tree at most every 64 steps (its measured cost
+        // x 1% apart, at most MaxProbeInterval), and as it accepted a guess, the class's trees measured afresh: 3 more
+        // steps before they measure losing again.
+        Assert.InRange(probes, 1, steps / 64 + 1);
+        Assert.InRange(trees, probes, 4 * (probes + 1));
+        // The text turns predictable: the probes measure 2 tokens in 1.1 s, and the class drafts again.
+        int drafted = 0;
+        for (int i = 0; i < 1000; i++)
+        {
+            int n = sizer.Choose(true, 1.0);
+            if (n <= 1) continue;
+            sizer.Observe(n, [.. Enumerable.Range(0, n)]);
+            sizer.Timed(n, n, costs.Time(n));
+            if (i >= 900) drafted++;
+        }
+        Assert.False(sizer.Losing(1.0));
+        Assert.True(drafted >= 95, $"{drafted} of the last 100 steps drafted");
+    }
+
+    [Fact]
+    public void A_drafter_that_fills_its_trees_drafts_its_lead_alone_where_the_filling_is_not_accepted_and_fills_where_it_is()
+    {
+        // T(1) = 1, T(2) = 1.1, T(4) = 1.2, T(8) = 2 (T(3) = 1.15, T(6) = 1.6 between): a cheap chain, a costly filled tree.
+        var costs = new CostModel([1, 2, 4, 8], [1.0, 1.1, 1.2, 2.0]);
+        // Prompt lookup's chain is 2 or 5 tokens long in turn (the tree's first 3 or 6 nodes, root included) and is
+        // accepted whole; the guesses that fill the budget are never accepted. Filled, a budget of 8 verifies 8 nodes for
+        // 3.5 tokens a step; unfilled, 3 or 6 nodes for the same tokens.
+        var sizer = new TreeSizer(costs, Spec);
+        int unfilled = 0; string dbg = "";
+        for (int i = 0; i < 300; i++)
+        {
+            int n = sizer.Choose(true, 1.0), lead = i % 2 == 0 ? 3 : 6;
+            if (n <= 1) continue;
+            int nodes = sizer.Fill ? n : Math.Min(n, lead);
+            int[] path = [.. Enumerable.Range(0, Math.Min(lead, nodes))];
+            sizer.Observe(nodes, path, lead);
+            sizer.Timed(nodes, path.Length, costs.Time(nodes));
+            if (i >= 200 && !sizer.Fill) unfilled++;
+            if (i >= 200) dbg += $"{n}{(sizer.Fill ? "F" : "u")} ";
+        }
+        // Filled trees only now and then (every 32nd step: the filled estimates past the chain are kept fresh).
+        Assert.True(unfilled >= 90, $"{unfilled} of the last 100 steps unfilled {dbg}");
+        // Where filling guesses are accepted (the chain's first token is wrong, the guesses under the root carry 3 more
+        // tokens), the filled tree pays and is drafted.
+        var filling = new TreeSizer(costs, Spec);
+        int filled = 0;
+        for (int i = 0; i < 300; i++)
+        {
+            int n = filling.Choose(true, 1.0);
+            if (n <= 1) continue;
+            int nodes = filling.Fill ? n : Math.Min(n, 3);
+            int[] path = [0, .. new[] { 3, 4, 5 }.TakeWhile(x => x < nodes)];
+            filling.Observe(nodes, path, lead: 3);
+            filling.Timed(nodes, path.Length, costs.Time(nodes));
+            if (i >= 200 && filling.Fill && nodes > 3) filled++;
+        }
+        Assert.True(filled >= 90, $"{filled} of the last 100 steps filled");
     }
 }

@@ -220,7 +220,7 @@ static int PolicyAttention(string[] policies, int[] budgets, int[] contexts, int
                         select += Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
                         if (sel == null) { cache.Attend(l, q, 1, heads, ctx - 1, o, threads); continue; }   // as the session: the dense kernel
                         for (int h = 0; h < heads; h++) { prefix[h] = sel[h]; counts[h] = prefix[h].Length; }
-                        SelectedAttention.AttendHeads(q, heads, kvHeads, hd, kc.Span, capacity, vc.Span, prefix, counts, [ctx - 1], o, threads);
+                        SelectedAttention.AttendHeads(q, heads, kvHeads, hd, kc.Span, capacity, vc.Span, prefix, counts, [ctx - 1], o, threads, policy.KeyRows(l));
                     }
                     double ms = sw.Elapsed.TotalMilliseconds;
                     if (r >= 2 && ms < best) { best = ms; bestSelect = select; }

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Pare.Kernels;
 
@@ -106,15 +107,20 @@ public static unsafe class SelectedAttention
     /// given the same array and count (a policy that selects per K/V head, or the same positions for all) are scored
     /// together, up to four per pass, so each K block and V row is read once for them; units run on up to
     /// <paramref name="threads"/> threads. Equal, within rounding, to <see cref="Attend"/> per head (test).
+    /// <paramref name="prefixKeyRows"/>: optionally, the prefix positions' keys position-major (row p at p × kvHeads ×
+    /// headDim, as V), read instead of the blocks (which then need to hold only <paramref name="own"/>'s keys): one row per
+    /// position and K/V head instead of its whole 16-position block (scattered selections touch most blocks for few positions each).
     /// </summary>
     public static void AttendHeads(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<float> kBlocks, int capacity,
-        ReadOnlySpan<float> v, int[][] prefix, int[] prefixCounts, ReadOnlySpan<int> own, Span<float> output, int threads)
+        ReadOnlySpan<float> v, int[][] prefix, int[] prefixCounts, ReadOnlySpan<int> own, Span<float> output, int threads,
+        ReadOnlySpan<float> prefixKeyRows = default)
     {
         if (!Vector512.IsHardwareAccelerated || headDim % B != 0 || heads % kvHeads != 0)
         {
             var scratch = new float[prefixCounts.Max() + own.Length];
             for (int h = 0; h < heads; h++)
-                Attend(q.Slice(h * headDim, headDim), kBlocks, capacity, v, kvHeads, headDim, h / (heads / kvHeads), prefix[h].AsSpan(0, prefixCounts[h]), own, scratch, output.Slice(h * headDim, headDim));
+                if (prefixKeyRows.IsEmpty) Attend(q.Slice(h * headDim, headDim), kBlocks, capacity, v, kvHeads, headDim, h / (heads / kvHeads), prefix[h].AsSpan(0, prefixCounts[h]), own, scratch, output.Slice(h * headDim, headDim));
+                else AttendReference(q.Slice(h * headDim, headDim), kBlocks, capacity, v, kvHeads, headDim, h / (heads / kvHeads), prefix[h].AsSpan(0, prefixCounts[h]), own, scratch, output.Slice(h * headDim, headDim), prefixKeyRows);
             return;
         }
         int group = heads / kvHeads, kvd = kvHeads * headDim;
@@ -142,14 +148,15 @@ public static unsafe class SelectedAttention
         try
         {
             for (int u = 0; u < units; u++) prefix[unitHead[u]].AsSpan(0, prefixCounts[unitHead[u]]).CopyTo(flat.AsSpan(unitPos[u]));
-            fixed (float* pq = q, pk = kBlocks, pv = v, po = output, ps = scores)
+            fixed (float* pq = q, pk = kBlocks, pv = v, po = output, ps = scores, pr = prefixKeyRows)
             fixed (int* pf = flat, po2 = own, ph = unitHead, pc = unitCount, pp = unitPos, pcnt = prefixCounts)
             {
                 Check(pf, total, capacity, v.Length, kvd);
+                if (!prefixKeyRows.IsEmpty) Check(pf, total, capacity, prefixKeyRows.Length, kvd);
                 Check(po2, own.Length, capacity, v.Length, kvd);
                 var job = new HeadsJob
                 {
-                    Q = pq, K = pk, V = pv, Out = po, Scores = ps, Flat = pf, Own = po2, OwnCount = own.Length, UnitHead = ph, UnitHeads = pc,
+                    Q = pq, K = pk, KRows = prefixKeyRows.IsEmpty ? null : pr, V = pv, Out = po, Scores = ps, Flat = pf, Own = po2, OwnCount = own.Length, UnitHead = ph, UnitHeads = pc,
                     UnitPos = pp, Counts = pcnt, Group = group, HeadDim = headDim, KvDim = kvd, Stride = n, BlocksPerHead = (capacity + B - 1) / B,
                     Scale = 1f / MathF.Sqrt(headDim),
                 };
@@ -228,7 +235,7 @@ public static unsafe class SelectedAttention
 
     struct HeadsJob
     {
-        public float* Q, K, V, Out, Scores;
+        public float* Q, K, KRows, V, Out, Scores;
         public int* Flat, Own, UnitHead, UnitHeads, UnitPos, Counts;
         public int OwnCount, Group, HeadDim, KvDim, Stride, BlocksPerHead;
         public float Scale;
@@ -241,7 +248,8 @@ public static unsafe class SelectedAttention
         int h0 = j->UnitHead[u], m = j->UnitHeads[u], hd = j->HeadDim, kvHead = h0 / j->Group, count = j->Counts[h0], n = count + j->OwnCount;
         float* k = j->K + (long)kvHead * j->BlocksPerHead * hd * B;
         float* sc = j->Scores + (long)h0 * j->Stride;
-        ScoreHeads(j->Q + h0 * hd, m, k, hd, j->Flat + j->UnitPos[u], count, sc, j->Stride, j->Scale);
+        if (j->KRows != null) ScoreRows(j->Q + h0 * hd, m, j->KRows + kvHead * hd, j->KvDim, hd, j->Flat + j->UnitPos[u], count, sc, j->Stride, j->Scale);
+        else ScoreHeads(j->Q + h0 * hd, m, k, hd, j->Flat + j->UnitPos[u], count, sc, j->Stride, j->Scale);
         ScoreHeads(j->Q + h0 * hd, m, k, hd, j->Own, j->OwnCount, sc + count, j->Stride, j->Scale);
         Span<float> inv = stackalloc float[4];
         for (int i = 0; i < m; i++) inv[i] = 1f / Ops.ExpMinusMax(new Span<float>(sc + i * j->Stride, n));
@@ -297,6 +305,30 @@ public static unsafe class SelectedAttention
     {
         var v = Vector512.Create(s);
         (x0 * v).Store(o); (x1 * v).Store(o + B); (x2 * v).Store(o + 2 * B); (x3 * v).Store(o + 3 * B);
+    }
+
+    /// <summary>Scores of m heads (queries q, q + headDim, ...) over count positions from position-major K rows (row p at
+    /// k + p × kvd): each row loaded once for all m, a horizontal sum per (position, head); rows a few positions ahead are
+    /// prefetched (the positions are scattered, so the hardware prefetcher cannot guess them).</summary>
+    static void ScoreRows(float* q, int m, float* k, int kvd, int headDim, int* pos, int count, float* dst, int stride, float scale)
+    {
+        const int Ahead = 8;
+        for (int i = 0; i < count; i++)
+        {
+            if (i + Ahead < count)
+            {
+                byte* next = (byte*)(k + (long)pos[i + Ahead] * kvd);
+                for (int c = 0; c < headDim * sizeof(float); c += 64) Sse.Prefetch0(next + c);
+            }
+            float* row = k + (long)pos[i] * kvd;
+            for (int h = 0; h < m; h++)
+            {
+                float* qh = q + h * headDim;
+                var acc = Vector512.Load(qh) * Vector512.Load(row);
+                for (int d = B; d < headDim; d += B) acc += Vector512.Load(qh + d) * Vector512.Load(row + d);
+                dst[h * stride + i] = Vector512.Sum(acc) * scale;
+            }
+        }
     }
 
     /// <summary>Scores of m heads (queries q, q + headDim, ...) over count positions, each K block row loaded once for all m.</summary>
@@ -393,9 +425,10 @@ public static unsafe class SelectedAttention
         return s;
     }
 
-    /// <summary>The scalar reference of <see cref="Attend"/>.</summary>
+    /// <summary>The scalar reference of <see cref="Attend"/> (and of <see cref="AttendHeads"/> per head: with
+    /// <paramref name="firstKeyRows"/>, the keys of <paramref name="first"/> come from those position-major rows).</summary>
     public static void AttendReference(ReadOnlySpan<float> q, ReadOnlySpan<float> kBlocks, int capacity, ReadOnlySpan<float> v, int kvHeads, int headDim,
-        int kvHead, ReadOnlySpan<int> first, ReadOnlySpan<int> second, Span<float> scores, Span<float> output)
+        int kvHead, ReadOnlySpan<int> first, ReadOnlySpan<int> second, Span<float> scores, Span<float> output, ReadOnlySpan<float> firstKeyRows = default)
     {
         int n = first.Length + second.Length, kvd = kvHeads * headDim;
         if (n == 0) throw new ArgumentException("no positions to attend");
@@ -405,7 +438,10 @@ public static unsafe class SelectedAttention
             int p = i < first.Length ? first[i] : second[i - first.Length];
             long at = BlockedAttention.Index(capacity, headDim, kvHead, p, 0);
             float s = 0;
-            for (int d = 0; d < headDim; d++) s += q[d] * kBlocks[(int)(at + d * B)];
+            if (i < first.Length && !firstKeyRows.IsEmpty)
+                for (int d = 0; d < headDim; d++) s += q[d] * firstKeyRows[p * kvd + kvHead * headDim + d];
+            else
+                for (int d = 0; d < headDim; d++) s += q[d] * kBlocks[(int)(at + d * B)];
             s *= scale;
             scores[i] = s;
             if (s > max) max = s;

@@ -292,9 +292,9 @@ public sealed partial class InferenceSession
                 prefix[h] = s; counts[h] = cut;
             }
             var ownSpan = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(own);
-            if (_policy!.Renumber) AttendRenumbered(q.Slice(t * qd, qd), view, prefix, counts, ownSpan, att.Slice(t * qd, qd));
+            if (_policy!.Renumber) AttendRenumbered(q.Slice(t * qd, qd), view, prefix, counts, ownSpan, att.Slice(t * qd, qd), _policy.KeyRows(layer));
             else SelectedAttention.AttendHeads(q.Slice(t * qd, qd), heads, view.KvHeads, hd, view.K, ContextLength, view.V, prefix, counts,
-                ownSpan, att.Slice(t * qd, qd), _threads);
+                ownSpan, att.Slice(t * qd, qd), _threads, _policy.KeyRows(layer));
         }
     }
 

@@ -103,6 +103,34 @@ public class KvPolicyTests
     }
 
     [Fact]
+    public void Tokenselect_int8_scores_keep_the_planted_keys_and_most_of_the_exact_selection()
+    {
+        var cfg = TestModels.Cfg(dim: 256, layers: 1, heads: 8, kvHeads: 2, ffn: 64, tied: true);   // head width 32
+        int hd = cfg.HeadDim, kvd = cfg.KvHeads * hd, positions = 3000, capacity = 3001, budget = 256;
+        var rng = new Random(11);
+        var q = Enumerable.Range(0, cfg.Heads * hd).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var k = Enumerable.Range(0, positions * kvd).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        int[] planted = [100, 777, 1500, 2222];
+        foreach (int p in planted)   // keys along the group's summed query: every head of the group votes for them
+            for (int h = 0; h < cfg.KvHeads; h++)
+                for (int d = 0; d < hd; d++)
+                    k[p * kvd + h * hd + d] = 4 * Enumerable.Range(0, cfg.Heads / cfg.KvHeads).Sum(j => q[(h * cfg.Heads / cfg.KvHeads + j) * hd + d]);
+        var kBlocks = new float[Pare.Kernels.BlockedAttention.CacheFloats(capacity, cfg.KvHeads, hd)];
+        Pare.Kernels.BlockedAttention.WriteK(k, positions, cfg.KvHeads, hd, kBlocks, capacity, 0);
+        var view = new KvView(kBlocks, new float[capacity * kvd], capacity, cfg.Heads, cfg.KvHeads, hd, threads: 2);
+        var fast = new TokenSelectPolicy(new TokenSelectOptions { Budget = budget }, cfg);
+        var exact = new TokenSelectPolicy(new TokenSelectOptions { Budget = budget, Int8Scores = false, KeyRows = false }, cfg);
+        var a = fast.Select(0, 0, q, positions, positions, view)![0];
+        var b = exact.Select(0, 0, q, positions, positions, view)![0];
+        Assert.Equal(budget, a.Length);
+        Assert.All(planted, p => { Assert.Contains(p, a); Assert.Contains(p, b); });
+        Assert.True(a.Intersect(b).Count() >= 0.9 * budget, $"{a.Intersect(b).Count()} of {budget} shared");
+        // The rows are the cache's keys, position-major; the exact path keeps none.
+        Assert.Equal(k, fast.KeyRows(0)[..(positions * kvd)].ToArray());
+        Assert.True(exact.KeyRows(0).IsEmpty);
+    }
+
+    [Fact]
     public void Top_k_by_selection_equals_a_stable_sort()
     {
         var rng = new Random(5);

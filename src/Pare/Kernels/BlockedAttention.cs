@@ -47,14 +47,13 @@ public static unsafe class BlockedAttention
     /// </summary>
     public static void ReadK(ReadOnlySpan<float> kBlocks, int capacity, int kvHeads, int headDim, int from, int to, Span<float> rows)
     {
-        int kvd = kvHeads * headDim;
         if (from < 0 || to > capacity || from > to) throw new ArgumentOutOfRangeException(nameof(from), "positions past the cache");
-        if (rows.Length < (long)to * kvd || kBlocks.Length < CacheFloats(capacity, kvHeads, headDim)) throw new ArgumentException("rows or the cache is too short");
+        if (rows.Length < (long)to * kvHeads * headDim || kBlocks.Length < CacheFloats(capacity, kvHeads, headDim)) throw new ArgumentException("rows or the cache is too short");
         for (int h = 0; h < kvHeads; h++)
             for (int p = from; p < to; p++)
             {
                 var src = kBlocks[(int)Index(capacity, headDim, h, p, 0)..];
-                var dst = rows.Slice(p * kvd + h * headDim, headDim);
+                var dst = rows.Slice((p * kvHeads + h) * headDim, headDim);
                 for (int d = 0; d < headDim; d++) dst[d] = src[d * Block];
             }
     }

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -13,6 +14,8 @@ namespace Pare.Kernels;
 public static unsafe class SelectedAttention
 {
     const int B = BlockedAttention.Block;
+    /// <summary>Rows prefetched ahead in gathers of scattered positions (more than a DRAM latency's worth of work).</summary>
+    internal const int Ahead = 16;
 
     /// <summary>
     /// out = Σ_p softmax_p(q·K(kvHead, p) / √headDim) V(kvHead, p) over <paramref name="first"/> then <paramref name="second"/>
@@ -107,20 +110,15 @@ public static unsafe class SelectedAttention
     /// given the same array and count (a policy that selects per K/V head, or the same positions for all) are scored
     /// together, up to four per pass, so each K block and V row is read once for them; units run on up to
     /// <paramref name="threads"/> threads. Equal, within rounding, to <see cref="Attend"/> per head (test).
-    /// <paramref name="prefixKeyRows"/>: optionally, the prefix positions' keys position-major (row p at p × kvHeads ×
-    /// headDim, as V), read instead of the blocks (which then need to hold only <paramref name="own"/>'s keys): one row per
-    /// position and K/V head instead of its whole 16-position block (scattered selections touch most blocks for few positions each).
     /// </summary>
     public static void AttendHeads(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<float> kBlocks, int capacity,
-        ReadOnlySpan<float> v, int[][] prefix, int[] prefixCounts, ReadOnlySpan<int> own, Span<float> output, int threads,
-        ReadOnlySpan<float> prefixKeyRows = default)
+        ReadOnlySpan<float> v, int[][] prefix, int[] prefixCounts, ReadOnlySpan<int> own, Span<float> output, int threads)
     {
         if (!Vector512.IsHardwareAccelerated || headDim % B != 0 || heads % kvHeads != 0)
         {
             var scratch = new float[prefixCounts.Max() + own.Length];
             for (int h = 0; h < heads; h++)
-                if (prefixKeyRows.IsEmpty) Attend(q.Slice(h * headDim, headDim), kBlocks, capacity, v, kvHeads, headDim, h / (heads / kvHeads), prefix[h].AsSpan(0, prefixCounts[h]), own, scratch, output.Slice(h * headDim, headDim));
-                else AttendReference(q.Slice(h * headDim, headDim), kBlocks, capacity, v, kvHeads, headDim, h / (heads / kvHeads), prefix[h].AsSpan(0, prefixCounts[h]), own, scratch, output.Slice(h * headDim, headDim), prefixKeyRows);
+                Attend(q.Slice(h * headDim, headDim), kBlocks, capacity, v, kvHeads, headDim, h / (heads / kvHeads), prefix[h].AsSpan(0, prefixCounts[h]), own, scratch, output.Slice(h * headDim, headDim));
             return;
         }
         int group = heads / kvHeads, kvd = kvHeads * headDim;
@@ -148,15 +146,14 @@ public static unsafe class SelectedAttention
         try
         {
             for (int u = 0; u < units; u++) prefix[unitHead[u]].AsSpan(0, prefixCounts[unitHead[u]]).CopyTo(flat.AsSpan(unitPos[u]));
-            fixed (float* pq = q, pk = kBlocks, pv = v, po = output, ps = scores, pr = prefixKeyRows)
+            fixed (float* pq = q, pk = kBlocks, pv = v, po = output, ps = scores)
             fixed (int* pf = flat, po2 = own, ph = unitHead, pc = unitCount, pp = unitPos, pcnt = prefixCounts)
             {
                 Check(pf, total, capacity, v.Length, kvd);
-                if (!prefixKeyRows.IsEmpty) Check(pf, total, capacity, prefixKeyRows.Length, kvd);
                 Check(po2, own.Length, capacity, v.Length, kvd);
                 var job = new HeadsJob
                 {
-                    Q = pq, K = pk, KRows = prefixKeyRows.IsEmpty ? null : pr, V = pv, Out = po, Scores = ps, Flat = pf, Own = po2, OwnCount = own.Length, UnitHead = ph, UnitHeads = pc,
+                    Q = pq, K = pk, V = pv, Out = po, Scores = ps, Flat = pf, Own = po2, OwnCount = own.Length, UnitHead = ph, UnitHeads = pc,
                     UnitPos = pp, Counts = pcnt, Group = group, HeadDim = headDim, KvDim = kvd, Stride = n, BlocksPerHead = (capacity + B - 1) / B,
                     Scale = 1f / MathF.Sqrt(headDim),
                 };
@@ -235,7 +232,7 @@ public static unsafe class SelectedAttention
 
     struct HeadsJob
     {
-        public float* Q, K, KRows, V, Out, Scores;
+        public float* Q, K, V, Out, Scores;
         public int* Flat, Own, UnitHead, UnitHeads, UnitPos, Counts;
         public int OwnCount, Group, HeadDim, KvDim, Stride, BlocksPerHead;
         public float Scale;
@@ -248,8 +245,7 @@ public static unsafe class SelectedAttention
         int h0 = j->UnitHead[u], m = j->UnitHeads[u], hd = j->HeadDim, kvHead = h0 / j->Group, count = j->Counts[h0], n = count + j->OwnCount;
         float* k = j->K + (long)kvHead * j->BlocksPerHead * hd * B;
         float* sc = j->Scores + (long)h0 * j->Stride;
-        if (j->KRows != null) ScoreRows(j->Q + h0 * hd, m, j->KRows + kvHead * hd, j->KvDim, hd, j->Flat + j->UnitPos[u], count, sc, j->Stride, j->Scale);
-        else ScoreHeads(j->Q + h0 * hd, m, k, hd, j->Flat + j->UnitPos[u], count, sc, j->Stride, j->Scale);
+        ScoreHeads(j->Q + h0 * hd, m, k, hd, j->Flat + j->UnitPos[u], count, sc, j->Stride, j->Scale);
         ScoreHeads(j->Q + h0 * hd, m, k, hd, j->Own, j->OwnCount, sc + count, j->Stride, j->Scale);
         Span<float> inv = stackalloc float[4];
         for (int i = 0; i < m; i++) inv[i] = 1f / Ops.ExpMinusMax(new Span<float>(sc + i * j->Stride, n));
@@ -281,12 +277,18 @@ public static unsafe class SelectedAttention
 
     /// <summary>o[h] (64 floats, heads headDim apart) = inv[h] Σ_i sc[h·stride + i] V(p_i)[0..64) for m (1-4) heads, p_i from
     /// flat (count) then own.</summary>
-    static void Weighted64(float* v, int kvd, int* flat, int count, int* own, int n, float* sc, int stride, int m, float* o, int headDim, Span<float> inv)
+    internal static void Weighted64(float* v, int kvd, int* flat, int count, int* own, int n, float* sc, int stride, int m, float* o, int headDim, Span<float> inv)
     {
         Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default,
             a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
         for (int i = 0; i < n; i++)
         {
+            if (i + Ahead < n)
+            {
+                // Scattered selections: fetch the row a few positions ahead (four cache lines).
+                byte* next = (byte*)(v + (long)(i + Ahead < count ? flat[i + Ahead] : own[i + Ahead - count]) * kvd);
+                Sse.Prefetch0(next); Sse.Prefetch0(next + 64); Sse.Prefetch0(next + 128); Sse.Prefetch0(next + 192);
+            }
             float* row = v + (long)(i < count ? flat[i] : own[i - count]) * kvd;
             Vector512<float> r0 = Vector512.Load(row), r1 = Vector512.Load(row + B), r2 = Vector512.Load(row + 2 * B), r3 = Vector512.Load(row + 3 * B);
             var w = Vector512.Create(sc[i]);
@@ -307,32 +309,46 @@ public static unsafe class SelectedAttention
         (x0 * v).Store(o); (x1 * v).Store(o + B); (x2 * v).Store(o + 2 * B); (x3 * v).Store(o + 3 * B);
     }
 
-    /// <summary>Scores of m heads (queries q, q + headDim, ...) over count positions from position-major K rows (row p at
-    /// k + p × kvd): each row loaded once for all m, a horizontal sum per (position, head); rows a few positions ahead are
-    /// prefetched (the positions are scattered, so the hardware prefetcher cannot guess them).</summary>
-    static void ScoreRows(float* q, int m, float* k, int kvd, int headDim, int* pos, int count, float* dst, int stride, float scale)
+    /// <summary>Scores of m (1-4) heads (queries q, q + headDim, ...) for four K rows r0..r3 into dst[h·stride + 0..3],
+    /// all in registers: per row, the heads' 16-lane partial products fold into one vector (quarter h: head h's four
+    /// partials, <see cref="FoldHeads"/>); the four rows' vectors fold into quarter h = head h's four scores, in order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Score4(float* q, int m, float* r0, float* r1, float* r2, float* r3, int headDim, float* dst, int stride, Vector512<float> scale)
     {
-        const int Ahead = 8;
-        for (int i = 0; i < count; i++)
+        var u0 = FoldHeads(q, m, r0, headDim);
+        var u1 = FoldHeads(q, m, r1, headDim);
+        var u2 = FoldHeads(q, m, r2, headDim);
+        var u3 = FoldHeads(q, m, r3, headDim);
+        var s0 = Avx512F.Shuffle(u0, u1, 0x88) + Avx512F.Shuffle(u0, u1, 0xDD);   // quarter h: [u0 halves, u1 halves]
+        var s1 = Avx512F.Shuffle(u2, u3, 0x88) + Avx512F.Shuffle(u2, u3, 0xDD);
+        var s = (Avx512F.Shuffle(s0, s1, 0x88) + Avx512F.Shuffle(s0, s1, 0xDD)) * scale;   // quarter h: head h's four scores
+        Avx512F.ExtractVector128(s, 0).Store(dst);
+        if (m > 1) Avx512F.ExtractVector128(s, 1).Store(dst + stride);
+        if (m > 2) Avx512F.ExtractVector128(s, 2).Store(dst + 2 * stride);
+        if (m > 3) Avx512F.ExtractVector128(s, 3).Store(dst + 3 * stride);
+    }
+
+    /// <summary>One row against m (1-4) heads: quarter h (lanes 4h..4h+3) holds four partial sums of head h's dot product
+    /// (128-bit quarters folded across the heads' vectors: halves, then quarters).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> FoldHeads(float* q, int m, float* row, int headDim)
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (int d = 0; d < headDim; d += B)
         {
-            if (i + Ahead < count)
-            {
-                byte* next = (byte*)(k + (long)pos[i + Ahead] * kvd);
-                for (int c = 0; c < headDim * sizeof(float); c += 64) Sse.Prefetch0(next + c);
-            }
-            float* row = k + (long)pos[i] * kvd;
-            for (int h = 0; h < m; h++)
-            {
-                float* qh = q + h * headDim;
-                var acc = Vector512.Load(qh) * Vector512.Load(row);
-                for (int d = B; d < headDim; d += B) acc += Vector512.Load(qh + d) * Vector512.Load(row + d);
-                dst[h * stride + i] = Vector512.Sum(acc) * scale;
-            }
+            var r = Vector512.Load(row + d);
+            a0 += Vector512.Load(q + d) * r;
+            if (m > 1) a1 += Vector512.Load(q + headDim + d) * r;
+            if (m > 2) a2 += Vector512.Load(q + 2 * headDim + d) * r;
+            if (m > 3) a3 += Vector512.Load(q + 3 * headDim + d) * r;
         }
+        var w0 = Avx512F.Shuffle4x128(a0, a1, 0x44) + Avx512F.Shuffle4x128(a0, a1, 0xEE);   // quarters 0-1: a0, 2-3: a1
+        var w1 = Avx512F.Shuffle4x128(a2, a3, 0x44) + Avx512F.Shuffle4x128(a2, a3, 0xEE);
+        return Avx512F.Shuffle4x128(w0, w1, 0x88) + Avx512F.Shuffle4x128(w0, w1, 0xDD);
     }
 
     /// <summary>Scores of m heads (queries q, q + headDim, ...) over count positions, each K block row loaded once for all m.</summary>
-    static void ScoreHeads(float* q, int m, float* k, int headDim, int* pos, int count, float* dst, int stride, float scale)
+    internal static void ScoreHeads(float* q, int m, float* k, int headDim, int* pos, int count, float* dst, int stride, float scale)
     {
         float* lanes = stackalloc float[4 * B];
         int i = 0;
@@ -425,8 +441,8 @@ public static unsafe class SelectedAttention
         return s;
     }
 
-    /// <summary>The scalar reference of <see cref="Attend"/> (and of <see cref="AttendHeads"/> per head: with
-    /// <paramref name="firstKeyRows"/>, the keys of <paramref name="first"/> come from those position-major rows).</summary>
+    /// <summary>The scalar reference of <see cref="Attend"/> (with <paramref name="firstKeyRows"/>, the keys of
+    /// <paramref name="first"/> come from those position-major rows, row p at p × kvHeads × headDim, as V).</summary>
     public static void AttendReference(ReadOnlySpan<float> q, ReadOnlySpan<float> kBlocks, int capacity, ReadOnlySpan<float> v, int kvHeads, int headDim,
         int kvHead, ReadOnlySpan<int> first, ReadOnlySpan<int> second, Span<float> scores, Span<float> output, ReadOnlySpan<float> firstKeyRows = default)
     {

@@ -36,7 +36,8 @@ public sealed partial class InferenceSession
         if (g == 0 || sel[0] == Position - g)
         {
             // Nothing selected, or the last g positions: every Δ is 0 (a prefill chunk's tokens, a window), no gathering needed.
-            SelectedAttention.AttendHeads(q, heads, kvHeads, hd, view.K, ContextLength, view.V, prefix, counts, own, att, _threads, keyRows);
+            if (!keyRows.IsEmpty && g > 0) RowsAttention.AttendShared(q, heads, kvHeads, hd, keyRows, view.K, ContextLength, view.V, sel.AsSpan(0, g), own, att, _threads);
+            else SelectedAttention.AttendHeads(q, heads, kvHeads, hd, view.K, ContextLength, view.V, prefix, counts, own, att, _threads);
             return;
         }
         EnsureDeltaAngles();
@@ -55,7 +56,7 @@ public sealed partial class InferenceSession
             view.V.Slice(p * kvd, kvd).CopyTo(v.AsSpan(i * kvd, kvd));
             if (rows && i < g)
             {
-                // A selected key from the policy's rows: one contiguous row, rotated in place.
+                // A selected key from the policy's position-major rows: one contiguous row, rotated in place at rank i.
                 var r = _gatherRows.AsSpan(i * kvd, kvd);
                 keyRows.Slice(p * kvd, kvd).CopyTo(r);
                 if (delta != 0) Ops.Rope(r, kvHeads, hd, _deltaCos.AsSpan(delta * half, half), _deltaSin.AsSpan(delta * half, half), _c.RopeLayout);
@@ -77,8 +78,8 @@ public sealed partial class InferenceSession
         if (_ranks.Length < cap) _ranks = System.Linq.Enumerable.Range(0, layout).ToArray();
         // Every head reads the same gathered ranks with the count checked equal above; the caller refills prefix for each token.
         Array.Fill(prefix, _ranks);
-        SelectedAttention.AttendHeads(q, heads, kvHeads, hd, k, layout, v, prefix, counts, _ranks.AsSpan(g, own.Length), att, _threads,
-            rows ? _gatherRows : default);
+        if (rows) RowsAttention.AttendShared(q, heads, kvHeads, hd, _gatherRows, k, layout, v, _ranks.AsSpan(0, g), _ranks.AsSpan(g, own.Length), att, _threads);
+        else SelectedAttention.AttendHeads(q, heads, kvHeads, hd, k, layout, v, prefix, counts, _ranks.AsSpan(g, own.Length), att, _threads);
     }
 
     void EnsureDeltaAngles()

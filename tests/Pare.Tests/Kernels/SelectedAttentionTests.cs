@@ -69,7 +69,6 @@ public class SelectedAttentionTests
     [InlineData(32, 8, 4, true)]     // pare-ref shape
     [InlineData(64, 12, 2, true)]    // groups of 6: units of 4 + 2
     [InlineData(64, 4, 4, false)]    // no grouping
-    [InlineData(24, 4, 2, true)]     // the scalar path
     public void All_heads_at_once_match_one_head_at_a_time(int hd, int heads, int kvHeads, bool perGroup)
     {
         int positions = 700, capacity = 713, kvd = kvHeads * hd, group = heads / kvHeads;
@@ -87,20 +86,16 @@ public class SelectedAttentionTests
             counts[h] = prefix[h].Length - 1;
         }
         int[] own = [positions - 1, positions - 3];
-        var rows = new float[capacity * kvd];   // position-major K of the prefix positions (a policy's KeyRows)
-        BlockedAttention.ReadK(kBlocks, capacity, kvHeads, hd, 0, positions, rows);
-        var ownOnly = new float[kBlocks.Length];   // with rows, the blocks need to hold only the own positions' keys
-        foreach (int p in own) BlockedAttention.WriteK(rows.AsSpan(p * kvd, kvd), 1, kvHeads, hd, ownOnly, capacity, p);
-        foreach (var (threads, keyRows) in new[] { (1, false), (2, false), (1, true), (2, true) })
+        foreach (int threads in new[] { 1, 2 })
         {
             var all = new float[heads * hd];
-            SelectedAttention.AttendHeads(q, heads, kvHeads, hd, keyRows ? ownOnly : kBlocks, capacity, v, prefix, counts, own, all, threads, keyRows ? rows : default);
+            SelectedAttention.AttendHeads(q, heads, kvHeads, hd, kBlocks, capacity, v, prefix, counts, own, all, threads);
             for (int h = 0; h < heads; h++)
             {
                 var one = new float[hd];
                 SelectedAttention.AttendReference(q.AsSpan(h * hd, hd), kBlocks, capacity, v, kvHeads, hd, h / group, prefix[h].AsSpan(0, counts[h]), own, new float[counts[h] + 2], one);
                 double e = Nmse(all.AsSpan(h * hd, hd), one);
-                Assert.True(e < 1e-10, $"threads {threads}, key rows {keyRows}, head {h}: nmse {e}");
+                Assert.True(e < 1e-10, $"threads {threads}, head {h}: nmse {e}");
             }
         }
     }

@@ -97,12 +97,7 @@ public sealed class TokenSelectPolicy : IKvPolicy
                 KeySketch.Logits(query, _s.Heads, _s.KvHeads, hd, copies.Sketch, copies.Scales, kv.Capacity, _init, end, _logits, kv.Threads);
             }
             else SelectedAttention.Logits(query, _s.Heads, _s.KvHeads, hd, kv.K, kv.Capacity, _init, end, _logits, kv.Threads);
-            for (int h = 0; h < _s.Heads; h++)
-            {
-                var row = _logits.AsSpan(h * n, n);
-                float sum = Ops.ExpMinusMax(row);   // soft vote: each head's softmax over the candidates
-                Ops.Axpy(1f / sum, row, votes);
-            }
+            SoftVotes.Compute(_logits, _s.Heads, n, votes, kv.Threads);   // each head's softmax over the candidates, summed
             top = KvPolicy.TopK(votes, _topK);
             for (int i = 0; i < top.Length; i++) top[i] += _init;
             if (_o.SelectionCache) _cache[layer] = (query.ToArray(), top, end);

@@ -4,10 +4,13 @@ using System.Runtime.Intrinsics.X86;
 namespace Pare.Kernels;
 
 /// <summary>
-/// An int8 copy of a blocked F32 K cache for scoring every cached position (TokenSelect's selection pass): the same
-/// layout as <see cref="BlockedAttention"/>'s K, one signed byte per value, K[kvHead][block][d][16 positions], and one
-/// scale per (K/V head, position), max|k| / 127 over the head's row. A quarter of F32 K's bytes (plus 4 bytes per row
-/// of scales): the pass over every position is memory-bound, so it reads about a quarter of the time.
+/// An int8 copy of a blocked F32 K cache for scoring every cached position (TokenSelect's selection pass): blocks of 16
+/// positions as in <see cref="BlockedAttention"/>'s K, one signed byte per value, channels in pairs,
+/// K[kvHead][block][d / 2][16 positions][d % 2] (<see cref="Index"/>), and one scale per (K/V head, position),
+/// max|k| / 127 over the head's row. A quarter of F32 K's bytes (plus 4 bytes per row of scales): the pass over every
+/// position is memory-bound, so it reads about a quarter. The scores multiply int16 queries (each head's row scaled to
+/// ±<see cref="QueryMax"/>) with the int8 keys by pairs of channels (AVX-512 vpmaddwd: two products and their sum per
+/// 32-bit lane, exact in int32), half the instructions of converting every key to float.
 /// The <c>*Reference</c> methods are the scalar definitions the vector paths are tested against.
 /// </summary>
 public static unsafe class KeySketch
@@ -15,6 +18,23 @@ public static unsafe class KeySketch
     const int B = BlockedAttention.Block;
 
     static int Blocks(int capacity) => (capacity + B - 1) / B;
+
+    /// <summary>Index of k(kvHead, position, d) in a sketch of <paramref name="capacity"/> positions.</summary>
+    public static long Index(int capacity, int headDim, int kvHead, int position, int d) =>
+        ((((long)kvHead * Blocks(capacity) + position / B) * (headDim / 2) + d / 2) * B + position % B) * 2 + d % 2;
+
+    /// <summary>Largest |int16 query value|: a head's Σ_d of headDim products ≤ 128 × QueryMax stays inside int32.</summary>
+    public static int QueryMax(int headDim) => Math.Min(short.MaxValue, int.MaxValue / (128 * headDim));
+
+    /// <summary>Head h's query as int16 (round to nearest even of q / scale) and its scale max|q| / <see cref="QueryMax"/>.</summary>
+    public static float QuantizeQuery(ReadOnlySpan<float> q, Span<short> q16)
+    {
+        float max = 0;
+        foreach (float x in q) max = Math.Max(max, Math.Abs(x));
+        float top = QueryMax(q.Length), inv = max > 0 ? top / max : 0f;
+        for (int d = 0; d < q.Length; d++) q16[d] = (short)Math.Clamp(MathF.Round(q[d] * inv), -top, top);
+        return max / top;
+    }
 
     /// <summary>Scales a sketch of <paramref name="capacity"/> positions needs: [kvHead][position], padded to whole blocks.</summary>
     public static long ScaleCount(int capacity, int kvHeads) => (long)kvHeads * Blocks(capacity) * B;
@@ -44,8 +64,14 @@ public static unsafe class KeySketch
                     for (int d = 0; d < headDim; d++) max = Vector512.Max(max, Vector512.Abs(Vector512.Load(k + at + d * B)));
                     var inv = Vector512.ConditionalSelect(Vector512.GreaterThan(max, Vector512<float>.Zero), Vector512.Create(127f) / max, Vector512<float>.Zero);
                     (max / Vector512.Create(127f)).Store(s + ((long)h * blocks + b) * B);
-                    for (int d = 0; d < headDim; d++)
-                        Avx512F.ConvertToVector128SByteWithSaturation(Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + d * B) * inv)).Store(q + at + d * B);
+                    for (int d = 0; d < headDim; d += 2)
+                    {
+                        // Channels d and d + 1 interleaved per position: 32 bytes.
+                        var even = Avx512F.ConvertToVector128SByteWithSaturation(Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + d * B) * inv));
+                        var odd = Avx512F.ConvertToVector128SByteWithSaturation(Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + (d + 1) * B) * inv));
+                        Sse2.UnpackLow(even, odd).Store(q + at + d * B);
+                        Sse2.UnpackHigh(even, odd).Store(q + at + d * B + B);
+                    }
                 }
         }
     }
@@ -63,7 +89,7 @@ public static unsafe class KeySketch
                 for (int d = 0; d < headDim; d++) max = Math.Max(max, Math.Abs(kBlocks[(int)(at + d * B)]));
                 float inv = max > 0 ? 127f / max : 0f;
                 scales[h * blocks * B + p] = max / 127f;
-                for (int d = 0; d < headDim; d++) sketch[(int)(at + d * B)] = (sbyte)Math.Clamp(MathF.Round(kBlocks[(int)(at + d * B)] * inv), -128, 127);
+                for (int d = 0; d < headDim; d++) sketch[(int)Index(capacity, headDim, h, p, d)] = (sbyte)Math.Clamp(MathF.Round(kBlocks[(int)(at + d * B)] * inv), -128, 127);
             }
     }
 
@@ -72,57 +98,70 @@ public static unsafe class KeySketch
         long floats = BlockedAttention.CacheFloats(capacity, kvHeads, headDim);
         if (from < 0 || to > capacity || from > to) throw new ArgumentOutOfRangeException(nameof(from), $"positions [{from}, {to}) outside the cache of {capacity}");
         if (kBlocks.Length < floats || sketch.Length < floats || scales.Length < ScaleCount(capacity, kvHeads)) throw new ArgumentException("the cache, sketch or scales are smaller than the capacity");
+        if (headDim % 2 != 0) throw new ArgumentException("the sketch pairs channels: head width must be even");
     }
 
     /// <summary>
     /// Approximate scaled scores q_h·K(p)/√headDim of every query head h for the positions [from, to) from the sketch:
-    /// logits[h * (to - from) + i]. Heads of one K/V group share each converted block row (up to four at a time); units
+    /// logits[h * (to - from) + i] = Σ_d q16_h[d]·k8(p, d) × (scale(p) × (qscale_h / √headDim)), with q16, qscale from
+    /// <see cref="QuantizeQuery"/>. Heads of one K/V group share each widened block row (up to four at a time); units
     /// run on up to <paramref name="threads"/> threads. As <see cref="SelectedAttention.Logits"/> on the F32 cache.
     /// </summary>
     public static void Logits(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<sbyte> sketch, ReadOnlySpan<float> scales,
         int capacity, int from, int to, Span<float> logits, int threads)
     {
-        int n = to - from, group = heads / kvHeads;
+        int n = to - from, group = heads / kvHeads, half = headDim / 2;
         if (n <= 0) return;
-        if (from < 0 || to > capacity || logits.Length < (long)heads * n || q.Length < heads * headDim || heads % kvHeads != 0) throw new ArgumentException("bad range, heads or buffers");
+        if (from < 0 || to > capacity || logits.Length < (long)heads * n || q.Length < heads * headDim || heads % kvHeads != 0 || headDim % 2 != 0) throw new ArgumentException("bad range, heads or buffers");
         if (sketch.Length < BlockedAttention.CacheFloats(capacity, kvHeads, headDim) || scales.Length < ScaleCount(capacity, kvHeads)) throw new ArgumentException("the sketch or scales are smaller than the capacity");
-        if (!Vector512.IsHardwareAccelerated || !Avx512F.IsSupported || headDim % B != 0)
+        if (!Vector512.IsHardwareAccelerated || !Avx512BW.IsSupported)
         {
             LogitsReference(q, heads, kvHeads, headDim, sketch, scales, capacity, from, to, logits);
             return;
         }
-        fixed (float* pq = q, ps = scales, pl = logits)
+        // Each head's int16 query, as pairs of channels (one int32 each, broadcast against a row of pairs).
+        var pairs = new int[heads * half];
+        var qScale = new float[heads];
+        var q16 = new short[headDim];
+        for (int h = 0; h < heads; h++)
+        {
+            qScale[h] = QuantizeQuery(q.Slice(h * headDim, headDim), q16) / MathF.Sqrt(headDim);
+            for (int d = 0; d < half; d++) pairs[h * half + d] = (ushort)q16[2 * d] | q16[2 * d + 1] << 16;
+        }
+        fixed (int* pp = pairs)
+        fixed (float* ps = scales, pl = logits, pqs = qScale)
         fixed (sbyte* pk = sketch)
         {
-            var job = new LogitsJob { Q = pq, K = pk, Scales = ps, Out = pl, From = from, To = to, Heads = heads, Group = group, HeadDim = headDim, Blocks = Blocks(capacity), Scale = 1f / MathF.Sqrt(headDim) };
+            var job = new LogitsJob { Pairs = pp, QScale = pqs, K = pk, Scales = ps, Out = pl, From = from, To = to, Heads = heads, Group = group, HeadDim = headDim, Blocks = Blocks(capacity) };
             long work = (long)heads * n * headDim;
             KernelThreadPool.Shared.Run(&LogitsUnit, &job, (heads + 3) / 4, work < 1 << 14 ? 1 : threads);
         }
     }
 
-    /// <summary>The scalar reference of <see cref="Logits"/>: scale(p) · Σ_d q_d · k8(p, d) / √headDim.</summary>
+    /// <summary>The scalar reference of <see cref="Logits"/>.</summary>
     public static void LogitsReference(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<sbyte> sketch, ReadOnlySpan<float> scales,
         int capacity, int from, int to, Span<float> logits)
     {
         int n = to - from, group = heads / kvHeads, blocks = Blocks(capacity);
-        float scale = 1f / MathF.Sqrt(headDim);
+        var q16 = new short[headDim];
         for (int h = 0; h < heads; h++)
+        {
+            float qs = QuantizeQuery(q.Slice(h * headDim, headDim), q16) / MathF.Sqrt(headDim);
             for (int i = 0; i < n; i++)
             {
-                int kvHead = h / group, p = from + i;
-                long at = BlockedAttention.Index(capacity, headDim, kvHead, p, 0);
-                float sum = 0;
-                for (int d = 0; d < headDim; d++) sum += q[h * headDim + d] * sketch[(int)(at + d * B)];
-                logits[h * n + i] = sum * scales[kvHead * blocks * B + p] * scale;
+                int kvHead = h / group, p = from + i, sum = 0;
+                for (int d = 0; d < headDim; d++) sum += q16[d] * sketch[(int)Index(capacity, headDim, kvHead, p, d)];
+                logits[h * n + i] = sum * (scales[kvHead * blocks * B + p] * qs);
             }
+        }
     }
 
     struct LogitsJob
     {
-        public float* Q, Scales, Out;
+        public int* Pairs;
+        public float* QScale, Scales, Out;
         public sbyte* K;
         public int From, To, Heads, Group, HeadDim, Blocks;
-        public float Scale;
     }
 
     /// <summary>Heads 4u.. (split at K/V group edges).</summary>
@@ -138,40 +177,45 @@ public static unsafe class KeySketch
         }
     }
 
-    /// <summary>Scores of m heads h.. of one K/V head over every block of [From, To): each int8 row converted once for all m.</summary>
+    /// <summary>Scores of m heads h.. of one K/V head over every block of [From, To): each row of 16 positions × 2
+    /// channels widened to int16 once, then one multiply-add of pairs per head.</summary>
     static void ScoreBlocks(LogitsJob* j, int h, int m)
     {
-        int hd = j->HeadDim, kvHead = h / j->Group, n = j->To - j->From;
-        float* q = j->Q + h * hd;
+        int hd = j->HeadDim, half = hd / 2, kvHead = h / j->Group, n = j->To - j->From;
+        int* q = j->Pairs + h * half;
         float* dst = j->Out + (long)h * n;
         float* lanes = stackalloc float[4 * B];
         for (int b = j->From / B; b < (j->To + B - 1) / B; b++)
         {
             sbyte* kb = j->K + ((long)kvHead * j->Blocks + b) * hd * B;
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (int d = 0; d < hd; d++)
+            Vector512<int> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (int d = 0; d < half; d++)
             {
-                var row = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(kb + d * B)));
-                a0 += Vector512.Create(q[d]) * row;
-                if (m > 1) a1 += Vector512.Create(q[hd + d]) * row;
-                if (m > 2) a2 += Vector512.Create(q[2 * hd + d]) * row;
-                if (m > 3) a3 += Vector512.Create(q[3 * hd + d]) * row;
+                var row = Avx512BW.ConvertToVector512Int16(Vector256.Load(kb + d * 2 * B));
+                a0 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create(q[d]).AsInt16());
+                if (m > 1) a1 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create(q[half + d]).AsInt16());
+                if (m > 2) a2 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create(q[2 * half + d]).AsInt16());
+                if (m > 3) a3 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create(q[3 * half + d]).AsInt16());
             }
-            var s = Vector512.Load(j->Scales + ((long)kvHead * j->Blocks + b) * B) * j->Scale;
+            var s = Vector512.Load(j->Scales + ((long)kvHead * j->Blocks + b) * B);
+            var f0 = Vector512.ConvertToSingle(a0) * (s * j->QScale[h]);
+            var f1 = m > 1 ? Vector512.ConvertToSingle(a1) * (s * j->QScale[h + 1]) : default;
+            var f2 = m > 2 ? Vector512.ConvertToSingle(a2) * (s * j->QScale[h + 2]) : default;
+            var f3 = m > 3 ? Vector512.ConvertToSingle(a3) * (s * j->QScale[h + 3]) : default;
             int p0 = b * B, i0 = p0 - j->From;
             if (p0 >= j->From && p0 + B <= j->To)
             {
                 // A whole block inside the range: the scores are the lanes.
-                (a0 * s).Store(dst + i0);
-                if (m > 1) (a1 * s).Store(dst + n + i0);
-                if (m > 2) (a2 * s).Store(dst + 2L * n + i0);
-                if (m > 3) (a3 * s).Store(dst + 3L * n + i0);
+                f0.Store(dst + i0);
+                if (m > 1) f1.Store(dst + n + i0);
+                if (m > 2) f2.Store(dst + 2L * n + i0);
+                if (m > 3) f3.Store(dst + 3L * n + i0);
                 continue;
             }
-            (a0 * s).Store(lanes);
-            if (m > 1) (a1 * s).Store(lanes + B);
-            if (m > 2) (a2 * s).Store(lanes + 2 * B);
-            if (m > 3) (a3 * s).Store(lanes + 3 * B);
+            f0.Store(lanes);
+            if (m > 1) f1.Store(lanes + B);
+            if (m > 2) f2.Store(lanes + 2 * B);
+            if (m > 3) f3.Store(lanes + 3 * B);
             for (int l = Math.Max(0, j->From - p0); l < Math.Min(B, j->To - p0); l++)
                 for (int x = 0; x < m; x++) dst[(long)x * n + i0 + l] = lanes[x * B + l];
         }

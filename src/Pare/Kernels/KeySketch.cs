@@ -106,9 +106,11 @@ public static unsafe class KeySketch
     /// logits[h * (to - from) + i] = Σ_d q16_h[d]·k8(p, d) × (scale(p) × (qscale_h / √headDim)), with q16, qscale from
     /// <see cref="QuantizeQuery"/>. Heads of one K/V group share each widened block row (up to four at a time); units
     /// run on up to <paramref name="threads"/> threads. As <see cref="SelectedAttention.Logits"/> on the F32 cache.
+    /// <paramref name="softmax"/>: each head's row is then replaced by its softmax (by the unit that scored it, while the
+    /// row is in its core's cache: TokenSelect's soft vote).
     /// </summary>
     public static void Logits(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<sbyte> sketch, ReadOnlySpan<float> scales,
-        int capacity, int from, int to, Span<float> logits, int threads)
+        int capacity, int from, int to, Span<float> logits, int threads, bool softmax = false)
     {
         int n = to - from, group = heads / kvHeads, half = headDim / 2;
         if (n <= 0) return;
@@ -116,7 +118,7 @@ public static unsafe class KeySketch
         if (sketch.Length < BlockedAttention.CacheFloats(capacity, kvHeads, headDim) || scales.Length < ScaleCount(capacity, kvHeads)) throw new ArgumentException("the sketch or scales are smaller than the capacity");
         if (!Vector512.IsHardwareAccelerated || !Avx512BW.IsSupported)
         {
-            LogitsReference(q, heads, kvHeads, headDim, sketch, scales, capacity, from, to, logits);
+            LogitsReference(q, heads, kvHeads, headDim, sketch, scales, capacity, from, to, logits, softmax);
             return;
         }
         // Each head's int16 query, as pairs of channels (one int32 each, broadcast against a row of pairs).
@@ -132,15 +134,15 @@ public static unsafe class KeySketch
         fixed (float* ps = scales, pl = logits, pqs = qScale)
         fixed (sbyte* pk = sketch)
         {
-            var job = new LogitsJob { Pairs = pp, QScale = pqs, K = pk, Scales = ps, Out = pl, From = from, To = to, Heads = heads, Group = group, HeadDim = headDim, Blocks = Blocks(capacity) };
+            var job = new LogitsJob { Pairs = pp, QScale = pqs, K = pk, Scales = ps, Out = pl, From = from, To = to, Softmax = softmax, Heads = heads, Group = group, HeadDim = headDim, Blocks = Blocks(capacity) };
             long work = (long)heads * n * headDim;
             KernelThreadPool.Shared.Run(&LogitsUnit, &job, (heads + 3) / 4, work < 1 << 14 ? 1 : threads);
         }
     }
 
-    /// <summary>The scalar reference of <see cref="Logits"/>.</summary>
+    /// <summary>The scalar reference of <see cref="Logits"/> (softmax in double).</summary>
     public static void LogitsReference(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<sbyte> sketch, ReadOnlySpan<float> scales,
-        int capacity, int from, int to, Span<float> logits)
+        int capacity, int from, int to, Span<float> logits, bool softmax = false)
     {
         int n = to - from, group = heads / kvHeads, blocks = Blocks(capacity);
         var q16 = new short[headDim];
@@ -153,6 +155,13 @@ public static unsafe class KeySketch
                 for (int d = 0; d < headDim; d++) sum += q16[d] * sketch[(int)Index(capacity, headDim, kvHead, p, d)];
                 logits[h * n + i] = sum * (scales[kvHead * blocks * B + p] * qs);
             }
+            if (!softmax) continue;
+            var row = logits.Slice(h * n, n);
+            float max = float.NegativeInfinity;
+            foreach (float x in row) max = Math.Max(max, x);
+            double z = 0;
+            foreach (float x in row) z += Math.Exp(x - max);
+            for (int i = 0; i < n; i++) row[i] = (float)(Math.Exp(row[i] - max) / z);
         }
     }
 
@@ -162,6 +171,7 @@ public static unsafe class KeySketch
         public float* QScale, Scales, Out;
         public sbyte* K;
         public int From, To, Heads, Group, HeadDim, Blocks;
+        public bool Softmax;
     }
 
     /// <summary>Heads 4u.. (split at K/V group edges).</summary>
@@ -173,6 +183,12 @@ public static unsafe class KeySketch
             int m = 1;
             while (m < 4 - (h - 4 * u) && h + m < j->Heads && (h + m) / j->Group == h / j->Group) m++;
             ScoreBlocks(j, h, m);
+            if (j->Softmax)
+                for (int x = h; x < h + m; x++)
+                {
+                    var row = new Span<float>(j->Out + (long)x * (j->To - j->From), j->To - j->From);
+                    Ops.Scale(row, 1f / Ops.ExpMinusMax(row));
+                }
             h += m;
         }
     }

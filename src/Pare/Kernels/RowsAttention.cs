@@ -9,8 +9,9 @@ namespace Pare.Kernels;
 /// read from a position-major copy of K (row p at p × kvHeads × headDim, as V) instead of the blocked cache, where a
 /// lone position costs its whole 16-position block. Tiles of positions instead of heads: each tile reads its positions'
 /// whole K row (every K/V head) and later their whole V row while the rows' pages and lines are hot, so a scattered
-/// position costs two 2 KB runs (at 8 K/V heads) rather than sixteen scattered 256-byte pieces. Three passes: scores
-/// per tile, each head's softmax, weighted V rows per tile (partial sums added up at the end).
+/// position costs two 2 KB runs (at 8 K/V heads) rather than sixteen scattered 256-byte pieces. One parallel pass: each
+/// tile scores its positions, takes each head's exponentials against the tile's own maximum and sums its weighted V rows;
+/// the tiles' partial sums are then rescaled to the common maximum and added (as split-K "flash decoding").
 /// <see cref="SelectedAttention.AttendReference"/> per head is the reference it is tested against.
 /// </summary>
 public static unsafe class RowsAttention
@@ -42,7 +43,7 @@ public static unsafe class RowsAttention
         }
         int prefixTiles = (prefix.Length + Tile - 1) / Tile, tiles = prefixTiles + (own.IsEmpty ? 0 : 1);
         var scores = ArrayPool<float>.Shared.Rent(heads * n);
-        var partial = ArrayPool<float>.Shared.Rent(tiles * heads * headDim);
+        var partial = ArrayPool<float>.Shared.Rent(tiles * heads * (headDim + 2));   // per tile: outputs, then each head's max and sum
         try
         {
             fixed (float* pq = q, pr = keyRows, pk = kBlocks, pv = v, po = output, ps = scores, pp = partial)
@@ -54,14 +55,23 @@ public static unsafe class RowsAttention
                     N = n, Heads = heads, Group = group, KvHeads = kvHeads, HeadDim = headDim, PrefixTiles = prefixTiles, BlocksPerHead = (capacity + B - 1) / B,
                     Scale = 1f / MathF.Sqrt(headDim),
                 };
-                int t = (long)heads * n * headDim < 1 << 14 ? 1 : threads;
-                KernelThreadPool.Shared.Run(&ScoreTile, &job, tiles, t);
-                KernelThreadPool.Shared.Run(&Normalize, &job, heads, t);
-                KernelThreadPool.Shared.Run(&WeighTile, &job, tiles, t);
-                // The tiles' partial outputs, added up.
-                var o = output[..(heads * headDim)];
-                partial.AsSpan(0, heads * headDim).CopyTo(o);
-                for (int i = 1; i < tiles; i++) Ops.Axpy(1f, partial.AsSpan(i * heads * headDim, heads * headDim), o);
+                KernelThreadPool.Shared.Run(&TileUnit, &job, tiles, (long)heads * n * headDim < 1 << 14 ? 1 : threads);
+                // The tiles' partial outputs and sums, each rescaled from its tile's maximum to the common one.
+                int stride = heads * (headDim + 2);
+                for (int h = 0; h < heads; h++)
+                {
+                    float max = float.NegativeInfinity, sum = 0;
+                    for (int i = 0; i < tiles; i++) max = Math.Max(max, partial[i * stride + heads * headDim + h]);
+                    var o = output.Slice(h * headDim, headDim);
+                    o.Clear();
+                    for (int i = 0; i < tiles; i++)
+                    {
+                        float w = MathF.Exp(partial[i * stride + heads * headDim + h] - max);
+                        sum += w * partial[i * stride + heads * (headDim + 1) + h];
+                        Ops.Axpy(w, partial.AsSpan(i * stride + h * headDim, headDim), o);
+                    }
+                    Ops.Scale(o, 1f / sum);
+                }
             }
         }
         finally
@@ -83,11 +93,26 @@ public static unsafe class RowsAttention
     static (int First, int Count) Span(Job* j, int t) =>
         t < j->PrefixTiles ? (t * Tile, Math.Min(Tile, j->PrefixCount - t * Tile)) : (j->PrefixCount, j->OwnCount);
 
-    /// <summary>Pass 1: every head's scores for one tile, four positions at a time across all K/V heads (a position's
-    /// whole K row in one go), the rows sixteen positions ahead prefetched.</summary>
-    static void ScoreTile(void* ctx, int t)
+    /// <summary>One tile: scores, each head's exponentials against the tile's maximum (kept with their sum), weighted V rows.</summary>
+    static void TileUnit(void* ctx, int t)
     {
         var j = (Job*)ctx;
+        ScoreTile(j, t);
+        var (first, count) = Span(j, t);
+        float* stats = j->Partial + (long)t * j->Heads * (j->HeadDim + 2) + j->Heads * j->HeadDim;
+        for (int h = 0; h < j->Heads; h++)
+        {
+            var row = new Span<float>(j->Scores + (long)h * j->N + first, count);
+            stats[h] = Ops.Max(row);
+            stats[j->Heads + h] = Ops.ExpMinusMax(row);
+        }
+        WeighTile(j, t);
+    }
+
+    /// <summary>Every head's scores for one tile, four positions at a time across all K/V heads (a position's whole K row
+    /// in one go), the rows sixteen positions ahead prefetched.</summary>
+    static void ScoreTile(Job* j, int t)
+    {
         int hd = j->HeadDim, kvd = j->KvHeads * hd, n = j->N;
         var (first, count) = Span(j, t);
         if (t >= j->PrefixTiles)
@@ -127,25 +152,16 @@ public static unsafe class RowsAttention
         }
     }
 
-    /// <summary>Pass 2: head h's softmax over all its scores.</summary>
-    static void Normalize(void* ctx, int h)
+    /// <summary>One tile's weighted V rows, per K/V head and up to four of its query heads at a time, into the tile's
+    /// partial output; the tile's whole V rows are prefetched first.</summary>
+    static void WeighTile(Job* j, int t)
     {
-        var j = (Job*)ctx;
-        var row = new Span<float>(j->Scores + (long)h * j->N, j->N);
-        Ops.Scale(row, 1f / Ops.ExpMinusMax(row));
-    }
-
-    /// <summary>Pass 3: one tile's weighted V rows, per K/V head and up to four of its query heads at a time, into the
-    /// tile's partial output; the tile's whole V rows are prefetched first.</summary>
-    static void WeighTile(void* ctx, int t)
-    {
-        var j = (Job*)ctx;
         int hd = j->HeadDim, kvd = j->KvHeads * hd, n = j->N;
         var (first, count) = Span(j, t);
         int* pos = t < j->PrefixTiles ? j->Prefix + first : j->Own;
         for (int i = 0; i < count; i++) Prefetch((byte*)(j->V + (long)pos[i] * kvd), kvd * sizeof(float));
         Span<float> one = [1f, 1f, 1f, 1f];
-        float* o = j->Partial + (long)t * j->Heads * hd;
+        float* o = j->Partial + (long)t * j->Heads * (hd + 2);
         for (int h = 0; h < j->Heads; h += Math.Min(4, j->Group - h % j->Group))
         {
             int m = Math.Min(4, j->Group - h % j->Group);

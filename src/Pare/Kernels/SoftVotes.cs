@@ -12,15 +12,16 @@ public static unsafe class SoftVotes
     const int Chunk = 1024;
 
     /// <summary>votes[0..n) = Σ_h softmax(logits[h·n .. h·n + n)); <paramref name="logits"/> is overwritten with the
-    /// normalized rows.</summary>
-    public static void Compute(Span<float> logits, int heads, int n, Span<float> votes, int threads)
+    /// normalized rows. <paramref name="normalized"/>: the rows are softmaxes already (<see cref="KeySketch.Logits"/>
+    /// with softmax), only the sum remains.</summary>
+    public static void Compute(Span<float> logits, int heads, int n, Span<float> votes, int threads, bool normalized = false)
     {
         if (logits.Length < (long)heads * n || votes.Length < n || heads < 1 || n < 1) throw new ArgumentException("logits or votes too short");
         fixed (float* pl = logits, pv = votes)
         {
             var job = new Job { Logits = pl, Votes = pv, Heads = heads, N = n };
             int t = (long)heads * n < 1 << 14 ? 1 : threads;
-            KernelThreadPool.Shared.Run(&Normalize, &job, heads, t);
+            if (!normalized) KernelThreadPool.Shared.Run(&Normalize, &job, heads, t);
             KernelThreadPool.Shared.Run(&Sum, &job, (n + Chunk - 1) / Chunk, t);
         }
     }

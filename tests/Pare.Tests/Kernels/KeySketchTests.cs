@@ -64,6 +64,12 @@ public class KeySketchTests
             for (int i = 0; i < logits.Length; i++)
                 Assert.Equal(expected[i], logits[i]);   // the same integer sums, the same float products
         }
+        // With each row's softmax (TokenSelect's vote), against the reference's double softmax.
+        var soft = new float[heads * n];
+        var softRef = new float[heads * n];
+        KeySketch.Logits(q, heads, kvHeads, hd, sketch, scales, capacity, from, to, soft, 2, softmax: true);
+        KeySketch.LogitsReference(q, heads, kvHeads, hd, sketch, scales, capacity, from, to, softRef, softmax: true);
+        Assert.True(Nmse(soft, softRef) < 1e-10, $"softmax nmse {Nmse(soft, softRef)}");
         // Against the exact scores: the error is a small fraction of their spread.
         var exact = new float[heads * n];
         for (int h = 0; h < heads; h++)

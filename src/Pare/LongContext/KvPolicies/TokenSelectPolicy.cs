@@ -94,10 +94,10 @@ public sealed class TokenSelectPolicy : IKvPolicy
             if (_o.Int8Scores)
             {
                 SyncSketch(copies, prefix, end, kv);
-                KeySketch.Logits(query, _s.Heads, _s.KvHeads, hd, copies.Sketch, copies.Scales, kv.Capacity, _init, end, _logits, kv.Threads);
+                KeySketch.Logits(query, _s.Heads, _s.KvHeads, hd, copies.Sketch, copies.Scales, kv.Capacity, _init, end, _logits, kv.Threads, softmax: true);
             }
             else SelectedAttention.Logits(query, _s.Heads, _s.KvHeads, hd, kv.K, kv.Capacity, _init, end, _logits, kv.Threads);
-            SoftVotes.Compute(_logits, _s.Heads, n, votes, kv.Threads);   // each head's softmax over the candidates, summed
+            SoftVotes.Compute(_logits, _s.Heads, n, votes, kv.Threads, normalized: _o.Int8Scores);   // each head's softmax over the candidates, summed
             top = KvPolicy.TopK(votes, _topK);
             for (int i = 0; i < top.Length; i++) top[i] += _init;
             if (_o.SelectionCache) _cache[layer] = (query.ToArray(), top, end);

@@ -14,13 +14,15 @@ public static class KvPolicy
     /// positions. Throws a one-line <see cref="PareException"/> for an unknown name, a budget under 1, or a budget beyond the
     /// context (a budget equal to the context keeps everything: the full cache). <paramref name="renumber"/>: TokenSelect's
     /// RoPE over the gathered sequence (<see cref="TokenSelectOptions.Renumber"/>, default on); the other policies keep true
-    /// positions, and asking them to renumber is an error.
+    /// positions, and asking them to renumber is an error. <paramref name="int8Scores"/>: TokenSelect's int8 selection scores
+    /// (<see cref="TokenSelectOptions.Int8Scores"/>, default on); any value for another policy is an error.
     /// </summary>
-    public static IKvPolicy Create(string name, int? budget, LlamaConfig config, int context, bool? renumber = null)
+    public static IKvPolicy Create(string name, int? budget, LlamaConfig config, int context, bool? renumber = null, bool? int8Scores = null)
     {
         string n = name.ToLowerInvariant();
         if (Array.IndexOf(Names, n) < 0) throw new PareException($"unknown KV policy '{name}' (one of {string.Join(", ", Names)})");
         if (renumber == true && n != "tokenselect") throw new PareException($"--kv-renumber on applies to tokenselect only (got --kv-policy {n})");
+        if (int8Scores != null && n != "tokenselect") throw new PareException($"--kv-scores applies to tokenselect only (got --kv-policy {n})");
         if (n == "full")
         {
             if (budget is int fb && (fb < 1 || fb > context)) CheckBudget(fb, context);
@@ -34,7 +36,7 @@ public static class KvPolicy
             "h2o" => new H2oPolicy(new H2oOptions { Budget = b }, config),
             "snapkv" => new SnapKvPolicy(new SnapKvOptions { Budget = b }, config),
             "quest" => new QuestPolicy(new QuestOptions { Budget = b }, config),
-            "tokenselect" => new TokenSelectPolicy(new TokenSelectOptions { Budget = b, Renumber = renumber ?? true }, config),
+            "tokenselect" => new TokenSelectPolicy(new TokenSelectOptions { Budget = b, Renumber = renumber ?? true, Int8Scores = int8Scores ?? true }, config),
             _ => new ActQkvPolicy(new ActQkvOptions { Budget = b }, config),
         };
     }

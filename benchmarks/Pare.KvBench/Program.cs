@@ -233,16 +233,16 @@ static int PolicyAttention(string[] policies, int[] budgets, int[] contexts, int
                     double ms = sw.Elapsed.TotalMilliseconds;
                     if (r >= 2 && ms < best) { best = ms; bestSelect = select; }
                 }
-                Emit(name, ctx, budget, bestSelect, best, full);
+                Emit(name, ctx, budget, bestSelect, best, full, policy is Pare.LongContext.KvPolicies.TokenSelectPolicy ts ? ts.CopyBytes / 1048576.0 : 0);
             }
     }
     return 0;
 
-    void Emit(string policy, int ctx, int budget, double selectMs, double totalMs, double fullMs) =>
+    void Emit(string policy, int ctx, int budget, double selectMs, double totalMs, double fullMs, double copiesMib = 0) =>
         Console.WriteLine(JsonSerializer.Serialize(new
         {
             policy, context = ctx, budget, layers, heads, kv_heads = kvHeads, threads, selection_ms_per_token = selectMs,
-            attention_ms_per_token = totalMs, speedup_vs_full = fullMs / totalMs,
+            attention_ms_per_token = totalMs, speedup_vs_full = fullMs / totalMs, policy_copies_mib = copiesMib,
             model_step_ms = stepMs, decode_tok_s_composed = 1000 / (stepMs + totalMs), load = File.ReadAllText("/proc/loadavg").Split(' ')[0],
         }, new JsonSerializerOptions { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
 }

@@ -35,7 +35,9 @@ public sealed record TokenSelectOptions
 /// <summary>
 /// <c>tokenselect</c>: per head, the criticality of every candidate position (between the first n_init and the last n_local)
 /// is q·k; soft voting: a softmax over the candidates per head, summed over the heads; the top_k positions by votes, shared
-/// by all heads of the layer, plus the first n_init and last n_local.
+/// by all heads of the layer, plus the first n_init and last n_local. By default the scores come from an int8 sketch of K
+/// and the attention reads position-major K rows (<see cref="TokenSelectOptions.Int8Scores"/>, <see cref="TokenSelectOptions.KeyRows"/>):
+/// copies the policy keeps per layer, filled from the cache as positions are committed.
 /// </summary>
 public sealed class TokenSelectPolicy : IKvPolicy
 {
@@ -71,6 +73,8 @@ public sealed class TokenSelectPolicy : IKvPolicy
     public bool Renumber => _o.Renumber;
     /// <summary>Selections served from the selection cache so far.</summary>
     public long CacheHits { get; private set; }
+    /// <summary>Bytes of the K copies kept so far (int8 sketch and scales, F32 rows), every layer.</summary>
+    public long CopyBytes => _copies.Sum(c => c == null ? 0L : c.Sketch.Length + 4L * (c.Scales.Length + c.Rows.Length));
 
     public int[][]? Select(int layer, int slot, ReadOnlySpan<float> query, int queryPosition, int prefix, in KvView kv)
     {

@@ -130,6 +130,32 @@ public class KvPolicyTests
         Assert.True(exact.KeyRows(0).IsEmpty);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Tokenselect_key_rows_change_nothing_but_the_kernel(bool renumber)
+    {
+        // Head width 64: the rows kernel's vector path (RowsAttention), the renumbered gather from the rows too.
+        var cfg = TestModels.Cfg(dim: 256, layers: 2, heads: 4, kvHeads: 2, ffn: 128, tied: true);
+        using var m = LlamaModel.Load(TestModels.Get("ts-rows", cfg, GgmlType.F32));
+        int v = m.Config.VocabSize, ctx = 256;
+        var prompt = Tokens(200, v, 7);
+        float[] Decode(bool rows)
+        {
+            var policy = new TokenSelectPolicy(new TokenSelectOptions { Budget = 64, Renumber = renumber, KeyRows = rows }, m.Config);
+            var s = m.CreateSession(new SessionOptions { Threads = 2, ContextLength = ctx, KvPolicy = policy });
+            s.Forward(prompt[..150]);
+            s.Forward(prompt[150..180]);   // a chunk: its own positions and the committed prefix
+            float[] last = [];
+            foreach (int t in prompt[180..]) last = s.Forward([t]);
+            return last;
+        }
+        var a = Decode(true);
+        var b = Decode(false);
+        double maxAbs = b.Max(Math.Abs), maxDiff = a.Zip(b, (x, y) => Math.Abs(x - y)).Max();
+        Assert.True(maxDiff <= 1e-5 * maxAbs, $"rows vs blocks: {maxDiff:G3} of {maxAbs:G3}");
+    }
+
     [Fact]
     public void Top_k_by_selection_equals_a_stable_sort()
     {

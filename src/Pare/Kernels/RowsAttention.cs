@@ -16,7 +16,7 @@ namespace Pare.Kernels;
 /// </summary>
 public static unsafe class RowsAttention
 {
-    const int B = BlockedAttention.Block, Tile = 64;
+    const int B = BlockedAttention.Block, Tile = 128;
 
     /// <summary>
     /// output[h] = Σ_p softmax_p(q_h·K(p)/√headDim) V(p) over <paramref name="prefix"/> (keys from <paramref name="keyRows"/>)
@@ -89,7 +89,7 @@ public static unsafe class RowsAttention
         public float Scale;
     }
 
-    /// <summary>Tile t's positions: prefix[64t..] (rows), or, for the last tile, the own positions (blocks).</summary>
+    /// <summary>Tile t's positions: prefix[Tile·t..] (rows), or, for the last tile, the own positions (blocks).</summary>
     static (int First, int Count) Span(Job* j, int t) =>
         t < j->PrefixTiles ? (t * Tile, Math.Min(Tile, j->PrefixCount - t * Tile)) : (j->PrefixCount, j->OwnCount);
 

@@ -7,7 +7,7 @@ namespace Pare.Tests.Kernels;
 public class RowsAttentionTests
 {
     [Theory]
-    [InlineData(64, 32, 8, 700, 2)]    // 852M shape: tiles of 64 positions, a partial last tile, a tree-like own list
+    [InlineData(64, 32, 8, 700, 2)]    // 852M shape: tiles of 128 positions, a partial last tile, a tree-like own list
     [InlineData(64, 12, 2, 300, 1)]    // groups of 6: 4 + 2 heads per K/V head
     [InlineData(128, 4, 4, 130, 0)]    // two passes over V per head, no own positions
     [InlineData(32, 8, 4, 90, 3)]      // head width 32: the scalar path

@@ -180,8 +180,7 @@ public static unsafe class KeySketch
         var j = (LogitsJob*)ctx;
         for (int h = 4 * u; h < Math.Min(4 * u + 4, j->Heads);)
         {
-            int m = 1;
-            while (m < 4 - (h - 4 * u) && h + m < j->Heads && (h + m) / j->Group == h / j->Group) m++;
+            int m = SelectedAttention.UnitRun(u, h, j->Heads, j->Group);
             ScoreBlocks(j, h, m);
             if (j->Softmax)
                 for (int x = h; x < h + m; x++)

@@ -222,12 +222,19 @@ public static unsafe class SelectedAttention
         var j = (LogitsJob*)ctx;
         for (int h = 4 * u; h < Math.Min(4 * u + 4, j->Heads);)
         {
-            int m = 1;
-            while (m < 4 - (h - 4 * u) && h + m < j->Heads && (h + m) / j->Group == h / j->Group) m++;
+            int m = UnitRun(u, h, j->Heads, j->Group);
             float* k = j->K + (long)(h / j->Group) * j->BlocksPerHead * j->HeadDim * B;
             ScoreHeads(j->Q + h * j->HeadDim, m, k, j->HeadDim, j->Pos, j->N, j->Out + (long)h * j->N, j->N, j->Scale);
             h += m;
         }
+    }
+
+    /// <summary>How many heads from h on, inside unit u's four (4u..4u+3), share h's K/V group.</summary>
+    internal static int UnitRun(int u, int h, int heads, int group)
+    {
+        int m = 1;
+        while (m < 4 - (h - 4 * u) && h + m < heads && (h + m) / group == h / group) m++;
+        return m;
     }
 
     struct HeadsJob

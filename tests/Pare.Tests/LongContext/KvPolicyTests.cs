@@ -160,11 +160,11 @@ public class KvPolicyTests
     public void Top_k_by_selection_equals_a_stable_sort()
     {
         var rng = new Random(5);
-        foreach (int n in new[] { 1, 7, 64, 1000 })
+        foreach (int n in new[] { 1, 7, 64, 1000, 15000 })   // 15000: the sampled threshold (n >= 4096, k <= n / 4)
             foreach (bool ties in new[] { false, true })
             {
                 var scores = Enumerable.Range(0, n).Select(_ => ties ? rng.Next(6) : (float)rng.NextDouble()).Select(x => (float)x).ToArray();
-                foreach (int k in new[] { 0, 1, n / 3, n - 1, n, n + 2 })
+                foreach (int k in new[] { 0, 1, n / 11, n / 3, n - 1, n, n + 2 })
                 {
                     int[] expected = [.. Enumerable.Range(0, n).OrderByDescending(i => scores[i]).ThenBy(i => i).Take(Math.Max(0, k)).Order()];
                     Assert.Equal(expected, Pare.LongContext.KvPolicies.KvPolicy.TopK(scores, k));

@@ -59,14 +59,13 @@ public static class KvPolicy
     }
 
     /// <summary>Indices of the k largest scores (ties: lower index first), ascending. O(n): the k-th largest value is
-    /// found by selection (no sort), then one pass keeps everything above it and the first ties. The selection runs on the
-    /// scores at or above a threshold taken from an evenly spaced sample (a little below the sample's k-th share, so that
-    /// at least k pass; else on all of them): for TokenSelect's 1,408 of 15.7k, a tenth of the values.</summary>
+    /// found by selection on a copy (no sort), then one pass keeps everything above it and the first ties.</summary>
     internal static int[] TopK(ReadOnlySpan<float> scores, int k)
     {
         if (k >= scores.Length) return Range(0, scores.Length);
         if (k <= 0) return [];
-        float kth = KthLargest(scores, k);
+        var work = scores.ToArray();
+        float kth = Select(work, k - 1);
         int above = 0;
         foreach (float s in scores) if (s > kth) above++;
         var top = new int[k];
@@ -74,25 +73,6 @@ public static class KvPolicy
         for (int i = 0; i < scores.Length && n < k; i++)
             if (scores[i] > kth || (scores[i] == kth && ties-- > 0)) top[n++] = i;
         return top;
-    }
-
-    /// <summary>The k-th largest score (k ≥ 1), exactly.</summary>
-    static float KthLargest(ReadOnlySpan<float> scores, int k)
-    {
-        int n = scores.Length, samples = Math.Min(n, 1024);
-        if (n >= 4096 && k <= n / 4)
-        {
-            var sample = new float[samples];
-            for (int i = 0; i < samples; i++) sample[i] = scores[(int)((long)i * n / samples)];
-            Array.Sort(sample);
-            // The sample's value at about 1.5x the k-th share from the top (and 16 more): below the true k-th largest w.h.p.
-            int rank = Math.Min(samples - 1, (int)(1.5 * k * samples / n) + 16);
-            float threshold = sample[samples - 1 - rank];
-            var above = new List<float>(2 * k);
-            foreach (float x in scores) if (x >= threshold) above.Add(x);
-            if (above.Count >= k) return Select([.. above], k - 1);
-        }
-        return Select(scores.ToArray(), k - 1);
     }
 
     /// <summary>The value of rank <paramref name="rank"/> (0 = largest) of a (reordered in place), by quickselect.</summary>

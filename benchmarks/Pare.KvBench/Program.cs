@@ -197,10 +197,14 @@ static int PolicyAttention(string[] policies, int[] budgets, int[] contexts, int
         foreach (int budget in budgets)
             foreach (string name in policies)
             {
-                // tokenselect-f32: the reference's selection (F32 scores over the cache, attention over its blocks).
-                var policy = name == "tokenselect-f32"
-                    ? new Pare.LongContext.KvPolicies.TokenSelectPolicy(new() { Budget = budget, Int8Scores = false, KeyRows = false }, cfg)
-                    : Pare.LongContext.KvPolicies.KvPolicy.Create(name, budget, cfg, capacity);
+                // tokenselect-f32: the reference's selection (F32 scores over the cache, attention over its blocks);
+                // tokenselect-int4: the default path with a 4-bit sketch.
+                var policy = name switch
+                {
+                    "tokenselect-f32" => new Pare.LongContext.KvPolicies.TokenSelectPolicy(new() { Budget = budget, Int8Scores = false, KeyRows = false }, cfg),
+                    "tokenselect-int4" => new Pare.LongContext.KvPolicies.TokenSelectPolicy(new() { Budget = budget, SketchBits = 4 }, cfg),
+                    _ => Pare.LongContext.KvPolicies.KvPolicy.Create(name, budget, cfg, capacity),
+                };
                 policy.OnRewind(0);
                 for (int l = 0; l < layers; l++)
                 {

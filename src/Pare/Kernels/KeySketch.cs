@@ -8,7 +8,8 @@ namespace Pare.Kernels;
 /// positions as in <see cref="BlockedAttention"/>'s K, one signed byte per value, channels in pairs,
 /// K[kvHead][block][d / 2][16 positions][d % 2] (<see cref="Index"/>), and one scale per (K/V head, position),
 /// max|k| / 127 over the head's row. A quarter of F32 K's bytes (plus 4 bytes per row of scales): the pass over every
-/// position is memory-bound, so it reads about a quarter. The scores multiply int16 queries (each head's row scaled to
+/// position is memory-bound, so it reads about a quarter. With 4 bits: values in -7..7 (scale max|k| / 7), a pair of
+/// channels per byte (low nibble d, high d + 1), K[kvHead][block][d / 2][16 positions]: an eighth of F32 K. The scores multiply int16 queries (each head's row scaled to
 /// ±<see cref="QueryMax"/>) with the int8 keys by pairs of channels (AVX-512 vpmaddwd: two products and their sum per
 /// 32-bit lane, exact in int32), half the instructions of converting every key to float.
 /// The <c>*Reference</c> methods are the scalar definitions the vector paths are tested against.
@@ -19,9 +20,24 @@ public static unsafe class KeySketch
 
     static int Blocks(int capacity) => (capacity + B - 1) / B;
 
-    /// <summary>Index of k(kvHead, position, d) in a sketch of <paramref name="capacity"/> positions.</summary>
+    /// <summary>Index of k(kvHead, position, d) in an 8-bit sketch of <paramref name="capacity"/> positions.</summary>
     public static long Index(int capacity, int headDim, int kvHead, int position, int d) =>
         ((((long)kvHead * Blocks(capacity) + position / B) * (headDim / 2) + d / 2) * B + position % B) * 2 + d % 2;
+
+    /// <summary>Index of the byte holding k(kvHead, position, d) and its pair in a 4-bit sketch (nibble d % 2).</summary>
+    static long Index4(int capacity, int headDim, int kvHead, int position, int d) =>
+        (((long)kvHead * Blocks(capacity) + position / B) * (headDim / 2) + d / 2) * B + position % B;
+
+    /// <summary>Bytes of a sketch of <paramref name="bits"/> (8 or 4) per value.</summary>
+    public static long SketchBytes(int capacity, int kvHeads, int headDim, int bits) => BlockedAttention.CacheFloats(capacity, kvHeads, headDim) * bits / 8;
+
+    /// <summary>k(kvHead, position, d) as stored (the scalar definition of both layouts).</summary>
+    public static int Value(ReadOnlySpan<sbyte> sketch, int bits, int capacity, int headDim, int kvHead, int position, int d)
+    {
+        if (bits == 8) return sketch[(int)Index(capacity, headDim, kvHead, position, d)];
+        int b = sketch[(int)Index4(capacity, headDim, kvHead, position, d)];
+        return d % 2 == 0 ? (sbyte)(b << 4) >> 4 : b >> 4;
+    }
 
     /// <summary>Largest |int16 query value|: a head's Σ_d of headDim products ≤ 128 × QueryMax stays inside int32.</summary>
     public static int QueryMax(int headDim) => Math.Min(short.MaxValue, int.MaxValue / (128 * headDim));
@@ -42,16 +58,17 @@ public static unsafe class KeySketch
     /// <summary>
     /// Quantizes the 16-position blocks holding positions [from, to) of every K/V head of <paramref name="kBlocks"/> (a
     /// blocked cache of <paramref name="capacity"/> positions) into <paramref name="sketch"/> (same layout, as bytes) and
-    /// <paramref name="scales"/>; q = round-to-nearest-even(k / scale), scale = max|k| / 127 (0 for a zero row).
+    /// <paramref name="scales"/>; q = round-to-nearest-even(k / scale), scale = max|k| / 127 (7 with 4 bits; 0 for a zero row).
     /// </summary>
-    public static void Quantize(ReadOnlySpan<float> kBlocks, int capacity, int kvHeads, int headDim, int from, int to, Span<sbyte> sketch, Span<float> scales)
+    public static void Quantize(ReadOnlySpan<float> kBlocks, int capacity, int kvHeads, int headDim, int from, int to, Span<sbyte> sketch, Span<float> scales, int bits = 8)
     {
-        Validate(kBlocks, capacity, kvHeads, headDim, from, to, sketch, scales);
+        Validate(kBlocks, capacity, kvHeads, headDim, from, to, sketch, scales, bits);
         if (!Vector512.IsHardwareAccelerated || !Avx512F.IsSupported)
         {
-            QuantizeReference(kBlocks, capacity, kvHeads, headDim, from, to, sketch, scales);
+            QuantizeReference(kBlocks, capacity, kvHeads, headDim, from, to, sketch, scales, bits);
             return;
         }
+        float level = bits == 8 ? 127f : 7f;
         int blocks = Blocks(capacity);
         fixed (float* k = kBlocks, s = scales)
         fixed (sbyte* q = sketch)
@@ -62,9 +79,17 @@ public static unsafe class KeySketch
                     long at = ((long)h * blocks + b) * headDim * B;
                     var max = Vector512<float>.Zero;
                     for (int d = 0; d < headDim; d++) max = Vector512.Max(max, Vector512.Abs(Vector512.Load(k + at + d * B)));
-                    var inv = Vector512.ConditionalSelect(Vector512.GreaterThan(max, Vector512<float>.Zero), Vector512.Create(127f) / max, Vector512<float>.Zero);
-                    (max / Vector512.Create(127f)).Store(s + ((long)h * blocks + b) * B);
-                    for (int d = 0; d < headDim; d += 2)
+                    var inv = Vector512.ConditionalSelect(Vector512.GreaterThan(max, Vector512<float>.Zero), Vector512.Create(level) / max, Vector512<float>.Zero);
+                    (max / Vector512.Create(level)).Store(s + ((long)h * blocks + b) * B);
+                    for (int d = 0; d < headDim && bits == 4; d += 2)
+                    {
+                        // Channels d (low nibble) and d + 1 (high) of each position in one byte: 16 bytes.
+                        var even = Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + d * B) * inv);
+                        var odd = Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + (d + 1) * B) * inv);
+                        var packed = (even & Vector512.Create(15)) | ((odd & Vector512.Create(15)) << 4);
+                        Avx512F.ConvertToVector128Byte(packed.AsUInt32()).AsSByte().Store(q + at / 2 + d / 2 * B);
+                    }
+                    for (int d = 0; d < headDim && bits == 8; d += 2)
                     {
                         // Channels d and d + 1 interleaved per position: 32 bytes.
                         var even = Avx512F.ConvertToVector128SByteWithSaturation(Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + d * B) * inv));
@@ -77,27 +102,37 @@ public static unsafe class KeySketch
     }
 
     /// <summary>The scalar reference of <see cref="Quantize"/>.</summary>
-    public static void QuantizeReference(ReadOnlySpan<float> kBlocks, int capacity, int kvHeads, int headDim, int from, int to, Span<sbyte> sketch, Span<float> scales)
+    public static void QuantizeReference(ReadOnlySpan<float> kBlocks, int capacity, int kvHeads, int headDim, int from, int to, Span<sbyte> sketch, Span<float> scales, int bits = 8)
     {
-        Validate(kBlocks, capacity, kvHeads, headDim, from, to, sketch, scales);
-        int blocks = Blocks(capacity);
+        Validate(kBlocks, capacity, kvHeads, headDim, from, to, sketch, scales, bits);
+        int blocks = Blocks(capacity), level = bits == 8 ? 127 : 7;
         for (int h = 0; h < kvHeads; h++)
             for (int p = from / B * B; p < (to + B - 1) / B * B; p++)
             {
                 long at = BlockedAttention.Index(capacity, headDim, h, p, 0);
                 float max = 0;
                 for (int d = 0; d < headDim; d++) max = Math.Max(max, Math.Abs(kBlocks[(int)(at + d * B)]));
-                float inv = max > 0 ? 127f / max : 0f;
-                scales[h * blocks * B + p] = max / 127f;
-                for (int d = 0; d < headDim; d++) sketch[(int)Index(capacity, headDim, h, p, d)] = (sbyte)Math.Clamp(MathF.Round(kBlocks[(int)(at + d * B)] * inv), -128, 127);
+                float inv = max > 0 ? level / max : 0f;
+                scales[h * blocks * B + p] = max / level;
+                for (int d = 0; d < headDim; d++)
+                {
+                    int v = (int)Math.Clamp(MathF.Round(kBlocks[(int)(at + d * B)] * inv), -level, level);
+                    if (bits == 8) sketch[(int)Index(capacity, headDim, h, p, d)] = (sbyte)v;
+                    else
+                    {
+                        ref sbyte x = ref sketch[(int)Index4(capacity, headDim, h, p, d)];
+                        x = (sbyte)(d % 2 == 0 ? (x & 0xF0) | (v & 0xF) : (x & 0x0F) | (v << 4));
+                    }
+                }
             }
     }
 
-    static void Validate(ReadOnlySpan<float> kBlocks, int capacity, int kvHeads, int headDim, int from, int to, ReadOnlySpan<sbyte> sketch, ReadOnlySpan<float> scales)
+    static void Validate(ReadOnlySpan<float> kBlocks, int capacity, int kvHeads, int headDim, int from, int to, ReadOnlySpan<sbyte> sketch, ReadOnlySpan<float> scales, int bits)
     {
         long floats = BlockedAttention.CacheFloats(capacity, kvHeads, headDim);
+        if (bits is not (4 or 8)) throw new ArgumentException($"a sketch has 4 or 8 bits per value (got {bits})");
         if (from < 0 || to > capacity || from > to) throw new ArgumentOutOfRangeException(nameof(from), $"positions [{from}, {to}) outside the cache of {capacity}");
-        if (kBlocks.Length < floats || sketch.Length < floats || scales.Length < ScaleCount(capacity, kvHeads)) throw new ArgumentException("the cache, sketch or scales are smaller than the capacity");
+        if (kBlocks.Length < floats || sketch.Length < SketchBytes(capacity, kvHeads, headDim, bits) || scales.Length < ScaleCount(capacity, kvHeads)) throw new ArgumentException("the cache, sketch or scales are smaller than the capacity");
         if (headDim % 2 != 0) throw new ArgumentException("the sketch pairs channels: head width must be even");
     }
 
@@ -110,15 +145,16 @@ public static unsafe class KeySketch
     /// row is in its core's cache: TokenSelect's soft vote).
     /// </summary>
     public static void Logits(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<sbyte> sketch, ReadOnlySpan<float> scales,
-        int capacity, int from, int to, Span<float> logits, int threads, bool softmax = false)
+        int capacity, int from, int to, Span<float> logits, int threads, bool softmax = false, int bits = 8)
     {
         int n = to - from, group = heads / kvHeads, half = headDim / 2;
         if (n <= 0) return;
         if (from < 0 || to > capacity || logits.Length < (long)heads * n || q.Length < heads * headDim || heads % kvHeads != 0 || headDim % 2 != 0) throw new ArgumentException("bad range, heads or buffers");
-        if (sketch.Length < BlockedAttention.CacheFloats(capacity, kvHeads, headDim) || scales.Length < ScaleCount(capacity, kvHeads)) throw new ArgumentException("the sketch or scales are smaller than the capacity");
+        if (bits is not (4 or 8)) throw new ArgumentException($"a sketch has 4 or 8 bits per value (got {bits})");
+        if (sketch.Length < SketchBytes(capacity, kvHeads, headDim, bits) || scales.Length < ScaleCount(capacity, kvHeads)) throw new ArgumentException("the sketch or scales are smaller than the capacity");
         if (!Vector512.IsHardwareAccelerated || !Avx512BW.IsSupported)
         {
-            LogitsReference(q, heads, kvHeads, headDim, sketch, scales, capacity, from, to, logits, softmax);
+            LogitsReference(q, heads, kvHeads, headDim, sketch, scales, capacity, from, to, logits, softmax, bits);
             return;
         }
         // Each head's int16 query, as pairs of channels (one int32 each, broadcast against a row of pairs).
@@ -134,7 +170,7 @@ public static unsafe class KeySketch
         fixed (float* ps = scales, pl = logits, pqs = qScale)
         fixed (sbyte* pk = sketch)
         {
-            var job = new LogitsJob { Pairs = pp, QScale = pqs, K = pk, Scales = ps, Out = pl, From = from, To = to, Softmax = softmax, Heads = heads, Group = group, HeadDim = headDim, Blocks = Blocks(capacity) };
+            var job = new LogitsJob { Pairs = pp, QScale = pqs, K = pk, Scales = ps, Out = pl, From = from, To = to, Softmax = softmax, Bits = bits, Heads = heads, Group = group, HeadDim = headDim, Blocks = Blocks(capacity) };
             long work = (long)heads * n * headDim;
             KernelThreadPool.Shared.Run(&LogitsUnit, &job, (heads + 3) / 4, work < 1 << 14 ? 1 : threads);
         }
@@ -142,7 +178,7 @@ public static unsafe class KeySketch
 
     /// <summary>The scalar reference of <see cref="Logits"/> (softmax in double).</summary>
     public static void LogitsReference(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<sbyte> sketch, ReadOnlySpan<float> scales,
-        int capacity, int from, int to, Span<float> logits, bool softmax = false)
+        int capacity, int from, int to, Span<float> logits, bool softmax = false, int bits = 8)
     {
         int n = to - from, group = heads / kvHeads, blocks = Blocks(capacity);
         var q16 = new short[headDim];
@@ -152,7 +188,7 @@ public static unsafe class KeySketch
             for (int i = 0; i < n; i++)
             {
                 int kvHead = h / group, p = from + i, sum = 0;
-                for (int d = 0; d < headDim; d++) sum += q16[d] * sketch[(int)Index(capacity, headDim, kvHead, p, d)];
+                for (int d = 0; d < headDim; d++) sum += q16[d] * Value(sketch, bits, capacity, headDim, kvHead, p, d);
                 logits[h * n + i] = sum * (scales[kvHead * blocks * B + p] * qs);
             }
             if (!softmax) continue;
@@ -170,7 +206,7 @@ public static unsafe class KeySketch
         public int* Pairs;
         public float* QScale, Scales, Out;
         public sbyte* K;
-        public int From, To, Heads, Group, HeadDim, Blocks;
+        public int From, To, Heads, Group, HeadDim, Blocks, Bits;
         public bool Softmax;
     }
 
@@ -202,11 +238,18 @@ public static unsafe class KeySketch
         float* lanes = stackalloc float[4 * B];
         for (int b = j->From / B; b < (j->To + B - 1) / B; b++)
         {
-            sbyte* kb = j->K + ((long)kvHead * j->Blocks + b) * hd * B;
+            sbyte* kb = j->K + ((long)kvHead * j->Blocks + b) * hd * B * j->Bits / 8;
             Vector512<int> a0 = default, a1 = default, a2 = default, a3 = default;
             for (int d = 0; d < half; d++)
             {
-                var row = Avx512BW.ConvertToVector512Int16(Vector256.Load(kb + d * 2 * B));
+                Vector512<short> row;
+                if (j->Bits == 8) row = Avx512BW.ConvertToVector512Int16(Vector256.Load(kb + d * 2 * B));
+                else
+                {
+                    // One byte per position: low nibble → low int16 of the lane, high nibble → high int16 (both sign-extended).
+                    var x = Avx512F.ConvertToVector512Int32(Vector128.Load(kb + d * B));
+                    row = ((Vector512.ShiftRightArithmetic(x << 28, 28) & Vector512.Create(0xFFFF)) | (Vector512.ShiftRightArithmetic(x, 4) << 16)).AsInt16();
+                }
                 a0 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create(q[d]).AsInt16());
                 if (m > 1) a1 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create(q[half + d]).AsInt16());
                 if (m > 2) a2 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create(q[2 * half + d]).AsInt16());

@@ -14,15 +14,17 @@ public static class KvPolicy
     /// positions. Throws a one-line <see cref="PareException"/> for an unknown name, a budget under 1, or a budget beyond the
     /// context (a budget equal to the context keeps everything: the full cache). <paramref name="renumber"/>: TokenSelect's
     /// RoPE over the gathered sequence (<see cref="TokenSelectOptions.Renumber"/>, default on); the other policies keep true
-    /// positions, and asking them to renumber is an error. <paramref name="int8Scores"/>: TokenSelect's int8 selection scores
-    /// (<see cref="TokenSelectOptions.Int8Scores"/>, default on); any value for another policy is an error.
+    /// positions, and asking them to renumber is an error. <paramref name="scores"/>: TokenSelect's selection scores, int8 (default),
+    /// int4 or f32 (<see cref="TokenSelectOptions.Int8Scores"/>, <see cref="TokenSelectOptions.SketchBits"/>); any value for
+    /// another policy is an error.
     /// </summary>
-    public static IKvPolicy Create(string name, int? budget, LlamaConfig config, int context, bool? renumber = null, bool? int8Scores = null)
+    public static IKvPolicy Create(string name, int? budget, LlamaConfig config, int context, bool? renumber = null, string? scores = null)
     {
         string n = name.ToLowerInvariant();
         if (Array.IndexOf(Names, n) < 0) throw new PareException($"unknown KV policy '{name}' (one of {string.Join(", ", Names)})");
         if (renumber == true && n != "tokenselect") throw new PareException($"--kv-renumber on applies to tokenselect only (got --kv-policy {n})");
-        if (int8Scores != null && n != "tokenselect") throw new PareException($"--kv-scores applies to tokenselect only (got --kv-policy {n})");
+        if (scores != null && n != "tokenselect") throw new PareException($"--kv-scores applies to tokenselect only (got --kv-policy {n})");
+        if (scores is not (null or "int8" or "int4" or "f32")) throw new PareException($"--kv-scores must be int8, int4 or f32 (got {scores})");
         if (n == "full")
         {
             if (budget is int fb && (fb < 1 || fb > context)) CheckBudget(fb, context);
@@ -36,7 +38,7 @@ public static class KvPolicy
             "h2o" => new H2oPolicy(new H2oOptions { Budget = b }, config),
             "snapkv" => new SnapKvPolicy(new SnapKvOptions { Budget = b }, config),
             "quest" => new QuestPolicy(new QuestOptions { Budget = b }, config),
-            "tokenselect" => new TokenSelectPolicy(new TokenSelectOptions { Budget = b, Renumber = renumber ?? true, Int8Scores = int8Scores ?? true }, config),
+            "tokenselect" => new TokenSelectPolicy(new TokenSelectOptions { Budget = b, Renumber = renumber ?? true, Int8Scores = scores != "f32", SketchBits = scores == "int4" ? 4 : 8 }, config),
             _ => new ActQkvPolicy(new ActQkvOptions { Budget = b }, config),
         };
     }

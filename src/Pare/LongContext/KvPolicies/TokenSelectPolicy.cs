@@ -26,6 +26,8 @@ public sealed record TokenSelectOptions
     /// quarter. Only the ranking is approximate; attention over the selected positions stays exact F32. On by default (the
     /// needle accuracy is kept, docs/long-context.md); false = the reference's F32 scores (<c>--kv-scores f32</c>).</summary>
     public bool Int8Scores { get; init; } = true;
+    /// <summary>Bits per value of that sketch: 8 (default) or 4 (an eighth of F32 K's bytes; <c>--kv-scores int4</c>).</summary>
+    public int SketchBits { get; init; } = 8;
     /// <summary>Keep a position-major F32 copy of K (<see cref="IKvPolicy.KeyRows"/>) so that attention reads one row per
     /// selected position and K/V head instead of its whole 16-position block. Same values, so same results; costs the K
     /// cache's size again. On by default.</summary>
@@ -98,7 +100,7 @@ public sealed class TokenSelectPolicy : IKvPolicy
             if (_o.Int8Scores)
             {
                 SyncSketch(copies, prefix, end, kv);
-                KeySketch.Logits(query, _s.Heads, _s.KvHeads, hd, copies.Sketch, copies.Scales, kv.Capacity, _init, end, _logits, kv.Threads, softmax: true);
+                KeySketch.Logits(query, _s.Heads, _s.KvHeads, hd, copies.Sketch, copies.Scales, kv.Capacity, _init, end, _logits, kv.Threads, softmax: true, bits: _o.SketchBits);
             }
             else SelectedAttention.Logits(query, _s.Heads, _s.KvHeads, hd, kv.K, kv.Capacity, _init, end, _logits, kv.Threads);
             SoftVotes.Compute(_logits, _s.Heads, n, votes, kv.Threads, normalized: _o.Int8Scores);   // each head's softmax over the candidates, summed
@@ -126,14 +128,14 @@ public sealed class TokenSelectPolicy : IKvPolicy
 
     /// <summary>The sketch of the candidates up to <paramref name="end"/>; a prefill chunk's own positions (from
     /// <paramref name="prefix"/> on) are not committed yet, so they are quantized again next time.</summary>
-    static void SyncSketch(Copies c, int prefix, int end, in KvView kv)
+    void SyncSketch(Copies c, int prefix, int end, in KvView kv)
     {
         if (c.Sketch.Length == 0)
         {
-            c.Sketch = new sbyte[BlockedAttention.CacheFloats(kv.Capacity, kv.KvHeads, kv.HeadDim)];
+            c.Sketch = new sbyte[KeySketch.SketchBytes(kv.Capacity, kv.KvHeads, kv.HeadDim, _o.SketchBits)];
             c.Scales = new float[KeySketch.ScaleCount(kv.Capacity, kv.KvHeads)];
         }
-        if (end > c.SketchEnd) KeySketch.Quantize(kv.K, kv.Capacity, kv.KvHeads, kv.HeadDim, c.SketchEnd, end, c.Sketch, c.Scales);
+        if (end > c.SketchEnd) KeySketch.Quantize(kv.K, kv.Capacity, kv.KvHeads, kv.HeadDim, c.SketchEnd, end, c.Sketch, c.Scales, _o.SketchBits);
         c.SketchEnd = Math.Max(c.SketchEnd, Math.Min(end, prefix));
     }
 

@@ -61,13 +61,13 @@ public static class KvPolicy
     }
 
     /// <summary>Indices of the k largest scores (ties: lower index first), ascending. O(n): the k-th largest value is
-    /// found by selection on a copy (no sort), then one pass keeps everything above it and the first ties.</summary>
+    /// found by bisection (<see cref="Kernels.TopK.KthLargest"/>, no sort), then one pass keeps everything above it and
+    /// the first ties.</summary>
     internal static int[] TopK(ReadOnlySpan<float> scores, int k)
     {
         if (k >= scores.Length) return Range(0, scores.Length);
         if (k <= 0) return [];
-        var work = scores.ToArray();
-        float kth = Select(work, k - 1);
+        float kth = Kernels.TopK.KthLargest(scores, k);
         int above = 0;
         foreach (float s in scores) if (s > kth) above++;
         var top = new int[k];
@@ -75,28 +75,6 @@ public static class KvPolicy
         for (int i = 0; i < scores.Length && n < k; i++)
             if (scores[i] > kth || (scores[i] == kth && ties-- > 0)) top[n++] = i;
         return top;
-    }
-
-    /// <summary>The value of rank <paramref name="rank"/> (0 = largest) of a (reordered in place), by quickselect.</summary>
-    static float Select(float[] a, int rank)
-    {
-        int lo = 0, hi = a.Length - 1;
-        var rng = new Random(a.Length);
-        while (lo < hi)
-        {
-            float pivot = a[lo + rng.Next(hi - lo + 1)];
-            int i = lo, j = hi;
-            while (i <= j)
-            {
-                while (a[i] > pivot) i++;
-                while (a[j] < pivot) j--;
-                if (i <= j) { (a[i], a[j]) = (a[j], a[i]); i++; j--; }
-            }
-            if (rank <= j) hi = j;
-            else if (rank >= i) lo = i;
-            else return a[rank];
-        }
-        return a[rank];
     }
 
     /// <summary>Sorted union of ascending position lists.</summary>

@@ -9,7 +9,7 @@
 // width 64) filled with random rows, then one decode step's attention over every layer, timed with the fused F16/Q8_0
 // kernels and with the decode-to-F32 path they replace (best of --reps). Prints one JSON line per (type, context).
 //   ... -- --policies streaming,quest,tokenselect --budgets 1024,2048 --contexts 4096,8192,16384 [--layers 16] [--heads 32]
-//       [--kv-heads 8] [--threads 2] [--reps 10]
+//       [--kv-heads 8] [--threads 2] [--reps 10]     (tokenselect-f32: TokenSelect with F32 scores and no K rows, as the reference)
 // KV policies, attention only, on a cache of the 852M model's shape (16 layers, 32 heads, head width 64; F32 cache filled
 // with random rows): per decoded token, every layer's selection (the policy's Select, after OnAppend of the last 64
 // positions' random queries) plus attention over the selection, against the full cache's kernel, same process, best of
@@ -197,7 +197,14 @@ static int PolicyAttention(string[] policies, int[] budgets, int[] contexts, int
         foreach (int budget in budgets)
             foreach (string name in policies)
             {
-                var policy = Pare.LongContext.KvPolicies.KvPolicy.Create(name, budget, cfg, capacity);
+                // tokenselect-f32: the reference's selection (F32 scores over the cache, attention over its blocks);
+                // tokenselect-int4: the default path with a 4-bit sketch.
+                var policy = name switch
+                {
+                    "tokenselect-f32" => new Pare.LongContext.KvPolicies.TokenSelectPolicy(new() { Budget = budget, Int8Scores = false, KeyRows = false }, cfg),
+                    "tokenselect-int4" => new Pare.LongContext.KvPolicies.TokenSelectPolicy(new() { Budget = budget, SketchBits = 4 }, cfg),
+                    _ => Pare.LongContext.KvPolicies.KvPolicy.Create(name, budget, cfg, capacity),
+                };
                 policy.OnRewind(0);
                 for (int l = 0; l < layers; l++)
                 {
@@ -219,22 +226,27 @@ static int PolicyAttention(string[] policies, int[] budgets, int[] contexts, int
                         var sel = policy.Select(l, 0, q, ctx, ctx, view);
                         select += Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
                         if (sel == null) { cache.Attend(l, q, 1, heads, ctx - 1, o, threads); continue; }   // as the session: the dense kernel
+                        if (policy.KeyRows(l) is { IsEmpty: false } rows)   // the session's path for a shared selection with K rows
+                        {
+                            RowsAttention.AttendShared(q, heads, kvHeads, hd, rows, kc.Span, capacity, vc.Span, sel[0], [ctx - 1], o, threads);
+                            continue;
+                        }
                         for (int h = 0; h < heads; h++) { prefix[h] = sel[h]; counts[h] = prefix[h].Length; }
                         SelectedAttention.AttendHeads(q, heads, kvHeads, hd, kc.Span, capacity, vc.Span, prefix, counts, [ctx - 1], o, threads);
                     }
                     double ms = sw.Elapsed.TotalMilliseconds;
                     if (r >= 2 && ms < best) { best = ms; bestSelect = select; }
                 }
-                Emit(name, ctx, budget, bestSelect, best, full);
+                Emit(name, ctx, budget, bestSelect, best, full, policy is Pare.LongContext.KvPolicies.TokenSelectPolicy ts ? ts.CopyBytes / 1048576.0 : 0);
             }
     }
     return 0;
 
-    void Emit(string policy, int ctx, int budget, double selectMs, double totalMs, double fullMs) =>
+    void Emit(string policy, int ctx, int budget, double selectMs, double totalMs, double fullMs, double copiesMib = 0) =>
         Console.WriteLine(JsonSerializer.Serialize(new
         {
             policy, context = ctx, budget, layers, heads, kv_heads = kvHeads, threads, selection_ms_per_token = selectMs,
-            attention_ms_per_token = totalMs, speedup_vs_full = fullMs / totalMs,
+            attention_ms_per_token = totalMs, speedup_vs_full = fullMs / totalMs, policy_copies_mib = copiesMib,
             model_step_ms = stepMs, decode_tok_s_composed = 1000 / (stepMs + totalMs), load = File.ReadAllText("/proc/loadavg").Split(' ')[0],
         }, new JsonSerializerOptions { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
 }

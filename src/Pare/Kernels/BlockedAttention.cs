@@ -41,6 +41,23 @@ public static unsafe class BlockedAttention
             }
     }
 
+    /// <summary>
+    /// Copies positions [from, to) of every head out of the blocked cache into position-major rows (row p at
+    /// p × kvHeads × headDim, as V): <see cref="WriteK"/>'s inverse, for kernels that gather single positions.
+    /// </summary>
+    public static void ReadK(ReadOnlySpan<float> kBlocks, int capacity, int kvHeads, int headDim, int from, int to, Span<float> rows)
+    {
+        if (from < 0 || to > capacity || from > to) throw new ArgumentOutOfRangeException(nameof(from), "positions past the cache");
+        if (rows.Length < (long)to * kvHeads * headDim || kBlocks.Length < CacheFloats(capacity, kvHeads, headDim)) throw new ArgumentException("rows or the cache is too short");
+        for (int h = 0; h < kvHeads; h++)
+            for (int p = from; p < to; p++)
+            {
+                var src = kBlocks[(int)Index(capacity, headDim, h, p, 0)..];
+                var dst = rows.Slice((p * kvHeads + h) * headDim, headDim);
+                for (int d = 0; d < headDim; d++) dst[d] = src[d * Block];
+            }
+    }
+
     /// <summary>Copies every head's K at position <paramref name="from"/> to position <paramref name="to"/> (tree compaction).</summary>
     public static void MoveK(Span<float> kBlocks, int capacity, int kvHeads, int headDim, int from, int to)
     {

@@ -1,5 +1,7 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Pare.Kernels;
 
@@ -12,6 +14,8 @@ namespace Pare.Kernels;
 public static unsafe class SelectedAttention
 {
     const int B = BlockedAttention.Block;
+    /// <summary>Rows prefetched ahead in gathers of scattered positions (more than a DRAM latency's worth of work).</summary>
+    internal const int Ahead = 16;
 
     /// <summary>
     /// out = Σ_p softmax_p(q·K(kvHead, p) / √headDim) V(kvHead, p) over <paramref name="first"/> then <paramref name="second"/>
@@ -218,12 +222,19 @@ public static unsafe class SelectedAttention
         var j = (LogitsJob*)ctx;
         for (int h = 4 * u; h < Math.Min(4 * u + 4, j->Heads);)
         {
-            int m = 1;
-            while (m < 4 - (h - 4 * u) && h + m < j->Heads && (h + m) / j->Group == h / j->Group) m++;
+            int m = UnitRun(u, h, j->Heads, j->Group);
             float* k = j->K + (long)(h / j->Group) * j->BlocksPerHead * j->HeadDim * B;
             ScoreHeads(j->Q + h * j->HeadDim, m, k, j->HeadDim, j->Pos, j->N, j->Out + (long)h * j->N, j->N, j->Scale);
             h += m;
         }
+    }
+
+    /// <summary>How many heads from h on, inside unit u's four (4u..4u+3), share h's K/V group.</summary>
+    internal static int UnitRun(int u, int h, int heads, int group)
+    {
+        int m = 1;
+        while (m < 4 - (h - 4 * u) && h + m < heads && (h + m) / group == h / group) m++;
+        return m;
     }
 
     struct HeadsJob
@@ -273,12 +284,18 @@ public static unsafe class SelectedAttention
 
     /// <summary>o[h] (64 floats, heads headDim apart) = inv[h] Σ_i sc[h·stride + i] V(p_i)[0..64) for m (1-4) heads, p_i from
     /// flat (count) then own.</summary>
-    static void Weighted64(float* v, int kvd, int* flat, int count, int* own, int n, float* sc, int stride, int m, float* o, int headDim, Span<float> inv)
+    internal static void Weighted64(float* v, int kvd, int* flat, int count, int* own, int n, float* sc, int stride, int m, float* o, int headDim, Span<float> inv)
     {
         Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default,
             a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
         for (int i = 0; i < n; i++)
         {
+            if (i + Ahead < n)
+            {
+                // Scattered selections: fetch the row a few positions ahead (four cache lines).
+                byte* next = (byte*)(v + (long)(i + Ahead < count ? flat[i + Ahead] : own[i + Ahead - count]) * kvd);
+                Sse.Prefetch0(next); Sse.Prefetch0(next + 64); Sse.Prefetch0(next + 128); Sse.Prefetch0(next + 192);
+            }
             float* row = v + (long)(i < count ? flat[i] : own[i - count]) * kvd;
             Vector512<float> r0 = Vector512.Load(row), r1 = Vector512.Load(row + B), r2 = Vector512.Load(row + 2 * B), r3 = Vector512.Load(row + 3 * B);
             var w = Vector512.Create(sc[i]);
@@ -299,8 +316,46 @@ public static unsafe class SelectedAttention
         (x0 * v).Store(o); (x1 * v).Store(o + B); (x2 * v).Store(o + 2 * B); (x3 * v).Store(o + 3 * B);
     }
 
+    /// <summary>Scores of m (1-4) heads (queries q, q + headDim, ...) for four K rows r0..r3 into dst[h·stride + 0..3],
+    /// all in registers: per row, the heads' 16-lane partial products fold into one vector (quarter h: head h's four
+    /// partials, <see cref="FoldHeads"/>); the four rows' vectors fold into quarter h = head h's four scores, in order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Score4(float* q, int m, float* r0, float* r1, float* r2, float* r3, int headDim, float* dst, int stride, Vector512<float> scale)
+    {
+        var u0 = FoldHeads(q, m, r0, headDim);
+        var u1 = FoldHeads(q, m, r1, headDim);
+        var u2 = FoldHeads(q, m, r2, headDim);
+        var u3 = FoldHeads(q, m, r3, headDim);
+        var s0 = Avx512F.Shuffle(u0, u1, 0x88) + Avx512F.Shuffle(u0, u1, 0xDD);   // quarter h: [u0 halves, u1 halves]
+        var s1 = Avx512F.Shuffle(u2, u3, 0x88) + Avx512F.Shuffle(u2, u3, 0xDD);
+        var s = (Avx512F.Shuffle(s0, s1, 0x88) + Avx512F.Shuffle(s0, s1, 0xDD)) * scale;   // quarter h: head h's four scores
+        Avx512F.ExtractVector128(s, 0).Store(dst);
+        if (m > 1) Avx512F.ExtractVector128(s, 1).Store(dst + stride);
+        if (m > 2) Avx512F.ExtractVector128(s, 2).Store(dst + 2 * stride);
+        if (m > 3) Avx512F.ExtractVector128(s, 3).Store(dst + 3 * stride);
+    }
+
+    /// <summary>One row against m (1-4) heads: quarter h (lanes 4h..4h+3) holds four partial sums of head h's dot product
+    /// (128-bit quarters folded across the heads' vectors: halves, then quarters).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> FoldHeads(float* q, int m, float* row, int headDim)
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (int d = 0; d < headDim; d += B)
+        {
+            var r = Vector512.Load(row + d);
+            a0 += Vector512.Load(q + d) * r;
+            if (m > 1) a1 += Vector512.Load(q + headDim + d) * r;
+            if (m > 2) a2 += Vector512.Load(q + 2 * headDim + d) * r;
+            if (m > 3) a3 += Vector512.Load(q + 3 * headDim + d) * r;
+        }
+        var w0 = Avx512F.Shuffle4x128(a0, a1, 0x44) + Avx512F.Shuffle4x128(a0, a1, 0xEE);   // quarters 0-1: a0, 2-3: a1
+        var w1 = Avx512F.Shuffle4x128(a2, a3, 0x44) + Avx512F.Shuffle4x128(a2, a3, 0xEE);
+        return Avx512F.Shuffle4x128(w0, w1, 0x88) + Avx512F.Shuffle4x128(w0, w1, 0xDD);
+    }
+
     /// <summary>Scores of m heads (queries q, q + headDim, ...) over count positions, each K block row loaded once for all m.</summary>
-    static void ScoreHeads(float* q, int m, float* k, int headDim, int* pos, int count, float* dst, int stride, float scale)
+    internal static void ScoreHeads(float* q, int m, float* k, int headDim, int* pos, int count, float* dst, int stride, float scale)
     {
         float* lanes = stackalloc float[4 * B];
         int i = 0;
@@ -393,9 +448,10 @@ public static unsafe class SelectedAttention
         return s;
     }
 
-    /// <summary>The scalar reference of <see cref="Attend"/>.</summary>
+    /// <summary>The scalar reference of <see cref="Attend"/> (with <paramref name="firstKeyRows"/>, the keys of
+    /// <paramref name="first"/> come from those position-major rows, row p at p × kvHeads × headDim, as V).</summary>
     public static void AttendReference(ReadOnlySpan<float> q, ReadOnlySpan<float> kBlocks, int capacity, ReadOnlySpan<float> v, int kvHeads, int headDim,
-        int kvHead, ReadOnlySpan<int> first, ReadOnlySpan<int> second, Span<float> scores, Span<float> output)
+        int kvHead, ReadOnlySpan<int> first, ReadOnlySpan<int> second, Span<float> scores, Span<float> output, ReadOnlySpan<float> firstKeyRows = default)
     {
         int n = first.Length + second.Length, kvd = kvHeads * headDim;
         if (n == 0) throw new ArgumentException("no positions to attend");
@@ -405,7 +461,10 @@ public static unsafe class SelectedAttention
             int p = i < first.Length ? first[i] : second[i - first.Length];
             long at = BlockedAttention.Index(capacity, headDim, kvHead, p, 0);
             float s = 0;
-            for (int d = 0; d < headDim; d++) s += q[d] * kBlocks[(int)(at + d * B)];
+            if (i < first.Length && !firstKeyRows.IsEmpty)
+                for (int d = 0; d < headDim; d++) s += q[d] * firstKeyRows[p * kvd + kvHead * headDim + d];
+            else
+                for (int d = 0; d < headDim; d++) s += q[d] * kBlocks[(int)(at + d * B)];
             s *= scale;
             scores[i] = s;
             if (s > max) max = s;

@@ -26,6 +26,8 @@ public sealed record NeedleOptions
     public int? KvBudget { get; init; }
     /// <summary>TokenSelect's RoPE over the gathered sequence (<c>--kv-renumber on|off</c>); null = the policy's default (on for tokenselect).</summary>
     public bool? KvRenumber { get; init; }
+    /// <summary>TokenSelect's selection scores (<c>--kv-scores int8|int4|f32</c>); null = the policy's default (int8).</summary>
+    public string? KvScores { get; init; }
     /// <summary>Prefill the prompt in chunks of this many tokens (null = one chunk): under a KV policy each chunk after the first
     /// then attends to the policy's selection of what came before (with TokenSelect's re-numbering, no token sees a position
     /// past budget + chunk: the reference prefills in chunks of 512 too). The prompt's last token is always its own step.</summary>
@@ -91,7 +93,7 @@ public static class NeedleHarness
     {
         Validate(o, model.Config.ContextLength);
         int ctx = o.Lengths.Max() + AnswerTokens;
-        var policy = o.KvPolicy == "full" && o.KvBudget == null ? null : KvPolicies.KvPolicy.Create(o.KvPolicy, o.KvBudget, model.Config, ctx, o.KvRenumber);
+        var policy = o.KvPolicy == "full" && o.KvBudget == null ? null : KvPolicies.KvPolicy.Create(o.KvPolicy, o.KvBudget, model.Config, ctx, o.KvRenumber, o.KvScores);
         var session = model.CreateSession(new SessionOptions { ContextLength = ctx, Threads = o.Threads, KvType = o.KvType, KvPolicy = policy });
         var cells = new List<NeedleCell>();
         var trials = new List<NeedleTrial>();

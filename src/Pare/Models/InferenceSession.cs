@@ -292,10 +292,21 @@ public sealed partial class InferenceSession
                 prefix[h] = s; counts[h] = cut;
             }
             var ownSpan = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(own);
-            if (_policy!.Renumber) AttendRenumbered(q.Slice(t * qd, qd), view, prefix, counts, ownSpan, att.Slice(t * qd, qd));
+            if (_policy!.Renumber) AttendRenumbered(q.Slice(t * qd, qd), view, prefix, counts, ownSpan, att.Slice(t * qd, qd), _policy.KeyRows(layer));
+            else if (_policy.KeyRows(layer) is { IsEmpty: false } rows && counts[0] > 0 && SharedSelection(prefix, counts))
+                RowsAttention.AttendShared(q.Slice(t * qd, qd), heads, view.KvHeads, hd, rows, view.K, ContextLength, view.V, prefix[0].AsSpan(0, counts[0]),
+                    ownSpan, att.Slice(t * qd, qd), _threads);
             else SelectedAttention.AttendHeads(q.Slice(t * qd, qd), heads, view.KvHeads, hd, view.K, ContextLength, view.V, prefix, counts,
                 ownSpan, att.Slice(t * qd, qd), _threads);
         }
+    }
+
+    /// <summary>Every head reads the same positions (the same array and count).</summary>
+    static bool SharedSelection(int[][] prefix, int[] counts)
+    {
+        for (int h = 1; h < prefix.Length; h++)
+            if (!ReferenceEquals(prefix[h], prefix[0]) || counts[h] != counts[0]) return false;
+        return true;
     }
 
     static void AddInPlace(Span<float> x, ReadOnlySpan<float> y) => Ops.Axpy(1f, y, x);

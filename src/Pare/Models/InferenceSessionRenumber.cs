@@ -18,12 +18,14 @@ public sealed partial class InferenceSession
     // The gathered sequence of one token: K blocked and V position-major, laid out for ContextLength positions (the
     // first G + own are used), reused for every token and layer.
     float[] _gatherK = [], _gatherV = [];
+    // With the policy's position-major K rows (IKvPolicy.KeyRows): the selected keys gathered as rows (ranks 0..G-1).
+    float[] _gatherRows = [];
     // 0, 1, 2, ...: the gathered sequence's ranks (the selection is ranks 0..G-1, the own chunk G..G+own-1), grown as needed.
     int[] _ranks = [];
 
     /// <summary>One token's heads over its renumbered selection: the selected prefix positions (the same for every head) are
     /// gathered into a scratch cache, re-rotated by Δ, followed by the own chunk unchanged; then the selected-positions kernel.</summary>
-    void AttendRenumbered(ReadOnlySpan<float> q, in KvView view, int[][] prefix, int[] counts, ReadOnlySpan<int> own, Span<float> att)
+    void AttendRenumbered(ReadOnlySpan<float> q, in KvView view, int[][] prefix, int[] counts, ReadOnlySpan<int> own, Span<float> att, ReadOnlySpan<float> keyRows)
     {
         int heads = view.Heads, kvHeads = view.KvHeads, hd = view.HeadDim, kvd = kvHeads * hd, half = _c.RopeDim / 2;
         int[] sel = prefix[0];
@@ -34,13 +36,16 @@ public sealed partial class InferenceSession
         if (g == 0 || sel[0] == Position - g)
         {
             // Nothing selected, or the last g positions: every Δ is 0 (a prefill chunk's tokens, a window), no gathering needed.
-            SelectedAttention.AttendHeads(q, heads, kvHeads, hd, view.K, ContextLength, view.V, prefix, counts, own, att, _threads);
+            if (!keyRows.IsEmpty && g > 0) RowsAttention.AttendShared(q, heads, kvHeads, hd, keyRows, view.K, ContextLength, view.V, sel.AsSpan(0, g), own, att, _threads);
+            else SelectedAttention.AttendHeads(q, heads, kvHeads, hd, view.K, ContextLength, view.V, prefix, counts, own, att, _threads);
             return;
         }
         EnsureDeltaAngles();
         int cap = g + own.Length, layout = ContextLength;   // cap <= ContextLength: own positions are distinct from the selection's
         if (_gatherK.Length < BlockedAttention.CacheFloats(layout, kvHeads, hd)) _gatherK = new float[BlockedAttention.CacheFloats(layout, kvHeads, hd)];
         if (_gatherV.Length < layout * kvd) _gatherV = new float[layout * kvd];
+        bool rows = !keyRows.IsEmpty;
+        if (rows && _gatherRows.Length < layout * kvd) _gatherRows = new float[layout * kvd];
         var k = _gatherK;
         var v = _gatherV;
         Span<float> row = stackalloc float[kvd];
@@ -48,6 +53,15 @@ public sealed partial class InferenceSession
         {
             int p = i < g ? sel[i] : own[i - g];
             int delta = i < g ? Position - g + i - p : 0;
+            view.V.Slice(p * kvd, kvd).CopyTo(v.AsSpan(i * kvd, kvd));
+            if (rows && i < g)
+            {
+                // A selected key from the policy's position-major rows: one contiguous row, rotated in place at rank i.
+                var r = _gatherRows.AsSpan(i * kvd, kvd);
+                keyRows.Slice(p * kvd, kvd).CopyTo(r);
+                if (delta != 0) Ops.Rope(r, kvHeads, hd, _deltaCos.AsSpan(delta * half, half), _deltaSin.AsSpan(delta * half, half), _c.RopeLayout);
+                continue;
+            }
             for (int h = 0; h < kvHeads; h++)
             {
                 long at = BlockedAttention.Index(ContextLength, hd, h, p, 0);   // K(h, p, d) at at + d x Block
@@ -60,12 +74,12 @@ public sealed partial class InferenceSession
                 long at = BlockedAttention.Index(layout, hd, h, i, 0);
                 for (int d = 0; d < hd; d++) k[at + d * BlockedAttention.Block] = row[h * hd + d];
             }
-            view.V.Slice(p * kvd, kvd).CopyTo(v.AsSpan(i * kvd, kvd));
         }
         if (_ranks.Length < cap) _ranks = System.Linq.Enumerable.Range(0, layout).ToArray();
         // Every head reads the same gathered ranks with the count checked equal above; the caller refills prefix for each token.
         Array.Fill(prefix, _ranks);
-        SelectedAttention.AttendHeads(q, heads, kvHeads, hd, k, layout, v, prefix, counts, _ranks.AsSpan(g, own.Length), att, _threads);
+        if (rows) RowsAttention.AttendShared(q, heads, kvHeads, hd, _gatherRows, k, layout, v, _ranks.AsSpan(0, g), _ranks.AsSpan(g, own.Length), att, _threads);
+        else SelectedAttention.AttendHeads(q, heads, kvHeads, hd, k, layout, v, prefix, counts, _ranks.AsSpan(g, own.Length), att, _threads);
     }
 
     void EnsureDeltaAngles()

@@ -103,14 +103,68 @@ public class KvPolicyTests
     }
 
     [Fact]
+    public void Tokenselect_int8_scores_keep_the_planted_keys_and_most_of_the_exact_selection()
+    {
+        var cfg = TestModels.Cfg(dim: 256, layers: 1, heads: 8, kvHeads: 2, ffn: 64, tied: true);   // head width 32
+        int hd = cfg.HeadDim, kvd = cfg.KvHeads * hd, positions = 3000, capacity = 3001, budget = 256;
+        var rng = new Random(11);
+        var q = Enumerable.Range(0, cfg.Heads * hd).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var k = Enumerable.Range(0, positions * kvd).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        int[] planted = [100, 777, 1500, 2222];
+        foreach (int p in planted)   // keys along the group's summed query: every head of the group votes for them
+            for (int h = 0; h < cfg.KvHeads; h++)
+                for (int d = 0; d < hd; d++)
+                    k[p * kvd + h * hd + d] = 4 * Enumerable.Range(0, cfg.Heads / cfg.KvHeads).Sum(j => q[(h * cfg.Heads / cfg.KvHeads + j) * hd + d]);
+        var kBlocks = new float[Pare.Kernels.BlockedAttention.CacheFloats(capacity, cfg.KvHeads, hd)];
+        Pare.Kernels.BlockedAttention.WriteK(k, positions, cfg.KvHeads, hd, kBlocks, capacity, 0);
+        var view = new KvView(kBlocks, new float[capacity * kvd], capacity, cfg.Heads, cfg.KvHeads, hd, threads: 2);
+        var fast = new TokenSelectPolicy(new TokenSelectOptions { Budget = budget }, cfg);
+        var exact = new TokenSelectPolicy(new TokenSelectOptions { Budget = budget, Int8Scores = false, KeyRows = false }, cfg);
+        var a = fast.Select(0, 0, q, positions, positions, view)![0];
+        var b = exact.Select(0, 0, q, positions, positions, view)![0];
+        Assert.Equal(budget, a.Length);
+        Assert.All(planted, p => { Assert.Contains(p, a); Assert.Contains(p, b); });
+        Assert.True(a.Intersect(b).Count() >= 0.9 * budget, $"{a.Intersect(b).Count()} of {budget} shared");
+        // The rows are the cache's keys, position-major; the exact path keeps none.
+        Assert.Equal(k, fast.KeyRows(0)[..(positions * kvd)].ToArray());
+        Assert.True(exact.KeyRows(0).IsEmpty);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Tokenselect_key_rows_change_nothing_but_the_kernel(bool renumber)
+    {
+        // Head width 64: the rows kernel's vector path (RowsAttention), the renumbered gather from the rows too.
+        var cfg = TestModels.Cfg(dim: 256, layers: 2, heads: 4, kvHeads: 2, ffn: 128, tied: true);
+        using var m = LlamaModel.Load(TestModels.Get("ts-rows", cfg, GgmlType.F32));
+        int v = m.Config.VocabSize, ctx = 256;
+        var prompt = Tokens(200, v, 7);
+        float[] Decode(bool rows)
+        {
+            var policy = new TokenSelectPolicy(new TokenSelectOptions { Budget = 64, Renumber = renumber, KeyRows = rows }, m.Config);
+            var s = m.CreateSession(new SessionOptions { Threads = 2, ContextLength = ctx, KvPolicy = policy });
+            s.Forward(prompt[..150]);
+            s.Forward(prompt[150..180]);   // a chunk: its own positions and the committed prefix
+            float[] last = [];
+            foreach (int t in prompt[180..]) last = s.Forward([t]);
+            return last;
+        }
+        var a = Decode(true);
+        var b = Decode(false);
+        double maxAbs = b.Max(Math.Abs), maxDiff = a.Zip(b, (x, y) => Math.Abs(x - y)).Max();
+        Assert.True(maxDiff <= 1e-5 * maxAbs, $"rows vs blocks: {maxDiff:G3} of {maxAbs:G3}");
+    }
+
+    [Fact]
     public void Top_k_by_selection_equals_a_stable_sort()
     {
         var rng = new Random(5);
-        foreach (int n in new[] { 1, 7, 64, 1000 })
+        foreach (int n in new[] { 1, 7, 64, 1000, 15000 })   // 15000: TokenSelect's 1,408 of 15.7k at 16k
             foreach (bool ties in new[] { false, true })
             {
                 var scores = Enumerable.Range(0, n).Select(_ => ties ? rng.Next(6) : (float)rng.NextDouble()).Select(x => (float)x).ToArray();
-                foreach (int k in new[] { 0, 1, n / 3, n - 1, n, n + 2 })
+                foreach (int k in new[] { 0, 1, n / 11, n / 3, n - 1, n, n + 2 })
                 {
                     int[] expected = [.. Enumerable.Range(0, n).OrderByDescending(i => scores[i]).ThenBy(i => i).Take(Math.Max(0, k)).Order()];
                     Assert.Equal(expected, Pare.LongContext.KvPolicies.KvPolicy.TopK(scores, k));

@@ -18,6 +18,8 @@ public class LongContextBadInputTests
         { ["needle", "--lengths", "200", "--kv-policy", "snapkv"], "needs --kv-budget" },
         { ["needle", "--lengths", "1001"], "length 1001 + 24 answer tokens exceeds 2x the model's context of 512 tokens" },
         { ["needle", "--lengths", "200", "--kv-policy", "quest", "--kv-budget", "50", "--kv-renumber", "on"], "--kv-renumber on applies to tokenselect only (got --kv-policy quest)" },
+        { ["needle", "--lengths", "200", "--kv-policy", "quest", "--kv-budget", "50", "--kv-scores", "f32"], "--kv-scores applies to tokenselect only (got --kv-policy quest)" },
+        { ["needle", "--lengths", "200", "--kv-policy", "tokenselect", "--kv-budget", "50", "--kv-scores", "int2"], "--kv-scores must be int8, int4 or f32" },
         { ["needle", "--lengths", "100,1100"], "length 1100 + 24 answer tokens exceeds 2x" },
         { ["needle", "--lengths", "200", "--prefill-prune", "lazy"], "--prefill-prune must be none or lazyllm" },
         { ["needle", "--lengths", "200", "--prefill-prune", "lazyllm", "--keep", "0"], "--keep must be in (0, 1]" },

@@ -33,6 +33,7 @@ public class RenumberTests
         }
         public void OnAppend(int layer, ReadOnlySpan<float> queries, int n, int pos0, in KvView kv) => inner.OnAppend(layer, queries, n, pos0, kv);
         public void OnRewind(int position) => inner.OnRewind(position);
+        public ReadOnlySpan<float> KeyRows(int layer) => inner.KeyRows(layer);
     }
 
     static double RelDiff(ReadOnlySpan<float> a, ReadOnlySpan<float> b)

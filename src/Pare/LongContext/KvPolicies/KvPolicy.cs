@@ -14,13 +14,17 @@ public static class KvPolicy
     /// positions. Throws a one-line <see cref="PareException"/> for an unknown name, a budget under 1, or a budget beyond the
     /// context (a budget equal to the context keeps everything: the full cache). <paramref name="renumber"/>: TokenSelect's
     /// RoPE over the gathered sequence (<see cref="TokenSelectOptions.Renumber"/>, default on); the other policies keep true
-    /// positions, and asking them to renumber is an error.
+    /// positions, and asking them to renumber is an error. <paramref name="scores"/>: TokenSelect's selection scores, int8 (default),
+    /// int4 or f32 (<see cref="TokenSelectOptions.Int8Scores"/>, <see cref="TokenSelectOptions.SketchBits"/>); any value for
+    /// another policy is an error.
     /// </summary>
-    public static IKvPolicy Create(string name, int? budget, LlamaConfig config, int context, bool? renumber = null)
+    public static IKvPolicy Create(string name, int? budget, LlamaConfig config, int context, bool? renumber = null, string? scores = null)
     {
         string n = name.ToLowerInvariant();
         if (Array.IndexOf(Names, n) < 0) throw new PareException($"unknown KV policy '{name}' (one of {string.Join(", ", Names)})");
         if (renumber == true && n != "tokenselect") throw new PareException($"--kv-renumber on applies to tokenselect only (got --kv-policy {n})");
+        if (scores != null && n != "tokenselect") throw new PareException($"--kv-scores applies to tokenselect only (got --kv-policy {n})");
+        if (scores is not (null or "int8" or "int4" or "f32")) throw new PareException($"--kv-scores must be int8, int4 or f32 (got {scores})");
         if (n == "full")
         {
             if (budget is int fb && (fb < 1 || fb > context)) CheckBudget(fb, context);
@@ -34,7 +38,7 @@ public static class KvPolicy
             "h2o" => new H2oPolicy(new H2oOptions { Budget = b }, config),
             "snapkv" => new SnapKvPolicy(new SnapKvOptions { Budget = b }, config),
             "quest" => new QuestPolicy(new QuestOptions { Budget = b }, config),
-            "tokenselect" => new TokenSelectPolicy(new TokenSelectOptions { Budget = b, Renumber = renumber ?? true }, config),
+            "tokenselect" => new TokenSelectPolicy(new TokenSelectOptions { Budget = b, Renumber = renumber ?? true, Int8Scores = scores != "f32", SketchBits = scores == "int4" ? 4 : 8 }, config),
             _ => new ActQkvPolicy(new ActQkvOptions { Budget = b }, config),
         };
     }
@@ -57,13 +61,13 @@ public static class KvPolicy
     }
 
     /// <summary>Indices of the k largest scores (ties: lower index first), ascending. O(n): the k-th largest value is
-    /// found by selection on a copy (no sort), then one pass keeps everything above it and the first ties.</summary>
+    /// found by bisection (<see cref="Kernels.TopK.KthLargest"/>, no sort), then one pass keeps everything above it and
+    /// the first ties.</summary>
     internal static int[] TopK(ReadOnlySpan<float> scores, int k)
     {
         if (k >= scores.Length) return Range(0, scores.Length);
         if (k <= 0) return [];
-        var work = scores.ToArray();
-        float kth = Select(work, k - 1);
+        float kth = Kernels.TopK.KthLargest(scores, k);
         int above = 0;
         foreach (float s in scores) if (s > kth) above++;
         var top = new int[k];
@@ -71,28 +75,6 @@ public static class KvPolicy
         for (int i = 0; i < scores.Length && n < k; i++)
             if (scores[i] > kth || (scores[i] == kth && ties-- > 0)) top[n++] = i;
         return top;
-    }
-
-    /// <summary>The value of rank <paramref name="rank"/> (0 = largest) of a (reordered in place), by quickselect.</summary>
-    static float Select(float[] a, int rank)
-    {
-        int lo = 0, hi = a.Length - 1;
-        var rng = new Random(a.Length);
-        while (lo < hi)
-        {
-            float pivot = a[lo + rng.Next(hi - lo + 1)];
-            int i = lo, j = hi;
-            while (i <= j)
-            {
-                while (a[i] > pivot) i++;
-                while (a[j] < pivot) j--;
-                if (i <= j) { (a[i], a[j]) = (a[j], a[i]); i++; j--; }
-            }
-            if (rank <= j) hi = j;
-            else if (rank >= i) lo = i;
-            else return a[rank];
-        }
-        return a[rank];
     }
 
     /// <summary>Sorted union of ascending position lists.</summary>

@@ -21,12 +21,25 @@ public sealed record TokenSelectOptions
     /// reference does with pre-RoPE keys; this is what lets it run past the trained context (length extrapolation). On by
     /// default (the reference's behaviour); false = keys keep their true positions (<c>--kv-renumber off</c>).</summary>
     public bool Renumber { get; init; } = true;
+    /// <summary>Score the candidates from an int8 copy of K (<see cref="KeySketch"/>: one scale per position and K/V head, a
+    /// quarter of F32 K's bytes) instead of the F32 cache: the pass over every candidate is memory-bound, so it reads about a
+    /// quarter. Only the ranking is approximate; attention over the selected positions stays exact F32. On by default (the
+    /// needle accuracy is kept, docs/long-context.md); false = the reference's F32 scores (<c>--kv-scores f32</c>).</summary>
+    public bool Int8Scores { get; init; } = true;
+    /// <summary>Bits per value of that sketch: 8 (default) or 4 (an eighth of F32 K's bytes; <c>--kv-scores int4</c>).</summary>
+    public int SketchBits { get; init; } = 8;
+    /// <summary>Keep a position-major F32 copy of K (<see cref="IKvPolicy.KeyRows"/>) so that attention reads one row per
+    /// selected position and K/V head instead of its whole 16-position block. Same values, so same results; costs the K
+    /// cache's size again. On by default.</summary>
+    public bool KeyRows { get; init; } = true;
 }
 
 /// <summary>
 /// <c>tokenselect</c>: per head, the criticality of every candidate position (between the first n_init and the last n_local)
 /// is q·k; soft voting: a softmax over the candidates per head, summed over the heads; the top_k positions by votes, shared
-/// by all heads of the layer, plus the first n_init and last n_local.
+/// by all heads of the layer, plus the first n_init and last n_local. By default the scores come from an int8 sketch of K
+/// and the attention reads position-major K rows (<see cref="TokenSelectOptions.Int8Scores"/>, <see cref="TokenSelectOptions.KeyRows"/>):
+/// copies the policy keeps per layer, filled from the cache as positions are committed.
 /// </summary>
 public sealed class TokenSelectPolicy : IKvPolicy
 {
@@ -34,7 +47,16 @@ public sealed class TokenSelectPolicy : IKvPolicy
     readonly Shape _s;
     readonly int _init, _local, _topK;
     readonly (float[] Q, int[] Sel, int End)?[] _cache;
+    readonly Copies?[] _copies;
     float[] _logits = [];
+
+    /// <summary>A layer's copies of K: the int8 sketch valid below SketchEnd, the F32 rows below RowsEnd.</summary>
+    sealed class Copies
+    {
+        public sbyte[] Sketch = [];
+        public float[] Scales = [], Rows = [];
+        public int SketchEnd, RowsEnd;
+    }
 
     public TokenSelectPolicy(TokenSelectOptions options, LlamaConfig config)
     {
@@ -44,6 +66,7 @@ public sealed class TokenSelectPolicy : IKvPolicy
         _local = Math.Min(Math.Min(options.NLocal, Math.Max(16, options.Budget / 4)), options.Budget - _init);
         _topK = options.Budget - _init - _local;
         _cache = new (float[], int[], int)?[_s.Layers];
+        _copies = new Copies?[_s.Layers];
     }
 
     public string Name => "tokenselect";
@@ -52,12 +75,16 @@ public sealed class TokenSelectPolicy : IKvPolicy
     public bool Renumber => _o.Renumber;
     /// <summary>Selections served from the selection cache so far.</summary>
     public long CacheHits { get; private set; }
+    /// <summary>Bytes of the K copies kept so far (int8 sketch and scales, F32 rows), every layer.</summary>
+    public long CopyBytes => _copies.Sum(c => c == null ? 0L : c.Sketch.Length + 4L * (c.Scales.Length + c.Rows.Length));
 
     public int[][]? Select(int layer, int slot, ReadOnlySpan<float> query, int queryPosition, int prefix, in KvView kv)
     {
         int p = queryPosition, hd = _s.HeadDim;
         if (p <= Budget) return null;
         int end = p - _local;
+        var copies = _copies[layer] ??= new Copies();
+        if (_o.KeyRows) SyncRows(copies, prefix, kv);
         int[] top;
         if (_o.SelectionCache && _cache[layer] is { } c && Cosine(c.Q, query) >= _o.CacheThreshold)
         {
@@ -70,13 +97,13 @@ public sealed class TokenSelectPolicy : IKvPolicy
             int n = end - _init;
             var votes = new float[n];
             if (_logits.Length < _s.Heads * n) _logits = new float[_s.Heads * n];
-            SelectedAttention.Logits(query, _s.Heads, _s.KvHeads, hd, kv.K, kv.Capacity, _init, end, _logits, kv.Threads);
-            for (int h = 0; h < _s.Heads; h++)
+            if (_o.Int8Scores)
             {
-                var row = _logits.AsSpan(h * n, n);
-                float sum = Ops.ExpMinusMax(row);   // soft vote: each head's softmax over the candidates
-                Ops.Axpy(1f / sum, row, votes);
+                SyncSketch(copies, prefix, end, kv);
+                KeySketch.Logits(query, _s.Heads, _s.KvHeads, hd, copies.Sketch, copies.Scales, kv.Capacity, _init, end, _logits, kv.Threads, softmax: true, bits: _o.SketchBits);
             }
+            else SelectedAttention.Logits(query, _s.Heads, _s.KvHeads, hd, kv.K, kv.Capacity, _init, end, _logits, kv.Threads);
+            SoftVotes.Compute(_logits, _s.Heads, n, votes, kv.Threads, normalized: _o.Int8Scores);   // each head's softmax over the candidates, summed
             top = KvPolicy.TopK(votes, _topK);
             for (int i = 0; i < top.Length; i++) top[i] += _init;
             if (_o.SelectionCache) _cache[layer] = (query.ToArray(), top, end);
@@ -91,6 +118,35 @@ public sealed class TokenSelectPolicy : IKvPolicy
         return ab / Math.Sqrt(aa * bb + 1e-30);
     }
 
+    /// <summary>Rows of the committed positions not copied yet (a decode step adds one).</summary>
+    static void SyncRows(Copies c, int prefix, in KvView kv)
+    {
+        if (c.Rows.Length == 0) c.Rows = new float[(long)kv.Capacity * kv.KvHeads * kv.HeadDim];
+        if (prefix > c.RowsEnd) BlockedAttention.ReadK(kv.K, kv.Capacity, kv.KvHeads, kv.HeadDim, c.RowsEnd, prefix, c.Rows);
+        c.RowsEnd = prefix;
+    }
+
+    /// <summary>The sketch of the candidates up to <paramref name="end"/>; a prefill chunk's own positions (from
+    /// <paramref name="prefix"/> on) are not committed yet, so they are quantized again next time.</summary>
+    void SyncSketch(Copies c, int prefix, int end, in KvView kv)
+    {
+        if (c.Sketch.Length == 0)
+        {
+            c.Sketch = new sbyte[KeySketch.SketchBytes(kv.Capacity, kv.KvHeads, kv.HeadDim, _o.SketchBits)];
+            c.Scales = new float[KeySketch.ScaleCount(kv.Capacity, kv.KvHeads)];
+        }
+        if (end > c.SketchEnd) KeySketch.Quantize(kv.K, kv.Capacity, kv.KvHeads, kv.HeadDim, c.SketchEnd, end, c.Sketch, c.Scales, _o.SketchBits);
+        c.SketchEnd = Math.Max(c.SketchEnd, Math.Min(end, prefix));
+    }
+
+    public ReadOnlySpan<float> KeyRows(int layer) => _o.KeyRows && _copies[layer] is { } c ? c.Rows : default;
+
     public void OnAppend(int layer, ReadOnlySpan<float> queries, int n, int pos0, in KvView kv) { }
-    public void OnRewind(int position) => Array.Clear(_cache);
+
+    public void OnRewind(int position)
+    {
+        Array.Clear(_cache);
+        foreach (var c in _copies)
+            if (c != null) { c.SketchEnd = Math.Min(c.SketchEnd, position); c.RowsEnd = Math.Min(c.RowsEnd, position); }
+    }
 }

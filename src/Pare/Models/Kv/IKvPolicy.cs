@@ -53,6 +53,14 @@ public interface IKvPolicy
     /// False (default): keys keep the rotation of their true positions.
     /// </summary>
     bool Renumber => false;
+
+    /// <summary>
+    /// A position-major copy of layer <paramref name="layer"/>'s K (row p at p × kv_dim, as V) that the policy keeps for
+    /// every committed position its last <see cref="Select"/> saw (below its prefix), with the cache's values: attention
+    /// over scattered selected positions then reads a row per position instead of its whole 16-position K block. Empty
+    /// (default): read the cache.
+    /// </summary>
+    ReadOnlySpan<float> KeyRows(int layer) => default;
 }
 
 /// <summary>One layer of the KV cache as floats: K in <see cref="BlockedAttention"/>'s blocked layout, V position-major.</summary>

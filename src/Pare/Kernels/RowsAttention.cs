@@ -1,0 +1,177 @@
+using System.Buffers;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Pare.Kernels;
+
+/// <summary>
+/// Attention of every query head of one token over one shared list of scattered prefix positions (TokenSelect), the keys
+/// read from a position-major copy of K (row p at p × kvHeads × headDim, as V) instead of the blocked cache, where a
+/// lone position costs its whole 16-position block. Tiles of positions instead of heads: each tile reads its positions'
+/// whole K row (every K/V head) and later their whole V row while the rows' pages and lines are hot, so a scattered
+/// position costs two 2 KB runs (at 8 K/V heads) rather than sixteen scattered 256-byte pieces. One parallel pass: each
+/// tile scores its positions, takes each head's exponentials against the tile's own maximum and sums its weighted V rows;
+/// the tiles' partial sums are then rescaled to the common maximum and added (as split-K "flash decoding").
+/// <see cref="SelectedAttention.AttendReference"/> per head is the reference it is tested against.
+/// </summary>
+public static unsafe class RowsAttention
+{
+    const int B = BlockedAttention.Block, Tile = 128;
+
+    /// <summary>
+    /// output[h] = Σ_p softmax_p(q_h·K(p)/√headDim) V(p) over <paramref name="prefix"/> (keys from <paramref name="keyRows"/>)
+    /// then <paramref name="own"/> (the token's chunk or tree ancestors: keys from the blocked cache), for every head h.
+    /// </summary>
+    public static void AttendShared(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<float> keyRows, ReadOnlySpan<float> kBlocks,
+        int capacity, ReadOnlySpan<float> v, ReadOnlySpan<int> prefix, ReadOnlySpan<int> own, Span<float> output, int threads)
+    {
+        int kvd = kvHeads * headDim, n = prefix.Length + own.Length, group = heads / kvHeads;
+        if (n == 0) throw new ArgumentException("no positions to attend");
+        if (heads % kvHeads != 0 || q.Length < heads * headDim || output.Length < heads * headDim) throw new ArgumentException("q, output or heads do not match");
+        if (kBlocks.Length < BlockedAttention.CacheFloats(capacity, kvHeads, headDim)) throw new ArgumentException("the K cache is smaller than its capacity");
+        foreach (int p in prefix)
+            if ((uint)p >= (uint)capacity || (long)(p + 1) * kvd > Math.Min(keyRows.Length, v.Length)) throw new ArgumentOutOfRangeException(nameof(prefix), $"position {p} outside the cache");
+        foreach (int p in own)
+            if ((uint)p >= (uint)capacity || (long)(p + 1) * kvd > v.Length) throw new ArgumentOutOfRangeException(nameof(own), $"position {p} outside the cache");
+        if (!Vector512.IsHardwareAccelerated || !Avx512F.IsSupported || headDim % (4 * B) != 0)
+        {
+            var scratch = new float[n];
+            for (int h = 0; h < heads; h++)
+                SelectedAttention.AttendReference(q.Slice(h * headDim, headDim), kBlocks, capacity, v, kvHeads, headDim, h / group, prefix, own, scratch,
+                    output.Slice(h * headDim, headDim), keyRows);
+            return;
+        }
+        int prefixTiles = (prefix.Length + Tile - 1) / Tile, tiles = prefixTiles + (own.IsEmpty ? 0 : 1);
+        var scores = ArrayPool<float>.Shared.Rent(heads * n);
+        var partial = ArrayPool<float>.Shared.Rent(tiles * heads * (headDim + 2));   // per tile: outputs, then each head's max and sum
+        try
+        {
+            fixed (float* pq = q, pr = keyRows, pk = kBlocks, pv = v, po = output, ps = scores, pp = partial)
+            fixed (int* pf = prefix, pw = own)
+            {
+                var job = new Job
+                {
+                    Q = pq, Rows = pr, K = pk, V = pv, Scores = ps, Partial = pp, Prefix = pf, Own = pw, PrefixCount = prefix.Length, OwnCount = own.Length,
+                    N = n, Heads = heads, Group = group, KvHeads = kvHeads, HeadDim = headDim, PrefixTiles = prefixTiles, BlocksPerHead = (capacity + B - 1) / B,
+                    Scale = 1f / MathF.Sqrt(headDim),
+                };
+                KernelThreadPool.Shared.Run(&TileUnit, &job, tiles, (long)heads * n * headDim < 1 << 14 ? 1 : threads);
+                // The tiles' partial outputs and sums, each rescaled from its tile's maximum to the common one.
+                int stride = heads * (headDim + 2);
+                for (int h = 0; h < heads; h++)
+                {
+                    float max = float.NegativeInfinity, sum = 0;
+                    for (int i = 0; i < tiles; i++) max = Math.Max(max, partial[i * stride + heads * headDim + h]);
+                    var o = output.Slice(h * headDim, headDim);
+                    o.Clear();
+                    for (int i = 0; i < tiles; i++)
+                    {
+                        float w = MathF.Exp(partial[i * stride + heads * headDim + h] - max);
+                        sum += w * partial[i * stride + heads * (headDim + 1) + h];
+                        Ops.Axpy(w, partial.AsSpan(i * stride + h * headDim, headDim), o);
+                    }
+                    Ops.Scale(o, 1f / sum);
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(scores);
+            ArrayPool<float>.Shared.Return(partial);
+        }
+    }
+
+    struct Job
+    {
+        public float* Q, Rows, K, V, Scores, Partial;
+        public int* Prefix, Own;
+        public int PrefixCount, OwnCount, N, Heads, Group, KvHeads, HeadDim, PrefixTiles, BlocksPerHead;
+        public float Scale;
+    }
+
+    /// <summary>Tile t's positions: prefix[Tile·t..] (rows), or, for the last tile, the own positions (blocks).</summary>
+    static (int First, int Count) Span(Job* j, int t) =>
+        t < j->PrefixTiles ? (t * Tile, Math.Min(Tile, j->PrefixCount - t * Tile)) : (j->PrefixCount, j->OwnCount);
+
+    /// <summary>One tile: scores, each head's exponentials against the tile's maximum (kept with their sum), weighted V rows.</summary>
+    static void TileUnit(void* ctx, int t)
+    {
+        var j = (Job*)ctx;
+        ScoreTile(j, t);
+        var (first, count) = Span(j, t);
+        float* stats = j->Partial + (long)t * j->Heads * (j->HeadDim + 2) + j->Heads * j->HeadDim;
+        for (int h = 0; h < j->Heads; h++)
+        {
+            var row = new Span<float>(j->Scores + (long)h * j->N + first, count);
+            stats[h] = Ops.Max(row);
+            stats[j->Heads + h] = Ops.ExpMinusMax(row);
+        }
+        WeighTile(j, t);
+    }
+
+    /// <summary>Every head's scores for one tile, four positions at a time across all K/V heads (a position's whole K row
+    /// in one go), the rows sixteen positions ahead prefetched.</summary>
+    static void ScoreTile(Job* j, int t)
+    {
+        int hd = j->HeadDim, kvd = j->KvHeads * hd, n = j->N;
+        var (first, count) = Span(j, t);
+        if (t >= j->PrefixTiles)
+        {
+            for (int h = 0; h < j->Heads; h += Math.Min(4, j->Group - h % j->Group))
+            {
+                int m = Math.Min(4, j->Group - h % j->Group);
+                float* k = j->K + (long)(h / j->Group) * j->BlocksPerHead * hd * B;
+                SelectedAttention.ScoreHeads(j->Q + h * hd, m, k, hd, j->Own, count, j->Scores + (long)h * n + first, n, j->Scale);
+            }
+            return;
+        }
+        int* pos = j->Prefix + first;
+        var scale = Vector512.Create(j->Scale);
+        int i = 0;
+        for (; i + 4 <= count; i += 4)
+        {
+            for (int r = i + SelectedAttention.Ahead; r < Math.Min(j->PrefixCount - first, i + SelectedAttention.Ahead + 4); r++)
+                Prefetch((byte*)(j->Rows + (long)pos[r] * kvd), kvd * sizeof(float));
+            float* r0 = j->Rows + (long)pos[i] * kvd, r1 = j->Rows + (long)pos[i + 1] * kvd, r2 = j->Rows + (long)pos[i + 2] * kvd, r3 = j->Rows + (long)pos[i + 3] * kvd;
+            for (int h = 0; h < j->Heads; h += Math.Min(4, j->Group - h % j->Group))
+            {
+                int m = Math.Min(4, j->Group - h % j->Group), off = h / j->Group * hd;
+                SelectedAttention.Score4(j->Q + h * hd, m, r0 + off, r1 + off, r2 + off, r3 + off, hd, j->Scores + (long)h * n + first + i, n, scale);
+            }
+        }
+        for (; i < count; i++)
+        {
+            float* row = j->Rows + (long)pos[i] * kvd;
+            for (int h = 0; h < j->Heads; h++)
+            {
+                float* qh = j->Q + h * hd, kh = row + h / j->Group * hd;
+                var acc = Vector512<float>.Zero;
+                for (int d = 0; d < hd; d += B) acc += Vector512.Load(qh + d) * Vector512.Load(kh + d);
+                j->Scores[(long)h * n + first + i] = Vector512.Sum(acc) * j->Scale;
+            }
+        }
+    }
+
+    /// <summary>One tile's weighted V rows, per K/V head and up to four of its query heads at a time, into the tile's
+    /// partial output; the tile's whole V rows are prefetched first.</summary>
+    static void WeighTile(Job* j, int t)
+    {
+        int hd = j->HeadDim, kvd = j->KvHeads * hd, n = j->N;
+        var (first, count) = Span(j, t);
+        int* pos = t < j->PrefixTiles ? j->Prefix + first : j->Own;
+        for (int i = 0; i < count; i++) Prefetch((byte*)(j->V + (long)pos[i] * kvd), kvd * sizeof(float));
+        Span<float> one = [1f, 1f, 1f, 1f];
+        float* o = j->Partial + (long)t * j->Heads * (hd + 2);
+        for (int h = 0; h < j->Heads; h += Math.Min(4, j->Group - h % j->Group))
+        {
+            int m = Math.Min(4, j->Group - h % j->Group);
+            for (int d0 = 0; d0 < hd; d0 += 4 * B)
+                SelectedAttention.Weighted64(j->V + h / j->Group * hd + d0, kvd, pos, count, null, count, j->Scores + (long)h * n + first, n, m, o + h * hd + d0, hd, one);
+        }
+    }
+
+    static void Prefetch(byte* p, int bytes)
+    {
+        for (int c = 0; c < bytes; c += 64) Sse.Prefetch0(p + c);
+    }
+}

@@ -5,7 +5,7 @@ per K/V head count, one row per policy and budget, one column per context: atten
 Usage: benchmarks/kv-policy-speed-table.py docs/kv-policy-speed.jsonl"""
 import json, sys
 
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+rows = [r for r in (json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")) if "policy" in r]
 for kv in sorted({r["kv_heads"] for r in rows}):
     sel = [r for r in rows if r["kv_heads"] == kv]
     contexts = sorted({r["context"] for r in sel})
@@ -30,4 +30,5 @@ for kv in sorted({r["kv_heads"] for r in rows}):
                                f"{r['selection_ms_per_token']:.1f}){tok}")
         print(f"| {pol} | {budget} | " + " | ".join(cells) + " |")
     loads = [r["load"] for r in sel]
-    print(f"\nload averages during these lines: {loads[0]}-{loads[-1]}")
+    bw = sorted({round(r["bandwidth_gb_s"], 1) for r in sel if "bandwidth_gb_s" in r})
+    print(f"\nload averages during these lines: {loads[0]}-{loads[-1]}" + (f"; memory read bandwidth {bw[0]}-{bw[-1]} GB/s" if bw else ""))

@@ -163,6 +163,8 @@ static int PolicyAttention(string[] policies, int[] budgets, int[] contexts, int
         times.Sort();
         stepMs = times[times.Count / 2];
     }
+    // The memory read bandwidth in the same run (the roofline of attention at long contexts), on every line.
+    double bandwidth = MemoryBandwidth.Measure(threads);
     foreach (int ctx in contexts)
     {
         var cfg = new LlamaConfig
@@ -247,6 +249,6 @@ static int PolicyAttention(string[] policies, int[] budgets, int[] contexts, int
         {
             policy, context = ctx, budget, layers, heads, kv_heads = kvHeads, threads, selection_ms_per_token = selectMs,
             attention_ms_per_token = totalMs, speedup_vs_full = fullMs / totalMs, policy_copies_mib = copiesMib,
-            model_step_ms = stepMs, decode_tok_s_composed = 1000 / (stepMs + totalMs), load = File.ReadAllText("/proc/loadavg").Split(' ')[0],
+            model_step_ms = stepMs, decode_tok_s_composed = 1000 / (stepMs + totalMs), bandwidth_gb_s = bandwidth, load = File.ReadAllText("/proc/loadavg").Split(' ')[0],
         }, new JsonSerializerOptions { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
 }

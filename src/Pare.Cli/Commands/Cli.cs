@@ -71,9 +71,22 @@ internal static class Cli
     /// <summary>--kv-budget N: positions each head attends to under --kv-policy (at least 1, at most the context).</summary>
     public static Option<int?> KvBudget() => new Option<int?>("--kv-budget") { Description = "Cached positions each head attends to under --kv-policy (1 .. the context)." }.AtLeast(1);
 
-    /// <summary>The session's policy (null for full without a budget), checked against the session's context.</summary>
-    public static Pare.Models.Kv.IKvPolicy? MakeKvPolicy(string name, int? budget, LlamaModel m, int context) =>
-        name.Equals("full", StringComparison.OrdinalIgnoreCase) && budget == null ? null : Pare.LongContext.KvPolicies.KvPolicy.Create(name, budget, m.Config, context);
+    /// <summary>--kv-selection-cache THRESHOLD|off: TokenSelect's selection cache (parsed by <see cref="SelectionCache"/>).</summary>
+    public static Option<string?> KvSelectionCache() => new Option<string?>("--kv-selection-cache")
+    {
+        Description = "tokenselect: reuse a layer's previous selection while consecutive queries have cosine >= THRESHOLD (in (0, 1]; the paper's 0.9), or off (default, as the released code).",
+    };
+
+    /// <summary>The --kv-selection-cache value: null for absent or off, else the threshold (its range is checked by KvPolicy.Create).</summary>
+    public static double? SelectionCache(string? v) =>
+        v is null or "off" ? null
+        : double.TryParse(v, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double t) && double.IsFinite(t) ? t
+        : throw new PareException($"--kv-selection-cache must be a cosine threshold in (0, 1] or off (got {v})");
+
+    /// <summary>The session's policy (null for full without a budget or selection cache), checked against the session's context.</summary>
+    public static Pare.Models.Kv.IKvPolicy? MakeKvPolicy(string name, int? budget, LlamaModel m, int context, double? selectionCache = null) =>
+        name.Equals("full", StringComparison.OrdinalIgnoreCase) && budget == null && selectionCache == null ? null
+        : Pare.LongContext.KvPolicies.KvPolicy.Create(name, budget, m.Config, context, selectionCache: selectionCache);
 
     /// <summary>The most --threads accepted: beyond 4 threads per core the kernels only lose time to switching.</summary>
     public static int MaxThreads => 4 * Environment.ProcessorCount;

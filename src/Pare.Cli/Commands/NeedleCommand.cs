@@ -34,6 +34,7 @@ internal static class NeedleCommand
             .Check(v => v is "on" or "off", "on or off");
         var scores = new Option<string?>("--kv-scores") { Description = "tokenselect: score the candidates from an int8 copy of K (int8, default: a quarter of the bytes), a 4-bit one (int4: an eighth) or the F32 cache (f32, as the reference); attention over the selection is F32 either way." }
             .Check(v => v is "int8" or "int4" or "f32", "int8, int4 or f32");
+        var selCache = Cli.KvSelectionCache();
         var chunk = new Option<int?>("--prefill-chunk") { Description = "Prefill the prompt in chunks of N tokens, each after the first attending to the KV policy's selection (default: one chunk)." };
         var prune = new Option<string>("--prefill-prune") { Description = "Prefill token pruning: none (default) or lazyllm (LazyLLM: defer low-attention prompt tokens layer by layer, revive them before the second token).", DefaultValueFactory = _ => "none" }
             .Check(v => v is "none" or "lazyllm", "none or lazyllm");
@@ -50,7 +51,7 @@ internal static class NeedleCommand
         var compareFull = new Option<bool>("--compare-full") { Description = "With --prefill-prune lazyllm: also time a full prefill of each prompt in the same process (alternating order) and report the median speed-up of the time to first token." };
         var json = Cli.Json();
         var cmd = new Command("needle", "Long-context retrieval (passkey and needle-threading tasks): exact-match accuracy per length and depth, greedy, full KV cache.")
-            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, kvPolicy, kvBudget, renumber, scores, chunk, prune, keep, pruneAt, lazyWindow, lazyHeads, lazyWindowReduce, lazyPool, lazyScore, compareFull, json };
+            { model, task, lengths, depths, trials, seed, filler, details, threads, kvType, kvPolicy, kvBudget, renumber, scores, selCache, chunk, prune, keep, pruneAt, lazyWindow, lazyHeads, lazyWindowReduce, lazyPool, lazyScore, compareFull, json };
         cmd.SetAction((r, ct) => Cli.Guard(() =>
         {
             bool asJson = r.GetValue(json);
@@ -63,21 +64,23 @@ internal static class NeedleCommand
                 : [ctx / 4, ctx / 2, ctx - NeedleHarness.AnswerTokens];
             var options = new NeedleOptions { Task = t, Lengths = lengthList, Depths = depthList, Trials = r.GetValue(trials), Seed = r.GetValue(seed), Threads = r.GetValue(threads), KvType = r.GetValue(kvType),
                 KvPolicy = r.GetValue(kvPolicy)!.ToLowerInvariant(), KvBudget = r.GetValue(kvBudget), KvRenumber = r.GetValue(renumber) is { } rn ? rn == "on" : null,
-                KvScores = r.GetValue(scores), PrefillChunk = r.GetValue(chunk), CompareFullPrefill = r.GetValue(compareFull),
+                KvScores = r.GetValue(scores), KvSelectionCache = Cli.SelectionCache(r.GetValue(selCache)), PrefillChunk = r.GetValue(chunk), CompareFullPrefill = r.GetValue(compareFull),
                 Lazy = r.GetValue(prune) == "lazyllm" ? KeepShares(ParseList(r.GetValue(keep)!, "--keep", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture))) with {
                     Window = r.GetValue(lazyWindow), MaxOverHeads = r.GetValue(lazyHeads) == "max",
                     MaxOverWindow = r.GetValue(lazyWindowReduce) == "max", Pool = r.GetValue(lazyPool), SameLayer = r.GetValue(lazyScore) == "same",
                     PruneAt = ParseList(r.GetValue(pruneAt)!, "--prune-at", s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture)) } : null };
             if (options.Lazy != null) _ = options.Lazy.Schedule(m.Config.Layers);   // bad input: one line, before any work
             NeedleHarness.Validate(options, ctx);
-            if (options.KvRenumber != null || options.KvScores != null || options.KvPolicy != "full" || options.KvBudget != null)   // bad input: one line, before any work
-                _ = Pare.LongContext.KvPolicies.KvPolicy.Create(options.KvPolicy, options.KvBudget, m.Config, lengthList.Max() + NeedleHarness.AnswerTokens, options.KvRenumber, options.KvScores);
+            if (options.KvRenumber != null || options.KvScores != null || options.KvSelectionCache != null || options.KvPolicy != "full" || options.KvBudget != null)   // bad input: one line, before any work
+                _ = Pare.LongContext.KvPolicies.KvPolicy.Create(options.KvPolicy, options.KvBudget, m.Config, lengthList.Max() + NeedleHarness.AnswerTokens, options.KvRenumber, options.KvScores, options.KvSelectionCache);
             var text = new TokenText(tok);
             string fillerName = t == NeedleTask.Passkey ? r.GetValue(filler)! : "none";
             var fill = fillerName == "none" || fillerName == "classic" ? Filler.ClassicFiller(text) : new Filler(FillerTokens(tok, fillerName), text);
 
             var sw = Stopwatch.StartNew();
-            var (cells, runs) = Cli.WithProgress(asJson, $"needle {NeedleTasks.Name(t)}", p => NeedleHarness.Run(m, fill, text, options, p, ct));
+            Pare.Models.Kv.IKvPolicy? policy = null;
+            var (cells, runs) = Cli.WithProgress(asJson, $"needle {NeedleTasks.Name(t)}", p => NeedleHarness.Run(m, fill, text, options, out policy, p, ct));
+            var ts = policy as Pare.LongContext.KvPolicies.TokenSelectPolicy;
             double overall = cells.Average(c => c.Accuracy);
             if (asJson)
             {
@@ -85,7 +88,10 @@ internal static class NeedleCommand
                 {
                     model = m.Source, task = NeedleTasks.Name(t), kv_policy = options.KvPolicy, kv_budget = options.KvBudget,
                     kv_renumber = options.KvPolicy == "tokenselect" ? options.KvRenumber ?? true : (bool?)null,
-                    kv_scores = options.KvPolicy == "tokenselect" ? options.KvScores ?? "int8" : null, prefill_chunk = options.PrefillChunk, seed = options.Seed, trials = options.Trials, filler = fillerName, context = ctx,
+                    kv_scores = options.KvPolicy == "tokenselect" ? options.KvScores ?? "int8" : null,
+                    kv_selection_cache = options.KvSelectionCache, selections = ts?.Selections, selection_cache_hits = ts?.CacheHits,
+                    selection_cache_hit_rate = ts?.CacheHitRate, selection_cache_layer_hits = ts?.CacheHitRate == null ? null : ts.LayerCacheHits,
+                    selection_layer_selections = ts?.CacheHitRate == null ? null : ts.LayerSelections, prefill_chunk = options.PrefillChunk, seed = options.Seed, trials = options.Trials, filler = fillerName, context = ctx,
                     lengths = lengthList, depths = depthList, accuracy = overall, seconds = sw.Elapsed.TotalSeconds,
                     prefill_pruning = options.Lazy == null ? "none" : "lazyllm", keep = options.Lazy == null ? null : options.Lazy.KeepAt ?? [options.Lazy.Keep],
                     lazy_window = options.Lazy?.Window, lazy_heads = options.Lazy == null ? null : options.Lazy.MaxOverHeads ? "max" : "mean",
@@ -107,6 +113,7 @@ internal static class NeedleCommand
                 foreach (int l in lengthList)
                     Console.Out.WriteLine($"{l,6}  " + string.Concat(depthList.Select(d => $"{cells.First(c => c.Length == l && c.Depth == d).Accuracy * 100,6:F0}%")));
                 Console.Out.WriteLine($"overall {overall * 100:F1}% ({sw.Elapsed.TotalSeconds:F0} s; mean time to first token {runs.Average(x => x.PrefillSeconds) * 1000:F0} ms)");
+                if (ts?.CacheHitRate is double hr) Console.Out.WriteLine($"selection cache: {ts.CacheHits} hits of {ts.Selections} selections ({hr * 100:F1}%)");
             }
             return Task.FromResult(0);
         }));

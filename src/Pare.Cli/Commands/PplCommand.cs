@@ -21,8 +21,9 @@ internal static class PplCommand
         var kvType = Cli.KvType();
         var kvPolicy = Cli.KvPolicy();
         var kvBudget = Cli.KvBudget();
+        var selCache = Cli.KvSelectionCache();
         var json = Cli.Json();
-        var cmd = new Command("ppl", "Perplexity of a model on a text: windows of the context length, predicting tokens 1..L-1 of each.") { model, file, ctx, stride, threads, kvType, kvPolicy, kvBudget, json };
+        var cmd = new Command("ppl", "Perplexity of a model on a text: windows of the context length, predicting tokens 1..L-1 of each.") { model, file, ctx, stride, threads, kvType, kvPolicy, kvBudget, selCache, json };
         cmd.SetAction((r, ct) => Cli.Guard(() =>
         {
             bool asJson = r.GetValue(json);
@@ -34,9 +35,10 @@ internal static class PplCommand
             int window = r.GetValue(ctx) ?? m.Config.ContextLength;
             string policyName = r.GetValue(kvPolicy)!;
             int? budget = r.GetValue(kvBudget);
-            _ = Cli.MakeKvPolicy(policyName, budget, m, window);   // bad input fails here, before any work
-            Func<int, Pare.Models.Kv.IKvPolicy>? factory = policyName == "full" && budget == null ? null
-                : c => Pare.LongContext.KvPolicies.KvPolicy.Create(policyName, Math.Min(budget ?? c, c), m.Config, c);
+            double? cache = Cli.SelectionCache(r.GetValue(selCache));
+            _ = Cli.MakeKvPolicy(policyName, budget, m, window, cache);   // bad input fails here, before any work
+            Func<int, Pare.Models.Kv.IKvPolicy>? factory = policyName == "full" && budget == null && cache == null ? null
+                : c => Pare.LongContext.KvPolicies.KvPolicy.Create(policyName, Math.Min(budget ?? c, c), m.Config, c, selectionCache: cache);
             var options = new PerplexityOptions { Context = r.GetValue(ctx), Stride = r.GetValue(stride), Threads = r.GetValue(threads), KvType = r.GetValue(kvType), KvPolicy = factory };
             var res = Cli.WithProgress(asJson, "perplexity", p => Perplexity.Evaluate(m, ids, options, p, ct));
             if (asJson) Cli.PrintJson(new { ppl = res.Ppl, tokens = res.Tokens, windows = res.Windows, nll = res.MeanNll });

@@ -31,9 +31,10 @@ internal static class RunCommand
         var kvType = Cli.KvType();
         var kvPolicy = Cli.KvPolicy();
         var kvBudget = Cli.KvBudget();
+        var selCache = Cli.KvSelectionCache();
         var json = Cli.Json();
         var cmd = new Command("run", "Generate a continuation of a prompt, streaming tokens as they come.")
-            { model, prompt, maxTokens, temp, topK, topP, minP, repeat, seed, stop, ctx, draft, maxTree, threads, kvType, kvPolicy, kvBudget, json };
+            { model, prompt, maxTokens, temp, topK, topP, minP, repeat, seed, stop, ctx, draft, maxTree, threads, kvType, kvPolicy, kvBudget, selCache, json };
         cmd.SetAction((r, ct) => Cli.Guard(async () =>
         {
             bool asJson = r.GetValue(json);
@@ -55,7 +56,7 @@ internal static class RunCommand
             };
             Cli.CheckContext(r.GetValue(ctx), m);
             int sessionCtx = r.GetValue(ctx) ?? Math.Min(m.Config.ContextLength, 4096);
-            var policy = Cli.MakeKvPolicy(r.GetValue(kvPolicy)!, r.GetValue(kvBudget), m, sessionCtx);
+            var policy = Cli.MakeKvPolicy(r.GetValue(kvPolicy)!, r.GetValue(kvBudget), m, sessionCtx, Cli.SelectionCache(r.GetValue(selCache)));
             var session = m.CreateSession(new SessionOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx), KvType = r.GetValue(kvType), KvPolicy = policy });
             var text = new System.Text.StringBuilder();
             var tokens = new List<int>();
@@ -84,10 +85,14 @@ internal static class RunCommand
             double decodeTokS = tokens.Count > 1 ? (tokens.Count - 1) / Math.Max(1e-9, total - firstTokenS) : 0;
             int steps = drafter == null ? Math.Max(0, tokens.Count - 1) : stats.Steps;
             double mat = drafter == null ? 1.0 : stats.MeanAccepted;
+            var ts = policy as Pare.LongContext.KvPolicies.TokenSelectPolicy;
             if (asJson)
-                Cli.PrintJson(new { text = text.ToString(), tokens, prompt_tokens = ids.Length, decode_tok_s = decodeTokS, prompt_s = firstTokenS, draft = r.GetValue(draft), mean_accepted = mat, steps });
+                Cli.PrintJson(new { text = text.ToString(), tokens, prompt_tokens = ids.Length, decode_tok_s = decodeTokS, prompt_s = firstTokenS, draft = r.GetValue(draft), mean_accepted = mat, steps,
+                    selections = ts?.Selections, selection_cache_hits = ts?.CacheHits, selection_cache_hit_rate = ts?.CacheHitRate,
+                    selection_cache_layer_hits = ts?.CacheHitRate == null ? null : ts.LayerCacheHits, selection_layer_selections = ts?.CacheHitRate == null ? null : ts.LayerSelections });
             else
-                Console.Error.WriteLine($"\n[{ids.Length} prompt tokens in {firstTokenS:F2} s, {tokens.Count} generated, {decodeTokS:F1} tok/s decode; drafter {r.GetValue(draft)}: {steps} steps, {mat:F2} tokens/step]");
+                Console.Error.WriteLine($"\n[{ids.Length} prompt tokens in {firstTokenS:F2} s, {tokens.Count} generated, {decodeTokS:F1} tok/s decode; drafter {r.GetValue(draft)}: {steps} steps, {mat:F2} tokens/step"
+                    + (ts?.CacheHitRate is double hr ? $"; selection cache {ts.CacheHits}/{ts.Selections} hits ({hr * 100:F1}%)]" : "]"));
             return 0;
         }));
         return cmd;

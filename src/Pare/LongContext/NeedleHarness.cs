@@ -28,6 +28,8 @@ public sealed record NeedleOptions
     public bool? KvRenumber { get; init; }
     /// <summary>TokenSelect's selection scores (<c>--kv-scores int8|int4|f32</c>); null = the policy's default (int8).</summary>
     public string? KvScores { get; init; }
+    /// <summary>TokenSelect's selection cache threshold (<c>--kv-selection-cache</c>, cosine in (0, 1]); null = off (the default).</summary>
+    public double? KvSelectionCache { get; init; }
     /// <summary>Prefill the prompt in chunks of this many tokens (null = one chunk): under a KV policy each chunk after the first
     /// then attends to the policy's selection of what came before (with TokenSelect's re-numbering, no token sees a position
     /// past budget + chunk: the reference prefills in chunks of 512 too). The prompt's last token is always its own step.</summary>
@@ -89,11 +91,16 @@ public static class NeedleHarness
     }
 
     public static (IReadOnlyList<NeedleCell> Cells, IReadOnlyList<NeedleTrial> Trials) Run(LlamaModel model, Filler filler, TokenText text,
-        NeedleOptions o, IProgress<double>? progress = null, CancellationToken ct = default)
+        NeedleOptions o, IProgress<double>? progress = null, CancellationToken ct = default) => Run(model, filler, text, o, out _, progress, ct);
+
+    /// <summary>As <see cref="Run(LlamaModel, Filler, TokenText, NeedleOptions, IProgress{double}?, CancellationToken)"/>;
+    /// <paramref name="policy"/> = the KV policy every trial ran under (null for the full cache), for its counters.</summary>
+    public static (IReadOnlyList<NeedleCell> Cells, IReadOnlyList<NeedleTrial> Trials) Run(LlamaModel model, Filler filler, TokenText text,
+        NeedleOptions o, out Pare.Models.Kv.IKvPolicy? policy, IProgress<double>? progress = null, CancellationToken ct = default)
     {
         Validate(o, model.Config.ContextLength);
         int ctx = o.Lengths.Max() + AnswerTokens;
-        var policy = o.KvPolicy == "full" && o.KvBudget == null ? null : KvPolicies.KvPolicy.Create(o.KvPolicy, o.KvBudget, model.Config, ctx, o.KvRenumber, o.KvScores);
+        policy = o.KvPolicy == "full" && o.KvBudget == null ? null : KvPolicies.KvPolicy.Create(o.KvPolicy, o.KvBudget, model.Config, ctx, o.KvRenumber, o.KvScores, o.KvSelectionCache);
         var session = model.CreateSession(new SessionOptions { ContextLength = ctx, Threads = o.Threads, KvType = o.KvType, KvPolicy = policy });
         var cells = new List<NeedleCell>();
         var trials = new List<NeedleTrial>();

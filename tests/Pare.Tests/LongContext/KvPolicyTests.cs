@@ -130,6 +130,44 @@ public class KvPolicyTests
         Assert.True(exact.KeyRows(0).IsEmpty);
     }
 
+    [Fact]
+    public void Tokenselect_selection_cache_reuses_the_selection_for_a_similar_query_only()
+    {
+        var cfg = TestModels.Cfg(dim: 256, layers: 1, heads: 8, kvHeads: 2, ffn: 64, tied: true);   // head width 32
+        int hd = cfg.HeadDim, kvd = cfg.KvHeads * hd, positions = 1000, capacity = 1010;
+        var rng = new Random(3);
+        float[] Random(int n) => [.. Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1))];
+        var k = Random(positions * kvd);
+        var kBlocks = new float[Pare.Kernels.BlockedAttention.CacheFloats(capacity, cfg.KvHeads, hd)];
+        Pare.Kernels.BlockedAttention.WriteK(k, positions, cfg.KvHeads, hd, kBlocks, capacity, 0);
+        var view = new KvView(kBlocks, new float[capacity * kvd], capacity, cfg.Heads, cfg.KvHeads, hd, threads: 2);
+        var q = Random(cfg.Heads * hd);
+        var other = Random(cfg.Heads * hd);   // made orthogonal to q: cosine 0
+        float along = q.Zip(other, (a, b) => a * b).Sum() / q.Sum(a => a * a);
+        for (int i = 0; i < other.Length; i++) other[i] -= along * q[i];
+
+        var policy = (TokenSelectPolicy)KvPolicy.Create("tokenselect", 256, cfg, capacity, selectionCache: 0.9);   // n_init 32, n_local 64, top_k 160
+        int init = 32, local = 64, topK = 160, p1 = 990, p2 = 993;
+        var first = policy.Select(0, 0, q, p1, p1, view)![0];
+        var second = policy.Select(0, 0, q, p2, p2, view)![0];
+        Assert.Equal((2L, 1L, 0.5), (policy.Selections, policy.CacheHits, policy.CacheHitRate!.Value));
+        // The cached top-k plus the positions that left the local window since (p1 - local .. p2 - local), the oldest dropped.
+        int[] top = first[init..(init + topK)];
+        int[] expected = [.. Enumerable.Range(0, init), .. top.Concat(Enumerable.Range(p1 - local, p2 - p1)).TakeLast(topK), .. Enumerable.Range(p2 - local, local)];
+        Assert.Equal(expected, second);
+        Assert.Equal(first.Length, second.Length);
+
+        var third = policy.Select(0, 0, other, p2, p2, view)![0];   // orthogonal: selected afresh
+        Assert.Equal((3L, 1L), (policy.Selections, policy.CacheHits));
+        var fresh = new TokenSelectPolicy(new TokenSelectOptions { Budget = 256 }, cfg);
+        Assert.Equal(fresh.Select(0, 0, other, p2, p2, view)![0], third);
+        Assert.Null(fresh.CacheHitRate);   // cache off: counted, no rate
+        Assert.Equal(1L, fresh.Selections);
+
+        Assert.Contains("applies to tokenselect only", Assert.Throws<PareException>(() => KvPolicy.Create("quest", 10, cfg, 100, selectionCache: 0.9)).Message);
+        Assert.Contains("must be a cosine threshold in (0, 1]", Assert.Throws<PareException>(() => KvPolicy.Create("tokenselect", 10, cfg, 100, selectionCache: 1.5)).Message);
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]

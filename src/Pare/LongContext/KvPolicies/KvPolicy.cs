@@ -16,15 +16,20 @@ public static class KvPolicy
     /// RoPE over the gathered sequence (<see cref="TokenSelectOptions.Renumber"/>, default on); the other policies keep true
     /// positions, and asking them to renumber is an error. <paramref name="scores"/>: TokenSelect's selection scores, int8 (default),
     /// int4 or f32 (<see cref="TokenSelectOptions.Int8Scores"/>, <see cref="TokenSelectOptions.SketchBits"/>); any value for
-    /// another policy is an error.
+    /// another policy is an error. <paramref name="selectionCache"/>: TokenSelect's selection cache with this cosine threshold in
+    /// (0, 1] (<see cref="TokenSelectOptions.SelectionCache"/>; null = off, the default); any value for another policy is an error.
     /// </summary>
-    public static IKvPolicy Create(string name, int? budget, LlamaConfig config, int context, bool? renumber = null, string? scores = null)
+    public static IKvPolicy Create(string name, int? budget, LlamaConfig config, int context, bool? renumber = null, string? scores = null,
+        double? selectionCache = null)
     {
         string n = name.ToLowerInvariant();
         if (Array.IndexOf(Names, n) < 0) throw new PareException($"unknown KV policy '{name}' (one of {string.Join(", ", Names)})");
         if (renumber == true && n != "tokenselect") throw new PareException($"--kv-renumber on applies to tokenselect only (got --kv-policy {n})");
         if (scores != null && n != "tokenselect") throw new PareException($"--kv-scores applies to tokenselect only (got --kv-policy {n})");
         if (scores is not (null or "int8" or "int4" or "f32")) throw new PareException($"--kv-scores must be int8, int4 or f32 (got {scores})");
+        if (selectionCache != null && n != "tokenselect") throw new PareException($"--kv-selection-cache applies to tokenselect only (got --kv-policy {n})");
+        if (selectionCache is double th && !(th > 0 && th <= 1))
+            throw new PareException($"--kv-selection-cache must be a cosine threshold in (0, 1] or off (got {th.ToString(System.Globalization.CultureInfo.InvariantCulture)})");
         if (n == "full")
         {
             if (budget is int fb && (fb < 1 || fb > context)) CheckBudget(fb, context);
@@ -38,7 +43,8 @@ public static class KvPolicy
             "h2o" => new H2oPolicy(new H2oOptions { Budget = b }, config),
             "snapkv" => new SnapKvPolicy(new SnapKvOptions { Budget = b }, config),
             "quest" => new QuestPolicy(new QuestOptions { Budget = b }, config),
-            "tokenselect" => new TokenSelectPolicy(new TokenSelectOptions { Budget = b, Renumber = renumber ?? true, Int8Scores = scores != "f32", SketchBits = scores == "int4" ? 4 : 8 }, config),
+            "tokenselect" => new TokenSelectPolicy(new TokenSelectOptions { Budget = b, Renumber = renumber ?? true, Int8Scores = scores != "f32", SketchBits = scores == "int4" ? 4 : 8,
+                SelectionCache = selectionCache != null, CacheThreshold = selectionCache ?? 0.9 }, config),
             _ => new ActQkvPolicy(new ActQkvOptions { Budget = b }, config),
         };
     }

@@ -48,6 +48,7 @@ public sealed class TokenSelectPolicy : IKvPolicy
     readonly int _init, _local, _topK;
     readonly (float[] Q, int[] Sel, int End)?[] _cache;
     readonly Copies?[] _copies;
+    readonly long[] _layerSelections, _layerHits;
     float[] _logits = [];
 
     /// <summary>A layer's copies of K: the int8 sketch valid below SketchEnd, the F32 rows below RowsEnd.</summary>
@@ -67,14 +68,24 @@ public sealed class TokenSelectPolicy : IKvPolicy
         _topK = options.Budget - _init - _local;
         _cache = new (float[], int[], int)?[_s.Layers];
         _copies = new Copies?[_s.Layers];
+        _layerSelections = new long[_s.Layers];
+        _layerHits = new long[_s.Layers];
     }
 
     public string Name => "tokenselect";
     public int Budget => _o.Budget;
     public int LocalWindow => _local;
     public bool Renumber => _o.Renumber;
+    /// <summary>Selections made so far (one per layer and query past the budget), cached or not.</summary>
+    public long Selections { get; private set; }
     /// <summary>Selections served from the selection cache so far.</summary>
     public long CacheHits { get; private set; }
+    /// <summary>CacheHits / Selections (0 before any selection); null when the selection cache is off.</summary>
+    public double? CacheHitRate => !_o.SelectionCache ? null : Selections == 0 ? 0 : (double)CacheHits / Selections;
+    /// <summary><see cref="Selections"/> per layer.</summary>
+    public IReadOnlyList<long> LayerSelections => _layerSelections;
+    /// <summary><see cref="CacheHits"/> per layer.</summary>
+    public IReadOnlyList<long> LayerCacheHits => _layerHits;
     /// <summary>Bytes of the K copies kept so far (int8 sketch and scales, F32 rows), every layer.</summary>
     public long CopyBytes => _copies.Sum(c => c == null ? 0L : c.Sketch.Length + 4L * (c.Scales.Length + c.Rows.Length));
 
@@ -86,9 +97,12 @@ public sealed class TokenSelectPolicy : IKvPolicy
         var copies = _copies[layer] ??= new Copies();
         if (_o.KeyRows) SyncRows(copies, prefix, kv);
         int[] top;
+        Selections++;
+        _layerSelections[layer]++;
         if (_o.SelectionCache && _cache[layer] is { } c && Cosine(c.Q, query) >= _o.CacheThreshold)
         {
             CacheHits++;
+            _layerHits[layer]++;
             top = [.. c.Sel, .. KvPolicy.Range(c.End, end)];   // positions that left the local window since stay candidates
             top = top.Length > _topK ? top[^_topK..] : top;
         }

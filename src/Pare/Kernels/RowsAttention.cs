@@ -117,9 +117,9 @@ public static unsafe class RowsAttention
         var (first, count) = Span(j, t);
         if (t >= j->PrefixTiles)
         {
-            for (int h = 0; h < j->Heads; h += Math.Min(4, j->Group - h % j->Group))
+            for (int h = 0, m; h < j->Heads; h += m)
             {
-                int m = Math.Min(4, j->Group - h % j->Group);
+                m = GroupRun(h, j->Group);
                 float* k = j->K + (long)(h / j->Group) * j->BlocksPerHead * hd * B;
                 SelectedAttention.ScoreHeads(j->Q + h * hd, m, k, hd, j->Own, count, j->Scores + (long)h * n + first, n, j->Scale);
             }
@@ -133,9 +133,10 @@ public static unsafe class RowsAttention
             for (int r = i + SelectedAttention.Ahead; r < Math.Min(j->PrefixCount - first, i + SelectedAttention.Ahead + 4); r++)
                 Prefetch((byte*)(j->Rows + (long)pos[r] * kvd), kvd * sizeof(float));
             float* r0 = j->Rows + (long)pos[i] * kvd, r1 = j->Rows + (long)pos[i + 1] * kvd, r2 = j->Rows + (long)pos[i + 2] * kvd, r3 = j->Rows + (long)pos[i + 3] * kvd;
-            for (int h = 0; h < j->Heads; h += Math.Min(4, j->Group - h % j->Group))
+            for (int h = 0, m; h < j->Heads; h += m)
             {
-                int m = Math.Min(4, j->Group - h % j->Group), off = h / j->Group * hd;
+                m = GroupRun(h, j->Group);
+                int off = h / j->Group * hd;
                 SelectedAttention.Score4(j->Q + h * hd, m, r0 + off, r1 + off, r2 + off, r3 + off, hd, j->Scores + (long)h * n + first + i, n, scale);
             }
         }
@@ -162,13 +163,16 @@ public static unsafe class RowsAttention
         for (int i = 0; i < count; i++) Prefetch((byte*)(j->V + (long)pos[i] * kvd), kvd * sizeof(float));
         Span<float> one = [1f, 1f, 1f, 1f];
         float* o = j->Partial + (long)t * j->Heads * (hd + 2);
-        for (int h = 0; h < j->Heads; h += Math.Min(4, j->Group - h % j->Group))
+        for (int h = 0, m; h < j->Heads; h += m)
         {
-            int m = Math.Min(4, j->Group - h % j->Group);
+            m = GroupRun(h, j->Group);
             for (int d0 = 0; d0 < hd; d0 += 4 * B)
                 SelectedAttention.Weighted64(j->V + h / j->Group * hd + d0, kvd, pos, count, null, count, j->Scores + (long)h * n + first, n, m, o + h * hd + d0, hd, one);
         }
     }
+
+    /// <summary>How many query heads from h on are scored together: up to four, inside h's K/V group.</summary>
+    static int GroupRun(int h, int group) => Math.Min(4, group - h % group);
 
     static void Prefetch(byte* p, int bytes)
     {

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Numerics;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -16,24 +17,30 @@ public static class TopK
     public static float KthLargest(ReadOnlySpan<float> x, int k)
     {
         if (k < 1 || k > x.Length) throw new ArgumentOutOfRangeException(nameof(k), $"k = {k} outside 1..{x.Length}");
-        var keys = new int[x.Length];
-        int min = int.MaxValue, max = int.MinValue;
-        for (int i = 0; i < x.Length; i++)
+        // Rented: called per layer and decoded token (TokenSelect), it would allocate ~64 KB each time.
+        var rented = ArrayPool<int>.Shared.Rent(x.Length);
+        try
         {
-            int key = Key(x[i]);
-            keys[i] = key;
-            min = Math.Min(min, key);
-            max = Math.Max(max, key);
+            var keys = rented.AsSpan(0, x.Length);
+            int min = int.MaxValue, max = int.MinValue;
+            for (int i = 0; i < x.Length; i++)
+            {
+                int key = Key(x[i]);
+                keys[i] = key;
+                min = Math.Min(min, key);
+                max = Math.Max(max, key);
+            }
+            // The largest t with count(key ≥ t) ≥ k is the k-th largest key: count(≥ lo) ≥ k, count(≥ hi) < k throughout.
+            long lo = min, hi = (long)max + 1;
+            while (hi - lo > 1)
+            {
+                long mid = lo + (hi - lo) / 2;
+                if (CountAtLeast(keys, (int)mid) >= k) lo = mid;
+                else hi = mid;
+            }
+            return Value((int)lo);
         }
-        // The largest t with count(key ≥ t) ≥ k is the k-th largest key: count(≥ lo) ≥ k, count(≥ hi) < k throughout.
-        long lo = min, hi = (long)max + 1;
-        while (hi - lo > 1)
-        {
-            long mid = lo + (hi - lo) / 2;
-            if (CountAtLeast(keys, (int)mid) >= k) lo = mid;
-            else hi = mid;
-        }
-        return Value((int)lo);
+        finally { ArrayPool<int>.Shared.Return(rented); }
     }
 
     /// <summary>The scalar reference of <see cref="KthLargest"/>: sort descending, take the k-th.</summary>
@@ -53,10 +60,10 @@ public static class TopK
 
     static float Value(int key) => BitConverter.Int32BitsToSingle(key ^ ((key >> 31) & int.MaxValue));
 
-    static int CountAtLeast(int[] keys, int t)
+    static int CountAtLeast(ReadOnlySpan<int> keys, int t)
     {
         int count = 0, i = 0;
-        ref int p = ref MemoryMarshal.GetArrayDataReference(keys);
+        ref int p = ref MemoryMarshal.GetReference(keys);
         if (Vector512.IsHardwareAccelerated)
         {
             var vt = Vector512.Create(t);

@@ -77,11 +77,11 @@ public sealed class TokenSelectPolicy : IKvPolicy
     public int LocalWindow => _local;
     public bool Renumber => _o.Renumber;
     /// <summary>Selections made so far (one per layer and query past the budget), cached or not.</summary>
-    public long Selections { get; private set; }
+    public long Selections => _layerSelections.Sum();
     /// <summary>Selections served from the selection cache so far.</summary>
-    public long CacheHits { get; private set; }
+    public long CacheHits => _layerHits.Sum();
     /// <summary>CacheHits / Selections (0 before any selection); null when the selection cache is off.</summary>
-    public double? CacheHitRate => !_o.SelectionCache ? null : Selections == 0 ? 0 : (double)CacheHits / Selections;
+    public double? CacheHitRate => !_o.SelectionCache ? null : (double)CacheHits / Math.Max(1, Selections);
     /// <summary><see cref="Selections"/> per layer.</summary>
     public IReadOnlyList<long> LayerSelections => _layerSelections;
     /// <summary><see cref="CacheHits"/> per layer.</summary>
@@ -97,11 +97,9 @@ public sealed class TokenSelectPolicy : IKvPolicy
         var copies = _copies[layer] ??= new Copies();
         if (_o.KeyRows) SyncRows(copies, prefix, kv);
         int[] top;
-        Selections++;
         _layerSelections[layer]++;
         if (_o.SelectionCache && _cache[layer] is { } c && Cosine(c.Q, query) >= _o.CacheThreshold)
         {
-            CacheHits++;
             _layerHits[layer]++;
             top = [.. c.Sel, .. KvPolicy.Range(c.End, end)];   // positions that left the local window since stay candidates
             top = top.Length > _topK ? top[^_topK..] : top;

@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.Intrinsics;
 
 namespace Pare.Speculative;
@@ -62,26 +63,52 @@ public sealed class TokenRecycling : IDrafter
     void SetRow(int token, ReadOnlySpan<float> logits)
     {
         if ((uint)token >= (uint)_vocab) return;
-        var row = _adj.AsSpan(token * K, K);
+        TopK(logits, _adj.AsSpan(token * K, K));
+    }
+
+    /// <summary>row = the tokens of the K largest logits, best first (ties: the lower token first); -1 past the vocabulary.</summary>
+    internal static void TopK(ReadOnlySpan<float> logits, Span<int> row)
+    {
         Span<float> best = stackalloc float[K];
         best.Fill(float.NegativeInfinity);
         row.Fill(-1);
-        // Most logits lose to the current k-th best: skip 16 at a time while none beats it (this runs for every verified node).
+        // Most logits lose to the current k-th best: compare 16 at a time with it and insert only those that beat it
+        // (in index order, as the scalar scan does: the same top-k, ties to the lower token). This runs for every verified
+        // node of `auto`'s trees; inserting all 16 of a block where one beat the k-th best took 1.5 us of a row's 2
+        // (8,192 logits; 0.6 us this way, session 15).
         int v = 0;
         if (Vector512.IsHardwareAccelerated)
+        {
+            var bar = Vector512.Create(float.NegativeInfinity);
             for (; v + 16 <= logits.Length; v += 16)
             {
-                var x = Vector512.Create(logits.Slice(v, 16));
-                if (Vector512.GreaterThanAny(x, Vector512.Create(best[K - 1])))
-                    for (int u = v; u < v + 16; u++) Insert(logits[u], u, best, row);
+                ulong above = Vector512.GreaterThan(Vector512.Create(logits.Slice(v, 16)), bar).ExtractMostSignificantBits();
+                if (above == 0) continue;
+                do
+                {
+                    int u = v + BitOperations.TrailingZeroCount(above);
+                    Insert(logits[u], u, best, row);
+                    above &= above - 1;
+                } while (above != 0);
+                bar = Vector512.Create(best[K - 1]);
             }
+        }
         for (; v < logits.Length; v++) Insert(logits[v], v, best, row);
     }
 
-    /// <summary>Puts token v with logit l into the sorted top-k (best, row) if it beats the last.</summary>
+    /// <summary>The scalar scan <see cref="TopK"/> replaces with a vector one (the reference the tests compare with).</summary>
+    internal static void TopKScalar(ReadOnlySpan<float> logits, Span<int> row)
+    {
+        Span<float> best = stackalloc float[K];
+        best.Fill(float.NegativeInfinity);
+        row.Fill(-1);
+        for (int v = 0; v < logits.Length; v++) Insert(logits[v], v, best, row);
+    }
+
+    /// <summary>Puts token v with logit l into the sorted top-k (best, row) if it beats the last (a NaN never does, as in the vector scan).</summary>
     static void Insert(float l, int v, Span<float> best, Span<int> row)
     {
-        if (l <= best[K - 1]) return;
+        if (!(l > best[K - 1])) return;
         int j = K - 1;
         while (j > 0 && best[j - 1] < l) { best[j] = best[j - 1]; row[j] = row[j - 1]; j--; }
         best[j] = l; row[j] = v;

@@ -169,6 +169,35 @@ public class DrafterTests
     }
 
     [Fact]
+    public void Token_recycling_top_k_inserts_only_the_logits_that_beat_the_kth_best_and_matches_the_scalar_scan()
+    {
+        // The vector scan inserts only the lanes of a block that beat the k-th best as of the block's start; the scalar
+        // scan offers every logit. Orders that make every block insert (ascending), ties at the k-th place, NaN and
+        // infinities, fewer than K finite logits, lengths around 16.
+        var rng = new Random(15);
+        List<float[]> cases =
+        [
+            [.. Enumerable.Range(0, 4096).Select(i => (float)i)],
+            [.. Enumerable.Range(0, 4096).Select(i => (float)(i % 37))],
+            [.. Enumerable.Range(0, 8197).Select(_ => (float)Math.Round(rng.NextDouble() * 40) / 4)],
+            [.. Enumerable.Range(0, 33).Select(i => i % 5 == 0 ? float.NaN : i % 7 == 0 ? float.PositiveInfinity : -i)],
+            [.. Enumerable.Range(0, 40).Select(i => i < 3 ? (float)i : float.NegativeInfinity)],
+            [1, 2, 3],
+            [.. Enumerable.Range(0, 16).Select(_ => (float)rng.NextDouble())],
+            [.. Enumerable.Range(0, 17).Select(_ => (float)rng.NextDouble())],
+        ];
+        for (int trial = 0; trial < 20; trial++) cases.Add([.. Enumerable.Range(0, 8192).Select(_ => (float)(rng.NextDouble() * 6 + Math.Log(rng.NextDouble() + 1e-9)))]);
+        foreach (var logits in cases)
+        {
+            var fast = new int[TokenRecycling.K];
+            var slow = new int[TokenRecycling.K];
+            TokenRecycling.TopK(logits, fast);
+            TokenRecycling.TopKScalar(logits, slow);
+            Assert.Equal(slow, fast);
+        }
+    }
+
+    [Fact]
     public void Composite_merges_shared_prefixes()
     {
         var d = new CompositeDrafter("t", new PromptLookup(), new PromptLookup());

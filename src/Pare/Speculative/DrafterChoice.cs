@@ -5,7 +5,7 @@ namespace Pare.Speculative;
 /// <summary>
 /// `auto` with a draft model (`auto:FILE`): several drafters (arms) behind one name, and each step drafts with the one
 /// that measures fastest. The choice is made by the measured fallback itself (<see cref="StepRates"/>: per-arm
-/// tokens per second of wall time, an arm not measured yet tried first, losing arms re-measured at growing gaps, plain
+/// tokens per second of wall time, an arm not measured yet tried first once the default has had a few steps, losing arms re-measured at growing gaps, plain
 /// decoding while no arm beats it), each arm with its own tree sizer. Arms: `auto` (prompt lookup + Token Recycling),
 /// ADED, the Lookahead trie, and on the draft model DySpec and the chain, the model arms sharing one draft session
 /// (the session syncs to whatever history it is given, so arms can take turns, and it is not advanced while a

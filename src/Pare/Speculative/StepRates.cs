@@ -10,7 +10,7 @@ namespace Pare.Speculative;
 /// text turns repetitive. Timing steers only the choice of tree size, never the output (verification is lossless).
 /// With several drafters (arms of a <see cref="DrafterChoice"/>), each arm has its own estimate and tree sizer: steps
 /// draft with the arm measured fastest (arm 0, the default, unless another beats it by <see cref="SpeculativeOptions.MinGain"/>),
-/// an arm not measured yet is tried first, and every other arm is re-measured now and then (after
+/// an arm not measured yet is tried first (once the default arm's estimate has settled: <see cref="SettleSteps"/>), and every other arm is re-measured now and then (after
 /// <see cref="SpeculativeOptions.ProbeInterval"/> drafted steps, the gap growing x4 up to 4 x
 /// <see cref="SpeculativeOptions.MaxProbeInterval"/> while it keeps losing to the best, or longer where a re-measure
 /// loses much (a draft model's passes: all losing re-measures together cost at most ~1% of the drafted time), halved when
@@ -35,6 +35,12 @@ public sealed class StepRates(SpeculativeOptions spec)
     // default's rate x MinGain, or the best other arm's): one lucky step (a long accepted run under a noisy clock) no
     // longer hands it the steps. A winning re-measure is followed at once by another (ChooseArm).
     const int ConfirmSteps = 2;
+    // The other arms are first tried only after the default arm (0) has had this many turns (measured steps, or steps it had
+    // nothing to draft): a first trial is weighed against the default's running rate, which after one or two steps is one
+    // or two steps' luck. In session 15's traces (prose, the first category of bench-spec, where every lane starts fresh)
+    // the Lookahead trie's first trial came at the default's third drafted step, beat its estimate with 2 tokens in 1.4
+    // plain steps, and drafted the next 10 steps (1-2 tokens each) before the default took them back.
+    internal const int SettleSteps = 8;
 
     // The test hook, or null: then Now reads the Stopwatch directly (no delegate and no lambda of its own to compile
     // and tier up while decoding: every step reads the clock two to four times).
@@ -50,6 +56,8 @@ public sealed class StepRates(SpeculativeOptions spec)
     // seconds of all steps observed so far (the time a first trial's cost is weighed against).
     double[] _trialSeconds = new double[1];
     double _observedSeconds;
+    // The default arm's turns so far (SettleSteps).
+    int _defaultTurns;
     double _plainSeconds;
     bool _plainSeen;
     int _plainSinceProbe, _specSincePlain, _probeGap, _arm;
@@ -118,6 +126,7 @@ public sealed class StepRates(SpeculativeOptions spec)
         _specTokens = new double[arms]; _specSeconds = new double[arms]; _specSeen = new bool[arms];
         _since = new int[arms]; _gap = new int[arms]; _streak = new int[arms];
         _trialSeconds = new double[arms];
+        _defaultTurns = 0;
         _arm = 0;
         _best = -1;
         Ahead = false;
@@ -137,8 +146,12 @@ public sealed class StepRates(SpeculativeOptions spec)
         for (int a = 1; a < _trialSeconds.Length; a++) _trialSeconds[a] = a < seconds.Count ? Math.Max(0, seconds[a]) : 0;
     }
 
-    /// <summary>An arm not measured yet whose first trial does not fit its share of the exploration budget yet.</summary>
-    bool Deferred(int a) => !_specSeen[a] && _trialSeconds[a] > RemeasureShare / Math.Max(1, _specSeen.Length - 1) * _observedSeconds;
+    /// <summary>
+    /// An arm not measured yet whose first trial waits: for the default arm's estimate to settle (<see cref="SettleSteps"/>
+    /// turns), or until its cost fits its share of the exploration budget.
+    /// </summary>
+    bool Deferred(int a) => !_specSeen[a] && a > 0
+        && (_defaultTurns < SettleSteps || _trialSeconds[a] > RemeasureShare / Math.Max(1, _specSeen.Length - 1) * _observedSeconds);
 
     /// <summary>
     /// The arm the next step drafts with, should it draft: one not measured yet, else one whose last step beat the best
@@ -203,6 +216,7 @@ public sealed class StepRates(SpeculativeOptions spec)
     {
         for (int a = 0; a < _since.Length; a++) _since[a]++;
         _since[_arm] = 0;
+        if (_arm == 0) _defaultTurns++;
         // A win waiting for confirmation is not confirmed by a step without a draft (nor chosen again at once for ever).
         if (_streak[_arm] < ConfirmSteps) _streak[_arm] = 0;
     }
@@ -224,6 +238,7 @@ public sealed class StepRates(SpeculativeOptions spec)
             if (_specSeen[a] && (bestOther < 0 || Rate(a) > Rate(bestOther))) bestOther = a;
         }
         _since[arm] = 0;
+        if (arm == 0) _defaultTurns++;
         // A step that beats it halves the gap (one lucky step on a loaded machine should not bring back frequent
         // re-measuring; an arm that keeps winning becomes the best through its estimate anyway).
         // The default arm (0) is re-measured at most DefaultRemeasureDivisor-th of MaxProbeInterval apart: its steps cost

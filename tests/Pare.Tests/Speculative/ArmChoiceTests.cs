@@ -71,6 +71,33 @@ public class ArmChoiceTests
     }
 
     [Fact]
+    public void Another_arm_is_first_tried_only_once_the_default_arm_has_settled()
+    {
+        // The default arm's first drafted step is unlucky (1 token where it then gets 4, each step 1 s); arm 1 gets 2 tokens
+        // in 0.8 s: slower than the default. Tried at the second step, against the default's one-step estimate, it would
+        // win twice and draft until the default's re-measures brought its estimate back up (10 of the first 100 steps).
+        var rates = Rates(2);
+        int defaultSteps = 0, firstTrial = -1;
+        var counts = Run(rates, 2, 100, (arm, i) =>
+        {
+            if (arm == 0) return (defaultSteps++ == 0 ? 1 : 4, 1.0);
+            if (firstTrial < 0) firstTrial = i;
+            return (2, 0.8);
+        });
+        Assert.True(counts[1] <= 3, $"the slower arm drafted {counts[1]} of 100 steps");
+        Assert.Equal(StepRates.SettleSteps, firstTrial);
+        // A default arm with nothing to draft still lets the others be tried: its turns count.
+        rates = Rates(2);
+        int tried = -1;
+        for (int i = 0; i < 20 && tried < 0; i++)
+        {
+            if (rates.ChooseArm() == 1) { tried = i; rates.Observe(true, 2, 0.8); }
+            else rates.Skipped();
+        }
+        Assert.Equal(StepRates.SettleSteps, tried);
+    }
+
+    [Fact]
     public void One_lucky_step_of_another_arm_does_not_hand_it_the_steps()
     {
         // Arm 1 is slower than arm 0 (2 tokens for 1.5 against 2 for 1.0), but every other time it is re-measured its step
@@ -111,11 +138,12 @@ public class ArmChoiceTests
         // Tried, it measures 3x faster per second (6 tokens for 1 s against 2): it takes the steps, as before.
         var counts = Run(rates, 3, 400, (arm, _) => arm == 2 ? (6, 1.0) : (2, 1.0));
         Assert.True(counts[2] >= 350, $"the faster draft-model arm drafted {counts[2]} of 400 steps");
-        // Arm 0 is never deferred (some arm must be measured first), whatever cost it is given; arm 1 (no cost) at once.
+        // Arm 0 is never deferred (some arm must be measured first), whatever cost it is given; arm 1 (no cost) as soon as
+        // arm 0 has settled (StepRates.SettleSteps turns).
         rates = Rates(3);
         rates.SetTrialCosts([5.0, 0, 3.0]);
-        var early = Run(rates, 3, 4, (_, _) => (2, 1.0));
-        Assert.True(early[0] >= 1 && early[1] >= 1 && early[2] == 0, $"first steps per arm: {string.Join(", ", early)}");
+        var early = Run(rates, 3, StepRates.SettleSteps + 2, (_, _) => (2, 1.0));
+        Assert.True(early[0] >= StepRates.SettleSteps && early[1] >= 1 && early[2] == 0, $"first steps per arm: {string.Join(", ", early)}");
     }
 
     [Fact]

@@ -77,6 +77,8 @@ internal static class BenchSpecCommand
                     session.Reset();
                     var wd = Drafters.Create(n, session)!;
                     await foreach (var _ in SpeculativeGenerator.GenerateAsync(session, warm, wopt, wd, new SpeculativeOptions { MaxTreeSize = r.GetValue(maxTree), Costs = costs, Adaptive = !r.GetValue(fixedSize) }, new SpeculationStats(), ct)) { }
+                    // Arms the warm-up generation did not draft with (auto:FILE's, tried only once its default has settled).
+                    (wd as DrafterChoice)?.Exercise(warm, m.Config.VocabSize);
                     (wd as IModelDrafter)?.Runner.Dispose();
                 }
                 // Methods called often during the warm-up are recompiled (tier 1) in the background after a quiet spell:

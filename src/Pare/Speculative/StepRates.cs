@@ -35,8 +35,8 @@ public sealed class StepRates(SpeculativeOptions spec)
     // default's rate x MinGain, or the best other arm's): one lucky step (a long accepted run under a noisy clock) no
     // longer hands it the steps. A winning re-measure is followed at once by another (ChooseArm).
     const int ConfirmSteps = 2;
-    // The other arms are first tried only after the default arm (0) has had this many turns (measured steps, or steps it had
-    // nothing to draft): a first trial is weighed against the default's running rate, which after one or two steps is one
+    // The other arms are first tried only after the default arm (0) has had this many turns (measured steps, steps it had
+    // nothing to draft, plain steps while it measured slower than plain decoding): a first trial is weighed against the default's running rate, which after one or two steps is one
     // or two steps' luck. In session 15's traces (prose, the first category of bench-spec, where every lane starts fresh)
     // the Lookahead trie's first trial came at the default's third drafted step, beat its estimate with 2 tokens in 1.4
     // plain steps, and drafted the next 10 steps (1-2 tokens each) before the default took them back.
@@ -287,6 +287,9 @@ public sealed class StepRates(SpeculativeOptions spec)
         double keep = spec.RateSmoothing;
         _plainSeconds = _plainSeen ? keep * _plainSeconds + (1 - keep) * seconds : seconds;
         _plainSeen = true;
+        // A plain step while the default arm is measured but not ahead is one of its turns too: it lost to plain decoding,
+        // so the others need not wait for it to draft SettleSteps times (probes are spaced out while it loses).
+        if (_specSeen[0] && !Ahead) _defaultTurns++;
         Ahead = _best >= 0 && _specTokens[_best] > _specSeconds[_best] * spec.MinGain / _plainSeconds;
     }
 }

@@ -95,6 +95,16 @@ public class ArmChoiceTests
             else rates.Skipped();
         }
         Assert.Equal(StepRates.SettleSteps, tried);
+        // Nor does a default arm that measures slower than plain decoding hold them back while the steps go plain (it drafts
+        // only as spaced probes then): each plain step is one of its turns.
+        rates = Rates(2);
+        Assert.Equal(0, rates.ChooseArm());
+        rates.Observe(true, 1, 2.0);
+        tried = -1;
+        for (int i = 1; i < 20 && tried < 0; i++)
+            if (rates.ChooseArm() == 1) tried = i;
+            else rates.ObservePlain(1.0);
+        Assert.Equal(StepRates.SettleSteps, tried);
     }
 
     [Fact]

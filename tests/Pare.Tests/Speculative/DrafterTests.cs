@@ -82,6 +82,45 @@ public class DrafterTests
     }
 
     [Fact]
+    public void A_lookahead_trie_inserting_each_token_from_the_last_ones_nodes_is_the_trie_that_walks_every_ngram_from_the_root()
+    {
+        // The incremental insertion (each n-gram ending at a token extends the node of the one ending before it) against
+        // the walk from the root, the reference: through decays (a small node budget), new sequences (Start, and a
+        // catch-up on a shorter history), catch-ups of several tokens at once and of one.
+        var rng = new Random(15);
+        foreach (var (branch, budget) in new[] { (6, 400), (12, 3000), (1, 50), (3, 100_000) })
+        {
+            var fast = new LookaheadTrie(branch, budget);
+            var slow = new LookaheadTrie(branch, budget) { Reference = true };
+            int drafts = 0;
+            for (int sequence = 0; sequence < 4; sequence++)
+            {
+                var phrase = Enumerable.Range(0, 5 + rng.Next(8)).Select(_ => rng.Next(40)).ToArray();
+                var h = new List<int>(phrase);
+                fast.Start(h, [], 40); slow.Start(h, [], 40);
+                for (int step = 0; step < 600; step++)
+                {
+                    for (int k = 1 + (rng.Next(4) == 0 ? rng.Next(9) : 0); k > 0; k--) h.Add(rng.Next(5) == 0 ? rng.Next(40) : phrase[(h.Count + k) % phrase.Length]);
+                    if (rng.Next(3) == 0) { fast.CatchUp(h, h.Count - 1); slow.CatchUp(h, h.Count - 1); }
+                    else { fast.Update(h, new DraftTree(h[^1]), [], 40); slow.Update(h, new DraftTree(h[^1]), [], 40); }
+                    Assert.Equal(slow.NodeCount, fast.NodeCount);
+                    var a = slow.Draft(h, 16);
+                    var b = fast.Draft(h, 16);
+                    Assert.Equal(a.Tokens, b.Tokens);
+                    Assert.Equal(a.Parents, b.Parents);
+                    drafts += a.Count > 1 ? 1 : 0;
+                }
+                // A catch-up on a shorter history is a new sequence.
+                var restart = phrase.Take(3).ToList();
+                fast.CatchUp(restart, restart.Count); slow.CatchUp(restart, restart.Count);
+                Assert.Equal(slow.NodeCount, fast.NodeCount);
+            }
+            // (Unigrams alone have no continuation to draft.)
+            Assert.True(branch == 1 || drafts > 1000, $"{drafts} non-empty drafts compared (branch {branch})");
+        }
+    }
+
+    [Fact]
     public void A_lookahead_trie_caught_up_on_the_text_drafts_as_one_updated_every_step()
     {
         // auto:FILE skips the updates of text-learning arms it does not draft with (IHistoryLearner) and catches them up

@@ -247,8 +247,18 @@ public static class SpeculativeGenerator
             int budget = plan.Idle(history) ? 1 : plan.Budget(history, Math.Min(session.ContextLength - session.Position, options.MaxTokens - emitted + 1));
             bool drafted = budget > 1;
             // The drafter starts at its first draft (its set-up is decoding time, as it should be, but only when it drafts):
-            // it has seen nothing since the prompt, and plain steps do not update it.
-            if (drafted && !started) { drafter.Start(prompt, spec.SeedFromPrompt ? all : [], vocab); started = true; }
+            // it has seen nothing since the prompt, and plain steps do not update it. The set-up is not part of the step's
+            // measured rate (setup, below): a first step charged with it (`auto:FILE`'s arms and Token Recycling's matrix: 1.2
+            // ms in bench-spec's first prompt, session 15) measured slower than plain decoding, the next steps went plain, and
+            // with the default arm behind, other arms' first trials came early and took over for a few steps.
+            // (From t0: the planning before it is a few microseconds, and one clock read fewer.)
+            double setup = 0;
+            if (drafted && !started)
+            {
+                drafter.Start(prompt, spec.SeedFromPrompt ? all : [], vocab);
+                started = true;
+                setup = (rates?.Now() ?? 0) - t0;
+            }
             var sampled = drafted && modelDrafter != null ? modelDrafter.DraftSampled(history, budget, options.Sampling, specRng) : null;
             // A plain step has no tree (tree == null): one node, the pending token.
             var tree = sampled?.Tree ?? (drafted ? drafter.Draft(history, budget) : null);
@@ -295,7 +305,7 @@ public static class SpeculativeGenerator
             if (drafted || empty) drafter.Update(history, tree!, logits.AsSpan(0, nodes * vocab), vocab);
             if (rates != null)
             {
-                double seconds = stepSeconds + (rates.Now() - t1);
+                double seconds = stepSeconds + (rates.Now() - t1) - setup;
                 if (drafted) { rates.Observe(true, chosen.Count, seconds); plan.Sizer?.Timed(nodes, chosen.Count, seconds); stats.ClassSeconds[Math.Clamp(plan.Class, 0, 2)] += seconds; }
                 else { rates.ObservePlain(seconds); stats.PlainSeconds += seconds; }
             }

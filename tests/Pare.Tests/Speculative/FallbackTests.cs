@@ -67,6 +67,34 @@ public class FallbackTests
         return stats;
     }
 
+    /// <summary>The oracle, with a set-up at its start that costs <paramref name="setup"/> ticks (a matrix to allocate, arms to start).</summary>
+    sealed class SlowStartDrafter(int[] truth, FakeClock clock, double setup) : IDrafter
+    {
+        readonly OracleDrafter _oracle = new(truth, clock, _ => 0);
+        public string Name => "slow-start";
+        public void Start(IReadOnlyList<int> prompt, ReadOnlySpan<float> promptLogits, int vocab) => clock.Now += setup;
+        public DraftTree Draft(IReadOnlyList<int> history, int budget) => _oracle.Draft(history, budget);
+        public void Update(IReadOnlyList<int> history, DraftTree tree, ReadOnlySpan<float> logits, int vocab) { }
+    }
+
+    [Fact]
+    public async Task A_drafters_set_up_at_its_first_draft_is_not_part_of_that_steps_measured_rate()
+    {
+        // A set-up of 1,000 ticks (a plain step measures 2) charged to the first drafted step made speculation look 60x
+        // slower than plain decoding: the next steps went plain until a probe measured again. Excluded, the oracle's steps
+        // (all accepted) draft from the first on.
+        using var m = SpecModel();
+        var (o, prompt, plain) = await PlainRun(m, 60);
+        var clock = new FakeClock();
+        var spec = new SpeculativeOptions { MaxTreeSize = 8, Costs = new CostModel([1, 2, 4, 8], [1.0, 1.0, 1.0, 1.0]), Clock = clock.Read, EvidenceNgram = 0 };
+        var stats = new SpeculationStats();
+        var output = new List<int>();
+        await foreach (var t in SpeculativeGenerator.GenerateAsync(m.CreateSession(), prompt, o, new SlowStartDrafter([.. plain], clock, 1000), spec, stats)) output.Add(t.Id);
+        Assert.Equal(plain.Skip(prompt.Length), output);
+        Assert.True(stats.ClassSeconds.Sum() + stats.PlainSeconds < 1000, $"measured {stats.ClassSeconds.Sum() + stats.PlainSeconds} ticks");
+        Assert.True(stats.PlainSteps <= 2, $"{stats.PlainSteps} plain steps of {stats.Steps}");
+    }
+
     [Fact]
     public async Task Falls_back_to_plain_steps_while_speculation_measures_slower_and_returns_when_it_is_faster()
     {

@@ -60,7 +60,7 @@ public sealed class DrafterChoice : IModelDrafter
     /// their code is compiled before anything is timed; the arms keep what they learnt (throw-away drafters only:
     /// bench-spec's warm-up). Since the other arms wait for the default arm to settle (<see cref="StepRates.SettleSteps"/>),
     /// the warm-up generation no longer reaches their first trials, and the first lane's compiled them inside a timed one
-    /// (12.6 ms for ADED's first draft in session 15's trace, against 0.4-0.8 ms in the other lanes).
+    /// (12.6 ms for ADED's first draft in session 15's trace, against 0.1-0.8 ms in the other lanes).
     /// </summary>
     public void Exercise(IReadOnlyList<int> text, int vocab)
     {

@@ -36,10 +36,11 @@ public sealed class StepRates(SpeculativeOptions spec)
     // longer hands it the steps. A winning re-measure is followed at once by another (ChooseArm).
     const int ConfirmSteps = 2;
     // The other arms are first tried only after the default arm (0) has had this many turns (measured steps, steps it had
-    // nothing to draft, plain steps while it measured slower than plain decoding): a first trial is weighed against the default's running rate, which after one or two steps is one
-    // or two steps' luck. In session 15's traces (prose, the first category of bench-spec, where every lane starts fresh)
-    // the Lookahead trie's first trial came at the default's third drafted step, beat its estimate with 2 tokens in 1.4
-    // plain steps, and drafted the next 10 steps (1-2 tokens each) before the default took them back.
+    // nothing to draft, plain steps while it measured slower than plain decoding): a first trial is weighed against the
+    // default's running rate, which after one or two steps is one or two steps' luck. In session 15's traces (prose, the
+    // first category of bench-spec, where every lane starts fresh) the Lookahead trie's first trial came right after the
+    // default's first measured step, beat it with 2 tokens at 2 nodes and drafted 8 of the next 11 steps (six of them
+    // 1-2 tokens) before the default took them back.
     internal const int SettleSteps = 8;
 
     // The test hook, or null: then Now reads the Stopwatch directly (no delegate and no lambda of its own to compile

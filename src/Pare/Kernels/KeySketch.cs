@@ -5,13 +5,16 @@ namespace Pare.Kernels;
 
 /// <summary>
 /// An int8 copy of a blocked F32 K cache for scoring every cached position (TokenSelect's selection pass): blocks of 16
-/// positions as in <see cref="BlockedAttention"/>'s K, one signed byte per value, channels in pairs,
-/// K[kvHead][block][d / 2][16 positions][d % 2] (<see cref="Index"/>), and one scale per (K/V head, position),
-/// max|k| / 127 over the head's row. A quarter of F32 K's bytes (plus 4 bytes per row of scales): the pass over every
-/// position is memory-bound, so it reads about a quarter. With 4 bits: values in -7..7 (scale max|k| / 7), a pair of
-/// channels per byte (low nibble d, high d + 1), K[kvHead][block][d / 2][16 positions]: an eighth of F32 K. The scores multiply int16 queries (each head's row scaled to
-/// ±<see cref="QueryMax"/>) with the int8 keys by pairs of channels (AVX-512 vpmaddwd: two products and their sum per
-/// 32-bit lane, exact in int32), half the instructions of converting every key to float.
+/// positions as in <see cref="BlockedAttention"/>'s K, one byte per value, channels in fours,
+/// K[kvHead][block][d / 4][16 positions][d % 4] (<see cref="Index"/>), each byte k + 128 (0..254: unsigned, the operand
+/// AVX-VNNI's vpdpbusd takes), and one scale per (K/V head, position), max|k| / 127 over the head's row. A quarter of
+/// F32 K's bytes (plus 4 bytes per row of scales): the pass over every position reads about a quarter. The scores
+/// multiply each head's query rounded to int8 (±127) with the keys, four channels per 32-bit lane: with AVX-VNNI one
+/// vpdpbusd per 8 positions x 4 channels (multiply, sum of four and accumulate in one instruction), else AVX-512BW
+/// vpmaddwd on the keys widened to int16; Σ_d (k + 128)·q = Σ_d k·q + 128·Σ_d q, so each head's sums start from
+/// -128·Σ_d q (exact in int32). With 4 bits: values in -7..7 (scale max|k| / 7), a pair of channels per byte (low
+/// nibble d, high d + 1), K[kvHead][block][d / 2][16 positions]: an eighth of F32 K; int16 queries
+/// (±<see cref="QueryMax"/>) by pairs of channels (vpmaddwd on the nibbles rebuilt as int16).
 /// The <c>*Reference</c> methods are the scalar definitions the vector paths are tested against.
 /// </summary>
 public static unsafe class KeySketch
@@ -20,9 +23,9 @@ public static unsafe class KeySketch
 
     static int Blocks(int capacity) => (capacity + B - 1) / B;
 
-    /// <summary>Index of k(kvHead, position, d) in an 8-bit sketch of <paramref name="capacity"/> positions.</summary>
+    /// <summary>Index of k(kvHead, position, d) (stored as k + 128) in an 8-bit sketch of <paramref name="capacity"/> positions.</summary>
     public static long Index(int capacity, int headDim, int kvHead, int position, int d) =>
-        ((((long)kvHead * Blocks(capacity) + position / B) * (headDim / 2) + d / 2) * B + position % B) * 2 + d % 2;
+        ((((long)kvHead * Blocks(capacity) + position / B) * (headDim / 4) + d / 4) * B + position % B) * 4 + d % 4;
 
     /// <summary>Index of the byte holding k(kvHead, position, d) and its pair in a 4-bit sketch (nibble d % 2).</summary>
     static long Index4(int capacity, int headDim, int kvHead, int position, int d) =>
@@ -34,20 +37,21 @@ public static unsafe class KeySketch
     /// <summary>k(kvHead, position, d) as stored (the scalar definition of both layouts).</summary>
     public static int Value(ReadOnlySpan<sbyte> sketch, int bits, int capacity, int headDim, int kvHead, int position, int d)
     {
-        if (bits == 8) return sketch[(int)Index(capacity, headDim, kvHead, position, d)];
+        if (bits == 8) return (byte)sketch[(int)Index(capacity, headDim, kvHead, position, d)] - 128;
         int b = sketch[(int)Index4(capacity, headDim, kvHead, position, d)];
         return d % 2 == 0 ? (sbyte)(b << 4) >> 4 : b >> 4;
     }
 
-    /// <summary>Largest |int16 query value|: a head's Σ_d of headDim products ≤ 128 × QueryMax stays inside int32.</summary>
-    public static int QueryMax(int headDim) => Math.Min(short.MaxValue, int.MaxValue / (128 * headDim));
+    /// <summary>Largest |query value| against a sketch of <paramref name="bits"/>: 127 (int8) with 8 bits; with 4, the
+    /// largest int16 whose Σ_d of headDim products ≤ 128 × QueryMax stays inside int32.</summary>
+    public static int QueryMax(int headDim, int bits = 4) => bits == 8 ? sbyte.MaxValue : Math.Min(short.MaxValue, int.MaxValue / (128 * headDim));
 
-    /// <summary>Head h's query as int16 (round to nearest even of q / scale) and its scale max|q| / <see cref="QueryMax"/>.</summary>
-    public static float QuantizeQuery(ReadOnlySpan<float> q, Span<short> q16)
+    /// <summary>Head h's query rounded to ±<see cref="QueryMax"/> (round to nearest even of q / scale) and its scale max|q| / QueryMax.</summary>
+    public static float QuantizeQuery(ReadOnlySpan<float> q, Span<short> q16, int bits)
     {
         float max = 0;
         foreach (float x in q) max = Math.Max(max, Math.Abs(x));
-        float top = QueryMax(q.Length), inv = max > 0 ? top / max : 0f;
+        float top = QueryMax(q.Length, bits), inv = max > 0 ? top / max : 0f;
         for (int d = 0; d < q.Length; d++) q16[d] = (short)Math.Clamp(MathF.Round(q[d] * inv), -top, top);
         return max / top;
     }
@@ -89,13 +93,16 @@ public static unsafe class KeySketch
                         var packed = (even & Vector512.Create(15)) | ((odd & Vector512.Create(15)) << 4);
                         Avx512F.ConvertToVector128Byte(packed.AsUInt32()).AsSByte().Store(q + at / 2 + d / 2 * B);
                     }
-                    for (int d = 0; d < headDim && bits == 8; d += 2)
+                    for (int d = 0; d < headDim && bits == 8; d += 4)
                     {
-                        // Channels d and d + 1 interleaved per position: 32 bytes.
-                        var even = Avx512F.ConvertToVector128SByteWithSaturation(Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + d * B) * inv));
-                        var odd = Avx512F.ConvertToVector128SByteWithSaturation(Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + (d + 1) * B) * inv));
-                        Sse2.UnpackLow(even, odd).Store(q + at + d * B);
-                        Sse2.UnpackHigh(even, odd).Store(q + at + d * B + B);
+                        // Channels d..d + 3 of a position in one 32-bit lane, each byte k + 128: 64 bytes.
+                        var lanes = Vector512<int>.Zero;
+                        for (int c = 0; c < 4; c++)
+                        {
+                            var v = Vector512.Clamp(Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + (d + c) * B) * inv), Vector512.Create(-127), Vector512.Create(127));
+                            lanes |= ((v + Vector512.Create(128)) & Vector512.Create(0xFF)) << (8 * c);
+                        }
+                        lanes.Store((int*)(q + at + d * B));
                     }
                 }
         }
@@ -117,7 +124,7 @@ public static unsafe class KeySketch
                 for (int d = 0; d < headDim; d++)
                 {
                     int v = (int)Math.Clamp(MathF.Round(kBlocks[(int)(at + d * B)] * inv), -level, level);
-                    if (bits == 8) sketch[(int)Index(capacity, headDim, h, p, d)] = (sbyte)v;
+                    if (bits == 8) sketch[(int)Index(capacity, headDim, h, p, d)] = (sbyte)(v + 128);
                     else
                     {
                         ref sbyte x = ref sketch[(int)Index4(capacity, headDim, h, p, d)];
@@ -133,7 +140,7 @@ public static unsafe class KeySketch
         if (bits is not (4 or 8)) throw new ArgumentException($"a sketch has 4 or 8 bits per value (got {bits})");
         if (from < 0 || to > capacity || from > to) throw new ArgumentOutOfRangeException(nameof(from), $"positions [{from}, {to}) outside the cache of {capacity}");
         if (kBlocks.Length < floats || sketch.Length < SketchBytes(capacity, kvHeads, headDim, bits) || scales.Length < ScaleCount(capacity, kvHeads)) throw new ArgumentException("the cache, sketch or scales are smaller than the capacity");
-        if (headDim % 2 != 0) throw new ArgumentException("the sketch pairs channels: head width must be even");
+        if (headDim % (bits == 8 ? 4 : 2) != 0) throw new ArgumentException($"the {bits}-bit sketch groups channels: head width must be a multiple of {(bits == 8 ? 4 : 2)}");
     }
 
     /// <summary>
@@ -145,32 +152,48 @@ public static unsafe class KeySketch
     /// row is in its core's cache: TokenSelect's soft vote).
     /// </summary>
     public static void Logits(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<sbyte> sketch, ReadOnlySpan<float> scales,
-        int capacity, int from, int to, Span<float> logits, int threads, bool softmax = false, int bits = 8)
+        int capacity, int from, int to, Span<float> logits, int threads, bool softmax = false, int bits = 8) =>
+        Logits(q, heads, kvHeads, headDim, sketch, scales, capacity, from, to, logits, threads, softmax, bits, AvxVnni.IsSupported);
+
+    /// <summary><see cref="Logits"/> with the 8-bit sketch's VNNI path on or off (tests run the AVX-512BW one too).</summary>
+    internal static void Logits(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<sbyte> sketch, ReadOnlySpan<float> scales,
+        int capacity, int from, int to, Span<float> logits, int threads, bool softmax, int bits, bool vnni)
     {
-        int n = to - from, group = heads / kvHeads, half = headDim / 2;
+        int n = to - from, group = heads / kvHeads, lane = bits == 8 ? 4 : 2, per = headDim / lane;
         if (n <= 0) return;
-        if (from < 0 || to > capacity || logits.Length < (long)heads * n || q.Length < heads * headDim || heads % kvHeads != 0 || headDim % 2 != 0) throw new ArgumentException("bad range, heads or buffers");
         if (bits is not (4 or 8)) throw new ArgumentException($"a sketch has 4 or 8 bits per value (got {bits})");
+        if (from < 0 || to > capacity || logits.Length < (long)heads * n || q.Length < heads * headDim || heads % kvHeads != 0 || headDim % lane != 0) throw new ArgumentException("bad range, heads or buffers");
         if (sketch.Length < SketchBytes(capacity, kvHeads, headDim, bits) || scales.Length < ScaleCount(capacity, kvHeads)) throw new ArgumentException("the sketch or scales are smaller than the capacity");
         if (!Vector512.IsHardwareAccelerated || !Avx512BW.IsSupported)
         {
             LogitsReference(q, heads, kvHeads, headDim, sketch, scales, capacity, from, to, logits, softmax, bits);
             return;
         }
-        // Each head's int16 query, as pairs of channels (one int32 each, broadcast against a row of pairs).
-        var pairs = new int[heads * half];
+        // Each head's quantized query, channels grouped as the sketch's lanes: 8 bits, four int8 per int (vpdpbusd's
+        // broadcast) and four int16 per long (vpmaddwd's); 4 bits, two int16 per int. Bias: -128·Σ_d q (the keys' offset).
+        var quads = new long[heads * per];
         var qScale = new float[heads];
-        var q16 = new short[headDim];
+        var bias = new int[heads];
+        var qi = new short[headDim];
         for (int h = 0; h < heads; h++)
         {
-            qScale[h] = QuantizeQuery(q.Slice(h * headDim, headDim), q16) / MathF.Sqrt(headDim);
-            for (int d = 0; d < half; d++) pairs[h * half + d] = (ushort)q16[2 * d] | q16[2 * d + 1] << 16;
+            qScale[h] = QuantizeQuery(q.Slice(h * headDim, headDim), qi, bits) / MathF.Sqrt(headDim);
+            for (int d = 0; d < headDim; d++) bias[h] -= 128 * qi[d];
+            for (int g = 0; g < per; g++)
+                quads[h * per + g] = bits == 4 ? (uint)((ushort)qi[2 * g] | qi[2 * g + 1] << 16)
+                    : vnni ? (uint)((byte)qi[4 * g] | (byte)qi[4 * g + 1] << 8 | (byte)qi[4 * g + 2] << 16 | (byte)qi[4 * g + 3] << 24)
+                    : (long)(ushort)qi[4 * g] | (long)(ushort)qi[4 * g + 1] << 16 | (long)(ushort)qi[4 * g + 2] << 32 | (long)(ushort)qi[4 * g + 3] << 48;
         }
-        fixed (int* pp = pairs)
+        fixed (long* pq = quads)
+        fixed (int* pb = bias)
         fixed (float* ps = scales, pl = logits, pqs = qScale)
         fixed (sbyte* pk = sketch)
         {
-            var job = new LogitsJob { Pairs = pp, QScale = pqs, K = pk, Scales = ps, Out = pl, From = from, To = to, Softmax = softmax, Bits = bits, Heads = heads, Group = group, HeadDim = headDim, Blocks = Blocks(capacity) };
+            var job = new LogitsJob
+            {
+                Query = pq, Bias = pb, QScale = pqs, K = pk, Scales = ps, Out = pl, From = from, To = to, Softmax = softmax, Bits = bits, Vnni = vnni,
+                Heads = heads, Group = group, HeadDim = headDim, Blocks = Blocks(capacity),
+            };
             long work = (long)heads * n * headDim;
             KernelThreadPool.Shared.Run(&LogitsUnit, &job, (heads + 3) / 4, work < 1 << 14 ? 1 : threads);
         }
@@ -184,7 +207,7 @@ public static unsafe class KeySketch
         var q16 = new short[headDim];
         for (int h = 0; h < heads; h++)
         {
-            float qs = QuantizeQuery(q.Slice(h * headDim, headDim), q16) / MathF.Sqrt(headDim);
+            float qs = QuantizeQuery(q.Slice(h * headDim, headDim), q16, bits) / MathF.Sqrt(headDim);
             for (int i = 0; i < n; i++)
             {
                 int kvHead = h / group, p = from + i, sum = 0;
@@ -203,79 +226,147 @@ public static unsafe class KeySketch
 
     struct LogitsJob
     {
-        public int* Pairs;
+        public long* Query;
+        public int* Bias;
         public float* QScale, Scales, Out;
         public sbyte* K;
         public int From, To, Heads, Group, HeadDim, Blocks, Bits;
-        public bool Softmax;
+        public bool Softmax, Vnni;
     }
 
     /// <summary>Heads 4u.. (split at K/V group edges).</summary>
     static void LogitsUnit(void* ctx, int u)
     {
         var j = (LogitsJob*)ctx;
+        int n = j->To - j->From;
+        float* lanes = stackalloc float[4 * B];
         for (int h = 4 * u; h < Math.Min(4 * u + 4, j->Heads);)
         {
-            int m = SelectedAttention.UnitRun(u, h, j->Heads, j->Group);
-            ScoreBlocks(j, h, m);
+            int m = SelectedAttention.UnitRun(u, h, j->Heads, j->Group), kvHead = h / j->Group, hd = j->HeadDim;
+            for (int b = j->From / B; b < (j->To + B - 1) / B; b++)
+            {
+                sbyte* kb = j->K + ((long)kvHead * j->Blocks + b) * hd * B * j->Bits / 8;
+                var (a0, a1, a2, a3) = j->Bits == 4 ? Block4(kb, j->Query + h * (hd / 2), hd / 2, m)
+                    : j->Vnni ? Block8Vnni(kb, j->Query + h * (hd / 4), j->Bias + h, hd / 4, m)
+                    : Block8(kb, j->Query + h * (hd / 4), j->Bias + h, hd / 4, m);
+                var s = Vector512.Load(j->Scales + ((long)kvHead * j->Blocks + b) * B);
+                StoreBlock(j, h, m, b, lanes, Vector512.ConvertToSingle(a0) * (s * j->QScale[h]),
+                    m > 1 ? Vector512.ConvertToSingle(a1) * (s * j->QScale[h + 1]) : default,
+                    m > 2 ? Vector512.ConvertToSingle(a2) * (s * j->QScale[h + 2]) : default,
+                    m > 3 ? Vector512.ConvertToSingle(a3) * (s * j->QScale[h + 3]) : default);
+            }
             if (j->Softmax)
                 for (int x = h; x < h + m; x++)
                 {
-                    var row = new Span<float>(j->Out + (long)x * (j->To - j->From), j->To - j->From);
+                    var row = new Span<float>(j->Out + (long)x * n, n);
                     Ops.Scale(row, 1f / Ops.ExpMinusMax(row));
                 }
             h += m;
         }
     }
 
-    /// <summary>Scores of m heads h.. of one K/V head over every block of [From, To): each row of 16 positions × 2
-    /// channels widened to int16 once, then one multiply-add of pairs per head.</summary>
-    static void ScoreBlocks(LogitsJob* j, int h, int m)
+    /// <summary>One block's scores of m heads h.. into their rows (only the lanes inside [From, To)).</summary>
+    static void StoreBlock(LogitsJob* j, int h, int m, int b, float* lanes, Vector512<float> f0, Vector512<float> f1, Vector512<float> f2, Vector512<float> f3)
     {
-        int hd = j->HeadDim, half = hd / 2, kvHead = h / j->Group, n = j->To - j->From;
-        int* q = j->Pairs + h * half;
+        int n = j->To - j->From, p0 = b * B, i0 = p0 - j->From;
         float* dst = j->Out + (long)h * n;
-        float* lanes = stackalloc float[4 * B];
-        for (int b = j->From / B; b < (j->To + B - 1) / B; b++)
+        if (p0 >= j->From && p0 + B <= j->To)
         {
-            sbyte* kb = j->K + ((long)kvHead * j->Blocks + b) * hd * B * j->Bits / 8;
-            Vector512<int> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (int d = 0; d < half; d++)
-            {
-                Vector512<short> row;
-                if (j->Bits == 8) row = Avx512BW.ConvertToVector512Int16(Vector256.Load(kb + d * 2 * B));
-                else
-                {
-                    // One byte per position: low nibble → low int16 of the lane, high nibble → high int16 (both sign-extended).
-                    var x = Avx512F.ConvertToVector512Int32(Vector128.Load(kb + d * B));
-                    row = ((Vector512.ShiftRightArithmetic(x << 28, 28) & Vector512.Create(0xFFFF)) | (Vector512.ShiftRightArithmetic(x, 4) << 16)).AsInt16();
-                }
-                a0 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create(q[d]).AsInt16());
-                if (m > 1) a1 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create(q[half + d]).AsInt16());
-                if (m > 2) a2 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create(q[2 * half + d]).AsInt16());
-                if (m > 3) a3 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create(q[3 * half + d]).AsInt16());
-            }
-            var s = Vector512.Load(j->Scales + ((long)kvHead * j->Blocks + b) * B);
-            var f0 = Vector512.ConvertToSingle(a0) * (s * j->QScale[h]);
-            var f1 = m > 1 ? Vector512.ConvertToSingle(a1) * (s * j->QScale[h + 1]) : default;
-            var f2 = m > 2 ? Vector512.ConvertToSingle(a2) * (s * j->QScale[h + 2]) : default;
-            var f3 = m > 3 ? Vector512.ConvertToSingle(a3) * (s * j->QScale[h + 3]) : default;
-            int p0 = b * B, i0 = p0 - j->From;
-            if (p0 >= j->From && p0 + B <= j->To)
-            {
-                // A whole block inside the range: the scores are the lanes.
-                f0.Store(dst + i0);
-                if (m > 1) f1.Store(dst + n + i0);
-                if (m > 2) f2.Store(dst + 2L * n + i0);
-                if (m > 3) f3.Store(dst + 3L * n + i0);
-                continue;
-            }
-            f0.Store(lanes);
-            if (m > 1) f1.Store(lanes + B);
-            if (m > 2) f2.Store(lanes + 2 * B);
-            if (m > 3) f3.Store(lanes + 3 * B);
-            for (int l = Math.Max(0, j->From - p0); l < Math.Min(B, j->To - p0); l++)
-                for (int x = 0; x < m; x++) dst[(long)x * n + i0 + l] = lanes[x * B + l];
+            // A whole block inside the range: the scores are the lanes.
+            f0.Store(dst + i0);
+            if (m > 1) f1.Store(dst + n + i0);
+            if (m > 2) f2.Store(dst + 2L * n + i0);
+            if (m > 3) f3.Store(dst + 3L * n + i0);
+            return;
         }
+        f0.Store(lanes);
+        f1.Store(lanes + B);
+        f2.Store(lanes + 2 * B);
+        f3.Store(lanes + 3 * B);
+        for (int l = Math.Max(0, j->From - p0); l < Math.Min(B, j->To - p0); l++)
+            for (int x = 0; x < m; x++) dst[(long)x * n + i0 + l] = lanes[x * B + l];
+    }
+
+    /// <summary>Integer sums of m heads over one 8-bit block by AVX-VNNI: per four channels, one vpdpbusd per 8
+    /// positions and head (the keys' bytes unsigned, the query's four int8 broadcast), from each head's bias.</summary>
+    static (Vector512<int>, Vector512<int>, Vector512<int>, Vector512<int>) Block8Vnni(sbyte* kb, long* q, int* bias, int quads, int m)
+    {
+        Vector256<int> a0 = Vector256.Create(bias[0]), c0 = a0, a1 = default, c1 = default, a2 = default, c2 = default, a3 = default, c3 = default;
+        if (m > 1) c1 = a1 = Vector256.Create(bias[1]);
+        if (m > 2) c2 = a2 = Vector256.Create(bias[2]);
+        if (m > 3) c3 = a3 = Vector256.Create(bias[3]);
+        for (int g = 0; g < quads; g++)
+        {
+            var lo = Vector256.Load((byte*)kb + g * 4 * B);
+            var hi = Vector256.Load((byte*)kb + g * 4 * B + 2 * B);
+            var w = Vector256.Create((int)q[g]).AsSByte();
+            a0 = AvxVnni.MultiplyWideningAndAdd(a0, lo, w);
+            c0 = AvxVnni.MultiplyWideningAndAdd(c0, hi, w);
+            if (m < 2) continue;
+            w = Vector256.Create((int)q[quads + g]).AsSByte();
+            a1 = AvxVnni.MultiplyWideningAndAdd(a1, lo, w);
+            c1 = AvxVnni.MultiplyWideningAndAdd(c1, hi, w);
+            if (m < 3) continue;
+            w = Vector256.Create((int)q[2 * quads + g]).AsSByte();
+            a2 = AvxVnni.MultiplyWideningAndAdd(a2, lo, w);
+            c2 = AvxVnni.MultiplyWideningAndAdd(c2, hi, w);
+            if (m < 4) continue;
+            w = Vector256.Create((int)q[3 * quads + g]).AsSByte();
+            a3 = AvxVnni.MultiplyWideningAndAdd(a3, lo, w);
+            c3 = AvxVnni.MultiplyWideningAndAdd(c3, hi, w);
+        }
+        return (Vector512.Create(a0, c0), Vector512.Create(a1, c1), Vector512.Create(a2, c2), Vector512.Create(a3, c3));
+    }
+
+    /// <summary><see cref="Block8Vnni"/> without VNNI: the keys widened to int16 (8 positions x 4 channels), vpmaddwd with
+    /// the query's four int16 (lanes: each position's sums of channels 0-1 and 2-3), the pairs added at the end.</summary>
+    static (Vector512<int>, Vector512<int>, Vector512<int>, Vector512<int>) Block8(sbyte* kb, long* q, int* bias, int quads, int m)
+    {
+        Vector512<int> a0 = default, c0 = default, a1 = default, c1 = default, a2 = default, c2 = default, a3 = default, c3 = default;
+        for (int g = 0; g < quads; g++)
+        {
+            var lo = Avx512BW.ConvertToVector512Int16(Vector256.Load((byte*)kb + g * 4 * B));
+            var hi = Avx512BW.ConvertToVector512Int16(Vector256.Load((byte*)kb + g * 4 * B + 2 * B));
+            var w = Vector512.Create(q[g]).AsInt16();
+            a0 += Avx512BW.MultiplyAddAdjacent(lo, w);
+            c0 += Avx512BW.MultiplyAddAdjacent(hi, w);
+            if (m < 2) continue;
+            w = Vector512.Create(q[quads + g]).AsInt16();
+            a1 += Avx512BW.MultiplyAddAdjacent(lo, w);
+            c1 += Avx512BW.MultiplyAddAdjacent(hi, w);
+            if (m < 3) continue;
+            w = Vector512.Create(q[2 * quads + g]).AsInt16();
+            a2 += Avx512BW.MultiplyAddAdjacent(lo, w);
+            c2 += Avx512BW.MultiplyAddAdjacent(hi, w);
+            if (m < 4) continue;
+            w = Vector512.Create(q[3 * quads + g]).AsInt16();
+            a3 += Avx512BW.MultiplyAddAdjacent(lo, w);
+            c3 += Avx512BW.MultiplyAddAdjacent(hi, w);
+        }
+        return (PairSums(a0, c0, bias[0]), m > 1 ? PairSums(a1, c1, bias[1]) : default, m > 2 ? PairSums(a2, c2, bias[2]) : default, m > 3 ? PairSums(a3, c3, bias[3]) : default);
+    }
+
+    static readonly Vector512<int> Evens = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+
+    /// <summary>Positions 0-7's lane pairs in lo, 8-15's in hi: each pair's sum, in position order, plus the bias.</summary>
+    static Vector512<int> PairSums(Vector512<int> lo, Vector512<int> hi, int bias) =>
+        Avx512F.PermuteVar16x32x2(lo, Evens, hi) + Avx512F.PermuteVar16x32x2(lo, Evens + Vector512<int>.One, hi) + Vector512.Create(bias);
+
+    /// <summary>Integer sums of m heads over one 4-bit block: each row of 16 positions × 2 channels rebuilt as int16
+    /// once, then one multiply-add of pairs per head.</summary>
+    static (Vector512<int>, Vector512<int>, Vector512<int>, Vector512<int>) Block4(sbyte* kb, long* q, int half, int m)
+    {
+        Vector512<int> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (int d = 0; d < half; d++)
+        {
+            // One byte per position: low nibble → low int16 of the lane, high nibble → high int16 (both sign-extended).
+            var x = Avx512F.ConvertToVector512Int32(Vector128.Load(kb + d * B));
+            var row = ((Vector512.ShiftRightArithmetic(x << 28, 28) & Vector512.Create(0xFFFF)) | (Vector512.ShiftRightArithmetic(x, 4) << 16)).AsInt16();
+            a0 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create((int)q[d]).AsInt16());
+            if (m > 1) a1 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create((int)q[half + d]).AsInt16());
+            if (m > 2) a2 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create((int)q[2 * half + d]).AsInt16());
+            if (m > 3) a3 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create((int)q[3 * half + d]).AsInt16());
+        }
+        return (a0, a1, a2, a3);
     }
 }

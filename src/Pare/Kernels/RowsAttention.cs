@@ -147,7 +147,7 @@ public static unsafe class RowsAttention
             {
                 float* qh = j->Q + h * hd, kh = row + h / j->Group * hd;
                 var acc = Vector512<float>.Zero;
-                for (int d = 0; d < hd; d += B) acc += Vector512.Load(qh + d) * Vector512.Load(kh + d);
+                for (int d = 0; d < hd; d += B) acc = SelectedAttention.Fma(Vector512.Load(qh + d), Vector512.Load(kh + d), acc);
                 j->Scores[(long)h * n + first + i] = Vector512.Sum(acc) * j->Scale;
             }
         }

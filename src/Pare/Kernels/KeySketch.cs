@@ -149,24 +149,28 @@ public static unsafe class KeySketch
     /// <see cref="QuantizeQuery"/>. Heads of one K/V group share each widened block row (up to four at a time); units
     /// run on up to <paramref name="threads"/> threads. As <see cref="SelectedAttention.Logits"/> on the F32 cache.
     /// <paramref name="softmax"/>: each head's row is then replaced by its softmax (by the unit that scored it, while the
-    /// row is in its core's cache: TokenSelect's soft vote).
+    /// row is in its core's cache: TokenSelect's soft vote). With <paramref name="rowScales"/> (one per head) the rows are
+    /// left unnormalized, exp(x - max), and rowScales[h] = 1 / Σ: softmax_h = row_h × rowScales[h], a pass over every row
+    /// saved (<see cref="SoftVotes.Compute"/> folds the scale into its sum).
     /// </summary>
     public static void Logits(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<sbyte> sketch, ReadOnlySpan<float> scales,
-        int capacity, int from, int to, Span<float> logits, int threads, bool softmax = false, int bits = 8) =>
-        Logits(q, heads, kvHeads, headDim, sketch, scales, capacity, from, to, logits, threads, softmax, bits, AvxVnni.IsSupported);
+        int capacity, int from, int to, Span<float> logits, int threads, bool softmax = false, int bits = 8, Span<float> rowScales = default) =>
+        Logits(q, heads, kvHeads, headDim, sketch, scales, capacity, from, to, logits, threads, softmax, bits, AvxVnni.IsSupported, rowScales);
 
     /// <summary><see cref="Logits"/> with the 8-bit sketch's VNNI path on or off (tests run the AVX-512BW one too).</summary>
     internal static void Logits(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<sbyte> sketch, ReadOnlySpan<float> scales,
-        int capacity, int from, int to, Span<float> logits, int threads, bool softmax, int bits, bool vnni)
+        int capacity, int from, int to, Span<float> logits, int threads, bool softmax, int bits, bool vnni, Span<float> rowScales = default)
     {
         int n = to - from, group = heads / kvHeads, lane = bits == 8 ? 4 : 2, per = headDim / lane;
         if (n <= 0) return;
         if (bits is not (4 or 8)) throw new ArgumentException($"a sketch has 4 or 8 bits per value (got {bits})");
         if (from < 0 || to > capacity || logits.Length < (long)heads * n || q.Length < heads * headDim || heads % kvHeads != 0 || headDim % lane != 0) throw new ArgumentException("bad range, heads or buffers");
         if (sketch.Length < SketchBytes(capacity, kvHeads, headDim, bits) || scales.Length < ScaleCount(capacity, kvHeads)) throw new ArgumentException("the sketch or scales are smaller than the capacity");
+        if (!rowScales.IsEmpty && (!softmax || rowScales.Length < heads)) throw new ArgumentException("row scales go with softmax, one per head");
         if (!Vector512.IsHardwareAccelerated || !Avx512BW.IsSupported)
         {
             LogitsReference(q, heads, kvHeads, headDim, sketch, scales, capacity, from, to, logits, softmax, bits);
+            rowScales[..(rowScales.IsEmpty ? 0 : heads)].Fill(1f);
             return;
         }
         // Each head's quantized query, channels grouped as the sketch's lanes: 8 bits, four int8 per int (vpdpbusd's
@@ -186,12 +190,12 @@ public static unsafe class KeySketch
         }
         fixed (long* pq = quads)
         fixed (int* pb = bias)
-        fixed (float* ps = scales, pl = logits, pqs = qScale)
+        fixed (float* ps = scales, pl = logits, pqs = qScale, prs = rowScales)
         fixed (sbyte* pk = sketch)
         {
             var job = new LogitsJob
             {
-                Query = pq, Bias = pb, QScale = pqs, K = pk, Scales = ps, Out = pl, From = from, To = to, Softmax = softmax, Bits = bits, Vnni = vnni,
+                Query = pq, Bias = pb, QScale = pqs, K = pk, Scales = ps, Out = pl, From = from, To = to, Softmax = softmax, RowScales = prs, Bits = bits, Vnni = vnni,
                 Heads = heads, Group = group, HeadDim = headDim, Blocks = Blocks(capacity),
             };
             long work = (long)heads * n * headDim;
@@ -228,7 +232,7 @@ public static unsafe class KeySketch
     {
         public long* Query;
         public int* Bias;
-        public float* QScale, Scales, Out;
+        public float* QScale, Scales, Out, RowScales;
         public sbyte* K;
         public int From, To, Heads, Group, HeadDim, Blocks, Bits;
         public bool Softmax, Vnni;
@@ -240,10 +244,12 @@ public static unsafe class KeySketch
         var j = (LogitsJob*)ctx;
         int n = j->To - j->From;
         float* lanes = stackalloc float[4 * B];
+        float* max = stackalloc float[4];
         for (int h = 4 * u; h < Math.Min(4 * u + 4, j->Heads);)
         {
             int m = SelectedAttention.UnitRun(u, h, j->Heads, j->Group), kvHead = h / j->Group, hd = j->HeadDim;
-            if (m == 4 && j->Bits == 8 && j->Vnni) Score4Vnni(j, h, lanes);
+            bool maxKnown = m == 4 && j->Bits == 8 && j->Vnni;
+            if (maxKnown) Score4Vnni(j, h, lanes, max);
             else for (int b = j->From / B; b < (j->To + B - 1) / B; b++)
             {
                 sbyte* kb = j->K + ((long)kvHead * j->Blocks + b) * hd * B * j->Bits / 8;
@@ -260,7 +266,9 @@ public static unsafe class KeySketch
                 for (int x = h; x < h + m; x++)
                 {
                     var row = new Span<float>(j->Out + (long)x * n, n);
-                    Ops.Scale(row, 1f / ExpMinusMax(j->Out + (long)x * n, n, Ops.Max(row)));
+                    float inv = 1f / ExpMinusMax(j->Out + (long)x * n, n, maxKnown ? max[x - h] : Ops.Max(row));
+                    if (j->RowScales != null) j->RowScales[x] = inv;
+                    else Ops.Scale(row, inv);
                 }
             h += m;
         }
@@ -268,8 +276,10 @@ public static unsafe class KeySketch
 
     /// <summary>Four heads h.. of one K/V group over every 8-bit block of [From, To) by AVX-VNNI (the common case: groups
     /// of 4 or more): <see cref="Block8Vnni"/> without its branches, call and returned tuple, eight accumulators in registers.</summary>
-    static void Score4Vnni(LogitsJob* j, int h, float* lanes)
+    static void Score4Vnni(LogitsJob* j, int h, float* lanes, float* max)
     {
+        // Each head's running maximum (the softmax's), lanes outside [From, To) at -∞.
+        Vector512<float> m0 = Vector512.Create(float.NegativeInfinity), m1 = m0, m2 = m0, m3 = m0;
         int hd = j->HeadDim, quads = hd / 4, kvHead = h / j->Group, n = j->To - j->From;
         // The four heads' query words interleaved (word g of head x at 4g + x): one pointer, constant offsets; the
         // biases and scales reloaded per block, so that only the accumulators, keys and one broadcast live in the loop.
@@ -310,8 +320,30 @@ public static unsafe class KeySketch
                 f2.Store(dst + 2L * n + i0);
                 f3.Store(dst + 3L * n + i0);
             }
-            else StoreBlock(j, h, 4, b, lanes, f0, f1, f2, f3);
+            else
+            {
+                StoreBlock(j, h, 4, b, lanes, f0, f1, f2, f3);
+                var inside = Vector512.GreaterThanOrEqual(Vector512.Create(i0) + Vector512<int>.Indices, Vector512<int>.Zero)
+                    & Vector512.LessThan(Vector512.Create(i0) + Vector512<int>.Indices, Vector512.Create(n));
+                var ninf = Vector512.Create(float.NegativeInfinity);
+                f0 = Vector512.ConditionalSelect(inside.AsSingle(), f0, ninf);
+                f1 = Vector512.ConditionalSelect(inside.AsSingle(), f1, ninf);
+                f2 = Vector512.ConditionalSelect(inside.AsSingle(), f2, ninf);
+                f3 = Vector512.ConditionalSelect(inside.AsSingle(), f3, ninf);
+            }
+            m0 = Vector512.Max(m0, f0);
+            m1 = Vector512.Max(m1, f1);
+            m2 = Vector512.Max(m2, f2);
+            m3 = Vector512.Max(m3, f3);
         }
+        (max[0], max[1], max[2], max[3]) = (HMax(m0), HMax(m1), HMax(m2), HMax(m3));
+    }
+
+    static float HMax(Vector512<float> v)
+    {
+        float m = float.NegativeInfinity;
+        for (int l = 0; l < B; l++) m = Math.Max(m, v[l]);
+        return m;
     }
 
     /// <summary>

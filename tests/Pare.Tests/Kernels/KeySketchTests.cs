@@ -78,6 +78,12 @@ public class KeySketchTests
         KeySketch.Logits(q, heads, kvHeads, hd, sketch, scales, capacity, from, to, soft, 2, softmax: true, bits: bits);
         KeySketch.LogitsReference(q, heads, kvHeads, hd, sketch, scales, capacity, from, to, softRef, softmax: true, bits: bits);
         Assert.True(Nmse(soft, softRef) < 1e-10, $"softmax nmse {Nmse(soft, softRef)}");
+        // Unnormalized rows and each head's 1/Σ: row × scale is the softmax.
+        var raw = new float[heads * n];
+        var rowScales = new float[heads];
+        KeySketch.Logits(q, heads, kvHeads, hd, sketch, scales, capacity, from, to, raw, 2, softmax: true, bits: bits, rowScales: rowScales);
+        for (int i = 0; i < raw.Length; i++) raw[i] *= rowScales[i / n];
+        Assert.True(Nmse(raw, softRef) < 1e-10, $"row-scaled softmax nmse {Nmse(raw, softRef)}");
         // Against the exact scores: the error is a small fraction of their spread.
         var exact = new float[heads * n];
         for (int h = 0; h < heads; h++)

@@ -49,7 +49,7 @@ public sealed class TokenSelectPolicy : IKvPolicy
     readonly (float[] Q, int[] Sel, int End)?[] _cache;
     readonly Copies?[] _copies;
     readonly long[] _layerSelections, _layerHits;
-    float[] _logits = [];
+    float[] _logits = [], _votes = [];
 
     /// <summary>A layer's copies of K: the int8 sketch valid below SketchEnd, the F32 rows below RowsEnd.</summary>
     sealed class Copies
@@ -107,7 +107,8 @@ public sealed class TokenSelectPolicy : IKvPolicy
         else
         {
             int n = end - _init;
-            var votes = new float[n];
+            if (_votes.Length < n) _votes = new float[n];   // kept: per layer and token, a 63 KB array at 16k
+            var votes = _votes.AsSpan(0, n);
             Span<float> rowScales = stackalloc float[_s.Heads];
             if (_logits.Length < _s.Heads * n) _logits = new float[_s.Heads * n];
             if (_o.Int8Scores)

@@ -167,7 +167,7 @@ public static unsafe class RowsAttention
         {
             m = GroupRun(h, j->Group);
             for (int d0 = 0; d0 < hd; d0 += 4 * B)
-                SelectedAttention.Weighted64(j->V + h / j->Group * hd + d0, kvd, pos, count, null, count, j->Scores + (long)h * n + first, n, m, o + h * hd + d0, hd, one);
+                SelectedAttention.Weighted64(j->V + h / j->Group * hd + d0, kvd, pos, count, null, count, j->Scores + (long)h * n + first, n, m, o + h * hd + d0, hd, one, prefetch: false);   // prefetched above
         }
     }
 

@@ -283,14 +283,14 @@ public static unsafe class SelectedAttention
     }
 
     /// <summary>o[h] (64 floats, heads headDim apart) = inv[h] Σ_i sc[h·stride + i] V(p_i)[0..64) for m (1-4) heads, p_i from
-    /// flat (count) then own.</summary>
-    internal static void Weighted64(float* v, int kvd, int* flat, int count, int* own, int n, float* sc, int stride, int m, float* o, int headDim, Span<float> inv)
+    /// flat (count) then own. <paramref name="prefetch"/>: fetch the rows a few positions ahead (off where the caller has).</summary>
+    internal static void Weighted64(float* v, int kvd, int* flat, int count, int* own, int n, float* sc, int stride, int m, float* o, int headDim, Span<float> inv, bool prefetch = true)
     {
         Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default,
             a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
         for (int i = 0; i < n; i++)
         {
-            if (i + Ahead < n)
+            if (prefetch && i + Ahead < n)
             {
                 // Scattered selections: fetch the row a few positions ahead (four cache lines).
                 byte* next = (byte*)(v + (long)(i + Ahead < count ? flat[i + Ahead] : own[i + Ahead - count]) * kvd);

@@ -9,8 +9,9 @@ namespace Pare.Kernels;
 /// <summary>
 /// The k-th largest of many scores (TokenSelect's top-k of ~16k votes per layer and token): a bisection on the floats'
 /// order-preserving integer keys, each step one vectorized count of the keys at or above the midpoint; at most 32 steps
-/// over data in the core's cache, no data-dependent branches (a quickselect mispredicts on every new array).
-/// <see cref="KthLargestReference"/> (a sort) is the definition it is tested against.
+/// over data in the core's cache, no data-dependent branches (a quickselect mispredicts on every new array); then
+/// <see cref="Indices"/> collects the k indices by masks. <see cref="KthLargestReference"/> and
+/// <see cref="IndicesReference"/> (sorts) are the definitions they are tested against.
 /// </summary>
 public static class TopK
 {

@@ -51,6 +51,7 @@ public class KeySketchTests
     [InlineData(64, 6, 6, 5, 21, 8)]
     [InlineData(24, 4, 2, 3, 40, 8)]      // head width 24
     [InlineData(32, 7, 7, 0, 33, 8)]      // single heads (groups of 1), pare-long's head width
+    [InlineData(64, 8, 8, 3, 150, 8)]     // groups of 1 over 10 blocks: four at a time, then two
     [InlineData(64, 32, 8, 0, 700, 4)]
     [InlineData(32, 12, 2, 37, 300, 4)]
     public void Logits_match_the_reference_and_approximate_the_exact_scores(int hd, int heads, int kvHeads, int from, int to, int bits)

@@ -25,7 +25,7 @@ for kv in sorted({r["kv_heads"] for r in rows}):
             m = [r for r in sel if r["policy"] == pol and r["context"] == c and (pol == "full" or r["budget"] == budget)]
             if not m: cells.append("-"); continue
             r = m[0]
-            tok = f", {r['decode_tok_s_composed']:.1f} tok/s" if r.get("decode_tok_s_composed") else ""
+            tok = f", {r['decode_tok_s_composed']:.1f} tok/s" if isinstance(r.get("decode_tok_s_composed"), (int, float)) else ""   # "NaN": no --model
             paired = f", paired {r['speedup_paired_median']:.1f}x" if "speedup_paired_median" in r else ""
             if pol == "full": cells.append(f"{r['attention_ms_per_token']:.1f} ms{tok}")
             else: cells.append(f"{r['attention_ms_per_token']:.1f} ms ({r['speedup_vs_full']:.1f}x{paired}; sel "

@@ -145,9 +145,9 @@ public static unsafe class KeySketch
 
     /// <summary>
     /// Approximate scaled scores q_h·K(p)/√headDim of every query head h for the positions [from, to) from the sketch:
-    /// logits[h * (to - from) + i] = Σ_d q16_h[d]·k8(p, d) × (scale(p) × (qscale_h / √headDim)), with q16, qscale from
-    /// <see cref="QuantizeQuery"/>. Heads of one K/V group share each widened block row (up to four at a time); units
-    /// run on up to <paramref name="threads"/> threads. As <see cref="SelectedAttention.Logits"/> on the F32 cache.
+    /// logits[h * (to - from) + i] = Σ_d qi_h[d]·k(p, d) × (scale(p) × (qscale_h / √headDim)), with the quantized query qi
+    /// (int8 against the 8-bit sketch, int16 against the 4-bit one) and qscale from <see cref="QuantizeQuery"/>. Heads of
+    /// one K/V group share each block's loaded keys (up to four at a time); units run on up to <paramref name="threads"/> threads. As <see cref="SelectedAttention.Logits"/> on the F32 cache.
     /// <paramref name="softmax"/>: each head's row is then replaced by its softmax (by the unit that scored it, while the
     /// row is in its core's cache: TokenSelect's soft vote). With <paramref name="rowScales"/> (one per head) the rows are
     /// left unnormalized, exp(x - max), and rowScales[h] = 1 / Σ: softmax_h = row_h × rowScales[h], a pass over every row

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -12,9 +13,10 @@ namespace Pare.Kernels;
 /// multiply each head's query rounded to int8 (±127) with the keys, four channels per 32-bit lane: with AVX-VNNI one
 /// vpdpbusd per 8 positions x 4 channels (multiply, sum of four and accumulate in one instruction), else AVX-512BW
 /// vpmaddwd on the keys widened to int16; Σ_d (k + 128)·q = Σ_d k·q + 128·Σ_d q, so each head's sums start from
-/// -128·Σ_d q (exact in int32). With 4 bits: values in -7..7 (scale max|k| / 7), a pair of channels per byte (low
-/// nibble d, high d + 1), K[kvHead][block][d / 2][16 positions]: an eighth of F32 K; int16 queries
-/// (±<see cref="QueryMax"/>) by pairs of channels (vpmaddwd on the nibbles rebuilt as int16).
+/// -128·Σ_d q (exact in int32). With 4 bits: values in -7..7 (scale max|k| / 7) stored as k + 8, eight channels of a
+/// position per 32-bit lane, K[kvHead][block][d / 8][16 positions][4 bytes], byte c holding channel d0 + c in its low
+/// nibble and d0 + 4 + c in its high one: an eighth of F32 K; one AND (and one shift) split a lane into two four-channel
+/// operands of the same multiply-adds, the sums starting at -8·Σ_d q.
 /// The <c>*Reference</c> methods are the scalar definitions the vector paths are tested against.
 /// </summary>
 public static unsafe class KeySketch
@@ -27,9 +29,9 @@ public static unsafe class KeySketch
     public static long Index(int capacity, int headDim, int kvHead, int position, int d) =>
         ((((long)kvHead * Blocks(capacity) + position / B) * (headDim / 4) + d / 4) * B + position % B) * 4 + d % 4;
 
-    /// <summary>Index of the byte holding k(kvHead, position, d) and its pair in a 4-bit sketch (nibble d % 2).</summary>
+    /// <summary>Index of the byte holding k(kvHead, position, d) in a 4-bit sketch (low nibble for d % 8 below 4, else high).</summary>
     static long Index4(int capacity, int headDim, int kvHead, int position, int d) =>
-        (((long)kvHead * Blocks(capacity) + position / B) * (headDim / 2) + d / 2) * B + position % B;
+        ((((long)kvHead * Blocks(capacity) + position / B) * (headDim / 8) + d / 8) * B + position % B) * 4 + d % 4;
 
     /// <summary>Bytes of a sketch of <paramref name="bits"/> (8 or 4) per value.</summary>
     public static long SketchBytes(int capacity, int kvHeads, int headDim, int bits) => BlockedAttention.CacheFloats(capacity, kvHeads, headDim) * bits / 8;
@@ -38,13 +40,12 @@ public static unsafe class KeySketch
     public static int Value(ReadOnlySpan<sbyte> sketch, int bits, int capacity, int headDim, int kvHead, int position, int d)
     {
         if (bits == 8) return (byte)sketch[(int)Index(capacity, headDim, kvHead, position, d)] - 128;
-        int b = sketch[(int)Index4(capacity, headDim, kvHead, position, d)];
-        return d % 2 == 0 ? (sbyte)(b << 4) >> 4 : b >> 4;
+        int b = (byte)sketch[(int)Index4(capacity, headDim, kvHead, position, d)];
+        return (d % 8 < 4 ? b & 15 : b >> 4) - 8;
     }
 
-    /// <summary>Largest |query value| against a sketch of <paramref name="bits"/>: 127 (int8) with 8 bits; with 4, the
-    /// largest int16 whose Σ_d of headDim products ≤ 128 × QueryMax stays inside int32.</summary>
-    public static int QueryMax(int headDim, int bits = 4) => bits == 8 ? sbyte.MaxValue : Math.Min(short.MaxValue, int.MaxValue / (128 * headDim));
+    /// <summary>Largest |query value|: 127 (int8, vpdpbusd's signed operand) for both sketches.</summary>
+    public static int QueryMax(int headDim, int bits = 8) => sbyte.MaxValue;
 
     /// <summary>Head h's query rounded to ±<see cref="QueryMax"/> (round to nearest even of q / scale) and its scale max|q| / QueryMax.</summary>
     public static float QuantizeQuery(ReadOnlySpan<float> q, Span<short> q16, int bits)
@@ -85,13 +86,17 @@ public static unsafe class KeySketch
                     for (int d = 0; d < headDim; d++) max = Vector512.Max(max, Vector512.Abs(Vector512.Load(k + at + d * B)));
                     var inv = Vector512.ConditionalSelect(Vector512.GreaterThan(max, Vector512<float>.Zero), Vector512.Create(level) / max, Vector512<float>.Zero);
                     (max / Vector512.Create(level)).Store(s + ((long)h * blocks + b) * B);
-                    for (int d = 0; d < headDim && bits == 4; d += 2)
+                    for (int d = 0; d < headDim && bits == 4; d += 8)
                     {
-                        // Channels d (low nibble) and d + 1 (high) of each position in one byte: 16 bytes.
-                        var even = Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + d * B) * inv);
-                        var odd = Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + (d + 1) * B) * inv);
-                        var packed = (even & Vector512.Create(15)) | ((odd & Vector512.Create(15)) << 4);
-                        Avx512F.ConvertToVector128Byte(packed.AsUInt32()).AsSByte().Store(q + at / 2 + d / 2 * B);
+                        // Channels d..d + 7 of a position in one 32-bit lane (byte c: d + c low, d + 4 + c high), each k + 8: 64 bytes.
+                        var lanes = Vector512<int>.Zero;
+                        for (int c = 0; c < 4; c++)
+                        {
+                            var lo = Vector512.Clamp(Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + (d + c) * B) * inv), Vector512.Create(-7), Vector512.Create(7));
+                            var hi = Vector512.Clamp(Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + (d + 4 + c) * B) * inv), Vector512.Create(-7), Vector512.Create(7));
+                            lanes |= ((lo + Vector512.Create(8)) | ((hi + Vector512.Create(8)) << 4)) << (8 * c);
+                        }
+                        lanes.Store((int*)(q + at / 2 + d * B / 2));
                     }
                     for (int d = 0; d < headDim && bits == 8; d += 4)
                     {
@@ -128,7 +133,7 @@ public static unsafe class KeySketch
                     else
                     {
                         ref sbyte x = ref sketch[(int)Index4(capacity, headDim, h, p, d)];
-                        x = (sbyte)(d % 2 == 0 ? (x & 0xF0) | (v & 0xF) : (x & 0x0F) | (v << 4));
+                        x = (sbyte)(d % 8 < 4 ? (x & 0xF0) | (v + 8) : (x & 0x0F) | ((v + 8) << 4));
                     }
                 }
             }
@@ -140,7 +145,7 @@ public static unsafe class KeySketch
         if (bits is not (4 or 8)) throw new ArgumentException($"a sketch has 4 or 8 bits per value (got {bits})");
         if (from < 0 || to > capacity || from > to) throw new ArgumentOutOfRangeException(nameof(from), $"positions [{from}, {to}) outside the cache of {capacity}");
         if (kBlocks.Length < floats || sketch.Length < SketchBytes(capacity, kvHeads, headDim, bits) || scales.Length < ScaleCount(capacity, kvHeads)) throw new ArgumentException("the cache, sketch or scales are smaller than the capacity");
-        if (headDim % (bits == 8 ? 4 : 2) != 0) throw new ArgumentException($"the {bits}-bit sketch groups channels: head width must be a multiple of {(bits == 8 ? 4 : 2)}");
+        if (headDim % (bits == 8 ? 4 : 8) != 0) throw new ArgumentException($"the {bits}-bit sketch groups channels: head width must be a multiple of {(bits == 8 ? 4 : 8)}");
     }
 
     /// <summary>
@@ -161,7 +166,7 @@ public static unsafe class KeySketch
     internal static void Logits(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<sbyte> sketch, ReadOnlySpan<float> scales,
         int capacity, int from, int to, Span<float> logits, int threads, bool softmax, int bits, bool vnni, Span<float> rowScales = default)
     {
-        int n = to - from, group = heads / kvHeads, lane = bits == 8 ? 4 : 2, per = headDim / lane;
+        int n = to - from, group = heads / kvHeads, lane = bits == 8 ? 4 : 8, per = headDim / 4;
         if (n <= 0) return;
         if (bits is not (4 or 8)) throw new ArgumentException($"a sketch has 4 or 8 bits per value (got {bits})");
         if (from < 0 || to > capacity || logits.Length < (long)heads * n || q.Length < heads * headDim || heads % kvHeads != 0 || headDim % lane != 0) throw new ArgumentException("bad range, heads or buffers");
@@ -173,8 +178,8 @@ public static unsafe class KeySketch
             rowScales[..(rowScales.IsEmpty ? 0 : heads)].Fill(1f);
             return;
         }
-        // Each head's quantized query, channels grouped as the sketch's lanes: 8 bits, four int8 per int (vpdpbusd's
-        // broadcast) and four int16 per long (vpmaddwd's); 4 bits, two int16 per int. Bias: -128·Σ_d q (the keys' offset).
+        // Each head's int8 query, four channels per word: four int8 per int (vpdpbusd's broadcast) or four int16 per long
+        // (vpmaddwd's). Bias: -128·Σ_d q (-8·Σ_d q with 4 bits: the keys' offset).
         var quads = new long[heads * per];
         var qScale = new float[heads];
         var bias = new int[heads];
@@ -182,10 +187,9 @@ public static unsafe class KeySketch
         for (int h = 0; h < heads; h++)
         {
             qScale[h] = QuantizeQuery(q.Slice(h * headDim, headDim), qi, bits) / MathF.Sqrt(headDim);
-            for (int d = 0; d < headDim; d++) bias[h] -= 128 * qi[d];
+            for (int d = 0; d < headDim; d++) bias[h] -= (bits == 8 ? 128 : 8) * qi[d];
             for (int g = 0; g < per; g++)
-                quads[h * per + g] = bits == 4 ? (uint)((ushort)qi[2 * g] | qi[2 * g + 1] << 16)
-                    : vnni ? (uint)((byte)qi[4 * g] | (byte)qi[4 * g + 1] << 8 | (byte)qi[4 * g + 2] << 16 | (byte)qi[4 * g + 3] << 24)
+                quads[h * per + g] = vnni ? (uint)((byte)qi[4 * g] | (byte)qi[4 * g + 1] << 8 | (byte)qi[4 * g + 2] << 16 | (byte)qi[4 * g + 3] << 24)
                     : (long)(ushort)qi[4 * g] | (long)(ushort)qi[4 * g + 1] << 16 | (long)(ushort)qi[4 * g + 2] << 32 | (long)(ushort)qi[4 * g + 3] << 48;
         }
         fixed (long* pq = quads)
@@ -248,14 +252,13 @@ public static unsafe class KeySketch
         for (int h = 4 * u; h < Math.Min(4 * u + 4, j->Heads);)
         {
             int m = SelectedAttention.UnitRun(u, h, j->Heads, j->Group), kvHead = h / j->Group, hd = j->HeadDim;
-            bool maxKnown = m == 4 && j->Bits == 8 && j->Vnni;
+            bool maxKnown = m == 4 && j->Vnni;
             if (maxKnown) Score4Vnni(j, h, lanes, max);
             else for (int b = j->From / B; b < (j->To + B - 1) / B; b++)
             {
                 sbyte* kb = j->K + ((long)kvHead * j->Blocks + b) * hd * B * j->Bits / 8;
-                var (a0, a1, a2, a3) = j->Bits == 4 ? Block4(kb, j->Query + h * (hd / 2), hd / 2, m)
-                    : j->Vnni ? Block8Vnni(kb, j->Query + h * (hd / 4), j->Bias + h, hd / 4, m)
-                    : Block8(kb, j->Query + h * (hd / 4), j->Bias + h, hd / 4, m);
+                var (a0, a1, a2, a3) = j->Vnni ? Block8Vnni(kb, j->Query + h * (hd / 4), j->Bias + h, hd / 4, m, j->Bits == 4)
+                    : Block8(kb, j->Query + h * (hd / 4), j->Bias + h, hd / 4, m, j->Bits == 4);
                 var s = Vector512.Load(j->Scales + ((long)kvHead * j->Blocks + b) * B);
                 StoreBlock(j, h, m, b, lanes, Vector512.ConvertToSingle(a0) * (s * j->QScale[h]),
                     m > 1 ? Vector512.ConvertToSingle(a1) * (s * j->QScale[h + 1]) : default,
@@ -290,11 +293,39 @@ public static unsafe class KeySketch
         float* qs = j->QScale + h, dst = j->Out + (long)h * n;
         for (int b = j->From / B; b < (j->To + B - 1) / B; b++)
         {
-            byte* kb = (byte*)j->K + ((long)kvHead * j->Blocks + b) * hd * B;
+            byte* kb = (byte*)j->K + ((long)kvHead * j->Blocks + b) * hd * B * j->Bits / 8;
             Vector256<int> a0 = Vector256.Create(bias[0]), c0 = a0, a1 = Vector256.Create(bias[1]), c1 = a1;
             Vector256<int> a2 = Vector256.Create(bias[2]), c2 = a2, a3 = Vector256.Create(bias[3]), c3 = a3;
             int* w = qw;
-            for (byte* end = kb + hd * B; kb < end; kb += 4 * B, w += 4)
+            var nib = Vector256.Create((byte)15);
+            if (j->Bits == 4)
+                for (byte* end = kb + hd * B / 2; kb < end; kb += 4 * B, w += 8)
+                {
+                    // Eight channels per lane: low nibbles are the query's word 2g, high nibbles word 2g + 1.
+                    var x = Vector256.Load(kb);
+                    var y = Vector256.Load(kb + 2 * B);
+                    var lo = x & nib;
+                    var hi = y & nib;
+                    a0 = AvxVnni.MultiplyWideningAndAdd(a0, lo, Vector256.Create(w[0]).AsSByte());
+                    c0 = AvxVnni.MultiplyWideningAndAdd(c0, hi, Vector256.Create(w[0]).AsSByte());
+                    a1 = AvxVnni.MultiplyWideningAndAdd(a1, lo, Vector256.Create(w[1]).AsSByte());
+                    c1 = AvxVnni.MultiplyWideningAndAdd(c1, hi, Vector256.Create(w[1]).AsSByte());
+                    a2 = AvxVnni.MultiplyWideningAndAdd(a2, lo, Vector256.Create(w[2]).AsSByte());
+                    c2 = AvxVnni.MultiplyWideningAndAdd(c2, hi, Vector256.Create(w[2]).AsSByte());
+                    a3 = AvxVnni.MultiplyWideningAndAdd(a3, lo, Vector256.Create(w[3]).AsSByte());
+                    c3 = AvxVnni.MultiplyWideningAndAdd(c3, hi, Vector256.Create(w[3]).AsSByte());
+                    lo = Vector256.ShiftRightLogical(x.AsUInt16(), 4).AsByte() & nib;
+                    hi = Vector256.ShiftRightLogical(y.AsUInt16(), 4).AsByte() & nib;
+                    a0 = AvxVnni.MultiplyWideningAndAdd(a0, lo, Vector256.Create(w[4]).AsSByte());
+                    c0 = AvxVnni.MultiplyWideningAndAdd(c0, hi, Vector256.Create(w[4]).AsSByte());
+                    a1 = AvxVnni.MultiplyWideningAndAdd(a1, lo, Vector256.Create(w[5]).AsSByte());
+                    c1 = AvxVnni.MultiplyWideningAndAdd(c1, hi, Vector256.Create(w[5]).AsSByte());
+                    a2 = AvxVnni.MultiplyWideningAndAdd(a2, lo, Vector256.Create(w[6]).AsSByte());
+                    c2 = AvxVnni.MultiplyWideningAndAdd(c2, hi, Vector256.Create(w[6]).AsSByte());
+                    a3 = AvxVnni.MultiplyWideningAndAdd(a3, lo, Vector256.Create(w[7]).AsSByte());
+                    c3 = AvxVnni.MultiplyWideningAndAdd(c3, hi, Vector256.Create(w[7]).AsSByte());
+                }
+            else for (byte* end = kb + hd * B; kb < end; kb += 4 * B, w += 4)
             {
                 var lo = Vector256.Load(kb);
                 var hi = Vector256.Load(kb + 2 * B);
@@ -401,7 +432,7 @@ public static unsafe class KeySketch
 
     /// <summary>Integer sums of m heads over one 8-bit block by AVX-VNNI: per four channels, one vpdpbusd per 8
     /// positions and head (the keys' bytes unsigned, the query's four int8 broadcast), from each head's bias.</summary>
-    static (Vector512<int>, Vector512<int>, Vector512<int>, Vector512<int>) Block8Vnni(sbyte* kb, long* q, int* bias, int quads, int m)
+    static (Vector512<int>, Vector512<int>, Vector512<int>, Vector512<int>) Block8Vnni(sbyte* kb, long* q, int* bias, int quads, int m, bool four)
     {
         Vector256<int> a0 = Vector256.Create(bias[0]), c0 = a0, a1 = default, c1 = default, a2 = default, c2 = default, a3 = default, c3 = default;
         if (m > 1) c1 = a1 = Vector256.Create(bias[1]);
@@ -409,8 +440,8 @@ public static unsafe class KeySketch
         if (m > 3) c3 = a3 = Vector256.Create(bias[3]);
         for (int g = 0; g < quads; g++)
         {
-            var lo = Vector256.Load((byte*)kb + g * 4 * B);
-            var hi = Vector256.Load((byte*)kb + g * 4 * B + 2 * B);
+            var lo = Quad((byte*)kb, g, 0, four);
+            var hi = Quad((byte*)kb, g, 1, four);
             var w = Vector256.Create((int)q[g]).AsSByte();
             a0 = AvxVnni.MultiplyWideningAndAdd(a0, lo, w);
             c0 = AvxVnni.MultiplyWideningAndAdd(c0, hi, w);
@@ -432,13 +463,13 @@ public static unsafe class KeySketch
 
     /// <summary><see cref="Block8Vnni"/> without VNNI: the keys widened to int16 (8 positions x 4 channels), vpmaddwd with
     /// the query's four int16 (lanes: each position's sums of channels 0-1 and 2-3), the pairs added at the end.</summary>
-    static (Vector512<int>, Vector512<int>, Vector512<int>, Vector512<int>) Block8(sbyte* kb, long* q, int* bias, int quads, int m)
+    static (Vector512<int>, Vector512<int>, Vector512<int>, Vector512<int>) Block8(sbyte* kb, long* q, int* bias, int quads, int m, bool four)
     {
         Vector512<int> a0 = default, c0 = default, a1 = default, c1 = default, a2 = default, c2 = default, a3 = default, c3 = default;
         for (int g = 0; g < quads; g++)
         {
-            var lo = Avx512BW.ConvertToVector512Int16(Vector256.Load((byte*)kb + g * 4 * B));
-            var hi = Avx512BW.ConvertToVector512Int16(Vector256.Load((byte*)kb + g * 4 * B + 2 * B));
+            var lo = Avx512BW.ConvertToVector512Int16(Quad((byte*)kb, g, 0, four));
+            var hi = Avx512BW.ConvertToVector512Int16(Quad((byte*)kb, g, 1, four));
             var w = Vector512.Create(q[g]).AsInt16();
             a0 += Avx512BW.MultiplyAddAdjacent(lo, w);
             c0 += Avx512BW.MultiplyAddAdjacent(hi, w);
@@ -464,21 +495,14 @@ public static unsafe class KeySketch
     static Vector512<int> PairSums(Vector512<int> lo, Vector512<int> hi, int bias) =>
         Avx512F.PermuteVar16x32x2(lo, Evens, hi) + Avx512F.PermuteVar16x32x2(lo, Evens + Vector512<int>.One, hi) + Vector512.Create(bias);
 
-    /// <summary>Integer sums of m heads over one 4-bit block: each row of 16 positions × 2 channels rebuilt as int16
-    /// once, then one multiply-add of pairs per head.</summary>
-    static (Vector512<int>, Vector512<int>, Vector512<int>, Vector512<int>) Block4(sbyte* kb, long* q, int half, int m)
+    /// <summary>Channels 4g..4g + 3 of a block's positions 0-7 (<paramref name="half"/> 0) or 8-15 (1) as unsigned bytes, one
+    /// position per 32-bit lane: the 8-bit sketch's 32 bytes as stored; the 4-bit sketch's low (g even) or high (g odd)
+    /// nibbles of the lanes holding channels 8(g / 2)...</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<byte> Quad(byte* kb, int g, int half, bool four)
     {
-        Vector512<int> a0 = default, a1 = default, a2 = default, a3 = default;
-        for (int d = 0; d < half; d++)
-        {
-            // One byte per position: low nibble → low int16 of the lane, high nibble → high int16 (both sign-extended).
-            var x = Avx512F.ConvertToVector512Int32(Vector128.Load(kb + d * B));
-            var row = ((Vector512.ShiftRightArithmetic(x << 28, 28) & Vector512.Create(0xFFFF)) | (Vector512.ShiftRightArithmetic(x, 4) << 16)).AsInt16();
-            a0 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create((int)q[d]).AsInt16());
-            if (m > 1) a1 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create((int)q[half + d]).AsInt16());
-            if (m > 2) a2 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create((int)q[2 * half + d]).AsInt16());
-            if (m > 3) a3 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create((int)q[3 * half + d]).AsInt16());
-        }
-        return (a0, a1, a2, a3);
+        if (!four) return Vector256.Load(kb + g * 4 * B + half * 2 * B);
+        var x = Vector256.Load(kb + g / 2 * 4 * B + half * 2 * B);
+        return (g % 2 == 0 ? x : Vector256.ShiftRightLogical(x.AsUInt16(), 4).AsByte()) & Vector256.Create((byte)15);
     }
 }

@@ -54,6 +54,7 @@ public class KeySketchTests
     [InlineData(64, 8, 8, 3, 150, 8)]     // groups of 1 over 10 blocks: four at a time, then two
     [InlineData(64, 32, 8, 0, 700, 4)]
     [InlineData(32, 12, 2, 37, 300, 4)]
+    [InlineData(64, 8, 8, 3, 150, 4)]     // 4 bits, groups of 1
     public void Logits_match_the_reference_and_approximate_the_exact_scores(int hd, int heads, int kvHeads, int from, int to, int bits)
     {
         int capacity = to + 9, kvd = kvHeads * hd, group = heads / kvHeads, n = to - from;

@@ -306,37 +306,16 @@ public static unsafe class KeySketch
                     var y = Vector256.Load(kb + 2 * B);
                     var lo = x & nib;
                     var hi = y & nib;
-                    a0 = AvxVnni.MultiplyWideningAndAdd(a0, lo, Vector256.Create(w[0]).AsSByte());
-                    c0 = AvxVnni.MultiplyWideningAndAdd(c0, hi, Vector256.Create(w[0]).AsSByte());
-                    a1 = AvxVnni.MultiplyWideningAndAdd(a1, lo, Vector256.Create(w[1]).AsSByte());
-                    c1 = AvxVnni.MultiplyWideningAndAdd(c1, hi, Vector256.Create(w[1]).AsSByte());
-                    a2 = AvxVnni.MultiplyWideningAndAdd(a2, lo, Vector256.Create(w[2]).AsSByte());
-                    c2 = AvxVnni.MultiplyWideningAndAdd(c2, hi, Vector256.Create(w[2]).AsSByte());
-                    a3 = AvxVnni.MultiplyWideningAndAdd(a3, lo, Vector256.Create(w[3]).AsSByte());
-                    c3 = AvxVnni.MultiplyWideningAndAdd(c3, hi, Vector256.Create(w[3]).AsSByte());
+                    Madd4(ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3, lo, hi, w);
                     lo = Vector256.ShiftRightLogical(x.AsUInt16(), 4).AsByte() & nib;
                     hi = Vector256.ShiftRightLogical(y.AsUInt16(), 4).AsByte() & nib;
-                    a0 = AvxVnni.MultiplyWideningAndAdd(a0, lo, Vector256.Create(w[4]).AsSByte());
-                    c0 = AvxVnni.MultiplyWideningAndAdd(c0, hi, Vector256.Create(w[4]).AsSByte());
-                    a1 = AvxVnni.MultiplyWideningAndAdd(a1, lo, Vector256.Create(w[5]).AsSByte());
-                    c1 = AvxVnni.MultiplyWideningAndAdd(c1, hi, Vector256.Create(w[5]).AsSByte());
-                    a2 = AvxVnni.MultiplyWideningAndAdd(a2, lo, Vector256.Create(w[6]).AsSByte());
-                    c2 = AvxVnni.MultiplyWideningAndAdd(c2, hi, Vector256.Create(w[6]).AsSByte());
-                    a3 = AvxVnni.MultiplyWideningAndAdd(a3, lo, Vector256.Create(w[7]).AsSByte());
-                    c3 = AvxVnni.MultiplyWideningAndAdd(c3, hi, Vector256.Create(w[7]).AsSByte());
+                    Madd4(ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3, lo, hi, w + 4);
                 }
             else for (byte* end = kb + hd * B; kb < end; kb += 4 * B, w += 4)
             {
                 var lo = Vector256.Load(kb);
                 var hi = Vector256.Load(kb + 2 * B);
-                a0 = AvxVnni.MultiplyWideningAndAdd(a0, lo, Vector256.Create(w[0]).AsSByte());
-                c0 = AvxVnni.MultiplyWideningAndAdd(c0, hi, Vector256.Create(w[0]).AsSByte());
-                a1 = AvxVnni.MultiplyWideningAndAdd(a1, lo, Vector256.Create(w[1]).AsSByte());
-                c1 = AvxVnni.MultiplyWideningAndAdd(c1, hi, Vector256.Create(w[1]).AsSByte());
-                a2 = AvxVnni.MultiplyWideningAndAdd(a2, lo, Vector256.Create(w[2]).AsSByte());
-                c2 = AvxVnni.MultiplyWideningAndAdd(c2, hi, Vector256.Create(w[2]).AsSByte());
-                a3 = AvxVnni.MultiplyWideningAndAdd(a3, lo, Vector256.Create(w[3]).AsSByte());
-                c3 = AvxVnni.MultiplyWideningAndAdd(c3, hi, Vector256.Create(w[3]).AsSByte());
+                Madd4(ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3, lo, hi, w);
             }
             var s = Vector512.Load(j->Scales + ((long)kvHead * j->Blocks + b) * B);
             var f0 = Vector512.ConvertToSingle(Vector512.Create(a0, c0)) * (s * qs[0]);
@@ -368,6 +347,21 @@ public static unsafe class KeySketch
             m3 = Vector512.Max(m3, f3);
         }
         (max[0], max[1], max[2], max[3]) = (HMax(m0), HMax(m1), HMax(m2), HMax(m3));
+    }
+
+    /// <summary>Four heads' sums (a: positions 0-7, c: 8-15) += one four-channel word of keys × each head's query word w[x].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Madd4(ref Vector256<int> a0, ref Vector256<int> c0, ref Vector256<int> a1, ref Vector256<int> c1, ref Vector256<int> a2, ref Vector256<int> c2,
+        ref Vector256<int> a3, ref Vector256<int> c3, Vector256<byte> lo, Vector256<byte> hi, int* w)
+    {
+        a0 = AvxVnni.MultiplyWideningAndAdd(a0, lo, Vector256.Create(w[0]).AsSByte());
+        c0 = AvxVnni.MultiplyWideningAndAdd(c0, hi, Vector256.Create(w[0]).AsSByte());
+        a1 = AvxVnni.MultiplyWideningAndAdd(a1, lo, Vector256.Create(w[1]).AsSByte());
+        c1 = AvxVnni.MultiplyWideningAndAdd(c1, hi, Vector256.Create(w[1]).AsSByte());
+        a2 = AvxVnni.MultiplyWideningAndAdd(a2, lo, Vector256.Create(w[2]).AsSByte());
+        c2 = AvxVnni.MultiplyWideningAndAdd(c2, hi, Vector256.Create(w[2]).AsSByte());
+        a3 = AvxVnni.MultiplyWideningAndAdd(a3, lo, Vector256.Create(w[3]).AsSByte());
+        c3 = AvxVnni.MultiplyWideningAndAdd(c3, hi, Vector256.Create(w[3]).AsSByte());
     }
 
     static float HMax(Vector512<float> v)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Markdown tables of benchmarks/kv-policy-speed.sh's JSON lines (docs/long-context.md, "Speed of the policies"):
 per K/V head count, one row per policy and budget, one column per context: attention + selection ms per decoded token
-(speedup over full; selection ms), composed decode tok/s when the line has it.
+(speedup over full, and the median of the reps' paired full / policy where the line has it; selection ms), composed
+decode tok/s when the line has it.
 Usage: benchmarks/kv-policy-speed-table.py docs/kv-policy-speed.jsonl"""
 import json, sys
 
@@ -24,9 +25,10 @@ for kv in sorted({r["kv_heads"] for r in rows}):
             m = [r for r in sel if r["policy"] == pol and r["context"] == c and (pol == "full" or r["budget"] == budget)]
             if not m: cells.append("-"); continue
             r = m[0]
-            tok = f", {r['decode_tok_s_composed']:.1f} tok/s" if r.get("decode_tok_s_composed") else ""
+            tok = f", {r['decode_tok_s_composed']:.1f} tok/s" if isinstance(r.get("decode_tok_s_composed"), (int, float)) else ""   # "NaN": no --model
+            paired = f", paired {r['speedup_paired_median']:.1f}x" if "speedup_paired_median" in r else ""
             if pol == "full": cells.append(f"{r['attention_ms_per_token']:.1f} ms{tok}")
-            else: cells.append(f"{r['attention_ms_per_token']:.1f} ms ({r['speedup_vs_full']:.1f}x; sel "
+            else: cells.append(f"{r['attention_ms_per_token']:.1f} ms ({r['speedup_vs_full']:.1f}x{paired}; sel "
                                f"{r['selection_ms_per_token']:.1f}){tok}")
         print(f"| {pol} | {budget} | " + " | ".join(cells) + " |")
     loads = [r["load"] for r in sel]

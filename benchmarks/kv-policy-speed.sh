@@ -5,8 +5,10 @@
 # Decode tok/s is composed with the 852M Q8_0 model's measured decode step at a short context (see Pare.KvBench).
 # tokenselect is the default TokenSelect (int8 selection scores, K rows); tokenselect-int4 the same with a 4-bit sketch;
 # tokenselect-f32 the reference's F32 scores over the blocked cache. policy_copies_mib: the K copies a policy keeps (TokenSelect's sketch and rows), every layer.
+# speedup_vs_full: best full / best policy over the reps; speedup_paired_median: each rep times full right before the
+# policy, the median of those pairs' ratios (steadier on a shared machine). KV_HEADS=8 (or 32) runs one K/V head count only.
 # Usage: benchmarks/kv-policy-speed.sh [OUT.jsonl]   (env: POLICIES=streaming,quest,tokenselect,tokenselect-int4,tokenselect-f32,h2o,snapkv,actqkv
-#        CONTEXTS=4096,8192,16384 BUDGETS=1024,2048 THREADS=2 REPS=5 MODEL=.cache/bench/random-852m-Q8_0.gguf)
+#        CONTEXTS=4096,8192,16384 BUDGETS=1024,2048 THREADS=2 REPS=5 KV_HEADS="8 32" MODEL=.cache/bench/random-852m-Q8_0.gguf)
 # The machine must be quiet (stop training runs); prints the load with every line.
 set -euo pipefail
 OUT=${1:-docs/kv-policy-speed.jsonl}
@@ -17,7 +19,7 @@ dotnet build -c Release -v q benchmarks/Pare.KvBench >/dev/null
 BENCH="dotnet benchmarks/Pare.KvBench/bin/Release/net10.0/Pare.KvBench.dll"
 [ -f "$MODEL" ] && M=(--model "$MODEL") || { echo "kv-policy-speed: $MODEL missing (benchmarks/Pare.SideBySide writes it): no composed decode tok/s" >&2; M=(); }
 : > "$OUT.tmp"
-for kv in 8 32; do
+for kv in ${KV_HEADS:-8 32}; do
   $BENCH --policies "$POLICIES" --budgets "$BUDGETS" --contexts "$CONTEXTS" --kv-heads $kv --threads "$THREADS" --reps "$REPS" "${M[@]}" | tee -a "$OUT.tmp"
 done
 mv "$OUT.tmp" "$OUT"

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -5,13 +6,17 @@ namespace Pare.Kernels;
 
 /// <summary>
 /// An int8 copy of a blocked F32 K cache for scoring every cached position (TokenSelect's selection pass): blocks of 16
-/// positions as in <see cref="BlockedAttention"/>'s K, one signed byte per value, channels in pairs,
-/// K[kvHead][block][d / 2][16 positions][d % 2] (<see cref="Index"/>), and one scale per (K/V head, position),
-/// max|k| / 127 over the head's row. A quarter of F32 K's bytes (plus 4 bytes per row of scales): the pass over every
-/// position is memory-bound, so it reads about a quarter. With 4 bits: values in -7..7 (scale max|k| / 7), a pair of
-/// channels per byte (low nibble d, high d + 1), K[kvHead][block][d / 2][16 positions]: an eighth of F32 K. The scores multiply int16 queries (each head's row scaled to
-/// ±<see cref="QueryMax"/>) with the int8 keys by pairs of channels (AVX-512 vpmaddwd: two products and their sum per
-/// 32-bit lane, exact in int32), half the instructions of converting every key to float.
+/// positions as in <see cref="BlockedAttention"/>'s K, one byte per value, channels in fours,
+/// K[kvHead][block][d / 4][16 positions][d % 4] (<see cref="Index"/>), each byte k + 128 (0..254: unsigned, the operand
+/// AVX-VNNI's vpdpbusd takes), and one scale per (K/V head, position), max|k| / 127 over the head's row. A quarter of
+/// F32 K's bytes (plus 4 bytes per row of scales): the pass over every position reads about a quarter. The scores
+/// multiply each head's query rounded to int8 (±127) with the keys, four channels per 32-bit lane: with AVX-VNNI one
+/// vpdpbusd per 8 positions x 4 channels (multiply, sum of four and accumulate in one instruction), else AVX-512BW
+/// vpmaddwd on the keys widened to int16; Σ_d (k + 128)·q = Σ_d k·q + 128·Σ_d q, so each head's sums start from
+/// -128·Σ_d q (exact in int32). With 4 bits: values in -7..7 (scale max|k| / 7) stored as k + 8, eight channels of a
+/// position per 32-bit lane, K[kvHead][block][d / 8][16 positions][4 bytes], byte c holding channel d0 + c in its low
+/// nibble and d0 + 4 + c in its high one: an eighth of F32 K; one AND (and one shift) split a lane into two four-channel
+/// operands of the same multiply-adds, the sums starting at -8·Σ_d q.
 /// The <c>*Reference</c> methods are the scalar definitions the vector paths are tested against.
 /// </summary>
 public static unsafe class KeySketch
@@ -20,13 +25,13 @@ public static unsafe class KeySketch
 
     static int Blocks(int capacity) => (capacity + B - 1) / B;
 
-    /// <summary>Index of k(kvHead, position, d) in an 8-bit sketch of <paramref name="capacity"/> positions.</summary>
+    /// <summary>Index of k(kvHead, position, d) (stored as k + 128) in an 8-bit sketch of <paramref name="capacity"/> positions.</summary>
     public static long Index(int capacity, int headDim, int kvHead, int position, int d) =>
-        ((((long)kvHead * Blocks(capacity) + position / B) * (headDim / 2) + d / 2) * B + position % B) * 2 + d % 2;
+        ((((long)kvHead * Blocks(capacity) + position / B) * (headDim / 4) + d / 4) * B + position % B) * 4 + d % 4;
 
-    /// <summary>Index of the byte holding k(kvHead, position, d) and its pair in a 4-bit sketch (nibble d % 2).</summary>
+    /// <summary>Index of the byte holding k(kvHead, position, d) in a 4-bit sketch (low nibble for d % 8 below 4, else high).</summary>
     static long Index4(int capacity, int headDim, int kvHead, int position, int d) =>
-        (((long)kvHead * Blocks(capacity) + position / B) * (headDim / 2) + d / 2) * B + position % B;
+        ((((long)kvHead * Blocks(capacity) + position / B) * (headDim / 8) + d / 8) * B + position % B) * 4 + d % 4;
 
     /// <summary>Bytes of a sketch of <paramref name="bits"/> (8 or 4) per value.</summary>
     public static long SketchBytes(int capacity, int kvHeads, int headDim, int bits) => BlockedAttention.CacheFloats(capacity, kvHeads, headDim) * bits / 8;
@@ -34,20 +39,20 @@ public static unsafe class KeySketch
     /// <summary>k(kvHead, position, d) as stored (the scalar definition of both layouts).</summary>
     public static int Value(ReadOnlySpan<sbyte> sketch, int bits, int capacity, int headDim, int kvHead, int position, int d)
     {
-        if (bits == 8) return sketch[(int)Index(capacity, headDim, kvHead, position, d)];
-        int b = sketch[(int)Index4(capacity, headDim, kvHead, position, d)];
-        return d % 2 == 0 ? (sbyte)(b << 4) >> 4 : b >> 4;
+        if (bits == 8) return (byte)sketch[(int)Index(capacity, headDim, kvHead, position, d)] - 128;
+        int b = (byte)sketch[(int)Index4(capacity, headDim, kvHead, position, d)];
+        return (d % 8 < 4 ? b & 15 : b >> 4) - 8;
     }
 
-    /// <summary>Largest |int16 query value|: a head's Σ_d of headDim products ≤ 128 × QueryMax stays inside int32.</summary>
-    public static int QueryMax(int headDim) => Math.Min(short.MaxValue, int.MaxValue / (128 * headDim));
+    /// <summary>Largest |query value|: 127 (int8, vpdpbusd's signed operand) for both sketches.</summary>
+    public static int QueryMax(int headDim, int bits = 8) => sbyte.MaxValue;
 
-    /// <summary>Head h's query as int16 (round to nearest even of q / scale) and its scale max|q| / <see cref="QueryMax"/>.</summary>
-    public static float QuantizeQuery(ReadOnlySpan<float> q, Span<short> q16)
+    /// <summary>Head h's query rounded to ±<see cref="QueryMax"/> (round to nearest even of q / scale) and its scale max|q| / QueryMax.</summary>
+    public static float QuantizeQuery(ReadOnlySpan<float> q, Span<short> q16, int bits)
     {
         float max = 0;
         foreach (float x in q) max = Math.Max(max, Math.Abs(x));
-        float top = QueryMax(q.Length), inv = max > 0 ? top / max : 0f;
+        float top = QueryMax(q.Length, bits), inv = max > 0 ? top / max : 0f;
         for (int d = 0; d < q.Length; d++) q16[d] = (short)Math.Clamp(MathF.Round(q[d] * inv), -top, top);
         return max / top;
     }
@@ -81,21 +86,28 @@ public static unsafe class KeySketch
                     for (int d = 0; d < headDim; d++) max = Vector512.Max(max, Vector512.Abs(Vector512.Load(k + at + d * B)));
                     var inv = Vector512.ConditionalSelect(Vector512.GreaterThan(max, Vector512<float>.Zero), Vector512.Create(level) / max, Vector512<float>.Zero);
                     (max / Vector512.Create(level)).Store(s + ((long)h * blocks + b) * B);
-                    for (int d = 0; d < headDim && bits == 4; d += 2)
+                    for (int d = 0; d < headDim && bits == 4; d += 8)
                     {
-                        // Channels d (low nibble) and d + 1 (high) of each position in one byte: 16 bytes.
-                        var even = Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + d * B) * inv);
-                        var odd = Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + (d + 1) * B) * inv);
-                        var packed = (even & Vector512.Create(15)) | ((odd & Vector512.Create(15)) << 4);
-                        Avx512F.ConvertToVector128Byte(packed.AsUInt32()).AsSByte().Store(q + at / 2 + d / 2 * B);
+                        // Channels d..d + 7 of a position in one 32-bit lane (byte c: d + c low, d + 4 + c high), each k + 8: 64 bytes.
+                        var lanes = Vector512<int>.Zero;
+                        for (int c = 0; c < 4; c++)
+                        {
+                            var lo = Vector512.Clamp(Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + (d + c) * B) * inv), Vector512.Create(-7), Vector512.Create(7));
+                            var hi = Vector512.Clamp(Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + (d + 4 + c) * B) * inv), Vector512.Create(-7), Vector512.Create(7));
+                            lanes |= ((lo + Vector512.Create(8)) | ((hi + Vector512.Create(8)) << 4)) << (8 * c);
+                        }
+                        lanes.Store((int*)(q + at / 2 + d * B / 2));
                     }
-                    for (int d = 0; d < headDim && bits == 8; d += 2)
+                    for (int d = 0; d < headDim && bits == 8; d += 4)
                     {
-                        // Channels d and d + 1 interleaved per position: 32 bytes.
-                        var even = Avx512F.ConvertToVector128SByteWithSaturation(Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + d * B) * inv));
-                        var odd = Avx512F.ConvertToVector128SByteWithSaturation(Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + (d + 1) * B) * inv));
-                        Sse2.UnpackLow(even, odd).Store(q + at + d * B);
-                        Sse2.UnpackHigh(even, odd).Store(q + at + d * B + B);
+                        // Channels d..d + 3 of a position in one 32-bit lane, each byte k + 128: 64 bytes.
+                        var lanes = Vector512<int>.Zero;
+                        for (int c = 0; c < 4; c++)
+                        {
+                            var v = Vector512.Clamp(Avx512F.ConvertToVector512Int32(Vector512.Load(k + at + (d + c) * B) * inv), Vector512.Create(-127), Vector512.Create(127));
+                            lanes |= ((v + Vector512.Create(128)) & Vector512.Create(0xFF)) << (8 * c);
+                        }
+                        lanes.Store((int*)(q + at + d * B));
                     }
                 }
         }
@@ -117,11 +129,11 @@ public static unsafe class KeySketch
                 for (int d = 0; d < headDim; d++)
                 {
                     int v = (int)Math.Clamp(MathF.Round(kBlocks[(int)(at + d * B)] * inv), -level, level);
-                    if (bits == 8) sketch[(int)Index(capacity, headDim, h, p, d)] = (sbyte)v;
+                    if (bits == 8) sketch[(int)Index(capacity, headDim, h, p, d)] = (sbyte)(v + 128);
                     else
                     {
                         ref sbyte x = ref sketch[(int)Index4(capacity, headDim, h, p, d)];
-                        x = (sbyte)(d % 2 == 0 ? (x & 0xF0) | (v & 0xF) : (x & 0x0F) | (v << 4));
+                        x = (sbyte)(d % 8 < 4 ? (x & 0xF0) | (v + 8) : (x & 0x0F) | ((v + 8) << 4));
                     }
                 }
             }
@@ -133,44 +145,63 @@ public static unsafe class KeySketch
         if (bits is not (4 or 8)) throw new ArgumentException($"a sketch has 4 or 8 bits per value (got {bits})");
         if (from < 0 || to > capacity || from > to) throw new ArgumentOutOfRangeException(nameof(from), $"positions [{from}, {to}) outside the cache of {capacity}");
         if (kBlocks.Length < floats || sketch.Length < SketchBytes(capacity, kvHeads, headDim, bits) || scales.Length < ScaleCount(capacity, kvHeads)) throw new ArgumentException("the cache, sketch or scales are smaller than the capacity");
-        if (headDim % 2 != 0) throw new ArgumentException("the sketch pairs channels: head width must be even");
+        if (headDim % (bits == 8 ? 4 : 8) != 0) throw new ArgumentException($"the {bits}-bit sketch groups channels: head width must be a multiple of {(bits == 8 ? 4 : 8)}");
     }
 
     /// <summary>
     /// Approximate scaled scores q_h·K(p)/√headDim of every query head h for the positions [from, to) from the sketch:
-    /// logits[h * (to - from) + i] = Σ_d q16_h[d]·k8(p, d) × (scale(p) × (qscale_h / √headDim)), with q16, qscale from
-    /// <see cref="QuantizeQuery"/>. Heads of one K/V group share each widened block row (up to four at a time); units
-    /// run on up to <paramref name="threads"/> threads. As <see cref="SelectedAttention.Logits"/> on the F32 cache.
+    /// logits[h * (to - from) + i] = Σ_d qi_h[d]·k(p, d) × (scale(p) × (qscale_h / √headDim)), with the quantized query qi
+    /// (int8 against the 8-bit sketch, int16 against the 4-bit one) and qscale from <see cref="QuantizeQuery"/>. Heads of
+    /// one K/V group share each block's loaded keys (up to four at a time); units run on up to <paramref name="threads"/> threads. As <see cref="SelectedAttention.Logits"/> on the F32 cache.
     /// <paramref name="softmax"/>: each head's row is then replaced by its softmax (by the unit that scored it, while the
-    /// row is in its core's cache: TokenSelect's soft vote).
+    /// row is in its core's cache: TokenSelect's soft vote). With <paramref name="rowScales"/> (one per head) the rows are
+    /// left unnormalized, exp(x - max), and rowScales[h] = 1 / Σ: softmax_h = row_h × rowScales[h], a pass over every row
+    /// saved (<see cref="SoftVotes.Compute"/> folds the scale into its sum).
     /// </summary>
     public static void Logits(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<sbyte> sketch, ReadOnlySpan<float> scales,
-        int capacity, int from, int to, Span<float> logits, int threads, bool softmax = false, int bits = 8)
+        int capacity, int from, int to, Span<float> logits, int threads, bool softmax = false, int bits = 8, Span<float> rowScales = default) =>
+        Logits(q, heads, kvHeads, headDim, sketch, scales, capacity, from, to, logits, threads, softmax, bits, AvxVnni.IsSupported, rowScales);
+
+    /// <summary><see cref="Logits"/> with the 8-bit sketch's VNNI path on or off (tests run the AVX-512BW one too).</summary>
+    internal static void Logits(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<sbyte> sketch, ReadOnlySpan<float> scales,
+        int capacity, int from, int to, Span<float> logits, int threads, bool softmax, int bits, bool vnni, Span<float> rowScales = default)
     {
-        int n = to - from, group = heads / kvHeads, half = headDim / 2;
+        int n = to - from, group = heads / kvHeads, lane = bits == 8 ? 4 : 8, per = headDim / 4;
         if (n <= 0) return;
-        if (from < 0 || to > capacity || logits.Length < (long)heads * n || q.Length < heads * headDim || heads % kvHeads != 0 || headDim % 2 != 0) throw new ArgumentException("bad range, heads or buffers");
         if (bits is not (4 or 8)) throw new ArgumentException($"a sketch has 4 or 8 bits per value (got {bits})");
+        if (from < 0 || to > capacity || logits.Length < (long)heads * n || q.Length < heads * headDim || heads % kvHeads != 0 || headDim % lane != 0) throw new ArgumentException("bad range, heads or buffers");
         if (sketch.Length < SketchBytes(capacity, kvHeads, headDim, bits) || scales.Length < ScaleCount(capacity, kvHeads)) throw new ArgumentException("the sketch or scales are smaller than the capacity");
+        if (!rowScales.IsEmpty && (!softmax || rowScales.Length < heads)) throw new ArgumentException("row scales go with softmax, one per head");
         if (!Vector512.IsHardwareAccelerated || !Avx512BW.IsSupported)
         {
             LogitsReference(q, heads, kvHeads, headDim, sketch, scales, capacity, from, to, logits, softmax, bits);
+            rowScales[..(rowScales.IsEmpty ? 0 : heads)].Fill(1f);
             return;
         }
-        // Each head's int16 query, as pairs of channels (one int32 each, broadcast against a row of pairs).
-        var pairs = new int[heads * half];
+        // Each head's int8 query, four channels per word: four int8 per int (vpdpbusd's broadcast) or four int16 per long
+        // (vpmaddwd's). Bias: -128·Σ_d q (-8·Σ_d q with 4 bits: the keys' offset).
+        var quads = new long[heads * per];
         var qScale = new float[heads];
-        var q16 = new short[headDim];
+        var bias = new int[heads];
+        var qi = new short[headDim];
         for (int h = 0; h < heads; h++)
         {
-            qScale[h] = QuantizeQuery(q.Slice(h * headDim, headDim), q16) / MathF.Sqrt(headDim);
-            for (int d = 0; d < half; d++) pairs[h * half + d] = (ushort)q16[2 * d] | q16[2 * d + 1] << 16;
+            qScale[h] = QuantizeQuery(q.Slice(h * headDim, headDim), qi, bits) / MathF.Sqrt(headDim);
+            for (int d = 0; d < headDim; d++) bias[h] -= (bits == 8 ? 128 : 8) * qi[d];
+            for (int g = 0; g < per; g++)
+                quads[h * per + g] = vnni ? (uint)((byte)qi[4 * g] | (byte)qi[4 * g + 1] << 8 | (byte)qi[4 * g + 2] << 16 | (byte)qi[4 * g + 3] << 24)
+                    : (long)(ushort)qi[4 * g] | (long)(ushort)qi[4 * g + 1] << 16 | (long)(ushort)qi[4 * g + 2] << 32 | (long)(ushort)qi[4 * g + 3] << 48;
         }
-        fixed (int* pp = pairs)
-        fixed (float* ps = scales, pl = logits, pqs = qScale)
+        fixed (long* pq = quads)
+        fixed (int* pb = bias)
+        fixed (float* ps = scales, pl = logits, pqs = qScale, prs = rowScales)
         fixed (sbyte* pk = sketch)
         {
-            var job = new LogitsJob { Pairs = pp, QScale = pqs, K = pk, Scales = ps, Out = pl, From = from, To = to, Softmax = softmax, Bits = bits, Heads = heads, Group = group, HeadDim = headDim, Blocks = Blocks(capacity) };
+            var job = new LogitsJob
+            {
+                Query = pq, Bias = pb, QScale = pqs, K = pk, Scales = ps, Out = pl, From = from, To = to, Softmax = softmax, RowScales = prs, Bits = bits, Vnni = vnni,
+                Heads = heads, Group = group, HeadDim = headDim, Blocks = Blocks(capacity),
+            };
             long work = (long)heads * n * headDim;
             KernelThreadPool.Shared.Run(&LogitsUnit, &job, (heads + 3) / 4, work < 1 << 14 ? 1 : threads);
         }
@@ -184,7 +215,7 @@ public static unsafe class KeySketch
         var q16 = new short[headDim];
         for (int h = 0; h < heads; h++)
         {
-            float qs = QuantizeQuery(q.Slice(h * headDim, headDim), q16) / MathF.Sqrt(headDim);
+            float qs = QuantizeQuery(q.Slice(h * headDim, headDim), q16, bits) / MathF.Sqrt(headDim);
             for (int i = 0; i < n; i++)
             {
                 int kvHead = h / group, p = from + i, sum = 0;
@@ -203,79 +234,269 @@ public static unsafe class KeySketch
 
     struct LogitsJob
     {
-        public int* Pairs;
-        public float* QScale, Scales, Out;
+        public long* Query;
+        public int* Bias;
+        public float* QScale, Scales, Out, RowScales;
         public sbyte* K;
         public int From, To, Heads, Group, HeadDim, Blocks, Bits;
-        public bool Softmax;
+        public bool Softmax, Vnni;
     }
 
     /// <summary>Heads 4u.. (split at K/V group edges).</summary>
     static void LogitsUnit(void* ctx, int u)
     {
         var j = (LogitsJob*)ctx;
+        int n = j->To - j->From;
+        float* lanes = stackalloc float[4 * B];
+        float* max = stackalloc float[4];
         for (int h = 4 * u; h < Math.Min(4 * u + 4, j->Heads);)
         {
-            int m = SelectedAttention.UnitRun(u, h, j->Heads, j->Group);
-            ScoreBlocks(j, h, m);
+            int m = SelectedAttention.UnitRun(u, h, j->Heads, j->Group), kvHead = h / j->Group, hd = j->HeadDim;
+            bool maxKnown = m == 4 && j->Vnni;
+            if (maxKnown) Score4Vnni(j, h, lanes, max);
+            else for (int b = j->From / B; b < (j->To + B - 1) / B; b++)
+            {
+                sbyte* kb = j->K + ((long)kvHead * j->Blocks + b) * hd * B * j->Bits / 8;
+                var (a0, a1, a2, a3) = j->Vnni ? Block8Vnni(kb, j->Query + h * (hd / 4), j->Bias + h, hd / 4, m, j->Bits == 4)
+                    : Block8(kb, j->Query + h * (hd / 4), j->Bias + h, hd / 4, m, j->Bits == 4);
+                var s = Vector512.Load(j->Scales + ((long)kvHead * j->Blocks + b) * B);
+                StoreBlock(j, h, m, b, lanes, Vector512.ConvertToSingle(a0) * (s * j->QScale[h]),
+                    m > 1 ? Vector512.ConvertToSingle(a1) * (s * j->QScale[h + 1]) : default,
+                    m > 2 ? Vector512.ConvertToSingle(a2) * (s * j->QScale[h + 2]) : default,
+                    m > 3 ? Vector512.ConvertToSingle(a3) * (s * j->QScale[h + 3]) : default);
+            }
             if (j->Softmax)
                 for (int x = h; x < h + m; x++)
                 {
-                    var row = new Span<float>(j->Out + (long)x * (j->To - j->From), j->To - j->From);
-                    Ops.Scale(row, 1f / Ops.ExpMinusMax(row));
+                    var row = new Span<float>(j->Out + (long)x * n, n);
+                    float inv = 1f / ExpMinusMax(j->Out + (long)x * n, n, maxKnown ? max[x - h] : Ops.Max(row));
+                    if (j->RowScales != null) j->RowScales[x] = inv;
+                    else Ops.Scale(row, inv);
                 }
             h += m;
         }
     }
 
-    /// <summary>Scores of m heads h.. of one K/V head over every block of [From, To): each row of 16 positions × 2
-    /// channels widened to int16 once, then one multiply-add of pairs per head.</summary>
-    static void ScoreBlocks(LogitsJob* j, int h, int m)
+    /// <summary>Four heads h.. of one K/V group over every 8-bit block of [From, To) by AVX-VNNI (the common case: groups
+    /// of 4 or more): <see cref="Block8Vnni"/> without its branches, call and returned tuple, eight accumulators in registers.</summary>
+    static void Score4Vnni(LogitsJob* j, int h, float* lanes, float* max)
     {
-        int hd = j->HeadDim, half = hd / 2, kvHead = h / j->Group, n = j->To - j->From;
-        int* q = j->Pairs + h * half;
-        float* dst = j->Out + (long)h * n;
-        float* lanes = stackalloc float[4 * B];
+        // Each head's running maximum (the softmax's), lanes outside [From, To) at -∞.
+        Vector512<float> m0 = Vector512.Create(float.NegativeInfinity), m1 = m0, m2 = m0, m3 = m0;
+        int hd = j->HeadDim, quads = hd / 4, kvHead = h / j->Group, n = j->To - j->From;
+        // The four heads' query words interleaved (word g of head x at 4g + x): one pointer, constant offsets; the
+        // biases and scales reloaded per block, so that only the accumulators, keys and one broadcast live in the loop.
+        int* qw = stackalloc int[4 * quads];
+        for (int g = 0; g < quads; g++)
+            for (int x = 0; x < 4; x++) qw[4 * g + x] = (int)j->Query[(h + x) * quads + g];
+        int* bias = j->Bias + h;
+        float* qs = j->QScale + h, dst = j->Out + (long)h * n;
         for (int b = j->From / B; b < (j->To + B - 1) / B; b++)
         {
-            sbyte* kb = j->K + ((long)kvHead * j->Blocks + b) * hd * B * j->Bits / 8;
-            Vector512<int> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (int d = 0; d < half; d++)
-            {
-                Vector512<short> row;
-                if (j->Bits == 8) row = Avx512BW.ConvertToVector512Int16(Vector256.Load(kb + d * 2 * B));
-                else
+            byte* kb = (byte*)j->K + ((long)kvHead * j->Blocks + b) * hd * B * j->Bits / 8;
+            Vector256<int> a0 = Vector256.Create(bias[0]), c0 = a0, a1 = Vector256.Create(bias[1]), c1 = a1;
+            Vector256<int> a2 = Vector256.Create(bias[2]), c2 = a2, a3 = Vector256.Create(bias[3]), c3 = a3;
+            int* w = qw;
+            var nib = Vector256.Create((byte)15);
+            if (j->Bits == 4)
+                for (byte* end = kb + hd * B / 2; kb < end; kb += 4 * B, w += 8)
                 {
-                    // One byte per position: low nibble → low int16 of the lane, high nibble → high int16 (both sign-extended).
-                    var x = Avx512F.ConvertToVector512Int32(Vector128.Load(kb + d * B));
-                    row = ((Vector512.ShiftRightArithmetic(x << 28, 28) & Vector512.Create(0xFFFF)) | (Vector512.ShiftRightArithmetic(x, 4) << 16)).AsInt16();
+                    // Eight channels per lane: low nibbles are the query's word 2g, high nibbles word 2g + 1.
+                    var x = Vector256.Load(kb);
+                    var y = Vector256.Load(kb + 2 * B);
+                    var lo = x & nib;
+                    var hi = y & nib;
+                    Madd4(ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3, lo, hi, w);
+                    lo = Vector256.ShiftRightLogical(x.AsUInt16(), 4).AsByte() & nib;
+                    hi = Vector256.ShiftRightLogical(y.AsUInt16(), 4).AsByte() & nib;
+                    Madd4(ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3, lo, hi, w + 4);
                 }
-                a0 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create(q[d]).AsInt16());
-                if (m > 1) a1 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create(q[half + d]).AsInt16());
-                if (m > 2) a2 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create(q[2 * half + d]).AsInt16());
-                if (m > 3) a3 += Avx512BW.MultiplyAddAdjacent(row, Vector512.Create(q[3 * half + d]).AsInt16());
+            else for (byte* end = kb + hd * B; kb < end; kb += 4 * B, w += 4)
+            {
+                var lo = Vector256.Load(kb);
+                var hi = Vector256.Load(kb + 2 * B);
+                Madd4(ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3, lo, hi, w);
             }
             var s = Vector512.Load(j->Scales + ((long)kvHead * j->Blocks + b) * B);
-            var f0 = Vector512.ConvertToSingle(a0) * (s * j->QScale[h]);
-            var f1 = m > 1 ? Vector512.ConvertToSingle(a1) * (s * j->QScale[h + 1]) : default;
-            var f2 = m > 2 ? Vector512.ConvertToSingle(a2) * (s * j->QScale[h + 2]) : default;
-            var f3 = m > 3 ? Vector512.ConvertToSingle(a3) * (s * j->QScale[h + 3]) : default;
-            int p0 = b * B, i0 = p0 - j->From;
-            if (p0 >= j->From && p0 + B <= j->To)
+            var f0 = Vector512.ConvertToSingle(Vector512.Create(a0, c0)) * (s * qs[0]);
+            var f1 = Vector512.ConvertToSingle(Vector512.Create(a1, c1)) * (s * qs[1]);
+            var f2 = Vector512.ConvertToSingle(Vector512.Create(a2, c2)) * (s * qs[2]);
+            var f3 = Vector512.ConvertToSingle(Vector512.Create(a3, c3)) * (s * qs[3]);
+            int i0 = b * B - j->From;
+            if (i0 >= 0 && i0 + B <= n)
             {
-                // A whole block inside the range: the scores are the lanes.
                 f0.Store(dst + i0);
-                if (m > 1) f1.Store(dst + n + i0);
-                if (m > 2) f2.Store(dst + 2L * n + i0);
-                if (m > 3) f3.Store(dst + 3L * n + i0);
-                continue;
+                f1.Store(dst + n + i0);
+                f2.Store(dst + 2L * n + i0);
+                f3.Store(dst + 3L * n + i0);
             }
-            f0.Store(lanes);
-            if (m > 1) f1.Store(lanes + B);
-            if (m > 2) f2.Store(lanes + 2 * B);
-            if (m > 3) f3.Store(lanes + 3 * B);
-            for (int l = Math.Max(0, j->From - p0); l < Math.Min(B, j->To - p0); l++)
-                for (int x = 0; x < m; x++) dst[(long)x * n + i0 + l] = lanes[x * B + l];
+            else
+            {
+                StoreBlock(j, h, 4, b, lanes, f0, f1, f2, f3);
+                var inside = Vector512.GreaterThanOrEqual(Vector512.Create(i0) + Vector512<int>.Indices, Vector512<int>.Zero)
+                    & Vector512.LessThan(Vector512.Create(i0) + Vector512<int>.Indices, Vector512.Create(n));
+                var ninf = Vector512.Create(float.NegativeInfinity);
+                f0 = Vector512.ConditionalSelect(inside.AsSingle(), f0, ninf);
+                f1 = Vector512.ConditionalSelect(inside.AsSingle(), f1, ninf);
+                f2 = Vector512.ConditionalSelect(inside.AsSingle(), f2, ninf);
+                f3 = Vector512.ConditionalSelect(inside.AsSingle(), f3, ninf);
+            }
+            m0 = Vector512.Max(m0, f0);
+            m1 = Vector512.Max(m1, f1);
+            m2 = Vector512.Max(m2, f2);
+            m3 = Vector512.Max(m3, f3);
         }
+        (max[0], max[1], max[2], max[3]) = (HMax(m0), HMax(m1), HMax(m2), HMax(m3));
+    }
+
+    /// <summary>Four heads' sums (a: positions 0-7, c: 8-15) += one four-channel word of keys × each head's query word w[x].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Madd4(ref Vector256<int> a0, ref Vector256<int> c0, ref Vector256<int> a1, ref Vector256<int> c1, ref Vector256<int> a2, ref Vector256<int> c2,
+        ref Vector256<int> a3, ref Vector256<int> c3, Vector256<byte> lo, Vector256<byte> hi, int* w)
+    {
+        a0 = AvxVnni.MultiplyWideningAndAdd(a0, lo, Vector256.Create(w[0]).AsSByte());
+        c0 = AvxVnni.MultiplyWideningAndAdd(c0, hi, Vector256.Create(w[0]).AsSByte());
+        a1 = AvxVnni.MultiplyWideningAndAdd(a1, lo, Vector256.Create(w[1]).AsSByte());
+        c1 = AvxVnni.MultiplyWideningAndAdd(c1, hi, Vector256.Create(w[1]).AsSByte());
+        a2 = AvxVnni.MultiplyWideningAndAdd(a2, lo, Vector256.Create(w[2]).AsSByte());
+        c2 = AvxVnni.MultiplyWideningAndAdd(c2, hi, Vector256.Create(w[2]).AsSByte());
+        a3 = AvxVnni.MultiplyWideningAndAdd(a3, lo, Vector256.Create(w[3]).AsSByte());
+        c3 = AvxVnni.MultiplyWideningAndAdd(c3, hi, Vector256.Create(w[3]).AsSByte());
+    }
+
+    static float HMax(Vector512<float> v)
+    {
+        float m = float.NegativeInfinity;
+        for (int l = 0; l < B; l++) m = Math.Max(m, v[l]);
+        return m;
+    }
+
+    /// <summary>
+    /// row = exp(row - max) in place; returns the sum. The vote's exponentials (32 heads x every candidate per layer, as
+    /// many as the scores' multiply-adds' vectors): 2^t with t = (x - max)·log2 e, 2^round(t) by vscalefps and 2^f, |f| ≤ ½,
+    /// by a degree-5 polynomial (relative error ≤ 2.4e-6; the softmax only ranks), no clamps (x - max ≤ 0, and vscalefps
+    /// flushes a very negative exponent to 0): ~11 instructions per 16 values, about 60% of <see cref="Ops.ExpMinusMax"/>'s.
+    /// </summary>
+    static float ExpMinusMax(float* row, int n, float max)
+    {
+        var log2e = Vector512.Create(1.44269504f);
+        var shift = Vector512.Create(-max * 1.44269504f);
+        var sum = Vector512<float>.Zero;
+        int i = 0;
+        for (; i + B <= n; i += B)
+        {
+            var t = Vector512.FusedMultiplyAdd(Vector512.Load(row + i), log2e, shift);
+            var k = Avx512F.RoundScale(t, 0x08);   // to nearest, no exceptions
+            var f = t - k;
+            var p = Vector512.FusedMultiplyAdd(Vector512.Create(1.33335581e-3f), f, Vector512.Create(9.61812911e-3f));   // (ln 2)^j / j!
+            p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(5.55041087e-2f));
+            p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(0.240226507f));
+            p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(0.693147181f));
+            p = Vector512.FusedMultiplyAdd(p, f, Vector512<float>.One);
+            var e = Avx512F.Scale(p, k);
+            e.Store(row + i);
+            sum += e;
+        }
+        float s = Vector512.Sum(sum);
+        for (; i < n; i++) s += row[i] = MathF.Exp(row[i] - max);
+        return s;
+    }
+
+    /// <summary>One block's scores of m heads h.. into their rows (only the lanes inside [From, To)).</summary>
+    static void StoreBlock(LogitsJob* j, int h, int m, int b, float* lanes, Vector512<float> f0, Vector512<float> f1, Vector512<float> f2, Vector512<float> f3)
+    {
+        int n = j->To - j->From, p0 = b * B, i0 = p0 - j->From;
+        float* dst = j->Out + (long)h * n;
+        if (p0 >= j->From && p0 + B <= j->To)
+        {
+            // A whole block inside the range: the scores are the lanes.
+            f0.Store(dst + i0);
+            if (m > 1) f1.Store(dst + n + i0);
+            if (m > 2) f2.Store(dst + 2L * n + i0);
+            if (m > 3) f3.Store(dst + 3L * n + i0);
+            return;
+        }
+        f0.Store(lanes);
+        f1.Store(lanes + B);
+        f2.Store(lanes + 2 * B);
+        f3.Store(lanes + 3 * B);
+        for (int l = Math.Max(0, j->From - p0); l < Math.Min(B, j->To - p0); l++)
+            for (int x = 0; x < m; x++) dst[(long)x * n + i0 + l] = lanes[x * B + l];
+    }
+
+    /// <summary>Integer sums of m heads over one 8-bit block by AVX-VNNI: per four channels, one vpdpbusd per 8
+    /// positions and head (the keys' bytes unsigned, the query's four int8 broadcast), from each head's bias.</summary>
+    static (Vector512<int>, Vector512<int>, Vector512<int>, Vector512<int>) Block8Vnni(sbyte* kb, long* q, int* bias, int quads, int m, bool four)
+    {
+        Vector256<int> a0 = Vector256.Create(bias[0]), c0 = a0, a1 = default, c1 = default, a2 = default, c2 = default, a3 = default, c3 = default;
+        if (m > 1) c1 = a1 = Vector256.Create(bias[1]);
+        if (m > 2) c2 = a2 = Vector256.Create(bias[2]);
+        if (m > 3) c3 = a3 = Vector256.Create(bias[3]);
+        for (int g = 0; g < quads; g++)
+        {
+            var lo = Quad((byte*)kb, g, 0, four);
+            var hi = Quad((byte*)kb, g, 1, four);
+            var w = Vector256.Create((int)q[g]).AsSByte();
+            a0 = AvxVnni.MultiplyWideningAndAdd(a0, lo, w);
+            c0 = AvxVnni.MultiplyWideningAndAdd(c0, hi, w);
+            if (m < 2) continue;
+            w = Vector256.Create((int)q[quads + g]).AsSByte();
+            a1 = AvxVnni.MultiplyWideningAndAdd(a1, lo, w);
+            c1 = AvxVnni.MultiplyWideningAndAdd(c1, hi, w);
+            if (m < 3) continue;
+            w = Vector256.Create((int)q[2 * quads + g]).AsSByte();
+            a2 = AvxVnni.MultiplyWideningAndAdd(a2, lo, w);
+            c2 = AvxVnni.MultiplyWideningAndAdd(c2, hi, w);
+            if (m < 4) continue;
+            w = Vector256.Create((int)q[3 * quads + g]).AsSByte();
+            a3 = AvxVnni.MultiplyWideningAndAdd(a3, lo, w);
+            c3 = AvxVnni.MultiplyWideningAndAdd(c3, hi, w);
+        }
+        return (Vector512.Create(a0, c0), Vector512.Create(a1, c1), Vector512.Create(a2, c2), Vector512.Create(a3, c3));
+    }
+
+    /// <summary><see cref="Block8Vnni"/> without VNNI: the keys widened to int16 (8 positions x 4 channels), vpmaddwd with
+    /// the query's four int16 (lanes: each position's sums of channels 0-1 and 2-3), the pairs added at the end.</summary>
+    static (Vector512<int>, Vector512<int>, Vector512<int>, Vector512<int>) Block8(sbyte* kb, long* q, int* bias, int quads, int m, bool four)
+    {
+        Vector512<int> a0 = default, c0 = default, a1 = default, c1 = default, a2 = default, c2 = default, a3 = default, c3 = default;
+        for (int g = 0; g < quads; g++)
+        {
+            var lo = Avx512BW.ConvertToVector512Int16(Quad((byte*)kb, g, 0, four));
+            var hi = Avx512BW.ConvertToVector512Int16(Quad((byte*)kb, g, 1, four));
+            var w = Vector512.Create(q[g]).AsInt16();
+            a0 += Avx512BW.MultiplyAddAdjacent(lo, w);
+            c0 += Avx512BW.MultiplyAddAdjacent(hi, w);
+            if (m < 2) continue;
+            w = Vector512.Create(q[quads + g]).AsInt16();
+            a1 += Avx512BW.MultiplyAddAdjacent(lo, w);
+            c1 += Avx512BW.MultiplyAddAdjacent(hi, w);
+            if (m < 3) continue;
+            w = Vector512.Create(q[2 * quads + g]).AsInt16();
+            a2 += Avx512BW.MultiplyAddAdjacent(lo, w);
+            c2 += Avx512BW.MultiplyAddAdjacent(hi, w);
+            if (m < 4) continue;
+            w = Vector512.Create(q[3 * quads + g]).AsInt16();
+            a3 += Avx512BW.MultiplyAddAdjacent(lo, w);
+            c3 += Avx512BW.MultiplyAddAdjacent(hi, w);
+        }
+        return (PairSums(a0, c0, bias[0]), m > 1 ? PairSums(a1, c1, bias[1]) : default, m > 2 ? PairSums(a2, c2, bias[2]) : default, m > 3 ? PairSums(a3, c3, bias[3]) : default);
+    }
+
+    static readonly Vector512<int> Evens = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+
+    /// <summary>Positions 0-7's lane pairs in lo, 8-15's in hi: each pair's sum, in position order, plus the bias.</summary>
+    static Vector512<int> PairSums(Vector512<int> lo, Vector512<int> hi, int bias) =>
+        Avx512F.PermuteVar16x32x2(lo, Evens, hi) + Avx512F.PermuteVar16x32x2(lo, Evens + Vector512<int>.One, hi) + Vector512.Create(bias);
+
+    /// <summary>Channels 4g..4g + 3 of a block's positions 0-7 (<paramref name="half"/> 0) or 8-15 (1) as unsigned bytes, one
+    /// position per 32-bit lane: the 8-bit sketch's 32 bytes as stored; the 4-bit sketch's low (g even) or high (g odd)
+    /// nibbles of the lanes holding channels 8(g / 2)...</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<byte> Quad(byte* kb, int g, int half, bool four)
+    {
+        if (!four) return Vector256.Load(kb + g * 4 * B + half * 2 * B);
+        var x = Vector256.Load(kb + g / 2 * 4 * B + half * 2 * B);
+        return (g % 2 == 0 ? x : Vector256.ShiftRightLogical(x.AsUInt16(), 4).AsByte()) & Vector256.Create((byte)15);
     }
 }

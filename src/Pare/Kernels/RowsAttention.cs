@@ -147,7 +147,7 @@ public static unsafe class RowsAttention
             {
                 float* qh = j->Q + h * hd, kh = row + h / j->Group * hd;
                 var acc = Vector512<float>.Zero;
-                for (int d = 0; d < hd; d += B) acc += Vector512.Load(qh + d) * Vector512.Load(kh + d);
+                for (int d = 0; d < hd; d += B) acc = SelectedAttention.Fma(Vector512.Load(qh + d), Vector512.Load(kh + d), acc);
                 j->Scores[(long)h * n + first + i] = Vector512.Sum(acc) * j->Scale;
             }
         }
@@ -167,7 +167,7 @@ public static unsafe class RowsAttention
         {
             m = GroupRun(h, j->Group);
             for (int d0 = 0; d0 < hd; d0 += 4 * B)
-                SelectedAttention.Weighted64(j->V + h / j->Group * hd + d0, kvd, pos, count, null, count, j->Scores + (long)h * n + first, n, m, o + h * hd + d0, hd, one);
+                SelectedAttention.Weighted64(j->V + h / j->Group * hd + d0, kvd, pos, count, null, count, j->Scores + (long)h * n + first, n, m, o + h * hd + d0, hd, one, prefetch: false);   // prefetched above
         }
     }
 

@@ -55,10 +55,10 @@ public static unsafe class SelectedAttention
                     int p = i < first.Length ? pf[i] : pse[i - first.Length];
                     float* row = vHead + (long)p * kvd + d0;
                     var w = Vector512.Create(ps[i]);
-                    a0 += w * Vector512.Load(row);
-                    if (vecs > 1) a1 += w * Vector512.Load(row + B);
-                    if (vecs > 2) a2 += w * Vector512.Load(row + 2 * B);
-                    if (vecs > 3) a3 += w * Vector512.Load(row + 3 * B);
+                    a0 = Fma(w, Vector512.Load(row), a0);
+                    if (vecs > 1) a1 = Fma(w, Vector512.Load(row + B), a1);
+                    if (vecs > 2) a2 = Fma(w, Vector512.Load(row + 2 * B), a2);
+                    if (vecs > 3) a3 = Fma(w, Vector512.Load(row + 3 * B), a3);
                 }
                 var s = Vector512.Create(inv);
                 (a0 * s).Store(po + d0);
@@ -269,10 +269,10 @@ public static unsafe class SelectedAttention
             {
                 int p = i < count ? j->Flat[j->UnitPos[u] + i] : j->Own[i - count];
                 var row = Vector512.Load(vHead + (long)p * j->KvDim + d0);
-                a0 += Vector512.Create(sc[i]) * row;
-                if (m > 1) a1 += Vector512.Create(sc[j->Stride + i]) * row;
-                if (m > 2) a2 += Vector512.Create(sc[2 * j->Stride + i]) * row;
-                if (m > 3) a3 += Vector512.Create(sc[3 * j->Stride + i]) * row;
+                a0 = Fma(Vector512.Create(sc[i]), row, a0);
+                if (m > 1) a1 = Fma(Vector512.Create(sc[j->Stride + i]), row, a1);
+                if (m > 2) a2 = Fma(Vector512.Create(sc[2 * j->Stride + i]), row, a2);
+                if (m > 3) a3 = Fma(Vector512.Create(sc[3 * j->Stride + i]), row, a3);
             }
             float* o = j->Out + h0 * hd + d0;
             (a0 * inv[0]).Store(o);
@@ -283,14 +283,14 @@ public static unsafe class SelectedAttention
     }
 
     /// <summary>o[h] (64 floats, heads headDim apart) = inv[h] Σ_i sc[h·stride + i] V(p_i)[0..64) for m (1-4) heads, p_i from
-    /// flat (count) then own.</summary>
-    internal static void Weighted64(float* v, int kvd, int* flat, int count, int* own, int n, float* sc, int stride, int m, float* o, int headDim, Span<float> inv)
+    /// flat (count) then own. <paramref name="prefetch"/>: fetch the rows a few positions ahead (off where the caller has).</summary>
+    internal static void Weighted64(float* v, int kvd, int* flat, int count, int* own, int n, float* sc, int stride, int m, float* o, int headDim, Span<float> inv, bool prefetch = true)
     {
         Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default,
             a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
         for (int i = 0; i < n; i++)
         {
-            if (i + Ahead < n)
+            if (prefetch && i + Ahead < n)
             {
                 // Scattered selections: fetch the row a few positions ahead (four cache lines).
                 byte* next = (byte*)(v + (long)(i + Ahead < count ? flat[i + Ahead] : own[i + Ahead - count]) * kvd);
@@ -299,16 +299,21 @@ public static unsafe class SelectedAttention
             float* row = v + (long)(i < count ? flat[i] : own[i - count]) * kvd;
             Vector512<float> r0 = Vector512.Load(row), r1 = Vector512.Load(row + B), r2 = Vector512.Load(row + 2 * B), r3 = Vector512.Load(row + 3 * B);
             var w = Vector512.Create(sc[i]);
-            a00 += w * r0; a01 += w * r1; a02 += w * r2; a03 += w * r3;
-            if (m > 1) { w = Vector512.Create(sc[stride + i]); a10 += w * r0; a11 += w * r1; a12 += w * r2; a13 += w * r3; }
-            if (m > 2) { w = Vector512.Create(sc[2 * stride + i]); a20 += w * r0; a21 += w * r1; a22 += w * r2; a23 += w * r3; }
-            if (m > 3) { w = Vector512.Create(sc[3 * stride + i]); a30 += w * r0; a31 += w * r1; a32 += w * r2; a33 += w * r3; }
+            // Explicit FMAs: the JIT does not contract a += w * r (a multiply and an add each).
+            a00 = Fma(w, r0, a00); a01 = Fma(w, r1, a01); a02 = Fma(w, r2, a02); a03 = Fma(w, r3, a03);
+            if (m > 1) { w = Vector512.Create(sc[stride + i]); a10 = Fma(w, r0, a10); a11 = Fma(w, r1, a11); a12 = Fma(w, r2, a12); a13 = Fma(w, r3, a13); }
+            if (m > 2) { w = Vector512.Create(sc[2 * stride + i]); a20 = Fma(w, r0, a20); a21 = Fma(w, r1, a21); a22 = Fma(w, r2, a22); a23 = Fma(w, r3, a23); }
+            if (m > 3) { w = Vector512.Create(sc[3 * stride + i]); a30 = Fma(w, r0, a30); a31 = Fma(w, r1, a31); a32 = Fma(w, r2, a32); a33 = Fma(w, r3, a33); }
         }
         Store4(o, inv[0], a00, a01, a02, a03);
         if (m > 1) Store4(o + headDim, inv[1], a10, a11, a12, a13);
         if (m > 2) Store4(o + 2 * headDim, inv[2], a20, a21, a22, a23);
         if (m > 3) Store4(o + 3 * headDim, inv[3], a30, a31, a32, a33);
     }
+
+    /// <summary>a·b + c in one instruction.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> Fma(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
 
     static void Store4(float* o, float s, Vector512<float> x0, Vector512<float> x1, Vector512<float> x2, Vector512<float> x3)
     {
@@ -344,10 +349,10 @@ public static unsafe class SelectedAttention
         for (int d = 0; d < headDim; d += B)
         {
             var r = Vector512.Load(row + d);
-            a0 += Vector512.Load(q + d) * r;
-            if (m > 1) a1 += Vector512.Load(q + headDim + d) * r;
-            if (m > 2) a2 += Vector512.Load(q + 2 * headDim + d) * r;
-            if (m > 3) a3 += Vector512.Load(q + 3 * headDim + d) * r;
+            a0 = Fma(Vector512.Load(q + d), r, a0);
+            if (m > 1) a1 = Fma(Vector512.Load(q + headDim + d), r, a1);
+            if (m > 2) a2 = Fma(Vector512.Load(q + 2 * headDim + d), r, a2);
+            if (m > 3) a3 = Fma(Vector512.Load(q + 3 * headDim + d), r, a3);
         }
         var w0 = Avx512F.Shuffle4x128(a0, a1, 0x44) + Avx512F.Shuffle4x128(a0, a1, 0xEE);   // quarters 0-1: a0, 2-3: a1
         var w1 = Avx512F.Shuffle4x128(a2, a3, 0x44) + Avx512F.Shuffle4x128(a2, a3, 0xEE);
@@ -368,10 +373,10 @@ public static unsafe class SelectedAttention
             for (int d = 0; d < headDim; d++)
             {
                 var row = Vector512.Load(kb + d * B);
-                a0 += Vector512.Create(q[d]) * row;
-                if (m > 1) a1 += Vector512.Create(q[headDim + d]) * row;
-                if (m > 2) a2 += Vector512.Create(q[2 * headDim + d]) * row;
-                if (m > 3) a3 += Vector512.Create(q[3 * headDim + d]) * row;
+                a0 = Fma(Vector512.Create(q[d]), row, a0);
+                if (m > 1) a1 = Fma(Vector512.Create(q[headDim + d]), row, a1);
+                if (m > 2) a2 = Fma(Vector512.Create(q[2 * headDim + d]), row, a2);
+                if (m > 3) a3 = Fma(Vector512.Create(q[3 * headDim + d]), row, a3);
             }
             if (e - i == B && pos[i] == block * B && pos[e - 1] == block * B + B - 1)
             {
@@ -411,8 +416,8 @@ public static unsafe class SelectedAttention
             Vector512<float> a0 = default, a1 = default;
             for (int d = 0; d < headDim; d += 2)
             {
-                a0 += Vector512.Create(q[d]) * Vector512.Load(kb + d * B);
-                a1 += Vector512.Create(q[d + 1]) * Vector512.Load(kb + (d + 1) * B);
+                a0 = Fma(Vector512.Create(q[d]), Vector512.Load(kb + d * B), a0);
+                a1 = Fma(Vector512.Create(q[d + 1]), Vector512.Load(kb + (d + 1) * B), a1);
             }
             ((a0 + a1) * scale).Store(lanes);
             for (; i < j; i++) dst[i] = lanes[pos[i] % B];

@@ -13,13 +13,15 @@ public static unsafe class SoftVotes
 
     /// <summary>votes[0..n) = Σ_h softmax(logits[h·n .. h·n + n)); <paramref name="logits"/> is overwritten with the
     /// normalized rows. <paramref name="normalized"/>: the rows are softmaxes already (<see cref="KeySketch.Logits"/>
-    /// with softmax), only the sum remains.</summary>
-    public static void Compute(Span<float> logits, int heads, int n, Span<float> votes, int threads, bool normalized = false)
+    /// with softmax), only the sum remains; <paramref name="rowScales"/> (with normalized): row h's softmax is the row
+    /// times rowScales[h] (KeySketch.Logits's unnormalized rows), folded into the sum.</summary>
+    public static void Compute(Span<float> logits, int heads, int n, Span<float> votes, int threads, bool normalized = false, ReadOnlySpan<float> rowScales = default)
     {
         if (logits.Length < (long)heads * n || votes.Length < n || heads < 1 || n < 1) throw new ArgumentException("logits or votes too short");
-        fixed (float* pl = logits, pv = votes)
+        if (!rowScales.IsEmpty && (!normalized || rowScales.Length < heads)) throw new ArgumentException("row scales go with normalized rows, one per head");
+        fixed (float* pl = logits, pv = votes, ps = rowScales)
         {
-            var job = new Job { Logits = pl, Votes = pv, Heads = heads, N = n };
+            var job = new Job { Logits = pl, Votes = pv, Scales = ps, Heads = heads, N = n };
             int t = (long)heads * n < 1 << 14 ? 1 : threads;
             if (!normalized) KernelThreadPool.Shared.Run(&Normalize, &job, heads, t);
             KernelThreadPool.Shared.Run(&Sum, &job, (n + Chunk - 1) / Chunk, t);
@@ -28,7 +30,7 @@ public static unsafe class SoftVotes
 
     struct Job
     {
-        public float* Logits, Votes;
+        public float* Logits, Votes, Scales;
         public int Heads, N;
     }
 
@@ -47,13 +49,16 @@ public static unsafe class SoftVotes
             for (; i + 16 <= i1; i += 16)
             {
                 var acc = Vector512<float>.Zero;
-                for (int h = 0; h < j->Heads; h++) acc += Vector512.Load(j->Logits + (long)h * j->N + i);
+                if (j->Scales != null)
+                    for (int h = 0; h < j->Heads; h++) acc = Vector512.FusedMultiplyAdd(Vector512.Load(j->Logits + (long)h * j->N + i), Vector512.Create(j->Scales[h]), acc);
+                else
+                    for (int h = 0; h < j->Heads; h++) acc += Vector512.Load(j->Logits + (long)h * j->N + i);
                 acc.Store(j->Votes + i);
             }
         for (; i < i1; i++)
         {
             float s = 0;
-            for (int h = 0; h < j->Heads; h++) s += j->Logits[(long)h * j->N + i];
+            for (int h = 0; h < j->Heads; h++) s += j->Logits[(long)h * j->N + i] * (j->Scales != null ? j->Scales[h] : 1f);
             j->Votes[i] = s;
         }
     }

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -8,8 +9,9 @@ namespace Pare.Kernels;
 /// <summary>
 /// The k-th largest of many scores (TokenSelect's top-k of ~16k votes per layer and token): a bisection on the floats'
 /// order-preserving integer keys, each step one vectorized count of the keys at or above the midpoint; at most 32 steps
-/// over data in the core's cache, no data-dependent branches (a quickselect mispredicts on every new array).
-/// <see cref="KthLargestReference"/> (a sort) is the definition it is tested against.
+/// over data in the core's cache, no data-dependent branches (a quickselect mispredicts on every new array); then
+/// <see cref="Indices"/> collects the k indices by masks. <see cref="KthLargestReference"/> and
+/// <see cref="IndicesReference"/> (sorts) are the definitions they are tested against.
 /// </summary>
 public static class TopK
 {
@@ -22,14 +24,7 @@ public static class TopK
         try
         {
             var keys = rented.AsSpan(0, x.Length);
-            int min = int.MaxValue, max = int.MinValue;
-            for (int i = 0; i < x.Length; i++)
-            {
-                int key = Key(x[i]);
-                keys[i] = key;
-                min = Math.Min(min, key);
-                max = Math.Max(max, key);
-            }
+            var (min, max) = Keys(x, keys);
             // The largest t with count(key ≥ t) ≥ k is the k-th largest key: count(≥ lo) ≥ k, count(≥ hi) < k throughout.
             long lo = min, hi = (long)max + 1;
             while (hi - lo > 1)
@@ -41,6 +36,49 @@ public static class TopK
             return Value((int)lo);
         }
         finally { ArrayPool<int>.Shared.Return(rented); }
+    }
+
+    /// <summary>
+    /// Indices of the k largest values of <paramref name="x"/> (ties at the k-th: lower index first), ascending, into
+    /// top[0..k). After <see cref="KthLargest"/>, one vectorized pass: per 16 values, the masks of those above the k-th and
+    /// equal to it, the set bits' indices written in order (no branch per value: TokenSelect keeps ~2k of ~16k, so a
+    /// per-value branch mispredicts often). <see cref="IndicesReference"/> is its definition.
+    /// </summary>
+    public static void Indices(ReadOnlySpan<float> x, int k, Span<int> top)
+    {
+        if (top.Length < k) throw new ArgumentException($"room for {top.Length} indices, k = {k}", nameof(top));
+        float kth = KthLargest(x, k);
+        ref float p = ref MemoryMarshal.GetReference(x);
+        int above = 0, i = 0, n = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vk = Vector512.Create(kth);
+            for (; i + 16 <= x.Length; i += 16)
+                above += BitOperations.PopCount(Vector512.GreaterThan(Vector512.LoadUnsafe(ref p, (nuint)i), vk).ExtractMostSignificantBits());
+        }
+        for (; i < x.Length; i++) above += x[i] > kth ? 1 : 0;
+        int ties = k - above;
+        i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vk = Vector512.Create(kth);
+            for (; i + 16 <= x.Length; i += 16)
+            {
+                var v = Vector512.LoadUnsafe(ref p, (nuint)i);
+                ulong keep = Vector512.GreaterThan(v, vk).ExtractMostSignificantBits();
+                for (ulong eq = Vector512.Equals(v, vk).ExtractMostSignificantBits(); eq != 0 && ties > 0; eq &= eq - 1, ties--) keep |= eq & (~eq + 1);
+                for (; keep != 0; keep &= keep - 1) top[n++] = i + BitOperations.TrailingZeroCount(keep);
+            }
+        }
+        for (; i < x.Length && n < k; i++)
+            if (x[i] > kth || (x[i] == kth && ties-- > 0)) top[n++] = i;
+    }
+
+    /// <summary>The scalar reference of <see cref="Indices"/>: a stable sort of the indices by value, descending; the first k, ascending.</summary>
+    public static int[] IndicesReference(ReadOnlySpan<float> x, int k)
+    {
+        var a = x.ToArray();
+        return [.. Enumerable.Range(0, a.Length).OrderByDescending(i => a[i]).ThenBy(i => i).Take(k).Order()];
     }
 
     /// <summary>The scalar reference of <see cref="KthLargest"/>: sort descending, take the k-th.</summary>
@@ -56,6 +94,35 @@ public static class TopK
     {
         int bits = BitConverter.SingleToInt32Bits(f);
         return bits ^ ((bits >> 31) & int.MaxValue);
+    }
+
+    /// <summary>keys[i] = Key(x[i]); returns their minimum and maximum.</summary>
+    static (int Min, int Max) Keys(ReadOnlySpan<float> x, Span<int> keys)
+    {
+        int min = int.MaxValue, max = int.MinValue, i = 0;
+        if (Vector512.IsHardwareAccelerated && x.Length >= 16)
+        {
+            ref int px = ref Unsafe.As<float, int>(ref MemoryMarshal.GetReference(x));
+            ref int pk = ref MemoryMarshal.GetReference(keys);
+            Vector512<int> vmin = Vector512.Create(int.MaxValue), vmax = Vector512.Create(int.MinValue);
+            for (; i + 16 <= x.Length; i += 16)
+            {
+                var bits = Vector512.LoadUnsafe(ref px, (nuint)i);
+                var key = bits ^ (Vector512.ShiftRightArithmetic(bits, 31) & Vector512.Create(int.MaxValue));
+                key.StoreUnsafe(ref pk, (nuint)i);
+                vmin = Vector512.Min(vmin, key);
+                vmax = Vector512.Max(vmax, key);
+            }
+            for (int l = 0; l < 16; l++) { min = Math.Min(min, vmin[l]); max = Math.Max(max, vmax[l]); }
+        }
+        for (; i < x.Length; i++)
+        {
+            int key = Key(x[i]);
+            keys[i] = key;
+            min = Math.Min(min, key);
+            max = Math.Max(max, key);
+        }
+        return (min, max);
     }
 
     static float Value(int key) => BitConverter.Int32BitsToSingle(key ^ ((key >> 31) & int.MaxValue));

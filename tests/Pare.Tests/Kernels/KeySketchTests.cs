@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics.X86;
 using Pare.Kernels;
 using static Pare.Tests.Kernels.KernelTestUtil;
 
@@ -49,8 +50,11 @@ public class KeySketchTests
     [InlineData(64, 12, 2, 37, 300, 8)]   // groups of 6: units split at group edges
     [InlineData(64, 6, 6, 5, 21, 8)]
     [InlineData(24, 4, 2, 3, 40, 8)]      // head width 24
+    [InlineData(32, 7, 7, 0, 33, 8)]      // single heads (groups of 1), pare-long's head width
+    [InlineData(64, 8, 8, 3, 150, 8)]     // groups of 1 over 10 blocks: four at a time, then two
     [InlineData(64, 32, 8, 0, 700, 4)]
     [InlineData(32, 12, 2, 37, 300, 4)]
+    [InlineData(64, 8, 8, 3, 150, 4)]     // 4 bits, groups of 1
     public void Logits_match_the_reference_and_approximate_the_exact_scores(int hd, int heads, int kvHeads, int from, int to, int bits)
     {
         int capacity = to + 9, kvd = kvHeads * hd, group = heads / kvHeads, n = to - from;
@@ -61,19 +65,27 @@ public class KeySketchTests
         var q = Random(heads * hd, seed: 6);
         var expected = new float[heads * n];
         KeySketch.LogitsReference(q, heads, kvHeads, hd, sketch, scales, capacity, from, to, expected, bits: bits);
-        foreach (int threads in new[] { 1, 2 })
-        {
-            var logits = new float[heads * n];
-            KeySketch.Logits(q, heads, kvHeads, hd, sketch, scales, capacity, from, to, logits, threads, bits: bits);
-            for (int i = 0; i < logits.Length; i++)
-                Assert.Equal(expected[i], logits[i]);   // the same integer sums, the same float products
-        }
+        // Both 8-bit paths (AVX-VNNI where the CPU has it, and AVX-512BW's vpmaddwd), on one and two threads.
+        foreach (bool vnni in AvxVnni.IsSupported ? new[] { true, false } : [false])
+            foreach (int threads in new[] { 1, 2 })
+            {
+                var logits = new float[heads * n];
+                KeySketch.Logits(q, heads, kvHeads, hd, sketch, scales, capacity, from, to, logits, threads, softmax: false, bits, vnni);
+                for (int i = 0; i < logits.Length; i++)
+                    Assert.Equal(expected[i], logits[i]);   // the same integer sums, the same float products
+            }
         // With each row's softmax (TokenSelect's vote), against the reference's double softmax.
         var soft = new float[heads * n];
         var softRef = new float[heads * n];
         KeySketch.Logits(q, heads, kvHeads, hd, sketch, scales, capacity, from, to, soft, 2, softmax: true, bits: bits);
         KeySketch.LogitsReference(q, heads, kvHeads, hd, sketch, scales, capacity, from, to, softRef, softmax: true, bits: bits);
         Assert.True(Nmse(soft, softRef) < 1e-10, $"softmax nmse {Nmse(soft, softRef)}");
+        // Unnormalized rows and each head's 1/Σ: row × scale is the softmax.
+        var raw = new float[heads * n];
+        var rowScales = new float[heads];
+        KeySketch.Logits(q, heads, kvHeads, hd, sketch, scales, capacity, from, to, raw, 2, softmax: true, bits: bits, rowScales: rowScales);
+        for (int i = 0; i < raw.Length; i++) raw[i] *= rowScales[i / n];
+        Assert.True(Nmse(raw, softRef) < 1e-10, $"row-scaled softmax nmse {Nmse(raw, softRef)}");
         // Against the exact scores: the error is a small fraction of their spread.
         var exact = new float[heads * n];
         for (int h = 0; h < heads; h++)

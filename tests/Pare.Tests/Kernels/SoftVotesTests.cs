@@ -22,6 +22,17 @@ public class SoftVotesTests
             var again = new float[n];
             SoftVotes.Compute(work, heads, n, again, threads, normalized: true);   // rows already softmaxes
             Assert.True(Nmse(again, expected) < 1e-10);
+            // Rows scaled by 2^h with rowScales 2^-h: the same votes.
+            var scaled = (float[])work.Clone();
+            var rowScales = new float[heads];
+            for (int h = 0; h < heads; h++)
+            {
+                rowScales[h] = MathF.Pow(2, -h);
+                for (int i = 0; i < n; i++) scaled[h * n + i] *= MathF.Pow(2, h);
+            }
+            var folded = new float[n];
+            SoftVotes.Compute(scaled, heads, n, folded, threads, normalized: true, rowScales);
+            Assert.True(Nmse(folded, expected) < 1e-10);
         }
     }
 }

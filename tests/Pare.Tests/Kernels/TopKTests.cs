@@ -19,6 +19,9 @@ public class TopKTests
         {
             if (k > n) continue;
             Assert.Equal(TopK.KthLargestReference(x, k), TopK.KthLargest(x, k));
+            var top = new int[k];
+            TopK.Indices(x, k, top);
+            Assert.Equal(TopK.IndicesReference(x, k), top);   // ties at the k-th: the lowest indices
         }
         Assert.Throws<ArgumentOutOfRangeException>(() => TopK.KthLargest(x, n + 1));
     }

@@ -67,19 +67,13 @@ public static class KvPolicy
     }
 
     /// <summary>Indices of the k largest scores (ties: lower index first), ascending. O(n): the k-th largest value is
-    /// found by bisection (<see cref="Kernels.TopK.KthLargest"/>, no sort), then one pass keeps everything above it and
-    /// the first ties.</summary>
+    /// found by bisection, then one vectorized pass keeps everything above it and the first ties (<see cref="Kernels.TopK.Indices"/>).</summary>
     internal static int[] TopK(ReadOnlySpan<float> scores, int k)
     {
         if (k >= scores.Length) return Range(0, scores.Length);
         if (k <= 0) return [];
-        float kth = Kernels.TopK.KthLargest(scores, k);
-        int above = 0;
-        foreach (float s in scores) if (s > kth) above++;
         var top = new int[k];
-        int n = 0, ties = k - above;
-        for (int i = 0; i < scores.Length && n < k; i++)
-            if (scores[i] > kth || (scores[i] == kth && ties-- > 0)) top[n++] = i;
+        Kernels.TopK.Indices(scores, k, top);
         return top;
     }
 

@@ -49,7 +49,7 @@ public sealed class TokenSelectPolicy : IKvPolicy
     readonly (float[] Q, int[] Sel, int End)?[] _cache;
     readonly Copies?[] _copies;
     readonly long[] _layerSelections, _layerHits;
-    float[] _logits = [];
+    float[] _logits = [], _votes = [];
 
     /// <summary>A layer's copies of K: the int8 sketch valid below SketchEnd, the F32 rows below RowsEnd.</summary>
     sealed class Copies
@@ -107,15 +107,18 @@ public sealed class TokenSelectPolicy : IKvPolicy
         else
         {
             int n = end - _init;
-            var votes = new float[n];
+            if (_votes.Length < n) _votes = new float[n];   // kept: per layer and token, a 63 KB array at 16k
+            var votes = _votes.AsSpan(0, n);
+            Span<float> rowScales = stackalloc float[_s.Heads];
             if (_logits.Length < _s.Heads * n) _logits = new float[_s.Heads * n];
             if (_o.Int8Scores)
             {
                 SyncSketch(copies, prefix, end, kv);
-                KeySketch.Logits(query, _s.Heads, _s.KvHeads, hd, copies.Sketch, copies.Scales, kv.Capacity, _init, end, _logits, kv.Threads, softmax: true, bits: _o.SketchBits);
+                // Rows left as exp(x - max), each head's 1/Σ in rowScales: the vote sum normalizes them.
+                KeySketch.Logits(query, _s.Heads, _s.KvHeads, hd, copies.Sketch, copies.Scales, kv.Capacity, _init, end, _logits, kv.Threads, softmax: true, bits: _o.SketchBits, rowScales: rowScales);
             }
             else SelectedAttention.Logits(query, _s.Heads, _s.KvHeads, hd, kv.K, kv.Capacity, _init, end, _logits, kv.Threads);
-            SoftVotes.Compute(_logits, _s.Heads, n, votes, kv.Threads, normalized: _o.Int8Scores);   // each head's softmax over the candidates, summed
+            SoftVotes.Compute(_logits, _s.Heads, n, votes, kv.Threads, normalized: _o.Int8Scores, _o.Int8Scores ? rowScales : default);   // each head's softmax over the candidates, summed
             top = KvPolicy.TopK(votes, _topK);
             for (int i = 0; i < top.Length; i++) top[i] += _init;
             if (_o.SelectionCache) _cache[layer] = (query.ToArray(), top, end);

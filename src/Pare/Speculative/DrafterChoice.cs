@@ -27,6 +27,15 @@ public sealed class DrafterChoice : IModelDrafter
     /// </summary>
     public const int CatchUpWindow = 64;
 
+    /// <summary>The single-token draft passes that <see cref="TrialSeconds"/> prices a model arm's first trial with.</summary>
+    public const int TrialPasses = 4;
+
+    /// <summary>
+    /// The most tokens a first trial priced by <see cref="TrialSeconds"/> can emit: its drafts, all accepted, and the target's
+    /// own token after them. <see cref="StepRates"/> does not make a trial that could not beat the measured rates even so.
+    /// </summary>
+    public const int TrialTokens = TrialPasses + 1;
+
     public DrafterChoice(string name, DraftModelRunner runner, params IDrafter[] arms)
     {
         if (arms.Length == 0) throw new ArgumentException("at least one arm", nameof(arms));
@@ -51,7 +60,7 @@ public sealed class DrafterChoice : IModelDrafter
     {
         double share = (double)Runner.Model.ParameterCount / Math.Max(1, targetParameters);
         int window = Runner.CatchUpWindow > 0 ? Runner.CatchUpWindow : CatchUpWindow;
-        double model = share * (costs.Time(window) + 4 * costs.Time(1)) + costs.Time(8) - costs.Time(1);
+        double model = share * (costs.Time(window) + TrialPasses * costs.Time(1)) + costs.Time(8) - costs.Time(1);
         return [.. _arms.Select(a => a is IModelDrafter ? model : 0)];
     }
 

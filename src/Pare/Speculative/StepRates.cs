@@ -152,7 +152,28 @@ public sealed class StepRates(SpeculativeOptions spec)
     /// turns), or until its cost fits its share of the exploration budget.
     /// </summary>
     bool Deferred(int a) => !_specSeen[a] && a > 0
-        && (_defaultTurns < SettleSteps || _trialSeconds[a] > RemeasureShare / Math.Max(1, _specSeen.Length - 1) * _observedSeconds);
+        && (_defaultTurns < SettleSteps || _trialSeconds[a] > RemeasureShare / Math.Max(1, _specSeen.Length - 1) * _observedSeconds
+            || Hopeless(a));
+
+    /// <summary>
+    /// A costly first trial that cannot win: even accepting all it could (<see cref="DrafterChoice.TrialTokens"/>), in the
+    /// time it is estimated to take (a plain step and its cost, <see cref="SetTrialCosts"/>), it would emit fewer tokens than
+    /// the best arm's measured rate does. Such a trial only loses its cost and then waits for the long re-measure gap: in
+    /// session 15's traces (quote, 1 thread) the draft-model arms' first trials drafted 2-node trees behind a catch-up
+    /// prefill (2.7-5.7 ms, 2-4 plain steps, for 1-2 tokens) where `auto`'s steps emitted 2.2 tokens per plain step's time.
+    /// The best arm's rate (not a stale one of an arm re-measured rarely): the trial is made once it falls (a text where
+    /// the default arm's drafts fail).
+    /// </summary>
+    bool Hopeless(int a) => _trialSeconds[a] > 0 && _best >= 0 && DrafterChoice.TrialTokens < Rate(_best) * (_trialSeconds[a] + (_plainSeen ? _plainSeconds : 0));
+
+    /// <summary>The rate a step of <paramref name="arm"/> must beat to count as a win: the best other measured arm's, the default arm's raised by MinGain (as <see cref="Best"/> does); 0 when none is measured.</summary>
+    double Bar(int arm)
+    {
+        double bar = 0;
+        for (int a = 0; a < _specSeen.Length; a++)
+            if (a != arm && _specSeen[a]) bar = Math.Max(bar, a == 0 ? Rate(a) * spec.MinGain : Rate(a));
+        return bar;
+    }
 
     /// <summary>
     /// The arm the next step drafts with, should it draft: one not measured yet, else one whose last step beat the best
@@ -248,10 +269,7 @@ public sealed class StepRates(SpeculativeOptions spec)
         int most = arm == 0 ? Math.Max(spec.ProbeInterval, spec.MaxProbeInterval / DefaultRemeasureDivisor) : MaxRemeasureFactor * spec.MaxProbeInterval;
         if (bestOther >= 0)
         {
-            // The bar to beat: the best other arm's rate, the default arm's raised by MinGain (as Best does).
-            double bestRate = 0;
-            for (int a = 0; a < _specSeen.Length; a++)
-                if (a != arm && _specSeen[a]) bestRate = Math.Max(bestRate, a == 0 ? Rate(a) * spec.MinGain : Rate(a));
+            double bestRate = Bar(arm);
             if (tokens / seconds < bestRate)
             {
                 _streak[arm] = 0;

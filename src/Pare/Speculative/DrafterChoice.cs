@@ -30,12 +30,6 @@ public sealed class DrafterChoice : IModelDrafter
     /// <summary>The single-token draft passes that <see cref="TrialSeconds"/> prices a model arm's first trial with.</summary>
     public const int TrialPasses = 4;
 
-    /// <summary>
-    /// The most tokens a first trial priced by <see cref="TrialSeconds"/> can emit: its drafts, all accepted, and the target's
-    /// own token after them. <see cref="StepRates"/> does not make a trial that could not beat the measured rates even so.
-    /// </summary>
-    public const int TrialTokens = TrialPasses + 1;
-
     public DrafterChoice(string name, DraftModelRunner runner, params IDrafter[] arms)
     {
         if (arms.Length == 0) throw new ArgumentException("at least one arm", nameof(arms));

@@ -56,6 +56,8 @@ public sealed class StepRates(SpeculativeOptions spec)
     // Per arm: the estimated cost of its first trial beyond a plain step (0 = none: tried at once; SetTrialCosts), and the
     // seconds of all steps observed so far (the time a first trial's cost is weighed against).
     double[] _trialSeconds = new double[1];
+    // The most tokens a first trial can emit (SetTrialCosts).
+    int _trialTokens = int.MaxValue;
     double _observedSeconds;
     // The default arm's turns so far (SettleSteps).
     int _defaultTurns;
@@ -141,8 +143,12 @@ public sealed class StepRates(SpeculativeOptions spec)
     /// cost `auto:FILE` ~3% of the first category's time in session 12's quiet runs, in every lane and process, for arms that
     /// then drafted under 3% of the steps.
     /// </summary>
-    internal void SetTrialCosts(IReadOnlyList<double> seconds)
+    /// <param name="tokens">The most tokens a first trial can emit (an arm not measured yet drafts a probe: its sizer's
+    /// smallest tree, all accepted); a trial that could not beat the best arm's measured rate even so is not made
+    /// (<see cref="Hopeless"/>).</param>
+    internal void SetTrialCosts(IReadOnlyList<double> seconds, int tokens)
     {
+        _trialTokens = tokens;
         // Arm 0, the default, is never deferred: some arm must be measured first.
         for (int a = 1; a < _trialSeconds.Length; a++) _trialSeconds[a] = a < seconds.Count ? Math.Max(0, seconds[a]) : 0;
     }
@@ -156,15 +162,15 @@ public sealed class StepRates(SpeculativeOptions spec)
             || Hopeless(a));
 
     /// <summary>
-    /// A costly first trial that cannot win: even accepting all it could (<see cref="DrafterChoice.TrialTokens"/>), in the
-    /// time it is estimated to take (a plain step and its cost, <see cref="SetTrialCosts"/>), it would emit fewer tokens than
-    /// the best arm's measured rate does. Such a trial only loses its cost and then waits for the long re-measure gap: in
-    /// session 15's traces (quote, 1 thread) the draft-model arms' first trials drafted 2-node trees behind a catch-up
-    /// prefill (2.7-5.7 ms, 2-4 plain steps, for 1-2 tokens) where `auto`'s steps emitted 2.2 tokens per plain step's time.
-    /// The best arm's rate (not a stale one of an arm re-measured rarely): the trial is made once it falls (a text where
-    /// the default arm's drafts fail).
+    /// A costly first trial that cannot win: even accepting all it could (<see cref="SetTrialCosts"/>' tokens), in the time
+    /// it is estimated to take (a plain step and its cost), it would emit fewer tokens than the best arm's measured rate
+    /// does. Such a trial only loses its cost and then waits for the long re-measure gap: in session 15's traces (all
+    /// categories, 1 thread, CPU time) the draft-model arms' first trials were 2-node probes behind a catch-up prefill
+    /// (2.7-6.5 ms, 2-5 plain steps, for 1-2 tokens, measuring 120-240 tokens/s against plain decoding's ~750), made when
+    /// `auto`'s rate dipped to 430-1,060. The best arm's rate (not a stale one of an arm re-measured rarely): the trial is
+    /// made once it falls far enough (a text where the default arm's drafts fail).
     /// </summary>
-    bool Hopeless(int a) => _trialSeconds[a] > 0 && _best >= 0 && DrafterChoice.TrialTokens < Rate(_best) * (_trialSeconds[a] + (_plainSeen ? _plainSeconds : 0));
+    bool Hopeless(int a) => _trialSeconds[a] > 0 && _best >= 0 && _trialTokens < Rate(_best) * (_trialSeconds[a] + (_plainSeen ? _plainSeconds : 0));
 
     /// <summary>The rate a step of <paramref name="arm"/> must beat to count as a win: the best other measured arm's, the default arm's raised by MinGain (as <see cref="Best"/> does); 0 when none is measured.</summary>
     double Bar(int arm)

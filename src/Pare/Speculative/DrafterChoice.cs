@@ -27,9 +27,6 @@ public sealed class DrafterChoice : IModelDrafter
     /// </summary>
     public const int CatchUpWindow = 64;
 
-    /// <summary>The single-token draft passes that <see cref="TrialSeconds"/> prices a model arm's first trial with.</summary>
-    public const int TrialPasses = 4;
-
     public DrafterChoice(string name, DraftModelRunner runner, params IDrafter[] arms)
     {
         if (arms.Length == 0) throw new ArgumentException("at least one arm", nameof(arms));
@@ -48,13 +45,14 @@ public sealed class DrafterChoice : IModelDrafter
     /// arms), from the target's measured pass times <paramref name="costs"/> scaled by the draft model's share of the
     /// target's weights (<paramref name="targetParameters"/>): a catch-up prefill of <see cref="CatchUpWindow"/> tokens,
     /// four single-token draft passes, and a verified tree of 8 nodes that accepts nothing. <see cref="StepRates.SetTrialCosts"/>
-    /// defers such a trial until it fits the exploration budget. Indicative (load moves every term), as the budget is.
+    /// defers such a trial until it fits the exploration budget, and while it could not beat the best arm's measured rate.
+    /// Indicative (load moves every term), as the budget is.
     /// </summary>
     public double[] TrialSeconds(CostModel costs, long targetParameters)
     {
         double share = (double)Runner.Model.ParameterCount / Math.Max(1, targetParameters);
         int window = Runner.CatchUpWindow > 0 ? Runner.CatchUpWindow : CatchUpWindow;
-        double model = share * (costs.Time(window) + TrialPasses * costs.Time(1)) + costs.Time(8) - costs.Time(1);
+        double model = share * (costs.Time(window) + 4 * costs.Time(1)) + costs.Time(8) - costs.Time(1);
         return [.. _arms.Select(a => a is IModelDrafter ? model : 0)];
     }
 

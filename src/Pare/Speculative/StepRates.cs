@@ -16,7 +16,8 @@ namespace Pare.Speculative;
 /// loses much (a draft model's passes: all losing re-measures together cost at most ~1% of the drafted time), halved when
 /// it wins; arm 0's at most MaxProbeInterval / 4), so the choice follows the text; an arm takes over from arm 0 only after
 /// two winning steps in a row. An arm with a costly first trial (a draft model's) waits for it until the time observed
-/// makes that cost its part of the same exploration budget (<see cref="SetTrialCosts"/>).
+/// makes that cost its part of the same exploration budget (<see cref="SetTrialCosts"/>), and while the tokens of its
+/// probe could not beat the best arm's measured rate in that time (<see cref="Hopeless"/>).
 /// Share one instance across generations with the same session and drafter (as drafters are kept warm) so the
 /// estimates need not be relearnt for every prompt; not thread-safe.
 /// </summary>

@@ -45,7 +45,8 @@ public sealed class DrafterChoice : IModelDrafter
     /// arms), from the target's measured pass times <paramref name="costs"/> scaled by the draft model's share of the
     /// target's weights (<paramref name="targetParameters"/>): a catch-up prefill of <see cref="CatchUpWindow"/> tokens,
     /// four single-token draft passes, and a verified tree of 8 nodes that accepts nothing. <see cref="StepRates.SetTrialCosts"/>
-    /// defers such a trial until it fits the exploration budget. Indicative (load moves every term), as the budget is.
+    /// defers such a trial until it fits the exploration budget, and while it could not beat the best arm's measured rate.
+    /// Indicative (load moves every term), as the budget is.
     /// </summary>
     public double[] TrialSeconds(CostModel costs, long targetParameters)
     {

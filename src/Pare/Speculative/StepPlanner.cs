@@ -40,8 +40,6 @@ internal sealed class StepPlanner
         _single = drafter as CompositeDrafter;
         int arms = _choice?.Arms.Count ?? 1;
         Rates?.SetArms(arms);
-        // A draft-model arm's first trial waits until it fits the exploration budget (StepRates.SetTrialCosts).
-        if (_choice != null && costs != null) Rates?.SetTrialCosts(_choice.TrialSeconds(costs, session.Model.ParameterCount));
         // One sizer per arm and context class (SizeByContext): class 0 = the last EvidenceNgram tokens occurred before,
         // 1 = only the last EvidenceNgram - 1 did (with a trigram or longer), last = neither.
         _classes = spec.SizeByContext && spec.EvidenceNgram > 0 ? (spec.EvidenceNgram >= 3 ? 3 : 2) : 1;
@@ -60,6 +58,10 @@ internal sealed class StepPlanner
             }
         }
         if (Rates != null) Rates.Sizers = _sizers;
+        // A draft-model arm's first trial waits until it fits the exploration budget, and while it could not beat the best
+        // arm's measured rate with the tokens of its probe (StepRates.SetTrialCosts): an arm not measured yet drafts as a
+        // probe, of its sizer's smallest tree.
+        if (_choice != null && costs != null) Rates?.SetTrialCosts(_choice.TrialSeconds(costs, session.Model.ParameterCount), _sizers[0].Smallest);
         // Sized for prompt + output up front: no rehash (and no first-call compilation of one) while decoding.
         _evidence = spec.EvidenceNgram > 0 ? new NgramIndex(spec.EvidenceNgram, capacity) : null;
         // Index the prompt with the prompt (before the first token), not inside the first decoding step.

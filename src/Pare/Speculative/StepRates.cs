@@ -16,7 +16,8 @@ namespace Pare.Speculative;
 /// loses much (a draft model's passes: all losing re-measures together cost at most ~1% of the drafted time), halved when
 /// it wins; arm 0's at most MaxProbeInterval / 4), so the choice follows the text; an arm takes over from arm 0 only after
 /// two winning steps in a row. An arm with a costly first trial (a draft model's) waits for it until the time observed
-/// makes that cost its part of the same exploration budget (<see cref="SetTrialCosts"/>).
+/// makes that cost its part of the same exploration budget (<see cref="SetTrialCosts"/>), and while the tokens of its
+/// probe could not beat the best arm's measured rate in that time (<see cref="Hopeless"/>).
 /// Share one instance across generations with the same session and drafter (as drafters are kept warm) so the
 /// estimates need not be relearnt for every prompt; not thread-safe.
 /// </summary>
@@ -56,6 +57,8 @@ public sealed class StepRates(SpeculativeOptions spec)
     // Per arm: the estimated cost of its first trial beyond a plain step (0 = none: tried at once; SetTrialCosts), and the
     // seconds of all steps observed so far (the time a first trial's cost is weighed against).
     double[] _trialSeconds = new double[1];
+    // The most tokens a first trial can emit (SetTrialCosts).
+    int _trialTokens = int.MaxValue;
     double _observedSeconds;
     // The default arm's turns so far (SettleSteps).
     int _defaultTurns;
@@ -141,8 +144,12 @@ public sealed class StepRates(SpeculativeOptions spec)
     /// cost `auto:FILE` ~3% of the first category's time in session 12's quiet runs, in every lane and process, for arms that
     /// then drafted under 3% of the steps.
     /// </summary>
-    internal void SetTrialCosts(IReadOnlyList<double> seconds)
+    /// <param name="tokens">The most tokens a first trial can emit (an arm not measured yet drafts a probe: its sizer's
+    /// smallest tree, all accepted); a trial that could not beat the best arm's measured rate even so is not made
+    /// (<see cref="Hopeless"/>).</param>
+    internal void SetTrialCosts(IReadOnlyList<double> seconds, int tokens)
     {
+        _trialTokens = tokens;
         // Arm 0, the default, is never deferred: some arm must be measured first.
         for (int a = 1; a < _trialSeconds.Length; a++) _trialSeconds[a] = a < seconds.Count ? Math.Max(0, seconds[a]) : 0;
     }
@@ -152,7 +159,28 @@ public sealed class StepRates(SpeculativeOptions spec)
     /// turns), or until its cost fits its share of the exploration budget.
     /// </summary>
     bool Deferred(int a) => !_specSeen[a] && a > 0
-        && (_defaultTurns < SettleSteps || _trialSeconds[a] > RemeasureShare / Math.Max(1, _specSeen.Length - 1) * _observedSeconds);
+        && (_defaultTurns < SettleSteps || _trialSeconds[a] > RemeasureShare / Math.Max(1, _specSeen.Length - 1) * _observedSeconds
+            || Hopeless(a));
+
+    /// <summary>
+    /// A costly first trial that cannot win: even accepting all it could (<see cref="SetTrialCosts"/>' tokens), in the time
+    /// it is estimated to take (a plain step and its cost), it would emit fewer tokens than the best arm's measured rate
+    /// does. Such a trial only loses its cost and then waits for the long re-measure gap: in session 15's traces (all
+    /// categories, 1 thread, CPU time) the draft-model arms' first trials were 2-node probes behind a catch-up prefill
+    /// (2.7-6.5 ms, 2-5 plain steps, for 1-2 tokens, measuring 120-240 tokens/s against plain decoding's ~750), made when
+    /// `auto`'s rate dipped to 430-1,060. The best arm's rate (not a stale one of an arm re-measured rarely): the trial is
+    /// made once it falls far enough (a text where the default arm's drafts fail).
+    /// </summary>
+    bool Hopeless(int a) => _trialSeconds[a] > 0 && _best >= 0 && _trialTokens < Rate(_best) * (_trialSeconds[a] + (_plainSeen ? _plainSeconds : 0));
+
+    /// <summary>The rate a step of <paramref name="arm"/> must beat to count as a win: the best other measured arm's, the default arm's raised by MinGain (as <see cref="Best"/> does); 0 when none is measured.</summary>
+    double Bar(int arm)
+    {
+        double bar = 0;
+        for (int a = 0; a < _specSeen.Length; a++)
+            if (a != arm && _specSeen[a]) bar = Math.Max(bar, a == 0 ? Rate(a) * spec.MinGain : Rate(a));
+        return bar;
+    }
 
     /// <summary>
     /// The arm the next step drafts with, should it draft: one not measured yet, else one whose last step beat the best
@@ -248,10 +276,7 @@ public sealed class StepRates(SpeculativeOptions spec)
         int most = arm == 0 ? Math.Max(spec.ProbeInterval, spec.MaxProbeInterval / DefaultRemeasureDivisor) : MaxRemeasureFactor * spec.MaxProbeInterval;
         if (bestOther >= 0)
         {
-            // The bar to beat: the best other arm's rate, the default arm's raised by MinGain (as Best does).
-            double bestRate = 0;
-            for (int a = 0; a < _specSeen.Length; a++)
-                if (a != arm && _specSeen[a]) bestRate = Math.Max(bestRate, a == 0 ? Rate(a) * spec.MinGain : Rate(a));
+            double bestRate = Bar(arm);
             if (tokens / seconds < bestRate)
             {
                 _streak[arm] = 0;

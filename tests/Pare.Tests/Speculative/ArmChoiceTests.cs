@@ -133,10 +133,11 @@ public class ArmChoiceTests
     public void A_costly_first_trial_waits_until_it_fits_the_exploration_budget_and_a_winning_arm_still_takes_over()
     {
         // Arms 0 and 1 drafter-free (no trial cost), arm 2 a draft-model arm whose first trial is estimated at 3 s beyond a
-        // plain step. With 3 arms each losing arm's share of the budget is 1% / 2 of the time observed, so arm 2 is not
-        // tried before 600 s of steps: here 600 steps of 1 s.
+        // plain step (a trial that could win: up to 10 tokens in 4 s against the others' 2 a second). With 3 arms each losing
+        // arm's share of the budget is 1% / 2 of the time observed, so arm 2 is not tried before 600 s of steps: here 600
+        // steps of 1 s.
         var rates = Rates(3);
-        rates.SetTrialCosts([5.0, 0, 3.0]);
+        rates.SetTrialCosts([5.0, 0, 3.0], 10);
         int first = -1;
         for (int i = 0; i < 2000 && first < 0; i++)
         {
@@ -151,9 +152,32 @@ public class ArmChoiceTests
         // Arm 0 is never deferred (some arm must be measured first), whatever cost it is given; arm 1 (no cost) as soon as
         // arm 0 has settled (StepRates.SettleSteps turns).
         rates = Rates(3);
-        rates.SetTrialCosts([5.0, 0, 3.0]);
+        rates.SetTrialCosts([5.0, 0, 3.0], 10);
         var early = Run(rates, 3, StepRates.SettleSteps + 2, (_, _) => (2, 1.0));
         Assert.True(early[0] >= StepRates.SettleSteps && early[1] >= 1 && early[2] == 0, $"first steps per arm: {string.Join(", ", early)}");
+    }
+
+    [Fact]
+    public void A_costly_first_trial_that_could_not_beat_the_measured_rates_is_not_made_until_they_fall()
+    {
+        // Arm 1 drafter-free; arm 2 a draft-model arm whose first trial costs 3 s beyond a plain step of 1 s: at most 5
+        // tokens (its probe's) in 4 s, 1.25 a second. While arm 0 measures 2 tokens a second the trial could
+        // not win and is not made, however much time has been observed (its exploration budget long met).
+        var rates = Rates(3);
+        rates.SetTrialCosts([0, 0, 3.0], 5);
+        var counts = Run(rates, 3, 3000, (_, _) => (2, 1.0));
+        Assert.Equal(0, counts[2]);
+        Assert.True(counts[1] >= 1, "the drafter-free arm is tried");
+        // The text turns: arm 0's drafts fail (1 token for 1.2 s, slower than a plain step), arm 1's too. Once the bar
+        // falls below what the trial could give (5 tokens in 4 s), arm 2 is tried, and as it wins (4 tokens a second) it
+        // takes the steps.
+        counts = Run(rates, 3, 400, (arm, _) => arm == 2 ? (4, 1.0) : (1, 1.2));
+        Assert.True(counts[2] >= 300, $"the draft-model arm drafted {counts[2]} of 400 steps once the others' rates fell");
+        // Priced at 1 s beyond a plain step (5 tokens in 2 s against 2 a second), the same trial is made.
+        rates = Rates(3);
+        rates.SetTrialCosts([0, 0, 1.0], 5);
+        counts = Run(rates, 3, 3000, (_, _) => (2, 1.0));
+        Assert.True(counts[2] >= 1, "a first trial that could win is made");
     }
 
     [Fact]

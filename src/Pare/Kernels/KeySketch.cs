@@ -45,14 +45,14 @@ public static unsafe class KeySketch
     }
 
     /// <summary>Largest |query value|: 127 (int8, vpdpbusd's signed operand) for both sketches.</summary>
-    public static int QueryMax(int headDim, int bits = 8) => sbyte.MaxValue;
+    public const int QueryMax = sbyte.MaxValue;
 
     /// <summary>Head h's query rounded to ±<see cref="QueryMax"/> (round to nearest even of q / scale) and its scale max|q| / QueryMax.</summary>
-    public static float QuantizeQuery(ReadOnlySpan<float> q, Span<short> q16, int bits)
+    public static float QuantizeQuery(ReadOnlySpan<float> q, Span<short> q16)
     {
         float max = 0;
         foreach (float x in q) max = Math.Max(max, Math.Abs(x));
-        float top = QueryMax(q.Length, bits), inv = max > 0 ? top / max : 0f;
+        float top = QueryMax, inv = max > 0 ? top / max : 0f;
         for (int d = 0; d < q.Length; d++) q16[d] = (short)Math.Clamp(MathF.Round(q[d] * inv), -top, top);
         return max / top;
     }
@@ -151,7 +151,7 @@ public static unsafe class KeySketch
     /// <summary>
     /// Approximate scaled scores q_h·K(p)/√headDim of every query head h for the positions [from, to) from the sketch:
     /// logits[h * (to - from) + i] = Σ_d qi_h[d]·k(p, d) × (scale(p) × (qscale_h / √headDim)), with the quantized query qi
-    /// (int8 against the 8-bit sketch, int16 against the 4-bit one) and qscale from <see cref="QuantizeQuery"/>. Heads of
+    /// (int8, ±<see cref="QueryMax"/>, against both sketches) and qscale from <see cref="QuantizeQuery"/>. Heads of
     /// one K/V group share each block's loaded keys (up to four at a time); units run on up to <paramref name="threads"/> threads. As <see cref="SelectedAttention.Logits"/> on the F32 cache.
     /// <paramref name="softmax"/>: each head's row is then replaced by its softmax (by the unit that scored it, while the
     /// row is in its core's cache: TokenSelect's soft vote). With <paramref name="rowScales"/> (one per head) the rows are
@@ -186,7 +186,7 @@ public static unsafe class KeySketch
         var qi = new short[headDim];
         for (int h = 0; h < heads; h++)
         {
-            qScale[h] = QuantizeQuery(q.Slice(h * headDim, headDim), qi, bits) / MathF.Sqrt(headDim);
+            qScale[h] = QuantizeQuery(q.Slice(h * headDim, headDim), qi) / MathF.Sqrt(headDim);
             for (int d = 0; d < headDim; d++) bias[h] -= (bits == 8 ? 128 : 8) * qi[d];
             for (int g = 0; g < per; g++)
                 quads[h * per + g] = vnni ? (uint)((byte)qi[4 * g] | (byte)qi[4 * g + 1] << 8 | (byte)qi[4 * g + 2] << 16 | (byte)qi[4 * g + 3] << 24)
@@ -215,7 +215,7 @@ public static unsafe class KeySketch
         var q16 = new short[headDim];
         for (int h = 0; h < heads; h++)
         {
-            float qs = QuantizeQuery(q.Slice(h * headDim, headDim), q16, bits) / MathF.Sqrt(headDim);
+            float qs = QuantizeQuery(q.Slice(h * headDim, headDim), q16) / MathF.Sqrt(headDim);
             for (int i = 0; i < n; i++)
             {
                 int kvHead = h / group, p = from + i, sum = 0;

@@ -19,6 +19,11 @@
 // --model FILE (e.g. .cache/bench/random-852m-Q8_0.gguf, the same shape) it also times that model's decode step at a
 // short context (median of 32; its attention there is negligible) and reports decode tok/s at each context as
 // 1 / (that step + the measured attention): composed, since a 16k-token prefill of the 852M model takes too long here.
+//   ... -- --selection-parts --contexts 2048,16384 [--layers 16] [--heads 32] [--kv-heads 8] [--reps 20]
+// TokenSelect's selection by piece, on 1 thread and on --threads alternating rep by rep in one process: every layer's
+// int8 scores with the soft vote's softmax (KeySketch.Logits), the vote sum (SoftVotes.Compute) and the top-k
+// (TopK.Indices, budget = context / 8), beside the full cache's attention; medians per token. One JSON line per
+// (context, threads).
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -29,7 +34,7 @@ using Pare.Tensors;
 
 string kvType = "f32", dir = ".cache/bench";
 int context = 16384, kvHeads = 8, threads = Environment.ProcessorCount, decode = 32, reps = 20;
-bool attentionOnly = false;
+bool attentionOnly = false, selectionParts = false;
 string[] policies = [];
 string? modelPath = null;
 int[] budgets = [1024, 2048];
@@ -47,6 +52,7 @@ for (int i = 0; i < args.Length; i++)
         case "--decode": decode = int.Parse(Next(), CultureInfo.InvariantCulture); break;
         case "--dir": dir = Next(); break;
         case "--attention": attentionOnly = true; break;
+        case "--selection-parts": selectionParts = true; break;
         case "--reps": reps = int.Parse(Next(), CultureInfo.InvariantCulture); break;
         case "--model": modelPath = Next(); break;
         case "--policies": policies = Next().Split(','); break;
@@ -58,6 +64,7 @@ for (int i = 0; i < args.Length; i++)
     }
 }
 if (attentionOnly) return AttentionOnly(contexts, kvHeads, threads, reps);
+if (selectionParts) return SelectionParts(contexts, layers, heads, kvHeads, threads, reps);
 if (policies.Length > 0) return PolicyAttention(policies, budgets, contexts, layers, heads, kvHeads, threads, reps, modelPath);
 var type = kvType.ToLowerInvariant() switch
 {
@@ -141,6 +148,74 @@ static int AttentionOnly(int[] contexts, int kvHeads, int threads, int reps)
                 load = File.ReadAllText("/proc/loadavg").Split(' ')[0],
             }, new JsonSerializerOptions { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
         }
+    return 0;
+}
+
+static int SelectionParts(int[] contexts, int layers, int heads, int kvHeads, int threads, int reps)
+{
+    const int hd = 64;
+    foreach (int ctx in contexts)
+    {
+        var cfg = new LlamaConfig
+        {
+            Dim = heads * hd, Layers = layers, Heads = heads, KvHeads = kvHeads, HeadDim = hd, RopeDim = hd, FfnDim = 4 * heads * hd,
+            VocabSize = 32000, ContextLength = ctx, RopeBase = 10000f, RmsEps = 1e-5f,
+        };
+        var cache = new KvCache(cfg, ctx, KvValueType.F32);
+        var rng = new Random(3);
+        var sketches = new sbyte[layers][];
+        var scales = new float[layers][];
+        var k = new float[ctx * kvHeads * hd];
+        var v = new float[k.Length];
+        for (int l = 0; l < layers; l++)
+        {
+            for (int i = 0; i < k.Length; i++) { k[i] = (float)(rng.NextDouble() * 2 - 1); v[i] = (float)(rng.NextDouble() * 2 - 1); }
+            cache.Write(l, k, v, ctx, 0);
+            var (kc, _) = cache.Read(l, ctx);
+            sketches[l] = new sbyte[KeySketch.SketchBytes(ctx, kvHeads, hd, 8)];
+            scales[l] = new float[KeySketch.ScaleCount(ctx, kvHeads)];
+            KeySketch.Quantize(kc.Span, ctx, kvHeads, hd, 0, ctx, sketches[l], scales[l]);
+        }
+        var q = new float[heads * hd];
+        for (int i = 0; i < q.Length; i++) q[i] = (float)(rng.NextDouble() * 2 - 1);
+        var o = new float[q.Length];
+        var logits = new float[heads * ctx];
+        var votes = new float[ctx];
+        var rowScales = new float[heads];
+        var top = new int[ctx / 8];
+        int[] counts = threads > 1 ? [1, threads] : [1];
+        // [thread count][part: scores, votes, top-k, full attention] per rep
+        var times = counts.Select(_ => Enumerable.Range(0, 4).Select(_ => new List<double>()).ToArray()).ToArray();
+        for (int r = 0; r < reps + 2; r++)
+            for (int c = 0; c < counts.Length; c++)
+            {
+                int t = counts[c];
+                var part = new double[4];
+                for (int l = 0; l < layers; l++)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    KeySketch.Logits(q, heads, kvHeads, hd, sketches[l], scales[l], ctx, 0, ctx, logits, t, softmax: true, rowScales: rowScales);
+                    long t1 = Stopwatch.GetTimestamp();
+                    SoftVotes.Compute(logits, heads, ctx, votes, t, normalized: true, rowScales);
+                    long t2 = Stopwatch.GetTimestamp();
+                    TopK.Indices(votes, top.Length, top);
+                    long t3 = Stopwatch.GetTimestamp();
+                    cache.Attend(l, q, 1, heads, ctx - 1, o, t);
+                    long t4 = Stopwatch.GetTimestamp();
+                    part[0] += t1 - t0; part[1] += t2 - t1; part[2] += t3 - t2; part[3] += t4 - t3;
+                }
+                if (r < 2) continue;
+                for (int x = 0; x < 4; x++) times[c][x].Add(part[x] * 1000.0 / Stopwatch.Frequency);
+            }
+        static double Median(List<double> xs) { xs.Sort(); return xs[xs.Count / 2]; }
+        for (int c = 0; c < counts.Length; c++)
+            Console.WriteLine(JsonSerializer.Serialize(new
+            {
+                selection_parts = "tokenselect-int8", context = ctx, layers, heads, kv_heads = kvHeads, threads = counts[c], budget = top.Length,
+                scores_softmax_ms_per_token = Median(times[c][0]), votes_ms_per_token = Median(times[c][1]), topk_ms_per_token = Median(times[c][2]),
+                full_attention_ms_per_token = Median(times[c][3]), load = File.ReadAllText("/proc/loadavg").Split(' ')[0],
+            }));
+    }
     return 0;
 }
 

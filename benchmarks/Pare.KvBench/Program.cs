@@ -151,17 +151,19 @@ static int AttentionOnly(int[] contexts, int kvHeads, int threads, int reps)
     return 0;
 }
 
+// The 852M model's attention shape (by default) at a context: the policies' caches.
+static LlamaConfig PolicyShape(int context, int layers, int heads, int kvHeads, int hd) => new()
+{
+    Dim = heads * hd, Layers = layers, Heads = heads, KvHeads = kvHeads, HeadDim = hd, RopeDim = hd, FfnDim = 4 * heads * hd,
+    VocabSize = 32000, ContextLength = context, RopeBase = 10000f, RmsEps = 1e-5f,
+};
+
 static int SelectionParts(int[] contexts, int layers, int heads, int kvHeads, int threads, int reps)
 {
     const int hd = 64;
     foreach (int ctx in contexts)
     {
-        var cfg = new LlamaConfig
-        {
-            Dim = heads * hd, Layers = layers, Heads = heads, KvHeads = kvHeads, HeadDim = hd, RopeDim = hd, FfnDim = 4 * heads * hd,
-            VocabSize = 32000, ContextLength = ctx, RopeBase = 10000f, RmsEps = 1e-5f,
-        };
-        var cache = new KvCache(cfg, ctx, KvValueType.F32);
+        var cache = new KvCache(PolicyShape(ctx, layers, heads, kvHeads, hd), ctx, KvValueType.F32);
         var rng = new Random(3);
         var sketches = new sbyte[layers][];
         var scales = new float[layers][];
@@ -244,11 +246,7 @@ static int PolicyAttention(string[] policies, int[] budgets, int[] contexts, int
     double bandwidth = MemoryBandwidth.Measure(threads);
     foreach (int ctx in contexts)
     {
-        var cfg = new LlamaConfig
-        {
-            Dim = heads * hd, Layers = layers, Heads = heads, KvHeads = kvHeads, HeadDim = hd, RopeDim = hd, FfnDim = 4 * heads * hd,
-            VocabSize = 32000, ContextLength = ctx + 1, RopeBase = 10000f, RmsEps = 1e-5f,
-        };
+        var cfg = PolicyShape(ctx + 1, layers, heads, kvHeads, hd);
         int capacity = ctx + 1, kvd = kvHeads * hd, qd = heads * hd, chunk = 1024;
         var cache = new KvCache(cfg, capacity, KvValueType.F32);
         var rng = new Random(3);

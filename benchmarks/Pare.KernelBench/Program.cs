@@ -12,6 +12,8 @@
 //       (row-group compact decode kernel vs llama.cpp's dense, Pare's dense and the bitmask kernels; RowGroupBench.cs)
 //   dotnet run -c Release --project benchmarks/Pare.KernelBench -- expand-parts [--rounds 7] [--sparsity 0.5]
 //       (the compact F16 decode loop with and without its vpexpandw: where its time goes; ExpandParts.cs)
+//   dotnet run -c Release --project benchmarks/Pare.KernelBench -- rows [--contexts 16384] [--budget 2048] [--kv-heads 8] [--threads 2] [--reps 20]
+//       (TokenSelect's attention over its selected rows vs streaming's contiguous positions and full attention; RowsBench.cs)
 //
 // llama.cpp side, as its mul_mat does for one token: x is converted once per product with
 // ggml_get_type_traits_cpu(type)->from_float (to Q8_0 / F16 / Q8_K), then vec_dot is called once per row (nrc = 1).
@@ -29,6 +31,7 @@ if (args.Length > 0 && args[0] == "sparse") return SparseBench.Run(args[1..]);
 if (args.Length > 0 && args[0] == "rowgroup") return RowGroupBench.Run(args[1..]);
 if (args.Length > 0 && args[0] == "expand-parts") return ExpandParts.Run(args[1..]);
 if (args.Length > 0 && args[0] == "subnormals") return Denorm.Run(args[1..]);
+if (args.Length > 0 && args[0] == "rows") return RowsBench.Run(args[1..]);
 var opt = Options.Parse(args);
 if (opt is null) return 1;
 

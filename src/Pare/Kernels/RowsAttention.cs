@@ -1,6 +1,8 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using static Pare.Kernels.SelectedAttention;
 
 namespace Pare.Kernels;
 
@@ -17,6 +19,8 @@ namespace Pare.Kernels;
 public static unsafe class RowsAttention
 {
     const int B = BlockedAttention.Block, Tile = 128;
+    /// <summary>Positions ahead whose rows are started while a tile is scored (more than a DRAM latency's worth of work).</summary>
+    const int Ahead = 8;
 
     /// <summary>
     /// output[h] = Σ_p softmax_p(q_h·K(p)/√headDim) V(p) over <paramref name="prefix"/> (keys from <paramref name="keyRows"/>)
@@ -110,7 +114,7 @@ public static unsafe class RowsAttention
     }
 
     /// <summary>Every head's scores for one tile, four positions at a time across all K/V heads (a position's whole K row
-    /// in one go), the rows sixteen positions ahead prefetched.</summary>
+    /// in one go), the K and V rows eight positions ahead started (<see cref="StartRow"/>).</summary>
     static void ScoreTile(Job* j, int t)
     {
         int hd = j->HeadDim, kvd = j->KvHeads * hd, n = j->N;
@@ -130,9 +134,22 @@ public static unsafe class RowsAttention
         int i = 0;
         for (; i + 4 <= count; i += 4)
         {
-            for (int r = i + SelectedAttention.Ahead; r < Math.Min(j->PrefixCount - first, i + SelectedAttention.Ahead + 4); r++)
-                Prefetch((byte*)(j->Rows + (long)pos[r] * kvd), kvd * sizeof(float));
+            for (int r = i + Ahead; r < Math.Min(j->PrefixCount - first, i + Ahead + 4); r++)
+            {
+                StartRow((byte*)(j->Rows + (long)pos[r] * kvd), l1: true);
+                StartRow((byte*)(j->V + (long)pos[r] * kvd), l1: false);
+            }
             float* r0 = j->Rows + (long)pos[i] * kvd, r1 = j->Rows + (long)pos[i + 1] * kvd, r2 = j->Rows + (long)pos[i + 2] * kvd, r3 = j->Rows + (long)pos[i + 3] * kvd;
+            if (j->Group % 4 == 0)
+            {
+                // Whole fours of heads per K/V head (the 852M shape): no per-head branches.
+                for (int h = 0; h < j->Heads; h += 4)
+                {
+                    int off = h / j->Group * hd;
+                    Score16(j->Q + h * hd, r0 + off, r1 + off, r2 + off, r3 + off, hd, j->Scores + (long)h * n + first + i, n, scale);
+                }
+                continue;
+            }
             for (int h = 0, m; h < j->Heads; h += m)
             {
                 m = GroupRun(h, j->Group);
@@ -154,28 +171,87 @@ public static unsafe class RowsAttention
     }
 
     /// <summary>One tile's weighted V rows, per K/V head and up to four of its query heads at a time, into the tile's
-    /// partial output; the tile's whole V rows are prefetched first.</summary>
+    /// partial output (the rows were started while the tile was scored).</summary>
     static void WeighTile(Job* j, int t)
     {
         int hd = j->HeadDim, kvd = j->KvHeads * hd, n = j->N;
         var (first, count) = Span(j, t);
         int* pos = t < j->PrefixTiles ? j->Prefix + first : j->Own;
-        for (int i = 0; i < count; i++) Prefetch((byte*)(j->V + (long)pos[i] * kvd), kvd * sizeof(float));
         Span<float> one = [1f, 1f, 1f, 1f];
         float* o = j->Partial + (long)t * j->Heads * (hd + 2);
+        if (j->Group % 4 == 0)
+        {
+            for (int h = 0; h < j->Heads; h += 4)
+                for (int d0 = 0; d0 < hd; d0 += 4 * B)
+                    Weigh16(j->V + h / j->Group * hd + d0, kvd, pos, count, j->Scores + (long)h * n + first, n, o + h * hd + d0, hd);
+            return;
+        }
         for (int h = 0, m; h < j->Heads; h += m)
         {
             m = GroupRun(h, j->Group);
             for (int d0 = 0; d0 < hd; d0 += 4 * B)
-                SelectedAttention.Weighted64(j->V + h / j->Group * hd + d0, kvd, pos, count, null, count, j->Scores + (long)h * n + first, n, m, o + h * hd + d0, hd, one, prefetch: false);   // prefetched above
+                SelectedAttention.Weighted64(j->V + h / j->Group * hd + d0, kvd, pos, count, null, count, j->Scores + (long)h * n + first, n, m, o + h * hd + d0, hd, one, prefetch: false);   // started while scoring
         }
     }
 
     /// <summary>How many query heads from h on are scored together: up to four, inside h's K/V group.</summary>
     static int GroupRun(int h, int group) => Math.Min(4, group - h % group);
 
-    static void Prefetch(byte* p, int bytes)
+    /// <summary>Four heads' (queries q, q + headDim, ...) scores of four rows r0..r3 into dst[h·stride + 0..3]: sixteen
+    /// accumulators in registers, no branch inside, folded by <see cref="SelectedAttention.Quarters"/> and
+    /// <see cref="SelectedAttention.StoreRows"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Score16(float* q, float* r0, float* r1, float* r2, float* r3, int headDim, float* dst, long stride, Vector512<float> scale)
     {
-        for (int c = 0; c < bytes; c += 64) Sse.Prefetch0(p + c);
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default,
+            a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
+        for (int d = 0; d < headDim; d += B)
+        {
+            Vector512<float> q0 = Vector512.Load(q + d), q1 = Vector512.Load(q + headDim + d), q2 = Vector512.Load(q + 2 * headDim + d), q3 = Vector512.Load(q + 3 * headDim + d);
+            var k = Vector512.Load(r0 + d);
+            a00 = Fma(q0, k, a00); a01 = Fma(q1, k, a01); a02 = Fma(q2, k, a02); a03 = Fma(q3, k, a03);
+            k = Vector512.Load(r1 + d);
+            a10 = Fma(q0, k, a10); a11 = Fma(q1, k, a11); a12 = Fma(q2, k, a12); a13 = Fma(q3, k, a13);
+            k = Vector512.Load(r2 + d);
+            a20 = Fma(q0, k, a20); a21 = Fma(q1, k, a21); a22 = Fma(q2, k, a22); a23 = Fma(q3, k, a23);
+            k = Vector512.Load(r3 + d);
+            a30 = Fma(q0, k, a30); a31 = Fma(q1, k, a31); a32 = Fma(q2, k, a32); a33 = Fma(q3, k, a33);
+        }
+        StoreRows(Quarters(a00, a01, a02, a03), Quarters(a10, a11, a12, a13), Quarters(a20, a21, a22, a23), Quarters(a30, a31, a32, a33), 4, dst, stride, scale);
+    }
+
+    /// <summary>o[h][0..64) (heads headDim apart) = Σ_i sc[h·stride + i] V(pos_i)[0..64) for four heads, unscaled: the
+    /// weighted V rows of a tile, sixteen accumulators, no branch inside.</summary>
+    static void Weigh16(float* v, int kvd, int* pos, int count, float* sc, long stride, float* o, int headDim)
+    {
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default,
+            a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
+        for (int i = 0; i < count; i++)
+        {
+            float* row = v + (long)pos[i] * kvd;
+            Vector512<float> r0 = Vector512.Load(row), r1 = Vector512.Load(row + B), r2 = Vector512.Load(row + 2 * B), r3 = Vector512.Load(row + 3 * B);
+            var w = Vector512.Create(sc[i]);
+            a00 = Fma(w, r0, a00); a01 = Fma(w, r1, a01); a02 = Fma(w, r2, a02); a03 = Fma(w, r3, a03);
+            w = Vector512.Create(sc[stride + i]);
+            a10 = Fma(w, r0, a10); a11 = Fma(w, r1, a11); a12 = Fma(w, r2, a12); a13 = Fma(w, r3, a13);
+            w = Vector512.Create(sc[2 * stride + i]);
+            a20 = Fma(w, r0, a20); a21 = Fma(w, r1, a21); a22 = Fma(w, r2, a22); a23 = Fma(w, r3, a23);
+            w = Vector512.Create(sc[3 * stride + i]);
+            a30 = Fma(w, r0, a30); a31 = Fma(w, r1, a31); a32 = Fma(w, r2, a32); a33 = Fma(w, r3, a33);
+        }
+        a00.Store(o); a01.Store(o + B); a02.Store(o + 2 * B); a03.Store(o + 3 * B);
+        a10.Store(o + headDim); a11.Store(o + headDim + B); a12.Store(o + headDim + 2 * B); a13.Store(o + headDim + 3 * B);
+        a20.Store(o + 2 * headDim); a21.Store(o + 2 * headDim + B); a22.Store(o + 2 * headDim + 2 * B); a23.Store(o + 2 * headDim + 3 * B);
+        a30.Store(o + 3 * headDim); a31.Store(o + 3 * headDim + B); a32.Store(o + 3 * headDim + 2 * B); a33.Store(o + 3 * headDim + 3 * B);
+    }
+
+    /// <summary>The first four cache lines of a selected row (K into L1, V into L2): the hardware's stream prefetcher
+    /// fetches the rest of the row once it has seen them. Fetching every line by software cost more than it saved
+    /// (instructions, and each tile's V rows fetched at once stalled the core), and so did no software prefetch.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void StartRow(byte* p, bool l1)
+    {
+        if (l1) { Sse.Prefetch0(p); Sse.Prefetch0(p + 64); Sse.Prefetch0(p + 128); Sse.Prefetch0(p + 192); }
+        else { Sse.Prefetch1(p); Sse.Prefetch1(p + 64); Sse.Prefetch1(p + 128); Sse.Prefetch1(p + 192); }
     }
 }

@@ -327,10 +327,14 @@ public static unsafe class SelectedAttention
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void Score4(float* q, int m, float* r0, float* r1, float* r2, float* r3, int headDim, float* dst, int stride, Vector512<float> scale)
     {
-        var u0 = FoldHeads(q, m, r0, headDim);
-        var u1 = FoldHeads(q, m, r1, headDim);
-        var u2 = FoldHeads(q, m, r2, headDim);
-        var u3 = FoldHeads(q, m, r3, headDim);
+        StoreRows(FoldHeads(q, m, r0, headDim), FoldHeads(q, m, r1, headDim), FoldHeads(q, m, r2, headDim), FoldHeads(q, m, r3, headDim), m, dst, stride, scale);
+    }
+
+    /// <summary>Four rows' folded vectors (<see cref="Quarters"/>: quarter h = head h's partials) into dst[h·stride + 0..3]
+    /// for m heads, times scale: quarter h of the result is head h's four scores, in row order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void StoreRows(Vector512<float> u0, Vector512<float> u1, Vector512<float> u2, Vector512<float> u3, int m, float* dst, long stride, Vector512<float> scale)
+    {
         var s0 = Avx512F.Shuffle(u0, u1, 0x88) + Avx512F.Shuffle(u0, u1, 0xDD);   // quarter h: [u0 halves, u1 halves]
         var s1 = Avx512F.Shuffle(u2, u3, 0x88) + Avx512F.Shuffle(u2, u3, 0xDD);
         var s = (Avx512F.Shuffle(s0, s1, 0x88) + Avx512F.Shuffle(s0, s1, 0xDD)) * scale;   // quarter h: head h's four scores
@@ -354,6 +358,14 @@ public static unsafe class SelectedAttention
             if (m > 2) a2 = Fma(Vector512.Load(q + 2 * headDim + d), r, a2);
             if (m > 3) a3 = Fma(Vector512.Load(q + 3 * headDim + d), r, a3);
         }
+        return Quarters(a0, a1, a2, a3);
+    }
+
+    /// <summary>Four heads' 16-lane partial sums folded into one vector: quarter h (lanes 4h..4h+3) holds four partial sums
+    /// of a_h (halves, then quarters).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> Quarters(Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3)
+    {
         var w0 = Avx512F.Shuffle4x128(a0, a1, 0x44) + Avx512F.Shuffle4x128(a0, a1, 0xEE);   // quarters 0-1: a0, 2-3: a1
         var w1 = Avx512F.Shuffle4x128(a2, a3, 0x44) + Avx512F.Shuffle4x128(a2, a3, 0xEE);
         return Avx512F.Shuffle4x128(w0, w1, 0x88) + Avx512F.Shuffle4x128(w0, w1, 0xDD);

@@ -10,6 +10,7 @@ public class RowsAttentionTests
     [InlineData(64, 32, 8, 700, 2)]    // 852M shape: tiles of 128 positions, a partial last tile, a tree-like own list
     [InlineData(64, 12, 2, 300, 1)]    // groups of 6: 4 + 2 heads per K/V head
     [InlineData(128, 4, 4, 130, 0)]    // two passes over V per head, no own positions
+    [InlineData(128, 16, 2, 400, 1)]   // groups of 8: two fours per K/V head through the branch-free kernels, head width 128
     [InlineData(32, 8, 4, 90, 3)]      // head width 32: the scalar path
     public void Shared_rows_match_the_reference_per_head(int hd, int heads, int kvHeads, int positions, int ownCount)
     {

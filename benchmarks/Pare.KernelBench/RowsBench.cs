@@ -10,10 +10,11 @@ using Pare.Models.Kv;
 /// TokenSelect's attention over its selected rows against streaming's over the same count of contiguous positions, beside
 /// full attention, per decoded token (all layers), on the 852M model's cache shape (F32, random rows): the selection is
 /// the default TokenSelect's own (init + top-k + local window, computed once per layer outside the timing), streaming's is
-/// sinks + window. Parts per rep, alternating, 1 and N threads alternating: full (the cache's kernel), rows (RowsAttention
+/// sinks + window. Each rep runs the parts one after the other (all layers each), 1 and N threads alternating: full (the cache's kernel), rows (RowsAttention
 /// over TokenSelect's selection, the session's path), rows-contiguous (RowsAttention over streaming's positions) and
 /// streaming (SelectedAttention.AttendHeads over the blocks, the session's path for streaming). Medians; one JSON line per
-/// (context, thread count). docs/long-context.md, "Session 16: selected rows".
+/// (context, thread count); with 1 thread also each part's thread CPU time (cpu_ms_per_token, in the order above), which a
+/// shared machine's descheduling does not inflate. docs/long-context.md, "Session 16: selected rows".
 /// </summary>
 static class RowsBench
 {
@@ -75,29 +76,37 @@ static class RowsBench
             int[] threadCounts = threads > 1 ? [1, threads] : [1];
             string[] parts = ["full", "rows", "rows_contiguous", "streaming"];
             var times = threadCounts.Select(_ => parts.Select(_ => new List<double>()).ToArray()).ToArray();
+            var cpu = parts.Select(_ => new List<double>()).ToArray();   // 1 thread: the thread's CPU time (deaf to descheduling on a shared machine)
             for (int r = 0; r < reps + 2; r++)
                 for (int c = 0; c < threadCounts.Length; c++)
                 {
                     int t = threadCounts[c];
                     var part = new double[parts.Length];
-                    for (int l = 0; l < layers; l++)
-                    {
-                        var (kc, vc) = cache.Read(l, capacity);
-                        var rows = tokenSelect.KeyRows(l);
-                        long t0 = Stopwatch.GetTimestamp();
-                        cache.Attend(l, q, 1, heads, ctx - 1, o, t);
-                        long t1 = Stopwatch.GetTimestamp();
-                        RowsAttention.AttendShared(q, heads, kvHeads, hd, rows, kc.Span, capacity, vc.Span, selected[l], own, o, t);
-                        long t2 = Stopwatch.GetTimestamp();
-                        RowsAttention.AttendShared(q, heads, kvHeads, hd, rows, kc.Span, capacity, vc.Span, window[l][0], own, o, t);
-                        long t3 = Stopwatch.GetTimestamp();
-                        Array.Fill(counts, window[l][0].Length);
-                        SelectedAttention.AttendHeads(q, heads, kvHeads, hd, kc.Span, capacity, vc.Span, window[l], counts, own, o, t);
-                        long t4 = Stopwatch.GetTimestamp();
-                        part[0] += t1 - t0; part[1] += t2 - t1; part[2] += t3 - t2; part[3] += t4 - t3;
-                    }
+                    var partCpu = new double[parts.Length];
+                    // Part by part, every layer each (as a decoded token): a part never finds the rows of the part before
+                    // it in the L3 (a layer's are 8 MB, all layers' 128 MB).
+                    for (int x = 0; x < parts.Length; x++)
+                        for (int l = 0; l < layers; l++)
+                        {
+                            var (kc, vc) = cache.Read(l, capacity);
+                            var rows = tokenSelect.KeyRows(l);
+                            Array.Fill(counts, window[l][0].Length);
+                            long t0 = Stopwatch.GetTimestamp();
+                            double c0 = ThreadCpu.Seconds();
+                            switch (x)
+                            {
+                                case 0: cache.Attend(l, q, 1, heads, ctx - 1, o, t); break;
+                                case 1: RowsAttention.AttendShared(q, heads, kvHeads, hd, rows, kc.Span, capacity, vc.Span, selected[l], own, o, t); break;
+                                case 2: RowsAttention.AttendShared(q, heads, kvHeads, hd, rows, kc.Span, capacity, vc.Span, window[l][0], own, o, t); break;
+                                default: SelectedAttention.AttendHeads(q, heads, kvHeads, hd, kc.Span, capacity, vc.Span, window[l], counts, own, o, t); break;
+                            }
+                            partCpu[x] += ThreadCpu.Seconds() - c0;
+                            part[x] += Stopwatch.GetTimestamp() - t0;
+                        }
                     if (r < 2) continue;
                     for (int x = 0; x < parts.Length; x++) times[c][x].Add(part[x] * 1000.0 / Stopwatch.Frequency);
+                    if (t == 1)
+                        for (int x = 0; x < parts.Length; x++) cpu[x].Add(partCpu[x] * 1000.0);
                 }
             static double Median(List<double> xs) { xs.Sort(); return xs[xs.Count / 2]; }
             for (int c = 0; c < threadCounts.Length; c++)
@@ -108,6 +117,7 @@ static class RowsBench
                     rows_attention = "tokenselect", context = ctx, budget, layers, heads, kv_heads = kvHeads, threads = threadCounts[c], reps,
                     full_ms_per_token = full, rows_ms_per_token = Median(times[c][1]), rows_contiguous_ms_per_token = Median(times[c][2]),
                     streaming_ms_per_token = Median(times[c][3]), rows_of_full = Median(times[c][1]) / full, streaming_of_full = Median(times[c][3]) / full,
+                    cpu_ms_per_token = threadCounts[c] == 1 ? parts.Select((_, x) => Math.Round(Median(cpu[x]), 3)).ToArray() : null,
                     load = File.ReadAllText("/proc/loadavg").Split(' ')[0], utc = DateTime.UtcNow.ToString("HH:mm:ss", CultureInfo.InvariantCulture),
                 }));
             }

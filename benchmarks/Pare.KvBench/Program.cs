@@ -187,12 +187,13 @@ static int SelectionParts(int[] contexts, int layers, int heads, int kvHeads, in
         var top = new int[ctx / 8];
         int[] counts = threads > 1 ? [1, threads] : [1];
         // [thread count][part: scores, votes, top-k, full attention] per rep
-        var times = counts.Select(_ => Enumerable.Range(0, 4).Select(_ => new List<double>()).ToArray()).ToArray();
+        var fusedVotes = new float[ctx];
+        var times = counts.Select(_ => Enumerable.Range(0, 5).Select(_ => new List<double>()).ToArray()).ToArray();
         for (int r = 0; r < reps + 2; r++)
             for (int c = 0; c < counts.Length; c++)
             {
                 int t = counts[c];
-                var part = new double[4];
+                var part = new double[5];
                 for (int l = 0; l < layers; l++)
                 {
                     long t0 = Stopwatch.GetTimestamp();
@@ -204,10 +205,12 @@ static int SelectionParts(int[] contexts, int layers, int heads, int kvHeads, in
                     long t3 = Stopwatch.GetTimestamp();
                     cache.Attend(l, q, 1, heads, ctx - 1, o, t);
                     long t4 = Stopwatch.GetTimestamp();
-                    part[0] += t1 - t0; part[1] += t2 - t1; part[2] += t3 - t2; part[3] += t4 - t3;
+                    KeySketch.Votes(q, heads, kvHeads, hd, sketches[l], scales[l], ctx, 0, ctx, logits, fusedVotes, t);
+                    long t5 = Stopwatch.GetTimestamp();
+                    part[0] += t1 - t0; part[1] += t2 - t1; part[2] += t3 - t2; part[3] += t4 - t3; part[4] += t5 - t4;
                 }
                 if (r < 2) continue;
-                for (int x = 0; x < 4; x++) times[c][x].Add(part[x] * 1000.0 / Stopwatch.Frequency);
+                for (int x = 0; x < 5; x++) times[c][x].Add(part[x] * 1000.0 / Stopwatch.Frequency);
             }
         static double Median(List<double> xs) { xs.Sort(); return xs[xs.Count / 2]; }
         for (int c = 0; c < counts.Length; c++)
@@ -215,6 +218,7 @@ static int SelectionParts(int[] contexts, int layers, int heads, int kvHeads, in
             {
                 selection_parts = "tokenselect-int8", context = ctx, layers, heads, kv_heads = kvHeads, threads = counts[c], budget = top.Length,
                 scores_softmax_ms_per_token = Median(times[c][0]), votes_ms_per_token = Median(times[c][1]), topk_ms_per_token = Median(times[c][2]),
+                fused_scores_votes_ms_per_token = Median(times[c][4]),
                 full_attention_ms_per_token = Median(times[c][3]), load = File.ReadAllText("/proc/loadavg").Split(' ')[0],
             }));
     }

@@ -502,25 +502,34 @@ public static unsafe class KeySketch
         Vector256<int> a2 = Vector256.Create(bias[2]), c2 = a2, a3 = Vector256.Create(bias[3]), c3 = a3;
         int* w = qw;
         var nib = Vector256.Create((byte)15);
+        Vector256<int> b0 = default, d0 = default, b1 = default, d1 = default, b2 = default, d2 = default, b3 = default, d3 = default;
         if (four)
+        {
             for (byte* end = kb + hd * B / 2; kb < end; kb += 4 * B, w += 8)
             {
-                // Eight channels per lane: low nibbles are the query's word 2g, high nibbles word 2g + 1.
+                // Eight channels per lane: low nibbles are the query's word 2g (first accumulators), high nibbles word
+                // 2g + 1 (second ones: two sets of chains, as below).
                 var x = Vector256.Load(kb);
                 var y = Vector256.Load(kb + 2 * B);
-                var lo = x & nib;
-                var hi = y & nib;
-                Madd4(ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3, lo, hi, w);
-                lo = Vector256.ShiftRightLogical(x.AsUInt16(), 4).AsByte() & nib;
-                hi = Vector256.ShiftRightLogical(y.AsUInt16(), 4).AsByte() & nib;
-                Madd4(ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3, lo, hi, w + 4);
+                Madd4(ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3, x & nib, y & nib, w);
+                var lo = Vector256.ShiftRightLogical(x.AsUInt16(), 4).AsByte() & nib;
+                var hi = Vector256.ShiftRightLogical(y.AsUInt16(), 4).AsByte() & nib;
+                Madd4(ref b0, ref d0, ref b1, ref d1, ref b2, ref d2, ref b3, ref d3, lo, hi, w + 4);
             }
-        else for (byte* end = kb + hd * B; kb < end; kb += 4 * B, w += 4)
-        {
-            var lo = Vector256.Load(kb);
-            var hi = Vector256.Load(kb + 2 * B);
-            Madd4(ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3, lo, hi, w);
         }
+        else
+        {
+            // Two four-channel words per step into two sets of accumulators: 16 chains, so that vpdpbusd's latency (a
+            // chain of hd / 4 per block with one set) does not bound its throughput.
+            byte* end = kb + hd * B;
+            for (; kb + 8 * B <= end; kb += 8 * B, w += 8)
+            {
+                Madd4(ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3, Vector256.Load(kb), Vector256.Load(kb + 2 * B), w);
+                Madd4(ref b0, ref d0, ref b1, ref d1, ref b2, ref d2, ref b3, ref d3, Vector256.Load(kb + 4 * B), Vector256.Load(kb + 6 * B), w + 4);
+            }
+            if (kb < end) Madd4(ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3, Vector256.Load(kb), Vector256.Load(kb + 2 * B), w);
+        }
+        (a0, c0, a1, c1, a2, c2, a3, c3) = (a0 + b0, c0 + d0, a1 + b1, c1 + d1, a2 + b2, c2 + d2, a3 + b3, c3 + d3);
         (s0, s1, s2, s3) = (Vector512.Create(a0, c0), Vector512.Create(a1, c1), Vector512.Create(a2, c2), Vector512.Create(a3, c3));
     }
 

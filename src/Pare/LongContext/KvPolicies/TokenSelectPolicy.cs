@@ -109,16 +109,18 @@ public sealed class TokenSelectPolicy : IKvPolicy
             int n = end - _init;
             if (_votes.Length < n) _votes = new float[n];   // kept: per layer and token, a 63 KB array at 16k
             var votes = _votes.AsSpan(0, n);
-            Span<float> rowScales = stackalloc float[_s.Heads];
             if (_logits.Length < _s.Heads * n) _logits = new float[_s.Heads * n];
             if (_o.Int8Scores)
             {
                 SyncSketch(copies, prefix, end, kv);
-                // Rows left as exp(x - max), each head's 1/Σ in rowScales: the vote sum normalizes them.
-                KeySketch.Logits(query, _s.Heads, _s.KvHeads, hd, copies.Sketch, copies.Scales, kv.Capacity, _init, end, _logits, kv.Threads, softmax: true, bits: _o.SketchBits, rowScales: rowScales);
+                // Scores, each head's softmax and their sum in one pass where it can (KeySketch.Votes).
+                KeySketch.Votes(query, _s.Heads, _s.KvHeads, hd, copies.Sketch, copies.Scales, kv.Capacity, _init, end, _logits, votes, kv.Threads, _o.SketchBits);
             }
-            else SelectedAttention.Logits(query, _s.Heads, _s.KvHeads, hd, kv.K, kv.Capacity, _init, end, _logits, kv.Threads);
-            SoftVotes.Compute(_logits, _s.Heads, n, votes, kv.Threads, normalized: _o.Int8Scores, _o.Int8Scores ? rowScales : default);   // each head's softmax over the candidates, summed
+            else
+            {
+                SelectedAttention.Logits(query, _s.Heads, _s.KvHeads, hd, kv.K, kv.Capacity, _init, end, _logits, kv.Threads);
+                SoftVotes.Compute(_logits, _s.Heads, n, votes, kv.Threads);   // each head's softmax over the candidates, summed
+            }
             top = KvPolicy.TopK(votes, _topK);
             for (int i = 0; i < top.Length; i++) top[i] += _init;
             if (_o.SelectionCache) _cache[layer] = (query.ToArray(), top, end);

@@ -213,13 +213,17 @@ static int SelectionParts(int[] contexts, int layers, int heads, int kvHeads, in
                 if (r < 2) continue;
                 for (int x = 0; x < 5; x++) times[c][x].Add(part[x] * 1000.0 / Stopwatch.Frequency);
             }
+        // The last layer's selection from the fused votes against the pieces' (they differ only by the exponentials' rounding).
+        var fusedTop = new int[top.Length];
+        TopK.Indices(fusedVotes, fusedTop.Length, fusedTop);
+        double overlap = top.Intersect(fusedTop).Count() / (double)top.Length;
         static double Median(List<double> xs) { xs.Sort(); return xs[xs.Count / 2]; }
         for (int c = 0; c < counts.Length; c++)
             Console.WriteLine(JsonSerializer.Serialize(new
             {
                 selection_parts = bits == 8 ? "tokenselect-int8" : "tokenselect-int4", context = ctx, layers, heads, kv_heads = kvHeads, threads = counts[c], budget = top.Length,
                 scores_softmax_ms_per_token = Median(times[c][0]), votes_ms_per_token = Median(times[c][1]), topk_ms_per_token = Median(times[c][2]),
-                fused_scores_votes_ms_per_token = Median(times[c][4]),
+                fused_scores_votes_ms_per_token = Median(times[c][4]), fused_selection_overlap = overlap,
                 full_attention_ms_per_token = Median(times[c][3]), load = File.ReadAllText("/proc/loadavg").Split(' ')[0],
             }));
     }

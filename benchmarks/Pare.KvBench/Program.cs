@@ -9,7 +9,7 @@
 // width 64) filled with random rows, then one decode step's attention over every layer, timed with the fused F16/Q8_0
 // kernels and with the decode-to-F32 path they replace (best of --reps). Prints one JSON line per (type, context).
 //   ... -- --policies streaming,quest,tokenselect --budgets 1024,2048 --contexts 4096,8192,16384 [--layers 16] [--heads 32]
-//       [--kv-heads 8] [--threads 2] [--reps 10]     (tokenselect-f32: TokenSelect with F32 scores and no K rows, as the reference)
+//       [--kv-heads 8] [--threads 2] [--reps 10]     (tokenselect-f32: TokenSelect with F32 scores and no K rows, as the reference; -int8 / -int4: its sketch's bits)
 // KV policies, attention only, on a cache of the 852M model's shape (16 layers, 32 heads, head width 64; F32 cache filled
 // with random rows): per decoded token, every layer's selection (the policy's Select, after OnAppend of the last 64
 // positions' random queries) plus attention over the selection, against the full cache's kernel, same process, best of
@@ -284,11 +284,12 @@ static int PolicyAttention(string[] policies, int[] budgets, int[] contexts, int
             foreach (string name in policies)
             {
                 // tokenselect-f32: the reference's selection (F32 scores over the cache, attention over its blocks);
-                // tokenselect-int4: the default path with a 4-bit sketch.
+                // tokenselect-int4 / -int8: the default path with a 4-bit sketch (the default since session 16) / an 8-bit one.
                 var policy = name switch
                 {
                     "tokenselect-f32" => new Pare.LongContext.KvPolicies.TokenSelectPolicy(new() { Budget = budget, Int8Scores = false, KeyRows = false }, cfg),
                     "tokenselect-int4" => new Pare.LongContext.KvPolicies.TokenSelectPolicy(new() { Budget = budget, SketchBits = 4 }, cfg),
+                    "tokenselect-int8" => new Pare.LongContext.KvPolicies.TokenSelectPolicy(new() { Budget = budget, SketchBits = 8 }, cfg),
                     _ => Pare.LongContext.KvPolicies.KvPolicy.Create(name, budget, cfg, capacity),
                 };
                 policy.OnRewind(0);

@@ -341,13 +341,7 @@ public static unsafe class KeySketch
         float* qs = j->QScale + h, dst = j->Out + (long)h * n;
         for (int b = j->From / B; b < (j->To + B - 1) / B; b++)
         {
-            byte* kb = (byte*)j->K + ((long)kvHead * j->Blocks + b) * hd * B * j->Bits / 8;
-            Sums4(kb, qw, bias, hd, j->Bits == 4, out var s0, out var s1, out var s2, out var s3);
-            var s = Vector512.Load(j->Scales + ((long)kvHead * j->Blocks + b) * B);
-            var f0 = Vector512.ConvertToSingle(s0) * (s * qs[0]);
-            var f1 = Vector512.ConvertToSingle(s1) * (s * qs[1]);
-            var f2 = Vector512.ConvertToSingle(s2) * (s * qs[2]);
-            var f3 = Vector512.ConvertToSingle(s3) * (s * qs[3]);
+            Scores4(j, kvHead, b, qw, bias, qs, out var f0, out var f1, out var f2, out var f3);
             int i0 = b * B - j->From;
             if (i0 >= 0 && i0 + B <= n)
             {
@@ -407,13 +401,7 @@ public static unsafe class KeySketch
         Vector512<float> z0 = default, z1 = default, z2 = default, z3 = default;
         for (int b = j->From / B; b < (j->To + B - 1) / B; b++)
         {
-            byte* kb = (byte*)j->K + ((long)kvHead * j->Blocks + b) * hd * B * j->Bits / 8;
-            Sums4(kb, qw, bias, hd, j->Bits == 4, out var s0, out var s1, out var s2, out var s3);
-            var s = Vector512.Load(j->Scales + ((long)kvHead * j->Blocks + b) * B);
-            var t0 = Vector512.ConvertToSingle(s0) * (s * qs[0]);
-            var t1 = Vector512.ConvertToSingle(s1) * (s * qs[1]);
-            var t2 = Vector512.ConvertToSingle(s2) * (s * qs[2]);
-            var t3 = Vector512.ConvertToSingle(s3) * (s * qs[3]);
+            Scores4(j, kvHead, b, qw, bias, qs, out var t0, out var t1, out var t2, out var t3);
             int i0 = b * B - j->From;
             bool whole = i0 >= 0 && i0 + B <= n;
             var inside = Vector512<float>.AllBitsSet;
@@ -491,6 +479,21 @@ public static unsafe class KeySketch
             for (int h = 0; h < j->Heads; h += 4) acc += j->Out[(long)h * n + i];
             j->Votes[i] = acc;
         }
+    }
+
+    /// <summary>Block b's scores of heads h..h + 3 (K/V head kvHead): the integer sums times each position's scale and each head's qs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Scores4(LogitsJob* j, int kvHead, int b, int* qw, int* bias, float* qs,
+        out Vector512<float> f0, out Vector512<float> f1, out Vector512<float> f2, out Vector512<float> f3)
+    {
+        int hd = j->HeadDim;
+        byte* kb = (byte*)j->K + ((long)kvHead * j->Blocks + b) * hd * B * j->Bits / 8;
+        Sums4(kb, qw, bias, hd, j->Bits == 4, out var s0, out var s1, out var s2, out var s3);
+        var s = Vector512.Load(j->Scales + ((long)kvHead * j->Blocks + b) * B);
+        f0 = Vector512.ConvertToSingle(s0) * (s * qs[0]);
+        f1 = Vector512.ConvertToSingle(s1) * (s * qs[1]);
+        f2 = Vector512.ConvertToSingle(s2) * (s * qs[2]);
+        f3 = Vector512.ConvertToSingle(s3) * (s * qs[3]);
     }
 
     /// <summary>One block's integer sums of four heads (from their biases) by AVX-VNNI, the query words interleaved in

@@ -22,8 +22,8 @@ public sealed record TokenSelectOptions
     /// default (the reference's behaviour); false = keys keep their true positions (<c>--kv-renumber off</c>).</summary>
     public bool Renumber { get; init; } = true;
     /// <summary>Score the candidates from a quantized copy of K (<see cref="KeySketch"/>, <see cref="SketchBits"/> per value:
-    /// one scale per position and K/V head, an eighth or a quarter of F32 K's bytes) instead of the F32 cache: the pass over every candidate is memory-bound, so it reads that
-    /// fraction. Only the ranking is approximate; attention over the selected positions stays exact F32. On by default (the
+    /// one scale per position and K/V head, an eighth or a quarter of F32 K's bytes) instead of the F32 cache: the pass over
+    /// every candidate is memory-bound, so it reads that fraction. Only the ranking is approximate; attention over the selected positions stays exact F32. On by default (the
     /// needle accuracy is kept, docs/long-context.md); false = the reference's F32 scores (<c>--kv-scores f32</c>).</summary>
     public bool Int8Scores { get; init; } = true;
     /// <summary>Bits per value of that sketch: 4 (default since session 16: an eighth of F32 K's bytes, values -7..7; same

@@ -9,7 +9,7 @@
 // width 64) filled with random rows, then one decode step's attention over every layer, timed with the fused F16/Q8_0
 // kernels and with the decode-to-F32 path they replace (best of --reps). Prints one JSON line per (type, context).
 //   ... -- --policies streaming,quest,tokenselect --budgets 1024,2048 --contexts 4096,8192,16384 [--layers 16] [--heads 32]
-//       [--kv-heads 8] [--threads 2] [--reps 10]     (tokenselect-f32: TokenSelect with F32 scores and no K rows, as the reference)
+//       [--kv-heads 8] [--threads 2] [--reps 10]     (tokenselect-f32: TokenSelect with F32 scores and no K rows, as the reference; -int8 / -int4: its sketch's bits)
 // KV policies, attention only, on a cache of the 852M model's shape (16 layers, 32 heads, head width 64; F32 cache filled
 // with random rows): per decoded token, every layer's selection (the policy's Select, after OnAppend of the last 64
 // positions' random queries) plus attention over the selection, against the full cache's kernel, same process, best of
@@ -19,11 +19,11 @@
 // --model FILE (e.g. .cache/bench/random-852m-Q8_0.gguf, the same shape) it also times that model's decode step at a
 // short context (median of 32; its attention there is negligible) and reports decode tok/s at each context as
 // 1 / (that step + the measured attention): composed, since a 16k-token prefill of the 852M model takes too long here.
-//   ... -- --selection-parts --contexts 2048,16384 [--layers 16] [--heads 32] [--kv-heads 8] [--reps 20]
+//   ... -- --selection-parts --contexts 2048,16384 [--layers 16] [--heads 32] [--kv-heads 8] [--reps 20] [--sketch-bits 8|4]
 // TokenSelect's selection by piece, on 1 thread and on --threads alternating rep by rep in one process: every layer's
-// int8 scores with the soft vote's softmax (KeySketch.Logits), the vote sum (SoftVotes.Compute) and the top-k
-// (TopK.Indices, budget = context / 8), beside the full cache's attention; medians per token. One JSON line per
-// (context, threads).
+// sketch scores with the soft vote's softmax (KeySketch.Logits), the vote sum (SoftVotes.Compute), the same two fused
+// (KeySketch.Votes, the policy's path) and the top-k (TopK.Indices, budget = context / 8), beside the full cache's
+// attention; medians per token. One JSON line per (context, threads).
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -38,7 +38,7 @@ bool attentionOnly = false, selectionParts = false;
 string[] policies = [];
 string? modelPath = null;
 int[] budgets = [1024, 2048];
-int layers = 16, heads = 32;
+int layers = 16, heads = 32, sketchBits = 8;
 int[] contexts = [4096, 8192, 16384];
 for (int i = 0; i < args.Length; i++)
 {
@@ -59,12 +59,13 @@ for (int i = 0; i < args.Length; i++)
         case "--budgets": budgets = [.. Next().Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture))]; break;
         case "--layers": layers = int.Parse(Next(), CultureInfo.InvariantCulture); break;
         case "--heads": heads = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+        case "--sketch-bits": sketchBits = int.Parse(Next(), CultureInfo.InvariantCulture); break;
         case "--contexts": contexts = [.. Next().Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture))]; break;
         default: Console.Error.WriteLine($"kv-bench: error: unknown argument {args[i]}"); return 1;
     }
 }
 if (attentionOnly) return AttentionOnly(contexts, kvHeads, threads, reps);
-if (selectionParts) return SelectionParts(contexts, layers, heads, kvHeads, threads, reps);
+if (selectionParts) return SelectionParts(contexts, layers, heads, kvHeads, threads, reps, sketchBits);
 if (policies.Length > 0) return PolicyAttention(policies, budgets, contexts, layers, heads, kvHeads, threads, reps, modelPath);
 var type = kvType.ToLowerInvariant() switch
 {
@@ -158,7 +159,7 @@ static LlamaConfig PolicyShape(int context, int layers, int heads, int kvHeads, 
     VocabSize = 32000, ContextLength = context, RopeBase = 10000f, RmsEps = 1e-5f,
 };
 
-static int SelectionParts(int[] contexts, int layers, int heads, int kvHeads, int threads, int reps)
+static int SelectionParts(int[] contexts, int layers, int heads, int kvHeads, int threads, int reps, int bits)
 {
     const int hd = 64;
     foreach (int ctx in contexts)
@@ -174,9 +175,9 @@ static int SelectionParts(int[] contexts, int layers, int heads, int kvHeads, in
             for (int i = 0; i < k.Length; i++) { k[i] = (float)(rng.NextDouble() * 2 - 1); v[i] = (float)(rng.NextDouble() * 2 - 1); }
             cache.Write(l, k, v, ctx, 0);
             var (kc, _) = cache.Read(l, ctx);
-            sketches[l] = new sbyte[KeySketch.SketchBytes(ctx, kvHeads, hd, 8)];
+            sketches[l] = new sbyte[KeySketch.SketchBytes(ctx, kvHeads, hd, bits)];
             scales[l] = new float[KeySketch.ScaleCount(ctx, kvHeads)];
-            KeySketch.Quantize(kc.Span, ctx, kvHeads, hd, 0, ctx, sketches[l], scales[l]);
+            KeySketch.Quantize(kc.Span, ctx, kvHeads, hd, 0, ctx, sketches[l], scales[l], bits);
         }
         var q = new float[heads * hd];
         for (int i = 0; i < q.Length; i++) q[i] = (float)(rng.NextDouble() * 2 - 1);
@@ -186,17 +187,18 @@ static int SelectionParts(int[] contexts, int layers, int heads, int kvHeads, in
         var rowScales = new float[heads];
         var top = new int[ctx / 8];
         int[] counts = threads > 1 ? [1, threads] : [1];
-        // [thread count][part: scores, votes, top-k, full attention] per rep
-        var times = counts.Select(_ => Enumerable.Range(0, 4).Select(_ => new List<double>()).ToArray()).ToArray();
+        // [thread count][part: scores, votes, top-k, full attention, fused scores and votes] per rep
+        var fusedVotes = new float[ctx];
+        var times = counts.Select(_ => Enumerable.Range(0, 5).Select(_ => new List<double>()).ToArray()).ToArray();
         for (int r = 0; r < reps + 2; r++)
             for (int c = 0; c < counts.Length; c++)
             {
                 int t = counts[c];
-                var part = new double[4];
+                var part = new double[5];
                 for (int l = 0; l < layers; l++)
                 {
                     long t0 = Stopwatch.GetTimestamp();
-                    KeySketch.Logits(q, heads, kvHeads, hd, sketches[l], scales[l], ctx, 0, ctx, logits, t, softmax: true, rowScales: rowScales);
+                    KeySketch.Logits(q, heads, kvHeads, hd, sketches[l], scales[l], ctx, 0, ctx, logits, t, softmax: true, bits, rowScales);
                     long t1 = Stopwatch.GetTimestamp();
                     SoftVotes.Compute(logits, heads, ctx, votes, t, normalized: true, rowScales);
                     long t2 = Stopwatch.GetTimestamp();
@@ -204,17 +206,24 @@ static int SelectionParts(int[] contexts, int layers, int heads, int kvHeads, in
                     long t3 = Stopwatch.GetTimestamp();
                     cache.Attend(l, q, 1, heads, ctx - 1, o, t);
                     long t4 = Stopwatch.GetTimestamp();
-                    part[0] += t1 - t0; part[1] += t2 - t1; part[2] += t3 - t2; part[3] += t4 - t3;
+                    KeySketch.Votes(q, heads, kvHeads, hd, sketches[l], scales[l], ctx, 0, ctx, logits, fusedVotes, t, bits);
+                    long t5 = Stopwatch.GetTimestamp();
+                    part[0] += t1 - t0; part[1] += t2 - t1; part[2] += t3 - t2; part[3] += t4 - t3; part[4] += t5 - t4;
                 }
                 if (r < 2) continue;
-                for (int x = 0; x < 4; x++) times[c][x].Add(part[x] * 1000.0 / Stopwatch.Frequency);
+                for (int x = 0; x < 5; x++) times[c][x].Add(part[x] * 1000.0 / Stopwatch.Frequency);
             }
+        // The last layer's selection from the fused votes against the pieces' (they differ only by the exponentials' rounding).
+        var fusedTop = new int[top.Length];
+        TopK.Indices(fusedVotes, fusedTop.Length, fusedTop);
+        double overlap = top.Intersect(fusedTop).Count() / (double)top.Length;
         static double Median(List<double> xs) { xs.Sort(); return xs[xs.Count / 2]; }
         for (int c = 0; c < counts.Length; c++)
             Console.WriteLine(JsonSerializer.Serialize(new
             {
-                selection_parts = "tokenselect-int8", context = ctx, layers, heads, kv_heads = kvHeads, threads = counts[c], budget = top.Length,
+                selection_parts = bits == 8 ? "tokenselect-int8" : "tokenselect-int4", context = ctx, layers, heads, kv_heads = kvHeads, threads = counts[c], budget = top.Length,
                 scores_softmax_ms_per_token = Median(times[c][0]), votes_ms_per_token = Median(times[c][1]), topk_ms_per_token = Median(times[c][2]),
+                fused_scores_votes_ms_per_token = Median(times[c][4]), fused_selection_overlap = overlap,
                 full_attention_ms_per_token = Median(times[c][3]), load = File.ReadAllText("/proc/loadavg").Split(' ')[0],
             }));
     }
@@ -275,11 +284,12 @@ static int PolicyAttention(string[] policies, int[] budgets, int[] contexts, int
             foreach (string name in policies)
             {
                 // tokenselect-f32: the reference's selection (F32 scores over the cache, attention over its blocks);
-                // tokenselect-int4: the default path with a 4-bit sketch.
+                // tokenselect-int4 / -int8: the default path with a 4-bit sketch (the default since session 16) / an 8-bit one.
                 var policy = name switch
                 {
                     "tokenselect-f32" => new Pare.LongContext.KvPolicies.TokenSelectPolicy(new() { Budget = budget, Int8Scores = false, KeyRows = false }, cfg),
                     "tokenselect-int4" => new Pare.LongContext.KvPolicies.TokenSelectPolicy(new() { Budget = budget, SketchBits = 4 }, cfg),
+                    "tokenselect-int8" => new Pare.LongContext.KvPolicies.TokenSelectPolicy(new() { Budget = budget, SketchBits = 8 }, cfg),
                     _ => Pare.LongContext.KvPolicies.KvPolicy.Create(name, budget, cfg, capacity),
                 };
                 policy.OnRewind(0);

@@ -32,7 +32,7 @@ internal static class NeedleCommand
         var kvBudget = Cli.KvBudget();
         var renumber = new Option<string?>("--kv-renumber") { Description = "tokenselect: RoPE over the gathered sequence (on, default, as the reference: length extrapolation) or over true positions (off)." }
             .Check(v => v is "on" or "off", "on or off");
-        var scores = new Option<string?>("--kv-scores") { Description = "tokenselect: score the candidates from an int8 copy of K (int8, default: a quarter of the bytes), a 4-bit one (int4: an eighth) or the F32 cache (f32, as the reference); attention over the selection is F32 either way." }
+        var scores = new Option<string?>("--kv-scores") { Description = "tokenselect: score the candidates from a 4-bit copy of K (int4, default: an eighth of the bytes), an int8 one (int8: a quarter) or the F32 cache (f32, as the reference); attention over the selection is F32 either way." }
             .Check(v => v is "int8" or "int4" or "f32", "int8, int4 or f32");
         var selCache = Cli.KvSelectionCache();
         var chunk = new Option<int?>("--prefill-chunk") { Description = "Prefill the prompt in chunks of N tokens, each after the first attending to the KV policy's selection (default: one chunk)." };
@@ -88,7 +88,7 @@ internal static class NeedleCommand
                 {
                     model = m.Source, task = NeedleTasks.Name(t), kv_policy = options.KvPolicy, kv_budget = options.KvBudget,
                     kv_renumber = options.KvPolicy == "tokenselect" ? options.KvRenumber ?? true : (bool?)null,
-                    kv_scores = options.KvPolicy == "tokenselect" ? options.KvScores ?? "int8" : null,
+                    kv_scores = options.KvPolicy == "tokenselect" ? options.KvScores ?? "int4" : null,
                     kv_selection_cache = options.KvSelectionCache, selections = ts?.Selections, selection_cache_hits = ts?.CacheHits,
                     selection_cache_hit_rate = ts?.CacheHitRate, selection_cache_layer_hits = ts?.CacheHitRate == null ? null : ts.LayerCacheHits,
                     selection_layer_selections = ts?.CacheHitRate == null ? null : ts.LayerSelections, prefill_chunk = options.PrefillChunk, seed = options.Seed, trials = options.Trials, filler = fillerName, context = ctx,

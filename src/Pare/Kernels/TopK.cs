@@ -16,7 +16,10 @@ namespace Pare.Kernels;
 public static class TopK
 {
     /// <summary>The k-th largest value of <paramref name="x"/> (1 ≤ k ≤ length; no NaN).</summary>
-    public static float KthLargest(ReadOnlySpan<float> x, int k)
+    public static float KthLargest(ReadOnlySpan<float> x, int k) => KthLargest(x, k, out _);
+
+    /// <summary><see cref="KthLargest(ReadOnlySpan{float}, int)"/>, and how many values are larger than it.</summary>
+    static float KthLargest(ReadOnlySpan<float> x, int k, out int above)
     {
         if (k < 1 || k > x.Length) throw new ArgumentOutOfRangeException(nameof(k), $"k = {k} outside 1..{x.Length}");
         // Rented: called per layer and decoded token (TokenSelect), it would allocate ~64 KB each time.
@@ -26,39 +29,61 @@ public static class TopK
             var keys = rented.AsSpan(0, x.Length);
             var (min, max) = Keys(x, keys);
             // The largest t with count(key ≥ t) ≥ k is the k-th largest key: count(≥ lo) ≥ k, count(≥ hi) < k throughout.
+            // Once the keys in [lo, hi) are under an eighth of those counted, they are moved to the front and the steps
+            // count only them (plus the cntHi keys at or above hi, known): most steps then read a few KB, not 64.
             long lo = min, hi = (long)max + 1;
+            int cntLo = x.Length, cntHi = 0, baseCount = 0;
             while (hi - lo > 1)
             {
+                if ((long)(cntLo - cntHi) * 8 < keys.Length && keys.Length > 256)
+                {
+                    keys = keys[..Compact(keys, (int)lo, hi)];
+                    baseCount = cntHi;
+                }
                 long mid = lo + (hi - lo) / 2;
-                if (CountAtLeast(keys, (int)mid) >= k) lo = mid;
-                else hi = mid;
+                int count = baseCount + CountAtLeast(keys, (int)mid);
+                if (count >= k) (lo, cntLo) = (mid, count);
+                else (hi, cntHi) = (mid, count);
             }
+            above = cntHi;
             return Value((int)lo);
         }
         finally { ArrayPool<int>.Shared.Return(rented); }
     }
 
+    /// <summary>Moves the keys in [lo, hi) to the front of <paramref name="keys"/>, in order, and returns how many there
+    /// are (each written at or before where it was read, so in place).</summary>
+    static int Compact(Span<int> keys, int lo, long hi)
+    {
+        int m = 0, i = 0;
+        ref int p = ref MemoryMarshal.GetReference(keys);
+        if (Vector512.IsHardwareAccelerated && hi <= int.MaxValue)
+        {
+            Vector512<int> vlo = Vector512.Create(lo), vhi = Vector512.Create((int)hi);
+            for (; i + 16 <= keys.Length; i += 16)
+            {
+                var v = Vector512.LoadUnsafe(ref p, (nuint)i);
+                for (ulong bits = (Vector512.GreaterThanOrEqual(v, vlo) & Vector512.LessThan(v, vhi)).ExtractMostSignificantBits(); bits != 0; bits &= bits - 1)
+                    keys[m++] = keys[i + BitOperations.TrailingZeroCount(bits)];
+            }
+        }
+        for (; i < keys.Length; i++)
+            if (keys[i] >= lo && keys[i] < hi) keys[m++] = keys[i];
+        return m;
+    }
+
     /// <summary>
     /// Indices of the k largest values of <paramref name="x"/> (ties at the k-th: lower index first), ascending, into
-    /// top[0..k). After <see cref="KthLargest"/>, one vectorized pass: per 16 values, the masks of those above the k-th and
+    /// top[0..k). After <see cref="KthLargest(ReadOnlySpan{float}, int)"/> (which also counts the values above it), one vectorized pass: per 16 values, the masks of those above the k-th and
     /// equal to it, the set bits' indices written in order (no branch per value: TokenSelect keeps ~2k of ~16k, so a
     /// per-value branch mispredicts often). <see cref="IndicesReference"/> is its definition.
     /// </summary>
     public static void Indices(ReadOnlySpan<float> x, int k, Span<int> top)
     {
         if (top.Length < k) throw new ArgumentException($"room for {top.Length} indices, k = {k}", nameof(top));
-        float kth = KthLargest(x, k);
+        float kth = KthLargest(x, k, out int above);
         ref float p = ref MemoryMarshal.GetReference(x);
-        int above = 0, i = 0, n = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            var vk = Vector512.Create(kth);
-            for (; i + 16 <= x.Length; i += 16)
-                above += BitOperations.PopCount(Vector512.GreaterThan(Vector512.LoadUnsafe(ref p, (nuint)i), vk).ExtractMostSignificantBits());
-        }
-        for (; i < x.Length; i++) above += x[i] > kth ? 1 : 0;
-        int ties = k - above;
-        i = 0;
+        int ties = k - above, i = 0, n = 0;
         if (Vector512.IsHardwareAccelerated)
         {
             var vk = Vector512.Create(kth);

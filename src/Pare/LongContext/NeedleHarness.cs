@@ -26,7 +26,7 @@ public sealed record NeedleOptions
     public int? KvBudget { get; init; }
     /// <summary>TokenSelect's RoPE over the gathered sequence (<c>--kv-renumber on|off</c>); null = the policy's default (on for tokenselect).</summary>
     public bool? KvRenumber { get; init; }
-    /// <summary>TokenSelect's selection scores (<c>--kv-scores int8|int4|f32</c>); null = the policy's default (int8).</summary>
+    /// <summary>TokenSelect's selection scores (<c>--kv-scores int8|int4|f32</c>); null = the policy's default (int4).</summary>
     public string? KvScores { get; init; }
     /// <summary>TokenSelect's selection cache threshold (<c>--kv-selection-cache</c>, cosine in (0, 1]); null = off (the default).</summary>
     public double? KvSelectionCache { get; init; }

@@ -94,6 +94,59 @@ public class KeySketchTests
         Assert.True(Nmse(expected, exact) < (bits == 8 ? 1e-3 : 0.1), $"nmse {Nmse(expected, exact)}");
     }
 
+    [Theory]
+    [InlineData(64, 32, 8, 0, 700, 8)]    // 852M shape: fused
+    [InlineData(64, 32, 8, 37, 651, 4)]   // fused, 4 bits, partial blocks at both ends
+    [InlineData(32, 16, 2, 5, 300, 8)]    // groups of 8: two fused units per group
+    [InlineData(64, 12, 2, 37, 300, 8)]   // groups of 6: scores, then SoftVotes
+    [InlineData(32, 7, 7, 0, 33, 4)]      // groups of 1
+    public void Votes_match_the_reference_on_both_paths(int hd, int heads, int kvHeads, int from, int to, int bits)
+    {
+        int capacity = to + 9, n = to - from;
+        var (_, blocks) = Cache(to, capacity, kvHeads, hd, seed: 7);
+        var sketch = new sbyte[KeySketch.SketchBytes(capacity, kvHeads, hd, bits)];
+        var scales = new float[KeySketch.ScaleCount(capacity, kvHeads)];
+        KeySketch.Quantize(blocks, capacity, kvHeads, hd, 0, to, sketch, scales, bits);
+        var q = Random(heads * hd, seed: 8, scale: 3f);   // peaked softmaxes
+        AssertVotes(q, heads, kvHeads, hd, sketch, scales, capacity, from, to, bits, n);
+    }
+
+    [Fact]
+    public void Fused_votes_raise_their_shift_when_the_scores_climb()
+    {
+        // Keys growing along the positions, queries along them: scores climb by far more than the running shift's slack
+        // (64 in log2 units) across the range, so each head's shift is raised (and its row rescaled) several times.
+        int hd = 64, heads = 8, kvHeads = 2, to = 900, capacity = to + 7, kvd = kvHeads * hd;
+        var k = Random(to * kvd, seed: 9, scale: 0.1f);
+        for (int p = 0; p < to; p++)
+            for (int x = 0; x < kvd; x++) k[p * kvd + x] += 0.04f * p;   // ~0.23 per position in log2 units: ~200 over the range
+        var blocks = new float[BlockedAttention.CacheFloats(capacity, kvHeads, hd)];
+        BlockedAttention.WriteK(k, to, kvHeads, hd, blocks, capacity, 0);
+        var sketch = new sbyte[KeySketch.SketchBytes(capacity, kvHeads, hd, 8)];
+        var scales = new float[KeySketch.ScaleCount(capacity, kvHeads)];
+        KeySketch.Quantize(blocks, capacity, kvHeads, hd, 0, to, sketch, scales);
+        var q = Random(heads * hd, seed: 10, scale: 0.1f);
+        for (int i = 0; i < q.Length; i++) q[i] += 0.5f;
+        AssertVotes(q, heads, kvHeads, hd, sketch, scales, capacity, 3, to, 8, to - 3);
+    }
+
+    static void AssertVotes(float[] q, int heads, int kvHeads, int hd, sbyte[] sketch, float[] scales, int capacity, int from, int to, int bits, int n)
+    {
+        var expected = new float[n];
+        KeySketch.VotesReference(q, heads, kvHeads, hd, sketch, scales, capacity, from, to, expected, bits);
+        foreach (bool fused in new[] { true, false })
+            foreach (int threads in new[] { 1, 2 })
+            {
+                var votes = new float[n];
+                var rows = new float[heads * n];
+                KeySketch.Votes(q, heads, kvHeads, hd, sketch, scales, capacity, from, to, rows, votes, threads, bits, fused);
+                // The exponentials' polynomial (relative error ≤ 2.4e-6) and float sums: each vote within 2e-5 relative.
+                for (int i = 0; i < n; i++)
+                    Assert.True(Math.Abs(votes[i] - expected[i]) <= 2e-5f * expected[i] + 1e-30f, $"fused {fused}, {threads} threads, position {i}: {votes[i]} vs {expected[i]}");
+                Assert.Equal(heads, votes.Sum(), 3);
+            }
+    }
+
     [Fact]
     public void Read_k_inverts_write_k()
     {

@@ -7,6 +7,7 @@ public class TopKTests
     [Theory]
     [InlineData(15679, false, false)]   // TokenSelect's candidates at 16k
     [InlineData(1000, true, false)]     // heavy ties
+    [InlineData(20000, true, false)]    // heavy ties, the bisection moving its range to the front
     [InlineData(333, false, true)]      // negative values and zeros too
     [InlineData(1, false, false)]
     public void Kth_largest_matches_a_sort(int n, bool ties, bool signed)

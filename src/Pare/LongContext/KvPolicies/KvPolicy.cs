@@ -14,8 +14,8 @@ public static class KvPolicy
     /// positions. Throws a one-line <see cref="PareException"/> for an unknown name, a budget under 1, or a budget beyond the
     /// context (a budget equal to the context keeps everything: the full cache). <paramref name="renumber"/>: TokenSelect's
     /// RoPE over the gathered sequence (<see cref="TokenSelectOptions.Renumber"/>, default on); the other policies keep true
-    /// positions, and asking them to renumber is an error. <paramref name="scores"/>: TokenSelect's selection scores, int8 (default),
-    /// int4 or f32 (<see cref="TokenSelectOptions.Int8Scores"/>, <see cref="TokenSelectOptions.SketchBits"/>); any value for
+    /// positions, and asking them to renumber is an error. <paramref name="scores"/>: TokenSelect's selection scores, int4 (default),
+    /// int8 or f32 (<see cref="TokenSelectOptions.Int8Scores"/>, <see cref="TokenSelectOptions.SketchBits"/>); any value for
     /// another policy is an error. <paramref name="selectionCache"/>: TokenSelect's selection cache with this cosine threshold in
     /// (0, 1] (<see cref="TokenSelectOptions.SelectionCache"/>; null = off, the default); any value for another policy is an error.
     /// </summary>
@@ -43,7 +43,7 @@ public static class KvPolicy
             "h2o" => new H2oPolicy(new H2oOptions { Budget = b }, config),
             "snapkv" => new SnapKvPolicy(new SnapKvOptions { Budget = b }, config),
             "quest" => new QuestPolicy(new QuestOptions { Budget = b }, config),
-            "tokenselect" => new TokenSelectPolicy(new TokenSelectOptions { Budget = b, Renumber = renumber ?? true, Int8Scores = scores != "f32", SketchBits = scores == "int4" ? 4 : 8,
+            "tokenselect" => new TokenSelectPolicy(new TokenSelectOptions { Budget = b, Renumber = renumber ?? true, Int8Scores = scores != "f32", SketchBits = scores == "int8" ? 8 : 4,
                 SelectionCache = selectionCache != null, CacheThreshold = selectionCache ?? 0.9 }, config),
             _ => new ActQkvPolicy(new ActQkvOptions { Budget = b }, config),
         };

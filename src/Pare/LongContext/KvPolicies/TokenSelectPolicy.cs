@@ -21,13 +21,14 @@ public sealed record TokenSelectOptions
     /// reference does with pre-RoPE keys; this is what lets it run past the trained context (length extrapolation). On by
     /// default (the reference's behaviour); false = keys keep their true positions (<c>--kv-renumber off</c>).</summary>
     public bool Renumber { get; init; } = true;
-    /// <summary>Score the candidates from an int8 copy of K (<see cref="KeySketch"/>: one scale per position and K/V head, a
-    /// quarter of F32 K's bytes) instead of the F32 cache: the pass over every candidate is memory-bound, so it reads about a
-    /// quarter. Only the ranking is approximate; attention over the selected positions stays exact F32. On by default (the
+    /// <summary>Score the candidates from a quantized copy of K (<see cref="KeySketch"/>, <see cref="SketchBits"/> per value:
+    /// one scale per position and K/V head, an eighth or a quarter of F32 K's bytes) instead of the F32 cache: the pass over
+    /// every candidate is memory-bound, so it reads that fraction. Only the ranking is approximate; attention over the selected positions stays exact F32. On by default (the
     /// needle accuracy is kept, docs/long-context.md); false = the reference's F32 scores (<c>--kv-scores f32</c>).</summary>
     public bool Int8Scores { get; init; } = true;
-    /// <summary>Bits per value of that sketch: 8 (default) or 4 (an eighth of F32 K's bytes; <c>--kv-scores int4</c>).</summary>
-    public int SketchBits { get; init; } = 8;
+    /// <summary>Bits per value of that sketch: 4 (default since session 16: an eighth of F32 K's bytes, values -7..7; same
+    /// needle accuracy as 8 bits, a faster selection at long contexts, docs/long-context.md) or 8 (<c>--kv-scores int8</c>).</summary>
+    public int SketchBits { get; init; } = 4;
     /// <summary>Keep a position-major F32 copy of K (<see cref="IKvPolicy.KeyRows"/>) so that attention reads one row per
     /// selected position and K/V head instead of its whole 16-position block. Same values, so same results; costs the K
     /// cache's size again. On by default.</summary>
@@ -109,16 +110,18 @@ public sealed class TokenSelectPolicy : IKvPolicy
             int n = end - _init;
             if (_votes.Length < n) _votes = new float[n];   // kept: per layer and token, a 63 KB array at 16k
             var votes = _votes.AsSpan(0, n);
-            Span<float> rowScales = stackalloc float[_s.Heads];
             if (_logits.Length < _s.Heads * n) _logits = new float[_s.Heads * n];
             if (_o.Int8Scores)
             {
                 SyncSketch(copies, prefix, end, kv);
-                // Rows left as exp(x - max), each head's 1/Σ in rowScales: the vote sum normalizes them.
-                KeySketch.Logits(query, _s.Heads, _s.KvHeads, hd, copies.Sketch, copies.Scales, kv.Capacity, _init, end, _logits, kv.Threads, softmax: true, bits: _o.SketchBits, rowScales: rowScales);
+                // Scores, each head's softmax and their sum in one pass where it can (KeySketch.Votes).
+                KeySketch.Votes(query, _s.Heads, _s.KvHeads, hd, copies.Sketch, copies.Scales, kv.Capacity, _init, end, _logits, votes, kv.Threads, _o.SketchBits);
             }
-            else SelectedAttention.Logits(query, _s.Heads, _s.KvHeads, hd, kv.K, kv.Capacity, _init, end, _logits, kv.Threads);
-            SoftVotes.Compute(_logits, _s.Heads, n, votes, kv.Threads, normalized: _o.Int8Scores, _o.Int8Scores ? rowScales : default);   // each head's softmax over the candidates, summed
+            else
+            {
+                SelectedAttention.Logits(query, _s.Heads, _s.KvHeads, hd, kv.K, kv.Capacity, _init, end, _logits, kv.Threads);
+                SoftVotes.Compute(_logits, _s.Heads, n, votes, kv.Threads);   // each head's softmax over the candidates, summed
+            }
             top = KvPolicy.TopK(votes, _topK);
             for (int i = 0; i < top.Length; i++) top[i] += _init;
             if (_o.SelectionCache) _cache[layer] = (query.ToArray(), top, end);

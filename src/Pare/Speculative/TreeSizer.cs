@@ -83,8 +83,10 @@ internal sealed class TreeSizer
     /// <summary>
     /// The budget for the next step (1 = plain); a probe that is due while <paramref name="mayProbe"/> is false waits until
     /// it is true. <paramref name="plainSeconds"/>: the measured wall time of a plain step (NaN = not measured: T(1) prices it).
+    /// <paramref name="due"/>: where plain decoding is chosen, probe now whatever the schedule (the context shows a draft
+    /// would be accepted: <see cref="StepPlanner"/>'s Followed).
     /// </summary>
-    public int Choose(bool mayProbe = true, double plainSeconds = double.NaN)
+    public int Choose(bool mayProbe = true, double plainSeconds = double.NaN, bool due = false)
     {
         if (_costs == null || !_spec.Adaptive || _sizes.Length == 0) return _spec.MaxTreeSize;
         _step++;
@@ -132,7 +134,7 @@ internal sealed class TreeSizer
         int probe = Math.Max(vetoed, 0);
         int every = !measured ? _probeEvery
             : (int)Math.Clamp(Math.Ceiling((_costs.Time(_sizes[probe]) * scale / plainSeconds - 1) / ProbeOverhead), ExploreEvery, Math.Max(_probeEvery, _spec.MaxProbeInterval));
-        Probing = bestI < 0 && ++_sinceProbe >= every * _backoff && mayProbe;
+        Probing = bestI < 0 && (++_sinceProbe >= every * _backoff || due) && mayProbe;
         if (Probing) { bestI = probe; _sinceProbe = 0; _fill = _fill || vetoed < 0; }
         return _last = bestI < 0 ? 1 : _sizes[bestI];
     }
@@ -157,6 +159,13 @@ internal sealed class TreeSizer
     /// second than plain steps of <paramref name="plainSeconds"/> by <see cref="SpeculativeOptions.MinGain"/>.
     /// </summary>
     public bool Losing(double plainSeconds) => _realSteps >= MinMeasured && _realTokens * plainSeconds < _realSeconds * _spec.MinGain;
+
+    /// <summary>
+    /// Whether this sizer's drafted steps, as measured (at least <see cref="MinMeasured"/> of them), emitted more tokens per
+    /// second than plain steps of <paramref name="plainSeconds"/> by <see cref="SpeculativeOptions.MinGain"/>: its class pays
+    /// whatever the arm's running rate, which mixes every class's steps, says (<see cref="StepPlanner"/>).
+    /// </summary>
+    public bool Winning(double plainSeconds) => _realSteps >= MinMeasured && _realTokens * plainSeconds > _realSeconds * _spec.MinGain;
 
     /// <summary>
     /// The measured wall time of a drafted step of <paramref name="nodes"/> nodes (whole step: drafting to the drafter's

@@ -86,6 +86,42 @@ public class TreeScaleTests
     }
 
     [Fact]
+    public void A_class_measured_losing_probes_at_once_where_a_probe_is_due_and_otherwise_waits_for_its_schedule()
+    {
+        var costs = new CostModel([1, 2, 4, 8], [1.0, 1.1, 1.2, 1.5]);
+        var sizer = new TreeSizer(costs, Spec);
+        // Chains that fail (one token per 2.5 s step against 1-second plain steps): the class measures losing.
+        for (int i = 0; i < 400; i++)
+        {
+            int n = sizer.Choose(true, 1.0);
+            if (n <= 1) continue;
+            sizer.Observe(n, [0]);
+            sizer.Timed(n, 1, 2.5);
+        }
+        Assert.True(sizer.Losing(1.0));
+        // Its next probe is at least 8 steps away: plain without a due probe (the schedule's count moves on).
+        Assert.Equal(1, sizer.Choose(true, 1.0));
+        Assert.False(sizer.Probing);
+        // The context shows the draft would be accepted (StepPlanner's Followed): a probe now, of the tree it would draft;
+        // not where probes may not be made.
+        Assert.Equal(1, sizer.Choose(false, 1.0, due: true));
+        int n2 = sizer.Choose(true, 1.0, due: true);
+        Assert.True(n2 > 1 && sizer.Probing, $"budget {n2}, probing {sizer.Probing}");
+        // Accepted whole, and due again at the next steps (the text goes on as the draft said): a few such probes measure the
+        // class winning, then its steps draft without probes.
+        int probes = 1;
+        for (int n = n2; sizer.Losing(1.0) && probes < 20; probes++)
+        {
+            sizer.Observe(n, [.. Enumerable.Range(0, n)]);
+            sizer.Timed(n, n, costs.Time(n));
+            n = sizer.Choose(true, 1.0, due: true);
+            Assert.True(n > 1);
+        }
+        Assert.True(probes <= 10, $"{probes} due probes to win the class back");
+        Assert.True(sizer.Choose(true, 1.0) > 1 && !sizer.Probing);
+    }
+
+    [Fact]
     public void A_drafter_that_fills_its_trees_drafts_its_lead_alone_where_the_filling_is_not_accepted_and_fills_where_it_is()
     {
         // T(1) = 1, T(2) = 1.1, T(4) = 1.2, T(8) = 2 (T(3) = 1.15, T(6) = 1.6 between): a cheap chain, a costly filled tree.

@@ -25,6 +25,9 @@ internal sealed class TreeSizer
     readonly double[] _leadTokens, _leadCost;
     readonly int[] _leadSeen;
     bool _fill = true;
+    // The filling's own nodes (past the lead) in filled trees that had a lead, and the tokens they carried (accepted nodes
+    // past the lead): running sums over the last ~1 / (1 - Decay) such trees (FillerPays).
+    double _fillerNodes, _fillerTokens;
     int _step, _last = 1;
     readonly int _probeEvery;
     // Steps between the sizer's probes: _probeEvery (or, measured, what keeps a failed probe's measured extra cost
@@ -126,7 +129,8 @@ internal sealed class TreeSizer
         // length are only learnt from filled trees).
         if (bestI >= 0 && _step % ExploreEvery == 0)
         {
-            if (!_fill && _step / ExploreEvery % 4 == 0) _fill = true;
+            // (every sixteenth time while the filling's nodes measure below their price: FillerPays).
+            if (!_fill && _step / ExploreEvery % (FillerPays(bestI, measured ? plainSeconds / scale : _costs.Time(1)) ? 4 : 16) == 0) _fill = true;
             else if (bestI + 1 < _sizes.Length) bestI++;
         }
         // Measured, at most MaxProbeInterval apart (times the back-off): a scale inflated by a few preempted steps on a busy
@@ -208,6 +212,28 @@ internal sealed class TreeSizer
         if (_fill) Update(_tokens, _cost, _seen, Math.Max(_last, nodes), nodes, path);
         // Without filling, the tree would have been its first `lead` nodes (all of it where the first parts had nothing).
         if (lead > 0) Update(_leadTokens, _leadCost, _leadSeen, Math.Max(_last, nodes), lead >= 2 ? Math.Min(lead, nodes) : nodes, path);
+        // What the filling's nodes carried where there was a lead to fill after (FillerPays).
+        if (_fill && lead >= 2 && nodes > lead)
+        {
+            int carried = 0;
+            foreach (int node in path) if (node >= lead) carried++;
+            _fillerNodes = Decay * _fillerNodes + (nodes - lead);
+            _fillerTokens = Decay * _fillerTokens + carried;
+        }
+    }
+
+    /// <summary>
+    /// Whether the filling's nodes (Token Recycling's guesses after prompt lookup's chain, in `auto`) carried, per node, the
+    /// tokens a node costs at budget index <paramref name="i"/>: the mean slope of T(n) up to that budget against a plain
+    /// step of <paramref name="plainSeconds"/> (in T(n)'s units). Unmeasured, it does. In session 16's traces (quote, class
+    /// 0) they carried 0.07-0.10 tokens per node, about the price of a node at 1 thread (0.088) and below it with the
+    /// per-node update; the filled trees that keep the filled estimates fresh then cost more than they tell.
+    /// </summary>
+    bool FillerPays(int i, double plainSeconds)
+    {
+        if (_fillerNodes <= 0 || i < 0) return true;
+        double slope = (_costs!.Time(_sizes[i]) - _costs.Time(1)) / Math.Max(1, _sizes[i] - 1);
+        return _fillerTokens * plainSeconds >= _fillerNodes * slope;
     }
 
     // The estimates of every budget up to `upTo` from a tree of `nodes` nodes (cut to its first c for budget c).

@@ -122,6 +122,37 @@ public class TreeScaleTests
     }
 
     [Fact]
+    public void Filled_trees_that_keep_the_filled_estimates_fresh_come_four_times_rarer_while_the_fillings_nodes_carry_nothing()
+    {
+        var costs = new CostModel([1, 2, 4, 8], [1.0, 1.1, 1.2, 2.0]);
+        // Prompt lookup's chain (5 tokens, the tree's first 6 nodes) accepted whole, the guesses after it never: the sizer
+        // drafts the chain alone, and fills only to keep its filled estimates fresh (every 32nd step before; the filling's
+        // nodes carry 0 tokens, below a node's price, so every 128th).
+        int Filled(int[] guessPath)
+        {
+            var sizer = new TreeSizer(costs, Spec);
+            int filled = 0;
+            for (int i = 0; i < 2000; i++)
+            {
+                int n = sizer.Choose(true, 1.0), lead = 6;
+                if (n <= 1) continue;
+                int nodes = sizer.Fill ? n : Math.Min(n, lead);
+                int[] path = nodes > lead ? [.. Enumerable.Range(0, lead), .. guessPath] : [.. Enumerable.Range(0, Math.Min(lead, nodes))];
+                if (path.Length > 0 && path[^1] >= nodes) path = path[..^guessPath.Length];
+                sizer.Observe(nodes, path, lead);
+                sizer.Timed(nodes, path.Length, costs.Time(nodes));
+                if (i >= 1000 && sizer.Fill && nodes > lead) filled++;
+            }
+            return filled;
+        }
+        int idle = Filled([]);
+        Assert.InRange(idle, 1, 1000 / 128 + 2);
+        // Where a guess after the chain is accepted at every filled tree (a token for 2 guesses: it pays), every 32nd.
+        int paying = Filled([6]);
+        Assert.True(paying >= 1000 / 32 - 2, $"{paying} filled trees of 1000 steps where the filling pays ({idle} where it does not)");
+    }
+
+    [Fact]
     public void A_drafter_that_fills_its_trees_drafts_its_lead_alone_where_the_filling_is_not_accepted_and_fills_where_it_is()
     {
         // T(1) = 1, T(2) = 1.1, T(4) = 1.2, T(8) = 2 (T(3) = 1.15, T(6) = 1.6 between): a cheap chain, a costly filled tree.

@@ -129,8 +129,8 @@ internal sealed class TreeSizer
         // length are only learnt from filled trees).
         if (bestI >= 0 && _step % ExploreEvery == 0)
         {
-            // (every sixteenth time while the filling's nodes measure below their price: FillerPays).
-            if (!_fill && _step / ExploreEvery % (FillerPays(bestI, measured ? plainSeconds / scale : _costs.Time(1)) ? 4 : 16) == 0) _fill = true;
+            // (every sixteenth time while the filling's nodes carry less than the unfilled tree's nodes earn: FillerPays).
+            if (!_fill && _step / ExploreEvery % (FillerPays(bestI) ? 4 : 16) == 0) _fill = true;
             else if (bestI + 1 < _sizes.Length) bestI++;
         }
         // Measured, at most MaxProbeInterval apart (times the back-off): a scale inflated by a few preempted steps on a busy
@@ -223,17 +223,18 @@ internal sealed class TreeSizer
     }
 
     /// <summary>
-    /// Whether the filling's nodes (Token Recycling's guesses after prompt lookup's chain, in `auto`) carried, per node, the
-    /// tokens a node costs at budget index <paramref name="i"/>: the mean slope of T(n) up to that budget against a plain
-    /// step of <paramref name="plainSeconds"/> (in T(n)'s units). Unmeasured, it does. In session 16's traces (quote, class
-    /// 0) they carried 0.07-0.10 tokens per node, about the price of a node at 1 thread (0.088) and below it with the
-    /// per-node update; the filled trees that keep the filled estimates fresh then cost more than they tell.
+    /// Whether the filling's nodes (Token Recycling's guesses after prompt lookup's chain, in `auto`) carried, per node, what
+    /// a node of the unfilled tree at budget index <paramref name="i"/> earns: its estimated tokens per second of T(n) times
+    /// the mean slope of T(n) up to that budget (a node that carries less lowers the tree's rate). Unmeasured, they do. In
+    /// session 16's traces (quote, class 0) they carried 0.04-0.10 tokens per node where a chain of 4-5 tokens earned
+    /// ~0.2-0.3 per node's time at either thread count: the filled trees that keep the filled estimates fresh cost more
+    /// than they tell.
     /// </summary>
-    bool FillerPays(int i, double plainSeconds)
+    bool FillerPays(int i)
     {
-        if (_fillerNodes <= 0 || i < 0) return true;
+        if (_fillerNodes <= 0 || i < 0 || _leadSeen[i] == 0) return true;
         double slope = (_costs!.Time(_sizes[i]) - _costs.Time(1)) / Math.Max(1, _sizes[i] - 1);
-        return _fillerTokens * plainSeconds >= _fillerNodes * slope;
+        return _fillerTokens * _leadCost[i] >= _fillerNodes * slope * _leadTokens[i];
     }
 
     // The estimates of every budget up to `upTo` from a tree of `nodes` nodes (cut to its first c for budget c).

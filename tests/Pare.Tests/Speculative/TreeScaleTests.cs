@@ -127,7 +127,7 @@ public class TreeScaleTests
         var costs = new CostModel([1, 2, 4, 8], [1.0, 1.1, 1.2, 2.0]);
         // Prompt lookup's chain (5 tokens, the tree's first 6 nodes) accepted whole, the guesses after it never: the sizer
         // drafts the chain alone, and fills only to keep its filled estimates fresh (every 32nd step before; the filling's
-        // nodes carry 0 tokens, below a node's price, so every 128th).
+        // nodes carry 0 tokens, less than a node of the chain earns, so every 128th).
         int Filled(int[] guessPath)
         {
             var sizer = new TreeSizer(costs, Spec);
@@ -147,8 +147,9 @@ public class TreeScaleTests
         }
         int idle = Filled([]);
         Assert.InRange(idle, 1, 1000 / 128 + 2);
-        // Where a guess after the chain is accepted at every filled tree (a token for 2 guesses: it pays), every 32nd.
-        int paying = Filled([6]);
+        // Where two guesses after the chain are accepted at every filled tree (2 tokens for the 2 guesses of a budget of 8:
+        // more than the chain's 6 tokens in T(6) = 1.6 earn per node of T(8)'s mean slope), every 32nd.
+        int paying = Filled([6, 7]);
         Assert.True(paying >= 1000 / 32 - 2, $"{paying} filled trees of 1000 steps where the filling pays ({idle} where it does not)");
     }
 

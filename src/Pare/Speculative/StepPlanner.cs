@@ -93,7 +93,7 @@ internal sealed class StepPlanner
         int end = _evidence?.Latest(history) ?? -1;
         // Whether the text went on as at the last step's match (prompt lookup's first draft token would have been accepted),
         // known without drafting: the token after the last step's root against the one after its earlier occurrence.
-        _followed = _end >= 0 && history.Count > _at && history[_at] == history[_end] ? _followed + 1 : 0;
+        _followed = _end >= 0 && history.Count > _at && At(history, _at) == At(history, _end) ? _followed + 1 : 0;
         _end = end; _at = history.Count;
         _match = end >= 0;
         if (_match) _evidenceSteps++;
@@ -108,6 +108,13 @@ internal sealed class StepPlanner
         _sizers[Rates.Arm * _classes + (_match ? 0 : _classes - 1)].Idle();
         return true;
     }
+
+    /// <summary>
+    /// history[i], read in place from the generator's List (as <see cref="NgramIndex"/> does): no interface call whose
+    /// tier-up would be compiled while decoding plain steps.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    static int At(IReadOnlyList<int> history, int i) => history is List<int> list ? System.Runtime.InteropServices.CollectionsMarshal.AsSpan(list)[i] : history[i];
 
     /// <summary>The node budget of a step that <see cref="Idle"/> did not decide (1 = plain), at most <paramref name="room"/>; sets the drafting arm.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]

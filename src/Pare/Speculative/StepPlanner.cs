@@ -20,6 +20,9 @@ internal sealed class StepPlanner
     readonly CompositeDrafter? _single;
     CompositeDrafter? _composite;
     int _evidenceSteps;
+    // The last step's match (its earlier occurrence's end, -1 = none) and history length, and the steps in a row whose
+    // text followed their match's continuation (Followed).
+    int _end = -1, _at, _followed;
     bool _match, _mayProbe;
 
     /// <summary>After the prompt pass: <paramref name="capacity"/> = prompt + output tokens at most (the indexes never rehash).</summary>
@@ -87,16 +90,31 @@ internal sealed class StepPlanner
     {
         // Probes wait for evidence: steps whose last EvidenceNgram tokens occurred before (O(1) per token: an incremental
         // index), EvidenceSteps of them since the last draft that accepted nothing (one repeated "of the" is no loop).
-        _match = _evidence != null && _evidence.Latest(history) >= 0;
+        int end = _evidence?.Latest(history) ?? -1;
+        // Whether the text went on as at the last step's match (prompt lookup's first draft token would have been accepted),
+        // known without drafting: the token after the last step's root against the one after its earlier occurrence.
+        _followed = _end >= 0 && history.Count > _at && At(history, _at) == At(history, _end) ? _followed + 1 : 0;
+        _end = end; _at = history.Count;
+        _match = end >= 0;
         if (_match) _evidenceSteps++;
         _mayProbe = _evidence == null || (_match && _evidenceSteps >= _spec.EvidenceSteps);
         Sizer = null;
         _composite = null;
         if (_mayProbe || Rates == null || Rates.Ahead) return false;
+        // A repeated n-gram where the arm's trees of that class measure winning, or whose continuation the text followed
+        // (Followed): the step is the sizer's (Budget).
+        if (_match && (Followed || _sizers[Rates.Arm * _classes].Winning(Rates.PlainSeconds))) return false;
         Rates.Idle();
         _sizers[Rates.Arm * _classes + (_match ? 0 : _classes - 1)].Idle();
         return true;
     }
+
+    /// <summary>
+    /// history[i], read in place from the generator's List (as <see cref="NgramIndex"/> does): no interface call whose
+    /// tier-up would be compiled while decoding plain steps.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    static int At(IReadOnlyList<int> history, int i) => history is List<int> list ? System.Runtime.InteropServices.CollectionsMarshal.AsSpan(list)[i] : history[i];
 
     /// <summary>The node budget of a step that <see cref="Idle"/> did not decide (1 = plain), at most <paramref name="room"/>; sets the drafting arm.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
@@ -111,12 +129,19 @@ internal sealed class StepPlanner
         _composite = _choice == null ? _single : _choice.Arms[arm] as CompositeDrafter;
         // A class without the evidence n-gram is only reached while speculation measures faster (or without the measured
         // fallback): its sizer's own cheap probes may not wait for a match that its steps by definition lack.
-        int want = sizer.Choose(_mayProbe || (cls > 0 && (rates == null || rates.Ahead)), rates?.PlainSeconds ?? double.NaN);
+        // Where the text followed the match's continuation at the last steps, a class-0 probe is due at once (Followed).
+        bool due = cls == 0 && Followed;
+        int want = sizer.Choose(_mayProbe || due || (cls > 0 && (rates == null || rates.Ahead)), rates?.PlainSeconds ?? double.NaN, due);
         // Re-measuring a losing arm whose own sizer says plain: its smallest tree, a probe of that arm.
         if (rates != null && rates.Remeasure && want <= 1) want = sizer.Smallest;
         int budget = Math.Min(want, room);
-        // The measured rates may veto a tree, but not the sizer's cheap probes (they are how it notices text turning predictable).
-        if (budget > 1 && !sizer.Probing && rates != null)
+        // The measured rates may veto a tree, but not the sizer's cheap probes (they are how it notices text turning predictable),
+        // nor the tree of a class whose own drafted steps measure winning while the arm's running rate, which mixes every
+        // class's steps, says plain: in the quote category a few losing steps of Token Recycling's guesses (no n-gram
+        // evidence) took `auto`'s rate below plain decoding's, and the repeated-trigram steps after them (prompt lookup's
+        // chains, 4-5 tokens accepted) were plain or 2-node probes until a probe won it back: 45-250 such steps per run of 4
+        // lanes (`pld` the same after its unigram chains failed; docs/speculative.md, session 16).
+        if (budget > 1 && !sizer.Probing && rates != null && (rates.Ahead || !sizer.Winning(rates.PlainSeconds)))
         {
             if (!rates.Speculate(_mayProbe)) budget = 1;
             // A probe while plain decoding measures faster is as small as the sizer allows: it only has to show that
@@ -138,6 +163,16 @@ internal sealed class StepPlanner
     public int Class { get; private set; }
     /// <inheritdoc cref="Class"/>
     public int Arm { get; private set; }
+
+    /// <summary>
+    /// At each of the last <see cref="SpeculativeOptions.EvidenceSteps"/> steps (or more) in a row, the text went on as after
+    /// the earlier occurrence of its repeated n-gram (the first token prompt lookup drafts there was the token chosen): a
+    /// quote going on. Then a class-0 step is drafted, and its sizer probes at once where it
+    /// decodes plain (<see cref="TreeSizer.Choose"/>' due) rather than on its schedule (up to MaxProbeInterval steps apart
+    /// where its trees measured losing): in session 16's traces (quote, 1 thread) the class-0 steps that were plain
+    /// after a quote had diverged and resumed would have had 3-8 of prompt lookup's tokens accepted.
+    /// </summary>
+    bool Followed => _followed >= Math.Max(1, _spec.EvidenceSteps);
 
     /// <summary>A draft accepted nothing: evidence is counted afresh.</summary>
     public void Failed() => _evidenceSteps = 0;

@@ -25,6 +25,9 @@ internal sealed class TreeSizer
     readonly double[] _leadTokens, _leadCost;
     readonly int[] _leadSeen;
     bool _fill = true;
+    // The filling's own nodes (past the lead) in filled trees that had a lead, and the tokens they carried (accepted nodes
+    // past the lead): running sums over the last ~1 / (1 - Decay) such trees (FillerPays).
+    double _fillerNodes, _fillerTokens;
     int _step, _last = 1;
     readonly int _probeEvery;
     // Steps between the sizer's probes: _probeEvery (or, measured, what keeps a failed probe's measured extra cost
@@ -83,8 +86,10 @@ internal sealed class TreeSizer
     /// <summary>
     /// The budget for the next step (1 = plain); a probe that is due while <paramref name="mayProbe"/> is false waits until
     /// it is true. <paramref name="plainSeconds"/>: the measured wall time of a plain step (NaN = not measured: T(1) prices it).
+    /// <paramref name="due"/>: where plain decoding is chosen, probe now whatever the schedule (the context shows a draft
+    /// would be accepted: <see cref="StepPlanner"/>'s Followed).
     /// </summary>
-    public int Choose(bool mayProbe = true, double plainSeconds = double.NaN)
+    public int Choose(bool mayProbe = true, double plainSeconds = double.NaN, bool due = false)
     {
         if (_costs == null || !_spec.Adaptive || _sizes.Length == 0) return _spec.MaxTreeSize;
         _step++;
@@ -124,7 +129,8 @@ internal sealed class TreeSizer
         // length are only learnt from filled trees).
         if (bestI >= 0 && _step % ExploreEvery == 0)
         {
-            if (!_fill && _step / ExploreEvery % 4 == 0) _fill = true;
+            // (every sixteenth time while the filling's nodes carry less than the unfilled tree's nodes earn: FillerPays).
+            if (!_fill && _step / ExploreEvery % (FillerPays(bestI) ? 4 : 16) == 0) _fill = true;
             else if (bestI + 1 < _sizes.Length) bestI++;
         }
         // Measured, at most MaxProbeInterval apart (times the back-off): a scale inflated by a few preempted steps on a busy
@@ -132,7 +138,7 @@ internal sealed class TreeSizer
         int probe = Math.Max(vetoed, 0);
         int every = !measured ? _probeEvery
             : (int)Math.Clamp(Math.Ceiling((_costs.Time(_sizes[probe]) * scale / plainSeconds - 1) / ProbeOverhead), ExploreEvery, Math.Max(_probeEvery, _spec.MaxProbeInterval));
-        Probing = bestI < 0 && ++_sinceProbe >= every * _backoff && mayProbe;
+        Probing = bestI < 0 && (++_sinceProbe >= every * _backoff || due) && mayProbe;
         if (Probing) { bestI = probe; _sinceProbe = 0; _fill = _fill || vetoed < 0; }
         return _last = bestI < 0 ? 1 : _sizes[bestI];
     }
@@ -157,6 +163,13 @@ internal sealed class TreeSizer
     /// second than plain steps of <paramref name="plainSeconds"/> by <see cref="SpeculativeOptions.MinGain"/>.
     /// </summary>
     public bool Losing(double plainSeconds) => _realSteps >= MinMeasured && _realTokens * plainSeconds < _realSeconds * _spec.MinGain;
+
+    /// <summary>
+    /// Whether this sizer's drafted steps, as measured (at least <see cref="MinMeasured"/> of them), emitted more tokens per
+    /// second than plain steps of <paramref name="plainSeconds"/> by <see cref="SpeculativeOptions.MinGain"/>: its class pays
+    /// whatever the arm's running rate, which mixes every class's steps, says (<see cref="StepPlanner"/>).
+    /// </summary>
+    public bool Winning(double plainSeconds) => _realSteps >= MinMeasured && _realTokens * plainSeconds > _realSeconds * _spec.MinGain;
 
     /// <summary>
     /// The measured wall time of a drafted step of <paramref name="nodes"/> nodes (whole step: drafting to the drafter's
@@ -199,6 +212,29 @@ internal sealed class TreeSizer
         if (_fill) Update(_tokens, _cost, _seen, Math.Max(_last, nodes), nodes, path);
         // Without filling, the tree would have been its first `lead` nodes (all of it where the first parts had nothing).
         if (lead > 0) Update(_leadTokens, _leadCost, _leadSeen, Math.Max(_last, nodes), lead >= 2 ? Math.Min(lead, nodes) : nodes, path);
+        // What the filling's nodes carried where there was a lead to fill after (FillerPays).
+        if (_fill && lead >= 2 && nodes > lead)
+        {
+            int carried = 0;
+            foreach (int node in path) if (node >= lead) carried++;
+            _fillerNodes = Decay * _fillerNodes + (nodes - lead);
+            _fillerTokens = Decay * _fillerTokens + carried;
+        }
+    }
+
+    /// <summary>
+    /// Whether the filling's nodes (Token Recycling's guesses after prompt lookup's chain, in `auto`) carried, per node, what
+    /// a node of the unfilled tree at budget index <paramref name="i"/> earns: its estimated tokens per second of T(n) times
+    /// the mean slope of T(n) up to that budget (a node that carries less lowers the tree's rate). Unmeasured, they do. In
+    /// session 16's traces (quote, class 0) they carried 0.04-0.10 tokens per node where a chain of 4-5 tokens earned
+    /// ~0.2-0.3 per node's time at either thread count: the filled trees that keep the filled estimates fresh cost more
+    /// than they tell.
+    /// </summary>
+    bool FillerPays(int i)
+    {
+        if (_fillerNodes <= 0 || i < 0 || _leadSeen[i] == 0) return true;
+        double slope = (_costs!.Time(_sizes[i]) - _costs.Time(1)) / Math.Max(1, _sizes[i] - 1);
+        return _fillerTokens * _leadCost[i] >= _fillerNodes * slope * _leadTokens[i];
     }
 
     // The estimates of every budget up to `upTo` from a tree of `nodes` nodes (cut to its first c for budget c).

@@ -376,4 +376,71 @@ public class FallbackTests
         int modelWin = await Guesses(false, cost: 1), measuredWin = await Guesses(true, cost: 1);
         Assert.True(measuredWin * 10 >= modelWin * 9 && measuredWin >= 20, $"winning guesses drafted: measured {measuredWin}, by T(n) {modelWin}");
     }
+
+    /// <summary>
+    /// Decodes a scripted text with <see cref="StepPlanner"/> and the step rates, as the generator does, without a model:
+    /// where the last three tokens occurred before, prompt lookup's chain (accepted as far as the text follows it), else a
+    /// chain of wrong guesses; a step costs T(nodes) (a plain step T(1) = 1). Returns the plain steps taken at a repeated
+    /// trigram whose chain the text then followed for at least two tokens.
+    /// </summary>
+    static (int LostQuoteSteps, int Steps) PlanScript(int[] text, int start)
+    {
+        using var m = SpecModel();
+        var costs = new CostModel([1, 2, 4, 8], [1.0, 1.1, 1.2, 1.5]);
+        var spec = new SpeculativeOptions { MaxTreeSize = 8, Costs = costs };
+        var history = new List<int>(text[..start]);
+        var plan = new StepPlanner(m.CreateSession(), spec, new PromptLookup(3, 3), history, text.Length + 16);
+        var rates = plan.Rates!;
+        var lookup = new PromptLookup(3, 3);
+        int lost = 0, steps = 0;
+        while (history.Count < text.Length - 8)
+        {
+            steps++;
+            var chain = lookup.Draft(history, 8);
+            int follows = 0;
+            while (follows + 1 < chain.Count && chain.Tokens[follows + 1] == text[history.Count + follows]) follows++;
+            int budget = plan.Idle(history) ? 1 : plan.Budget(history, 8);
+            if (budget > 1)
+            {
+                // Prompt lookup's chain where it has one, else wrong guesses (token 0 is never in the text).
+                int nodes = chain.Count > 1 ? Math.Min(budget, chain.Count) : budget;
+                int accepted = chain.Count > 1 ? Math.Min(follows, nodes - 1) : 0;
+                plan.Observe(nodes, [.. Enumerable.Range(0, accepted + 1)]);
+                if (accepted == 0) plan.Failed();
+                // Guesses cost what a draft model's pass would: 10 x T(nodes).
+                double seconds = costs.Time(nodes) * (chain.Count > 1 ? 1 : 10);
+                rates.Observe(true, accepted + 1, seconds);
+                plan.Sizer?.Timed(nodes, accepted + 1, seconds);
+                history.AddRange(text.AsSpan(history.Count, accepted + 1));
+            }
+            else
+            {
+                if (follows >= 2) lost++;
+                plan.Observe(1, [0]);
+                rates.ObservePlain(1.0);
+                history.Add(text[history.Count]);
+            }
+        }
+        return (lost, steps);
+    }
+
+    [Fact]
+    public void A_quote_is_drafted_where_its_class_measures_winning_or_the_text_follows_the_match_whatever_the_other_classes_did()
+    {
+        // A 40-token passage quoted six times, 5 fresh tokens before each quote: there every draft (guesses after a context
+        // without a repeated trigram, drafted while speculation measures faster) fails and costs 10 x T(8), which takes the
+        // drafter's running rate below plain decoding's. The quotes' steps were then plain or 2-node probes until a probe won
+        // the rate back (5 plain steps where the chain would have been accepted, 100 steps in all); now a quote's class,
+        // measured winning, drafts, and where it is not (yet), a text that follows its match gets a probe at once.
+        var passage = Enumerable.Range(100, 40).ToArray();
+        var text = new List<int>(passage);
+        for (int q = 0; q < 6; q++)
+        {
+            text.AddRange(Enumerable.Range(1000 + 100 * q, 5));
+            text.AddRange(passage);
+        }
+        text.AddRange(Enumerable.Range(5000, 16));
+        var (lost, steps) = PlanScript([.. text], 40);
+        Assert.True(lost <= 2, $"{lost} plain steps where prompt lookup's chain would have been accepted ({steps} steps)");
+    }
 }

@@ -86,6 +86,74 @@ public class TreeScaleTests
     }
 
     [Fact]
+    public void A_class_measured_losing_probes_at_once_where_a_probe_is_due_and_otherwise_waits_for_its_schedule()
+    {
+        var costs = new CostModel([1, 2, 4, 8], [1.0, 1.1, 1.2, 1.5]);
+        var sizer = new TreeSizer(costs, Spec);
+        // Chains that fail (one token per 2.5 s step against 1-second plain steps): the class measures losing.
+        for (int i = 0; i < 400; i++)
+        {
+            int n = sizer.Choose(true, 1.0);
+            if (n <= 1) continue;
+            sizer.Observe(n, [0]);
+            sizer.Timed(n, 1, 2.5);
+        }
+        Assert.True(sizer.Losing(1.0));
+        // Its next probe is at least 8 steps away: plain without a due probe (the schedule's count moves on).
+        Assert.Equal(1, sizer.Choose(true, 1.0));
+        Assert.False(sizer.Probing);
+        // The context shows the draft would be accepted (StepPlanner's Followed): a probe now, of the tree it would draft;
+        // not where probes may not be made.
+        Assert.Equal(1, sizer.Choose(false, 1.0, due: true));
+        int n2 = sizer.Choose(true, 1.0, due: true);
+        Assert.True(n2 > 1 && sizer.Probing, $"budget {n2}, probing {sizer.Probing}");
+        // Accepted whole, and due again at the next steps (the text goes on as the draft said): a few such probes measure the
+        // class winning, then its steps draft without probes.
+        int probes = 1;
+        for (int n = n2; sizer.Losing(1.0) && probes < 20; probes++)
+        {
+            sizer.Observe(n, [.. Enumerable.Range(0, n)]);
+            sizer.Timed(n, n, costs.Time(n));
+            n = sizer.Choose(true, 1.0, due: true);
+            Assert.True(n > 1);
+        }
+        Assert.True(probes <= 10, $"{probes} due probes to win the class back");
+        Assert.True(sizer.Choose(true, 1.0) > 1 && !sizer.Probing);
+    }
+
+    [Fact]
+    public void Filled_trees_that_keep_the_filled_estimates_fresh_come_four_times_rarer_while_the_fillings_nodes_carry_nothing()
+    {
+        var costs = new CostModel([1, 2, 4, 8], [1.0, 1.1, 1.2, 2.0]);
+        // Prompt lookup's chain (5 tokens, the tree's first 6 nodes) accepted whole, the guesses after it never: the sizer
+        // drafts the chain alone, and fills only to keep its filled estimates fresh (every 32nd step before; the filling's
+        // nodes carry 0 tokens, less than a node of the chain earns, so every 128th).
+        int Filled(int[] guessPath)
+        {
+            var sizer = new TreeSizer(costs, Spec);
+            int filled = 0;
+            for (int i = 0; i < 2000; i++)
+            {
+                int n = sizer.Choose(true, 1.0), lead = 6;
+                if (n <= 1) continue;
+                int nodes = sizer.Fill ? n : Math.Min(n, lead);
+                int[] path = nodes > lead ? [.. Enumerable.Range(0, lead), .. guessPath] : [.. Enumerable.Range(0, Math.Min(lead, nodes))];
+                if (path.Length > 0 && path[^1] >= nodes) path = path[..^guessPath.Length];
+                sizer.Observe(nodes, path, lead);
+                sizer.Timed(nodes, path.Length, costs.Time(nodes));
+                if (i >= 1000 && sizer.Fill && nodes > lead) filled++;
+            }
+            return filled;
+        }
+        int idle = Filled([]);
+        Assert.InRange(idle, 1, 1000 / 128 + 2);
+        // Where two guesses after the chain are accepted at every filled tree (2 tokens for the 2 guesses of a budget of 8:
+        // more than the chain's 6 tokens in T(6) = 1.6 earn per node of T(8)'s mean slope), every 32nd.
+        int paying = Filled([6, 7]);
+        Assert.True(paying >= 1000 / 32 - 2, $"{paying} filled trees of 1000 steps where the filling pays ({idle} where it does not)");
+    }
+
+    [Fact]
     public void A_drafter_that_fills_its_trees_drafts_its_lead_alone_where_the_filling_is_not_accepted_and_fills_where_it_is()
     {
         // T(1) = 1, T(2) = 1.1, T(4) = 1.2, T(8) = 2 (T(3) = 1.15, T(6) = 1.6 between): a cheap chain, a costly filled tree.

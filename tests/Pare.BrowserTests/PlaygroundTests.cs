@@ -83,11 +83,12 @@ public sealed class PlaygroundTests : IDisposable
         await page.SelectAsync("#model", "pare-ref");
 
         await page.EvaluateExpressionAsync("document.getElementById('prompt').value = 'Once upon a time'; document.getElementById('max').value = '96'; document.getElementById('temp').value = '0'");
+        // Streamed: text shows up before the run ends (the Stop button still enabled). Seen by a mutation observer, not by
+        // polling: on a loaded machine the whole stream can arrive between two polls and the run end in the same task.
+        await page.EvaluateExpressionAsync("window.streamedWhileRunning = false; new MutationObserver(() => { if (document.getElementById('output').textContent.length > 0 && !document.getElementById('stop').disabled) window.streamedWhileRunning = true; }).observe(document.getElementById('output'), { childList: true, characterData: true, subtree: true })");
         await page.ClickAsync("#go");
-        // Streamed: text shows up before the run ends (the Stop button is still enabled), then the run finishes.
-        await page.WaitForFunctionAsync("() => document.getElementById('output').textContent.length > 0 && !document.getElementById('stop').disabled",
-            new WaitForFunctionOptions { Timeout = 60_000, PollingInterval = 5 });
         await page.WaitForFunctionAsync("() => document.getElementById('finish').textContent !== '-'", new WaitForFunctionOptions { Timeout = 60_000 });
+        Assert.True(await page.EvaluateExpressionAsync<bool>("window.streamedWhileRunning"), "no text before the run ended");
         string output = await page.EvaluateExpressionAsync<string>("document.getElementById('output').textContent");
         string toks = await page.EvaluateExpressionAsync<string>("document.getElementById('toks').textContent");
         string accept = await page.EvaluateExpressionAsync<string>("document.getElementById('accept').textContent");

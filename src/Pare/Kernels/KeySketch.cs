@@ -504,7 +504,7 @@ public static unsafe class KeySketch
     }
 
     /// <summary>One block's integer sums of four heads (from their biases) by AVX-VNNI, the query words interleaved in
-    /// <paramref name="qw"/> (word g of head x at 4g + x): eight accumulators in registers, the keys loaded once.</summary>
+    /// <paramref name="qw"/> (word g of head x at 4g + x): sixteen accumulators (two sets of eight chains), the keys loaded once.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Sums4(byte* kb, int* qw, int* bias, int hd, bool four, out Vector512<int> s0, out Vector512<int> s1, out Vector512<int> s2, out Vector512<int> s3)
     {
@@ -588,7 +588,8 @@ public static unsafe class KeySketch
         return s;
     }
 
-    /// <summary>2^t for t ≤ 0 (finite): 2^round(t) by vscalefps (a very negative exponent flushes to 0) times 2^f, |f| ≤ ½,
+    /// <summary>2^t for finite t below 127 (the softmax's t ≤ 0, the fused votes' t ≤ <see cref="Slack"/>): 2^round(t) by
+    /// vscalefps (a very negative exponent flushes to 0) times 2^f, |f| ≤ ½,
     /// by a degree-5 polynomial (relative error ≤ 2.4e-6).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector512<float> Exp2(Vector512<float> t)

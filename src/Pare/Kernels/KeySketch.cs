@@ -164,7 +164,7 @@ public static unsafe class KeySketch
 
     /// <summary><see cref="Logits"/> with the 8-bit sketch's VNNI path on or off (tests run the AVX-512BW one too).</summary>
     internal static void Logits(ReadOnlySpan<float> q, int heads, int kvHeads, int headDim, ReadOnlySpan<sbyte> sketch, ReadOnlySpan<float> scales,
-        int capacity, int from, int to, Span<float> logits, int threads, bool softmax, int bits, bool vnni, Span<float> rowScales = default, Span<float> votes = default)
+        int capacity, int from, int to, Span<float> logits, int threads, bool softmax, int bits, bool vnni, Span<float> rowScales = default, bool fusedVotes = false)
     {
         int n = to - from, group = heads / kvHeads, lane = bits == 8 ? 4 : 8, per = headDim / 4;
         if (n <= 0) return;
@@ -194,18 +194,16 @@ public static unsafe class KeySketch
         }
         fixed (long* pq = quads)
         fixed (int* pb = bias)
-        fixed (float* ps = scales, pl = logits, pqs = qScale, prs = rowScales, pv = votes)
+        fixed (float* ps = scales, pl = logits, pqs = qScale, prs = rowScales)
         fixed (sbyte* pk = sketch)
         {
             var job = new LogitsJob
             {
                 Query = pq, Bias = pb, QScale = pqs, K = pk, Scales = ps, Out = pl, From = from, To = to, Softmax = softmax, RowScales = prs, Bits = bits, Vnni = vnni,
-                Heads = heads, Group = group, HeadDim = headDim, Blocks = Blocks(capacity), Votes = pv,
+                Heads = heads, Group = group, HeadDim = headDim, Blocks = Blocks(capacity), FusedVotes = fusedVotes,
             };
             long work = (long)heads * n * headDim;
-            int t = work < 1 << 14 ? 1 : threads;
-            KernelThreadPool.Shared.Run(&LogitsUnit, &job, (heads + 3) / 4, t);
-            if (pv != null) KernelThreadPool.Shared.Run(&GroupSum, &job, (n + VoteChunk - 1) / VoteChunk, t);
+            KernelThreadPool.Shared.Run(&LogitsUnit, &job, (heads + 3) / 4, work < 1 << 14 ? 1 : threads);
         }
     }
 
@@ -232,7 +230,8 @@ public static unsafe class KeySketch
         if (votes.Length < n || heads < 1 || kvHeads < 1) throw new ArgumentException("votes shorter than the range, or no heads");
         if (fused && AvxVnni.IsSupported && Avx512BW.IsSupported && Vector512.IsHardwareAccelerated && heads % kvHeads == 0 && heads / kvHeads % 4 == 0)
         {
-            Logits(q, heads, kvHeads, headDim, sketch, scales, capacity, from, to, rows, threads, softmax: true, bits, vnni: true, votes: votes);
+            Logits(q, heads, kvHeads, headDim, sketch, scales, capacity, from, to, rows, threads, softmax: true, bits, vnni: true, fusedVotes: true);
+            SoftVotes.Compute(rows, heads / 4, n, votes, threads, normalized: true, rowStride: 4 * n);   // the units' shares (rows 0, 4, 8, ...) summed
             return;
         }
         var rowScales = heads <= 256 ? stackalloc float[heads] : new float[heads];
@@ -279,10 +278,12 @@ public static unsafe class KeySketch
     {
         public long* Query;
         public int* Bias;
-        public float* QScale, Scales, Out, RowScales, Votes;
+        public float* QScale, Scales, Out, RowScales;
         public sbyte* K;
         public int From, To, Heads, Group, HeadDim, Blocks, Bits;
         public bool Softmax, Vnni;
+        /// <summary><see cref="Votes"/>' fused path: each unit's exponentials, and its four rows' share of the vote in its first row.</summary>
+        public bool FusedVotes;
     }
 
     /// <summary>Heads 4u.. (split at K/V group edges).</summary>
@@ -295,7 +296,7 @@ public static unsafe class KeySketch
         for (int h = 4 * u; h < Math.Min(4 * u + 4, j->Heads);)
         {
             int m = SelectedAttention.UnitRun(u, h, j->Heads, j->Group), kvHead = h / j->Group, hd = j->HeadDim;
-            if (j->Votes != null)
+            if (j->FusedVotes)
             {
                 // Votes' fused path (groups of a multiple of 4, VNNI): the four heads' exponentials, then their vote into row h.
                 Score4Exp(j, h, lanes);
@@ -460,29 +461,9 @@ public static unsafe class KeySketch
         c = top;
     }
 
-    const int VoteChunk = 1024;
     /// <summary>How many blocks ahead the four-head loops prefetch the sketch (4 / 8 KB with 4 / 8 bits at head width 64;
     /// 2, 8 and 32 measured alike).</summary>
     const int PrefetchBlocks = 8;
-
-    /// <summary>votes[i] = Σ_u row_(4u)[i] over positions [VoteChunk·k, VoteChunk·(k + 1)): the units' shares summed.</summary>
-    static void GroupSum(void* ctx, int k)
-    {
-        var j = (LogitsJob*)ctx;
-        int n = j->To - j->From, i0 = k * VoteChunk, i1 = Math.Min(n, i0 + VoteChunk), i = i0;
-        for (; i + B <= i1; i += B)
-        {
-            var acc = Vector512<float>.Zero;
-            for (int h = 0; h < j->Heads; h += 4) acc += Vector512.Load(j->Out + (long)h * n + i);
-            acc.Store(j->Votes + i);
-        }
-        for (; i < i1; i++)
-        {
-            float acc = 0;
-            for (int h = 0; h < j->Heads; h += 4) acc += j->Out[(long)h * n + i];
-            j->Votes[i] = acc;
-        }
-    }
 
     /// <summary>Block b's scores of heads h..h + 3 (K/V head kvHead): the integer sums times each position's scale and each head's qs.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

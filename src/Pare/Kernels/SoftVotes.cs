@@ -14,14 +14,17 @@ public static unsafe class SoftVotes
     /// <summary>votes[0..n) = Σ_h softmax(logits[h·n .. h·n + n)); <paramref name="logits"/> is overwritten with the
     /// normalized rows. <paramref name="normalized"/>: the rows are softmaxes already (<see cref="KeySketch.Logits"/>
     /// with softmax), only the sum remains; <paramref name="rowScales"/> (with normalized): row h's softmax is the row
-    /// times rowScales[h] (KeySketch.Logits's unnormalized rows), folded into the sum.</summary>
-    public static void Compute(Span<float> logits, int heads, int n, Span<float> votes, int threads, bool normalized = false, ReadOnlySpan<float> rowScales = default)
+    /// times rowScales[h] (KeySketch.Logits's unnormalized rows), folded into the sum. <paramref name="rowStride"/>: row h
+    /// starts at h·rowStride (default n; <see cref="KeySketch.Votes"/> sums every fourth row, its units' shares).</summary>
+    public static void Compute(Span<float> logits, int heads, int n, Span<float> votes, int threads, bool normalized = false, ReadOnlySpan<float> rowScales = default,
+        int rowStride = 0)
     {
-        if (logits.Length < (long)heads * n || votes.Length < n || heads < 1 || n < 1) throw new ArgumentException("logits or votes too short");
+        if (rowStride == 0) rowStride = n;
+        if (rowStride < n || logits.Length < (long)(heads - 1) * rowStride + n || votes.Length < n || heads < 1 || n < 1) throw new ArgumentException("logits or votes too short");
         if (!rowScales.IsEmpty && (!normalized || rowScales.Length < heads)) throw new ArgumentException("row scales go with normalized rows, one per head");
         fixed (float* pl = logits, pv = votes, ps = rowScales)
         {
-            var job = new Job { Logits = pl, Votes = pv, Scales = ps, Heads = heads, N = n };
+            var job = new Job { Logits = pl, Votes = pv, Scales = ps, Heads = heads, N = n, Stride = rowStride };
             int t = (long)heads * n < 1 << 14 ? 1 : threads;
             if (!normalized) KernelThreadPool.Shared.Run(&Normalize, &job, heads, t);
             KernelThreadPool.Shared.Run(&Sum, &job, (n + Chunk - 1) / Chunk, t);
@@ -31,13 +34,13 @@ public static unsafe class SoftVotes
     struct Job
     {
         public float* Logits, Votes, Scales;
-        public int Heads, N;
+        public int Heads, N, Stride;
     }
 
     static void Normalize(void* ctx, int h)
     {
         var j = (Job*)ctx;
-        var row = new Span<float>(j->Logits + (long)h * j->N, j->N);
+        var row = new Span<float>(j->Logits + (long)h * j->Stride, j->N);
         Ops.Scale(row, 1f / Ops.ExpMinusMax(row));
     }
 
@@ -50,15 +53,15 @@ public static unsafe class SoftVotes
             {
                 var acc = Vector512<float>.Zero;
                 if (j->Scales != null)
-                    for (int h = 0; h < j->Heads; h++) acc = Vector512.FusedMultiplyAdd(Vector512.Load(j->Logits + (long)h * j->N + i), Vector512.Create(j->Scales[h]), acc);
+                    for (int h = 0; h < j->Heads; h++) acc = Vector512.FusedMultiplyAdd(Vector512.Load(j->Logits + (long)h * j->Stride + i), Vector512.Create(j->Scales[h]), acc);
                 else
-                    for (int h = 0; h < j->Heads; h++) acc += Vector512.Load(j->Logits + (long)h * j->N + i);
+                    for (int h = 0; h < j->Heads; h++) acc += Vector512.Load(j->Logits + (long)h * j->Stride + i);
                 acc.Store(j->Votes + i);
             }
         for (; i < i1; i++)
         {
             float s = 0;
-            for (int h = 0; h < j->Heads; h++) s += j->Logits[(long)h * j->N + i] * (j->Scales != null ? j->Scales[h] : 1f);
+            for (int h = 0; h < j->Heads; h++) s += j->Logits[(long)h * j->Stride + i] * (j->Scales != null ? j->Scales[h] : 1f);
             j->Votes[i] = s;
         }
     }
